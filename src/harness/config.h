@@ -1,0 +1,219 @@
+/* src/harness/config.h - the strict INI reader and the declarative key table.
+ *
+ * Three layers, each usable on its own:
+ *
+ *  1. nb_ini_parse: a small strict INI reader with line numbers.
+ *     `[section]`, `key = value`, comment lines starting with ';' or '#',
+ *     inline comments (';' or '#' preceded by whitespace), continuation
+ *     lines (a line starting with whitespace right after a key line, or
+ *     after its continuation lines, or comment lines among them, is
+ *     appended to the value with one space), CRLF line ends, a UTF-8 BOM,
+ *     no line-length limit.  `include = FILE` (in any section or before the
+ *     first) reads FILE in place, its path relative to the including file;
+ *     include cycles are errors.  The reader knows no keys: the handler
+ *     does.  A blank line ends a value.
+ *
+ *  2. nb_keys[]: every key normbench knows, with type, default, range,
+ *     allowed values and a doc line (nb_config_help prints it as a valid,
+ *     commented INI file).  nb_key_canon checks one value against its key
+ *     and returns its canonical text.
+ *
+ *  3. nb_config_load: reads a config file (and its includes) against the
+ *     table, strictly: unknown section or key, duplicate key within one
+ *     file, a line without '=' are errors "FILE:LINE: message" (status
+ *     NB_EINVAL) with a hint where the fix is obvious.  Later assignments
+ *     override earlier ones, also across includes.  The values stay raw
+ *     text here: splitting lists into sweep axes and checking each value
+ *     is sweep.c's job (nb_sweep_load).
+ *
+ * All functions follow core/error.h: 0 or a negative enum nb_status, with
+ * err (when non-NULL) filled. */
+#ifndef NB_HARNESS_CONFIG_H
+#define NB_HARNESS_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "core/error.h"
+
+/* ---- 1. the INI reader -------------------------------------------------- */
+
+/* One `key = value` assignment as the reader delivers it.  value is the
+ * trimmed value with inline comments removed and continuation lines
+ * appended (joined by one space).  Segment j of the value starts at byte
+ * seg_off[j] and comes from line seg_line[j] (segment 0 is the key line);
+ * nb_ini_item_line maps a byte offset to its line.  Everything is valid
+ * only during the handler call. */
+struct nb_ini_item {
+    const char *file;    /* path as opened (include paths joined) */
+    int file_id;         /* distinct for every file read, also re-reads */
+    int line;            /* line of the key */
+    const char *section; /* "" before the first [section] */
+    int section_line;
+    const char *key;
+    const char *value;
+    int n_segs;
+    const size_t *seg_off;
+    const int *seg_line;
+};
+
+/* Returns the line of the value byte at offset off (clamped). */
+int nb_ini_item_line(const struct nb_ini_item *it, size_t off);
+
+/* Called for every assignment, in file order with includes expanded, and
+ * with key NULL and value NULL for every `[section]` header (so a handler
+ * can reject unknown sections at their line).  Returns 0 to continue or a
+ * negative status, having filled err, to stop the parse. */
+typedef int (*nb_ini_handler)(void *user, const struct nb_ini_item *it,
+                              struct nb_error *err);
+
+/* Reads path.  Returns 0, NB_EIO when path (or an included file) cannot be
+ * read, NB_EINVAL for a syntax error, an include cycle or whatever the
+ * handler returned; err names the file and line. */
+int nb_ini_parse(const char *path, nb_ini_handler handler, void *user,
+                 struct nb_error *err);
+
+/* ---- 2. the key table --------------------------------------------------- */
+
+enum nb_key_type {
+    NB_KEY_INT = 0,    /* integer (long long) */
+    NB_KEY_FLOAT,      /* double */
+    NB_KEY_BOOL,       /* true/false/yes/no/1/0; canonical true/false */
+    NB_KEY_ENUM,       /* one of enum_values */
+    NB_KEY_STRING,     /* free text (no ',' - that would be a list) */
+    NB_KEY_INT_LIST,   /* integers separated by spaces, may be empty */
+    NB_KEY_FLOAT_LIST, /* numbers separated by spaces, may be empty */
+    NB_KEY_NAMES,      /* zip: key names, one zip group per line */
+    NB_KEY_RULES,      /* exclude: rules, see sweep.h */
+    NB_KEY_TYPE_COUNT
+};
+
+enum nb_key_flags {
+    NB_KF_MIN_EXCL = 1 << 0, /* value > min (else >= min) */
+    NB_KF_MAX_EXCL = 1 << 1, /* value < max (else <= max) */
+    NB_KF_INF = 1 << 2,      /* "inf" allowed (FLOAT) */
+    NB_KF_IDENT = 1 << 3,    /* STRING restricted to [A-Za-z0-9_.-] */
+    NB_KF_META = 1 << 4,     /* not part of the run identity (run_id) */
+    NB_KF_NOSWEEP = 1 << 5,  /* a list/generator is an error */
+    NB_KF_REPEAT = 1 << 6,   /* may appear several times; accumulates */
+    NB_KF_STRUCT = 1 << 7,   /* sweep structure, not in a resolved run */
+    NB_KF_INCREASING = 1 << 8 /* list elements strictly increasing */
+};
+
+struct nb_key {
+    const char *section, *key;
+    enum nb_key_type type;
+    const char *def;                 /* canonical default text */
+    double min, max;                 /* numbers and list elements */
+    const char *const *enum_values;  /* ENUM: NULL-terminated */
+    const char *doc;
+    unsigned flags;                  /* enum nb_key_flags */
+    const char *word;       /* a word accepted instead of a number ("none") */
+    double word_value;      /* what the numeric getters return for it */
+    /* Extra constraint on a number: NULL when fine, else the requirement
+     * ("must be 6n+2 (8, 14, 20, ...)"). */
+    const char *(*check)(double v);
+};
+
+/* The table: sections in the order experiment, model, norm, optim, train,
+ * data, probe, keys in a fixed order; that order is the canonical order
+ * of resolved configs.  Enum value lists are in the order of the
+ * corresponding C enums (norm.type: none batch layer instance group lp =
+ * enum nb_norm_type, model.arch = enum nb_arch, ...). */
+extern const struct nb_key nb_keys[];
+extern const int nb_n_keys;
+extern const char *const nb_sections[]; /* NULL-terminated, table order */
+
+/* Index of section.key in nb_keys, or -1. */
+int nb_key_lookup(const char *section, const char *key);
+
+/* Index for "section.key", or for a bare "key" that exists in exactly one
+ * section; -1 when unknown, -2 when a bare key is ambiguous. */
+int nb_key_lookup_name(const char *name);
+
+/* Checks one value text (one element of a sweep, already trimmed) against
+ * key k and stores its canonical text in a malloc'd *out (caller frees):
+ * numbers in the shortest of %.15g/%.16g/%.17g that round-trips, "inf",
+ * integers as %lld, booleans true/false, lists with single spaces.  On
+ * error returns NB_EINVAL with err set at file:line (e.g. "value 0 is out
+ * of range for [optim] lr (must be > 0)"), *out NULL. */
+int nb_key_canon(const struct nb_key *k, const char *text, const char *file,
+                 int line, char **out, struct nb_error *err);
+
+/* Formats a double canonically into buf (>= 32 bytes); returns buf. */
+char *nb_format_double(double v, char *buf, size_t size);
+
+/* Writes every key as a commented INI template (section, key = default,
+ * and a comment with type, range or values, and the doc line) to out: the
+ * text of `normbench config --help`.  The output is itself a valid config
+ * that resolves to the defaults. */
+void nb_config_help(FILE *out);
+
+/* Did-you-mean: the candidate closest to word by edit distance (case-
+ * insensitive, transpositions count 1), or NULL when none is close. */
+const char *nb_closest(const char *word, const char *const *cands, int n);
+
+/* ---- 3. a config file read against the table ---------------------------- */
+
+/* The effective assignment of one key, already split into its sweep
+ * elements (top-level commas; lin/log generators and a..b ranges
+ * expanded) and each element checked and canonical. */
+struct nb_config_val {
+    char *value;      /* raw text (trimmed, comments stripped, joined) */
+    const char *file; /* interned path, owned by the config */
+    int line;         /* line of the key */
+    long seq;         /* order of assignment (file order, includes
+                         expanded): the order of sweep axes */
+    int is_axis;      /* written as a list, generator or range */
+    int n_items;
+    char **items;     /* canonical values, distinct */
+    int *item_line;   /* line of each value (continuation lines) */
+};
+
+/* zip = a, b, ...: one group of axes that advance together. */
+struct nb_zip {
+    int n;
+    int *keys;        /* key indices */
+    int *key_line;
+    const char *file;
+    int line;
+};
+
+/* exclude: a rule is a conjunction of terms; a term KEY=V1|V2 matches
+ * when the run's value is one of the Vi (KEY!=... when it is none). */
+struct nb_rule_term {
+    int key;
+    int negate;
+    int n_vals;
+    char **vals;      /* canonical */
+};
+struct nb_rule {
+    int n_terms;
+    struct nb_rule_term *terms;
+    const char *file;
+    int line;
+};
+
+struct nb_config {
+    char *path;                 /* the top-level file */
+    struct nb_config_val *set;  /* [nb_n_keys]: value NULL when not set */
+    struct nb_zip *zips;
+    int n_zips;
+    struct nb_rule *rules;
+    int n_rules;
+    char **files;               /* interned paths */
+    int n_files;
+    long seq;
+    struct nb_config_seen *seen; /* duplicate detection per file read */
+    int n_seen, cap_seen;
+};
+
+/* Reads path into cfg (zeroed by the call).  Returns 0, or a negative
+ * status with err set and cfg freed. */
+int nb_config_load(const char *path, struct nb_config *cfg,
+                   struct nb_error *err);
+
+/* Frees cfg; safe on a zeroed or freed config. */
+void nb_config_free(struct nb_config *cfg);
+
+#endif
