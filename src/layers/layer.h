@@ -168,10 +168,13 @@ extern const struct nb_layer_ops nb_flatten_ops;
  * stage transition), the shortcut is "option A" of He et al.: spatial
  * subsampling by in2.h/in.h and zero-padding of the extra channels. */
 extern const struct nb_layer_ops nb_add_ops;
-/* Losses: output is the per-sample loss, shape (1,1,1); the owner takes
- * the mean and passes dy = 1/n.  Softmax cross-entropy reads ctx->labels;
- * MSE reads ctx->targets and is 0.5*sum((x - t)^2) per sample... see
- * loss.c for the exact scaling. */
+/* Losses: input read as D = C*H*W values per sample; output is the
+ * per-sample loss, shape (1,1,1); the owner takes the mean and passes
+ * dy = 1/n.  Softmax cross-entropy reads ctx->labels (n ints in [0, D)):
+ * L_n = logsumexp(x_n) - x_n[label_n] (stable), dx = dy_n (softmax - onehot).
+ * MSE reads ctx->targets (n, D): L_n = (1/D) sum_k (x_n[k] - t_n[k])^2, the
+ * mean over the sample's values (no 0.5), dx = dy_n * 2 (x - t) / D; so the
+ * batch mean equals PyTorch's MSELoss(reduction='mean'). */
 extern const struct nb_layer_ops nb_xent_ops;
 extern const struct nb_layer_ops nb_mse_ops;
 

@@ -8,12 +8,93 @@
  *   group:    C/G contiguous channels of a sample
  *   lp:       batch sets, scale = mean|x|, sqrt(mean x^2) or max|x| of x
  *             before centering (Santurkar 3.3; our interpretation)
- * A (N, C) input (h = w = 1) is handled by the same code.
- * See ../shared/claims.md sections 1, 2, 5, 6 for the exact semantics. */
+ * A (N, C) input (h = w = 1) is handled by the same code: batch and lp
+ * normalize each feature over the samples, layer and group normalize over
+ * the C (or C/G) features of a sample; instance is refused there.
+ * See ../shared/claims.md sections 1, 2, 5, 6 for the exact semantics.
+ *
+ * Forward, per the design: per-(n, c) partial moments over the contiguous
+ * H*W plane in double, merged into each scheme's sets (Chan's formula),
+ * then one pass y = A_(n,c) * (x - mu_S) + B_(n,c).  Backward: per-plane
+ * partial sums of dy and dy*(x - mu_S), merged per set, then one pass
+ * dx = A*dy + B*(x - mu_S) + C0.  No allocation after setup.
+ *
+ * Exact semantics, mode by mode (batch; lp alike with its own scale):
+ *  - TRAIN: batch statistics (biased variance, eps inside the sqrt);
+ *    running_mean/running_var updated with the PyTorch rule
+ *    r = (1 - f) r + f stat, f = momentum (or 1 - momentum with
+ *    momentum_keras, or 1/num_batches_tracked with momentum_cumulative);
+ *    running_var gets the unbiased variance n/(n-1) unless
+ *    running_var_biased; num_batches_tracked += 1 per update.
+ *  - EVAL: running statistics (renorm: the renorm moving mean/std), no
+ *    noise, nothing updated.
+ *  - PROBE: computed as TRAIN would (batch statistics, or running ones
+ *    when frozen; renorm r/d from the current moving statistics), but no
+ *    state is written and noise is drawn from ctx->rng_probe only.
+ *  - Ghost/local BN: with norm_batch = B > 0 the batch is cut into
+ *    consecutive sub-batches of B samples; a final smaller sub-batch is
+ *    allowed (n need not be a multiple of B; B larger than n means one
+ *    sub-batch).  Statistics are per sub-batch.  Running statistics are
+ *    updated once per sub-batch, in order (PyTorch bigBatch style), or with
+ *    ghost_update_per_step once per forward with the count-weighted means
+ *    of the sub-batch means and (estimator-corrected) variances (Keras
+ *    virtual_batch_size style).
+ *  - Devices: devices = K > 1 cuts the batch into K nearly equal parts
+ *    (part k is samples [k*n/K, (k+1)*n/K)), so unequal device sizes occur
+ *    whenever K does not divide n.  Without sync each part normalizes with
+ *    its own statistics (local BN, like ghost BN); with sync the per-part
+ *    (count, mean, M2) are merged in order with PyTorch SyncBatchNorm's
+ *    pairwise formula into global statistics (= BN over the whole batch),
+ *    running variance unbiased over the global count, one update per
+ *    forward.  sync with norm_batch sub-batches merges those instead.
+ *    norm_batch and devices > 1 together are refused.
+ *  - Renorm (batch only): r = clip(sigma_B / sigma, 1/r_max, r_max),
+ *    d = clip((mu_B - mu) / sigma, -d_max, d_max) with mu, sigma the renorm
+ *    moving mean and std (sigma floored at sqrt(eps)), sigma_B =
+ *    sqrt(var_B + eps); y = gamma (xhat r + d) + beta; r and d are
+ *    constants in backward (stop-gradient).  All sub-batches of a forward
+ *    use the moving statistics as they were when it began.  The moving
+ *    mean/std are updated with renorm_momentum (same convention as
+ *    momentum) from mu_B and sigma_B, where the running mean/var are
+ *    updated; EVAL uses them.  running_mean/running_var are maintained as
+ *    well (momentum), for logging, folding and recomputation.
+ *    r_max/d_max follow nb_norm_renorm_limits() of ctx->step.
+ *  - Frozen: when frozen_from >= 0 and ctx->step >= frozen_from, TRAIN
+ *    (and PROBE) normalize with the running statistics as EVAL does and
+ *    update nothing; backward is that of the affine map.
+ *  - Noisy (any type, also none): after the full norm incl. affine,
+ *    y <- s*y + m (Santurkar Alg. 1): per channel and per forward
+ *    mu_c ~ U(-noise_mu, noise_mu), sigma_c ~ U(1, noise_sigma); per
+ *    element m ~ U(mu_c - noise_rmu, mu_c + noise_rmu),
+ *    s ~ N(sigma_c, noise_rsigma) (noise_rsigma a standard deviation).
+ *    For conv inputs every (n, h, w) position is a sample and channels are
+ *    units.  Draw order: (mu_c, sigma_c) for c = 0..C-1, then (m, s) per
+ *    element in NCHW order.  TRAIN draws from ctx->rng_noise, PROBE from
+ *    ctx->rng_probe, EVAL adds no noise.  Backward multiplies dy by s.
+ *  - layer/group/instance compute per-sample statistics in every mode and
+ *    keep no running statistics (PyTorch InstanceNorm's default); the
+ *    batch-only options (momentum, norm_batch, devices, sync, frozen) are
+ *    ignored by them.  type none is the identity (no parameters), plus the
+ *    noise when noisy is set: the "noise without BN" control.
+ *
+ * lp scale (with eps so that an all-zero set stays finite):
+ *   D_1 = mean|x| + eps, D_2 = sqrt(mean x^2 + eps), D_inf = max|x| + eps;
+ *   y = gamma (x - mean x) / D + beta.  The backward is exact, including
+ *   the max (the gradient goes to the first element of largest |x|).
+ *   lp keeps running_mean and running_scale (EMA of D; no correction).
+ *
+ * State blocks (state arena, set by ops->init):
+ *   batch: running_mean (C) = 0, running_var (C) = 1,
+ *          num_batches_tracked (1) = 0, with renorm also
+ *          renorm_mean (C) = 0, renorm_std (C) = 1;
+ *   lp:    running_mean (C) = 0, running_scale (C) = 1,
+ *          num_batches_tracked (1) = 0.
+ * Parameters (affine): "gamma" (C) = 1, "beta" (C) = 0, NB_PARAM_NORM. */
 #ifndef NB_LAYERS_NORM_H
 #define NB_LAYERS_NORM_H
 
 #include <stdbool.h>
+#include <stdio.h>
 
 #include "layers/layer.h"
 
@@ -27,7 +108,7 @@ enum nb_norm_type {
     NB_NORM_TYPE_COUNT
 };
 
-enum nb_norm_lp { NB_LP_1 = 0, NB_LP_2, NB_LP_INF };
+enum nb_norm_lp { NB_LP_1 = 0, NB_LP_2, NB_LP_INF, NB_LP_COUNT };
 
 enum nb_norm_placement {
     NB_PLACE_PRE = 0, /* conv -> norm -> relu */
@@ -36,20 +117,21 @@ enum nb_norm_placement {
 
 struct nb_norm_opts {
     enum nb_norm_type type;
-    int groups;        /* group: G, must divide C */
+    int groups;        /* group: G, must divide C; 0 = min(8, C/4) */
     enum nb_norm_lp lp;
     bool affine;       /* per-channel gamma/beta (default true) */
     double eps;        /* default 1e-5, inside the sqrt */
     /* Running statistics (batch family). */
     double momentum;          /* PyTorch meaning: weight of the new batch */
     bool momentum_cumulative; /* momentum = none: cumulative average */
-    bool momentum_keras;      /* momentum given in Keras convention (0.99) */
+    bool momentum_keras;      /* momentum (and renorm_momentum) given in
+                                 Keras convention: 0.99 = PyTorch 0.01 */
     bool running_var_biased;  /* default false: unbiased n/(n-1) */
-    /* Ghost / local BN and sync BN. */
+    /* Ghost / local BN and sync BN (see the header comment). */
     int norm_batch;           /* statistics over sub-batches of this size; 0 = whole batch */
     bool ghost_update_per_step; /* running stats once per step from averaged stats */
     bool sync;                /* statistics over all `devices` sub-batches */
-    int devices;
+    int devices;              /* K nearly equal parts; 1 (default) = none */
     /* Batch renormalization (Ioffe 2017). */
     bool renorm;
     double renorm_rmax, renorm_dmax;      /* final clip values */
@@ -64,21 +146,104 @@ struct nb_norm_opts {
     double noise_mu, noise_sigma, noise_rmu, noise_rsigma;
 };
 
-/* Fills o with the defaults (type NONE, affine, eps 1e-5, momentum 0.1,
- * unbiased running variance, renorm 3/5 over a scaled schedule, frozen
- * never, noise constants 0.5/1.25/0.1/0.1). */
+/* Fills o with the defaults: type none, groups 0 (= min(8, C/4)), lp 2,
+ * affine, eps 1e-5, momentum 0.1 (PyTorch convention), unbiased running
+ * variance, no ghost/devices/sync, renorm off with r_max 3, d_max 5 over
+ * the paper's schedule divided by 10 (plain BN for 500 steps, d_max
+ * reached at 2500, r_max at 4000; paper: 5k/25k/40k of 160k steps),
+ * renorm momentum 0.01, frozen never, noise off with Santurkar's
+ * constants n_mu 0.5, n_sigma 1.25, r_mu 0.1, r_sigma 0.1. */
 void nb_norm_opts_default(struct nb_norm_opts *o);
 
-/* Name of a norm type ("none", "batch", ...); NULL if out of range. */
+/* Name of a norm type ("none", "batch", "layer", "instance", "group",
+ * "lp"); NULL if out of range. */
 const char *nb_norm_type_name(enum nb_norm_type t);
 
-/* Parses a norm type name; returns 0 or NB_EINVAL. */
+/* Parses a norm type name; returns 0 or NB_EINVAL (t untouched). */
 int nb_norm_type_parse(const char *s, enum nb_norm_type *t);
 
-/* The layer kind.  Options: struct nb_norm_opts.  Setup refuses, with a
- * clear message, a group count that does not divide C, instance norm where
- * a channel has one element, a norm batch that does not divide max_batch,
- * ... */
+/* Name of an lp variant ("1", "2", "inf"); NULL if out of range. */
+const char *nb_norm_lp_name(enum nb_norm_lp p);
+
+/* Parses "1", "2" or "inf"; returns 0 or NB_EINVAL. */
+int nb_norm_lp_parse(const char *s, enum nb_norm_lp *p);
+
+/* The renorm clip limits at optimizer step `step`: r_max = 1 and
+ * d_max = 0 up to renorm_warmup, then linear ramps reaching renorm_rmax at
+ * renorm_rmax_steps and renorm_dmax at renorm_dmax_steps, constant after.
+ * Independent of o->renorm (so it can be logged). */
+void nb_norm_renorm_limits(const struct nb_norm_opts *o, long step,
+                           double *rmax, double *dmax);
+
+/* The layer kind.  Options: struct nb_norm_opts (NULL = defaults).
+ * Setup refuses, with NB_EINVAL and a message naming the layer and the
+ * numbers: a group count that does not divide C; instance norm where a
+ * channel has one element ((N, C) inputs); per-sample sets of a single
+ * element; batch statistics that can never have more than one value per
+ * channel (max_batch x H x W = 1, or a norm batch / device part of one
+ * value) unless frozen from step 0; norm_batch together with devices > 1;
+ * renorm on a type other than batch; out-of-range numbers. */
 extern const struct nb_layer_ops nb_norm_ops;
+
+/* Checks that norm layer l can run a TRAIN forward on n samples: n in
+ * [1, max_batch], and every set of batch statistics (the batch, each
+ * sub-batch or device part; their union with sync) has more than one
+ * value per channel.  Returns 0, or NB_EINVAL with err filled, e.g.
+ * "layer norm1: batch norm needs more than one value per channel in
+ * training (batch 1 x 1 x 1 = 1)".  Returns 0 for a layer of another
+ * kind.  A TRAIN forward that violates it is a programmer error
+ * (NB_ASSERT). */
+int nb_norm_check_batch(const struct nb_layer *l, int n,
+                        struct nb_error *err);
+
+/* Population statistics ("precise BN", "recompute the statistics on this
+ * data").  Between nb_norm_recompute_begin and nb_norm_recompute_end, a
+ * TRAIN forward of the layer normalizes with batch statistics (per norm
+ * batch or device part as in training, also when frozen or renorm is set),
+ * draws no noise and updates nothing, but adds the statistics of every
+ * normalization batch B (count m_B, mean mu_B, biased var var_B) to
+ * accumulators kept behind l->priv (not in the state arena).  EVAL and
+ * PROBE forwards are unaffected.  The weights must not change meanwhile.
+ *
+ * nb_norm_recompute_end writes running_mean/running_var (and with renorm
+ * the renorm mean/std = sqrt(var + eps)) and ends the recomputation:
+ *  - exact (fvcore_average false), sample-weighted:
+ *      mu  = E[mu_B],  var = E[mu_B^2 + var_B] - E[mu_B]^2
+ *    (E weighted by m_B; = the variance over all samples seen), times
+ *    M/(M-1) with M the total count unless running_var_biased;
+ *  - fvcore_average true: the plain average over batches of mu_B and of
+ *    the per-batch running-variance estimate (unbiased m_B/(m_B-1) var_B
+ *    unless running_var_biased), as fvcore's update_bn_stats.
+ * lp: running_mean as above; running_scale = the scale of the pooled
+ * samples (exact) or the average of the per-batch scales (fvcore).
+ * Returns the number of batches used; with 0 nothing is written.  Both are
+ * no-ops (returning 0) for layers without running statistics and for
+ * layers of another kind, so an owner can call them on every layer. */
+void nb_norm_recompute_begin(struct nb_layer *l);
+int nb_norm_recompute_end(struct nb_layer *l, bool fvcore_average);
+
+/* Folds the EVAL-mode map of norm layer `norm` (batch, lp, or none)
+ * y = s_c (x - mu_c) + beta_c, s_c = gamma_c / sqrt(var_c + eps) (lp:
+ * gamma_c / scale_c; renorm: gamma_c / renorm_std_c), into the preceding
+ * conv/linear: w (out, per_out) row-major, one row per output channel,
+ * becomes w * s_c, and b (out) becomes (b - mu_c) s_c + beta_c (the
+ * caller provides b, zeroed if the layer had no bias).  Exact for
+ * Conv -> BN (claims.md 6.5).  Returns 0, or NB_EINVAL (nothing changed)
+ * when out differs from the layer's channels or the type is not foldable
+ * (layer, group, instance).  type none changes nothing and returns 0. */
+int nb_norm_fold(const struct nb_layer *norm, float *w, float *b, int out,
+                 size_t per_out);
+
+/* Micro-benchmark (workloads.md, "Norm-layer micro-benchmark"): times
+ * forward + backward in TRAIN mode with affine, for batch, group
+ * (G = min(8, C/4)), layer and instance on (32,16,28,28), (32,32,14,14),
+ * (128,64,14,14) and (8,32,28,28), each for about seconds_per_case
+ * (median of timed windows).  Prints one line per case with ns/element and
+ * the effective GB/s against the minimum traffic of 5 x 4 bytes per
+ * element (forward reads x, writes y; backward reads x and dy, writes
+ * dx), then a measured single-thread memory bandwidth (copy and
+ * STREAM-style triad over arrays of 64 MiB, bytes read + written) and the
+ * ratio of each case to the triad figure.  Returns 0 or NB_ENOMEM. */
+int nb_norm_bench(FILE *out, double seconds_per_case);
 
 #endif

@@ -1,0 +1,252 @@
+/* src/layers/activation.c - element-wise layers: relu, sigmoid, flatten
+ * and dropout.  Each keeps the input shape (flatten reshapes to
+ * (C*H*W, 1, 1)) and works on the n * numel contiguous floats. */
+#include "layers/layer.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <gsl/gsl_rng.h>
+
+static size_t batch_numel(const struct nb_layer *l, int n)
+{
+    return (size_t)n * nb_shape_numel(&l->in);
+}
+
+static int same_shape_setup(struct nb_layer *l, const void *opts,
+                            struct nb_error *err)
+{
+    NB_UNUSED(opts);
+    NB_UNUSED(err);
+    l->out = l->in;
+    return 0;
+}
+
+/* ---- relu ----------------------------------------------------------- */
+
+/* y = max(x, 0);  dx = dy * [x > 0]  (the kink at 0 gets gradient 0, as
+ * in PyTorch). */
+static void relu_forward(struct nb_layer *l, const float *x, float *y, int n,
+                         enum nb_mode mode)
+{
+    NB_UNUSED(mode);
+    NB_ASSERT(n >= 0 && n <= l->max_batch);
+    const size_t m = batch_numel(l, n); /* x, y: (n, C, H, W) */
+    for (size_t i = 0; i < m; i++)
+        y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+static void relu_backward(struct nb_layer *l, const float *x, const float *y,
+                          const float *dy, float *dx, int n)
+{
+    NB_UNUSED(y);
+    NB_ASSERT(n >= 0 && n <= l->max_batch);
+    if (!dx)
+        return;
+    const size_t m = batch_numel(l, n); /* x, dy, dx: (n, C, H, W) */
+    for (size_t i = 0; i < m; i++)
+        dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+}
+
+const struct nb_layer_ops nb_relu_ops = {
+    .kind = "relu",
+    .setup = same_shape_setup,
+    .init = NULL,
+    .forward = relu_forward,
+    .backward = relu_backward,
+    .destroy = NULL,
+};
+
+/* ---- sigmoid -------------------------------------------------------- */
+
+/* y = 1 / (1 + exp(-x)), evaluated without overflow on either side;
+ * dx = dy * y * (1 - y), from y alone. */
+static void sigmoid_forward(struct nb_layer *l, const float *x, float *y,
+                            int n, enum nb_mode mode)
+{
+    NB_UNUSED(mode);
+    NB_ASSERT(n >= 0 && n <= l->max_batch);
+    const size_t m = batch_numel(l, n); /* x, y: (n, C, H, W) */
+    for (size_t i = 0; i < m; i++) {
+        float v = x[i];
+        if (v >= 0.0f) {
+            y[i] = 1.0f / (1.0f + expf(-v));
+        } else {
+            float e = expf(v);
+            y[i] = e / (1.0f + e);
+        }
+    }
+}
+
+static void sigmoid_backward(struct nb_layer *l, const float *x,
+                             const float *y, const float *dy, float *dx,
+                             int n)
+{
+    NB_UNUSED(x);
+    NB_ASSERT(n >= 0 && n <= l->max_batch);
+    if (!dx)
+        return;
+    const size_t m = batch_numel(l, n); /* y, dy, dx: (n, C, H, W) */
+    for (size_t i = 0; i < m; i++)
+        dx[i] = dy[i] * y[i] * (1.0f - y[i]);
+}
+
+const struct nb_layer_ops nb_sigmoid_ops = {
+    .kind = "sigmoid",
+    .setup = same_shape_setup,
+    .init = NULL,
+    .forward = sigmoid_forward,
+    .backward = sigmoid_backward,
+    .destroy = NULL,
+};
+
+/* ---- flatten -------------------------------------------------------- */
+
+static int flatten_setup(struct nb_layer *l, const void *opts,
+                         struct nb_error *err)
+{
+    NB_UNUSED(opts);
+    size_t m = nb_shape_numel(&l->in);
+    if (m > (size_t)1 << 30)
+        return nb_error_set(err, NB_EINVAL, NULL, 0,
+                            "layer %s: flatten of %zu features is too large",
+                            l->name, m);
+    l->out = (struct nb_shape){(int)m, 1, 1};
+    return 0;
+}
+
+/* y = x reshaped to (n, C*H*W): a copy (NCHW already is that layout). */
+static void flatten_forward(struct nb_layer *l, const float *x, float *y,
+                            int n, enum nb_mode mode)
+{
+    NB_UNUSED(mode);
+    NB_ASSERT(n >= 0 && n <= l->max_batch);
+    if (x != y)
+        memmove(y, x, batch_numel(l, n) * sizeof *y);
+}
+
+static void flatten_backward(struct nb_layer *l, const float *x,
+                             const float *y, const float *dy, float *dx,
+                             int n)
+{
+    NB_UNUSED(x);
+    NB_UNUSED(y);
+    NB_ASSERT(n >= 0 && n <= l->max_batch);
+    if (dx && dx != dy)
+        memmove(dx, dy, batch_numel(l, n) * sizeof *dx);
+}
+
+const struct nb_layer_ops nb_flatten_ops = {
+    .kind = "flatten",
+    .setup = flatten_setup,
+    .init = NULL,
+    .forward = flatten_forward,
+    .backward = flatten_backward,
+    .destroy = NULL,
+};
+
+/* ---- dropout -------------------------------------------------------- */
+
+/* Inverted dropout with drop probability p:
+ *   TRAIN, PROBE: m_i = [u_i >= p] / (1 - p), u_i ~ U[0, 1) drawn from
+ *                 ctx->rng_dropout (TRAIN) or ctx->rng_probe (PROBE);
+ *                 y = m * x,  dx = m * dy;
+ *   EVAL:         y = x,  dx = dy.
+ * E[y] = x in every mode.  The mask of the last forward is kept in priv. */
+struct dropout_priv {
+    float p;
+    float *mask;  /* mask: (max_batch, C, H, W) */
+    int identity; /* last forward was EVAL (or p == 0): mask unused */
+};
+
+static int dropout_setup(struct nb_layer *l, const void *opts,
+                         struct nb_error *err)
+{
+    const struct nb_dropout_opts *o = opts;
+    if (!o)
+        return nb_error_set(err, NB_EINVAL, NULL, 0,
+                            "layer %s: dropout needs options (p)", l->name);
+    if (!(o->p >= 0.0f && o->p < 1.0f))
+        return nb_error_set(err, NB_EINVAL, NULL, 0,
+                            "layer %s: dropout probability must be in "
+                            "[0, 1), not %g", l->name, (double)o->p);
+    struct dropout_priv *p = calloc(1, sizeof *p);
+    if (!p)
+        return nb_error_set(err, NB_ENOMEM, NULL, 0,
+                            "layer %s: out of memory", l->name);
+    l->priv = p;
+    p->p = o->p;
+    p->identity = 1;
+    size_t count = batch_numel(l, l->max_batch);
+    p->mask = nb_alloc_floats(count);
+    if (!p->mask)
+        return nb_error_set(err, NB_ENOMEM, NULL, 0,
+                            "layer %s: out of memory (%zu mask floats)",
+                            l->name, count);
+    l->out = l->in;
+    return 0;
+}
+
+static void dropout_forward(struct nb_layer *l, const float *x, float *y,
+                            int n, enum nb_mode mode)
+{
+    struct dropout_priv *p = l->priv;
+    NB_ASSERT(p && n >= 0 && n <= l->max_batch);
+    const size_t m = batch_numel(l, n); /* x, y, mask: (n, C, H, W) */
+    if (mode == NB_EVAL || p->p == 0.0f) {
+        p->identity = 1;
+        if (x != y)
+            memmove(y, x, m * sizeof *y);
+        return;
+    }
+    NB_ASSERT(l->ctx);
+    gsl_rng *r = mode == NB_TRAIN ? l->ctx->rng_dropout : l->ctx->rng_probe;
+    NB_ASSERT(r);
+    const double drop = p->p;
+    const float keep = (float)(1.0 / (1.0 - drop));
+    p->identity = 0;
+    for (size_t i = 0; i < m; i++) {
+        float k = gsl_rng_uniform(r) >= drop ? keep : 0.0f;
+        p->mask[i] = k;
+        y[i] = k * x[i];
+    }
+}
+
+static void dropout_backward(struct nb_layer *l, const float *x,
+                             const float *y, const float *dy, float *dx,
+                             int n)
+{
+    NB_UNUSED(x);
+    NB_UNUSED(y);
+    const struct dropout_priv *p = l->priv;
+    NB_ASSERT(p && n >= 0 && n <= l->max_batch);
+    if (!dx)
+        return;
+    const size_t m = batch_numel(l, n); /* dy, dx, mask: (n, C, H, W) */
+    if (p->identity) {
+        if (dx != dy)
+            memmove(dx, dy, m * sizeof *dx);
+        return;
+    }
+    for (size_t i = 0; i < m; i++)
+        dx[i] = p->mask[i] * dy[i];
+}
+
+static void dropout_destroy(struct nb_layer *l)
+{
+    struct dropout_priv *p = l->priv;
+    if (p)
+        free(p->mask);
+    free(p);
+    l->priv = NULL;
+}
+
+const struct nb_layer_ops nb_dropout_ops = {
+    .kind = "dropout",
+    .setup = dropout_setup,
+    .init = NULL,
+    .forward = dropout_forward,
+    .backward = dropout_backward,
+    .destroy = dropout_destroy,
+};

@@ -1,0 +1,1237 @@
+/* src/layers/norm.c - the normalization family as one layer kind.
+ *
+ * See norm.h for the semantics of every option and mode.  The layout:
+ *
+ *   forward:  1. statistics: per-(n, c) plane partials (mean, M2 or the lp
+ *                quantity) in double, merged into the scheme's sets;
+ *             2. one pass y = A * (x - mu) + B per plane (A, B from the
+ *                set's statistics and the channel's gamma/beta, renorm
+ *                r/d folded in);
+ *             3. noise (optional) y <- s*y + m per element.
+ *   backward: 1. per-plane partials sum dy, sum dy*(x - mu) (dy times the
+ *                noise scale s when noise was applied), merged per set and
+ *                per channel (dgamma, dbeta);
+ *             2. one pass dx = A*dy + B*(x - mu) + C0 per plane.
+ *
+ * "Sets" are indexed in one of two ways:
+ *   batch sets (batch, lp):     s = k*C + c, k the sub-batch ("part");
+ *                               planes n in [pstart[k], pstart[k+1]);
+ *   sample sets (layer, group,  s = n*G + g; planes c in [g*cpg, (g+1)*cpg)
+ *   instance):                  of sample n, contiguous in memory, so the
+ *                               set's moments are taken over that run.
+ * In EVAL (and frozen) the batch sets collapse to one part with the
+ * running statistics as constants ("fixed").
+ *
+ * Backward of a set S with m elements, g_i = gamma_c r dy_i (dL/dxhat),
+ * rstd = 1/sigma_S:
+ *   dx_i = rstd (g_i - G1/m - xhat_i G2/m),  G1 = sum g, G2 = sum g xhat
+ * (Ioffe & Szegedy 2015; gamma inside the sums because group sets span
+ * channels with different gamma). */
+#include "layers/norm.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <gsl/gsl_randist.h>
+#include <gsl/gsl_rng.h>
+
+#include "layers/norm_kernels.h"
+
+static const char *const type_names[NB_NORM_TYPE_COUNT] = {
+    "none", "batch", "layer", "instance", "group", "lp",
+};
+_Static_assert(sizeof type_names / sizeof type_names[0] == NB_NORM_TYPE_COUNT,
+               "type_names out of sync with enum nb_norm_type");
+
+static const char *const lp_names[NB_LP_COUNT] = {"1", "2", "inf"};
+_Static_assert(sizeof lp_names / sizeof lp_names[0] == NB_LP_COUNT,
+               "lp_names out of sync with enum nb_norm_lp");
+
+void nb_norm_opts_default(struct nb_norm_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->type = NB_NORM_NONE;
+    o->groups = 0;
+    o->lp = NB_LP_2;
+    o->affine = true;
+    o->eps = 1e-5;
+    o->momentum = 0.1;
+    o->momentum_cumulative = false;
+    o->momentum_keras = false;
+    o->running_var_biased = false;
+    o->norm_batch = 0;
+    o->ghost_update_per_step = false;
+    o->sync = false;
+    o->devices = 1;
+    o->renorm = false;
+    o->renorm_rmax = 3.0;
+    o->renorm_dmax = 5.0;
+    o->renorm_warmup = 500;
+    o->renorm_dmax_steps = 2500;
+    o->renorm_rmax_steps = 4000;
+    o->renorm_momentum = 0.01;
+    o->frozen_from = -1;
+    o->noisy = false;
+    o->noise_mu = 0.5;
+    o->noise_sigma = 1.25;
+    o->noise_rmu = 0.1;
+    o->noise_rsigma = 0.1;
+}
+
+const char *nb_norm_type_name(enum nb_norm_type t)
+{
+    return (t >= 0 && t < NB_NORM_TYPE_COUNT) ? type_names[t] : NULL;
+}
+
+int nb_norm_type_parse(const char *s, enum nb_norm_type *t)
+{
+    for (int i = 0; s && i < NB_NORM_TYPE_COUNT; i++)
+        if (strcmp(s, type_names[i]) == 0) {
+            *t = (enum nb_norm_type)i;
+            return NB_OK;
+        }
+    return NB_EINVAL;
+}
+
+const char *nb_norm_lp_name(enum nb_norm_lp p)
+{
+    return (p >= 0 && p < NB_LP_COUNT) ? lp_names[p] : NULL;
+}
+
+int nb_norm_lp_parse(const char *s, enum nb_norm_lp *p)
+{
+    for (int i = 0; s && i < NB_LP_COUNT; i++)
+        if (strcmp(s, lp_names[i]) == 0) {
+            *p = (enum nb_norm_lp)i;
+            return NB_OK;
+        }
+    return NB_EINVAL;
+}
+
+/* value of a linear ramp from v0 (at step a) to v1 (at step b) */
+static double ramp(long step, long a, long b, double v0, double v1)
+{
+    if (step <= a)
+        return v0;
+    if (step >= b)
+        return v1;
+    return v0 + (v1 - v0) * (double)(step - a) / (double)(b - a);
+}
+
+void nb_norm_renorm_limits(const struct nb_norm_opts *o, long step,
+                           double *rmax, double *dmax)
+{
+    *rmax = ramp(step, o->renorm_warmup, o->renorm_rmax_steps, 1.0,
+                 o->renorm_rmax);
+    *dmax = ramp(step, o->renorm_warmup, o->renorm_dmax_steps, 0.0,
+                 o->renorm_dmax);
+}
+
+/* ---- private state ------------------------------------------------------ */
+
+struct norm_priv {
+    struct nb_norm_opts o;
+    int C, HW, G, cpg;   /* channels, plane size, groups, channels/group */
+    size_t numel;        /* C * HW */
+    bool bsets;          /* batch or lp: statistics over samples */
+    bool moments;        /* mean/variance (not the lp scale) */
+    int lp_p;            /* 1, 2, or 0 for inf */
+    int max_parts;
+    size_t max_sets;
+    int p_gamma, p_beta;                          /* -1 when absent */
+    int s_mean, s_var, s_nbt, s_rn_mean, s_rn_std; /* -1 when absent */
+
+    /* caches, sized at setup */
+    double *pa, *pb;     /* (max_batch, C): plane partials */
+    double *smean;       /* (max_sets): set mean */
+    double *svar;        /* (max_sets): biased var (lp: sum/max quantity) */
+    double *scnt;        /* (max_sets): elements in the set */
+    double *srstd;       /* (max_sets): 1/sigma (lp: 1/D) */
+    double *sr, *sd;     /* (max_sets): renorm r, d (1, 0 otherwise) */
+    double *g1, *g2;     /* (max_sets): backward set sums */
+    size_t *sarg;        /* (max_sets): lp inf, flat index of the max */
+    int *pstart;         /* (max_parts + 1): part bounds */
+    double *cda, *cdb;   /* (C): dgamma, dbeta accumulators */
+    double *tmu, *tv, *ts; /* (C): running-update temporaries */
+    float *ca, *cm, *cb, *cc; /* (C): per-channel coefficients of a part */
+    float *ns, *dyn;     /* (max_batch, C, H, W): noise scale s, dy * s */
+    double *nmu, *nsig;  /* (C): noise distribution of this forward */
+
+    /* what the most recent forward did (backward repeats it) */
+    int n;
+    enum nb_mode mode;
+    bool fixed;  /* statistics were constants (EVAL, frozen) */
+    bool noised; /* noise was applied */
+    int nparts;  /* batch sets: parts of the final sets */
+
+    /* population statistics (nb_norm_recompute_*) */
+    bool rc_on;
+    long rc_batches;
+    double rc_w;
+    double *rc_s1, *rc_s2, *rc_b1, *rc_bv; /* (C) */
+};
+
+static void *zalloc(size_t n, size_t size)
+{
+    if (n == 0)
+        n = 1;
+    if (n > SIZE_MAX / size)
+        return NULL;
+    return calloc(n, size);
+}
+
+static float *state_of(struct nb_layer *l, int i)
+{
+    return i >= 0 ? l->state[i].value : NULL;
+}
+
+static bool frozen_active(const struct norm_priv *P, const struct nb_layer *l)
+{
+    return P->o.frozen_from >= 0 && l->ctx && l->ctx->step >= P->o.frozen_from;
+}
+
+/* momentum as the weight of the new value (PyTorch convention) */
+static double torch_momentum(const struct norm_priv *P, double m)
+{
+    return P->o.momentum_keras ? 1.0 - m : m;
+}
+
+/* Number of parts and the range [*s, *e) of part k for a batch of n. */
+static int part_count(const struct nb_norm_opts *o, int n)
+{
+    if (o->devices > 1)
+        return o->devices;
+    if (o->norm_batch > 0)
+        return (n + o->norm_batch - 1) / o->norm_batch;
+    return 1;
+}
+
+static void part_range(const struct nb_norm_opts *o, int n, int k, int *s,
+                       int *e)
+{
+    if (o->devices > 1) {
+        *s = (int)((long)k * n / o->devices);
+        *e = (int)((long)(k + 1) * n / o->devices);
+    } else if (o->norm_batch > 0) {
+        *s = k * o->norm_batch;
+        *e = *s + o->norm_batch < n ? *s + o->norm_batch : n;
+    } else {
+        *s = 0;
+        *e = n;
+    }
+}
+
+/* EVAL statistics of channel c as (mu, 1/sigma). */
+static void eval_stats(const struct norm_priv *P, const struct nb_layer *l,
+                       int c, double *mu, double *rstd)
+{
+    const float *m = l->state[P->s_mean].value;
+    if (P->o.type == NB_NORM_LP) {
+        *mu = m[c];
+        *rstd = 1.0 / (double)l->state[P->s_var].value[c];
+    } else if (P->o.renorm) {
+        double sd = l->state[P->s_rn_std].value[c];
+        double fl = sqrt(P->o.eps);
+        *mu = l->state[P->s_rn_mean].value[c];
+        *rstd = 1.0 / (sd > fl ? sd : fl);
+    } else {
+        *mu = m[c];
+        *rstd = 1.0 / sqrt((double)l->state[P->s_var].value[c] + P->o.eps);
+    }
+}
+
+/* ---- setup -------------------------------------------------------------- */
+
+static void norm_destroy(struct nb_layer *l)
+{
+    struct norm_priv *P = l->priv;
+    if (!P)
+        return;
+    void *bufs[] = {P->pa,   P->pb,  P->smean, P->svar, P->scnt, P->srstd,
+                    P->sr,   P->sd,  P->g1,    P->g2,   P->sarg, P->pstart,
+                    P->cda,  P->cdb, P->tmu,   P->tv,   P->ts,   P->ca,
+                    P->cm,   P->cb,  P->cc,    P->ns,   P->dyn,  P->nmu,
+                    P->nsig, P->rc_s1, P->rc_s2, P->rc_b1, P->rc_bv};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        free(bufs[i]);
+    free(P);
+    l->priv = NULL;
+}
+
+#define EINVAL_(...) nb_error_set(err, NB_EINVAL, NULL, 0, __VA_ARGS__)
+
+static int check_opts(const struct nb_layer *l, const struct nb_norm_opts *o,
+                      struct nb_error *err)
+{
+    const char *nm = l->name;
+    const char *tn = nb_norm_type_name(o->type);
+    if (!tn)
+        return EINVAL_("layer %s: unknown norm type %d", nm, (int)o->type);
+    if (!(o->eps >= 0) || !isfinite(o->eps))
+        return EINVAL_("layer %s: eps must be finite and >= 0 (got %g)", nm,
+                       o->eps);
+    if (o->type == NB_NORM_LP && (o->lp < 0 || o->lp >= NB_LP_COUNT))
+        return EINVAL_("layer %s: unknown lp variant %d", nm, (int)o->lp);
+    if (!(o->momentum >= 0 && o->momentum <= 1))
+        return EINVAL_("layer %s: momentum must be in [0, 1] (got %g)", nm,
+                       o->momentum);
+    if (o->norm_batch < 0)
+        return EINVAL_("layer %s: norm_batch must be >= 0 (got %d)", nm,
+                       o->norm_batch);
+    if (o->devices < 1)
+        return EINVAL_("layer %s: devices must be >= 1 (got %d)", nm,
+                       o->devices);
+    if (o->norm_batch > 0 && o->devices > 1)
+        return EINVAL_("layer %s: give either norm_batch (%d) or devices "
+                       "(%d), not both", nm, o->norm_batch, o->devices);
+    if (o->renorm) {
+        if (o->type != NB_NORM_BATCH)
+            return EINVAL_("layer %s: renorm is defined for batch norm only "
+                           "(type %s)", nm, tn);
+        if (!(o->renorm_rmax >= 1) || !(o->renorm_dmax >= 0))
+            return EINVAL_("layer %s: renorm needs r_max >= 1 and d_max >= 0 "
+                           "(got %g, %g)", nm, o->renorm_rmax, o->renorm_dmax);
+        if (o->renorm_warmup < 0 || o->renorm_rmax_steps < o->renorm_warmup ||
+            o->renorm_dmax_steps < o->renorm_warmup)
+            return EINVAL_("layer %s: renorm schedule needs 0 <= warmup (%ld) "
+                           "<= rmax_steps (%ld) and <= dmax_steps (%ld)", nm,
+                           o->renorm_warmup, o->renorm_rmax_steps,
+                           o->renorm_dmax_steps);
+        if (!(o->renorm_momentum >= 0 && o->renorm_momentum <= 1))
+            return EINVAL_("layer %s: renorm_momentum must be in [0, 1] "
+                           "(got %g)", nm, o->renorm_momentum);
+    }
+    if (o->noisy && (!(o->noise_mu >= 0) || !(o->noise_sigma >= 1) ||
+                     !(o->noise_rmu >= 0) || !(o->noise_rsigma >= 0)))
+        return EINVAL_("layer %s: noise needs n_mu >= 0, n_sigma >= 1, "
+                       "r_mu >= 0, r_sigma >= 0 (got %g, %g, %g, %g)", nm,
+                       o->noise_mu, o->noise_sigma, o->noise_rmu,
+                       o->noise_rsigma);
+    return NB_OK;
+}
+
+static int norm_setup(struct nb_layer *l, const void *opts,
+                      struct nb_error *err)
+{
+    struct nb_norm_opts o;
+    if (opts)
+        o = *(const struct nb_norm_opts *)opts;
+    else
+        nb_norm_opts_default(&o);
+    int rc = check_opts(l, &o, err);
+    if (rc)
+        return rc;
+
+    const char *nm = l->name, *tn = nb_norm_type_name(o.type);
+    const int C = l->in.c, HW = l->in.h * l->in.w, mb = l->max_batch;
+    int G = 1;
+    switch (o.type) {
+    case NB_NORM_INSTANCE:
+        if (HW == 1)
+            return EINVAL_("layer %s: instance norm needs more than one "
+                           "element per channel (input %dx%dx%d has H x W "
+                           "= 1); use layer or group norm on (N, C) outputs",
+                           nm, C, l->in.h, l->in.w);
+        G = C;
+        break;
+    case NB_NORM_GROUP:
+        G = o.groups;
+        if (G == 0) {
+            G = C / 4 < 8 ? C / 4 : 8;
+            if (G < 1)
+                G = 1;
+        }
+        if (G < 1 || C % G != 0)
+            return EINVAL_("layer %s: group norm needs the group count to "
+                           "divide the channels (G = %d, C = %d)", nm, G, C);
+        break;
+    default:
+        break;
+    }
+    bool bsets = o.type == NB_NORM_BATCH || o.type == NB_NORM_LP;
+    bool sampled = o.type == NB_NORM_LAYER || o.type == NB_NORM_GROUP ||
+                   o.type == NB_NORM_INSTANCE;
+    if (sampled && (C / G) * HW == 1)
+        return EINVAL_("layer %s: %s norm over one element per group (C/G = "
+                       "%d, H x W = %d) would map every value to beta", nm,
+                       tn, C / G, HW);
+    if (bsets && o.frozen_from != 0) {
+        if ((long)mb * HW == 1)
+            return EINVAL_("layer %s: %s norm needs more than one value per "
+                           "channel in training (batch %d x %d x %d = 1)", nm,
+                           tn, mb, l->in.h, l->in.w);
+        if (!o.sync && o.norm_batch > 0 && (long)o.norm_batch * HW == 1)
+            return EINVAL_("layer %s: %s norm needs more than one value per "
+                           "channel in training (norm batch %d x %d x %d = 1)",
+                           nm, tn, o.norm_batch, l->in.h, l->in.w);
+        if (!o.sync && o.devices > 1 && (long)(mb / o.devices) * HW <= 1)
+            return EINVAL_("layer %s: %s norm needs more than one value per "
+                           "channel in training (%d devices share a batch of "
+                           "%d, parts of %d x %d x %d)", nm, tn, o.devices,
+                           mb, mb / o.devices, l->in.h, l->in.w);
+    }
+
+    struct norm_priv *P = zalloc(1, sizeof *P);
+    if (!P)
+        return nb_error_set(err, NB_ENOMEM, NULL, 0,
+                            "layer %s: out of memory", nm);
+    l->priv = P;
+    P->o = o;
+    P->o.groups = G;
+    P->C = C;
+    P->HW = HW;
+    P->G = G;
+    P->cpg = C / G;
+    P->numel = (size_t)C * HW;
+    P->bsets = bsets;
+    P->moments = o.type != NB_NORM_LP;
+    P->lp_p = o.lp == NB_LP_1 ? 1 : o.lp == NB_LP_2 ? 2 : 0;
+    P->p_gamma = P->p_beta = -1;
+    P->s_mean = P->s_var = P->s_nbt = P->s_rn_mean = P->s_rn_std = -1;
+    P->max_parts = 1;
+    if (bsets) {
+        if (o.devices > 1)
+            P->max_parts = o.devices;
+        else if (o.norm_batch > 0)
+            P->max_parts = (mb + o.norm_batch - 1) / o.norm_batch;
+    }
+    P->max_sets = bsets ? (size_t)P->max_parts * C : (size_t)mb * G;
+    l->out = l->in;
+    l->scratch = 0;
+
+    if (o.type != NB_NORM_NONE && o.affine) {
+        if ((P->p_gamma = nb_layer_add_param(l, "gamma", C, NB_PARAM_NORM,
+                                             err)) < 0 ||
+            (P->p_beta = nb_layer_add_param(l, "beta", C, NB_PARAM_NORM,
+                                            err)) < 0)
+            return NB_EINVAL;
+    }
+    if (bsets) {
+        if ((P->s_mean = nb_layer_add_state(l, "running_mean", C, err)) < 0 ||
+            (P->s_var = nb_layer_add_state(
+                 l, o.type == NB_NORM_LP ? "running_scale" : "running_var", C,
+                 err)) < 0 ||
+            (P->s_nbt = nb_layer_add_state(l, "num_batches_tracked", 1,
+                                           err)) < 0)
+            return NB_EINVAL;
+        if (o.renorm &&
+            ((P->s_rn_mean = nb_layer_add_state(l, "renorm_mean", C, err)) < 0 ||
+             (P->s_rn_std = nb_layer_add_state(l, "renorm_std", C, err)) < 0))
+            return NB_EINVAL;
+    }
+
+    size_t planes = (size_t)mb * C, S = P->max_sets;
+    bool okay = true;
+#define ALLOC_(ptr, count)                                                  \
+    do {                                                                    \
+        (ptr) = zalloc((count), sizeof *(ptr));                             \
+        okay = okay && (ptr) != NULL;                                       \
+    } while (0)
+    if (o.type != NB_NORM_NONE) {
+        ALLOC_(P->pa, planes);
+        ALLOC_(P->pb, planes);
+        ALLOC_(P->smean, S);
+        ALLOC_(P->svar, S);
+        ALLOC_(P->scnt, S);
+        ALLOC_(P->srstd, S);
+        ALLOC_(P->sr, S);
+        ALLOC_(P->sd, S);
+        ALLOC_(P->g1, S);
+        ALLOC_(P->g2, S);
+        ALLOC_(P->cda, C);
+        ALLOC_(P->cdb, C);
+        ALLOC_(P->ca, C);
+        ALLOC_(P->cm, C);
+        ALLOC_(P->cb, C);
+        ALLOC_(P->cc, C);
+    }
+    if (o.type == NB_NORM_LP && P->lp_p == 0)
+        ALLOC_(P->sarg, S);
+    if (bsets) {
+        ALLOC_(P->pstart, (size_t)P->max_parts + 1);
+        ALLOC_(P->tmu, C);
+        ALLOC_(P->tv, C);
+        ALLOC_(P->ts, C);
+        ALLOC_(P->rc_s1, C);
+        ALLOC_(P->rc_s2, C);
+        ALLOC_(P->rc_b1, C);
+        ALLOC_(P->rc_bv, C);
+    }
+    if (o.noisy) {
+        size_t total = (size_t)mb * P->numel;
+        okay = okay && (P->ns = nb_alloc_floats(total)) != NULL;
+        okay = okay && (P->dyn = nb_alloc_floats(total)) != NULL;
+        ALLOC_(P->nmu, C);
+        ALLOC_(P->nsig, C);
+    }
+#undef ALLOC_
+    if (!okay)
+        return nb_error_set(err, NB_ENOMEM, NULL, 0,
+                            "layer %s: out of memory for the norm caches "
+                            "(batch %d, %d x %d x %d)", nm, mb, C, l->in.h,
+                            l->in.w);
+    return NB_OK;
+}
+
+static void norm_init(struct nb_layer *l)
+{
+    struct norm_priv *P = l->priv;
+    const int C = P->C;
+    for (int c = 0; c < C; c++) {
+        if (P->p_gamma >= 0) {
+            l->params[P->p_gamma].value[c] = 1.0f;
+            l->params[P->p_beta].value[c] = 0.0f;
+        }
+        if (P->s_mean >= 0) {
+            l->state[P->s_mean].value[c] = 0.0f;
+            l->state[P->s_var].value[c] = 1.0f;
+        }
+        if (P->s_rn_mean >= 0) {
+            l->state[P->s_rn_mean].value[c] = 0.0f;
+            l->state[P->s_rn_std].value[c] = 1.0f;
+        }
+    }
+    if (P->s_nbt >= 0)
+        l->state[P->s_nbt].value[0] = 0.0f;
+    P->rc_on = false;
+}
+
+/* ---- forward ------------------------------------------------------------ */
+
+static inline float gamma_of(const struct norm_priv *P,
+                             const struct nb_layer *l, int c)
+{
+    return P->p_gamma >= 0 ? l->params[P->p_gamma].value[c] : 1.0f;
+}
+
+static inline float beta_of(const struct norm_priv *P,
+                            const struct nb_layer *l, int c)
+{
+    return P->p_beta >= 0 ? l->params[P->p_beta].value[c] : 0.0f;
+}
+
+/* Plane partials of batch sets: pa = plane mean, pb = M2 (moments) or the
+ * lp quantity (sum |x|, sum x^2, max |x|). */
+static void plane_partials(struct norm_priv *P, const float *x, int n)
+{
+    const size_t planes = (size_t)n * P->C, HW = (size_t)P->HW;
+    if (HW == 1) {
+        for (size_t p = 0; p < planes; p++) {
+            double v = x[p];
+            P->pa[p] = v;
+            P->pb[p] = P->moments ? 0.0 : P->lp_p == 2 ? v * v : fabs(v);
+        }
+        return;
+    }
+    for (size_t p = 0; p < planes; p++) {
+        if (P->moments)
+            nb_normk_moments(&P->pa[p], &P->pb[p], x + p * HW, HW);
+        else
+            nb_normk_lp_partial(&P->pa[p], &P->pb[p], x + p * HW, HW,
+                                P->lp_p);
+    }
+}
+
+/* Batch sets of part k: merge the plane partials of samples [s, e). */
+static void part_sets(struct norm_priv *P, int k, int s, int e)
+{
+    const int C = P->C;
+    const double HW = P->HW, np = e - s;
+    double *mean = P->smean + (size_t)k * C, *var = P->svar + (size_t)k * C;
+    double *cnt = P->scnt + (size_t)k * C;
+    for (int c = 0; c < C; c++) {
+        mean[c] = 0;
+        var[c] = 0;
+        cnt[c] = np * HW;
+    }
+    if (e <= s)
+        return;
+    for (int n = s; n < e; n++)
+        for (int c = 0; c < C; c++)
+            mean[c] += P->pa[(size_t)n * C + c];
+    for (int c = 0; c < C; c++)
+        mean[c] /= np;
+    if (P->moments) { /* Chan: M2 = sum_p [M2_p + HW (mean_p - mean)^2] */
+        for (int n = s; n < e; n++)
+            for (int c = 0; c < C; c++) {
+                double d = P->pa[(size_t)n * C + c] - mean[c];
+                var[c] += P->pb[(size_t)n * C + c] + HW * d * d;
+            }
+        for (int c = 0; c < C; c++)
+            var[c] /= cnt[c]; /* biased variance */
+    } else if (P->lp_p == 0) {
+        for (int n = s; n < e; n++)
+            for (int c = 0; c < C; c++) {
+                double q = P->pb[(size_t)n * C + c];
+                var[c] = q > var[c] ? q : var[c];
+            }
+    } else {
+        for (int n = s; n < e; n++)
+            for (int c = 0; c < C; c++)
+                var[c] += P->pb[(size_t)n * C + c];
+    }
+}
+
+/* Sync: merge the nparts part statistics into part 0, in order, with
+ * SyncBatchNorm's pairwise formula (batch_norm_gather_stats_with_counts);
+ * empty parts are skipped. */
+static void unite_parts(struct norm_priv *P, int nparts)
+{
+    const int C = P->C;
+    for (int c = 0; c < C; c++) {
+        double cn = 0, avg = 0, acc = 0;
+        for (int k = 0; k < nparts; k++) {
+            size_t s = (size_t)k * C + c;
+            double ck = P->scnt[s], mk = P->smean[s], vk = P->svar[s];
+            if (ck <= 0)
+                continue;
+            if (P->moments) {
+                double f = 1.0 / (cn + ck);
+                acc += vk * ck + (avg - mk) * (avg - mk) * cn * ck * f;
+            } else if (P->lp_p == 0) {
+                acc = vk > acc ? vk : acc;
+            } else {
+                acc += vk;
+            }
+            avg = (cn * avg + ck * mk) / (cn + ck);
+            cn += ck;
+        }
+        P->smean[c] = avg;
+        P->scnt[c] = cn;
+        P->svar[c] = P->moments ? (cn > 0 ? acc / cn : 0) : acc;
+    }
+}
+
+/* 1/sigma (1/D for lp) of set s from its mean/var/quantity. */
+static double set_rstd(const struct norm_priv *P, size_t s)
+{
+    double eps = P->o.eps, v = P->svar[s], m = P->scnt[s];
+    if (P->moments)
+        return 1.0 / sqrt(v + eps);
+    switch (P->lp_p) {
+    case 1:
+        return 1.0 / (v / m + eps);
+    case 2:
+        return 1.0 / sqrt(v / m + eps);
+    default:
+        return 1.0 / (v + eps);
+    }
+}
+
+/* Running-statistics update with per-channel mean mu, estimate est (the
+ * running variance estimate, or the lp scale) and sigma_B (renorm; may be
+ * NULL when renorm is off). */
+static void running_update(struct norm_priv *P, struct nb_layer *l,
+                           const double *mu, const double *est,
+                           const double *sig)
+{
+    float *rm = state_of(l, P->s_mean), *rv = state_of(l, P->s_var);
+    float *nbt = state_of(l, P->s_nbt);
+    nbt[0] += 1.0f;
+    double f = P->o.momentum_cumulative ? 1.0 / (double)nbt[0]
+                                        : torch_momentum(P, P->o.momentum);
+    for (int c = 0; c < P->C; c++) {
+        rm[c] = (float)((1 - f) * rm[c] + f * mu[c]);
+        rv[c] = (float)((1 - f) * rv[c] + f * est[c]);
+    }
+    if (P->o.renorm) {
+        double a = torch_momentum(P, P->o.renorm_momentum);
+        float *qm = state_of(l, P->s_rn_mean), *qs = state_of(l, P->s_rn_std);
+        for (int c = 0; c < P->C; c++) {
+            qm[c] = (float)(qm[c] + a * (mu[c] - qm[c]));
+            qs[c] = (float)(qs[c] + a * (sig[c] - qs[c]));
+        }
+    }
+}
+
+/* The running estimate of part set s: unbiased or biased variance, or the
+ * lp scale D. */
+static double set_estimate(const struct norm_priv *P, size_t s)
+{
+    if (!P->moments)
+        return 1.0 / P->srstd[s];
+    double v = P->svar[s], m = P->scnt[s];
+    return P->o.running_var_biased ? v : v * m / (m - 1.0);
+}
+
+/* TRAIN statistics bookkeeping of the final sets: running updates or
+ * recompute accumulation. */
+static void train_bookkeeping(struct norm_priv *P, struct nb_layer *l,
+                              int nparts)
+{
+    const int C = P->C;
+    if (P->rc_on) {
+        for (int k = 0; k < nparts; k++) {
+            size_t s0 = (size_t)k * C;
+            double m = P->scnt[s0];
+            if (m <= 0)
+                continue;
+            P->rc_batches++;
+            P->rc_w += m;
+            for (int c = 0; c < C; c++) {
+                size_t s = s0 + c;
+                double mu = P->smean[s];
+                P->rc_s1[c] += m * mu;
+                if (P->moments)
+                    P->rc_s2[c] += m * (mu * mu + P->svar[s]);
+                else if (P->lp_p == 0)
+                    P->rc_s2[c] = P->svar[s] > P->rc_s2[c] ? P->svar[s]
+                                                           : P->rc_s2[c];
+                else
+                    P->rc_s2[c] += P->svar[s];
+                P->rc_b1[c] += mu;
+                P->rc_bv[c] += set_estimate(P, s);
+            }
+        }
+        return;
+    }
+    const double eps = P->o.eps;
+    if (nparts > 1 && P->o.ghost_update_per_step) {
+        double W = 0;
+        for (int c = 0; c < C; c++)
+            P->tmu[c] = P->tv[c] = P->ts[c] = 0;
+        for (int k = 0; k < nparts; k++) {
+            size_t s0 = (size_t)k * C;
+            double w = P->scnt[s0];
+            if (w <= 0)
+                continue;
+            W += w;
+            for (int c = 0; c < C; c++) {
+                P->tmu[c] += w * P->smean[s0 + c];
+                P->tv[c] += w * set_estimate(P, s0 + c);
+                P->ts[c] += w * P->svar[s0 + c];
+            }
+        }
+        for (int c = 0; c < C; c++) {
+            P->tmu[c] /= W;
+            P->tv[c] /= W;
+            P->ts[c] = sqrt(P->ts[c] / W + eps);
+        }
+        running_update(P, l, P->tmu, P->tv, P->ts);
+        return;
+    }
+    for (int k = 0; k < nparts; k++) {
+        size_t s0 = (size_t)k * C;
+        if (P->scnt[s0] <= 0)
+            continue;
+        for (int c = 0; c < C; c++) {
+            P->tv[c] = set_estimate(P, s0 + c);
+            P->ts[c] = sqrt(P->svar[s0 + c] + eps);
+        }
+        running_update(P, l, P->smean + s0, P->tv, P->ts);
+    }
+}
+
+/* Renorm r, d of the final sets from the moving statistics as they are. */
+static void renorm_rd(struct norm_priv *P, struct nb_layer *l, int nparts)
+{
+    double rmax, dmax;
+    nb_norm_renorm_limits(&P->o, l->ctx ? l->ctx->step : 0, &rmax, &dmax);
+    const float *qm = state_of(l, P->s_rn_mean), *qs = state_of(l, P->s_rn_std);
+    const double fl = sqrt(P->o.eps);
+    for (int k = 0; k < nparts; k++)
+        for (int c = 0; c < P->C; c++) {
+            size_t s = (size_t)k * P->C + c;
+            double sig = qs[c] > fl ? qs[c] : fl;
+            double sb = sqrt(P->svar[s] + P->o.eps);
+            double r = sb / sig, d = (P->smean[s] - qm[c]) / sig;
+            r = r < 1.0 / rmax ? 1.0 / rmax : r > rmax ? rmax : r;
+            d = d < -dmax ? -dmax : d > dmax ? dmax : d;
+            P->sr[s] = r;
+            P->sd[s] = d;
+        }
+}
+
+/* lp inf: flat index of the first element of largest |x| of every set. */
+static void lp_argmax(struct norm_priv *P, const float *x, int nparts)
+{
+    const int C = P->C;
+    const size_t HW = P->HW;
+    for (int k = 0; k < nparts; k++) {
+        int s0 = P->pstart[k], e0 = P->pstart[k + 1];
+        for (int c = 0; c < C; c++) {
+            size_t s = (size_t)k * C + c;
+            for (int n = s0; n < e0; n++) {
+                size_t p = (size_t)n * C + c;
+                if (P->pb[p] == P->svar[s]) {
+                    P->sarg[s] = p * HW + nb_normk_argabs(x + p * HW, HW,
+                                                         (float)P->svar[s]);
+                    break;
+                }
+            }
+        }
+    }
+}
+
+static inline void affine_run(float *y, const float *x, float a, float mu,
+                              float b, size_t m)
+{
+    if (m == 1)
+        y[0] = a * (x[0] - mu) + b;
+    else
+        nb_normk_affine(y, x, a, mu, b, m);
+}
+
+/* y = gamma_c (r (x - mu) rstd + d) + beta_c over batch sets. */
+static void apply_bsets(struct norm_priv *P, const struct nb_layer *l,
+                        const float *x, float *y, int nparts)
+{
+    const int C = P->C;
+    const size_t HW = P->HW;
+    for (int k = 0; k < nparts; k++) {
+        for (int c = 0; c < C; c++) {
+            size_t s = (size_t)k * C + c;
+            double g = gamma_of(P, l, c);
+            P->ca[c] = (float)(g * P->sr[s] * P->srstd[s]);
+            P->cm[c] = (float)P->smean[s];
+            P->cb[c] = (float)(beta_of(P, l, c) + g * P->sd[s]);
+        }
+        for (int n = P->pstart[k]; n < P->pstart[k + 1]; n++) {
+            size_t base = (size_t)n * P->numel;
+            if (HW == 1) {
+                const float *xn = x + base;
+                float *yn = y + base;
+                for (int c = 0; c < C; c++)
+                    yn[c] = P->ca[c] * (xn[c] - P->cm[c]) + P->cb[c];
+                continue;
+            }
+            for (int c = 0; c < C; c++)
+                nb_normk_affine(y + base + c * HW, x + base + c * HW, P->ca[c],
+                                P->cm[c], P->cb[c], HW);
+        }
+    }
+}
+
+static void forward_bsets(struct norm_priv *P, struct nb_layer *l,
+                          const float *x, float *y, int n, enum nb_mode mode)
+{
+    const int C = P->C;
+    bool rc = P->rc_on && mode == NB_TRAIN;
+    P->fixed = mode == NB_EVAL || (frozen_active(P, l) && !rc);
+    if (P->fixed) {
+        for (int c = 0; c < C; c++) {
+            eval_stats(P, l, c, &P->smean[c], &P->srstd[c]);
+            P->sr[c] = 1;
+            P->sd[c] = 0;
+        }
+        P->nparts = 1;
+        P->pstart[0] = 0;
+        P->pstart[1] = n;
+        apply_bsets(P, l, x, y, 1);
+        return;
+    }
+    int nparts = part_count(&P->o, n);
+    plane_partials(P, x, n);
+    for (int k = 0; k < nparts; k++) {
+        int s, e;
+        part_range(&P->o, n, k, &s, &e);
+        P->pstart[k] = s;
+        P->pstart[k + 1] = e;
+        part_sets(P, k, s, e);
+    }
+    if (P->o.sync && nparts > 1) {
+        unite_parts(P, nparts);
+        nparts = 1;
+        P->pstart[1] = n;
+    }
+    P->nparts = nparts;
+    for (int k = 0; k < nparts; k++)
+        for (int c = 0; c < C; c++) {
+            size_t s = (size_t)k * C + c;
+            P->srstd[s] = set_rstd(P, s);
+            P->sr[s] = 1;
+            P->sd[s] = 0;
+        }
+    if (mode == NB_TRAIN && P->moments && !rc)
+        for (int k = 0; k < nparts; k++) {
+            double m = P->scnt[(size_t)k * C];
+            /* callers check with nb_norm_check_batch first */
+            NB_ASSERT(m == 0 || m > 1);
+        }
+    if (P->o.renorm && !rc)
+        renorm_rd(P, l, nparts);
+    if (mode == NB_TRAIN)
+        train_bookkeeping(P, l, nparts);
+    if (!P->moments && P->lp_p == 0)
+        lp_argmax(P, x, nparts);
+    apply_bsets(P, l, x, y, nparts);
+}
+
+/* layer / group / instance: statistics of each (n, g) over its contiguous
+ * run of C/G planes. */
+static void forward_ssets(struct norm_priv *P, struct nb_layer *l,
+                          const float *x, float *y, int n)
+{
+    const int G = P->G, cpg = P->cpg;
+    const size_t HW = P->HW, run = (size_t)cpg * HW;
+    P->fixed = false;
+    for (int i = 0; i < n; i++)
+        for (int g = 0; g < G; g++) {
+            size_t s = (size_t)i * G + g;
+            const float *xs = x + (size_t)i * P->numel + g * run;
+            double mean, m2;
+            nb_normk_moments(&mean, &m2, xs, run);
+            P->smean[s] = mean;
+            P->svar[s] = m2 / (double)run;
+            P->scnt[s] = (double)run;
+            P->srstd[s] = 1.0 / sqrt(P->svar[s] + P->o.eps);
+            P->sr[s] = 1;
+            P->sd[s] = 0;
+            float mu = (float)mean;
+            for (int j = 0; j < cpg; j++) {
+                int c = g * cpg + j;
+                double gm = gamma_of(P, l, c);
+                size_t off = (size_t)i * P->numel + (size_t)c * HW;
+                affine_run(y + off, x + off, (float)(gm * P->srstd[s]), mu,
+                           beta_of(P, l, c), HW);
+            }
+        }
+}
+
+/* Santurkar Alg. 1 on y (n samples): y <- s*y + m; keeps s for backward. */
+static void apply_noise(struct norm_priv *P, gsl_rng *r, float *y, int n)
+{
+    const struct nb_norm_opts *o = &P->o;
+    const size_t HW = P->HW;
+    for (int c = 0; c < P->C; c++) {
+        P->nmu[c] = o->noise_mu * (2.0 * gsl_rng_uniform(r) - 1.0);
+        P->nsig[c] = 1.0 + (o->noise_sigma - 1.0) * gsl_rng_uniform(r);
+    }
+    for (int i = 0; i < n; i++)
+        for (int c = 0; c < P->C; c++) {
+            size_t off = (size_t)i * P->numel + (size_t)c * HW;
+            for (size_t j = 0; j < HW; j++) {
+                double m = P->nmu[c] + o->noise_rmu * (2.0 * gsl_rng_uniform(r) - 1.0);
+                double s = P->nsig[c] + gsl_ran_gaussian_ziggurat(r, o->noise_rsigma);
+                P->ns[off + j] = (float)s;
+                y[off + j] = (float)(s * y[off + j] + m);
+            }
+        }
+}
+
+static void norm_forward(struct nb_layer *l, const float *x, float *y, int n,
+                         enum nb_mode mode)
+{
+    struct norm_priv *P = l->priv;
+    NB_ASSERT(P && n >= 1 && n <= l->max_batch);
+    NB_ASSERT(mode >= 0 && mode < NB_MODE_COUNT);
+    P->n = n;
+    P->mode = mode;
+    P->fixed = false;
+    switch (P->o.type) {
+    case NB_NORM_NONE:
+        if (y != x)
+            memcpy(y, x, (size_t)n * P->numel * sizeof *y);
+        break;
+    case NB_NORM_BATCH:
+    case NB_NORM_LP:
+        forward_bsets(P, l, x, y, n, mode);
+        break;
+    default:
+        forward_ssets(P, l, x, y, n);
+        break;
+    }
+    P->noised = P->o.noisy && mode != NB_EVAL &&
+                !(P->rc_on && mode == NB_TRAIN);
+    if (P->noised) {
+        NB_ASSERT(l->ctx);
+        gsl_rng *r = mode == NB_TRAIN ? l->ctx->rng_noise : l->ctx->rng_probe;
+        NB_ASSERT(r);
+        apply_noise(P, r, y, n);
+    }
+}
+
+/* ---- backward ----------------------------------------------------------- */
+
+/* Per-plane sums of dy and dy*(x - mu_S) into pa/pb; channel sums of
+ * dgamma/dbeta; set sums G1/G2 (non-fixed). setof(n, c) gives the set. */
+static void bwd_partials_plane(struct norm_priv *P, const struct nb_layer *l,
+                               const float *x, const float *dy, size_t p,
+                               int c, size_t s)
+{
+    const size_t HW = P->HW;
+    double sdy, sdyx;
+    float mu = (float)P->smean[s];
+    if (HW == 1) {
+        sdy = dy[p];
+        sdyx = (double)dy[p] * ((double)x[p] - (double)mu);
+    } else {
+        nb_normk_bwd_sums(&sdy, &sdyx, dy + p * HW, x + p * HW, mu, HW);
+    }
+    double xh = P->srstd[s] * sdyx; /* sum dy * xhat over the plane */
+    P->cdb[c] += sdy;
+    P->cda[c] += P->sr[s] * xh + P->sd[s] * sdy;
+    if (!P->fixed) {
+        double gr = (double)gamma_of(P, l, c) * P->sr[s];
+        P->g1[s] += gr * sdy;
+        P->g2[s] += gr * xh;
+    }
+}
+
+/* dx coefficients of plane (c, set s): dx = A dy + B (x - mu) + C0, and E
+ * (times sign(x), lp 1). */
+static void bwd_coeffs(const struct norm_priv *P, const struct nb_layer *l,
+                       int c, size_t s, float *A, float *B, float *C0,
+                       float *E)
+{
+    double rstd = P->srstd[s], g = gamma_of(P, l, c);
+    double m = P->scnt[s];
+    *A = (float)(g * P->sr[s] * rstd);
+    *B = *C0 = *E = 0;
+    if (P->fixed)
+        return;
+    double G1 = P->g1[s], G2 = P->g2[s];
+    *C0 = (float)(-rstd * G1 / m);
+    if (P->moments) {
+        *B = (float)(-rstd * rstd * G2 / m);
+    } else if (P->lp_p == 2) { /* dD/dx_i = x_i / (m D) */
+        double b = -rstd * rstd * G2 / m;
+        *B = (float)b;
+        *C0 = (float)(-rstd * G1 / m + b * (double)(float)P->smean[s]);
+    } else if (P->lp_p == 1) { /* dD/dx_i = sign(x_i) / m */
+        *E = (float)(-rstd * G2 / m);
+    }
+}
+
+static void backward_bsets(struct norm_priv *P, const struct nb_layer *l,
+                           const float *x, const float *dy, float *dx)
+{
+    const int C = P->C, nparts = P->nparts;
+    const size_t HW = P->HW;
+    for (int k = 0; k < nparts; k++) {
+        for (int c = 0; c < C; c++)
+            P->g1[(size_t)k * C + c] = P->g2[(size_t)k * C + c] = 0;
+        for (int n = P->pstart[k]; n < P->pstart[k + 1]; n++)
+            for (int c = 0; c < C; c++)
+                bwd_partials_plane(P, l, x, dy, (size_t)n * C + c, c,
+                                   (size_t)k * C + c);
+    }
+    if (!dx)
+        return;
+    for (int k = 0; k < nparts; k++) {
+        /* lp 1 (not fixed) has B = 0 and a sign term: its E takes B's slot */
+        const bool sign = !P->fixed && !P->moments && P->lp_p == 1;
+        for (int c = 0; c < C; c++) {
+            float E;
+            bwd_coeffs(P, l, c, (size_t)k * C + c, &P->ca[c], &P->cb[c],
+                       &P->cc[c], &E);
+            P->cm[c] = (float)P->smean[(size_t)k * C + c];
+            if (sign)
+                P->cb[c] = E;
+        }
+        for (int n = P->pstart[k]; n < P->pstart[k + 1]; n++) {
+            size_t base = (size_t)n * P->numel;
+            if (sign) {
+                for (int c = 0; c < C; c++)
+                    nb_normk_bwd_dx_sign(dx + base + c * HW, dy + base + c * HW,
+                                         x + base + c * HW, P->ca[c],
+                                         P->cc[c], P->cb[c], HW);
+            } else if (HW == 1) {
+                const float *xn = x + base, *gn = dy + base;
+                float *dn = dx + base;
+                for (int c = 0; c < C; c++)
+                    dn[c] = P->ca[c] * gn[c] + P->cb[c] * (xn[c] - P->cm[c]) +
+                            P->cc[c];
+            } else {
+                for (int c = 0; c < C; c++)
+                    nb_normk_bwd_dx(dx + base + c * HW, dy + base + c * HW,
+                                    x + base + c * HW, P->ca[c], P->cb[c],
+                                    P->cm[c], P->cc[c], HW);
+            }
+        }
+        if (!P->fixed && !P->moments && P->lp_p == 0) /* lp inf: the max */
+            for (int c = 0; c < C; c++) {
+                size_t s = (size_t)k * C + c, i = P->sarg[s];
+                float sg = x[i] > 0 ? 1.0f : x[i] < 0 ? -1.0f : 0.0f;
+                dx[i] += (float)(-P->srstd[s] * P->g2[s]) * sg;
+            }
+    }
+}
+
+static void backward_ssets(struct norm_priv *P, const struct nb_layer *l,
+                           const float *x, const float *dy, float *dx, int n)
+{
+    const int G = P->G, cpg = P->cpg;
+    const size_t HW = P->HW;
+    for (int i = 0; i < n; i++)
+        for (int g = 0; g < G; g++) {
+            size_t s = (size_t)i * G + g;
+            P->g1[s] = P->g2[s] = 0;
+            for (int j = 0; j < cpg; j++) {
+                int c = g * cpg + j;
+                bwd_partials_plane(P, l, x, dy, (size_t)i * P->C + c, c, s);
+            }
+            if (!dx)
+                continue;
+            for (int j = 0; j < cpg; j++) {
+                int c = g * cpg + j;
+                float A, B, C0, E;
+                bwd_coeffs(P, l, c, s, &A, &B, &C0, &E);
+                size_t off = (size_t)i * P->numel + (size_t)c * HW;
+                float mu = (float)P->smean[s];
+                if (HW == 1)
+                    dx[off] = A * dy[off] + B * (x[off] - mu) + C0;
+                else
+                    nb_normk_bwd_dx(dx + off, dy + off, x + off, A, B, mu, C0,
+                                    HW);
+            }
+        }
+}
+
+static void norm_backward(struct nb_layer *l, const float *x, const float *y,
+                          const float *dy, float *dx, int n)
+{
+    NB_UNUSED(y);
+    struct norm_priv *P = l->priv;
+    NB_ASSERT(P && n == P->n);
+    size_t total = (size_t)n * P->numel;
+    if (P->noised) {
+        nb_normk_mul(P->dyn, dy, P->ns, total);
+        dy = P->dyn;
+    }
+    if (P->o.type == NB_NORM_NONE) {
+        if (dx)
+            memcpy(dx, dy, total * sizeof *dx);
+        return;
+    }
+    bool grads = P->p_gamma >= 0;
+    if (!dx && !grads)
+        return;
+    for (int c = 0; c < P->C; c++)
+        P->cda[c] = P->cdb[c] = 0;
+    if (P->bsets)
+        backward_bsets(P, l, x, dy, dx);
+    else
+        backward_ssets(P, l, x, dy, dx, n);
+    if (grads) {
+        float *dg = l->params[P->p_gamma].grad, *db = l->params[P->p_beta].grad;
+        for (int c = 0; c < P->C; c++) {
+            dg[c] += (float)P->cda[c];
+            db[c] += (float)P->cdb[c];
+        }
+    }
+}
+
+const struct nb_layer_ops nb_norm_ops = {
+    .kind = "norm",
+    .setup = norm_setup,
+    .init = norm_init,
+    .forward = norm_forward,
+    .backward = norm_backward,
+    .destroy = norm_destroy,
+};
+
+/* ---- public helpers ----------------------------------------------------- */
+
+int nb_norm_check_batch(const struct nb_layer *l, int n, struct nb_error *err)
+{
+    if (!l || l->ops != &nb_norm_ops || !l->priv)
+        return NB_OK;
+    const struct norm_priv *P = l->priv;
+    if (n < 1 || n > l->max_batch)
+        return EINVAL_("layer %s: a batch of %d samples is outside 1..%d "
+                       "(the batch size the model was built for)", l->name, n,
+                       l->max_batch);
+    if (!P->bsets || P->o.frozen_from == 0)
+        return NB_OK;
+    const char *tn = nb_norm_type_name(P->o.type);
+    const long HW = P->HW;
+    if (P->o.sync || part_count(&P->o, n) == 1) {
+        if ((long)n * HW <= 1)
+            return EINVAL_("layer %s: %s norm needs more than one value per "
+                           "channel in training (batch %d x %d x %d = %ld)",
+                           l->name, tn, n, l->in.h, l->in.w, (long)n * HW);
+        return NB_OK;
+    }
+    int K = part_count(&P->o, n);
+    for (int k = 0; k < K; k++) {
+        int s, e;
+        part_range(&P->o, n, k, &s, &e);
+        if (e > s && (long)(e - s) * HW <= 1)
+            return EINVAL_("layer %s: %s norm needs more than one value per "
+                           "channel in training (batch %d: %s %d of %d has "
+                           "%d x %d x %d = %ld)", l->name, tn, n,
+                           P->o.devices > 1 ? "device part" : "sub-batch",
+                           k + 1, K, e - s, l->in.h, l->in.w,
+                           (long)(e - s) * HW);
+    }
+    return NB_OK;
+}
+
+void nb_norm_recompute_begin(struct nb_layer *l)
+{
+    if (!l || l->ops != &nb_norm_ops || !l->priv)
+        return;
+    struct norm_priv *P = l->priv;
+    if (!P->bsets)
+        return;
+    P->rc_on = true;
+    P->rc_batches = 0;
+    P->rc_w = 0;
+    for (int c = 0; c < P->C; c++)
+        P->rc_s1[c] = P->rc_s2[c] = P->rc_b1[c] = P->rc_bv[c] = 0;
+}
+
+int nb_norm_recompute_end(struct nb_layer *l, bool fvcore_average)
+{
+    if (!l || l->ops != &nb_norm_ops || !l->priv)
+        return 0;
+    struct norm_priv *P = l->priv;
+    if (!P->bsets || !P->rc_on)
+        return 0;
+    P->rc_on = false;
+    if (P->rc_batches == 0)
+        return 0;
+    float *rm = state_of(l, P->s_mean), *rv = state_of(l, P->s_var);
+    const double M = P->rc_w, B = (double)P->rc_batches, eps = P->o.eps;
+    for (int c = 0; c < P->C; c++) {
+        double mu, v;
+        if (fvcore_average) {
+            mu = P->rc_b1[c] / B;
+            v = P->rc_bv[c] / B;
+        } else if (P->moments) {
+            mu = P->rc_s1[c] / M;
+            v = P->rc_s2[c] / M - mu * mu;
+            v = v > 0 ? v : 0;
+            if (!P->o.running_var_biased && M > 1)
+                v *= M / (M - 1);
+        } else {
+            mu = P->rc_s1[c] / M;
+            double q = P->rc_s2[c];
+            v = P->lp_p == 1 ? q / M + eps
+                : P->lp_p == 2 ? sqrt(q / M + eps)
+                               : q + eps;
+        }
+        rm[c] = (float)mu;
+        rv[c] = (float)v;
+        if (P->o.renorm) {
+            l->state[P->s_rn_mean].value[c] = (float)mu;
+            l->state[P->s_rn_std].value[c] = (float)sqrt(v + eps);
+        }
+    }
+    return (int)P->rc_batches;
+}
+
+int nb_norm_fold(const struct nb_layer *norm, float *w, float *b, int out,
+                 size_t per_out)
+{
+    if (!norm || norm->ops != &nb_norm_ops || !norm->priv)
+        return NB_EINVAL;
+    const struct norm_priv *P = norm->priv;
+    if (P->o.type == NB_NORM_NONE)
+        return NB_OK;
+    if (!P->bsets || out != P->C)
+        return NB_EINVAL;
+    for (int c = 0; c < out; c++) {
+        double mu, rstd;
+        eval_stats(P, norm, c, &mu, &rstd);
+        double s = (double)gamma_of(P, norm, c) * rstd;
+        float *row = w + (size_t)c * per_out;
+        for (size_t j = 0; j < per_out; j++)
+            row[j] = (float)(row[j] * s);
+        b[c] = (float)(((double)b[c] - mu) * s + beta_of(P, norm, c));
+    }
+    return NB_OK;
+}
