@@ -1,0 +1,577 @@
+/* src/model/model.c - build, initialise, forward and backward a network. */
+#include "model/model.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <gsl/gsl_randist.h>
+
+#include "core/rng.h"
+
+static const char *const arch_names[NB_ARCH_COUNT] = {"mlp", "cnn", "resnet", "dln"};
+
+const char *nb_arch_name(enum nb_arch a)
+{
+    return (a >= 0 && a < NB_ARCH_COUNT) ? arch_names[a] : "?";
+}
+
+void nb_model_desc_default(struct nb_model_desc *d)
+{
+    memset(d, 0, sizeof *d);
+    d->arch = NB_ARCH_CNN;
+    d->input = (struct nb_shape){1, 28, 28};
+    d->outputs = 10;
+    d->n_widths = 3;
+    d->widths[0] = d->widths[1] = d->widths[2] = 256;
+    d->act = NB_ACT_RELU;
+    d->depth = 8;
+    d->dln_layers = 25;
+    nb_norm_opts_default(&d->norm);
+    d->placement = NB_PLACE_PRE;
+    d->init = NB_INIT_KAIMING;
+    d->init_std = 0.01;
+    d->dropout_place = NB_DROPOUT_CLASSIFIER;
+    d->loss = NB_LOSS_XENT;
+}
+
+/* ---- building ----------------------------------------------------------- */
+
+struct builder {
+    struct nb_model *m;
+    int cap;
+    int cur;              /* activation index the next layer reads */
+    struct nb_shape shape; /* its per-sample shape */
+    struct nb_shape *shapes; /* shape of every activation */
+    struct nb_error *err;
+    int counter[16];      /* per-kind numbering for names */
+};
+
+enum { K_CONV, K_LINEAR, K_NORM, K_ACT, K_POOL, K_DROP, K_ADD, K_OTHER };
+
+static int push(struct builder *b, const struct nb_layer_ops *ops, int kind,
+                const char *prefix, const void *opts, int in2)
+{
+    struct nb_model *m = b->m;
+    if (m->n_layers + 1 >= b->cap) {
+        int cap = b->cap ? 2 * b->cap : 32;
+        struct nb_layer *l = realloc(m->layers, (size_t)cap * sizeof *l);
+        int *ii = realloc(m->in_idx, (size_t)cap * sizeof *ii);
+        if (l)
+            m->layers = l;
+        if (ii)
+            m->in_idx = ii;
+        int *i2 = realloc(m->in2_idx, (size_t)cap * sizeof *i2);
+        if (i2)
+            m->in2_idx = i2;
+        struct nb_shape *sh = realloc(b->shapes, (size_t)(cap + 1) * sizeof *sh);
+        if (sh)
+            b->shapes = sh;
+        if (!l || !ii || !i2 || !sh)
+            return nb_error_set(b->err, NB_ENOMEM, NULL, 0, "out of memory building the model");
+        b->cap = cap;
+    }
+    int i = m->n_layers;
+    struct nb_layer *l = &m->layers[i];
+    memset(l, 0, sizeof *l);
+    if (in2 >= 0)
+        l->in2 = b->shapes[in2];
+    char name[32];
+    snprintf(name, sizeof name, "%s%d", prefix, ++b->counter[kind]);
+    int rc = nb_layer_setup(l, ops, name, &b->shape, m->max_batch, opts, b->err);
+    if (rc)
+        return rc;
+    m->in_idx[i] = b->cur;
+    m->in2_idx[i] = in2;
+    m->n_layers++;
+    b->cur = i + 1;
+    b->shape = l->out;
+    b->shapes[b->cur] = l->out;
+    return 0;
+}
+
+/* Default group count (workloads.md): 4 on 16 channels, 8 on 32 and 128. */
+static int default_groups(int c)
+{
+    int g = c / 4;
+    if (g > 8)
+        g = 8;
+    if (g < 1)
+        g = 1;
+    while (c % g)
+        g--;
+    return g;
+}
+
+/* Adds a norm layer for the current activation unless the scheme is none
+ * (and not noisy).  dense: the activation is an (N, C) feature vector. */
+static int push_norm(struct builder *b, bool dense)
+{
+    const struct nb_model_desc *d = &b->m->desc;
+    struct nb_norm_opts o = d->norm;
+    if (o.type == NB_NORM_NONE && !o.noisy)
+        return 0;
+    if (o.type == NB_NORM_INSTANCE && dense) {
+        if (d->arch == NB_ARCH_CNN)
+            return 0; /* workloads.md: the hidden linear layer gets no norm */
+        return nb_error_set(b->err, NB_EINVAL, NULL, 0,
+                            "instance norm is undefined on the (N, C) output of a linear layer "
+                            "(one element per channel) in a %s",
+                            nb_arch_name(d->arch));
+    }
+    if (o.type == NB_NORM_GROUP && o.groups == 0)
+        o.groups = default_groups(b->shape.c);
+    if (d->dropout > 0 && d->dropout_place == NB_DROPOUT_BEFORE_NORM) {
+        struct nb_dropout_opts dp = {(float)d->dropout};
+        int rc = push(b, &nb_dropout_ops, K_DROP, "dropout", &dp, -1);
+        if (rc)
+            return rc;
+    }
+    return push(b, &nb_norm_ops, K_NORM, "norm", &o, -1);
+}
+
+static bool has_norm(const struct nb_model_desc *d)
+{
+    return d->norm.type != NB_NORM_NONE;
+}
+
+static int push_act(struct builder *b)
+{
+    if (b->m->desc.act == NB_ACT_SIGMOID)
+        return push(b, &nb_sigmoid_ops, K_ACT, "sigmoid", NULL, -1);
+    return push(b, &nb_relu_ops, K_ACT, "relu", NULL, -1);
+}
+
+/* conv (or linear) -> norm -> act, or conv -> act -> norm (post). */
+static int push_block(struct builder *b, const struct nb_layer_ops *ops,
+                      int kind, const char *prefix, void *opts, bool *bias,
+                      bool dense, bool act)
+{
+    const struct nb_model_desc *d = &b->m->desc;
+    bool norm_follows = has_norm(d) && d->placement == NB_PLACE_PRE &&
+                        !(dense && d->norm.type == NB_NORM_INSTANCE);
+    *bias = !norm_follows || d->bias_before_norm;
+    int rc = push(b, ops, kind, prefix, opts, -1);
+    if (rc)
+        return rc;
+    if (d->placement == NB_PLACE_PRE) {
+        if ((rc = push_norm(b, dense)))
+            return rc;
+        return act ? push_act(b) : 0;
+    }
+    if (act && (rc = push_act(b)))
+        return rc;
+    return push_norm(b, dense);
+}
+
+static int conv_block(struct builder *b, int out_c, int stride, bool act)
+{
+    struct nb_conv2d_opts o = {.out_c = out_c, .k = 3, .stride = stride, .pad = 1};
+    return push_block(b, &nb_conv2d_ops, K_CONV, "conv", &o, &o.bias, false, act);
+}
+
+static int linear_block(struct builder *b, int out, bool act)
+{
+    struct nb_linear_opts o = {.out = out};
+    return push_block(b, &nb_linear_ops, K_LINEAR, "linear", &o, &o.bias, true, act);
+}
+
+static int classifier(struct builder *b)
+{
+    const struct nb_model_desc *d = &b->m->desc;
+    int rc;
+    if (d->dropout > 0 && d->dropout_place == NB_DROPOUT_CLASSIFIER) {
+        struct nb_dropout_opts dp = {(float)d->dropout};
+        if ((rc = push(b, &nb_dropout_ops, K_DROP, "dropout", &dp, -1)))
+            return rc;
+    }
+    struct nb_linear_opts o = {.out = d->outputs, .bias = true};
+    return push(b, &nb_linear_ops, K_LINEAR, "linear", &o, -1);
+}
+
+static int build_mlp(struct builder *b)
+{
+    const struct nb_model_desc *d = &b->m->desc;
+    int rc;
+    if (d->n_widths < 1)
+        return nb_error_set(b->err, NB_EINVAL, NULL, 0, "mlp needs at least one hidden width");
+    for (int i = 0; i < d->n_widths; i++)
+        if ((rc = linear_block(b, d->widths[i], true)))
+            return rc;
+    return classifier(b);
+}
+
+static int build_cnn(struct builder *b)
+{
+    int rc;
+    struct nb_pool_opts pool = {2, 2};
+    if ((rc = conv_block(b, 16, 1, true)) || (rc = conv_block(b, 16, 1, true)) ||
+        (rc = push(b, &nb_maxpool_ops, K_POOL, "maxpool", &pool, -1)) ||
+        (rc = conv_block(b, 32, 1, true)) || (rc = conv_block(b, 32, 1, true)) ||
+        (rc = push(b, &nb_maxpool_ops, K_POOL, "maxpool", &pool, -1)) ||
+        (rc = push(b, &nb_flatten_ops, K_OTHER, "flatten", NULL, -1)) ||
+        (rc = linear_block(b, 128, true)))
+        return rc;
+    return classifier(b);
+}
+
+/* CIFAR-style ResNet (He et al. 2016, section 4.2): depth 6n+2, stages of
+ * 16, 32, 64 channels, option-A shortcuts.  pre: conv-norm-relu-conv-norm,
+ * add, relu.  post: conv-relu-norm-conv, add, relu-norm. */
+static int build_resnet(struct builder *b)
+{
+    const struct nb_model_desc *d = &b->m->desc;
+    if (d->depth < 8 || (d->depth - 2) % 6)
+        return nb_error_set(b->err, NB_EINVAL, NULL, 0,
+                            "resnet depth must be 6n+2 with n >= 1 (8, 14, 20, ...), not %d",
+                            d->depth);
+    int n = (d->depth - 2) / 6, rc;
+    if ((rc = conv_block(b, 16, 1, true)))
+        return rc;
+    static const int widths[3] = {16, 32, 64};
+    for (int s = 0; s < 3; s++)
+        for (int k = 0; k < n; k++) {
+            int skip = b->cur;
+            int stride = (s > 0 && k == 0) ? 2 : 1;
+            if ((rc = conv_block(b, widths[s], stride, true)))
+                return rc;
+            if (d->placement == NB_PLACE_PRE) {
+                if ((rc = conv_block(b, widths[s], 1, false)) ||
+                    (rc = push(b, &nb_add_ops, K_ADD, "add", NULL, skip)) ||
+                    (rc = push_act(b)))
+                    return rc;
+            } else {
+                struct nb_conv2d_opts o = {.out_c = widths[s], .k = 3, .stride = 1, .pad = 1, .bias = true};
+                if ((rc = push(b, &nb_conv2d_ops, K_CONV, "conv", &o, -1)) ||
+                    (rc = push(b, &nb_add_ops, K_ADD, "add", NULL, skip)) ||
+                    (rc = push_act(b)) || (rc = push_norm(b, false)))
+                    return rc;
+            }
+        }
+    if ((rc = push(b, &nb_gap_ops, K_POOL, "gap", NULL, -1)))
+        return rc;
+    return classifier(b);
+}
+
+/* Deep linear network (Santurkar A.1): k square layers, no activation,
+ * no bias; with a norm, Linear -> Norm between layers. */
+static int build_dln(struct builder *b)
+{
+    const struct nb_model_desc *d = &b->m->desc;
+    int dim = (int)nb_shape_numel(&d->input), rc;
+    if (d->dln_layers < 1)
+        return nb_error_set(b->err, NB_EINVAL, NULL, 0, "dln needs at least one layer");
+    if (d->outputs != dim)
+        return nb_error_set(b->err, NB_EINVAL, NULL, 0,
+                            "dln layers are square: outputs (%d) must equal the input size (%d)",
+                            d->outputs, dim);
+    for (int i = 0; i < d->dln_layers - 1; i++) {
+        struct nb_linear_opts o = {.out = dim, .bias = d->bias_before_norm};
+        if ((rc = push(b, &nb_linear_ops, K_LINEAR, "linear", &o, -1)) ||
+            (rc = push_norm(b, true)))
+            return rc;
+    }
+    struct nb_linear_opts o = {.out = dim, .bias = false};
+    return push(b, &nb_linear_ops, K_LINEAR, "linear", &o, -1);
+}
+
+static int bind(struct nb_model *m, struct nb_error *err)
+{
+    size_t np = 0, ns = 0, scratch = 0, maxact = 0;
+    int rc;
+    for (int i = 0; i < m->n_layers; i++) {
+        struct nb_layer *l = &m->layers[i];
+        for (int p = 0; p < l->n_params; p++) {
+            l->params[p].offset = np;
+            np += l->params[p].count;
+        }
+        for (int s = 0; s < l->n_state; s++) {
+            l->state[s].offset = ns;
+            ns += l->state[s].count;
+        }
+        if (l->scratch > scratch)
+            scratch = l->scratch;
+    }
+    if ((rc = nb_arena_init(&m->params, np, err)) ||
+        (rc = nb_arena_init(&m->grads, np, err)) ||
+        (rc = nb_arena_init(&m->opt, np, err)) ||
+        (rc = nb_arena_init(&m->state, ns, err)))
+        return rc;
+    m->n_params = np;
+    for (int i = 0; i < m->n_layers; i++) {
+        struct nb_layer *l = &m->layers[i];
+        for (int p = 0; p < l->n_params; p++) {
+            l->params[p].value = m->params.data + l->params[p].offset;
+            l->params[p].grad = m->grads.data + l->params[p].offset;
+        }
+        for (int s = 0; s < l->n_state; s++)
+            l->state[s].value = m->state.data + l->state[s].offset;
+        l->ctx = &m->ctx;
+    }
+    m->acts = calloc((size_t)m->n_layers + 1, sizeof *m->acts);
+    m->dacts = calloc((size_t)m->n_layers + 1, sizeof *m->dacts);
+    m->written = calloc((size_t)m->n_layers + 1, sizeof *m->written);
+    if (!m->acts || !m->dacts || !m->written)
+        return nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
+    for (int a = 0; a <= m->n_layers; a++) {
+        const struct nb_shape *s = a == 0 ? &m->layers[0].in : &m->layers[a - 1].out;
+        size_t count = (size_t)m->max_batch * nb_shape_numel(s);
+        if (count > maxact)
+            maxact = count;
+        m->acts[a] = nb_alloc_floats(count);
+        m->dacts[a] = nb_alloc_floats(count);
+        if (!m->acts[a] || !m->dacts[a])
+            return nb_error_set(err, NB_ENOMEM, NULL, 0,
+                                "cannot allocate activations for batch %d", m->max_batch);
+    }
+    m->prof_fwd = calloc((size_t)m->n_layers, sizeof *m->prof_fwd);
+    m->prof_bwd = calloc((size_t)m->n_layers, sizeof *m->prof_bwd);
+    if (!m->prof_fwd || !m->prof_bwd)
+        return nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
+    m->tmp = nb_alloc_floats(maxact);
+    m->ctx.scratch_count = scratch;
+    m->ctx.scratch = nb_alloc_floats(scratch ? scratch : 1);
+    if (!m->tmp || !m->ctx.scratch)
+        return nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
+    return 0;
+}
+
+void nb_model_init_params(struct nb_model *m, uint64_t seed)
+{
+    gsl_rng *r = nb_rng_alloc(seed, NB_STREAM_INIT);
+    NB_ASSERT(r);
+    const struct nb_model_desc *d = &m->desc;
+    memset(m->params.data, 0, m->params.count * sizeof(float));
+    memset(m->state.data, 0, m->state.count * sizeof(float));
+    for (int i = 0; i < m->n_layers; i++) {
+        struct nb_layer *l = &m->layers[i];
+        for (int p = 0; p < l->n_params; p++) {
+            struct nb_param *pp = &l->params[p];
+            if (!(pp->flags & NB_PARAM_WEIGHT))
+                continue;
+            double fi = pp->fan_in > 0 ? pp->fan_in : 1, fo = pp->fan_out > 0 ? pp->fan_out : 1;
+            for (size_t k = 0; k < pp->count; k++) {
+                double v;
+                switch (d->init) {
+                case NB_INIT_GLOROT: {
+                    double a = sqrt(6.0 / (fi + fo));
+                    v = a * (2.0 * gsl_rng_uniform(r) - 1.0);
+                    break;
+                }
+                case NB_INIT_SMALL:
+                    v = d->init_std * gsl_ran_gaussian_ziggurat(r, 1.0);
+                    break;
+                default: /* Kaiming normal, fan_in, ReLU gain sqrt(2) */
+                    v = sqrt(2.0 / fi) * gsl_ran_gaussian_ziggurat(r, 1.0);
+                }
+                pp->value[k] = (float)v;
+            }
+        }
+        if (l->ops->init)
+            l->ops->init(l);
+    }
+    /* zero-init of the last gamma of each residual block: the norm right
+     * before each add (pre placement) */
+    if (d->arch == NB_ARCH_RESNET && d->zero_init_last_gamma)
+        for (int i = 1; i < m->n_layers; i++)
+            if (m->layers[i].ops == &nb_add_ops && m->layers[i - 1].ops == &nb_norm_ops)
+                for (int p = 0; p < m->layers[i - 1].n_params; p++)
+                    if (strcmp(m->layers[i - 1].params[p].name, "gamma") == 0)
+                        memset(m->layers[i - 1].params[p].value, 0,
+                               m->layers[i - 1].params[p].count * sizeof(float));
+    gsl_rng_free(r);
+}
+
+int nb_model_build(struct nb_model *m, const struct nb_model_desc *d,
+                   int max_batch, uint64_t seed, struct nb_error *err)
+{
+    memset(m, 0, sizeof *m);
+    m->desc = *d;
+    m->max_batch = max_batch;
+    if (max_batch < 1)
+        return nb_error_set(err, NB_EINVAL, NULL, 0, "batch size must be >= 1, not %d", max_batch);
+    struct builder b = {.m = m, .shape = d->input, .err = err};
+    b.shapes = malloc(sizeof *b.shapes);
+    if (!b.shapes)
+        return nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
+    b.shapes[0] = d->input;
+    int rc;
+    switch (d->arch) {
+    case NB_ARCH_MLP: rc = build_mlp(&b); break;
+    case NB_ARCH_CNN:
+        if (d->input.h % 4 || d->input.w % 4) {
+            rc = nb_error_set(err, NB_EINVAL, NULL, 0,
+                              "cnn needs an input height and width divisible by 4 (two 2x2 pools), not %dx%d",
+                              d->input.h, d->input.w);
+            break;
+        }
+        rc = build_cnn(&b);
+        break;
+    case NB_ARCH_RESNET: rc = build_resnet(&b); break;
+    case NB_ARCH_DLN: rc = build_dln(&b); break;
+    default: rc = nb_error_set(err, NB_EINVAL, NULL, 0, "unknown architecture %d", (int)d->arch);
+    }
+    if (!rc) {
+        const struct nb_layer_ops *loss = d->loss == NB_LOSS_MSE ? &nb_mse_ops : &nb_xent_ops;
+        rc = push(&b, loss, K_OTHER, d->loss == NB_LOSS_MSE ? "mse" : "xent", NULL, -1);
+    }
+    free(b.shapes);
+    if (rc)
+        return rc;
+    if ((rc = bind(m, err)))
+        return rc;
+    nb_model_init_params(m, seed);
+    return 0;
+}
+
+void nb_model_free(struct nb_model *m)
+{
+    for (int i = 0; i < m->n_layers; i++)
+        nb_layer_destroy(&m->layers[i]);
+    if (m->acts)
+        for (int a = 0; a <= m->n_layers; a++) {
+            free(m->acts[a]);
+            free(m->dacts[a]);
+        }
+    free(m->acts);
+    free(m->dacts);
+    free(m->written);
+    free(m->tmp);
+    free(m->prof_fwd);
+    free(m->prof_bwd);
+    free(m->layers);
+    free(m->in_idx);
+    free(m->in2_idx);
+    free(m->ctx.scratch);
+    nb_arena_free(&m->params);
+    nb_arena_free(&m->grads);
+    nb_arena_free(&m->opt);
+    nb_arena_free(&m->state);
+    memset(m, 0, sizeof *m);
+}
+
+/* ---- running ------------------------------------------------------------ */
+
+double nb_model_forward(struct nb_model *m, const float *x, const int *labels,
+                        const float *targets, int n, enum nb_mode mode)
+{
+    NB_ASSERT(n >= 1 && n <= m->max_batch);
+    size_t nin = (size_t)n * nb_shape_numel(&m->layers[0].in);
+    memcpy(m->acts[0], x, nin * sizeof(float));
+    m->ctx.labels = labels;
+    m->ctx.targets = targets;
+    for (int i = 0; i < m->n_layers; i++) {
+        struct nb_layer *l = &m->layers[i];
+        l->x2 = m->in2_idx[i] >= 0 ? m->acts[m->in2_idx[i]] : NULL;
+        double t0 = m->profile ? nb_now() : 0;
+        l->ops->forward(l, m->acts[m->in_idx[i]], m->acts[i + 1], n, mode);
+        if (m->profile)
+            m->prof_fwd[i] += nb_now() - t0;
+    }
+    const float *loss = m->acts[m->n_layers];
+    double s = 0;
+    for (int k = 0; k < n; k++)
+        s += loss[k];
+    return s / n;
+}
+
+/* Where a backward writes the gradient of activation a: straight into its
+ * buffer when it is the first consumer seen, else into tmp (added after). */
+static float *grad_target(struct nb_model *m, int a)
+{
+    if (a == 0)
+        return NULL; /* the input needs no gradient */
+    return m->written[a] ? m->tmp : m->dacts[a];
+}
+
+static void grad_commit(struct nb_model *m, int a, int n)
+{
+    if (a == 0)
+        return;
+    size_t count = (size_t)n * nb_shape_numel(&m->layers[a - 1].out);
+    if (m->written[a]) {
+        float *d = m->dacts[a];
+        for (size_t k = 0; k < count; k++)
+            d[k] += m->tmp[k];
+    }
+    m->written[a] = true;
+}
+
+void nb_model_backward(struct nb_model *m, int n)
+{
+    NB_ASSERT(n >= 1 && n <= m->max_batch);
+    memset(m->grads.data, 0, m->grads.count * sizeof(float));
+    memset(m->written, 0, ((size_t)m->n_layers + 1) * sizeof *m->written);
+    float *dl = m->dacts[m->n_layers];
+    for (int k = 0; k < n; k++)
+        dl[k] = 1.0f / (float)n;
+    for (int i = m->n_layers - 1; i >= 0; i--) {
+        struct nb_layer *l = &m->layers[i];
+        int a = m->in_idx[i], a2 = m->in2_idx[i];
+        double t0 = m->profile ? nb_now() : 0;
+        if (a2 >= 0) {
+            /* the shortcut input: its gradient goes to dx2.  The add is
+             * always the last consumer of its shortcut activation, so in
+             * reverse order it writes first and never needs tmp, which
+             * stays free for the main input. */
+            l->x2 = m->acts[a2];
+            float *t2 = grad_target(m, a2);
+            NB_ASSERT(t2 != m->tmp);
+            l->dx2 = t2;
+            l->ops->backward(l, m->acts[a], m->acts[i + 1], m->dacts[i + 1],
+                             grad_target(m, a), n);
+            grad_commit(m, a, n);
+            grad_commit(m, a2, n);
+        } else {
+            l->ops->backward(l, m->acts[a], m->acts[i + 1], m->dacts[i + 1],
+                             grad_target(m, a), n);
+            grad_commit(m, a, n);
+        }
+        if (m->profile)
+            m->prof_bwd[i] += nb_now() - t0;
+    }
+}
+
+const float *nb_model_logits(const struct nb_model *m)
+{
+    return m->acts[m->n_layers - 1];
+}
+
+int nb_model_correct(const struct nb_model *m, const int *labels, int n)
+{
+    const float *z = nb_model_logits(m);
+    int c = m->desc.outputs, hits = 0;
+    for (int k = 0; k < n; k++) {
+        const float *row = z + (size_t)k * c;
+        int best = 0;
+        for (int j = 1; j < c; j++)
+            if (row[j] > row[best])
+                best = j;
+        hits += best == labels[k];
+    }
+    return hits;
+}
+
+void nb_model_print(const struct nb_model *m, FILE *fp)
+{
+    for (int i = 0; i < m->n_layers; i++) {
+        const struct nb_layer *l = &m->layers[i];
+        size_t np = 0;
+        for (int p = 0; p < l->n_params; p++)
+            np += l->params[p].count;
+        fprintf(fp, "  %-10s %-8s (%d,%d,%d) -> (%d,%d,%d)  params %zu\n", l->name,
+                l->ops->kind, l->in.c, l->in.h, l->in.w, l->out.c, l->out.h, l->out.w, np);
+    }
+    fprintf(fp, "  total parameters: %zu\n", m->n_params);
+}
+
+int nb_model_check_batch(const struct nb_model *m, int n, struct nb_error *err)
+{
+    for (int i = 0; i < m->n_layers; i++)
+        if (m->layers[i].ops == &nb_norm_ops) {
+            int rc = nb_norm_check_batch(&m->layers[i], n, err);
+            if (rc)
+                return rc;
+        }
+    return 0;
+}

@@ -1,0 +1,138 @@
+/* src/model/model.h - a network built from a description: the layer list,
+ * its activations, and the four arenas.
+ *
+ * Layer i reads activation in_idx[i] (and in2_idx[i] >= 0 for a residual
+ * add) and writes activation i + 1; activation 0 is the input batch.  The
+ * last layer is the loss: its output is the per-sample loss, and the
+ * model's loss is their mean.  Parameters live in one arena, gradients in a
+ * second with the same offsets, optimizer buffers in a third (owned by the
+ * optimizer, allocated here for convenience) and non-trainable state in a
+ * fourth. */
+#ifndef NB_MODEL_MODEL_H
+#define NB_MODEL_MODEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "core/arena.h"
+#include "core/error.h"
+#include "data/data.h"
+#include "layers/layer.h"
+#include "layers/norm.h"
+
+enum nb_arch { NB_ARCH_MLP = 0, NB_ARCH_CNN, NB_ARCH_RESNET, NB_ARCH_DLN, NB_ARCH_COUNT };
+enum nb_act { NB_ACT_RELU = 0, NB_ACT_SIGMOID };
+enum nb_init { NB_INIT_KAIMING = 0, NB_INIT_GLOROT, NB_INIT_SMALL };
+enum nb_loss { NB_LOSS_XENT = 0, NB_LOSS_MSE };
+enum nb_dropout_place {
+    NB_DROPOUT_CLASSIFIER = 0, /* before the last linear layer */
+    NB_DROPOUT_BEFORE_NORM     /* before every norm (Li et al. 2019) */
+};
+
+#define NB_MAX_WIDTHS 16
+
+struct nb_model_desc {
+    enum nb_arch arch;
+    struct nb_shape input;  /* per-sample input shape */
+    int outputs;            /* classes (xent) or target dimension (mse) */
+    /* mlp */
+    int widths[NB_MAX_WIDTHS];
+    int n_widths;
+    enum nb_act act;
+    /* resnet: depth 6n+2 */
+    int depth;
+    /* deep linear network: k square layers of dimension input.c*h*w */
+    int dln_layers;
+    /* normalization: type, options; groups 0 = the per-layer default
+     * G = min(8, C/4) (workloads.md: 4 on 16 channels, 8 on 32 and 128) */
+    struct nb_norm_opts norm;
+    enum nb_norm_placement placement;
+    bool bias_before_norm;     /* keep the bias of a conv/linear before a norm */
+    bool zero_init_last_gamma; /* resnet: gamma 0 in each block's last norm */
+    enum nb_init init;
+    double init_std;           /* NB_INIT_SMALL */
+    double dropout;            /* 0 = none */
+    enum nb_dropout_place dropout_place;
+    enum nb_loss loss;
+};
+
+/* Defaults: cnn on (1,28,28) with 10 classes, no norm, pre placement,
+ * Kaiming init, mlp widths 256 256 256, resnet depth 8, dln 25 layers,
+ * cross-entropy. */
+void nb_model_desc_default(struct nb_model_desc *d);
+
+const char *nb_arch_name(enum nb_arch a);
+
+struct nb_model {
+    struct nb_layer *layers;
+    int n_layers;
+    int *in_idx, *in2_idx;
+    float **acts;   /* n_layers + 1 activations, max_batch samples each */
+    float **dacts;  /* their gradients */
+    float *tmp;     /* for activations with two consumers */
+    bool *written;  /* per activation, during backward */
+    struct nb_arena params, grads, opt, state;
+    struct nb_ctx ctx;
+    int max_batch;
+    struct nb_model_desc desc;
+    size_t n_params;
+    /* Per-layer timing for `normbench bench`: when profile is set, forward
+     * and backward add each layer's seconds to prof_fwd[i] / prof_bwd[i]. */
+    bool profile;
+    double *prof_fwd, *prof_bwd;
+};
+
+/* Builds the network for batches of up to max_batch samples and
+ * initialises it from the init stream of `seed`.  Returns 0 or a negative
+ * status with err filled (unknown arch, impossible norm, ...); m is then
+ * safe to free. */
+int nb_model_build(struct nb_model *m, const struct nb_model_desc *d,
+                   int max_batch, uint64_t seed, struct nb_error *err);
+
+/* Frees everything; safe on a zeroed or failed model. */
+void nb_model_free(struct nb_model *m);
+
+/* Re-initialises parameters and state from the init stream of seed. */
+void nb_model_init_params(struct nb_model *m, uint64_t seed);
+
+/* Forward of n <= max_batch samples x (n, input) with labels (xent) or
+ * targets (mse); returns the mean loss.  The logits stay in
+ * nb_model_logits(m). */
+double nb_model_forward(struct nb_model *m, const float *x, const int *labels,
+                        const float *targets, int n, enum nb_mode mode);
+
+/* Backward of the mean loss of the most recent forward: OVERWRITES the
+ * gradient arena. */
+void nb_model_backward(struct nb_model *m, int n);
+
+/* Output of the last layer before the loss: (n, outputs). */
+const float *nb_model_logits(const struct nb_model *m);
+
+/* Number of the n samples whose argmax logit equals the label. */
+int nb_model_correct(const struct nb_model *m, const int *labels, int n);
+
+/* Total FLOP-free description: one line per layer to fp. */
+void nb_model_print(const struct nb_model *m, FILE *fp);
+
+/* Checks that every norm layer accepts a training batch of n samples
+ * (batch norm needs more than one value per channel). */
+int nb_model_check_batch(const struct nb_model *m, int n, struct nb_error *err);
+
+/* Recomputes the population statistics of every norm layer over the
+ * first `samples` samples of ds (all when 0) in batches of `batch` (the
+ * normalization batch of training), weights frozen: precise BN, or
+ * "recompute the statistics on this data" for a shifted domain.  exact
+ * (fvcore_average false) or the fvcore-style average; see norm.h.
+ * Training's RNG streams are not touched. */
+int nb_model_recompute_bn(struct nb_model *m, const struct nb_dataset *ds,
+                          int batch, size_t samples, bool fvcore_average,
+                          struct nb_error *err);
+
+/* Builds in out the same network without normalization layers, with every
+ * eval-mode norm folded into the preceding conv/linear's weight and bias
+ * (placement pre; batch or lp norms).  Same logits in EVAL mode. */
+int nb_model_fold(const struct nb_model *m, struct nb_model *out,
+                  struct nb_error *err);
+
+#endif

@@ -1,0 +1,117 @@
+/* src/optim/optim.c - see optim.h. */
+#include "optim/optim.h"
+
+#include <math.h>
+#include <string.h>
+
+void nb_sgd_opts_default(struct nb_sgd_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->momentum = 0.9;
+}
+
+void nb_sgd_init(struct nb_sgd *s, const struct nb_sgd_opts *o)
+{
+    s->o = *o;
+    s->steps = 0;
+}
+
+double nb_grad_norm(const struct nb_model *m)
+{
+    double ss = 0;
+    const float *g = m->grads.data;
+    for (size_t i = 0; i < m->grads.count; i++)
+        ss += (double)g[i] * g[i];
+    return sqrt(ss);
+}
+
+/* The update of one contiguous parameter block. */
+static void sgd_block(float *w, const float *grad, float *buf, size_t n,
+                      float lr, float wd, float mom, bool nesterov, bool first)
+{
+    for (size_t i = 0; i < n; i++) {
+        float g = grad[i] + wd * w[i];
+        if (mom != 0.0f) {
+            float b = first ? g : mom * buf[i] + g;
+            buf[i] = b;
+            g = nesterov ? g + mom * b : b;
+        }
+        w[i] -= lr * g;
+    }
+}
+
+double nb_sgd_step(struct nb_sgd *s, struct nb_model *m, double lr)
+{
+    double norm = nb_grad_norm(m);
+    if (s->o.clip_norm > 0) {
+        /* torch.nn.utils.clip_grad_norm_: scale by max/(norm + 1e-6) */
+        double coef = s->o.clip_norm / (norm + 1e-6);
+        if (coef < 1.0)
+            for (size_t i = 0; i < m->grads.count; i++)
+                m->grads.data[i] = (float)(m->grads.data[i] * coef);
+    }
+    bool first = s->steps == 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        const struct nb_layer *l = &m->layers[i];
+        for (int p = 0; p < l->n_params; p++) {
+            const struct nb_param *pp = &l->params[p];
+            bool decay = (pp->flags & NB_PARAM_WEIGHT) || s->o.decay_norm_and_bias;
+            size_t off = pp->offset;
+            sgd_block(m->params.data + off, m->grads.data + off, m->opt.data + off,
+                      pp->count, (float)lr, decay ? (float)s->o.weight_decay : 0.0f,
+                      (float)s->o.momentum, s->o.nesterov, first);
+        }
+    }
+    s->steps++;
+    return norm;
+}
+
+static const char *const sched_names[NB_SCHED_COUNT] = {"constant", "step", "multistep", "cosine"};
+
+const char *nb_sched_name(enum nb_sched_kind k)
+{
+    return (k >= 0 && k < NB_SCHED_COUNT) ? sched_names[k] : "?";
+}
+
+void nb_schedule_default(struct nb_schedule *s, double lr)
+{
+    memset(s, 0, sizeof *s);
+    s->kind = NB_SCHED_CONSTANT;
+    s->lr = lr;
+    s->gamma = 0.1;
+    s->step_size = 30;
+    s->steps_per_epoch = 1;
+    s->warmup_start = 0.0;
+}
+
+double nb_schedule_lr(const struct nb_schedule *s, long step)
+{
+    double lr = s->lr;
+    long spe = s->steps_per_epoch > 0 ? s->steps_per_epoch : 1;
+    long epoch = step / spe;
+    switch (s->kind) {
+    case NB_SCHED_STEP:
+        if (s->step_size > 0)
+            lr *= pow(s->gamma, (double)(epoch / s->step_size));
+        break;
+    case NB_SCHED_MULTISTEP: {
+        int passed = 0;
+        for (int i = 0; i < s->n_milestones; i++)
+            passed += epoch >= s->milestones[i];
+        lr *= pow(s->gamma, passed);
+        break;
+    }
+    case NB_SCHED_COSINE:
+        if (s->total_steps > 0) {
+            double t = (double)(step < s->total_steps ? step : s->total_steps);
+            lr = s->eta_min + (s->lr - s->eta_min) * 0.5 *
+                                  (1.0 + cos(M_PI * t / (double)s->total_steps));
+        }
+        break;
+    default:
+        break;
+    }
+    if (s->warmup_steps > 0 && step < s->warmup_steps)
+        lr *= s->warmup_start + (1.0 - s->warmup_start) * (double)step / (double)s->warmup_steps;
+    return lr;
+}

@@ -1,0 +1,300 @@
+/* tests/t_model.c - the model builder, whole-network gradients, init
+ * streams, training on a synthetic set, determinism, BN folding. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/rng.h"
+#include "harness/train.h"
+#include "model/model.h"
+#include "tap.h"
+
+static void fill(float *x, size_t n, unsigned long seed)
+{
+    gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+    gsl_rng_set(r, seed);
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)(2.0 * gsl_rng_uniform(r) - 1.0);
+    gsl_rng_free(r);
+}
+
+/* Whole-model gradient vs central differences of the mean loss, on a
+ * sample of parameters (every `stride`-th) and the analytic gradient. */
+static void check_model_grad(const struct nb_model_desc *d, int n, int stride,
+                             const char *label)
+{
+    struct nb_model m;
+    struct nb_error e;
+    if (nb_model_build(&m, d, n, 3, &e)) {
+        ok(0, "%s: build (%s)", label, e.msg);
+        return;
+    }
+    gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+    m.ctx.rng_dropout = m.ctx.rng_noise = m.ctx.rng_probe = r;
+    /* random norm parameters so gamma = 1 / beta = 0 hide nothing */
+    fill(m.params.data, m.params.count, 77);
+    for (size_t i = 0; i < m.params.count; i++)
+        m.params.data[i] *= 0.7f;
+    size_t per = nb_shape_numel(&d->input);
+    float *x = malloc((size_t)n * per * sizeof *x);
+    fill(x, (size_t)n * per, 5);
+    int labels[16];
+    float targets[256];
+    for (int i = 0; i < n; i++)
+        labels[i] = (i * 3) % d->outputs;
+    fill(targets, sizeof targets / sizeof targets[0], 9);
+    nb_model_forward(&m, x, labels, targets, n, NB_TRAIN);
+    nb_model_backward(&m, n);
+    float *g = malloc(m.grads.count * sizeof *g);
+    memcpy(g, m.grads.data, m.grads.count * sizeof *g);
+    double worst = 0;
+    size_t worst_i = 0, checked = 0, bad = 0;
+    for (size_t i = 0; i < m.params.count; i += (size_t)stride) {
+        float w = m.params.data[i];
+        double h = 1e-2 * fmax(1.0, fabs(w));
+        m.params.data[i] = (float)(w + h);
+        double up = m.params.data[i] - (double)w;
+        double fp = nb_model_forward(&m, x, labels, targets, n, NB_TRAIN);
+        m.params.data[i] = (float)(w - h);
+        double dn = (double)w - m.params.data[i];
+        double fm = nb_model_forward(&m, x, labels, targets, n, NB_TRAIN);
+        m.params.data[i] = w;
+        double num = (fp - fm) / (up + dn);
+        double err = fabs(num - g[i]) - (2e-3 + 2e-2 * fabs(num));
+        checked++;
+        if (err > 0)
+            bad++;
+        if (err > worst || checked == 1) {
+            worst = err;
+            worst_i = i;
+        }
+    }
+    ok(bad == 0, "%s: whole-model gradient vs central differences (%zu params checked)",
+       label, checked);
+    if (bad)
+        tap_diag("  %zu bad; worst at param %zu: analytic %.6g", bad, worst_i, g[worst_i]);
+    free(g);
+    free(x);
+    gsl_rng_free(r);
+    nb_model_free(&m);
+}
+
+/* A learnable synthetic classification set: class blobs. */
+static int make_blobs(struct nb_dataset *tr, struct nb_dataset *te)
+{
+    struct nb_synth_opts so;
+    struct nb_error e;
+    nb_synth_opts_default(&so);
+    so.n_train = 512;
+    so.n_test = 256;
+    so.shape = (struct nb_shape){1, 8, 8};
+    so.classes = 4;
+    so.seed = 11;
+    so.spread = 0.1; /* well separated in 64 pixels: learnable in a few steps */
+    return nb_synth_blobs(&so, tr, te, &e);
+}
+
+struct trace {
+    double loss[64];
+    int n;
+};
+
+static int record(void *user, const struct nb_metrics *row)
+{
+    struct trace *t = user;
+    if (t->n < 64)
+        t->loss[t->n++] = row->train_loss;
+    return 0;
+}
+
+int main(void)
+{
+    struct nb_model_desc d;
+    struct nb_error e;
+
+    /* --- builder shapes: the cnn of workloads.md */
+    nb_model_desc_default(&d);
+    struct nb_model m;
+    if (nb_model_build(&m, &d, 4, 1, &e))
+        tap_bail("cnn build: %s", e.msg);
+    size_t want = 16 * 9 + 16 + 16 * 16 * 9 + 16 + 32 * 16 * 9 + 32 + 32 * 32 * 9 + 32 +
+                  1568 * 128 + 128 + 128 * 10 + 10;
+    is_int((long long)m.n_params, (long long)want, "cnn without norm: parameter count");
+    is_int(m.layers[m.n_layers - 2].out.c, 10, "cnn ends in 10 logits");
+    nb_model_free(&m);
+
+    d.norm.type = NB_NORM_BATCH;
+    if (nb_model_build(&m, &d, 4, 1, &e))
+        tap_bail("cnn+bn build: %s", e.msg);
+    want = 16 * 9 + 16 * 16 * 9 + 32 * 16 * 9 + 32 * 32 * 9 + 1568 * 128 + 128 * 10 + 10 +
+           2 * (16 + 16 + 32 + 32 + 128);
+    is_int((long long)m.n_params, (long long)want,
+           "cnn with batch norm: no bias before a norm, 2C affine params per norm");
+    nb_model_free(&m);
+
+    d.bias_before_norm = true;
+    if (nb_model_build(&m, &d, 4, 1, &e))
+        tap_bail("cnn+bn+bias build: %s", e.msg);
+    is_int((long long)m.n_params, (long long)(want + 16 + 16 + 32 + 32 + 128),
+           "bias_before_norm keeps the biases");
+    nb_model_free(&m);
+
+    /* instance norm on an mlp is refused with a clear message */
+    nb_model_desc_default(&d);
+    d.arch = NB_ARCH_MLP;
+    d.input = (struct nb_shape){784, 1, 1};
+    d.norm.type = NB_NORM_INSTANCE;
+    int rc = nb_model_build(&m, &d, 4, 1, &e);
+    ok(rc == NB_EINVAL, "mlp with instance norm is refused");
+    contains(e.msg, "instance norm", "... and the message says why");
+    nb_model_free(&m);
+
+    /* resnet depth check */
+    nb_model_desc_default(&d);
+    d.arch = NB_ARCH_RESNET;
+    d.depth = 10;
+    rc = nb_model_build(&m, &d, 4, 1, &e);
+    ok(rc == NB_EINVAL, "resnet depth 10 (not 6n+2) is refused");
+    contains(e.msg, "6n+2", "... naming the rule");
+    nb_model_free(&m);
+
+    /* --- the initial weights do not depend on the batch size */
+    nb_model_desc_default(&d);
+    d.norm.type = NB_NORM_BATCH;
+    struct nb_model m2;
+    nb_model_build(&m, &d, 2, 42, &e);
+    nb_model_build(&m2, &d, 64, 42, &e);
+    ok(m.params.count == m2.params.count &&
+           memcmp(m.params.data, m2.params.data, m.params.count * sizeof(float)) == 0,
+       "same seed, batch 2 vs 64: identical initial weights");
+    /* Kaiming normal: std of conv2 weights ~ sqrt(2 / 144) */
+    {
+        const struct nb_param *w = &m.layers[3].params[0];
+        double s = 0;
+        for (size_t k = 0; k < w->count; k++)
+            s += (double)w->value[k] * w->value[k];
+        is_close(sqrt(s / (double)w->count), sqrt(2.0 / 144.0), 0, 0.1,
+                 "Kaiming-normal std of %s (fan_in 144)", m.layers[3].name);
+    }
+    nb_model_free(&m);
+    nb_model_free(&m2);
+
+    /* --- whole-model gradients, including residual branches */
+    nb_model_desc_default(&d);
+    d.arch = NB_ARCH_RESNET;
+    d.depth = 8;
+    d.input = (struct nb_shape){2, 8, 8};
+    d.outputs = 3;
+    d.act = NB_ACT_SIGMOID; /* smooth: no ReLU kinks for the differences to straddle */
+    check_model_grad(&d, 2, 7, "resnet-8 (sigmoid) without norm");
+    d.norm.type = NB_NORM_BATCH;
+    check_model_grad(&d, 3, 7, "resnet-8 (sigmoid) with batch norm");
+    d.placement = NB_PLACE_POST;
+    check_model_grad(&d, 3, 7, "resnet-8 (sigmoid) with batch norm, post placement");
+    nb_model_desc_default(&d);
+    d.arch = NB_ARCH_MLP;
+    d.input = (struct nb_shape){5, 1, 1};
+    d.outputs = 3;
+    d.n_widths = 2;
+    d.widths[0] = 6;
+    d.widths[1] = 4;
+    d.act = NB_ACT_SIGMOID;
+    d.norm.type = NB_NORM_LAYER;
+    check_model_grad(&d, 4, 1, "mlp sigmoid with layer norm");
+    nb_model_desc_default(&d);
+    d.arch = NB_ARCH_DLN;
+    d.input = (struct nb_shape){4, 1, 1};
+    d.outputs = 4;
+    d.dln_layers = 4;
+    d.loss = NB_LOSS_MSE;
+    d.norm.type = NB_NORM_BATCH;
+    check_model_grad(&d, 5, 1, "deep linear net with batch norm, mse");
+
+    /* --- a tiny net learns, deterministically */
+    struct nb_dataset tr, te;
+    if (make_blobs(&tr, &te))
+        tap_bail("synthetic blobs failed");
+    struct nb_train_spec spec;
+    nb_train_spec_default(&spec);
+    spec.model.arch = NB_ARCH_MLP;
+    spec.model.input = tr.shape;
+    spec.model.outputs = 4;
+    spec.model.n_widths = 1;
+    spec.model.widths[0] = 32;
+    spec.model.norm.type = NB_NORM_BATCH;
+    spec.batch = 16;
+    spec.epochs = 3;
+    spec.eval_every = 8;
+    spec.eval_every_epoch = false;
+    spec.sched.lr = 0.05;
+    spec.seed = 7;
+    struct trace t1 = {0}, t2 = {0};
+    struct nb_train_hooks h = {.user = &t1, .on_metrics = record};
+    struct nb_train_result res;
+    rc = nb_train(&spec, &tr, &te, &h, 0.9, &res, &e);
+    ok(rc == 0 && res.status == NB_TRAIN_DONE, "tiny mlp+bn trains on blobs");
+    ok(t1.n >= 3 && t1.loss[t1.n - 1] < t1.loss[0] / 4,
+       "training loss falls by 4x in %ld steps (%.4f -> %.4f)", res.steps, t1.loss[0],
+       t1.n ? t1.loss[t1.n - 1] : NAN);
+    ok(res.last.test_acc > 0.9, "test accuracy above 90%% (%.3f)", res.last.test_acc);
+    h.user = &t2;
+    nb_train(&spec, &tr, &te, &h, 0.9, &res, &e);
+    ok(t1.n == t2.n && memcmp(t1.loss, t2.loss, sizeof t1.loss) == 0,
+       "same seed: bit-identical losses twice");
+
+    /* a batch-norm run with a final batch of one sample is refused */
+    spec.batch = tr.n - 1 > 0 ? 511 : 2;
+    rc = nb_train(&spec, &tr, &te, &h, 0, &res, &e);
+    ok(rc == NB_EINVAL, "batch norm with a last batch of 1 sample is refused");
+    contains(e.hint, "drop_last", "... with a hint to drop the last batch");
+
+    /* a diverging run ends with status diverged */
+    spec.batch = 16;
+    spec.model.norm.type = NB_NORM_NONE;
+    spec.sched.lr = 1e4;
+    rc = nb_train(&spec, &tr, &te, &h, 0, &res, &e);
+    ok(rc == 0 && res.status == NB_TRAIN_DIVERGED, "lr 1e4 without norm: status diverged");
+
+    /* --- folding an eval-mode BN gives the same logits */
+    nb_model_desc_default(&d);
+    d.input = (struct nb_shape){1, 8, 8};
+    d.norm.type = NB_NORM_BATCH;
+    spec.model = d;
+    spec.model.outputs = 4;
+    if (nb_model_build(&m, &spec.model, 8, 5, &e))
+        tap_bail("fold model: %s", e.msg);
+    {
+        gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+        m.ctx.rng_dropout = m.ctx.rng_noise = m.ctx.rng_probe = r;
+        float x[8 * 64];
+        int y[8] = {0, 1, 2, 3, 0, 1, 2, 3};
+        /* a few train steps' worth of running statistics, random affine */
+        for (int k = 0; k < 5; k++) {
+            fill(x, 8 * 64, 100 + k);
+            nb_model_forward(&m, x, y, NULL, 8, NB_TRAIN);
+        }
+        for (int i = 0; i < m.n_layers; i++)
+            if (m.layers[i].ops == &nb_norm_ops)
+                for (int p = 0; p < m.layers[i].n_params; p++)
+                    fill(m.layers[i].params[p].value, m.layers[i].params[p].count, 200 + i);
+        struct nb_model f;
+        rc = nb_model_fold(&m, &f, &e);
+        ok(rc == 0, "fold conv->BN net");
+        fill(x, 8 * 64, 999);
+        nb_model_forward(&m, x, y, NULL, 8, NB_EVAL);
+        float z1[32];
+        memcpy(z1, nb_model_logits(&m), sizeof z1);
+        nb_model_forward(&f, x, y, NULL, 8, NB_EVAL);
+        const float *z2 = nb_model_logits(&f);
+        double md = 0;
+        for (int i = 0; i < 32; i++)
+            md = fmax(md, fabs((double)z1[i] - z2[i]));
+        ok(md < 1e-5, "folded net gives the same eval logits (max abs diff %.2g)", md);
+        nb_model_free(&f);
+        gsl_rng_free(r);
+    }
+    nb_model_free(&m);
+    nb_dataset_free(&tr);
+    nb_dataset_free(&te);
+    return tap_exit();
+}
