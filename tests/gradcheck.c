@@ -166,7 +166,8 @@ int gc_check(struct gc_layer *t, float *x, float *x2, int n,
     }
     /* analytic */
     gc_forward(t, x, x2, y, n, mode);
-    memset(t->grads.data, 0, t->grads.count * sizeof(float));
+    if (t->grads.count)
+        memset(t->grads.data, 0, t->grads.count * sizeof(float));
     t->l.dx2 = x2 ? dx2 : NULL;
     t->l.ops->backward(&t->l, x, y, dy, dx, n);
     float *pgrad = nb_alloc_floats(t->grads.count ? t->grads.count : 1);

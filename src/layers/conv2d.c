@@ -9,8 +9,10 @@
  *                         * x[n, c, oh*stride - pad + i, ow*stride - pad + j]
  * (x read as 0 outside the image).
  *
- * The hot loop of the project.  With K = C*k*k and P = OH*OW, a chunk of
- * nb samples is unrolled into one column matrix
+ * The hot loop of the project.  With K = C*k*k and P = OH*OW, a tile of
+ * nb samples (or, when one sample's columns exceed the budget, a band of
+ * output rows of one sample; then P below is the band's rows * OW) is
+ * unrolled into one column matrix
  *   col (K, nb*P),  col[(c*k + i)*k + j, s*P + q] = x[s, c, ih(q, i), iw(q, j)]
  * and the three products are sgemms on its column blocks col_s (K, P)
  * (leading dimension nb*P):
@@ -19,14 +21,15 @@
  *             dWt (K, O)    = sum_s col_s (K, P) dy_s^T (P, O) in scratch and
  *             added transposed once per backward (this orientation of the
  *             product runs 12-20% faster in OpenBLAS for M = O = 16, 32)
- *   input     dcol_s (K, P) = W^T (K, O) dy_s (O, P),  dx_s = col2im(dcol_s)
- * dy_s and y_s are used in place (NCHW), so no transposing copies.  The
- * gemms run per sample: M = O is small but N = P and K are not, and
- * OpenBLAS runs these shapes as fast per sample as on a whole chunk (one
- * (O, nb*P) product measured no faster and needs the copies).  What the
- * chunk buys is cache locality: nb is chosen at setup so that col stays in
- * L2 between im2col and the gemms; it lives in the model's shared scratch
- * (l->scratch floats), so forward and backward never allocate.
+ *   input     dcol_s (K, P) = W^T (K, O) dy_s (O, P),  dx_s += col2im(dcol_s)
+ * y_s and dy_s are used in place (NCHW, leading dimension OH*OW), so there
+ * are no transposing copies.  The gemms run per sample: M = O is small but
+ * N = P and K are not, and OpenBLAS runs these shapes as fast per sample
+ * as on a whole tile (one (O, nb*P) product measured no faster and needs
+ * the copies).  The tile bounds the scratch and keeps col in cache between
+ * im2col and the gemms; col and dWt live in the model's shared scratch
+ * (l->scratch floats, sized at setup), so forward and backward never
+ * allocate.
  *
  * Stride-1 convolutions with OW == W ("same" padding, the cnn workload)
  * take fast paths: im2col copies each kernel row (c, i, j) as one block
@@ -42,10 +45,9 @@
 
 #include <gsl/gsl_cblas.h>
 
-/* Floats of one chunk's column matrix we aim for: it should stay in the
- * core's L2 cache between im2col and the gemms that read it (measured on
- * the cnn workload: 64K to 128K floats are best on a 1 MiB L2, beyond that
- * the gemms slow down). */
+/* Floats of one tile's column matrix (measured on the cnn workload with
+ * OpenBLAS on a 1 MiB L2: 64K to 128K floats are equally good, 256K and
+ * more a few percent slower). */
 #ifndef CONV_COL_BUDGET
 #define CONV_COL_BUDGET ((size_t)96 * 1024)
 #endif
@@ -164,6 +166,36 @@ static void add_block(float *restrict d, const float *restrict a, size_t n)
             d[i + t] += a[i + t];
     for (; i < n; i++)
         d[i] += a[i];
+}
+
+/* a[i] += b, i < n (blocked like add_block). */
+static void add_scalar(float *a, /* a: (n) */
+                       float b, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int t = 0; t < 8; t++)
+            a[i + t] += b;
+    for (; i < n; i++)
+        a[i] += b;
+}
+
+/* sum_i a[i] in double, over 4 independent accumulators: a single
+ * accumulator is bound by the latency of one addition per element. */
+static double sum_floats(const float *a, /* a: (n) */
+                         size_t n)
+{
+    double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0;
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        a0 += a[i];
+        a1 += a[i + 1];
+        a2 += a[i + 2];
+        a3 += a[i + 3];
+    }
+    for (; i < n; i++)
+        a0 += a[i];
+    return (a0 + a1) + (a2 + a3);
 }
 
 /* The adjoint of im2col for output rows [ra, rb) of one sample, ADDING
@@ -348,9 +380,7 @@ static void conv_forward(struct nb_layer *l, const float *x, float *y, int n,
         const float *b = l->params[p->b_idx].value; /* b: (O) */
         for (int s = 0; s < n; s++)
             for (int o = 0; o < O; o++) {
-                float *yo = y + s * ys + (size_t)o * P; /* yo: (P) */
-                for (int q = 0; q < P; q++)
-                    yo[q] += b[o];
+                add_scalar(y + s * ys + (size_t)o * P, b[o], (size_t)P);
             }
     }
 }
@@ -372,11 +402,8 @@ static void conv_backward(struct nb_layer *l, const float *x, const float *y,
         float *db = l->params[p->b_idx].grad; /* db: (O) */
         for (int o = 0; o < O; o++) {
             double acc = 0.0;
-            for (int s = 0; s < n; s++) {
-                const float *d = dy + s * ys + (size_t)o * P; /* d: (P) */
-                for (int q = 0; q < P; q++)
-                    acc += d[q];
-            }
+            for (int s = 0; s < n; s++)
+                acc += sum_floats(dy + s * ys + (size_t)o * P, (size_t)P);
             db[o] += (float)acc;
         }
     }

@@ -16,7 +16,11 @@
  *   4. ops->destroy frees l->priv only (views never free).
  *
  * Data layout is NCHW float32: a batch of n samples of shape l->in is
- * n * nb_shape_numel(&l->in) contiguous floats. */
+ * n * nb_shape_numel(&l->in) contiguous floats.  x, y, dy and dx never
+ * alias (backward may need the original x and y).  ctx->scratch is shared
+ * by all layers and does not survive from one call to the next: any
+ * forward or backward may overwrite it.  ctx->labels / ctx->targets stay
+ * bound from a forward to its backward. */
 #ifndef NB_LAYERS_LAYER_H
 #define NB_LAYERS_LAYER_H
 

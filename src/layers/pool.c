@@ -75,16 +75,20 @@ static void maxpool_forward(struct nb_layer *l, const float *x, float *y,
         int32_t *ap = p->arg + pl * OH * OW;  /* ap: (OH, OW) */
         for (int oh = 0; oh < OH; oh++)
             for (int ow = 0; ow < OW; ow++) {
-                int best = oh * s * W + ow * s;
-                float m = xp[best];
-                for (int i = 0; i < k; i++) {
-                    const float *xr = xp + (size_t)(oh * s + i) * W + ow * s;
-                    for (int j = 0; j < k; j++)
-                        if (xr[j] > m) { /* strict: ties keep the first */
-                            m = xr[j];
-                            best = (oh * s + i) * W + ow * s + j;
-                        }
-                }
+                const int base = oh * s * W + ow * s;
+                int best = base;
+                float m = xp[base];
+                for (int i = 0; i < k; i++)
+                    for (int j = 0; j < k; j++) {
+                        /* branch-free select (conditional moves): random
+                         * data makes a branch here mispredict; strict >
+                         * keeps the first of tied maxima */
+                        const int idx = base + i * W + j;
+                        const float v = xp[idx];
+                        const int gt = v > m;
+                        best = gt ? idx : best;
+                        m = gt ? v : m;
+                    }
                 yp[oh * OW + ow] = m;
                 ap[oh * OW + ow] = best;
             }
