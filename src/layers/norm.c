@@ -144,24 +144,26 @@ struct norm_priv {
     int s_mean, s_var, s_nbt, s_rn_mean, s_rn_std; /* -1 when absent */
 
     /* caches, sized at setup */
-    double *pa, *pb;     /* (max_batch, C): plane partials */
+    double *pa, *pb;     /* (max_batch, C): plane partials (batch sets
+                            on planes, and lp) */
     double *smean;       /* (max_sets): set mean */
     double *svar;        /* (max_sets): biased var (lp: sum/max quantity) */
-    double *scnt;        /* (max_sets): elements in the set */
     double *srstd;       /* (max_sets): 1/sigma (lp: 1/D) */
-    double *sr, *sd;     /* (max_sets): renorm r, d (1, 0 otherwise) */
     double *g1, *g2;     /* (max_sets): backward set sums */
+    double *scnt;        /* batch sets (max_sets): elements in the set */
+    double *sr, *sd;     /* batch sets (max_sets): renorm r, d (1, 0
+                            otherwise) */
     size_t *sarg;        /* (max_sets): lp inf, flat index of the max */
     int *pstart;         /* (max_parts + 1): part bounds */
     double *cda, *cdb;   /* (C): dgamma, dbeta accumulators */
     double *tmu, *tv, *ts; /* (C): running-update temporaries */
     float *ca, *cm, *cb, *cc; /* (C): per-channel coefficients of a part */
+    float *ones, *zeros; /* (C): gamma and beta when affine is off */
     float *ns, *dyn;     /* (max_batch, C, H, W): noise scale s, dy * s */
     double *nmu, *nsig;  /* (C): noise distribution of this forward */
 
     /* what the most recent forward did (backward repeats it) */
     int n;
-    enum nb_mode mode;
     bool fixed;  /* statistics were constants (EVAL, frozen) */
     bool noised; /* noise was applied */
     int nparts;  /* batch sets: parts of the final sets */
@@ -253,7 +255,8 @@ static void norm_destroy(struct nb_layer *l)
                     P->sr,   P->sd,  P->g1,    P->g2,   P->sarg, P->pstart,
                     P->cda,  P->cdb, P->tmu,   P->tv,   P->ts,   P->ca,
                     P->cm,   P->cb,  P->cc,    P->ns,   P->dyn,  P->nmu,
-                    P->nsig, P->rc_s1, P->rc_s2, P->rc_b1, P->rc_bv};
+                    P->nsig, P->rc_s1, P->rc_s2, P->rc_b1, P->rc_bv,
+                    P->ones, P->zeros};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         free(bufs[i]);
     free(P);
@@ -429,15 +432,14 @@ static int norm_setup(struct nb_layer *l, const void *opts,
         (ptr) = zalloc((count), sizeof *(ptr));                             \
         okay = okay && (ptr) != NULL;                                       \
     } while (0)
-    if (o.type != NB_NORM_NONE) {
+    if (bsets && (HW > 1 || !P->moments)) {
         ALLOC_(P->pa, planes);
         ALLOC_(P->pb, planes);
+    }
+    if (o.type != NB_NORM_NONE) {
         ALLOC_(P->smean, S);
         ALLOC_(P->svar, S);
-        ALLOC_(P->scnt, S);
         ALLOC_(P->srstd, S);
-        ALLOC_(P->sr, S);
-        ALLOC_(P->sd, S);
         ALLOC_(P->g1, S);
         ALLOC_(P->g2, S);
         ALLOC_(P->cda, C);
@@ -446,10 +448,15 @@ static int norm_setup(struct nb_layer *l, const void *opts,
         ALLOC_(P->cm, C);
         ALLOC_(P->cb, C);
         ALLOC_(P->cc, C);
+        ALLOC_(P->ones, C);
+        ALLOC_(P->zeros, C);
     }
     if (o.type == NB_NORM_LP && P->lp_p == 0)
         ALLOC_(P->sarg, S);
     if (bsets) {
+        ALLOC_(P->scnt, S);
+        ALLOC_(P->sr, S);
+        ALLOC_(P->sd, S);
         ALLOC_(P->pstart, (size_t)P->max_parts + 1);
         ALLOC_(P->tmu, C);
         ALLOC_(P->tv, C);
@@ -467,6 +474,9 @@ static int norm_setup(struct nb_layer *l, const void *opts,
         ALLOC_(P->nsig, C);
     }
 #undef ALLOC_
+    if (okay && P->ones)
+        for (int c = 0; c < C; c++)
+            P->ones[c] = 1.0f;
     if (!okay)
         return nb_error_set(err, NB_ENOMEM, NULL, 0,
                             "layer %s: out of memory for the norm caches "
@@ -510,6 +520,19 @@ static inline float beta_of(const struct norm_priv *P,
                             const struct nb_layer *l, int c)
 {
     return P->p_beta >= 0 ? l->params[P->p_beta].value[c] : 0.0f;
+}
+
+/* (C) gamma and beta, or ones and zeros without affine */
+static inline const float *gammas(const struct norm_priv *P,
+                                  const struct nb_layer *l)
+{
+    return P->p_gamma >= 0 ? l->params[P->p_gamma].value : P->ones;
+}
+
+static inline const float *betas(const struct norm_priv *P,
+                                 const struct nb_layer *l)
+{
+    return P->p_beta >= 0 ? l->params[P->p_beta].value : P->zeros;
 }
 
 /* Plane partials of batch sets: pa = plane mean, pb = M2 (moments) or the
@@ -572,6 +595,33 @@ static void part_sets(struct norm_priv *P, int k, int s, int e)
             for (int c = 0; c < C; c++)
                 var[c] += P->pb[(size_t)n * C + c];
     }
+}
+
+/* Batch sets of part k for (N, C) data (H*W = 1, moments): mean and
+ * biased variance of each feature over samples [s, e), by columns (two
+ * passes over the part, contiguous rows). */
+static void part_sets_dense(struct norm_priv *P, const float *x, int k, int s,
+                            int e)
+{
+    const int C = P->C;
+    const double np = e - s;
+    double *mean = P->smean + (size_t)k * C, *var = P->svar + (size_t)k * C;
+    double *cnt = P->scnt + (size_t)k * C;
+    for (int c = 0; c < C; c++) {
+        mean[c] = 0;
+        var[c] = 0;
+        cnt[c] = np;
+    }
+    if (e <= s)
+        return;
+    for (int n = s; n < e; n++)
+        nb_normk_col_add(mean, x + (size_t)n * C, C);
+    for (int c = 0; c < C; c++)
+        mean[c] /= np;
+    for (int n = s; n < e; n++)
+        nb_normk_col_sqdev(var, x + (size_t)n * C, mean, C);
+    for (int c = 0; c < C; c++)
+        var[c] /= np;
 }
 
 /* Sync: merge the nparts part statistics into part 0, in order, with
@@ -653,7 +703,8 @@ static double set_estimate(const struct norm_priv *P, size_t s)
     if (!P->moments)
         return 1.0 / P->srstd[s];
     double v = P->svar[s], m = P->scnt[s];
-    return P->o.running_var_biased ? v : v * m / (m - 1.0);
+    /* m = 1 only reaches here in a recomputation (TRAIN asserts m > 1) */
+    return P->o.running_var_biased || m <= 1 ? v : v * m / (m - 1.0);
 }
 
 /* TRAIN statistics bookkeeping of the final sets: running updates or
@@ -765,36 +816,26 @@ static void lp_argmax(struct norm_priv *P, const float *x, int nparts)
     }
 }
 
-static inline void affine_run(float *y, const float *x, float a, float mu,
-                              float b, size_t m)
-{
-    if (m == 1)
-        y[0] = a * (x[0] - mu) + b;
-    else
-        nb_normk_affine(y, x, a, mu, b, m);
-}
-
 /* y = gamma_c (r (x - mu) rstd + d) + beta_c over batch sets. */
 static void apply_bsets(struct norm_priv *P, const struct nb_layer *l,
                         const float *x, float *y, int nparts)
 {
     const int C = P->C;
     const size_t HW = P->HW;
+    const float *gam = gammas(P, l), *bet = betas(P, l);
     for (int k = 0; k < nparts; k++) {
         for (int c = 0; c < C; c++) {
             size_t s = (size_t)k * C + c;
-            double g = gamma_of(P, l, c);
+            double g = gam[c];
             P->ca[c] = (float)(g * P->sr[s] * P->srstd[s]);
             P->cm[c] = (float)P->smean[s];
-            P->cb[c] = (float)(beta_of(P, l, c) + g * P->sd[s]);
+            P->cb[c] = (float)(bet[c] + g * P->sd[s]);
         }
         for (int n = P->pstart[k]; n < P->pstart[k + 1]; n++) {
             size_t base = (size_t)n * P->numel;
             if (HW == 1) {
-                const float *xn = x + base;
-                float *yn = y + base;
-                for (int c = 0; c < C; c++)
-                    yn[c] = P->ca[c] * (xn[c] - P->cm[c]) + P->cb[c];
+                nb_normk_col_affine(y + base, x + base, P->ca, P->cm, P->cb,
+                                    C);
                 continue;
             }
             for (int c = 0; c < C; c++)
@@ -823,13 +864,18 @@ static void forward_bsets(struct norm_priv *P, struct nb_layer *l,
         return;
     }
     int nparts = part_count(&P->o, n);
-    plane_partials(P, x, n);
+    const bool dense = P->HW == 1 && P->moments;
+    if (!dense)
+        plane_partials(P, x, n);
     for (int k = 0; k < nparts; k++) {
         int s, e;
         part_range(&P->o, n, k, &s, &e);
         P->pstart[k] = s;
         P->pstart[k + 1] = e;
-        part_sets(P, k, s, e);
+        if (dense)
+            part_sets_dense(P, x, k, s, e);
+        else
+            part_sets(P, k, s, e);
     }
     if (P->o.sync && nparts > 1) {
         unite_parts(P, nparts);
@@ -860,34 +906,40 @@ static void forward_bsets(struct norm_priv *P, struct nb_layer *l,
 }
 
 /* layer / group / instance: statistics of each (n, g) over its contiguous
- * run of C/G planes. */
+ * run of C/G planes.  Three passes over the batch (all moments, all
+ * scales, then the affine pass), like the batch sets: the scales' sqrt and
+ * divide latencies overlap, and the passes stream through memory (chunking
+ * per sample was slower once the data leaves the caches). */
 static void forward_ssets(struct norm_priv *P, struct nb_layer *l,
                           const float *x, float *y, int n)
 {
     const int G = P->G, cpg = P->cpg;
-    const size_t HW = P->HW, run = (size_t)cpg * HW;
+    const size_t HW = P->HW, run = (size_t)cpg * HW, sets = (size_t)n * G;
+    const double inv_run = 1.0 / (double)run, eps = P->o.eps;
     P->fixed = false;
-    for (int i = 0; i < n; i++)
+    for (size_t s = 0; s < sets; s++)
+        nb_normk_moments(&P->smean[s], &P->svar[s], x + s * run, run);
+    for (size_t s = 0; s < sets; s++)
+        P->svar[s] *= inv_run; /* M2 -> biased variance */
+    nb_normk_rstd(P->srstd, P->svar, eps, sets);
+    const float *gam = gammas(P, l), *bet = betas(P, l);
+    for (int i = 0; i < n; i++) {
         for (int g = 0; g < G; g++) {
-            size_t s = (size_t)i * G + g;
-            const float *xs = x + (size_t)i * P->numel + g * run;
-            double mean, m2;
-            nb_normk_moments(&mean, &m2, xs, run);
-            P->smean[s] = mean;
-            P->svar[s] = m2 / (double)run;
-            P->scnt[s] = (double)run;
-            P->srstd[s] = 1.0 / sqrt(P->svar[s] + P->o.eps);
-            P->sr[s] = 1;
-            P->sd[s] = 0;
-            float mu = (float)mean;
-            for (int j = 0; j < cpg; j++) {
-                int c = g * cpg + j;
-                double gm = gamma_of(P, l, c);
-                size_t off = (size_t)i * P->numel + (size_t)c * HW;
-                affine_run(y + off, x + off, (float)(gm * P->srstd[s]), mu,
-                           beta_of(P, l, c), HW);
+            const size_t s = (size_t)i * G + g, off = s * run;
+            const int c0 = g * cpg;
+            const float mu = (float)P->smean[s];
+            const double a = P->srstd[s];
+            if (HW == 1) { /* (N, C): the group's features are contiguous */
+                nb_normk_gain_affine(y + off, x + off, gam + c0, bet + c0,
+                                     (float)a, mu, cpg);
+                continue;
             }
+            for (int j = 0; j < cpg; j++)
+                nb_normk_affine(y + off + j * HW, x + off + j * HW,
+                                (float)(gam[c0 + j] * a), mu, bet[c0 + j],
+                                HW);
         }
+    }
 }
 
 /* Santurkar Alg. 1 on y (n samples): y <- s*y + m; keeps s for backward. */
@@ -918,7 +970,6 @@ static void norm_forward(struct nb_layer *l, const float *x, float *y, int n,
     NB_ASSERT(P && n >= 1 && n <= l->max_batch);
     NB_ASSERT(mode >= 0 && mode < NB_MODE_COUNT);
     P->n = n;
-    P->mode = mode;
     P->fixed = false;
     switch (P->o.type) {
     case NB_NORM_NONE:
@@ -961,10 +1012,12 @@ static void bwd_partials_plane(struct norm_priv *P, const struct nb_layer *l,
         nb_normk_bwd_sums(&sdy, &sdyx, dy + p * HW, x + p * HW, mu, HW);
     }
     double xh = P->srstd[s] * sdyx; /* sum dy * xhat over the plane */
+    /* renorm: dL/dxhat = gamma r dy, dgamma = sum dy (r xhat + d) */
+    double r = P->o.renorm ? P->sr[s] : 1.0, d = P->o.renorm ? P->sd[s] : 0.0;
     P->cdb[c] += sdy;
-    P->cda[c] += P->sr[s] * xh + P->sd[s] * sdy;
+    P->cda[c] += r * xh + d * sdy;
     if (!P->fixed) {
-        double gr = (double)gamma_of(P, l, c) * P->sr[s];
+        double gr = (double)gamma_of(P, l, c) * r;
         P->g1[s] += gr * sdy;
         P->g2[s] += gr * xh;
     }
@@ -1003,10 +1056,35 @@ static void backward_bsets(struct norm_priv *P, const struct nb_layer *l,
     for (int k = 0; k < nparts; k++) {
         for (int c = 0; c < C; c++)
             P->g1[(size_t)k * C + c] = P->g2[(size_t)k * C + c] = 0;
+        if (HW > 1) {
+            for (int n = P->pstart[k]; n < P->pstart[k + 1]; n++)
+                for (int c = 0; c < C; c++)
+                    bwd_partials_plane(P, l, x, dy, (size_t)n * C + c, c,
+                                       (size_t)k * C + c);
+            continue;
+        }
+        /* (N, C): column sums of dy and dy (x - mu), then per feature */
+        double *sdy = P->tmu, *sdyx = P->tv;
+        for (int c = 0; c < C; c++) {
+            sdy[c] = sdyx[c] = 0;
+            P->cm[c] = (float)P->smean[(size_t)k * C + c];
+        }
         for (int n = P->pstart[k]; n < P->pstart[k + 1]; n++)
-            for (int c = 0; c < C; c++)
-                bwd_partials_plane(P, l, x, dy, (size_t)n * C + c, c,
-                                   (size_t)k * C + c);
+            nb_normk_col_bwd(sdy, sdyx, dy + (size_t)n * C, x + (size_t)n * C,
+                             P->cm, C);
+        const float *gam = gammas(P, l);
+        for (int c = 0; c < C; c++) {
+            size_t s = (size_t)k * C + c;
+            double xh = P->srstd[s] * sdyx[c];
+            double r = P->o.renorm ? P->sr[s] : 1.0;
+            double d = P->o.renorm ? P->sd[s] : 0.0;
+            P->cdb[c] += sdy[c];
+            P->cda[c] += r * xh + d * sdy[c];
+            if (!P->fixed) {
+                P->g1[s] = gam[c] * r * sdy[c];
+                P->g2[s] = gam[c] * r * xh;
+            }
+        }
     }
     if (!dx)
         return;
@@ -1029,11 +1107,8 @@ static void backward_bsets(struct norm_priv *P, const struct nb_layer *l,
                                          x + base + c * HW, P->ca[c],
                                          P->cc[c], P->cb[c], HW);
             } else if (HW == 1) {
-                const float *xn = x + base, *gn = dy + base;
-                float *dn = dx + base;
-                for (int c = 0; c < C; c++)
-                    dn[c] = P->ca[c] * gn[c] + P->cb[c] * (xn[c] - P->cm[c]) +
-                            P->cc[c];
+                nb_normk_col_dx(dx + base, dy + base, x + base, P->ca, P->cb,
+                                P->cm, P->cc, C);
             } else {
                 for (int c = 0; c < C; c++)
                     nb_normk_bwd_dx(dx + base + c * HW, dy + base + c * HW,
@@ -1050,34 +1125,54 @@ static void backward_bsets(struct norm_priv *P, const struct nb_layer *l,
     }
 }
 
+/* Three passes like forward_ssets: plane partial sums, the per-set
+ * coefficients, then the dx pass.  Set s covers channels
+ * [c0, c0 + cpg) of sample s / G, contiguous at x + s * cpg * HW. */
 static void backward_ssets(struct norm_priv *P, const struct nb_layer *l,
                            const float *x, const float *dy, float *dx, int n)
 {
     const int G = P->G, cpg = P->cpg;
-    const size_t HW = P->HW;
-    for (int i = 0; i < n; i++)
+    const size_t HW = P->HW, run = (size_t)cpg * HW;
+    const double inv_m = 1.0 / ((double)run);
+    const float *gam = gammas(P, l);
+    for (int i = 0; i < n; i++) {
         for (int g = 0; g < G; g++) {
-            size_t s = (size_t)i * G + g;
+            const size_t s = (size_t)i * G + g;
+            const int c0 = g * cpg;
             P->g1[s] = P->g2[s] = 0;
-            for (int j = 0; j < cpg; j++) {
-                int c = g * cpg + j;
-                bwd_partials_plane(P, l, x, dy, (size_t)i * P->C + c, c, s);
-            }
-            if (!dx)
+            if (HW > 1) {
+                for (int j = 0; j < cpg; j++)
+                    bwd_partials_plane(P, l, x, dy, s * cpg + j, c0 + j, s);
                 continue;
-            for (int j = 0; j < cpg; j++) {
-                int c = g * cpg + j;
-                float A, B, C0, E;
-                bwd_coeffs(P, l, c, s, &A, &B, &C0, &E);
-                size_t off = (size_t)i * P->numel + (size_t)c * HW;
-                float mu = (float)P->smean[s];
-                if (HW == 1)
-                    dx[off] = A * dy[off] + B * (x[off] - mu) + C0;
-                else
-                    nb_normk_bwd_dx(dx + off, dy + off, x + off, A, B, mu, C0,
-                                    HW);
             }
+            /* (N, C): one element per channel */
+            nb_normk_gain_bwd(P->cdb + c0, P->cda + c0, &P->g1[s], &P->g2[s],
+                              dy + s * run, x + s * run, gam + c0,
+                              (float)P->smean[s], P->srstd[s], cpg);
         }
+    }
+    if (!dx)
+        return;
+    /* dx = gamma_c rstd dy + B (x - mu) + C0, B and C0 per set */
+    for (int i = 0; i < n; i++) {
+        for (int g = 0; g < G; g++) {
+            const size_t s = (size_t)i * G + g, off = s * run;
+            const int c0 = g * cpg;
+            const double rstd = P->srstd[s];
+            const float C0 = (float)(-rstd * P->g1[s] * inv_m);
+            const float B = (float)(-rstd * rstd * P->g2[s] * inv_m);
+            const float mu = (float)P->smean[s];
+            if (HW == 1) {
+                nb_normk_gain_dx(dx + off, dy + off, x + off, gam + c0,
+                                 (float)rstd, B, mu, C0, cpg);
+                continue;
+            }
+            for (int j = 0; j < cpg; j++)
+                nb_normk_bwd_dx(dx + off + j * HW, dy + off + j * HW,
+                                x + off + j * HW, (float)(gam[c0 + j] * rstd),
+                                B, mu, C0, HW);
+        }
+    }
 }
 
 static void norm_backward(struct nb_layer *l, const float *x, const float *y,

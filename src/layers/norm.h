@@ -17,7 +17,11 @@
  * H*W plane in double, merged into each scheme's sets (Chan's formula),
  * then one pass y = A_(n,c) * (x - mu_S) + B_(n,c).  Backward: per-plane
  * partial sums of dy and dy*(x - mu_S), merged per set, then one pass
- * dx = A*dy + B*(x - mu_S) + C0.  No allocation after setup.
+ * dx = A*dy + B*(x - mu_S) + C0.  No allocation after setup.  The loops
+ * (norm_kernels.c) use an AVX2 + FMA version chosen at run time on
+ * x86-64, 16-byte vectors otherwise; accumulation is in double either
+ * way, but the order of the additions (so the last bits of a result) can
+ * differ between machines.
  *
  * Exact semantics, mode by mode (batch; lp alike with its own scale):
  *  - TRAIN: batch statistics (biased variance, eps inside the sqrt);
@@ -38,7 +42,8 @@
  *    updated once per sub-batch, in order (PyTorch bigBatch style), or with
  *    ghost_update_per_step once per forward with the count-weighted means
  *    of the sub-batch means and (estimator-corrected) variances (Keras
- *    virtual_batch_size style).
+ *    virtual_batch_size style; the renorm std then comes from the averaged
+ *    variance).
  *  - Devices: devices = K > 1 cuts the batch into K nearly equal parts
  *    (part k is samples [k*n/K, (k+1)*n/K)), so unequal device sizes occur
  *    whenever K does not divide n.  Without sync each part normalizes with
