@@ -201,6 +201,8 @@ int nb_train(const struct nb_train_spec *spec, const struct nb_dataset *train,
     }
     res->steps = step;
     res->seconds = nb_now() - t0;
+    if (hooks && hooks->on_end)
+        hooks->on_end(hooks->user, &m, res);
 out:
     nb_loader_free(&ld);
     if (data_rng)

@@ -46,16 +46,6 @@ struct nb_metrics {
     double time;      /* seconds since the start of training */
 };
 
-struct nb_train_hooks {
-    void *user;
-    /* Called after backward and before the update of every step. */
-    void (*on_step)(void *user, struct nb_model *m, const float *x,
-                    const int *y, const float *t, int n, long step, double lr);
-    /* Called for every metrics row; return non-zero to stop (an I/O error
-     * writing the row, say). */
-    int (*on_metrics)(void *user, const struct nb_metrics *row);
-};
-
 enum nb_train_status { NB_TRAIN_DONE = 0, NB_TRAIN_DIVERGED, NB_TRAIN_STOPPED };
 
 struct nb_train_result {
@@ -65,6 +55,21 @@ struct nb_train_result {
     double best_test_acc;
     long steps_to_target; /* -1 if never reached */
     double seconds;
+};
+
+struct nb_train_hooks {
+    void *user;
+    /* Called after backward and before the update of every step. */
+    void (*on_step)(void *user, struct nb_model *m, const float *x,
+                    const int *y, const float *t, int n, long step, double lr);
+    /* Called for every metrics row; return non-zero to stop (an I/O error
+     * writing the row, say). */
+    int (*on_metrics)(void *user, const struct nb_metrics *row);
+    /* Called once after the last update (also after a divergence or a
+     * stop), with the final model, before it is freed; may be NULL.
+     * End-of-run probes (Hessian, slices) run here. */
+    void (*on_end)(void *user, struct nb_model *m,
+                   const struct nb_train_result *res);
 };
 
 /* Evaluates m on the first `limit` samples of ds (all when limit <= 0) in

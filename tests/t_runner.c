@@ -1,0 +1,375 @@
+/* tests/t_runner.c - the harness's CSV layer (libcsv round trip of awkward
+ * strings and numbers, strict reading of damaged files) and the mapping
+ * of a resolved run onto the training structs, with the cross-key check.
+ * The runner itself (pool, locks, resume, engines) is tested through the
+ * command line by tests/sweep.sh. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/arena.h"
+#include "core/error.h"
+#include "harness/csvio.h"
+#include "harness/runcfg.h"
+#include "harness/sweep.h"
+#include "layers/norm.h"
+#include "tap.h"
+
+static char dir[4096];
+
+static const char *pth(const char *name)
+{
+    static char bufs[4][4200];
+    static int next;
+    char *p = bufs[next++ % 4];
+    snprintf(p, 4200, "%s/%s", dir, name);
+    return p;
+}
+
+static const char *wr(const char *name, const char *text)
+{
+    const char *p = pth(name);
+    FILE *fp = fopen(p, "w");
+    if (!fp)
+        tap_bail("cannot write %s", p);
+    fputs(text, fp);
+    fclose(fp);
+    return p;
+}
+
+static bool same_double(double a, double b)
+{
+    if (isnan(a) || isnan(b))
+        return isnan(a) && isnan(b);
+    return memcmp(&a, &b, sizeof a) == 0;
+}
+
+/* ---- CSV round trip ------------------------------------------------------ */
+
+static const char *const awkward[] = {
+    "plain",
+    "with,comma",
+    "with \"quotes\" inside",
+    "  leading and trailing spaces  ",
+    "",
+    "\"",
+    "\"\"",
+    ",",
+    "'single'",
+    "semi;colon #hash",
+    "tab\there",
+    "unicode \xc3\xa9 \xc3\xbc \xe4\xb8\xad",
+    "a\"\"b",
+    "results/x y/z",
+    "-1e-05",
+    "back\\slash",
+};
+#define N_AWK ((int)(sizeof awkward / sizeof awkward[0]))
+
+static const double numbers[] = {0.1, 1.0 / 3.0, 1e-300, -2.5e300, 123456789.125,
+                                 4.9406564584124654e-324, -0.0, 1e22, 0.3};
+#define N_NUM ((int)(sizeof numbers / sizeof numbers[0]))
+
+static void test_round_trip(void)
+{
+    const char *path = pth("awkward.csv");
+    const char *const header[] = {"id", "text", "num", "missing"};
+    struct nb_csvw w;
+    struct nb_error e;
+    nb_error_clear(&e);
+    is_int(nb_csvw_open(&w, path, header, 4, &e), 0, "csv: open writer");
+    int nrows = N_AWK + N_NUM + 3;
+    for (int i = 0; i < nrows; i++) {
+        nb_csvw_long(&w, i);
+        nb_csvw_str(&w, i < N_AWK ? awkward[i] : "x");
+        if (i >= N_AWK && i < N_AWK + N_NUM)
+            nb_csvw_double(&w, numbers[i - N_AWK]);
+        else if (i == N_AWK + N_NUM)
+            nb_csvw_double(&w, NAN);
+        else if (i == N_AWK + N_NUM + 1)
+            nb_csvw_double(&w, INFINITY);
+        else if (i == N_AWK + N_NUM + 2)
+            nb_csvw_double(&w, -INFINITY);
+        else
+            nb_csvw_long(&w, -9007199254740993LL);
+        nb_csvw_missing(&w);
+        if (nb_csvw_end_row(&w, &e))
+            break;
+    }
+    is_int(nb_csvw_close(&w, true, &e), 0, "csv: close writer with fsync");
+
+    struct nb_csv_table t;
+    int rc = nb_csv_read(path, &t, &e);
+    if (!is_int(rc, 0, "csv: strict read of what we wrote")) {
+        char buf[1024];
+        tap_diag("%s", nb_error_format(&e, buf, sizeof buf));
+        return;
+    }
+    is_int(t.ncols, 4, "csv: 4 columns");
+    is_int((long long)t.nrows, nrows, "csv: every row read back");
+    int tc = nb_csv_col(&t, "text"), nc = nb_csv_col(&t, "num"),
+        mc = nb_csv_col(&t, "missing");
+    ok(tc == 1 && nc == 2 && mc == 3 && nb_csv_col(&t, "nope") == -1,
+       "csv: columns by name");
+    for (int i = 0; i < N_AWK; i++) {
+        const char *got = nb_csv_cell(&t, (size_t)i, tc);
+        ok(got && !strcmp(got, awkward[i]), "csv: string %d round-trips ('%s' -> '%s')", i,
+           awkward[i], got ? got : "(missing)");
+    }
+    ok(nb_csv_cell(&t, 4, tc) != NULL, "csv: an empty string is \"\", not missing");
+    bool all_missing = true;
+    for (int i = 0; i < nrows; i++)
+        all_missing &= nb_csv_cell(&t, (size_t)i, mc) == NULL;
+    ok(all_missing, "csv: missing values read back as missing");
+    for (int i = 0; i < N_NUM; i++) {
+        double v;
+        rc = nb_csv_double(&t, (size_t)(N_AWK + i), nc, false, path, &v, &e);
+        ok(rc == 0 && same_double(v, numbers[i]), "csv: %.17g round-trips bit for bit (%s)",
+           numbers[i], nb_csv_cell(&t, (size_t)(N_AWK + i), nc));
+    }
+    double v;
+    nb_csv_double(&t, (size_t)(N_AWK + N_NUM), nc, false, path, &v, &e);
+    ok(isnan(v), "csv: nan round-trips");
+    nb_csv_double(&t, (size_t)(N_AWK + N_NUM + 1), nc, false, path, &v, &e);
+    ok(isinf(v) && v > 0, "csv: inf round-trips");
+    nb_csv_double(&t, (size_t)(N_AWK + N_NUM + 2), nc, false, path, &v, &e);
+    ok(isinf(v) && v < 0, "csv: -inf round-trips");
+    is_str(nb_csv_cell(&t, 0, nc), "-9007199254740993", "csv: 64-bit integers exact");
+    rc = nb_csv_double(&t, 0, tc, false, path, &v, &e);
+    is_int(rc, NB_EFORMAT, "csv: text is not a number");
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s:2: column text: 'plain' is not a number", path);
+    is_str(nb_error_format(&e, buf + 512, 512), buf, "csv: the error names file, line and column");
+    rc = nb_csv_double(&t, 0, mc, false, path, &v, &e);
+    is_int(rc, NB_EFORMAT, "csv: a missing value is an error unless allowed");
+    rc = nb_csv_double(&t, 0, mc, true, path, &v, &e);
+    ok(rc == 0 && isnan(v), "csv: a missing value reads as NaN when allowed");
+    nb_csv_table_free(&t);
+    nb_csv_table_free(&t);
+    ok(t.header == NULL && t.nrows == 0, "csv: table free is idempotent");
+
+    /* bare when safe, quoted otherwise: categorical values stay bare */
+    ok(nb_csv_is_bare("group") && nb_csv_is_bare("1e-05") && nb_csv_is_bare("fashion-mnist") &&
+           !nb_csv_is_bare("a b") && !nb_csv_is_bare("") && !nb_csv_is_bare("a,b"),
+       "csv: bare values are [A-Za-z0-9_.+/-]+");
+    FILE *fp = fopen(path, "r");
+    char line[256] = "";
+    if (fp) {
+        if (!fgets(line, sizeof line, fp) || !fgets(line, sizeof line, fp))
+            line[0] = '\0';
+        fclose(fp);
+    }
+    is_str(line, "0,plain,-9007199254740993,\n", "csv: a plain row is written bare");
+}
+
+static void test_writer_errors(void)
+{
+    struct nb_csvw w;
+    struct nb_error e;
+    const char *const h2[] = {"a", "b"};
+    const char *const bad[] = {"a", "b c"};
+    char buf[1024];
+    is_int(nb_csvw_open(&w, pth("bad-header.csv"), bad, 2, &e), NB_EINVAL,
+           "csv: a column name that needs quotes is refused");
+    is_int(nb_csvw_open(&w, pth("w.csv"), h2, 2, &e), 0, "csv: open");
+    nb_csvw_str(&w, "line\nbreak");
+    nb_csvw_str(&w, "x");
+    is_int(nb_csvw_end_row(&w, &e), NB_EINVAL, "csv: a line break in a value is refused");
+    contains(nb_error_format(&e, buf, sizeof buf), "line break", "csv: ... and said so");
+    nb_csvw_close(&w, false, NULL);
+    is_int(nb_csvw_open(&w, pth("w2.csv"), h2, 2, &e), 0, "csv: open again");
+    nb_csvw_str(&w, "only one");
+    is_int(nb_csvw_end_row(&w, &e), NB_EINVAL, "csv: a short row is refused");
+    nb_csvw_close(&w, false, NULL);
+    is_int(nb_csvw_open(&w, "/nonexistent-dir/x.csv", h2, 2, &e), NB_EIO,
+           "csv: an uncreatable file is NB_EIO");
+    struct nb_csvw z;
+    memset(&z, 0, sizeof z);
+    is_int(nb_csvw_close(&z, true, &e), 0, "csv: close is safe on a zeroed writer");
+}
+
+static void reader_error(const char *name, const char *text, int line, const char *msg)
+{
+    struct nb_csv_table t;
+    struct nb_error e;
+    char got[1024], want[1024];
+    nb_error_clear(&e);
+    const char *p = wr(name, text);
+    int rc = nb_csv_read(p, &t, &e);
+    is_int(rc, NB_EFORMAT, "csv read %s: NB_EFORMAT", name);
+    if (line)
+        snprintf(want, sizeof want, "%s:%d: %s", p, line, msg);
+    else
+        snprintf(want, sizeof want, "%s: %s", p, msg);
+    is_str(nb_error_format(&e, got, sizeof got), want, "csv read %s: message", name);
+    ok(t.header == NULL && t.cells == NULL, "csv read %s: table left empty", name);
+}
+
+static void test_reader_errors(void)
+{
+    reader_error("quote.csv", "a,b\n1,x\"y\n", 2, "malformed CSV (error parsing data while strict checking enabled)");
+    reader_error("count.csv", "a,b\n1,2\n3\n", 3, "row has 1 fields, the header 2");
+    reader_error("extra.csv", "a,b\n1,2,\n", 2, "row has 3 fields, the header 2");
+    reader_error("cut.csv", "a,b\n1,2\n3,4", 3, "last row has no line end (the file was cut short)");
+    reader_error("unterminated.csv", "a,b\n1,\"open\n", 2, "malformed CSV (error parsing data while strict checking enabled)");
+    reader_error("empty.csv", "", 0, "no header row (empty file)");
+    reader_error("dup.csv", "a,a\n1,2\n", 1, "columns 1 and 2 have the same name");
+    reader_error("noname.csv", "a,,c\n1,2,3\n", 1, "empty name of column 2 in the header");
+    struct nb_csv_table t;
+    struct nb_error e;
+    is_int(nb_csv_read(pth("does-not-exist.csv"), &t, &e), NB_EIO, "csv read: missing file is NB_EIO");
+    is_int(nb_csv_read(wr("crlf.csv", "a,b\r\n1,2\r\n"), &t, &e), 0, "csv read: CRLF line ends");
+    ok(t.nrows == 1 && !strcmp(nb_csv_cell(&t, 0, 1), "2"), "csv read: CRLF row content");
+    nb_csv_table_free(&t);
+}
+
+/* ---- runs -> structs ----------------------------------------------------- */
+
+static int load(const char *name, const char *text, struct nb_sweep *sw, bool check)
+{
+    struct nb_error e;
+    nb_error_clear(&e);
+    int rc = nb_sweep_load_checked(wr(name, text), check ? nb_runcfg_check : NULL, sw, &e);
+    if (rc) {
+        char buf[2048];
+        tap_diag("unexpected error: %s", nb_error_format(&e, buf, sizeof buf));
+    }
+    return rc;
+}
+
+static void test_mapping(void)
+{
+    struct nb_sweep sw;
+    struct nb_error e;
+    if (load("map.ini",
+             "[experiment]\nseeds = 7\ntarget_accuracy = 0.8\n"
+             "[model]\narch = cnn\nplacement = post\ndropout = 0.25\n"
+             "[norm]\ntype = batch\nmomentum = none\nnorm_batch = 8\n"
+             "ghost_update = per_step\nrenorm = true\neval_stats = precise\n"
+             "[optim]\nlr = 0.03\nmomentum = 0.5\nnesterov = true\nschedule = multistep\n"
+             "milestones = 2 5\n"
+             "[train]\nbatch = 32\nepochs = 3\neval_every = 7\ndrop_last = false\n"
+             "threads = 2\n"
+             "[data]\nsource = blobs\ntrain_subset = 640\nresize = 32\n",
+             &sw, true)) {
+        ok(0, "mapping: config loads");
+        return;
+    }
+    struct nb_runcfg rc;
+    is_int(nb_runcfg_from_run(&sw.runs[0], &rc, &e), 0, "mapping: from_run");
+    const struct nb_train_spec *s = &rc.train;
+    const struct nb_norm_opts *n = &s->model.norm;
+    ok(s->seed == 7 && s->batch == 32 && s->epochs == 3 && s->eval_every == 7 &&
+           !s->drop_last && rc.threads == 2 && rc.target_acc == 0.8,
+       "mapping: seed, batch, epochs, eval_every, drop_last, threads, target");
+    ok(s->model.arch == NB_ARCH_CNN && s->model.placement == NB_PLACE_POST &&
+           s->model.dropout == 0.25,
+       "mapping: arch, placement, dropout");
+    ok(n->type == NB_NORM_BATCH && n->momentum_cumulative && n->norm_batch == 8 &&
+           n->ghost_update_per_step && n->renorm && n->frozen_from == -1 && s->precise_bn,
+       "mapping: norm options (momentum none, ghost, renorm, frozen off, precise)");
+    ok(s->sched.lr == 0.03 && s->sgd.momentum == 0.5 && s->sgd.nesterov &&
+           s->sched.kind == NB_SCHED_MULTISTEP && s->sched.n_milestones == 2 &&
+           s->sched.milestones[1] == 5,
+       "mapping: optimizer and schedule");
+    ok(isinf(s->diverge_loss), "mapping: diverge_loss inf");
+    ok(rc.data.source == NB_SRC_BLOBS && rc.data.train_subset == 640 &&
+           rc.data.resize_h == 32 && rc.data.resize_w == 32,
+       "mapping: data options");
+    ok(s->model.input.h == 32 && s->model.outputs == 10 && s->model.loss == NB_LOSS_XENT,
+       "mapping: nominal shape until the data are bound");
+    /* bind: renorm auto over the real run length (640/32 = 20 steps x 3) */
+    struct nb_data d;
+    memset(&d, 0, sizeof d);
+    d.train.n = 640;
+    d.train.shape = (struct nb_shape){1, 32, 32};
+    d.train.classes = 10;
+    nb_runcfg_bind_data(&rc, &d);
+    ok(n->renorm_warmup == 2 && n->renorm_dmax_steps == 9 && n->renorm_rmax_steps == 15,
+       "mapping: renorm auto = 5k/25k/40k of 160k steps, scaled to 60 steps (%ld %ld %ld)",
+       n->renorm_warmup, n->renorm_dmax_steps, n->renorm_rmax_steps);
+    nb_sweep_free(&sw);
+
+    if (!load("dln.ini", "[model]\narch = dln\ndln_dim = 6\n[data]\nsource = dln\n", &sw, true)) {
+        nb_runcfg_from_run(&sw.runs[0], &rc, &e);
+        ok(rc.data.synth.shape.c == 6 && rc.train.model.input.c == 6 &&
+               rc.train.model.outputs == 6 && rc.train.model.loss == NB_LOSS_MSE,
+           "mapping: dln regression with dln_dim");
+        nb_sweep_free(&sw);
+    } else {
+        ok(0, "mapping: dln config loads");
+    }
+}
+
+static void check_error(const char *name, const char *text, int line, const char *msg)
+{
+    struct nb_sweep sw;
+    struct nb_error e;
+    char got[2048], want[2048];
+    nb_error_clear(&e);
+    const char *p = wr(name, text);
+    int rc = nb_sweep_load_checked(p, nb_runcfg_check, &sw, &e);
+    is_int(rc, NB_EINVAL, "check %s: refused", name);
+    snprintf(want, sizeof want, "%s:%d: %s", p, line, msg);
+    is_str(nb_error_format(&e, got, sizeof got), want, "check %s: message", name);
+}
+
+static void test_check(void)
+{
+    check_error("groups.ini", "[norm]\ntype = group\ngroups = 3\n[data]\nsource = blobs\n", 3,
+                "layer norm1: group norm needs the group count to divide the channels "
+                "(G = 3, C = 16)");
+    check_error("ghost.ini", "[norm]\ntype = batch\nnorm_batch = 24\n[train]\nbatch = 64\n", 3,
+                "ghost batch norm_batch = 24 does not divide [train] batch = 64");
+    check_error("devices.ini",
+                "[norm]\ntype = batch\nsync = true\ndevices = 3\n[train]\nbatch = 32\n", 4,
+                "devices = 3 does not divide [train] batch = 32 (every device gets the "
+                "same share)");
+    check_error("both.ini", "[norm]\ntype = batch\nnorm_batch = 4\ndevices = 2\n", 4,
+                "give either norm_batch (4) or devices (2), not both");
+    check_error("bn1.ini", "[model]\narch = mlp\n[norm]\ntype = batch\n[train]\nbatch = 8, 1\n", 6,
+                "layer norm1: batch norm needs more than one value per channel in training "
+                "(batch 1 x 1 x 1 = 1) (run 1: train.batch=1)");
+    check_error("inst.ini", "[model]\narch = dln\n[norm]\ntype = instance\n[data]\nsource = dln\n", 4,
+                "instance norm is undefined on the (N, C) output of a linear layer (one "
+                "element per channel) in a dln");
+    check_error("renorm.ini", "[norm]\ntype = group\nrenorm = true\n", 3,
+                "renorm is defined for batch norm only (type = group)");
+    check_error("big.ini", "[train]\nbatch = 4096\n[data]\nsource = blobs\ntrain_subset = 1000\n", 2,
+                "batch 4096 is larger than the training set (1000 samples)");
+    check_error("dln.ini", "[model]\narch = dln\n", 2,
+                "dln layers are square: outputs (10) must equal the input size (784)");
+    check_error("widths.ini", "[model]\narch = mlp\nwidths = 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17\n", 3,
+                "an mlp has at most 16 hidden layers (got 17 widths)");
+    check_error("mean.ini", "[data]\nstandardize = given\nmean = 0.1 0.2\nstd = 1 1\n", 3,
+                "per-channel means that differ are not supported: the data module "
+                "standardizes every channel with one mean and std");
+
+    /* a big sweep over lr and seeds builds a handful of models */
+    struct nb_sweep sw;
+    double t0 = nb_now();
+    int rc = load("big-sweep.ini",
+                  "[experiment]\nseeds = 0..49\n[norm]\ntype = none, batch, group\n"
+                  "[optim]\nlr = log(1e-3, 1e-1, 8)\n[data]\nsource = blobs\n",
+                  &sw, true);
+    double dt = nb_now() - t0;
+    ok(rc == 0 && sw.n_runs == 1200, "check: a 1200-run sweep passes");
+    ok(dt < 2.0, "check: ... in %.3f s (verdicts cached per model)", dt);
+    if (!rc)
+        nb_sweep_free(&sw);
+    nb_runcfg_cache_clear();
+}
+
+int main(void)
+{
+    snprintf(dir, sizeof dir, "%s", tap_tmpdir("t_runner"));
+    test_round_trip();
+    test_writer_errors();
+    test_reader_errors();
+    test_mapping();
+    test_check();
+    tap_done_testing();
+    return tap_exit();
+}
