@@ -6,12 +6,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <gsl/gsl_errno.h>
 
 #include "buildinfo.h"
 #include "core/blas.h"
 #include "harness/bench.h"
+#include "harness/config.h"
+#include "harness/runcfg.h"
+#include "harness/runner.h"
+#include "harness/reproduce.h"
+#include "harness/summarize.h"
+#include "harness/sweep.h"
 #include "harness/train.h"
 
 static const char *prog = "normbench";
@@ -22,6 +30,13 @@ static void usage(FILE *fp)
             "usage: normbench VERB [options]\n"
             "\n"
             "verbs:\n"
+            "  run CONFIG [-j N] [--index LIST]   run a sweep (skips done runs, resumes)\n"
+            "  list CONFIG [--count]              the resolved runs: INDEX RUN_ID swept keys\n"
+            "  status CONFIG [--missing]          done/diverged/failed/running/pending counts\n"
+            "  config --help | --check CONFIG     every config key / validate a config\n"
+            "  summarize CONFIG|DIR [-o DIR]      tidy tables of a sweep's runs (mean, std, min, max, n)\n"
+            "  plot EXPERIMENT [--quick]          summarize and draw the experiment's figures\n"
+            "  reproduce EXPERIMENT [-j N] [--quick]  run, summarize, plot, check, write the report\n"
             "  train [options]    train one model and print per-epoch loss and test accuracy\n"
             "  bench [options]    training throughput of the workloads and a norm micro-benchmark\n"
             "  version            version, git revision and BLAS\n"
@@ -31,6 +46,20 @@ static void usage(FILE *fp)
             "  --placement pre|post (pre)  --groups G --batch N (64)  --lr X (0.01)  --momentum X (0.9)\n"
             "  --epochs N (1)  --max-steps N  --seed N (0)  --data fashion-mnist|blobs|dln|mnist|cifar10\n"
             "  --dir DIR  --subset N  --eval-every N  --threads N (1)\n"
+            "run options:\n"
+            "  -j, --jobs N (1; 0 = one per CPU)  --index LIST (e.g. 3 or 0-7,9; repeatable)\n"
+            "  --run-id ID  --results-dir DIR  --progress auto|bar|lines|none  -q, --quiet\n"
+            "  --stale-after SECONDS (300)  --no-summary\n"
+            "status options:\n"
+            "  --missing  --format ranges|lines (ranges: 0-3,7 for sbatch --array)\n"
+            "  --results-dir DIR  --stale-after SECONDS\n"
+            "exit status: 0 all runs done (or diverged), 1 some runs failed or a run\n"
+            "  could not start, 2 config or usage error, 128+N interrupted by signal N\n"
+            "reproduce and plot options (EXPERIMENT: experiments/NAME.ini or NAME):\n"
+            "  -j, --jobs N  --quick (shrunk data and steps; the verdict means nothing)\n"
+            "  --results DIR (results)  --no-run (report the runs on disk)  --plots DIR\n"
+            "  --format png,svg,pdf (png)  --progress auto|bar|lines|none  -q, --quiet\n"
+            "summarize options: -o, --out DIR (EXP/tables)  --results-dir DIR\n"
             "bench options:\n"
             "  --arch mlp|cnn  --norms none,batch,...  --batches 2,8,32,64,128  --windows N  --steps N\n"
             "  --norm-only | --no-norm-bench\n");
@@ -244,6 +273,500 @@ static int cmd_bench(int argc, char **argv)
     return 0;
 }
 
+/* ---- sweeps: run, list, status, config ---------------------------------- */
+
+/* Loads a config with every check (key table, sweep, cross-key, model);
+ * prints the error and returns 2 on failure. */
+static int load_sweep(const char *path, struct nb_sweep *sw)
+{
+    struct nb_error err;
+    nb_error_clear(&err);
+    int rc = nb_sweep_load_checked(path, nb_runcfg_check, sw, &err);
+    nb_runcfg_cache_clear();
+    if (rc) {
+        nb_error_print(stderr, prog, &err);
+        return 2;
+    }
+    return 0;
+}
+
+static int parse_count(const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || *end || !(v >= lo && v <= hi))
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* Adds the indices of LIST ("3", "0-7,9", "2,5") to idx (deduplicated
+ * later); returns -1 on a malformed list. */
+static int parse_indices(const char *s, size_t **idx, size_t *n, size_t *cap)
+{
+    while (*s) {
+        char *end;
+        if (*s < '0' || *s > '9')
+            return -1;
+        unsigned long long a = strtoull(s, &end, 10), b = a;
+        s = end;
+        if (*s == '-') {
+            if (s[1] < '0' || s[1] > '9')
+                return -1;
+            b = strtoull(s + 1, &end, 10);
+            s = end;
+        }
+        if (b < a || b - a > 10000000ULL)
+            return -1;
+        for (unsigned long long i = a; i <= b; i++) {
+            if (*n == *cap) {
+                size_t c = *cap ? 2 * *cap : 64;
+                size_t *p = realloc(*idx, c * sizeof *p);
+                if (!p)
+                    return -1;
+                *idx = p;
+                *cap = c;
+            }
+            (*idx)[(*n)++] = (size_t)i;
+        }
+        if (*s == ',')
+            s++;
+        else if (*s)
+            return -1;
+    }
+    return 0;
+}
+
+static int cmp_size(const void *a, const void *b)
+{
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    return (x > y) - (x < y);
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    struct nb_runner_opts o;
+    nb_runner_opts_default(&o);
+    size_t *idx = NULL, n_idx = 0, cap_idx = 0;
+    const char *run_ids[64];
+    int n_ids = 0;
+    static const struct option opts[] = {
+        {"jobs", 1, 0, 'j'}, {"index", 1, 0, 'i'}, {"run-id", 1, 0, 'r'},
+        {"results-dir", 1, 0, 'o'}, {"progress", 1, 0, 'p'}, {"quiet", 0, 0, 'q'},
+        {"stale-after", 1, 0, 's'}, {"no-summary", 0, 0, 'S'}, {"help", 0, 0, 'h'},
+        {0, 0, 0, 0}};
+    int c, status = 0;
+    double v;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "j:qh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'j':
+            if (parse_count(optarg, 0, 4096, &v) || v != (int)v) {
+                fprintf(stderr, "%s: run: -j takes a count (0 = one per CPU), not '%s'\n", prog, optarg);
+                status = 2;
+            }
+            o.jobs = (int)v;
+            if (o.jobs == 0) {
+                long nc = sysconf(_SC_NPROCESSORS_ONLN);
+                o.jobs = nc > 0 ? (int)nc : 1;
+            }
+            break;
+        case 'i':
+            if (parse_indices(optarg, &idx, &n_idx, &cap_idx)) {
+                fprintf(stderr, "%s: run: bad --index '%s' (expected e.g. 3, 0-7 or 1,4-6)\n", prog, optarg);
+                status = 2;
+            }
+            break;
+        case 'r':
+            if (n_ids < 64)
+                run_ids[n_ids++] = optarg;
+            break;
+        case 'o': o.results_dir = optarg; break;
+        case 'p':
+            if (nb_progress_mode_parse(optarg, &o.progress)) {
+                fprintf(stderr, "%s: run: --progress takes auto, bar, lines or none\n", prog);
+                status = 2;
+            }
+            break;
+        case 'q': o.progress = NB_PROGRESS_NONE; break;
+        case 's':
+            if (parse_count(optarg, 1, 1e9, &o.stale_after)) {
+                fprintf(stderr, "%s: run: --stale-after takes seconds >= 1\n", prog);
+                status = 2;
+            }
+            break;
+        case 'S': o.summary = false; break;
+        case 'h': usage(stdout); free(idx); return 0;
+        default: status = 2; break;
+        }
+        if (status)
+            break;
+    }
+    if (!status && optind != argc - 1) {
+        fprintf(stderr, "%s: run: expected one CONFIG file\n", prog);
+        status = 2;
+    }
+    if (status) {
+        fprintf(stderr, "usage: normbench run CONFIG [-j N] [--index LIST] [options]; "
+                        "see normbench --help\n");
+        free(idx);
+        return status;
+    }
+    struct nb_sweep sw;
+    if ((status = load_sweep(argv[optind], &sw))) {
+        free(idx);
+        return status;
+    }
+    for (int k = 0; k < n_ids; k++) {
+        long i = nb_sweep_find(&sw, run_ids[k]);
+        if (i < 0) {
+            fprintf(stderr, "%s: run: no run with run_id %s in %s\n", prog, run_ids[k], sw.path);
+            status = 2;
+        } else {
+            char num[32];
+            snprintf(num, sizeof num, "%ld", i);
+            parse_indices(num, &idx, &n_idx, &cap_idx);
+        }
+    }
+    for (size_t k = 0; k < n_idx && !status; k++)
+        if (idx[k] >= sw.n_runs) {
+            fprintf(stderr, "%s: run: index %zu is out of range: %s has %zu runs (0..%zu)\n",
+                    prog, idx[k], sw.path, sw.n_runs, sw.n_runs - 1);
+            status = 2;
+        }
+    if (!status && n_idx) {
+        qsort(idx, n_idx, sizeof *idx, cmp_size);
+        size_t m = 0;
+        for (size_t k = 0; k < n_idx; k++)
+            if (m == 0 || idx[k] != idx[m - 1])
+                idx[m++] = idx[k];
+        n_idx = m;
+        o.indices = idx;
+        o.n_indices = n_idx;
+    }
+    if (!status) {
+        struct nb_runner_report rep;
+        struct nb_error err;
+        nb_error_clear(&err);
+        nb_blas_set_threads(1);
+        o.out = stdout;
+        int rc = nb_runner_run(&sw, &o, &rep, &err);
+        if (rc) {
+            nb_error_print(stderr, prog, &err);
+            status = 1;
+        } else if (rep.signal) {
+            status = 128 + rep.signal;
+        } else {
+            status = rep.failed || rep.done + rep.diverged < rep.total ? 1 : 0;
+        }
+    }
+    nb_sweep_free(&sw);
+    free(idx);
+    return status;
+}
+
+static int cmd_list(int argc, char **argv)
+{
+    int count = 0, c;
+    static const struct option opts[] = {{"count", 0, 0, 'c'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c == 'c')
+            count = 1;
+        else if (c == 'h') {
+            usage(stdout);
+            return 0;
+        } else
+            return 2;
+    }
+    if (optind != argc - 1) {
+        fprintf(stderr, "%s: list: expected one CONFIG file\nusage: normbench list CONFIG [--count]\n", prog);
+        return 2;
+    }
+    struct nb_sweep sw;
+    int rc = load_sweep(argv[optind], &sw);
+    if (rc)
+        return rc;
+    if (count)
+        printf("%zu\n", sw.n_runs);
+    else
+        nb_sweep_print_list(stdout, &sw);
+    nb_sweep_free(&sw);
+    return 0;
+}
+
+/* Prints indices as "0-3,7,9" (ranges) or one per line. */
+static void print_indices(const size_t *v, size_t n, int lines)
+{
+    if (lines) {
+        for (size_t i = 0; i < n; i++)
+            printf("%zu\n", v[i]);
+        return;
+    }
+    for (size_t i = 0; i < n;) {
+        size_t j = i;
+        while (j + 1 < n && v[j + 1] == v[j] + 1)
+            j++;
+        printf("%s%zu", i ? "," : "", v[i]);
+        if (j > i)
+            printf("-%zu", v[j]);
+        i = j + 1;
+    }
+    if (n)
+        putchar('\n');
+}
+
+static int cmd_status(int argc, char **argv)
+{
+    int missing = 0, lines = 0, c;
+    const char *results_dir = NULL;
+    double stale_after = 300;
+    static const struct option opts[] = {
+        {"missing", 0, 0, 'm'}, {"format", 1, 0, 'f'}, {"results-dir", 1, 0, 'o'},
+        {"stale-after", 1, 0, 's'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm': missing = 1; break;
+        case 'f':
+            if (!strcmp(optarg, "lines"))
+                lines = 1;
+            else if (strcmp(optarg, "ranges")) {
+                fprintf(stderr, "%s: status: --format takes ranges or lines\n", prog);
+                return 2;
+            }
+            break;
+        case 'o': results_dir = optarg; break;
+        case 's':
+            if (parse_count(optarg, 1, 1e9, &stale_after)) {
+                fprintf(stderr, "%s: status: --stale-after takes seconds >= 1\n", prog);
+                return 2;
+            }
+            break;
+        case 'h': usage(stdout); return 0;
+        default: return 2;
+        }
+    }
+    if (optind != argc - 1) {
+        fprintf(stderr, "%s: status: expected one CONFIG file\n"
+                        "usage: normbench status CONFIG [--missing [--format ranges|lines]]\n", prog);
+        return 2;
+    }
+    struct nb_sweep sw;
+    int rc = load_sweep(argv[optind], &sw);
+    if (rc)
+        return rc;
+    size_t counts[NB_STATE_COUNT] = {0};
+    size_t *miss = malloc(sw.n_runs * sizeof *miss), n_miss = 0;
+    if (!miss) {
+        nb_sweep_free(&sw);
+        fprintf(stderr, "%s: out of memory\n", prog);
+        return 1;
+    }
+    for (size_t i = 0; i < sw.n_runs; i++) {
+        enum nb_run_state st = nb_runner_state(&sw, i, results_dir, stale_after);
+        counts[st]++;
+        if (st == NB_STATE_PENDING || st == NB_STATE_FAILED)
+            miss[n_miss++] = i;
+    }
+    if (missing) {
+        print_indices(miss, n_miss, lines);
+    } else {
+        char exp[2048];
+        printf("experiment %s\n", nb_runner_exp_dir(&sw, results_dir, exp, sizeof exp));
+        printf("total      %zu\n", sw.n_runs);
+        for (int s = 0; s < NB_STATE_COUNT; s++)
+            printf("%-10s %zu\n", nb_run_state_name((enum nb_run_state)s), counts[s]);
+    }
+    free(miss);
+    nb_sweep_free(&sw);
+    return 0;
+}
+
+static int cmd_config(int argc, char **argv)
+{
+    if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "help") ||
+                      !strcmp(argv[1], "-h"))) {
+        nb_config_help(stdout);
+        return 0;
+    }
+    if (argc == 3 && !strcmp(argv[1], "--check")) {
+        struct nb_sweep sw;
+        int rc = load_sweep(argv[2], &sw);
+        if (rc)
+            return rc;
+        printf("%s: ok, %zu runs\n", sw.path, sw.n_runs);
+        nb_sweep_free(&sw);
+        return 0;
+    }
+    fprintf(stderr, "usage: normbench config --help | --check CONFIG\n");
+    return 2;
+}
+
+/* ---- summarize, plot, reproduce (harness/summarize.h, reproduce.h) ---- */
+
+static int cmd_summarize(int argc, char **argv)
+{
+    const char *out = NULL, *results_dir = NULL;
+    static const struct option opts[] = {{"out", 1, 0, 'o'}, {"results-dir", 1, 0, 'r'},
+                                         {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'o': out = optarg; break;
+        case 'r': results_dir = optarg; break;
+        case 'h':
+            printf("usage: normbench summarize CONFIG|RESULTS_DIR [-o DIR] [--results-dir DIR]\n"
+                   "writes runs.csv, groups.csv, curves.csv (and probes.csv) into DIR\n"
+                   "(default: the experiment's results directory + /tables)\n");
+            return 0;
+        default:
+            fprintf(stderr, "usage: normbench summarize CONFIG|RESULTS_DIR [-o DIR]\n");
+            return 2;
+        }
+    }
+    if (optind != argc - 1) {
+        fprintf(stderr, "%s: summarize: expected one CONFIG file or results directory\n", prog);
+        return 2;
+    }
+    const char *what = argv[optind];
+    struct nb_error err;
+    nb_error_clear(&err);
+    struct nb_summary s;
+    nb_summary_init(&s);
+    char exp[4096], tables[4200];
+    struct stat st;
+    int rc;
+    if (stat(what, &st) == 0 && S_ISDIR(st.st_mode)) {
+        snprintf(exp, sizeof exp, "%s", what);
+        rc = nb_summary_add_dir(&s, what, &err);
+    } else {
+        struct nb_sweep sw;
+        if ((rc = nb_sweep_load(what, &sw, &err))) {
+            nb_error_print(stderr, prog, &err);
+            return 2;
+        }
+        nb_runner_exp_dir(&sw, results_dir, exp, sizeof exp);
+        rc = nb_summary_add_sweep(&s, &sw, exp, &err);
+        nb_sweep_free(&sw);
+    }
+    if (!rc)
+        rc = nb_summary_group(&s, &err);
+    snprintf(tables, sizeof tables, "%s", out ? out : exp);
+    if (!out)
+        strncat(tables, "/tables", sizeof tables - strlen(tables) - 1);
+    if (!rc)
+        rc = nb_summary_write_tables(&s, tables, &err);
+    if (rc) {
+        nb_error_print(stderr, prog, &err);
+        nb_summary_free(&s);
+        return 1;
+    }
+    size_t fin = 0;
+    for (size_t i = 0; i < s.n_runs; i++)
+        fin += s.runs[i].status == NB_SUM_DONE || s.runs[i].status == NB_SUM_DIVERGED;
+    bool probes = false;
+    for (size_t i = 0; i < s.n_runs; i++)
+        probes |= s.runs[i].n_probes > 0;
+    printf("%s: %zu runs (%zu finished) in %d groups -> %s/{runs,groups,curves%s}.csv\n", exp,
+           s.n_runs, fin, s.n_groups, tables, probes ? ",probes" : "");
+    nb_summary_free(&s);
+    return 0;
+}
+
+static int cmd_reproduce(int argc, char **argv, bool full)
+{
+    struct nb_repro_opts o;
+    nb_repro_opts_default(&o);
+    o.run = full;
+    o.report = full;
+    const char *verb = full ? "reproduce" : "plot";
+    static const struct option opts[] = {
+        {"jobs", 1, 0, 'j'},    {"quick", 0, 0, 'Q'},    {"results", 1, 0, 'r'},
+        {"no-run", 0, 0, 'N'},  {"plots", 1, 0, 'P'},    {"format", 1, 0, 'f'},
+        {"progress", 1, 0, 'p'}, {"quiet", 0, 0, 'q'},   {"help", 0, 0, 'h'},
+        {0, 0, 0, 0}};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "j:qh", opts, NULL)) != -1) {
+        char *end = NULL;
+        switch (c) {
+        case 'j': {
+            long v = strtol(optarg, &end, 10);
+            if (*end || end == optarg || v < 0 || v > 4096) {
+                fprintf(stderr, "%s: %s: -j takes a count (0 = one per CPU), not '%s'\n", prog,
+                        verb, optarg);
+                return 2;
+            }
+            if (v == 0) {
+                long nc = sysconf(_SC_NPROCESSORS_ONLN);
+                v = nc > 0 ? nc : 1;
+            }
+            o.jobs = (int)v;
+            break;
+        }
+        case 'Q': o.quick = true; break;
+        case 'r': o.results = optarg; break;
+        case 'N': o.run = false; break;
+        case 'P': o.plots_dir = optarg; break;
+        case 'f':
+            for (const char *p = optarg; *p;) {
+                size_t n = strcspn(p, ",");
+                if (!((n == 3 && (!strncmp(p, "png", 3) || !strncmp(p, "svg", 3) ||
+                                  !strncmp(p, "pdf", 3))))) {
+                    fprintf(stderr, "%s: %s: --format takes png, svg, pdf (comma list)\n",
+                            prog, verb);
+                    return 2;
+                }
+                p += n + (p[n] == ',');
+            }
+            o.formats = optarg;
+            break;
+        case 'p':
+            if (nb_progress_mode_parse(optarg, &o.progress)) {
+                fprintf(stderr, "%s: %s: --progress takes auto, bar, lines or none\n", prog,
+                        verb);
+                return 2;
+            }
+            break;
+        case 'q': o.progress = NB_PROGRESS_NONE; break;
+        case 'h': usage(stdout); return 0;
+        default:
+            fprintf(stderr, "usage: normbench %s EXPERIMENT [options]; see normbench --help\n",
+                    verb);
+            return 2;
+        }
+    }
+    if (optind != argc - 1) {
+        fprintf(stderr, "%s: %s: expected one EXPERIMENT (experiments/NAME.ini or NAME)\n",
+                prog, verb);
+        return 2;
+    }
+    struct nb_error err;
+    nb_error_clear(&err);
+    struct nb_repro_result res;
+    nb_blas_set_threads(1);
+    int rc = nb_reproduce(argv[optind], &o, &res, &err);
+    if (rc) {
+        nb_error_print(stderr, prog, &err);
+        return rc == NB_EINVAL || rc == NB_ENOENT ? 2 : 1;
+    }
+    if (full) {
+        printf("verdict: %s (%d of %d checks pass)%s\n", nb_verdict_name(res.verdict),
+               res.checks_pass, res.checks_total,
+               o.quick ? " [quick run: the verdict means nothing]" : "");
+        printf("report:  %s\n", res.report);
+    }
+    printf("figures: %s/ (%d of %d drawn)\n", res.figures, res.figs_drawn, res.figs_total);
+    if (full)
+        printf("index:   %s\n", res.index);
+    if (full && !res.complete)
+        fprintf(stderr, "%s: some runs failed or did not run; the verdict is inconclusive "
+                        "until they finish (run the same command again to resume)\n", prog);
+    return (full && !res.complete) || res.figs_failed > 0 ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
     /* Library code reports GSL errors through return values; never abort. */
@@ -253,6 +776,20 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *verb = argv[1];
+    if (strcmp(verb, "run") == 0)
+        return cmd_run(argc - 1, argv + 1);
+    if (strcmp(verb, "list") == 0)
+        return cmd_list(argc - 1, argv + 1);
+    if (strcmp(verb, "status") == 0)
+        return cmd_status(argc - 1, argv + 1);
+    if (strcmp(verb, "config") == 0)
+        return cmd_config(argc - 1, argv + 1);
+    if (strcmp(verb, "summarize") == 0)
+        return cmd_summarize(argc - 1, argv + 1);
+    if (strcmp(verb, "plot") == 0)
+        return cmd_reproduce(argc - 1, argv + 1, false);
+    if (strcmp(verb, "reproduce") == 0)
+        return cmd_reproduce(argc - 1, argv + 1, true);
     if (strcmp(verb, "train") == 0)
         return cmd_train(argc - 1, argv + 1);
     if (strcmp(verb, "bench") == 0)

@@ -191,17 +191,19 @@ static void naive_conv_backward(const struct conv_case *cc, int oh, int ow,
                 }
 }
 
-/* Forward and backward of one case against the double reference.  The
- * gradient arena starts non-zero to check that backward ADDS; dx starts
- * as NaN to check that it is OVERWRITTEN. */
-static void conv_vs_naive(const struct conv_case *cc, int max_batch)
+/* Forward and backward of one case against the double reference, with
+ * the given algorithm (nb_conv2d_opts.algo).  The gradient arena starts
+ * non-zero to check that backward ADDS; dx starts as NaN to check that it
+ * is OVERWRITTEN. */
+static void conv_vs_naive(const struct conv_case *cc, int max_batch,
+                          int algo)
 {
     struct nb_conv2d_opts o = {.out_c = cc->o, .k = cc->k, .stride = cc->s,
-                               .pad = cc->p, .bias = cc->bias};
+                               .pad = cc->p, .bias = cc->bias, .algo = algo};
     char name[96];
-    snprintf(name, sizeof name, "conv (%d,%d,%d)->%d k%d s%d p%d n%d%s", cc->c,
-             cc->h, cc->w, cc->o, cc->k, cc->s, cc->p, cc->n,
-             cc->bias ? " bias" : "");
+    snprintf(name, sizeof name, "conv (%d,%d,%d)->%d k%d s%d p%d n%d%s%s",
+             cc->c, cc->h, cc->w, cc->o, cc->k, cc->s, cc->p, cc->n,
+             cc->bias ? " bias" : "", algo == 2 ? " winograd" : "");
     struct gc_layer t;
     setup_or_bail(&t, &nb_conv2d_ops, name,
                   (struct nb_shape){cc->c, cc->h, cc->w}, NULL, max_batch, &o,
@@ -265,7 +267,8 @@ static void test_conv2d(void)
      * cnn workload's shapes: (1,28,28) and (16,14,14) put several samples
      * in one im2col tile (with a partial last one), (16,28,28) splits each
      * sample into row tiles; the (48,20,20) and (128,21,21) cases split
-     * samples into row tiles off the stride-1 "same" fast path. */
+     * samples into row tiles off the stride-1 "same" fast path.  All on
+     * the im2col path (the Winograd block below covers the other). */
     static const struct conv_case big[] = {
         {1, 28, 28, 16, 3, 1, 1, 0, 3},
         {16, 28, 28, 16, 3, 1, 1, 1, 5},
@@ -280,7 +283,7 @@ static void test_conv2d(void)
         {3, 4, 4, 2, 4, 1, 0, 1, 1},   /* kernel = input: 1x1 output */
     };
     for (size_t i = 0; i < sizeof big / sizeof big[0]; i++)
-        conv_vs_naive(&big[i], big[i].n + 1);
+        conv_vs_naive(&big[i], big[i].n + 1, 1);
 
     /* central differences, small shapes */
     static const struct conv_case gcs[] = {
@@ -294,7 +297,7 @@ static void test_conv2d(void)
         const struct conv_case *cc = &gcs[i];
         struct nb_conv2d_opts o = {.out_c = cc->o, .k = cc->k,
                                    .stride = cc->s, .pad = cc->p,
-                                   .bias = cc->bias};
+                                   .bias = cc->bias, .algo = 1};
         char name[96];
         snprintf(name, sizeof name, "conv gradcheck (%d,%d,%d)->%d k%d s%d p%d",
                  cc->c, cc->h, cc->w, cc->o, cc->k, cc->s, cc->p);
@@ -313,6 +316,289 @@ static void test_conv2d(void)
            t.l.params[0].filters == 8,
        "conv2d: weight [8, 4*3*3], fan_in 36, fan_out 72, filters 8, no bias");
     gc_free(&t);
+}
+
+static void expect_einval(const struct nb_layer_ops *ops, const char *name,
+                          struct nb_shape in, const struct nb_shape *in2,
+                          const void *opts, const char *what);
+
+/* ---- conv2d: Winograd F(2x2, 3x3) ------------------------------------ */
+
+/* max_i |got_i - ref_i| / max_i |ref_i|: the error relative to the scale
+ * of the output (F(2x2, 3x3) in float: about 1e-7 .. 1e-6). */
+static double scaled_err(const float *got, const double *ref, size_t n)
+{
+    double e = 0.0, s = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - ref[i]);
+        e = d > e ? d : e;
+        s = fabs(ref[i]) > s ? fabs(ref[i]) : s;
+    }
+    return s > 0.0 ? e / s : e;
+}
+
+static double *to_double(const float *a, size_t n)
+{
+    double *d = dvec(n);
+    for (size_t i = 0; i < n; i++)
+        d[i] = a[i];
+    return d;
+}
+
+/* One 3x3 stride-1 pad-1 case through algo 2 (Winograd) and algo 1
+ * (im2col) with the same weights and inputs: forward, dx, dW, db against
+ * the direct double reference, scaled by the largest reference value
+ * (tolerance 1e-5 of the scale), and against each other (float rounding
+ * only, 2e-5 of the scale); the Winograd forward twice is bitwise
+ * identical; backward with dx = NULL gives the same dW.  Returns the
+ * worst scaled error of the Winograd results. */
+static double wino_case(const struct conv_case *cc)
+{
+    const double tol = 1e-5;
+    const int oh = cc->h, ow = cc->w;
+    char name[96];
+    snprintf(name, sizeof name, "winograd (%d,%d,%d)->%d n%d%s", cc->c, cc->h,
+             cc->w, cc->o, cc->n, cc->bias ? " bias" : "");
+    struct gc_layer t[2]; /* [0] Winograd, [1] im2col */
+    for (int a = 0; a < 2; a++) {
+        struct nb_conv2d_opts o = {.out_c = cc->o, .k = 3, .stride = 1,
+                                   .pad = 1, .bias = cc->bias,
+                                   .algo = a == 0 ? 2 : 1};
+        setup_or_bail(&t[a], &nb_conv2d_ops, name,
+                      (struct nb_shape){cc->c, cc->h, cc->w}, NULL,
+                      cc->n + 1, &o, 5);
+    }
+    size_t nx = (size_t)cc->n * cc->c * cc->h * cc->w;
+    size_t ny = (size_t)cc->n * cc->o * oh * ow;
+    size_t nw = (size_t)cc->o * cc->c * 9;
+    float *x = fvec(nx), *dy = fvec(ny);
+    float *y[2] = {fvec(ny), fvec(ny)}, *dx[2] = {fvec(nx), fvec(nx)};
+    float *y2 = fvec(ny);
+    double *ry = dvec(ny), *rdx = dvec(nx), *rdw = dvec(nw), *rdb = dvec(cc->o);
+    gc_fill(x, nx, 1.0, 0.0, 41);
+    gc_fill(dy, ny, 1.0, 0.0, 42);
+    const float *w = t[0].l.params[0].value;
+    const float *b = cc->bias ? t[0].l.params[1].value : NULL;
+    ok(memcmp(t[0].params.data, t[1].params.data,
+              t[0].params.count * sizeof(float)) == 0,
+       "%s: same parameters in both algorithms", name);
+
+    naive_conv(cc, oh, ow, x, w, b, ry);
+    for (size_t i = 0; i < nw; i++)
+        rdw[i] = 0.25;
+    for (int i = 0; i < cc->o; i++)
+        rdb[i] = 0.25;
+    naive_conv_backward(cc, oh, ow, x, w, dy, rdx, rdw, rdb);
+    double sy = 1e-30, sx = 1e-30, sw = 1e-30; /* the scales */
+    for (size_t i = 0; i < ny; i++)
+        sy = fmax(sy, fabs(ry[i]));
+    for (size_t i = 0; i < nx; i++)
+        sx = fmax(sx, fabs(rdx[i]));
+    for (size_t i = 0; i < nw; i++)
+        sw = fmax(sw, fabs(rdw[i]));
+
+    for (int a = 0; a < 2; a++) {
+        for (size_t i = 0; i < t[a].grads.count; i++)
+            t[a].grads.data[i] = 0.25f;
+        for (size_t i = 0; i < nx; i++)
+            dx[a][i] = NAN;
+        gc_forward(&t[a], x, NULL, y[a], cc->n, NB_TRAIN);
+        t[a].l.ops->backward(&t[a].l, x, y[a], dy, dx[a], cc->n);
+    }
+    double worst = 0.0, e;
+    arrays_close(y[0], ry, ny, tol * sy, 0.0,
+                 "%s: forward vs direct convolution", name);
+    e = scaled_err(y[0], ry, ny);
+    worst = fmax(worst, e);
+    arrays_close(dx[0], rdx, nx, tol * sx, 0.0, "%s: dx vs direct adjoint",
+                 name);
+    worst = fmax(worst, scaled_err(dx[0], rdx, nx));
+    arrays_close(t[0].l.params[0].grad, rdw, nw, tol * sw, 0.0,
+                 "%s: dweight accumulated vs direct", name);
+    worst = fmax(worst, scaled_err(t[0].l.params[0].grad, rdw, nw));
+    if (cc->bias)
+        arrays_close(t[0].l.params[1].grad, rdb, cc->o, 1e-4, 1e-5,
+                     "%s: dbias accumulated vs direct", name);
+    tap_diag("%s: scaled error y %.2g dx %.2g dW %.2g (im2col: %.2g %.2g "
+             "%.2g)", name, e, scaled_err(dx[0], rdx, nx),
+             scaled_err(t[0].l.params[0].grad, rdw, nw),
+             scaled_err(y[1], ry, ny), scaled_err(dx[1], rdx, nx),
+             scaled_err(t[1].l.params[0].grad, rdw, nw));
+
+    /* against the im2col path on the same inputs */
+    double *d;
+    d = to_double(y[1], ny);
+    arrays_close(y[0], d, ny, 2 * tol * sy, 0.0, "%s: forward = im2col's",
+                 name);
+    free(d);
+    d = to_double(dx[1], nx);
+    arrays_close(dx[0], d, nx, 2 * tol * sx, 0.0, "%s: dx = im2col's", name);
+    free(d);
+    d = to_double(t[1].grads.data, t[1].grads.count);
+    arrays_close(t[0].grads.data, d, t[0].grads.count, 2 * tol * sw, 0.0,
+                 "%s: dweight and dbias = im2col's", name);
+    free(d);
+
+    /* determinism; dW alone */
+    gc_forward(&t[0], x, NULL, y2, cc->n, NB_TRAIN);
+    ok(memcmp(y2, y[0], ny * sizeof *y2) == 0,
+       "%s: forward repeated is bitwise identical", name);
+    for (size_t i = 0; i < t[0].grads.count; i++)
+        t[0].grads.data[i] = 0.25f;
+    t[0].l.ops->backward(&t[0].l, x, y[0], dy, NULL, cc->n);
+    arrays_close(t[0].l.params[0].grad, rdw, nw, tol * sw, 0.0,
+                 "%s: dweight with dx = NULL", name);
+
+    free(x);
+    free(dy);
+    free(y2);
+    for (int a = 0; a < 2; a++) {
+        free(y[a]);
+        free(dx[a]);
+        gc_free(&t[a]);
+    }
+    free(ry);
+    free(rdx);
+    free(rdw);
+    free(rdb);
+    return worst;
+}
+
+/* y of one forward of a fresh conv layer (seeded weights and input) */
+static float *conv_output(struct nb_shape in, int out_c, int algo, size_t *ny)
+{
+    struct nb_conv2d_opts o = {.out_c = out_c, .k = 3, .stride = 1, .pad = 1,
+                               .algo = algo};
+    struct gc_layer t;
+    setup_or_bail(&t, &nb_conv2d_ops, "conv_pick", in, NULL, 2, &o, 9);
+    size_t nx = 2 * nb_shape_numel(&in);
+    *ny = 2 * nb_shape_numel(&t.l.out);
+    float *x = fvec(nx), *y = fvec(*ny);
+    gc_fill(x, nx, 1.0, 0.0, 43);
+    gc_forward(&t, x, NULL, y, 2, NB_TRAIN);
+    free(x);
+    gc_free(&t);
+    return y;
+}
+
+/* Whether auto (algo 0) computes bitwise what algo `want` computes, and
+ * not what the other one computes. */
+static bool auto_is(struct nb_shape in, int out_c, int want)
+{
+    size_t n0, n1, n2;
+    float *y0 = conv_output(in, out_c, 0, &n0);
+    float *y1 = conv_output(in, out_c, want, &n1);
+    float *y2 = conv_output(in, out_c, 3 - want, &n2);
+    bool same = n0 == n1 && memcmp(y0, y1, n0 * sizeof *y0) == 0 &&
+                memcmp(y0, y2, n0 * sizeof *y0) != 0;
+    free(y0);
+    free(y1);
+    free(y2);
+    return same;
+}
+
+static void test_conv2d_winograd(void)
+{
+    /* the auto rule must not see a benchmark override from outside */
+    const char *env = getenv("NB_CONV_ALGO");
+    char saved[32] = "";
+    if (env)
+        snprintf(saved, sizeof saved, "%s", env);
+    unsetenv("NB_CONV_ALGO");
+
+    /* c, h, w, o, (k, s, p = 3, 1, 1), bias, n.  Widths exercise the
+     * kernels' 8-wide steps (with and without an overlapping last step),
+     * 4-wide steps and scalar code; odd H and W crop the last tiles;
+     * (16,14,14)->32 and (16,28,28)->16 (the cnn's shapes) run several
+     * chunks with a partial last one; (40,33,35)->40 does not fit one
+     * sample in a chunk and runs in bands of tile rows. */
+    static const struct conv_case cases[] = {
+        {3, 5, 7, 4, 3, 1, 1, 1, 3},
+        {8, 6, 9, 5, 3, 1, 1, 0, 2},
+        {16, 28, 28, 16, 3, 1, 1, 0, 3},
+        {16, 14, 14, 32, 3, 1, 1, 0, 5},
+        {32, 14, 14, 32, 3, 1, 1, 1, 2},
+        {7, 16, 17, 9, 3, 1, 1, 1, 4},
+        {40, 33, 35, 40, 3, 1, 1, 0, 2},
+        {3, 1, 1, 3, 3, 1, 1, 1, 2},
+        {5, 2, 3, 7, 3, 1, 1, 0, 3},
+        {4, 9, 4, 6, 3, 1, 1, 1, 2},
+        {12, 11, 30, 3, 3, 1, 1, 0, 2},
+    };
+    double worst = 0.0;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        worst = fmax(worst, wino_case(&cases[i]));
+    tap_diag("winograd: largest error relative to the output scale %.2g",
+             worst);
+    /* the generic conv_vs_naive checks (shapes, NaN dx, accumulation) */
+    conv_vs_naive(&cases[0], cases[0].n, 2);
+    conv_vs_naive(&cases[3], cases[3].n + 2, 2);
+
+    /* central differences through the Winograd path */
+    static const struct conv_case gcs[] = {
+        {2, 5, 6, 3, 3, 1, 1, 1, 2},
+        {3, 4, 4, 2, 3, 1, 1, 0, 2},
+        {4, 3, 5, 3, 3, 1, 1, 1, 3},
+    };
+    for (size_t i = 0; i < sizeof gcs / sizeof gcs[0]; i++) {
+        const struct conv_case *cc = &gcs[i];
+        struct nb_conv2d_opts o = {.out_c = cc->o, .k = 3, .stride = 1,
+                                   .pad = 1, .bias = cc->bias, .algo = 2};
+        char name[96];
+        snprintf(name, sizeof name, "winograd gradcheck (%d,%d,%d)->%d",
+                 cc->c, cc->h, cc->w, cc->o);
+        gradcheck(&nb_conv2d_ops, name, (struct nb_shape){cc->c, cc->h, cc->w},
+                  NULL, &o, cc->n, NB_TRAIN, 0.0, GC_ATOL_LIN, GC_RTOL_LIN);
+    }
+
+    /* the auto rule: Winograd from 8 input channels on (3x3, stride 1,
+     * pad 1), im2col below and for other shapes */
+    ok(auto_is((struct nb_shape){16, 14, 14}, 32, 2),
+       "conv2d auto: (16,14,14)->32 runs Winograd");
+    ok(auto_is((struct nb_shape){8, 6, 6}, 4, 2),
+       "conv2d auto: (8,6,6)->4 runs Winograd");
+    ok(auto_is((struct nb_shape){1, 28, 28}, 16, 1),
+       "conv2d auto: (1,28,28)->16 runs im2col");
+    ok(auto_is((struct nb_shape){4, 9, 9}, 8, 1),
+       "conv2d auto: (4,9,9)->8 runs im2col");
+    /* the benchmark override */
+    setenv("NB_CONV_ALGO", "im2col", 1);
+    ok(auto_is((struct nb_shape){16, 6, 6}, 8, 1),
+       "NB_CONV_ALGO=im2col: auto runs im2col");
+    setenv("NB_CONV_ALGO", "winograd", 1);
+    ok(auto_is((struct nb_shape){1, 6, 6}, 8, 2),
+       "NB_CONV_ALGO=winograd: auto runs Winograd");
+    struct nb_shape img = {2, 6, 6};
+    struct nb_conv2d_opts s2 = {.out_c = 4, .k = 3, .stride = 2, .pad = 1};
+    struct gc_layer t;
+    setup_or_bail(&t, &nb_conv2d_ops, "conv_env_s2", img, NULL, 2, &s2, 1);
+    ok(t.l.out.h == 3, "NB_CONV_ALGO=winograd: stride 2 still sets up "
+                       "(im2col)");
+    gc_free(&t);
+    setenv("NB_CONV_ALGO", "fft", 1);
+    struct nb_conv2d_opts a0 = {.out_c = 4, .k = 3, .stride = 1, .pad = 1};
+    expect_einval(&nb_conv2d_ops, "conv_env_bad", img, NULL, &a0,
+                  "NB_CONV_ALGO=fft");
+    unsetenv("NB_CONV_ALGO");
+    if (saved[0])
+        setenv("NB_CONV_ALGO", saved, 1);
+
+    /* explicit Winograd on a shape it does not cover, unknown algo */
+    struct nb_conv2d_opts w5 = {.out_c = 4, .k = 5, .stride = 1, .pad = 2,
+                                .algo = 2};
+    expect_einval(&nb_conv2d_ops, "conv_wino_k5", img, NULL, &w5,
+                  "Winograd with a 5x5 kernel");
+    struct nb_conv2d_opts ws = {.out_c = 4, .k = 3, .stride = 2, .pad = 1,
+                                .algo = 2};
+    expect_einval(&nb_conv2d_ops, "conv_wino_s2", img, NULL, &ws,
+                  "Winograd with stride 2");
+    struct nb_conv2d_opts wp = {.out_c = 4, .k = 3, .stride = 1, .pad = 0,
+                                .algo = 2};
+    expect_einval(&nb_conv2d_ops, "conv_wino_p0", img, NULL, &wp,
+                  "Winograd without padding");
+    struct nb_conv2d_opts a3 = {.out_c = 4, .k = 3, .stride = 1, .pad = 1,
+                                .algo = 3};
+    expect_einval(&nb_conv2d_ops, "conv_algo3", img, NULL, &a3, "algo 3");
 }
 
 /* ---- pooling --------------------------------------------------------- */
@@ -730,6 +1016,7 @@ int main(void)
 {
     test_linear();
     test_conv2d();
+    test_conv2d_winograd();
     test_pool();
     test_activations();
     test_dropout();

@@ -152,6 +152,12 @@ struct nb_linear_opts {
 struct nb_conv2d_opts {
     int out_c, k, stride, pad;
     bool bias;
+    /* 0: auto (Winograd F(2x2, 3x3) for 3x3, stride-1, pad-1 convolutions
+     * with 8 or more input channels, im2col + sgemm otherwise; the
+     * environment variable NB_CONV_ALGO=im2col|winograd overrides auto, for
+     * benchmarks), 1: im2col + sgemm, 2: Winograd (3x3, stride 1, pad 1
+     * only; setup fails otherwise). */
+    int algo;
 };
 struct nb_pool_opts {
     int k, stride; /* max-pool window and stride */

@@ -1,0 +1,24 @@
+# plots/vs_common.gp - the body of vs_batch.gp and vs_lr.gp (loaded after
+# common.gp with XLOG = 2 or 10).
+XL = ""
+YL = ""
+stats IN using (XL = strcol("xlabel"), YL = strcol("ylabel"), 0) nooutput
+stats IN using "max" name "Y" nooutput
+stats IN using "min" name "YLO" nooutput
+stats IN using "n_diverged" name "D" nooutput
+YSPAN = (Y_max > YLO_min) ? (Y_max - YLO_min) : (abs(Y_max) > 0 ? abs(Y_max) : 1)
+YTOP = Y_max + 0.08 * YSPAN
+set logscale x XLOG
+# tics at the x values of the data (batch sizes, learning rates)
+set xtics () nomirror
+set xlabel XL
+set ylabel YL
+set autoscale xfix
+set offsets graph 0.03, graph 0.03, 0, 0
+if (D_max > 0) { set yrange [*:YTOP + 0.04 * YSPAN] }
+set key outside right top reverse Left samplen 4 spacing 1.2 width -1 title "mean over seeds,\nband: min-max" font ",12"
+plot for [i=0:NS-1] IN using "x":(column("sid") == i ? column("min") : NaN):"max" with filledcurves lt (101+i) notitle, \
+     for [i=0:NS-1] IN using "x":(column("sid") == i ? column("mean") : NaN):xtic(sprintf("%g", column("x"))) with linespoints lt (101+i) title LAB[i+1], \
+     for [i=0:(D_max > 0 ? NS-1 : -1)] IN using "x":(column("sid") == i && column("n_diverged") > 0 ? (column("mean") == column("mean") ? column("mean") : YTOP) : NaN) with points lt (101+i) pt 2 ps 3 lw 3 notitle, \
+     NaN with points lc rgb "#000000" pt 2 ps 2 lw 3 title (D_max > 0 ? "x: runs diverged (at the top edge: all of them)" : "")
+set output

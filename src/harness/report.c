@@ -1,0 +1,1444 @@
+/* src/harness/report.c - see report.h. */
+#include "harness/report.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "harness/config.h"
+
+/* ======================================================================
+ * Loading experiments/NAME.ini
+ * ====================================================================== */
+
+enum sec { S_NONE = 0, S_EXPERIMENT, S_QUICK, S_FIGURE, S_TABLE, S_CHECK };
+
+struct seen {
+    int sec;
+    int idx;
+    char key[64];
+};
+
+/* Raw table fields, resolved after the whole file is read. */
+struct raw_paper {
+    char *text;
+    int line;
+};
+struct raw_table {
+    char *metric, *rows, *cols, *where;
+    int metric_line, rows_line, cols_line, where_line;
+    struct raw_paper *paper;
+    int n_paper;
+};
+struct raw_fig {
+    char *kind, *x, *y, *where;
+    int kind_line, x_line, y_line, where_line;
+};
+
+struct lctx {
+    struct nb_experiment *e;
+    const char *top;       /* top-level path */
+    int sec;
+    int idx;               /* figure/table/check index */
+    char quick_sec[64];
+    int sec_line;
+    const char *sec_file;
+    struct seen *seen;
+    int n_seen;
+    struct raw_table *rt;  /* [n_tables] */
+    struct raw_fig *rf;    /* [n_figs] */
+    int *check_line;       /* section line of each check */
+    char **check_file;
+    int *name_line;        /* [experiment] claim/source lines */
+    int claim_line;
+};
+
+static int oom(struct nb_error *err)
+{
+    return nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
+}
+
+static bool valid_name(const char *s)
+{
+    if (!*s)
+        return false;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && *s != '_' && *s != '-' && *s != '.')
+            return false;
+    return true;
+}
+
+static int set_str(char **dst, const char *v, struct nb_error *err)
+{
+    free(*dst);
+    *dst = strdup(v);
+    return *dst ? 0 : oom(err);
+}
+
+static int grow(void **p, int n, size_t elem, struct nb_error *err)
+{
+    void *q = realloc(*p, (size_t)(n + 1) * elem);
+    if (!q)
+        return oom(err);
+    *p = q;
+    memset((char *)q + (size_t)n * elem, 0, elem);
+    return 0;
+}
+
+static const char *const exp_keys[] = {"name", "claim", "source", "paper", "config",
+                                       "estimate", "notes", NULL};
+static const char *const fig_keys[] = {"kind", "x", "y", "where", "param", "caption", NULL};
+static const char *const table_keys[] = {"metric", "rows", "columns", "where", "paper",
+                                         "caption", NULL};
+static const char *const check_keys[] = {"expect", "about", NULL};
+
+static int key_in(const char *const *l, const char *k)
+{
+    for (int i = 0; l[i]; i++)
+        if (!strcmp(l[i], k))
+            return i;
+    return -1;
+}
+
+static int list_n(const char *const *l)
+{
+    int n = 0;
+    while (l[n])
+        n++;
+    return n;
+}
+
+static int unknown_key(const struct nb_ini_item *it, const char *const *l, const char *secname,
+                       struct nb_error *err)
+{
+    nb_error_set(err, NB_EINVAL, it->file, it->line, "unknown key '%s' in [%s]", it->key,
+                 secname);
+    const char *near = nb_closest(it->key, l, list_n(l));
+    if (near)
+        nb_error_hint(err, "did you mean '%s'?", near);
+    return NB_EINVAL;
+}
+
+static int seen_check(struct lctx *c, const struct nb_ini_item *it, bool repeatable,
+                      struct nb_error *err)
+{
+    if (repeatable)
+        return 0;
+    for (int i = 0; i < c->n_seen; i++)
+        if (c->seen[i].sec == c->sec && c->seen[i].idx == c->idx &&
+            !strcmp(c->seen[i].key, it->key))
+            return nb_error_set(err, NB_EINVAL, it->file, it->line,
+                                "duplicate key '%s' in [%s]", it->key, it->section);
+    if (grow((void **)&c->seen, c->n_seen, sizeof *c->seen, err))
+        return NB_ENOMEM;
+    struct seen *s = &c->seen[c->n_seen++];
+    s->sec = c->sec;
+    s->idx = c->idx;
+    snprintf(s->key, sizeof s->key, "%s", it->key);
+    return 0;
+}
+
+static int section_header(struct lctx *c, const struct nb_ini_item *it, struct nb_error *err)
+{
+    struct nb_experiment *e = c->e;
+    const char *s = it->section;
+    char kind[32] = "", name[200] = "";
+    const char *sp = strchr(s, ' ');
+    if (sp) {
+        snprintf(kind, sizeof kind, "%.*s", (int)(sp - s), s);
+        while (*sp == ' ')
+            sp++;
+        snprintf(name, sizeof name, "%s", sp);
+    } else {
+        snprintf(kind, sizeof kind, "%s", s);
+    }
+    c->sec_line = it->line;
+    c->sec_file = it->file;
+    if (!strcmp(kind, "experiment") && !name[0]) {
+        c->sec = S_EXPERIMENT;
+        c->idx = 0;
+        return 0;
+    }
+    static const char *const kinds[] = {"experiment", "quick", "figure", "table", "check",
+                                        NULL};
+    if (key_in(kinds, kind) < 0 || (!name[0] && strcmp(kind, "experiment"))) {
+        if (key_in(kinds, kind) >= 0)
+            return nb_error_set(err, NB_EINVAL, it->file, it->line,
+                                "section [%s] needs a name: [%s NAME]", kind, kind);
+        nb_error_set(err, NB_EINVAL, it->file, it->line,
+                     "unknown section [%s] (experiment, quick SECTION, figure NAME, "
+                     "table NAME, check NAME)",
+                     s);
+        const char *near = nb_closest(kind, kinds, 5);
+        if (near)
+            nb_error_hint(err, "did you mean [%s%s%s]?", near, name[0] ? " " : "", name);
+        return NB_EINVAL;
+    }
+    if (!strcmp(kind, "experiment"))
+        return nb_error_set(err, NB_EINVAL, it->file, it->line,
+                            "[experiment] takes no name");
+    if (!valid_name(name))
+        return nb_error_set(err, NB_EINVAL, it->file, it->line,
+                            "bad name '%s' in [%s] (letters, digits, _ - .)", name, s);
+    if (!strcmp(kind, "quick")) {
+        bool known = false;
+        for (int i = 0; nb_sections[i]; i++)
+            known |= !strcmp(nb_sections[i], name);
+        if (!known) {
+            nb_error_set(err, NB_EINVAL, it->file, it->line,
+                         "[quick %s]: no config section '%s'", name, name);
+            const char *near = nb_closest(name, nb_sections, 7);
+            if (near)
+                nb_error_hint(err, "did you mean [quick %s]?", near);
+            return NB_EINVAL;
+        }
+        c->sec = S_QUICK;
+        c->idx = 0;
+        for (int i = 0; nb_sections[i]; i++)
+            if (!strcmp(nb_sections[i], name))
+                c->idx = i;
+        snprintf(c->quick_sec, sizeof c->quick_sec, "%s", name);
+        return 0;
+    }
+    if (!strcmp(kind, "figure")) {
+        for (int i = 0; i < e->n_figs; i++)
+            if (!strcmp(e->figs[i].name, name))
+                return nb_error_set(err, NB_EINVAL, it->file, it->line,
+                                    "figure '%s' is defined twice", name);
+        if (grow((void **)&e->figs, e->n_figs, sizeof *e->figs, err) ||
+            grow((void **)&c->rf, e->n_figs, sizeof *c->rf, err))
+            return NB_ENOMEM;
+        struct nb_exp_figure *f = &e->figs[e->n_figs];
+        f->x = -1;
+        f->scalar = NB_SC_FINAL_TEST_ERROR;
+        f->kind = -1;
+        f->line = it->line;
+        if (!(f->name = strdup(name)))
+            return oom(err);
+        c->sec = S_FIGURE;
+        c->idx = e->n_figs++;
+        return 0;
+    }
+    if (!strcmp(kind, "table")) {
+        for (int i = 0; i < e->n_tables; i++)
+            if (!strcmp(e->tables[i].name, name))
+                return nb_error_set(err, NB_EINVAL, it->file, it->line,
+                                    "table '%s' is defined twice", name);
+        if (grow((void **)&e->tables, e->n_tables, sizeof *e->tables, err) ||
+            grow((void **)&c->rt, e->n_tables, sizeof *c->rt, err))
+            return NB_ENOMEM;
+        struct nb_exp_table *t = &e->tables[e->n_tables];
+        t->line = it->line;
+        t->rows = t->cols = -1;
+        t->scalar = -1;
+        if (!(t->name = strdup(name)))
+            return oom(err);
+        c->sec = S_TABLE;
+        c->idx = e->n_tables++;
+        return 0;
+    }
+    /* check */
+    for (int i = 0; i < e->n_checks; i++)
+        if (!strcmp(e->checks[i].name, name))
+            return nb_error_set(err, NB_EINVAL, it->file, it->line,
+                                "check '%s' is defined twice", name);
+    if (grow((void **)&e->checks, e->n_checks, sizeof *e->checks, err) ||
+        grow((void **)&c->check_line, e->n_checks, sizeof *c->check_line, err) ||
+        grow((void **)&c->check_file, e->n_checks, sizeof *c->check_file, err))
+        return NB_ENOMEM;
+    struct nb_check *k = &e->checks[e->n_checks];
+    if (!(k->name = strdup(name)) || !(c->check_file[e->n_checks] = strdup(it->file)))
+        return oom(err);
+    c->check_line[e->n_checks] = it->line;
+    c->sec = S_CHECK;
+    c->idx = e->n_checks++;
+    return 0;
+}
+
+static int resolve_key_name(const char *v, const char *file, int line, const char *what,
+                            int *out, struct nb_error *err)
+{
+    int k = nb_key_lookup_name(v);
+    if (!strcmp(v, "bs"))
+        k = nb_key_lookup("train", "batch");
+    else if (!strcmp(v, "G"))
+        k = nb_key_lookup("norm", "groups");
+    if (k == -2)
+        return nb_error_set(err, NB_EINVAL, file, line, "%s: ambiguous key '%s' (write "
+                            "section.key)", what, v);
+    if (k < 0) {
+        nb_error_set(err, NB_EINVAL, file, line, "%s: unknown config key '%s'", what, v);
+        return NB_EINVAL;
+    }
+    *out = k;
+    return 0;
+}
+
+static int scalar_of(const char *v, const char *file, int line, const char *what, int *out,
+                     struct nb_error *err)
+{
+    int sc = nb_sum_scalar_lookup(v);
+    if (sc < 0) {
+        nb_error_set(err, NB_EINVAL, file, line, "%s: '%s' is not a per-run scalar", what, v);
+        const char *names[NB_SC_COUNT];
+        for (int i = 0; i < NB_SC_COUNT; i++)
+            names[i] = nb_sum_scalar_name(i);
+        const char *near = nb_closest(v, names, NB_SC_COUNT);
+        if (near)
+            nb_error_hint(err, "did you mean '%s'?", near);
+        else
+            nb_error_hint(err, "e.g. final_test_error, best_test_error, final_train_loss");
+        return NB_EINVAL;
+    }
+    *out = sc;
+    return 0;
+}
+
+static int handler(void *user, const struct nb_ini_item *it, struct nb_error *err)
+{
+    struct lctx *c = user;
+    struct nb_experiment *e = c->e;
+    if (!it->key)
+        return section_header(c, it, err);
+    const char *v = it->value;
+    switch (c->sec) {
+    case S_NONE:
+        return nb_error_set(err, NB_EINVAL, it->file, it->line,
+                            "key '%s' before the first section (start with [experiment])",
+                            it->key);
+    case S_EXPERIMENT: {
+        int k = key_in(exp_keys, it->key);
+        if (k < 0)
+            return unknown_key(it, exp_keys, "experiment", err);
+        int rc = seen_check(c, it, !strcmp(it->key, "config"), err);
+        if (rc)
+            return rc;
+        if (!*v)
+            return nb_error_set(err, NB_EINVAL, it->file, it->line, "empty value for '%s'",
+                                it->key);
+        switch (k) {
+        case 0:
+            if (!valid_name(v))
+                return nb_error_set(err, NB_EINVAL, it->file, it->line,
+                                    "bad experiment name '%s' (letters, digits, _ - .)", v);
+            return set_str(&e->name, v, err);
+        case 1:
+            c->claim_line = it->line;
+            return set_str(&e->claim, v, err);
+        case 2: return set_str(&e->source, v, err);
+        case 3: return set_str(&e->paper, v, err);
+        case 4: {
+            /* a comma list or one path per line */
+            const char *p = v;
+            while (*p) {
+                const char *comma = strchr(p, ',');
+                size_t n = comma ? (size_t)(comma - p) : strlen(p);
+                while (n && isspace((unsigned char)*p))
+                    p++, n--;
+                while (n && isspace((unsigned char)p[n - 1]))
+                    n--;
+                if (n) {
+                    if (grow((void **)&e->configs, e->n_configs, sizeof *e->configs, err) ||
+                        grow((void **)&e->config_paths, e->n_configs, sizeof(char *), err))
+                        return NB_ENOMEM;
+                    char *cfg = malloc(n + 1);
+                    if (!cfg)
+                        return oom(err);
+                    memcpy(cfg, p, n);
+                    cfg[n] = '\0';
+                    e->configs[e->n_configs] = cfg;
+                    /* resolve against the experiment file's directory */
+                    const char *slash = strrchr(it->file, '/');
+                    size_t dl = slash ? (size_t)(slash - it->file) + 1 : 0;
+                    char *full = malloc(dl + n + 1);
+                    if (!full)
+                        return oom(err);
+                    if (cfg[0] == '/')
+                        snprintf(full, dl + n + 1, "%s", cfg);
+                    else
+                        snprintf(full, dl + n + 1, "%.*s%s", (int)dl, it->file, cfg);
+                    e->config_paths[e->n_configs++] = full;
+                    struct stat st;
+                    if (stat(full, &st) != 0)
+                        return nb_error_set(err, NB_EINVAL, it->file, it->line,
+                                            "config '%s' not found (%s)", cfg, full);
+                }
+                if (!comma)
+                    break;
+                p = comma + 1;
+            }
+            return 0;
+        }
+        case 5: return set_str(&e->estimate, v, err);
+        default: return set_str(&e->notes, v, err);
+        }
+    }
+    case S_QUICK: {
+        int k = nb_key_lookup(c->quick_sec, it->key);
+        if (k < 0) {
+            nb_error_set(err, NB_EINVAL, it->file, it->line, "unknown key '%s' in [%s]",
+                         it->key, c->quick_sec);
+            const char *cands[256];
+            int nc = 0;
+            for (int i = 0; i < nb_n_keys && nc < 256; i++)
+                if (!strcmp(nb_keys[i].section, c->quick_sec))
+                    cands[nc++] = nb_keys[i].key;
+            const char *near = nb_closest(it->key, cands, nc);
+            if (near)
+                nb_error_hint(err, "did you mean '%s'?", near);
+            return NB_EINVAL;
+        }
+        for (int i = 0; i < e->n_quick; i++)
+            if (!strcmp(e->quick[i].section, c->quick_sec) && !strcmp(e->quick[i].key, it->key))
+                return nb_error_set(err, NB_EINVAL, it->file, it->line,
+                                    "duplicate quick override %s.%s", c->quick_sec, it->key);
+        if (!strcmp(c->quick_sec, "experiment") &&
+            (!strcmp(it->key, "name") || !strcmp(it->key, "results_dir")))
+            return nb_error_set(err, NB_EINVAL, it->file, it->line,
+                                "[quick experiment] may not set %s (reproduce places the "
+                                "quick runs itself)",
+                                it->key);
+        /* check plain values (lists element by element; generators and
+         * ranges are left to the sweep) */
+        if (!strchr(v, '(') && !strstr(v, "..") && !(nb_keys[k].flags & NB_KF_STRUCT)) {
+            char *copy = strdup(v);
+            if (!copy)
+                return oom(err);
+            bool list = nb_keys[k].type == NB_KEY_INT_LIST ||
+                        nb_keys[k].type == NB_KEY_FLOAT_LIST;
+            for (char *tok = list ? copy : strtok(copy, ","); tok;
+                 tok = list ? NULL : strtok(NULL, ",")) {
+                while (isspace((unsigned char)*tok))
+                    tok++;
+                size_t n = strlen(tok);
+                while (n && isspace((unsigned char)tok[n - 1]))
+                    tok[--n] = '\0';
+                char *canon = NULL;
+                int rc = nb_key_canon(&nb_keys[k], tok, it->file, it->line, &canon, err);
+                free(canon);
+                if (rc) {
+                    free(copy);
+                    return rc;
+                }
+            }
+            free(copy);
+        }
+        if (grow((void **)&e->quick, e->n_quick, sizeof *e->quick, err))
+            return NB_ENOMEM;
+        struct nb_exp_override *o = &e->quick[e->n_quick++];
+        o->line = it->line;
+        if (!(o->section = strdup(c->quick_sec)) || !(o->key = strdup(it->key)) ||
+            !(o->value = strdup(v)))
+            return oom(err);
+        return 0;
+    }
+    case S_FIGURE: {
+        int k = key_in(fig_keys, it->key);
+        if (k < 0)
+            return unknown_key(it, fig_keys, it->section, err);
+        int rc = seen_check(c, it, false, err);
+        if (rc)
+            return rc;
+        struct nb_exp_figure *f = &e->figs[c->idx];
+        struct raw_fig *r = &c->rf[c->idx];
+        switch (k) {
+        case 0:
+            r->kind_line = it->line;
+            return set_str(&r->kind, v, err);
+        case 1:
+            r->x_line = it->line;
+            return set_str(&r->x, v, err);
+        case 2:
+            r->y_line = it->line;
+            return set_str(&r->y, v, err);
+        case 3:
+            r->where_line = it->line;
+            return set_str(&r->where, v, err);
+        case 4:
+            if (strcmp(v, "in") && strcmp(v, "out"))
+                return nb_error_set(err, NB_EINVAL, it->file, it->line,
+                                    "param must be in or out, not '%s'", v);
+            return set_str(&f->param, v, err);
+        default: return set_str(&f->caption, v, err);
+        }
+    }
+    case S_TABLE: {
+        int k = key_in(table_keys, it->key);
+        if (k < 0)
+            return unknown_key(it, table_keys, it->section, err);
+        int rc = seen_check(c, it, !strcmp(it->key, "paper"), err);
+        if (rc)
+            return rc;
+        struct nb_exp_table *t = &e->tables[c->idx];
+        struct raw_table *r = &c->rt[c->idx];
+        switch (k) {
+        case 0:
+            r->metric_line = it->line;
+            return set_str(&r->metric, v, err);
+        case 1:
+            r->rows_line = it->line;
+            return set_str(&r->rows, v, err);
+        case 2:
+            r->cols_line = it->line;
+            return set_str(&r->cols, v, err);
+        case 3:
+            r->where_line = it->line;
+            return set_str(&r->where, v, err);
+        case 4:
+            if (grow((void **)&r->paper, r->n_paper, sizeof *r->paper, err))
+                return NB_ENOMEM;
+            r->paper[r->n_paper].line = it->line;
+            if (!(r->paper[r->n_paper++].text = strdup(v)))
+                return oom(err);
+            return 0;
+        default: return set_str(&t->caption, v, err);
+        }
+    }
+    case S_CHECK: {
+        int k = key_in(check_keys, it->key);
+        if (k < 0)
+            return unknown_key(it, check_keys, it->section, err);
+        int rc = seen_check(c, it, false, err);
+        if (rc)
+            return rc;
+        struct nb_check *ck = &e->checks[c->idx];
+        if (k == 1)
+            return set_str(&ck->about, v, err);
+        char *name = ck->name, *about = ck->about;
+        ck->name = ck->about = NULL;
+        rc = nb_check_parse(name, v, it->file, it->line, ck, err);
+        free(ck->name);
+        ck->name = name;
+        if (ck->about)
+            free(ck->about);
+        ck->about = about;
+        return rc;
+    }
+    default:
+        return nb_error_set(err, NB_EINVAL, it->file, it->line, "internal: bad section");
+    }
+}
+
+static void raw_free(struct lctx *c)
+{
+    struct nb_experiment *e = c->e;
+    for (int i = 0; c->rt && i < e->n_tables; i++) {
+        struct raw_table *r = &c->rt[i];
+        free(r->metric), free(r->rows), free(r->cols), free(r->where);
+        for (int j = 0; j < r->n_paper; j++)
+            free(r->paper[j].text);
+        free(r->paper);
+    }
+    free(c->rt);
+    for (int i = 0; c->rf && i < e->n_figs; i++) {
+        free(c->rf[i].kind), free(c->rf[i].x), free(c->rf[i].y), free(c->rf[i].where);
+    }
+    free(c->rf);
+    for (int i = 0; c->check_file && i < e->n_checks; i++)
+        free(c->check_file[i]);
+    free(c->check_file);
+    free(c->check_line);
+    free(c->seen);
+}
+
+/* Canonical text of value v for key k (numbers compare as numbers later,
+ * so a failure here is an error only for enums). */
+static int canon_val(int k, const char *v, const char *file, int line, char **out,
+                     struct nb_error *err)
+{
+    return nb_key_canon(&nb_keys[k], v, file, line, out, err);
+}
+
+static int finish(struct lctx *c, struct nb_error *err)
+{
+    struct nb_experiment *e = c->e;
+    const char *file = e->path;
+    if (!e->claim)
+        return nb_error_set(err, NB_EINVAL, file, 0, "[experiment] claim is missing");
+    if (!e->source)
+        return nb_error_set(err, NB_EINVAL, file, 0, "[experiment] source is missing");
+    if (e->n_configs == 0)
+        return nb_error_set(err, NB_EINVAL, file, 0,
+                            "[experiment] names no config (config = ../configs/X.ini)");
+    if (!e->name) {
+        const char *b = strrchr(file, '/');
+        b = b ? b + 1 : file;
+        size_t n = strlen(b);
+        if (n > 4 && !strcmp(b + n - 4, ".ini"))
+            n -= 4;
+        if (!(e->name = malloc(n + 1)))
+            return oom(err);
+        memcpy(e->name, b, n);
+        e->name[n] = '\0';
+    }
+    for (int i = 0; i < e->n_figs; i++) {
+        struct nb_exp_figure *f = &e->figs[i];
+        struct raw_fig *r = &c->rf[i];
+        char what[200];
+        snprintf(what, sizeof what, "figure %s", f->name);
+        if (!r->kind)
+            return nb_error_set(err, NB_EINVAL, file, f->line, "%s: kind is missing", what);
+        f->kind = nb_fig_kind_parse(r->kind);
+        if (f->kind < 0) {
+            nb_error_set(err, NB_EINVAL, file, r->kind_line,
+                         "%s: unknown kind '%s' (curves, vs_batch, vs_lr, landscape, ics, "
+                         "dist, hessian, slice1d, slice2d)",
+                         what, r->kind);
+            const char *kinds[NB_FIG_COUNT];
+            for (int k = 0; k < NB_FIG_COUNT; k++)
+                kinds[k] = nb_fig_kind_name(k);
+            const char *near = nb_closest(r->kind, kinds, NB_FIG_COUNT);
+            if (near)
+                nb_error_hint(err, "did you mean '%s'?", near);
+            return NB_EINVAL;
+        }
+        bool wants_x = f->kind == NB_FIG_VS_BATCH || f->kind == NB_FIG_VS_LR ||
+                       f->kind == NB_FIG_HESSIAN;
+        if (r->x && !wants_x)
+            return nb_error_set(err, NB_EINVAL, file, r->x_line,
+                                "%s: kind %s takes no x", what, r->kind);
+        if (r->y && f->kind != NB_FIG_VS_BATCH && f->kind != NB_FIG_VS_LR)
+            return nb_error_set(err, NB_EINVAL, file, r->y_line,
+                                "%s: kind %s takes no y", what, r->kind);
+        if (f->param && f->kind != NB_FIG_DIST)
+            return nb_error_set(err, NB_EINVAL, file, f->line,
+                                "%s: param is for kind dist only", what);
+        if (wants_x) {
+            const char *x = r->x ? r->x
+                            : f->kind == NB_FIG_VS_BATCH ? "train.batch"
+                            : f->kind == NB_FIG_VS_LR    ? "optim.lr"
+                                                         : "model.depth";
+            int rc = resolve_key_name(x, file, r->x ? r->x_line : f->line, what, &f->x, err);
+            if (rc)
+                return rc;
+            if (nb_keys[f->x].type != NB_KEY_INT && nb_keys[f->x].type != NB_KEY_FLOAT)
+                return nb_error_set(err, NB_EINVAL, file, r->x ? r->x_line : f->line,
+                                    "%s: x = %s is not a numeric key", what, x);
+        }
+        if (r->y) {
+            int rc = scalar_of(r->y, file, r->y_line, what, &f->scalar, err);
+            if (rc)
+                return rc;
+        }
+        if (r->where) {
+            int rc = nb_filters_parse(r->where, what, file, r->where_line, &f->where,
+                                      &f->n_where, err);
+            if (rc)
+                return rc;
+        }
+    }
+    for (int i = 0; i < e->n_tables; i++) {
+        struct nb_exp_table *t = &e->tables[i];
+        struct raw_table *r = &c->rt[i];
+        char what[200];
+        snprintf(what, sizeof what, "table %s", t->name);
+        if (!r->metric || !r->rows)
+            return nb_error_set(err, NB_EINVAL, file, t->line, "%s needs metric and rows",
+                                what);
+        int rc = scalar_of(r->metric, file, r->metric_line, what, &t->scalar, err);
+        if (!rc)
+            rc = resolve_key_name(r->rows, file, r->rows_line, what, &t->rows, err);
+        if (!rc && r->cols)
+            rc = resolve_key_name(r->cols, file, r->cols_line, what, &t->cols, err);
+        if (!rc && r->where)
+            rc = nb_filters_parse(r->where, what, file, r->where_line, &t->where,
+                                  &t->n_where, err);
+        if (rc)
+            return rc;
+        for (int j = 0; j < r->n_paper; j++) {
+            const char *text = r->paper[j].text;
+            int line = r->paper[j].line;
+            const char *colon = strchr(text, ':');
+            if (!colon)
+                return nb_error_set(err, NB_EINVAL, file, line,
+                                    "%s: paper needs 'ROW: VALUE' or 'ROW: COL=VALUE, ...'",
+                                    what);
+            char row[128];
+            snprintf(row, sizeof row, "%.*s", (int)(colon - text), text);
+            char *rs = row;
+            while (isspace((unsigned char)*rs))
+                rs++;
+            size_t rn = strlen(rs);
+            while (rn && isspace((unsigned char)rs[rn - 1]))
+                rs[--rn] = '\0';
+            char *rowc = NULL;
+            if ((rc = canon_val(t->rows, rs, file, line, &rowc, err)))
+                return rc;
+            char *rest = strdup(colon + 1);
+            if (!rest) {
+                free(rowc);
+                return oom(err);
+            }
+            bool any = false;
+            for (char *tok = strtok(rest, ","); tok; tok = strtok(NULL, ",")) {
+                char *eq = strchr(tok, '=');
+                char *num = eq ? eq + 1 : tok;
+                if ((eq != NULL) != (t->cols >= 0)) {
+                    free(rest), free(rowc);
+                    return nb_error_set(err, NB_EINVAL, file, line,
+                                        t->cols >= 0 ? "%s: paper values need COL=VALUE "
+                                                       "(the table has columns)"
+                                                     : "%s: paper takes 'ROW: VALUE' (the "
+                                                       "table has no columns)",
+                                        what);
+                }
+                char *colc = NULL;
+                if (eq) {
+                    *eq = '\0';
+                    char *cs = tok;
+                    while (isspace((unsigned char)*cs))
+                        cs++;
+                    size_t cn = strlen(cs);
+                    while (cn && isspace((unsigned char)cs[cn - 1]))
+                        cs[--cn] = '\0';
+                    if ((rc = canon_val(t->cols, cs, file, line, &colc, err))) {
+                        free(rest), free(rowc);
+                        return rc;
+                    }
+                }
+                char *end;
+                double v = strtod(num, &end);
+                while (isspace((unsigned char)*end))
+                    end++;
+                if (end == num || *end) {
+                    free(rest), free(rowc), free(colc);
+                    return nb_error_set(err, NB_EINVAL, file, line,
+                                        "%s: paper value '%s' is not a number", what, num);
+                }
+                if (grow((void **)&t->paper, t->n_paper, sizeof *t->paper, err)) {
+                    free(rest), free(rowc), free(colc);
+                    return NB_ENOMEM;
+                }
+                struct nb_exp_paper *p = &t->paper[t->n_paper++];
+                p->row = strdup(rowc);
+                p->col = colc;
+                p->value = v;
+                p->line = line;
+                any = true;
+                if (!p->row) {
+                    free(rest), free(rowc);
+                    return oom(err);
+                }
+            }
+            free(rest);
+            free(rowc);
+            if (!any)
+                return nb_error_set(err, NB_EINVAL, file, line, "%s: paper has no value",
+                                    what);
+        }
+    }
+    for (int i = 0; i < e->n_checks; i++)
+        if (!e->checks[i].text)
+            return nb_error_set(err, NB_EINVAL, c->check_file[i], c->check_line[i],
+                                "check %s has no 'expect = STATEMENT'", e->checks[i].name);
+    return 0;
+}
+
+int nb_experiment_load(const char *path, struct nb_experiment *e, struct nb_error *err)
+{
+    memset(e, 0, sizeof *e);
+    if (!(e->path = strdup(path)))
+        return oom(err);
+    struct lctx c = {.e = e, .top = path};
+    int rc = nb_ini_parse(path, handler, &c, err);
+    if (!rc)
+        rc = finish(&c, err);
+    raw_free(&c);
+    if (rc)
+        nb_experiment_free(e);
+    return rc;
+}
+
+void nb_experiment_free(struct nb_experiment *e)
+{
+    if (!e)
+        return;
+    free(e->path), free(e->name), free(e->claim), free(e->source), free(e->paper);
+    free(e->estimate), free(e->notes);
+    for (int i = 0; i < e->n_configs; i++) {
+        free(e->configs ? e->configs[i] : NULL);
+        free(e->config_paths ? e->config_paths[i] : NULL);
+    }
+    free(e->configs), free(e->config_paths);
+    for (int i = 0; i < e->n_quick; i++)
+        free(e->quick[i].section), free(e->quick[i].key), free(e->quick[i].value);
+    free(e->quick);
+    for (int i = 0; i < e->n_figs; i++) {
+        free(e->figs[i].name), free(e->figs[i].param), free(e->figs[i].caption);
+        nb_filters_free(e->figs[i].where, e->figs[i].n_where);
+    }
+    free(e->figs);
+    for (int i = 0; i < e->n_tables; i++) {
+        struct nb_exp_table *t = &e->tables[i];
+        free(t->name), free(t->caption);
+        nb_filters_free(t->where, t->n_where);
+        for (int j = 0; j < t->n_paper; j++)
+            free(t->paper[j].row), free(t->paper[j].col);
+        free(t->paper);
+    }
+    free(e->tables);
+    for (int i = 0; i < e->n_checks; i++)
+        nb_check_free(&e->checks[i]);
+    free(e->checks);
+    memset(e, 0, sizeof *e);
+}
+
+/* ======================================================================
+ * Markdown helpers
+ * ====================================================================== */
+
+/* Decimals for a number in a report cell: 1 from 100 up, 2 from 0.1 up,
+ * -1 (3 significant digits) below or for huge values. */
+static int decimals(double v)
+{
+    double a = fabs(v);
+    if (v == 0)
+        return 2;
+    if (a >= 1e5 || a < 0.1)
+        return -1;
+    return a >= 100 ? 1 : 2;
+}
+
+/* A number for a report cell. */
+static const char *fnum(double v, char *buf, size_t n)
+{
+    if (isnan(v))
+        snprintf(buf, n, "n/a");
+    else if (isinf(v))
+        snprintf(buf, n, "%sinf", v < 0 ? "-" : "");
+    else if (decimals(v) < 0)
+        snprintf(buf, n, "%.3g", v);
+    else
+        snprintf(buf, n, "%.*f", decimals(v), v);
+    return buf;
+}
+
+/* "mean ± std" with the std at the mean's decimals. */
+static const char *fpair(double m, double sd, char *buf, size_t n)
+{
+    char a[64], b[64];
+    int d = decimals(m);
+    fnum(m, a, sizeof a);
+    if (d >= 0 && isfinite(sd))
+        snprintf(b, sizeof b, "%.*f", d, sd);
+    else
+        fnum(sd, b, sizeof b);
+    snprintf(buf, n, "%s ± %s", a, b);
+    return buf;
+}
+
+/* Writes s with '|' escaped (markdown table cells). */
+static void cell_str(FILE *fp, const char *s)
+{
+    for (; s && *s; s++) {
+        if (*s == '|')
+            fputs("\\|", fp);
+        else if (*s == '\n')
+            fputc(' ', fp);
+        else
+            fputc(*s, fp);
+    }
+}
+
+static int cmp_val_str(const char *a, const char *b)
+{
+    char *ea, *eb;
+    double x = strtod(a, &ea), y = strtod(b, &eb);
+    if (ea != a && !*ea && eb != b && !*eb)
+        return x < y ? -1 : x > y;
+    return strcmp(a, b);
+}
+
+/* Distinct values of key k over groups that pass the filters, in group
+ * order (sorted when sort). */
+static int distinct_vals(const struct nb_summary *s, int k, const struct nb_sum_filter *f,
+                         int nf, bool sort, const char ***out)
+{
+    const char **v = malloc(((size_t)s->n_groups + 1) * sizeof *v);
+    int n = 0;
+    if (!v)
+        return -1;
+    for (int g = 0; g < s->n_groups; g++) {
+        if (!nb_summary_group_matches(s, g, f, nf))
+            continue;
+        const char *x = nb_summary_group_val(s, g, k);
+        bool dup = false;
+        for (int i = 0; i < n && !dup; i++)
+            dup = !strcmp(v[i], x);
+        if (!dup)
+            v[n++] = x;
+    }
+    if (sort)
+        for (int i = 1; i < n; i++)
+            for (int j = i; j > 0 && cmp_val_str(v[j - 1], v[j]) > 0; j--) {
+                const char *t = v[j];
+                v[j] = v[j - 1];
+                v[j - 1] = t;
+            }
+    *out = v;
+    return n;
+}
+
+/* Stats of scalar sc over the finished runs of the groups matching the
+ * filters and row (and col) values; *ngroups gets the groups pooled. */
+static int cell_stats(const struct nb_summary *s, const struct nb_exp_table *t,
+                      const char *row, const char *col, double *mean, double *sd,
+                      int *ngroups)
+{
+    double *v = malloc((s->n_runs + 1) * sizeof *v);
+    if (!v)
+        return -1;
+    size_t nv = 0;
+    *ngroups = 0;
+    for (int g = 0; g < s->n_groups; g++) {
+        if (!nb_summary_group_matches(s, g, t->where, t->n_where))
+            continue;
+        if (strcmp(nb_summary_group_val(s, g, t->rows), row))
+            continue;
+        if (col && strcmp(nb_summary_group_val(s, g, t->cols), col))
+            continue;
+        (*ngroups)++;
+        const struct nb_sum_group *G = &s->groups[g];
+        for (int i = 0; i < G->n_runs; i++) {
+            const struct nb_sum_run *r = &s->runs[G->runs[i]];
+            if (r->status == NB_SUM_DONE || r->status == NB_SUM_DIVERGED)
+                v[nv++] = r->sc[t->scalar];
+        }
+    }
+    int n = nb_stats(v, nv, mean, sd, NULL, NULL, NULL);
+    free(v);
+    return n;
+}
+
+static const struct nb_exp_paper *paper_at(const struct nb_exp_table *t, const char *row,
+                                           const char *col)
+{
+    for (int i = 0; i < t->n_paper; i++) {
+        const struct nb_exp_paper *p = &t->paper[i];
+        if (cmp_val_str(p->row, row))
+            continue;
+        if ((col == NULL) != (p->col == NULL))
+            continue;
+        if (col && cmp_val_str(p->col, col))
+            continue;
+        return p;
+    }
+    return NULL;
+}
+
+static const char *key_title(int k)
+{
+    static char buf[4][160];
+    static int next;
+    char *b = buf[next++ % 4];
+    snprintf(b, sizeof buf[0], "%s.%s", nb_keys[k].section, nb_keys[k].key);
+    return b;
+}
+
+static void write_table(FILE *fp, const struct nb_summary *s, const struct nb_exp_table *t)
+{
+    const char **rows = NULL, **cols = NULL;
+    int nr = distinct_vals(s, t->rows, t->where, t->n_where, false, &rows);
+    int nc = t->cols >= 0 ? distinct_vals(s, t->cols, t->where, t->n_where, true, &cols) : 1;
+    char b1[64], b3[160];
+    bool paper = t->n_paper > 0;
+    fprintf(fp, "**%s** - %s", t->name, nb_sum_scalar_name(t->scalar));
+    if (t->caption)
+        fprintf(fp, ": %s", t->caption);
+    fputs("\n\n", fp);
+    if (nr <= 0 || nc <= 0) {
+        fputs("*(no finished run matches this table)*\n\n", fp);
+        free(rows), free(cols);
+        return;
+    }
+    fprintf(fp, "| %s |", key_title(t->rows));
+    if (t->cols >= 0)
+        for (int j = 0; j < nc; j++)
+            fprintf(fp, " %s = %s |", nb_sum_key_short(t->cols), cols[j]);
+    else
+        fputs(paper ? " measured (mean ± std) | paper |" : " measured (mean ± std) |", fp);
+    fputs("\n|---|", fp);
+    for (int j = 0; j < (t->cols >= 0 ? nc : paper ? 2 : 1); j++)
+        fputs("---:|", fp);
+    fputc('\n', fp);
+    bool pooled = false;
+    for (int i = 0; i < nr; i++) {
+        fprintf(fp, "| %s |", rows[i]);
+        for (int j = 0; j < nc; j++) {
+            double m, sd;
+            int ng = 0;
+            int n = cell_stats(s, t, rows[i], t->cols >= 0 ? cols[j] : NULL, &m, &sd, &ng);
+            if (n <= 0)
+                fputs(" - |", fp);
+            else
+                fprintf(fp, " %s (n=%d)%s |", fpair(m, sd, b3, sizeof b3), n,
+                        ng > 1 ? " *" : "");
+            pooled |= ng > 1;
+        }
+        if (t->cols < 0 && paper) {
+            const struct nb_exp_paper *p = paper_at(t, rows[i], NULL);
+            fprintf(fp, " %s |", p ? fnum(p->value, b1, sizeof b1) : "-");
+        }
+        fputc('\n', fp);
+        if (t->cols >= 0) {
+            bool any = false;
+            for (int j = 0; j < nc; j++)
+                any |= paper_at(t, rows[i], cols[j]) != NULL;
+            if (any) {
+                fprintf(fp, "| %s (paper) |", rows[i]);
+                for (int j = 0; j < nc; j++) {
+                    const struct nb_exp_paper *p = paper_at(t, rows[i], cols[j]);
+                    fprintf(fp, " %s |", p ? fnum(p->value, b1, sizeof b1) : "-");
+                }
+                fputc('\n', fp);
+            }
+        }
+    }
+    fputc('\n', fp);
+    if (pooled)
+        fputs("\\* pooled over several groups that differ in other keys.\n\n", fp);
+    free(rows), free(cols);
+}
+
+static const char *outcome_mark(int o)
+{
+    switch (o) {
+    case NB_OUT_PASS: return "**pass**";
+    case NB_OUT_FAIL: return "**fail**";
+    case NB_OUT_MIXED: return "**seeds disagree**";
+    default: return "**n/a**";
+    }
+}
+
+/* Seed of replicate k (the first group that has one). */
+static long long rep_seed(const struct nb_summary *s, int k)
+{
+    for (int g = 0; g < s->n_groups; g++)
+        if (k < s->groups[g].n_runs)
+            return (long long)s->runs[s->groups[g].runs[k]].seed;
+    return -1;
+}
+
+static void write_checks(FILE *fp, const struct nb_report_in *in)
+{
+    const struct nb_experiment *e = in->e;
+    char b1[64], b2[64];
+    if (e->n_checks == 0) {
+        fputs("No checks are defined: the verdict is inconclusive by construction.\n\n", fp);
+        return;
+    }
+    fputs("Each check is evaluated on the means over seeds and on every seed alone; it "
+          "passes when it holds on the means and on every seed, fails when it fails on the "
+          "means and on every seed, and otherwise the seeds disagree.\n\n",
+          fp);
+    fputs("| check | what it tests | statement | on the means | per seed | outcome |\n"
+          "|---|---|---|---|---|---|\n",
+          fp);
+    for (int i = 0; i < e->n_checks; i++) {
+        const struct nb_check *c = &e->checks[i];
+        const struct nb_check_result *r = &in->results[i];
+        fprintf(fp, "| %s | ", c->name);
+        cell_str(fp, c->about ? c->about : "");
+        fputs(" | `", fp);
+        cell_str(fp, c->text);
+        fputs("` | ", fp);
+        if (r->outcome == NB_OUT_NA && isnan(r->lhs)) {
+            fputs("n/a: ", fp);
+            cell_str(fp, r->why);
+        } else {
+            fprintf(fp, "%s %s %s", fnum(r->lhs, b1, sizeof b1), nb_cmp_str(c->op),
+                    fnum(r->rhs, b2, sizeof b2));
+        }
+        fputs(" | ", fp);
+        for (int k = 0; k < r->n_reps; k++) {
+            long long sd = rep_seed(in->s, k);
+            if (r->rep_holds[k] < 0)
+                fprintf(fp, "%sseed %lld: n/a", k ? "; " : "", sd);
+            else
+                fprintf(fp, "%sseed %lld: %s %s", k ? "; " : "", sd,
+                        fnum(r->rep_lhs[k], b1, sizeof b1), r->rep_holds[k] ? "✓" : "✗");
+        }
+        fprintf(fp, " | %s |\n", outcome_mark(r->outcome));
+    }
+    fputc('\n', fp);
+}
+
+static void write_groups(FILE *fp, const struct nb_summary *s)
+{
+    char b1[160];
+    static const int cols[] = {NB_SC_FINAL_TEST_ERROR, NB_SC_BEST_TEST_ERROR,
+                               NB_SC_FINAL_TRAIN_LOSS, NB_SC_WALL_TIME};
+    static const char *const titles[] = {"final test error (%)", "best test error (%)",
+                                         "final train loss", "wall time (s)"};
+    fputs("| group | runs | done | diverged | missing |", fp);
+    for (int c = 0; c < 4; c++)
+        fprintf(fp, " %s |", titles[c]);
+    fputs("\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n", fp);
+    double *v = malloc(((size_t)s->max_reps + 1) * sizeof *v);
+    if (!v)
+        return;
+    for (int g = 0; g < s->n_groups; g++) {
+        const struct nb_sum_group *G = &s->groups[g];
+        fputs("| ", fp);
+        cell_str(fp, G->label);
+        fprintf(fp, " | %d | %d | %d | %d |", G->n_runs, G->n_done, G->n_diverged,
+                G->n_missing);
+        for (int c = 0; c < 4; c++) {
+            size_t nv = 0;
+            for (int i = 0; i < G->n_runs; i++) {
+                const struct nb_sum_run *r = &s->runs[G->runs[i]];
+                if (r->status == NB_SUM_DONE || r->status == NB_SUM_DIVERGED)
+                    v[nv++] = r->sc[cols[c]];
+            }
+            double m, sd;
+            if (nb_stats(v, nv, &m, &sd, NULL, NULL, NULL) == 0)
+                fputs(" - |", fp);
+            else
+                fprintf(fp, " %s |", fpair(m, sd, b1, sizeof b1));
+        }
+        fputc('\n', fp);
+    }
+    free(v);
+    fputc('\n', fp);
+}
+
+static void verdict_text(FILE *fp, const struct nb_report_in *in)
+{
+    const struct nb_experiment *e = in->e;
+    int n = e->n_checks, pass = 0;
+    for (int i = 0; i < n; i++)
+        pass += in->results[i].outcome == NB_OUT_PASS;
+    fprintf(fp, "**Verdict: %s**%s. ", nb_verdict_name(in->verdict),
+            in->quick ? " (quick run: means nothing)" : "");
+    if (in->verdict == NB_VERDICT_REPRODUCED) {
+        fprintf(fp, "All %d check%s hold on the means over seeds and on every seed.\n\n", n,
+                n == 1 ? "" : "s");
+        return;
+    }
+    if (in->verdict == NB_VERDICT_NOT_REPRODUCED) {
+        fputs("Failing on the means and on every seed:", fp);
+        for (int i = 0; i < n; i++)
+            if (in->results[i].outcome == NB_OUT_FAIL)
+                fprintf(fp, " `%s`", e->checks[i].name);
+        fprintf(fp, " (%d of %d checks pass).\n\n", pass, n);
+        return;
+    }
+    fprintf(fp, "%d of %d checks pass", pass, n);
+    if (!in->complete)
+        fputs("; some runs are missing (failed or not run), so no verdict is drawn", fp);
+    for (int i = 0; i < n; i++) {
+        const struct nb_check_result *r = &in->results[i];
+        if (r->outcome == NB_OUT_MIXED)
+            fprintf(fp, "; `%s`: the seeds disagree", e->checks[i].name);
+        else if (r->outcome == NB_OUT_NA)
+            fprintf(fp, "; `%s` could not be evaluated (%s)", e->checks[i].name, r->why);
+        else if (r->outcome == NB_OUT_FAIL)
+            fprintf(fp, "; `%s` fails", e->checks[i].name);
+    }
+    if (n == 0)
+        fputs("; no checks are defined", fp);
+    fputs(".\n\n", fp);
+}
+
+static int write_atomic_begin(const char *path, char *tmp, size_t n, FILE **fp,
+                              struct nb_error *err)
+{
+    snprintf(tmp, n, "%s.tmp", path);
+    *fp = fopen(tmp, "w");
+    if (!*fp)
+        return nb_error_set(err, NB_EIO, tmp, 0, "cannot create: %s", strerror(errno));
+    return 0;
+}
+
+static int write_atomic_end(const char *path, const char *tmp, FILE *fp, struct nb_error *err)
+{
+    int bad = ferror(fp);
+    if (fclose(fp) != 0 || bad) {
+        remove(tmp);
+        return nb_error_set(err, NB_EIO, tmp, 0, "write error");
+    }
+    if (rename(tmp, path) != 0) {
+        remove(tmp);
+        return nb_error_set(err, NB_EIO, path, 0, "cannot rename into place: %s",
+                            strerror(errno));
+    }
+    return 0;
+}
+
+int nb_report_write(const char *path, const struct nb_report_in *in, struct nb_error *err)
+{
+    const struct nb_experiment *e = in->e;
+    const struct nb_summary *s = in->s;
+    char tmp[4200];
+    FILE *fp;
+    int rc = write_atomic_begin(path, tmp, sizeof tmp, &fp, err);
+    if (rc)
+        return rc;
+    fprintf(fp, "# %s: %s%s\n\n", e->name, nb_verdict_name(in->verdict),
+            in->quick ? " (quick)" : "");
+    if (in->quick)
+        fputs("> **Quick run.** `--quick` shrinks the data and the training to exercise the "
+              "whole path (runs, summaries, figures, checks, report) in minutes. Its numbers "
+              "and its verdict say nothing about the claim; the full setting "
+              "(`normbench reproduce` without `--quick`) is what the verdict is for.\n\n",
+              fp);
+    fprintf(fp, "**Claim.** %s\n\n", e->claim);
+    fprintf(fp, "**Source.** %s\n\n", e->source);
+    if (e->paper)
+        fprintf(fp, "**The paper's numbers.** %s\n\n", e->paper);
+    verdict_text(fp, in);
+    /* the setting */
+    fputs("## Setting\n\n", fp);
+    for (int i = 0; i < e->n_configs; i++) {
+        const struct nb_report_cfg *c = &in->cfgs[i];
+        fprintf(fp, "- config `%s`%s%s%s: %zu runs (%zu done, %zu diverged, %zu failed, "
+                    "%zu not run) in `%s`\n",
+                e->configs[i], in->quick ? " (quick overlay `" : "",
+                in->quick ? c->path : "", in->quick ? "`)" : "", c->total, c->done,
+                c->diverged, c->failed, c->pending, c->exp_dir);
+    }
+    if (e->estimate)
+        fprintf(fp, "- full run: %s\n", e->estimate);
+    if (e->notes)
+        fprintf(fp, "- notes: %s\n", e->notes);
+    if (in->command)
+        fprintf(fp, "- reproduce with `%s`\n", in->command);
+    if (in->version)
+        fprintf(fp, "- %s%s%s\n", in->version, in->when ? ", " : "", in->when ? in->when : "");
+    fputc('\n', fp);
+    if (e->n_tables > 0) {
+        fputs("## Measured numbers and the paper's\n\n", fp);
+        fputs("Cells: mean ± sample standard deviation over seeds (n = finished runs with a "
+              "finite value; diverged runs are left out and counted in the groups table). "
+              "The paper's setting differs from ours (see the claim's source); compare "
+              "directions and sizes of effects, not digits.\n\n",
+              fp);
+        for (int i = 0; i < e->n_tables; i++)
+            write_table(fp, s, &e->tables[i]);
+    }
+    fputs("## Checks\n\n", fp);
+    write_checks(fp, in);
+    if (e->n_figs > 0) {
+        fputs("## Figures\n\n", fp);
+        for (int i = 0; i < e->n_figs; i++) {
+            const struct nb_exp_figure *f = &e->figs[i];
+            const struct nb_report_fig *rf = &in->figs[i];
+            fprintf(fp, "### %s\n\n", f->name);
+            if (rf->file)
+                fprintf(fp, "![%s](%s)\n\n", f->caption ? f->caption : f->name, rf->file);
+            else
+                fprintf(fp, "*Not drawn: %s.*\n\n", rf->why ? rf->why : "unknown reason");
+            if (f->caption)
+                fprintf(fp, "%s", f->caption);
+            if (rf->table)
+                fprintf(fp, "%sData: [%s](%s) (plots/%s.gp).", f->caption ? " " : "", rf->table,
+                        rf->table, nb_fig_kind_name(f->kind));
+            fputs("\n\n", fp);
+        }
+    }
+    fputs("## Groups\n\n", fp);
+    fputs("Runs that differ only in the seed form a group; mean ± std over its finished "
+          "runs.\n\n",
+          fp);
+    write_groups(fp, s);
+    if (in->tables_dir)
+    {
+        bool probes = false;
+        for (size_t i = 0; i < s->n_runs; i++)
+            probes |= s->runs[i].n_probes > 0;
+        const char *td = in->tables_dir;
+        fprintf(fp, "Tables: [%s/groups.csv](%s/groups.csv) (per group), "
+                    "[%s/runs.csv](%s/runs.csv) (per run), [%s/curves.csv](%s/curves.csv) "
+                    "(per evaluation)",
+                td, td, td, td, td, td);
+        if (probes)
+            fprintf(fp, ", [%s/probes.csv](%s/probes.csv) (probes per step)", td, td);
+        fputs(".\n", fp);
+    }
+    return write_atomic_end(path, tmp, fp, err);
+}
+
+int nb_verdict_write(const char *path, const struct nb_report_in *in, struct nb_error *err)
+{
+    char tmp[4200];
+    FILE *fp;
+    int rc = write_atomic_begin(path, tmp, sizeof tmp, &fp, err);
+    if (rc)
+        return rc;
+    int pass = 0;
+    size_t done = 0, total = 0;
+    for (int i = 0; i < in->e->n_checks; i++)
+        pass += in->results[i].outcome == NB_OUT_PASS;
+    for (int i = 0; i < in->e->n_configs; i++) {
+        done += in->cfgs[i].done + in->cfgs[i].diverged;
+        total += in->cfgs[i].total;
+    }
+    fprintf(fp, "name = %s\nverdict = %s\nquick = %s\nchecks = %d/%d\nruns = %zu/%zu\n",
+            in->e->name, nb_verdict_name(in->verdict), in->quick ? "true" : "false", pass,
+            in->e->n_checks, done, total);
+    fprintf(fp, "date = %s\nclaim = %s\nsource = %s\n", in->when ? in->when : "",
+            in->e->claim, in->e->source);
+    return write_atomic_end(path, tmp, fp, err);
+}
+
+/* ---- index ----------------------------------------------------------------- */
+
+struct idx_row {
+    char name[128];
+    char claim[1024];
+    char source[512];
+    char verdict[64];
+    char checks[32];
+    char runs[64];
+    char date[64];
+    bool has;
+};
+
+static void kv_read(const char *path, struct idx_row *r)
+{
+    FILE *fp = fopen(path, "r");
+    if (!fp)
+        return;
+    char line[2048];
+    r->has = true;
+    while (fgets(line, sizeof line, fp)) {
+        char *eq = strstr(line, " = ");
+        if (!eq)
+            continue;
+        *eq = '\0';
+        char *v = eq + 3;
+        size_t n = strlen(v);
+        while (n && (v[n - 1] == '\n' || v[n - 1] == '\r'))
+            v[--n] = '\0';
+        if (!strcmp(line, "verdict"))
+            snprintf(r->verdict, sizeof r->verdict, "%s", v);
+        else if (!strcmp(line, "checks"))
+            snprintf(r->checks, sizeof r->checks, "%s", v);
+        else if (!strcmp(line, "runs"))
+            snprintf(r->runs, sizeof r->runs, "%s", v);
+        else if (!strcmp(line, "date"))
+            snprintf(r->date, sizeof r->date, "%s", v);
+        else if (!strcmp(line, "claim") && !r->claim[0])
+            snprintf(r->claim, sizeof r->claim, "%s", v);
+        else if (!strcmp(line, "source") && !r->source[0])
+            snprintf(r->source, sizeof r->source, "%s", v);
+    }
+    fclose(fp);
+}
+
+static int cmp_row(const void *a, const void *b)
+{
+    return strcmp(((const struct idx_row *)a)->name, ((const struct idx_row *)b)->name);
+}
+
+int nb_index_write(const char *root, const char *experiments_dir, bool quick,
+                   struct nb_error *err)
+{
+    struct idx_row *rows = NULL;
+    int n = 0;
+    DIR *d = experiments_dir ? opendir(experiments_dir) : NULL;
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        size_t l = strlen(de->d_name);
+        if (l < 5 || strcmp(de->d_name + l - 4, ".ini") || de->d_name[0] == '.')
+            continue;
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%s", experiments_dir, de->d_name);
+        struct nb_experiment e;
+        struct nb_error e2;
+        nb_error_clear(&e2);
+        if (nb_experiment_load(path, &e, &e2))
+            continue;
+        struct idx_row *p = realloc(rows, (size_t)(n + 1) * sizeof *p);
+        if (!p) {
+            nb_experiment_free(&e);
+            closedir(d);
+            free(rows);
+            return oom(err);
+        }
+        rows = p;
+        memset(&rows[n], 0, sizeof rows[n]);
+        snprintf(rows[n].name, sizeof rows[n].name, "%s", e.name);
+        snprintf(rows[n].claim, sizeof rows[n].claim, "%s", e.claim);
+        snprintf(rows[n].source, sizeof rows[n].source, "%s", e.source);
+        n++;
+        nb_experiment_free(&e);
+    }
+    if (d)
+        closedir(d);
+    /* verdict files, also of experiments not in experiments_dir */
+    d = opendir(root);
+    while (d && (de = readdir(d))) {
+        if (de->d_name[0] == '.')
+            continue;
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%s/verdict.txt", root, de->d_name);
+        struct stat st;
+        if (stat(path, &st) != 0)
+            continue;
+        int i;
+        for (i = 0; i < n; i++)
+            if (!strcmp(rows[i].name, de->d_name))
+                break;
+        if (i == n) {
+            struct idx_row *p = realloc(rows, (size_t)(n + 1) * sizeof *p);
+            if (!p) {
+                closedir(d);
+                free(rows);
+                return oom(err);
+            }
+            rows = p;
+            memset(&rows[n], 0, sizeof rows[n]);
+            snprintf(rows[n].name, sizeof rows[n].name, "%.127s", de->d_name);
+            n++;
+        }
+        kv_read(path, &rows[i]);
+    }
+    if (d)
+        closedir(d);
+    if (n > 1)
+        qsort(rows, (size_t)n, sizeof *rows, cmp_row);
+    char path[4200], tmp[4300];
+    snprintf(path, sizeof path, "%s/index.md", root);
+    FILE *fp;
+    int rc = nb_mkdirs(root, err);
+    if (!rc)
+        rc = write_atomic_begin(path, tmp, sizeof tmp, &fp, err);
+    if (rc) {
+        free(rows);
+        return rc;
+    }
+    fprintf(fp, "# normbench results%s\n\n", quick ? " (quick runs)" : "");
+    if (quick)
+        fputs("> Quick runs (`normbench reproduce NAME --quick`) shrink data and steps to "
+              "exercise the pipeline; their verdicts mean nothing about the claims.\n\n",
+              fp);
+    fputs("Every experiment of `experiments/` with the verdict of its last `normbench "
+          "reproduce` (`not run` when there is none). A verdict comes only from the "
+          "measured runs: reproduced (every check holds on the means and on every seed), "
+          "not reproduced (a check fails on the means and on every seed), inconclusive "
+          "(seeds disagree, a check cannot be evaluated, or runs are missing).\n\n",
+          fp);
+    fputs("| experiment | claim | source | verdict | checks passed | runs | date |\n"
+          "|---|---|---|---|---:|---:|---|\n",
+          fp);
+    for (int i = 0; i < n; i++) {
+        const struct idx_row *r = &rows[i];
+        if (r->has)
+            fprintf(fp, "| [%s](%s/report.md) | ", r->name, r->name);
+        else
+            fprintf(fp, "| %s | ", r->name);
+        cell_str(fp, r->claim);
+        fputs(" | ", fp);
+        cell_str(fp, r->source);
+        fprintf(fp, " | %s | %s | %s | %s |\n", r->has ? r->verdict : "not run",
+                r->has ? r->checks : "-", r->has ? r->runs : "-", r->has ? r->date : "-");
+    }
+    free(rows);
+    return write_atomic_end(path, tmp, fp, err);
+}

@@ -1,0 +1,567 @@
+/* src/harness/reproduce.c - see reproduce.h. */
+#include <config.h> /* autoconf's: PACKAGE_VERSION, NB_GNUPLOT */
+
+#include "harness/reproduce.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buildinfo.h"
+#include "harness/check.h"
+#include "harness/report.h"
+#include "harness/runcfg.h"
+#include "harness/runner.h"
+#include "harness/summarize.h"
+#include "harness/sweep.h"
+
+#define PATH_SZ 4096
+
+void nb_repro_opts_default(struct nb_repro_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->jobs = 1;
+    o->run = true;
+    o->figures = true;
+    o->report = true;
+    o->progress = NB_PROGRESS_AUTO;
+}
+
+static int oom(struct nb_error *err)
+{
+    return nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
+}
+
+static bool is_file(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static bool is_exec(const char *p)
+{
+    return is_file(p) && access(p, X_OK) == 0;
+}
+
+/* dirname into buf ("." when none). */
+static const char *dir_of(const char *path, char *buf, size_t size)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        snprintf(buf, size, ".");
+    else if (slash == path)
+        snprintf(buf, size, "/");
+    else
+        snprintf(buf, size, "%.*s", (int)(slash - path), path);
+    return buf;
+}
+
+static const char *base_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
+
+/* ======================================================================
+ * Finding things
+ * ====================================================================== */
+
+int nb_experiment_find(const char *name, char *buf, size_t size, struct nb_error *err)
+{
+    if (is_file(name)) {
+        snprintf(buf, size, "%s", name);
+        return 0;
+    }
+    const char *cands[] = {"experiments/%s.ini", "experiments/%s", "%s.ini"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(buf, size, cands[i], name);
+        if (is_file(buf))
+            return 0;
+    }
+    nb_error_set(err, NB_ENOENT, NULL, 0, "no experiment '%s' (neither a file nor "
+                                          "experiments/%s.ini)", name, name);
+    DIR *d = opendir("experiments");
+    if (d) {
+        char list[512] = "";
+        size_t n = 0;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+            size_t l = strlen(de->d_name);
+            if (l > 4 && !strcmp(de->d_name + l - 4, ".ini") && n < sizeof list - 1)
+                n += (size_t)snprintf(list + n, sizeof list - n, "%s%.*s", n ? ", " : "",
+                                      (int)(l - 4), de->d_name);
+        }
+        closedir(d);
+        if (n)
+            nb_error_hint(err, "experiments here: %s", list);
+    } else {
+        nb_error_hint(err, "run from the source tree (where experiments/ is) or give a path");
+    }
+    return NB_ENOENT;
+}
+
+const char *nb_gnuplot_path(void)
+{
+    static char buf[PATH_SZ];
+    const char *env = getenv("GNUPLOT");
+    if (env && *env) {
+        if (strchr(env, '/'))
+            return is_exec(env) ? env : NULL;
+        /* a bare name: search PATH below */
+    }
+    const char *want = env && *env ? env : "gnuplot";
+    if (!(env && *env) && NB_GNUPLOT[0] && is_exec(NB_GNUPLOT))
+        return NB_GNUPLOT;
+    const char *path = getenv("PATH");
+    if (!path)
+        path = "/usr/bin:/bin";
+    while (*path) {
+        const char *colon = strchr(path, ':');
+        size_t n = colon ? (size_t)(colon - path) : strlen(path);
+        snprintf(buf, sizeof buf, "%.*s/%s", (int)n, n ? path : ".", want);
+        if (is_exec(buf))
+            return buf;
+        if (!colon)
+            break;
+        path = colon + 1;
+    }
+    return NULL;
+}
+
+int nb_gnuplot_run(const char *script, const char *in, const char *out, const char *log,
+                   struct nb_error *err)
+{
+    const char *gp = nb_gnuplot_path();
+    if (!gp)
+        return nb_error_set(err, NB_ENOENT, NULL, 0,
+                            "gnuplot not found (apt-get install gnuplot-nox fonts-liberation)");
+    remove(out);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        return nb_error_set(err, NB_EIO, NULL, 0, "cannot fork: %s", strerror(errno));
+    if (pid == 0) {
+        int fd = open(log ? log : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0666);
+        if (fd >= 0) {
+            dup2(fd, STDOUT_FILENO);
+            dup2(fd, STDERR_FILENO);
+            close(fd);
+        }
+        int nul = open("/dev/null", O_RDONLY);
+        if (nul >= 0) {
+            dup2(nul, STDIN_FILENO);
+            close(nul);
+        }
+        /* -d: no ~/.gnuplot, so the figure depends on the script only */
+        execl(gp, "gnuplot", "-d", "-c", script, in, out, (char *)NULL);
+        _exit(127);
+    }
+    int ws;
+    while (waitpid(pid, &ws, 0) < 0)
+        if (errno != EINTR)
+            return nb_error_set(err, NB_EIO, NULL, 0, "waitpid: %s", strerror(errno));
+    struct stat st;
+    if (!WIFEXITED(ws) || WEXITSTATUS(ws) != 0) {
+        if (WIFEXITED(ws) && WEXITSTATUS(ws) == 127)
+            return nb_error_set(err, NB_EIO, gp, 0, "cannot run gnuplot");
+        return nb_error_set(err, NB_EIO, script, 0, "gnuplot failed (%s %d)%s%s",
+                            WIFEXITED(ws) ? "exit status" : "signal",
+                            WIFEXITED(ws) ? WEXITSTATUS(ws) : WTERMSIG(ws),
+                            log ? "; see " : "", log ? log : "");
+    }
+    if (stat(out, &st) != 0 || st.st_size == 0)
+        return nb_error_set(err, NB_EIO, script, 0, "gnuplot wrote no output%s%s",
+                            log ? "; see " : "", log ? log : "");
+    return 0;
+}
+
+/* The plots directory: opts, $NORMBENCH_PLOTS, EXPERIMENTS/../plots,
+ * ./plots; NULL when none holds curves.gp. */
+static const char *find_plots(const char *opt, const char *exp_path, char *buf, size_t size)
+{
+    char dir[PATH_SZ], probe[PATH_SZ + 32];
+    const char *env = getenv("NORMBENCH_PLOTS");
+    const char *cands[4] = {opt, env && *env ? env : NULL, NULL, "plots"};
+    dir_of(exp_path, dir, sizeof dir);
+    char rel[PATH_SZ + 16];
+    snprintf(rel, sizeof rel, "%s/../plots", dir);
+    cands[2] = rel;
+    for (int i = 0; i < 4; i++) {
+        if (!cands[i])
+            continue;
+        snprintf(probe, sizeof probe, "%s/curves.gp", cands[i]);
+        if (is_file(probe)) {
+            snprintf(buf, size, "%s", cands[i]);
+            return buf;
+        }
+        if (i == 0)
+            return NULL; /* an explicit --plots that is wrong: no guessing */
+    }
+    return NULL;
+}
+
+/* ======================================================================
+ * Overlay configs
+ * ====================================================================== */
+
+/* Writes path: include the original, place the runs under root, apply
+ * the quick overrides (when quick). */
+static int write_overlay(const char *path, const char *orig, const char *root,
+                         const char *exp_name, const struct nb_experiment *e, bool quick,
+                         struct nb_error *err)
+{
+    char *real = realpath(orig, NULL);
+    if (!real)
+        return nb_error_set(err, NB_EIO, orig, 0, "cannot resolve: %s", strerror(errno));
+    char tmp[PATH_SZ + 8];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *fp = fopen(tmp, "w");
+    if (!fp) {
+        free(real);
+        return nb_error_set(err, NB_EIO, tmp, 0, "cannot create: %s", strerror(errno));
+    }
+    fprintf(fp, "; generated by normbench reproduce%s from %s: the config below, its runs\n"
+                "; placed under %s%s\n",
+            quick ? " --quick" : "", e->path, root,
+            quick ? ", with the experiment's [quick ...] overrides" : "");
+    fprintf(fp, "include = %s\n\n[experiment]\nname = %s\nresults_dir = %s\n", real, exp_name,
+            root);
+    free(real);
+    for (int s = 0; nb_sections[s]; s++) {
+        bool head = !strcmp(nb_sections[s], "experiment");
+        for (int i = 0; quick && i < e->n_quick; i++) {
+            const struct nb_exp_override *q = &e->quick[i];
+            if (strcmp(q->section, nb_sections[s]))
+                continue;
+            if (!head) {
+                fprintf(fp, "\n[%s]\n", q->section);
+                head = true;
+            }
+            fprintf(fp, "%s = %s\n", q->key, q->value);
+        }
+    }
+    bool bad = ferror(fp);
+    if (fclose(fp) != 0 || bad || rename(tmp, path) != 0) {
+        remove(tmp);
+        return nb_error_set(err, NB_EIO, path, 0, "cannot write: %s", strerror(errno));
+    }
+    return 0;
+}
+
+/* ======================================================================
+ * The pipeline
+ * ====================================================================== */
+
+static void say(const struct nb_repro_opts *o, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void say(const struct nb_repro_opts *o, const char *fmt, ...)
+{
+    FILE *fp = o->out ? o->out : stderr;
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("normbench: ", fp);
+    vfprintf(fp, fmt, ap);
+    fputc('\n', fp);
+    va_end(ap);
+    fflush(fp);
+}
+
+struct cfgrun {
+    struct nb_sweep sw;
+    bool loaded;
+    char path[PATH_SZ];
+    char exp_dir[PATH_SZ];
+    size_t first, n; /* its runs in the summary */
+};
+
+static int draw_figures(const struct nb_experiment *e, const struct nb_summary *s,
+                        const char *report_dir, const char *plots, const char *formats,
+                        const struct nb_repro_opts *o, struct nb_report_fig *figs,
+                        char (*fig_file)[PATH_SZ], char (*fig_table)[PATH_SZ],
+                        char (*fig_why)[600], int *drawn, int *failed,
+                        struct nb_error *err)
+{
+    char fdir[PATH_SZ];
+    snprintf(fdir, sizeof fdir, "%.3000s/figures", report_dir);
+    int rc = nb_mkdirs(fdir, err);
+    if (rc)
+        return rc;
+    const char *gp = nb_gnuplot_path();
+    *drawn = 0;
+    *failed = 0;
+    for (int i = 0; i < e->n_figs; i++) {
+        const struct nb_exp_figure *f = &e->figs[i];
+        struct nb_report_fig *rf = &figs[i];
+        memset(rf, 0, sizeof *rf);
+        char table[PATH_SZ + 300];
+        snprintf(table, sizeof table, "%s/%s.csv", fdir, f->name);
+        static const char *const sfx[] = {"png", "svg", "pdf", "log"};
+        for (int k = 0; k < 4; k++) { /* no stale image of an earlier call */
+            char old[PATH_SZ + 300];
+            snprintf(old, sizeof old, "%s/%s.%s", fdir, f->name, sfx[k]);
+            remove(old);
+        }
+        struct nb_fig_spec spec = {.kind = f->kind, .x = f->x, .scalar = f->scalar,
+                                   .where = f->where, .n_where = f->n_where,
+                                   .param = f->param};
+        struct nb_error e2;
+        nb_error_clear(&e2);
+        rc = nb_summary_figure_table(s, &spec, table, &e2);
+        if (rc == NB_ENOENT) {
+            snprintf(fig_why[i], sizeof fig_why[i], "nothing to draw (%.500s)", e2.msg);
+            rf->why = fig_why[i];
+            say(o, "figure %s: %s", f->name, fig_why[i]);
+            continue;
+        }
+        if (rc) {
+            *err = e2;
+            return rc;
+        }
+        snprintf(fig_table[i], sizeof fig_table[i], "figures/%s.csv", f->name);
+        rf->table = fig_table[i];
+        if (!plots || !gp) {
+            snprintf(fig_why[i], sizeof fig_why[i], "%s",
+                     !gp ? "gnuplot is not installed (apt-get install gnuplot-nox "
+                           "fonts-liberation)"
+                         : "the plots/ directory with the gnuplot scripts was not found "
+                           "(--plots DIR or NORMBENCH_PLOTS)");
+            rf->why = fig_why[i];
+            continue;
+        }
+        char script[PATH_SZ + 64];
+        snprintf(script, sizeof script, "%s/%s.gp", plots, nb_fig_kind_name(f->kind));
+        /* every requested format; the first one is the report's image */
+        char fmts[128];
+        snprintf(fmts, sizeof fmts, "%s", formats && *formats ? formats : "png");
+        bool first = true;
+        for (char *fmt = strtok(fmts, ","); fmt; fmt = strtok(NULL, ",")) {
+            char out[PATH_SZ + 300], log[PATH_SZ + 300];
+            snprintf(out, sizeof out, "%s/%s.%s", fdir, f->name, fmt);
+            snprintf(log, sizeof log, "%s/%s.log", fdir, f->name);
+            nb_error_clear(&e2);
+            if (nb_gnuplot_run(script, table, out, log, &e2)) {
+                char buf[600];
+                nb_error_format(&e2, buf, sizeof buf);
+                if (first) {
+                    snprintf(fig_why[i], sizeof fig_why[i], "%s", buf);
+                    rf->why = fig_why[i];
+                }
+                say(o, "figure %s: %s", f->name, buf);
+                (*failed)++;
+                break;
+            }
+            if (first) {
+                snprintf(fig_file[i], sizeof fig_file[i], "figures/%s.%s", f->name, fmt);
+                rf->file = fig_file[i];
+                (*drawn)++;
+            }
+            first = false;
+        }
+    }
+    return 0;
+}
+
+static const char *utc_now(char *buf, size_t n)
+{
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, n, "%Y-%m-%d %H:%M UTC", &tm);
+    return buf;
+}
+
+int nb_reproduce(const char *experiment, const struct nb_repro_opts *o,
+                 struct nb_repro_result *res, struct nb_error *err)
+{
+    memset(res, 0, sizeof *res);
+    res->verdict = -1;
+    char epath[PATH_SZ];
+    int rc = nb_experiment_find(experiment, epath, sizeof epath, err);
+    if (rc)
+        return rc;
+    struct nb_experiment e;
+    if ((rc = nb_experiment_load(epath, &e, err)))
+        return rc;
+    int n = e.n_configs;
+    struct cfgrun *cr = calloc((size_t)n, sizeof *cr);
+    struct nb_summary s;
+    nb_summary_init(&s);
+    struct nb_check_result *results = calloc((size_t)e.n_checks + 1, sizeof *results);
+    struct nb_report_fig *figs = calloc((size_t)e.n_figs + 1, sizeof *figs);
+    char(*fig_file)[PATH_SZ] = calloc((size_t)e.n_figs + 1, sizeof *fig_file);
+    char(*fig_table)[PATH_SZ] = calloc((size_t)e.n_figs + 1, sizeof *fig_table);
+    char(*fig_why)[600] = calloc((size_t)e.n_figs + 1, sizeof *fig_why);
+    struct nb_report_cfg *rcfg = calloc((size_t)n, sizeof *rcfg);
+    if (!cr || !results || !figs || !fig_file || !fig_table || !fig_why || !rcfg) {
+        rc = oom(err);
+        goto out;
+    }
+    /* ROOT from the first config (the original) */
+    char root[PATH_SZ], report_dir[PATH_SZ + 256];
+    {
+        struct nb_sweep sw0;
+        if ((rc = nb_sweep_load(e.config_paths[0], &sw0, err)))
+            goto out;
+        const char *rd = o->results ? o->results
+                                    : nb_run_get_str(&sw0.runs[0], "experiment", "results_dir");
+        snprintf(root, sizeof root, "%s%s", rd[0] ? rd : ".", o->quick ? "/quick" : "");
+        nb_sweep_free(&sw0);
+    }
+    snprintf(report_dir, sizeof report_dir, "%s/%s", root, e.name);
+    if ((rc = nb_mkdirs(report_dir, err)))
+        goto out;
+    bool overlay = o->quick || o->results;
+    for (int i = 0; i < n; i++) {
+        if (overlay) {
+            struct nb_sweep orig;
+            if ((rc = nb_sweep_load(e.config_paths[i], &orig, err)))
+                goto out;
+            char name[256];
+            snprintf(name, sizeof name, "%s",
+                     nb_run_get_str(&orig.runs[0], "experiment", "name"));
+            nb_sweep_free(&orig);
+            char cdir[PATH_SZ + 300];
+            snprintf(cdir, sizeof cdir, "%s/configs", report_dir);
+            if ((rc = nb_mkdirs(cdir, err)))
+                goto out;
+            snprintf(cr[i].path, sizeof cr[i].path, "%.3000s/%.900s", cdir,
+                     base_of(e.config_paths[i]));
+            if ((rc = write_overlay(cr[i].path, e.config_paths[i], root, name, &e, o->quick,
+                                    err)))
+                goto out;
+        } else {
+            snprintf(cr[i].path, sizeof cr[i].path, "%s", e.config_paths[i]);
+        }
+        if ((rc = nb_sweep_load_checked(cr[i].path, nb_runcfg_check, &cr[i].sw, err)))
+            goto out;
+        cr[i].loaded = true;
+        nb_runner_exp_dir(&cr[i].sw, NULL, cr[i].exp_dir, sizeof cr[i].exp_dir);
+    }
+    /* run */
+    if (o->run) {
+        for (int i = 0; i < n; i++) {
+            say(o, "%s: %zu runs of %s, %d at a time, into %s/", e.name, cr[i].sw.n_runs,
+                cr[i].path, o->jobs, cr[i].exp_dir);
+            struct nb_runner_opts ro;
+            nb_runner_opts_default(&ro);
+            ro.jobs = o->jobs > 0 ? o->jobs : 1;
+            ro.progress = o->progress;
+            struct nb_runner_report rep;
+            if ((rc = nb_runner_run(&cr[i].sw, &ro, &rep, err)))
+                goto out;
+            say(o, "%s: %zu done, %zu diverged, %zu failed (%zu were done before)",
+                base_of(cr[i].path), rep.done, rep.diverged, rep.failed, rep.skipped);
+            if (rep.signal) {
+                rc = nb_error_set(err, NB_EIO, NULL, 0, "stopped by signal %d", rep.signal);
+                goto out;
+            }
+        }
+    }
+    /* summarize */
+    for (int i = 0; i < n; i++) {
+        cr[i].first = s.n_runs;
+        if ((rc = nb_summary_add_sweep(&s, &cr[i].sw, cr[i].exp_dir, err)))
+            goto out;
+        cr[i].n = s.n_runs - cr[i].first;
+    }
+    if ((rc = nb_summary_group(&s, err)))
+        goto out;
+    char tdir[PATH_SZ + 300];
+    snprintf(tdir, sizeof tdir, "%s/tables", report_dir);
+    if ((rc = nb_summary_write_tables(&s, tdir, err)))
+        goto out;
+    bool complete = true;
+    for (int i = 0; i < n; i++) {
+        struct nb_report_cfg *c = &rcfg[i];
+        c->path = cr[i].path;
+        c->exp_dir = cr[i].exp_dir;
+        c->total = cr[i].n;
+        /* runs are in insertion order until grouping sorts nothing in
+         * sweep mode: count by run_id membership */
+        for (size_t k = 0; k < s.n_runs; k++) {
+            const struct nb_sum_run *r = &s.runs[k];
+            if (r->order < (long)cr[i].first || r->order >= (long)(cr[i].first + cr[i].n))
+                continue;
+            c->done += r->status == NB_SUM_DONE;
+            c->diverged += r->status == NB_SUM_DIVERGED;
+            c->failed += r->status == NB_SUM_FAILED;
+            c->pending += r->status == NB_SUM_PENDING;
+        }
+        complete &= c->failed == 0 && c->pending == 0;
+    }
+    res->complete = complete;
+    /* figures */
+    char plots[PATH_SZ];
+    const char *pd = find_plots(o->plots_dir, epath, plots, sizeof plots);
+    res->figs_total = e.n_figs;
+    for (int i = 0; i < e.n_figs; i++)
+        figs[i].why = "figures were not requested";
+    if (o->figures) {
+        if (!pd)
+            say(o, "no plots/ directory with the gnuplot scripts (--plots DIR): figures "
+                   "skipped");
+        else if (!nb_gnuplot_path())
+            say(o, "gnuplot not found: figures skipped (apt-get install gnuplot-nox "
+                   "fonts-liberation)");
+        if ((rc = draw_figures(&e, &s, report_dir, pd, o->formats, o, figs, fig_file,
+                               fig_table, fig_why, &res->figs_drawn, &res->figs_failed,
+                               err)))
+            goto out;
+    }
+    snprintf(res->figures, sizeof res->figures, "%.2000s/figures", report_dir);
+    if (!o->report)
+        goto out;
+    /* checks, verdict, report */
+    for (int i = 0; i < e.n_checks; i++) {
+        if ((rc = nb_check_eval(&e.checks[i], &s, &results[i], err)))
+            goto out;
+        res->checks_pass += results[i].outcome == NB_OUT_PASS;
+    }
+    res->checks_total = e.n_checks;
+    res->verdict = nb_verdict_of(results, e.n_checks, complete);
+    char cmd[PATH_SZ + 128], when[64], version[256];
+    snprintf(cmd, sizeof cmd, "normbench reproduce %s -j %d%s%s%s", epath, o->jobs,
+             o->quick ? " --quick" : "", o->results ? " --results " : "",
+             o->results ? o->results : "");
+    snprintf(version, sizeof version, "normbench %s (git %s)", PACKAGE_VERSION,
+             NB_GIT_REVISION);
+    struct nb_report_in in = {.e = &e, .s = &s, .results = results, .figs = figs,
+                              .cfgs = rcfg, .quick = o->quick, .verdict = res->verdict,
+                              .complete = complete, .tables_dir = "tables", .command = cmd,
+                              .when = utc_now(when, sizeof when), .version = version};
+    snprintf(res->report, sizeof res->report, "%.2000s/report.md", report_dir);
+    if ((rc = nb_report_write(res->report, &in, err)))
+        goto out;
+    char vpath[PATH_SZ + 300];
+    snprintf(vpath, sizeof vpath, "%s/verdict.txt", report_dir);
+    if ((rc = nb_verdict_write(vpath, &in, err)))
+        goto out;
+    char edir[PATH_SZ];
+    dir_of(epath, edir, sizeof edir);
+    if ((rc = nb_index_write(root, edir, o->quick, err)))
+        goto out;
+    snprintf(res->index, sizeof res->index, "%.2000s/index.md", root);
+out:
+    for (int i = 0; i < e.n_checks && results; i++)
+        nb_check_result_free(&results[i]);
+    free(results);
+    free(figs), free(fig_file), free(fig_table), free(fig_why), free(rcfg);
+    for (int i = 0; cr && i < n; i++)
+        if (cr[i].loaded)
+            nb_sweep_free(&cr[i].sw);
+    free(cr);
+    nb_summary_free(&s);
+    nb_experiment_free(&e);
+    return rc;
+}

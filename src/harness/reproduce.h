@@ -1,0 +1,85 @@
+/* src/harness/reproduce.h - an experiment end to end: run its sweeps
+ * (resuming), summarize, draw its figures, evaluate its checks, write
+ * its report, verdict and the results index.
+ *
+ * Where things go.  ROOT is --results DIR, else the first config's
+ * [experiment] results_dir ("results"); with --quick, ROOT/quick.  The
+ * runs of each config go where the runner puts them (ROOT/CONFIG_NAME/
+ * RUN_ID/); the experiment's own files go to ROOT/NAME/:
+ *
+ *   report.md     claim, source, the paper's numbers, the measured ones,
+ *                 the figures, each check with its values, the verdict
+ *   verdict.txt   key = value lines the index reads
+ *   tables/       runs.csv groups.csv curves.csv probes.csv (summarize.h)
+ *   figures/      NAME.csv (the figure's data), NAME.png (and .svg/.pdf
+ *                 when asked), NAME.log (gnuplot's messages)
+ *   configs/      --quick (or --results): the overlay configs that were
+ *                 run, each `include`-ing the original and overriding
+ *                 the [quick ...] keys
+ * and ROOT/index.md lists every experiment with its verdict.
+ *
+ * gnuplot: $GNUPLOT, else configure's path, else `gnuplot` on PATH; the
+ * scripts: --plots DIR, else $NORMBENCH_PLOTS, else plots/ next to the
+ * experiments directory.  Without gnuplot the figures are skipped and the
+ * report says why; everything else still runs. */
+#ifndef NB_HARNESS_REPRODUCE_H
+#define NB_HARNESS_REPRODUCE_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "core/error.h"
+#include "harness/check.h" /* nb_verdict_name for the result */
+#include "harness/progress.h"
+
+struct nb_repro_opts {
+    int jobs;                 /* worker processes (>= 1) */
+    bool quick;               /* apply the [quick ...] overrides */
+    bool run;                 /* run the sweeps (false: report what is on disk) */
+    bool figures;             /* draw the figures */
+    bool report;              /* evaluate checks, write report/verdict/index */
+    const char *results;      /* ROOT override (NULL: the config's) */
+    const char *plots_dir;    /* NULL: see above */
+    const char *formats;      /* "png", "png,svg", ... (NULL: png) */
+    enum nb_progress_mode progress;
+    FILE *out;                /* messages (stderr when NULL) */
+};
+
+void nb_repro_opts_default(struct nb_repro_opts *o);
+
+struct nb_repro_result {
+    int verdict;              /* enum nb_verdict (-1 when no report) */
+    char report[2048];        /* path of report.md */
+    char figures[2048];       /* the figures directory */
+    char index[2048];         /* ROOT/index.md */
+    int figs_drawn, figs_total;
+    int figs_failed;          /* gnuplot ran and failed (not: nothing to
+                                 draw, gnuplot missing) */
+    int checks_pass, checks_total;
+    bool complete;
+};
+
+/* Finds an experiment: an existing path, else experiments/NAME.ini (and
+ * NAME as given + ".ini").  Returns 0 with the path in buf, or NB_ENOENT
+ * with the experiments that exist in the hint. */
+int nb_experiment_find(const char *name, char *buf, size_t size,
+                       struct nb_error *err);
+
+/* Runs experiment (a path or a name, see nb_experiment_find).  Returns 0
+ * when the report (or the figures, for report = false) was written, or a
+ * negative status with err filled.  Failed runs do not fail the call:
+ * they make the verdict inconclusive. */
+int nb_reproduce(const char *experiment, const struct nb_repro_opts *o,
+                 struct nb_repro_result *res, struct nb_error *err);
+
+/* Runs one gnuplot script: gnuplot -c SCRIPT IN OUT, its messages to
+ * log (may be NULL).  Returns 0 when gnuplot exited 0 and OUT is a
+ * non-empty file, NB_ENOENT when gnuplot is not installed, NB_EIO else
+ * (err says why and points at the log). */
+int nb_gnuplot_run(const char *script, const char *in, const char *out,
+                   const char *log, struct nb_error *err);
+
+/* The gnuplot binary reproduce uses, or NULL when none is found. */
+const char *nb_gnuplot_path(void);
+
+#endif

@@ -1,0 +1,133 @@
+/* src/probe/hessian.c - curvature after PyHessian (Yao et al. 2020;
+ * claims.md 5.5): the top Hessian eigenvalue by power iteration and the
+ * trace by Hutchinson's estimator with Rademacher vectors, both with
+ * PyHessian's stopping rule (relative change < tol, at most max_iter
+ * iterations), over the parameters of every layer (norm gains and shifts
+ * included) and the mean loss over the first hessian_samples training
+ * samples, in EVAL (running statistics) or PROBE (batch statistics per
+ * chunk of the training batch) mode.
+ *
+ * Hessian-vector products by central differences of exact gradients,
+ *   H v ~ (g(theta + h v) - g(theta - h v)) / (2 h),  ||v|| = 1,
+ * h = hessian_fd_rel * max(1, ||theta||): the truncation error is
+ * O(h^2) (nil for a quadratic loss) and float rounding of theta +- h v is
+ * about 6e-8 ||theta|| / h = 6e-5 relative.  Each product costs two
+ * gradient passes over the samples. */
+#include "probe/probe_impl.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "core/rng.h"
+
+/* H v into p->acc2 (double) for unit v (float, n_params). */
+static void hvp(struct nb_probe *p, struct nb_model *m, const float *v,
+                double h, size_t count, int chunk, enum nb_mode mode)
+{
+    size_t np = p->n_params;
+    nbp_set_params(p, m, h, v, 0, NULL);
+    nbp_pass(p, m, count, chunk, mode, true, NULL);
+    memcpy(p->acc2, p->acc, np * sizeof *p->acc2);
+    nbp_set_params(p, m, -h, v, 0, NULL);
+    nbp_pass(p, m, count, chunk, mode, true, NULL);
+    double s = 1.0 / (2.0 * h);
+    for (size_t i = 0; i < np; i++)
+        p->acc2[i] = (p->acc2[i] - p->acc[i]) * s;
+}
+
+static double dot_fd(const float *v, const double *w, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += (double)v[i] * w[i];
+    return s;
+}
+
+void nbp_hessian(struct nb_probe *p, struct nb_model *m, long step)
+{
+    const enum nb_mode mode = p->o.hessian_mode;
+    const char *bn = nb_mode_name(mode);
+    const size_t np = p->n_params;
+    const double tol = p->o.hessian_tol;
+    const int maxit = p->o.hessian_max_iter;
+    int chunk;
+    size_t N = nbp_pass_samples(p, m, p->o.hessian_samples, mode, &chunk);
+    double samples = (double)N;
+    if (N == 0 || np == 0) {
+        nbp_emit(p, m, step, NB_PROBE_HESSIAN, -1, "samples", samples, "lambda_max", NAN, bn);
+        return;
+    }
+    double h = p->o.hessian_fd_rel * fmax(1.0, nbp_norm(p->theta, np));
+    memcpy(m->params.data, p->theta, np * sizeof(float));
+    double loss = nbp_pass(p, m, N, chunk, mode, false, NULL);
+
+    /* power iteration (PyHessian's eigenvalues(top_n = 1)) */
+    float *v = p->v;
+    for (size_t i = 0; i < np; i++)
+        v[i] = nb_rng_normal(p->rng);
+    double vn = nbp_norm(v, np);
+    for (size_t i = 0; i < np; i++)
+        v[i] = (float)(v[i] / vn);
+    double lambda = NAN;
+    int lit = 0;
+    bool lconv = false;
+    for (int it = 0; it < maxit; it++) {
+        hvp(p, m, v, h, N, chunk, mode);
+        double tmp = dot_fd(v, p->acc2, np);
+        double hn = 0;
+        for (size_t i = 0; i < np; i++)
+            hn += p->acc2[i] * p->acc2[i];
+        hn = sqrt(hn);
+        lit++;
+        bool done = it > 0 && fabs(lambda - tmp) / (fabs(lambda) + 1e-6) < tol;
+        lambda = tmp;
+        if (done) {
+            lconv = true;
+            break;
+        }
+        if (!(hn > 0) || !isfinite(hn))
+            break;
+        for (size_t i = 0; i < np; i++)
+            v[i] = (float)(p->acc2[i] / hn);
+    }
+
+    /* Hutchinson: tr H = E[z^T H z], z Rademacher; z^T H z = P v^T H v
+     * with v = z / sqrt(P).  PyHessian's rule: stop when the running mean
+     * moves by less than tol relative to the previous mean (which starts
+     * at 0, so at least two vectors). */
+    const double P = (double)np, inv = 1.0 / sqrt(P);
+    double mean = 0, m2 = 0, prev = 0;
+    int tit = 0;
+    bool tconv = false;
+    for (int it = 0; it < maxit; it++) {
+        unsigned long bits = 0;
+        for (size_t i = 0; i < np; i++) {
+            if (i % 32 == 0)
+                bits = gsl_rng_get(p->rng);
+            v[i] = (float)((bits & 1UL) ? inv : -inv);
+            bits >>= 1;
+        }
+        hvp(p, m, v, h, N, chunk, mode);
+        double s = P * dot_fd(v, p->acc2, np);
+        tit++;
+        double d = s - mean;
+        mean += d / tit;
+        m2 += d * (s - mean);
+        if (fabs(mean - prev) / (fabs(prev) + 1e-6) < tol) {
+            tconv = true;
+            break;
+        }
+        prev = mean;
+    }
+    double se = tit > 1 ? sqrt(m2 / (tit - 1) / tit) : NAN;
+
+    nbp_emit(p, m, step, NB_PROBE_HESSIAN, -1, "samples", samples, "loss", loss, bn);
+    nbp_emit(p, m, step, NB_PROBE_HESSIAN, -1, "samples", samples, "lambda_max", lambda, bn);
+    nbp_emit(p, m, step, NB_PROBE_HESSIAN, -1, "samples", samples, "lambda_iters", lit, bn);
+    nbp_emit(p, m, step, NB_PROBE_HESSIAN, -1, "samples", samples, "lambda_converged", lconv, bn);
+    nbp_emit(p, m, step, NB_PROBE_HESSIAN, -1, "samples", samples, "trace", mean, bn);
+    nbp_emit(p, m, step, NB_PROBE_HESSIAN, -1, "samples", samples, "trace_iters", tit, bn);
+    nbp_emit(p, m, step, NB_PROBE_HESSIAN, -1, "samples", samples, "trace_converged", tconv, bn);
+    nbp_emit(p, m, step, NB_PROBE_HESSIAN, -1, "samples", samples, "trace_stderr", se, bn);
+    nbp_emit(p, m, step, NB_PROBE_HESSIAN, -1, "samples", samples, "fd_step", h, bn);
+}

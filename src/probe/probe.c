@@ -1,0 +1,610 @@
+/* src/probe/probe.c - options, set-up, the per-step driver with its
+ * save/restore, the row sink and the cost report.  See probe.h. */
+#include "probe/probe_impl.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/rng.h"
+
+static const char *const kind_names[NB_PROBE_KIND_COUNT] = {
+    "landscape", "ics", "dist", "gradstats", "hessian", "slice",
+};
+_Static_assert(sizeof kind_names / sizeof kind_names[0] == NB_PROBE_KIND_COUNT,
+               "kind_names out of sync with enum nb_probe_kind");
+
+static const char *const spacing_names[NB_SPACING_COUNT] = {"lin", "log"};
+
+const char *nb_probe_kind_name(enum nb_probe_kind k)
+{
+    return (k >= 0 && k < NB_PROBE_KIND_COUNT) ? kind_names[k] : NULL;
+}
+
+const char *nb_probe_spacing_name(enum nb_probe_spacing s)
+{
+    return (s >= 0 && s < NB_SPACING_COUNT) ? spacing_names[s] : NULL;
+}
+
+int nb_probe_spacing_parse(const char *s, enum nb_probe_spacing *out)
+{
+    for (int i = 0; i < NB_SPACING_COUNT; i++)
+        if (strcmp(s, spacing_names[i]) == 0) {
+            *out = (enum nb_probe_spacing)i;
+            return 0;
+        }
+    return NB_EINVAL;
+}
+
+void nb_probe_opts_default(struct nb_probe_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->landscape_every = 1;
+    o->eta_min = 0.5;
+    o->eta_max = 4.0;
+    o->eta_points = 8;
+    o->eta_spacing = NB_SPACING_LIN;
+    o->ics_every = 100;
+    o->dist_every = 100;
+    o->hessian_every = 0;
+    o->hessian_samples = 1000;
+    o->hessian_mode = NB_EVAL;
+    o->hessian_tol = 1e-3;
+    o->hessian_max_iter = 100;
+    o->hessian_fd_rel = 1e-3;
+    o->slice_dim = 1;
+    o->slice_points = 51;
+    o->slice_range = 1.0;
+    o->slice_samples = 0;
+}
+
+#define BAD(...) nb_error_set(err, NB_EINVAL, NULL, 0, __VA_ARGS__)
+
+int nb_probe_opts_check(const struct nb_probe_opts *o, struct nb_error *err)
+{
+    if (!(o->eta_min > 0) || !isfinite(o->eta_min))
+        return BAD("[probe] eta_min must be > 0, not %g", o->eta_min);
+    if (!(o->eta_max >= o->eta_min) || !isfinite(o->eta_max))
+        return BAD("[probe] eta_max (%g) must be >= eta_min (%g)", o->eta_max, o->eta_min);
+    if (o->eta_points < 1)
+        return BAD("[probe] eta_points must be >= 1, not %d", o->eta_points);
+    if (o->eta_spacing < 0 || o->eta_spacing >= NB_SPACING_COUNT)
+        return BAD("[probe] eta_spacing must be lin or log");
+    if (o->landscape_every < 1 || o->ics_every < 1 || o->dist_every < 1)
+        return BAD("[probe] landscape_every, ics_every and dist_every must be >= 1");
+    if (o->hessian_every < 0)
+        return BAD("[probe] hessian_every must be >= 0, not %ld", o->hessian_every);
+    if (o->hessian_samples < 1)
+        return BAD("[probe] hessian_samples must be >= 1, not %ld", o->hessian_samples);
+    if (o->hessian_mode != NB_EVAL && o->hessian_mode != NB_PROBE)
+        return BAD("[probe] hessian_mode must be eval or probe");
+    if (!(o->hessian_tol > 0) || o->hessian_max_iter < 1 || !(o->hessian_fd_rel > 0))
+        return BAD("[probe] the Hessian needs tol > 0, max_iter >= 1 and fd step > 0");
+    if (o->slice_dim != 1 && o->slice_dim != 2)
+        return BAD("[probe] slice_dim must be 1 or 2, not %d", o->slice_dim);
+    if (o->slice_points < 2)
+        return BAD("[probe] slice_points must be >= 2, not %d", o->slice_points);
+    if (!(o->slice_range > 0) || !isfinite(o->slice_range))
+        return BAD("[probe] slice_range must be > 0, not %g", o->slice_range);
+    if (o->slice_samples < 0)
+        return BAD("[probe] slice_samples must be >= 0, not %ld", o->slice_samples);
+    if (o->n_slice_at < 0 || (o->n_slice_at > 0 && !o->slice_at))
+        return BAD("[probe] slice_at: bad list");
+    for (int i = 0; i < o->n_slice_at; i++)
+        if (o->slice_at[i] < -1)
+            return BAD("[probe] slice_at entries are steps >= 0 or -1 (the end), not %ld",
+                       o->slice_at[i]);
+    return 0;
+}
+
+/* ---- set-up ------------------------------------------------------------- */
+
+static bool needs_data(const struct nb_probe_opts *o)
+{
+    return o->hessian || o->slice;
+}
+
+void nb_probe_free(struct nb_probe *p)
+{
+    free(p->slice_at);
+    if (p->rng)
+        gsl_rng_free(p->rng);
+    if (p->fwd)
+        gsl_rng_free(p->fwd);
+    free(p->theta);
+    free(p->g);
+    free(p->gref);
+    free(p->opt);
+    free(p->state);
+    free(p->v);
+    free(p->d1);
+    free(p->d2);
+    free(p->acc);
+    free(p->acc2);
+    free(p->scratch);
+    free(p->prev_mean);
+    free(p->prev_var);
+    free(p->prev_valid);
+    free(p->idx);
+    free(p->bx);
+    free(p->bt);
+    free(p->by);
+    free(p->eta);
+    free(p->lscratch);
+    memset(p, 0, sizeof *p);
+}
+
+static size_t act_numel(const struct nb_model *m, int a)
+{
+    return nb_shape_numel(a == 0 ? &m->layers[0].in : &m->layers[a - 1].out);
+}
+
+int nb_probe_init(struct nb_probe *p, const struct nb_probe_opts *opts,
+                  const struct nb_model *m, uint64_t seed,
+                  const struct nb_dataset *train,
+                  const struct nb_dataset *eval_set, struct nb_error *err)
+{
+    memset(p, 0, sizeof *p);
+    int rc = nb_probe_opts_check(opts, err);
+    if (rc)
+        return rc;
+    p->o = *opts;
+    p->o.slice_at = NULL;
+    if (opts->n_slice_at > 0) {
+        p->slice_at = malloc((size_t)opts->n_slice_at * sizeof *p->slice_at);
+        if (!p->slice_at)
+            goto nomem;
+        memcpy(p->slice_at, opts->slice_at, (size_t)opts->n_slice_at * sizeof *p->slice_at);
+        p->o.slice_at = p->slice_at;
+    }
+    if (!m || m->n_layers < 1 || !m->params.data)
+        return BAD("probes: no model to size the buffers for");
+    p->n_params = m->params.count;
+    p->n_state = m->state.count;
+    p->n_layers = m->n_layers;
+    p->cap = m->max_batch;
+    p->in_numel = nb_shape_numel(&m->layers[0].in);
+    p->tdim = m->desc.loss == NB_LOSS_MSE ? (size_t)m->desc.outputs : 0;
+    /* forwards whose PROBE gradient at theta may differ from training's:
+     * random draws, or renorm's r/d from moving statistics that the
+     * training forward has just updated */
+    p->stochastic = m->desc.dropout > 0 || m->desc.norm.noisy || m->desc.norm.renorm;
+
+    p->data = train ? train : eval_set;
+    if (needs_data(&p->o)) {
+        const struct nb_dataset *ds = p->data;
+        if (!ds || ds->n < 1)
+            return BAD("probes: the Hessian and slices need a non-empty training set");
+        if (nb_shape_numel(&ds->shape) != p->in_numel)
+            return BAD("probes: data set %s has %zu values per sample, the model takes %zu",
+                       ds->name, nb_shape_numel(&ds->shape), p->in_numel);
+        if (m->desc.loss == NB_LOSS_MSE ? (ds->tdim != m->desc.outputs || !ds->t)
+                                        : (ds->classes < 1 || !ds->y))
+            return BAD("probes: data set %s has no %s for this model's loss", ds->name,
+                       m->desc.loss == NB_LOSS_MSE ? "targets of the right size" : "labels");
+    }
+
+    size_t np = p->n_params ? p->n_params : 1;
+    if (!(p->theta = nb_alloc_floats(np)) || !(p->g = nb_alloc_floats(np)) ||
+        !(p->gref = nb_alloc_floats(np)) || !(p->opt = nb_alloc_floats(np)) ||
+        !(p->state = nb_alloc_floats(p->n_state ? p->n_state : 1)))
+        goto nomem;
+    if (needs_data(&p->o)) {
+        if (!(p->v = nb_alloc_floats(np)) || !(p->d1 = nb_alloc_floats(np)) ||
+            !(p->d2 = nb_alloc_floats(np)) || !(p->acc = calloc(np, sizeof *p->acc)) ||
+            !(p->acc2 = calloc(np, sizeof *p->acc2)))
+            goto nomem;
+        size_t n = p->data->n, want = 0;
+        if (p->o.hessian)
+            want = (size_t)p->o.hessian_samples;
+        if (p->o.slice) {
+            size_t s = p->o.slice_samples > 0 ? (size_t)p->o.slice_samples : n;
+            if (s > want)
+                want = s;
+        }
+        p->n_idx = want < n ? want : n;
+        if (!(p->idx = malloc(p->n_idx * sizeof *p->idx)))
+            goto nomem;
+        for (size_t i = 0; i < p->n_idx; i++)
+            p->idx[i] = i;
+        size_t cap = (size_t)p->cap;
+        if (!(p->bx = nb_alloc_floats(cap * p->in_numel)) ||
+            !(p->by = calloc(cap, sizeof *p->by)) ||
+            !(p->bt = nb_alloc_floats(cap * (p->tdim ? p->tdim : 1))))
+            goto nomem;
+    }
+    if (p->o.dist) {
+        int na = nbp_dist_tensors(m, NULL, NULL, NULL);
+        int *act = malloc(((size_t)na + 1) * sizeof *act);
+        if (!act)
+            goto nomem;
+        nbp_dist_tensors(m, act, NULL, NULL);
+        size_t big = 1;
+        for (int i = 0; i < na; i++)
+            if (act_numel(m, act[i]) > big)
+                big = act_numel(m, act[i]);
+        free(act);
+        p->scratch_count = big * (size_t)p->cap;
+        if (!(p->scratch = nb_alloc_floats(p->scratch_count)))
+            goto nomem;
+    }
+    size_t nl = 2 * (size_t)p->n_layers;
+    if (!(p->prev_mean = calloc(nl, sizeof *p->prev_mean)) ||
+        !(p->prev_var = calloc(nl, sizeof *p->prev_var)) ||
+        !(p->prev_valid = calloc(nl, sizeof *p->prev_valid)) ||
+        !(p->eta = calloc((size_t)p->o.eta_points, sizeof *p->eta)) ||
+        !(p->lscratch = calloc(3 * (size_t)p->o.eta_points, sizeof *p->lscratch)))
+        goto nomem;
+    for (int k = 0; k < p->o.eta_points; k++) {
+        double f = p->o.eta_points > 1 ? (double)k / (p->o.eta_points - 1) : 0.0;
+        p->eta[k] = p->o.eta_spacing == NB_SPACING_LOG
+                        ? p->o.eta_min * pow(p->o.eta_max / p->o.eta_min, f)
+                        : p->o.eta_min + (p->o.eta_max - p->o.eta_min) * f;
+    }
+    p->rng = nb_rng_alloc(seed, NB_STREAM_PROBE);
+    p->fwd = gsl_rng_alloc(gsl_rng_mt19937);
+    if (!p->rng || !p->fwd)
+        goto nomem;
+    return 0;
+nomem:
+    return nb_error_set(err, NB_ENOMEM, NULL, 0, "probes: out of memory");
+}
+
+int nb_probe_init_desc(struct nb_probe *p, const struct nb_probe_opts *opts,
+                       const struct nb_model_desc *d, int max_batch,
+                       uint64_t seed, const struct nb_dataset *train,
+                       const struct nb_dataset *eval_set,
+                       struct nb_error *err)
+{
+    struct nb_model m;
+    memset(p, 0, sizeof *p);
+    int rc = nb_model_build(&m, d, max_batch, seed, err);
+    if (!rc)
+        rc = nb_probe_init(p, opts, &m, seed, train, eval_set, err);
+    nb_model_free(&m);
+    return rc;
+}
+
+void nb_probe_set_sink(struct nb_probe *p, const struct nb_probe_sink *s)
+{
+    if (s)
+        p->sink = *s;
+    else
+        memset(&p->sink, 0, sizeof p->sink);
+}
+
+/* ---- helpers shared by the probes --------------------------------------- */
+
+void nbp_emit(struct nb_probe *p, const struct nb_model *m, long step,
+              enum nb_probe_kind kind, int layer, const char *param,
+              double param_value, const char *stat, double value,
+              const char *bn_mode)
+{
+    if (p->status || !p->sink.row)
+        return;
+    struct nb_probe_row r = {
+        .step = step,
+        .probe = kind_names[kind],
+        .layer = layer >= 0 ? m->layers[layer].name : "",
+        .layer_index = layer >= 0 ? layer : -1,
+        .param = param ? param : "",
+        .param_value = param ? param_value : NAN,
+        .stat = stat,
+        .value = value,
+        .bn_mode = bn_mode,
+    };
+    int rc = p->sink.row(p->sink.user, &r);
+    if (rc) {
+        p->status = rc < 0 ? rc : NB_EIO;
+        nb_error_set(&p->err, p->status, NULL, 0,
+                     "probes: writing a %s row at step %ld failed; probes stopped",
+                     r.probe, step);
+    }
+}
+
+double nbp_forward(struct nb_probe *p, struct nb_model *m, const float *x,
+                   const int *y, const float *t, int n, enum nb_mode mode)
+{
+    gsl_rng_set(p->fwd, p->fwd_seed);
+    return nb_model_forward(m, x, y, t, n, mode);
+}
+
+void nbp_set_params(struct nb_probe *p, struct nb_model *m, double a,
+                    const float *d1, double b, const float *d2)
+{
+    float *w = m->params.data;
+    const float *th = p->theta;
+    size_t n = p->n_params;
+    if (d2)
+        for (size_t i = 0; i < n; i++)
+            w[i] = (float)((double)th[i] + a * (double)d1[i] + b * (double)d2[i]);
+    else
+        for (size_t i = 0; i < n; i++)
+            w[i] = (float)((double)th[i] + a * (double)d1[i]);
+}
+
+double nbp_norm(const float *x, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += (double)x[i] * (double)x[i];
+    return sqrt(s);
+}
+
+double nbp_dot(const float *x, const float *y, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += (double)x[i] * (double)y[i];
+    return s;
+}
+
+size_t nbp_pass_samples(const struct nb_probe *p, const struct nb_model *m,
+                        long want, enum nb_mode mode, int *chunk)
+{
+    size_t n = p->n_idx;
+    if (want > 0 && (size_t)want < n)
+        n = (size_t)want;
+    int cmax = p->cap < m->max_batch ? p->cap : m->max_batch;
+    *chunk = cmax;
+    if (mode == NB_EVAL || n == 0)
+        return n;
+    int b = p->train_batch > 0 && p->train_batch < cmax ? p->train_batch : cmax;
+    if (n < (size_t)b) {
+        b = (int)n;
+        n = (size_t)b;
+    } else {
+        n -= n % (size_t)b;
+    }
+    struct nb_error e;
+    if (b < 1 || nb_model_check_batch(m, b, &e))
+        return 0;
+    *chunk = b;
+    return n;
+}
+
+double nbp_pass(struct nb_probe *p, struct nb_model *m, size_t count,
+                int chunk, enum nb_mode mode, bool grad, long *hits)
+{
+    const struct nb_dataset *ds = p->data;
+    int *y = ds->classes > 0 ? p->by : NULL;
+    float *t = ds->tdim > 0 ? p->bt : NULL;
+    size_t np = p->n_params;
+    if (grad)
+        memset(p->acc, 0, np * sizeof *p->acc);
+    double sl = 0;
+    long h = 0;
+    unsigned long seed = p->fwd_seed;
+    size_t c = 0;
+    for (size_t off = 0; off < count; off += (size_t)chunk, c++) {
+        int k = (int)(count - off < (size_t)chunk ? count - off : (size_t)chunk);
+        nb_dataset_gather(ds, p->idx + off, (size_t)k, p->bx, y, t);
+        /* each chunk its own draws, the same in every pass */
+        gsl_rng_set(p->fwd, (seed + 0x9e3779b9UL * c) & 0xffffffffUL);
+        double loss = nb_model_forward(m, p->bx, y, t, k, mode);
+        sl += loss * k;
+        if (hits && y)
+            h += nb_model_correct(m, y, k);
+        if (grad) {
+            nb_model_backward(m, k);
+            const float *gr = m->grads.data;
+            double w = (double)k / (double)count;
+            for (size_t i = 0; i < np; i++)
+                p->acc[i] += w * (double)gr[i];
+        }
+    }
+    if (hits)
+        *hits = h;
+    return count ? sl / (double)count : NAN;
+}
+
+/* ---- the driver ----------------------------------------------------------- */
+
+static const char *kind_mode(const struct nb_probe *p, enum nb_probe_kind k)
+{
+    switch (k) {
+    case NB_PROBE_DIST:
+    case NB_PROBE_GRADSTATS: return "train";
+    case NB_PROBE_HESSIAN: return nb_mode_name(p->o.hessian_mode);
+    case NB_PROBE_SLICE: return p->o.slice_recompute_bn ? "recomputed" : "eval";
+    default: return "probe";
+    }
+}
+
+static bool slice_due(const struct nb_probe *p, long step)
+{
+    if (!p->o.slice)
+        return false;
+    for (int i = 0; i < p->o.n_slice_at; i++)
+        if (p->o.slice_at[i] == step)
+            return true;
+    return false;
+}
+
+static bool slice_at_end(const struct nb_probe *p)
+{
+    if (!p->o.slice)
+        return false;
+    if (p->o.n_slice_at == 0)
+        return true;
+    for (int i = 0; i < p->o.n_slice_at; i++)
+        if (p->o.slice_at[i] < 0)
+            return true;
+    return false;
+}
+
+struct saved_ctx {
+    gsl_rng *probe, *dropout, *noise;
+    const int *labels;
+    const float *targets;
+    bool profile;
+};
+
+/* Saves the four arenas and the context; points the probe stream at
+ * p->fwd.  The training gradient goes to p->g. */
+static void save(struct nb_probe *p, struct nb_model *m, struct saved_ctx *c)
+{
+    NB_ASSERT(m->params.count == p->n_params && m->state.count == p->n_state &&
+              m->n_layers == p->n_layers && m->opt.count == p->n_params);
+    memcpy(p->theta, m->params.data, p->n_params * sizeof(float));
+    memcpy(p->g, m->grads.data, p->n_params * sizeof(float));
+    memcpy(p->opt, m->opt.data, p->n_params * sizeof(float));
+    if (p->n_state)
+        memcpy(p->state, m->state.data, p->n_state * sizeof(float));
+    c->probe = m->ctx.rng_probe;
+    c->dropout = m->ctx.rng_dropout;
+    c->noise = m->ctx.rng_noise;
+    c->labels = m->ctx.labels;
+    c->targets = m->ctx.targets;
+    c->profile = m->profile;
+    m->ctx.rng_probe = p->fwd;
+    m->profile = false;
+    p->fwd_seed = gsl_rng_get(p->rng) & 0xffffffffUL;
+}
+
+static void restore(struct nb_probe *p, struct nb_model *m, const struct saved_ctx *c)
+{
+    memcpy(m->params.data, p->theta, p->n_params * sizeof(float));
+    memcpy(m->grads.data, p->g, p->n_params * sizeof(float));
+    memcpy(m->opt.data, p->opt, p->n_params * sizeof(float));
+    if (p->n_state)
+        memcpy(m->state.data, p->state, p->n_state * sizeof(float));
+    m->ctx.rng_probe = c->probe;
+    m->ctx.rng_dropout = c->dropout;
+    m->ctx.rng_noise = c->noise;
+    m->ctx.labels = c->labels;
+    m->ctx.targets = c->targets;
+    m->profile = c->profile;
+}
+
+static void account(struct nb_probe *p, struct nb_model *m, long step,
+                    enum nb_probe_kind k, double t0)
+{
+    double dt = nb_now() - t0;
+    p->cost[k].calls++;
+    p->cost[k].seconds += dt;
+    nbp_emit(p, m, step, k, -1, NULL, NAN, "seconds", dt, kind_mode(p, k));
+}
+
+void nb_probe_step(struct nb_probe *p, struct nb_model *m, const float *x,
+                   const int *y, const float *t, int n, long step, double lr)
+{
+    if (p->status || step < 0)
+        return;
+    const struct nb_probe_opts *o = &p->o;
+    bool land = o->landscape && step % o->landscape_every == 0;
+    bool ics = o->ics && step % o->ics_every == 0;
+    bool dist = o->dist && step % o->dist_every == 0;
+    bool gstat = o->gradstats && step % o->dist_every == 0;
+    bool hess = o->hessian && o->hessian_every > 0 && step % o->hessian_every == 0;
+    bool slc = slice_due(p, step);
+    if (!(land || ics || dist || gstat || hess || slc))
+        return;
+    NB_ASSERT(n >= 1 && n <= p->cap && n <= m->max_batch);
+    double t_all = nb_now();
+    if (n > p->train_batch)
+        p->train_batch = n;
+    /* the training loss of this batch, before any probe forward */
+    const float *lv = m->acts[m->n_layers];
+    double loss0 = 0;
+    for (int i = 0; i < n; i++)
+        loss0 += lv[i];
+    loss0 /= n;
+
+    struct saved_ctx c;
+    save(p, m, &c);
+    double t0;
+    if (dist) {
+        t0 = nb_now();
+        nbp_dist(p, m, n, step);
+        account(p, m, step, NB_PROBE_DIST, t0);
+    }
+    if (gstat) {
+        t0 = nb_now();
+        nbp_gradstats(p, m, step);
+        account(p, m, step, NB_PROBE_GRADSTATS, t0);
+    }
+    if (land || ics) {
+        t0 = nb_now();
+        if (p->stochastic) {
+            /* the reference gradient in PROBE mode, with this call's
+             * draws: what every probe forward of the call sees */
+            loss0 = nbp_forward(p, m, x, y, t, n, NB_PROBE);
+            nb_model_backward(m, n);
+            memcpy(p->gref, m->grads.data, p->n_params * sizeof(float));
+        } else {
+            memcpy(p->gref, p->g, p->n_params * sizeof(float));
+        }
+        if (land) {
+            nbp_landscape(p, m, x, y, t, n, step, lr, loss0);
+            account(p, m, step, NB_PROBE_LANDSCAPE, t0);
+            t0 = nb_now();
+        }
+        if (ics) {
+            nbp_ics(p, m, x, y, t, n, step, lr);
+            account(p, m, step, NB_PROBE_ICS, t0);
+        }
+    }
+    if (hess) {
+        t0 = nb_now();
+        memcpy(m->params.data, p->theta, p->n_params * sizeof(float));
+        nbp_hessian(p, m, step);
+        account(p, m, step, NB_PROBE_HESSIAN, t0);
+    }
+    if (slc) {
+        t0 = nb_now();
+        nbp_slice(p, m, step);
+        account(p, m, step, NB_PROBE_SLICE, t0);
+    }
+    restore(p, m, &c);
+    p->calls++;
+    p->seconds += nb_now() - t_all;
+}
+
+void nb_probe_finish(struct nb_probe *p, struct nb_model *m, long steps)
+{
+    if (p->status)
+        return;
+    bool hess = p->o.hessian;
+    bool slc = slice_at_end(p);
+    if (!hess && !slc)
+        return;
+    double t_all = nb_now(), t0;
+    struct saved_ctx c;
+    save(p, m, &c);
+    if (hess) {
+        t0 = nb_now();
+        nbp_hessian(p, m, steps);
+        account(p, m, steps, NB_PROBE_HESSIAN, t0);
+    }
+    if (slc) {
+        t0 = nb_now();
+        nbp_slice(p, m, steps);
+        account(p, m, steps, NB_PROBE_SLICE, t0);
+    }
+    restore(p, m, &c);
+    p->calls++;
+    p->seconds += nb_now() - t_all;
+}
+
+void nb_probe_cost_report(const struct nb_probe *p, FILE *out,
+                          double run_seconds)
+{
+    fprintf(out, "%-10s %7s %11s %12s %8s\n", "probe", "calls", "seconds",
+            "s/call", "share");
+    for (int k = 0; k < NB_PROBE_KIND_COUNT; k++) {
+        const struct nb_probe_cost *c = &p->cost[k];
+        if (!c->calls)
+            continue;
+        fprintf(out, "%-10s %7ld %11.4f %12.6f", kind_names[k], c->calls, c->seconds,
+                c->seconds / (double)c->calls);
+        if (run_seconds > 0)
+            fprintf(out, " %7.2f%%", 100.0 * c->seconds / run_seconds);
+        fputc('\n', out);
+    }
+    fprintf(out, "%-10s %7ld %11.4f %12.6f", "all", p->calls, p->seconds,
+            p->calls ? p->seconds / (double)p->calls : 0.0);
+    if (run_seconds > 0)
+        fprintf(out, " %7.2f%%", 100.0 * p->seconds / run_seconds);
+    fputc('\n', out);
+}

@@ -1,0 +1,342 @@
+/* src/probe/probe.h - measurements of the training run that never change
+ * it: Santurkar's loss-landscape probe and ICS, activation and gradient
+ * statistics, Hessian curvature (PyHessian), filter-normalized loss
+ * slices (Li et al.).  See ../shared/claims.md 1.a-1.e, 5.4, 5.5, 7.6.
+ *
+ * Life of a run:
+ *
+ *   struct nb_probe p;
+ *   nb_probe_init(&p, &opts, model, seed, train, eval_set, &err);  // or
+ *   nb_probe_init_desc(&p, &opts, &spec.model, spec.batch, ...);   // before nb_train
+ *   nb_probe_set_sink(&p, &sink);            // probes.csv rows, slice.csv
+ *   ... in the training hook (after backward, before the update):
+ *   nb_probe_step(&p, m, x, y, t, n, step, lr);
+ *   ... after the last update, with the final model:
+ *   nb_probe_finish(&p, m, steps);           // end-of-run Hessian, slices
+ *   nb_probe_cost_report(&p, stderr, run_seconds);
+ *   nb_probe_free(&p);
+ *
+ * Every buffer is allocated by init; a probe call allocates nothing.
+ *
+ * The guarantee (must): a probe call leaves training exactly as it found
+ * it.  It saves the parameter, gradient, optimizer and state arenas and
+ * restores them bit for bit; it runs only NB_PROBE and NB_EVAL forwards
+ * (and, for slice_recompute_bn, the TRAIN forwards of
+ * nb_norm_recompute_begin/end, which update nothing but the running
+ * statistics it restores); it never draws from the model's streams: for
+ * the duration of a call m->ctx.rng_probe (and, during a recomputation,
+ * rng_dropout / rng_noise) point at a generator of the probe module, and
+ * are put back afterwards.  So with probes on and off every training
+ * metric is bit-identical (tests/t_probe.c checks it, with batch norm,
+ * dropout, noisy BN and precise BN).  What a call does overwrite: the
+ * model's activations, their gradients and the layers' forward caches,
+ * which the training loop does not read between the hook and the next
+ * forward.
+ *
+ * Common random numbers: all forwards of one probe call that draw random
+ * numbers (PROBE-mode dropout and noisy BN) restart a private generator
+ * from the same seed, so that within a call the loss is one deterministic
+ * function of the parameters (the same dropout mask at every eta, at
+ * theta + h v and theta - h v, ...).  The seed of each call comes from the
+ * probe stream nb_rng_alloc(seed, NB_STREAM_PROBE), which also gives the
+ * random directions (power iteration start, Rademacher vectors, slice
+ * directions).
+ *
+ * probes.csv: one row per (step, probe, layer, param, stat), columns
+ *
+ *   step        optimizer updates done before the probe (the hook's step;
+ *               nb_probe_finish's steps at the end of the run)
+ *   probe       landscape | ics | dist | gradstats | hessian | slice
+ *   layer       layer name ("conv3", "norm2", "linear1"); empty when the
+ *               row is about the whole model
+ *   layer_index index of that layer in the model (0-based), -1 if none
+ *   param       name of the row's parameter: "eta" (landscape, per step
+ *               size), "lr" (ics), "in" / "out" (dist: the input or the
+ *               output of the layer), "samples" (hessian, slice); empty
+ *               when none
+ *   param_value numeric value of param (eta, lr, sample count); NaN
+ *               (written as an empty field) when param is not a number
+ *   stat        the quantity (below)
+ *   value       its value (NaN/inf when the probe saw a diverged loss)
+ *   bn_mode     the forward mode the numbers come from: train (read off
+ *               the training forward/backward of this step), probe (batch
+ *               statistics, nothing updated), eval (running statistics),
+ *               recomputed (eval after recomputing the population
+ *               statistics at that point)
+ *
+ * stats by probe (every probe also writes a row "seconds": the wall time
+ * of that call of that probe, with layer and param empty; the reference
+ * gradient grad L(w) that landscape and ics share - one PROBE forward and
+ * backward, needed only with dropout, noisy BN or renorm, else the
+ * training gradient itself - is charged to landscape, or to ics when
+ * landscape is not due):
+ *  landscape (bn_mode probe; claims 1.a-1.c), on the training batch,
+ *    g = the training gradient of this step (the direction), grad L in
+ *    PROBE mode with the call's draws (= g without stochastic layers):
+ *    per eta (param eta = multiplier x lr, the absolute step):
+ *      loss         L(w - eta g)
+ *      grad_change  ||grad L(w - eta g) - grad L(w)||_2
+ *      beta         grad_change / (eta ||g||_2)
+ *    per call: loss0 (L(w)), grad_norm (||g||_2), loss_min, loss_max,
+ *      grad_change_min, grad_change_max, beta_eff (max over eta of beta)
+ *  ics (bn_mode probe; claims 1.d), per conv/linear layer, param lr:
+ *      l2 (||G - G'||_2), cos (<G, G'> / (||G|| ||G'||)),
+ *      grad_norm (||G||), grad_norm_shifted (||G'||), where G is the
+ *      gradient of the layer's weight and G' the same gradient on the same
+ *      batch after every earlier layer's parameters took the plain SGD
+ *      step w - lr g (the first layer has G' = G: l2 0, cos 1).
+ *  dist (bn_mode train; claims 1.e, Ioffe Fig. 1), over all elements of a
+ *    tensor of the training forward of this step: for each norm layer its
+ *    input (param in, pre-norm) and output (param out, post-norm); in a
+ *    model without norm layers the output (param out) of each conv/linear
+ *    (the pre-activation).  mean, var (population), p15, p50, p85
+ *    (percentiles with linear interpolation, numpy's default), and from
+ *    the second call on dmean = |mean - mean at the previous dist call|,
+ *    dvar likewise.
+ *  gradstats (bn_mode train), per layer with parameters: grad_norm and
+ *    weight_norm over all its parameters; layer empty: grad_norm of the
+ *    whole model.  Runs at the dist steps (dist_every).
+ *  hessian (bn_mode eval or probe; claims 5.5), param samples = number of
+ *    training samples used: loss, lambda_max (power iteration),
+ *    lambda_iters, lambda_converged (1/0), trace (Hutchinson, Rademacher),
+ *    trace_iters (vectors used), trace_converged, trace_stderr (standard
+ *    error of the mean of v^T H v), fd_step (h of the central differences
+ *    H v = (g(w + h v) - g(w - h v)) / 2h, |v| = 1).
+ *  slice (bn_mode eval or recomputed; claims 5.4), param samples: dim,
+ *    points, range, index (the gnuplot index of its block in slice.csv),
+ *    loss_center (at a = b = 0), loss_min, loss_max.
+ *
+ * slice.csv: header "a,b,loss,acc" (written before the first slice), then
+ * one line per grid point in gnuplot grid order: a in the outer loop, b in
+ * the inner, a blank line after each scan (each a); b is 0 for a 1-D
+ * slice.  loss and acc are the EVAL (or recomputed) loss and accuracy
+ * (NaN for regression) over the slice samples at theta + a d1 + b d2.  A
+ * run with several slices separates them by two blank lines (gnuplot
+ * `index k`; the slice's probes.csv rows give its step and index).
+ * Numbers use the shortest form that reads back to the same double. */
+#ifndef NB_PROBE_PROBE_H
+#define NB_PROBE_PROBE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <gsl/gsl_rng.h>
+
+#include "core/error.h"
+#include "data/data.h"
+#include "layers/layer.h"
+#include "model/model.h"
+
+enum nb_probe_spacing { NB_SPACING_LIN = 0, NB_SPACING_LOG, NB_SPACING_COUNT };
+
+/* The probe kinds, for cost accounting. */
+enum nb_probe_kind {
+    NB_PROBE_LANDSCAPE = 0,
+    NB_PROBE_ICS,
+    NB_PROBE_DIST,
+    NB_PROBE_GRADSTATS,
+    NB_PROBE_HESSIAN,
+    NB_PROBE_SLICE,
+    NB_PROBE_KIND_COUNT
+};
+
+/* "landscape", "ics", ... (the probes.csv probe column); NULL if out of
+ * range. */
+const char *nb_probe_kind_name(enum nb_probe_kind k);
+
+/* The [probe] section.  Steps are the hook's step numbers (updates done
+ * before the probe); "every K" runs at steps 0, K, 2K, ... */
+struct nb_probe_opts {
+    /* Santurkar landscape (1.a-1.c): eta on a grid of eta_points values
+     * in [eta_min, eta_max] x lr, linear or log spacing. */
+    bool landscape;
+    long landscape_every;
+    double eta_min, eta_max;
+    int eta_points;
+    enum nb_probe_spacing eta_spacing;
+    /* ICS (1.d). */
+    bool ics;
+    long ics_every;
+    /* activation distributions (1.e), and gradient statistics at the
+     * same steps. */
+    bool dist;
+    long dist_every;
+    bool gradstats;
+    /* Hessian (5.5): every hessian_every steps (0: none during training)
+     * and at nb_probe_finish; over the first hessian_samples training
+     * samples, in NB_EVAL or NB_PROBE mode. */
+    bool hessian;
+    long hessian_every;
+    long hessian_samples;
+    enum nb_mode hessian_mode;
+    double hessian_tol;     /* PyHessian: 1e-3 (power iteration and trace) */
+    int hessian_max_iter;   /* PyHessian: 100 (each) */
+    double hessian_fd_rel;  /* h = hessian_fd_rel * max(1, ||theta||) */
+    /* Filter-normalized slices (5.4) at the steps slice_at (borrowed,
+     * copied by init; -1 = the end of the run, at nb_probe_finish; an
+     * empty list = the end only).  slice_points per axis on
+     * [-slice_range, slice_range], over the first slice_samples training
+     * samples (0 = all), EVAL mode, optionally recomputing the
+     * population statistics (over the same samples) at every point. */
+    bool slice;
+    const long *slice_at;
+    int n_slice_at;
+    int slice_dim;          /* 1 or 2 */
+    int slice_points;
+    double slice_range;
+    long slice_samples;
+    bool slice_recompute_bn;
+};
+
+/* The defaults of the config key table: everything off; landscape every
+ * step on [0.5, 4] x lr, 8 points, linear; ics and dist every 100;
+ * Hessian at the end only on 1000 samples in eval mode, tol 1e-3, 100
+ * iterations, fd step 1e-3; slices at the end, 1-D, 51 points on [-1, 1],
+ * all training samples, no recomputation. */
+void nb_probe_opts_default(struct nb_probe_opts *o);
+
+/* Checks ranges and combinations (eta_min > 0, eta_max >= eta_min,
+ * eta_points >= 1, every >= 1, hessian_every >= 0, samples >= 1 (slices:
+ * >= 0), hessian_mode eval or probe, slice_dim 1 or 2, slice_points >= 2,
+ * slice_range > 0, slice_at entries >= -1).  Returns 0 or NB_EINVAL with
+ * a message naming the key. */
+int nb_probe_opts_check(const struct nb_probe_opts *o, struct nb_error *err);
+
+/* "lin"/"log"; parse returns 0 or NB_EINVAL. */
+const char *nb_probe_spacing_name(enum nb_probe_spacing s);
+int nb_probe_spacing_parse(const char *s, enum nb_probe_spacing *out);
+
+/* One probes.csv row; strings are valid during the callback only. */
+struct nb_probe_row {
+    long step;
+    const char *probe;
+    const char *layer;     /* "" when none */
+    int layer_index;       /* -1 when none */
+    const char *param;     /* "" when none */
+    double param_value;    /* NaN when none */
+    const char *stat;
+    double value;
+    const char *bn_mode;
+};
+
+/* Where the results go.  row may be NULL (rows dropped); a non-zero
+ * return stops the probes: no further probe runs (see p->status).  slice
+ * is the open slice.csv (may be NULL); the probe writes the header and
+ * the points and never closes it. */
+struct nb_probe_sink {
+    void *user;
+    int (*row)(void *user, const struct nb_probe_row *r);
+    FILE *slice;
+};
+
+struct nb_probe_cost {
+    long calls;
+    double seconds;
+};
+
+/* Caller-owned; the fields below the line are private. */
+struct nb_probe {
+    struct nb_probe_opts o;
+    double seconds;       /* wall time of all probe calls, save/restore included */
+    long calls;           /* nb_probe_step / finish calls that ran a probe */
+    struct nb_probe_cost cost[NB_PROBE_KIND_COUNT];
+    int status;           /* 0, or the sink's failure (probes stopped) */
+    struct nb_error err;  /* when status != 0 */
+    /* ---- private ---- */
+    struct nb_probe_sink sink;
+    long *slice_at;
+    int slices_written;
+    const struct nb_dataset *data; /* Hessian and slices */
+    gsl_rng *rng;         /* the probe stream: directions, per-call seeds */
+    gsl_rng *fwd;         /* restarted per forward: PROBE-mode draws */
+    unsigned long fwd_seed;
+    /* sizes of the model the buffers were made for */
+    size_t n_params, n_state;
+    int n_layers, cap, train_batch;
+    size_t in_numel, tdim;
+    bool stochastic;
+    /* saved arenas and work vectors (n_params floats unless noted) */
+    float *theta, *g, *gref, *opt, *grads_out, *state; /* state: n_state */
+    float *v, *d1, *d2;
+    double *acc, *acc2;   /* n_params doubles */
+    float *scratch;       /* cap * largest tracked activation */
+    size_t scratch_count;
+    double *prev_mean, *prev_var; /* 2 * n_layers: dist of the last call */
+    bool *prev_valid;
+    size_t *idx;          /* identity sample index for gathers */
+    size_t n_idx;
+    float *bx, *bt;       /* one chunk of samples: cap x input, cap x tdim */
+    int *by;
+    double *eta;          /* eta_points */
+    double *lscratch;     /* 3 * eta_points */
+};
+
+/* Sets p up for models like m (m is read for its sizes and layers only:
+ * it may be a throwaway model built from the same description, with
+ * max_batch at least the training batch; nb_train builds its own).  opts
+ * is copied (slice_at too).  seed: the run seed; the probe stream is
+ * nb_rng_alloc(seed, NB_STREAM_PROBE).  train: the training set (the
+ * Hessian and slices use its first samples; may be NULL when neither is
+ * on); eval_set: used instead when train is NULL.  Returns 0 or a
+ * negative status with err filled; p is then safe to free. */
+int nb_probe_init(struct nb_probe *p, const struct nb_probe_opts *opts,
+                  const struct nb_model *m, uint64_t seed,
+                  const struct nb_dataset *train,
+                  const struct nb_dataset *eval_set, struct nb_error *err);
+
+/* The same from a model description: builds a temporary model of
+ * max_batch samples (the training batch) for the sizes, then frees it. */
+int nb_probe_init_desc(struct nb_probe *p, const struct nb_probe_opts *opts,
+                       const struct nb_model_desc *d, int max_batch,
+                       uint64_t seed, const struct nb_dataset *train,
+                       const struct nb_dataset *eval_set,
+                       struct nb_error *err);
+
+/* Sets where rows and slice points go (copied); before the first step. */
+void nb_probe_set_sink(struct nb_probe *p, const struct nb_probe_sink *s);
+
+/* The hook: runs the probes due at `step` on model m (which must hold the
+ * gradient of the mean loss of the batch x/y/t of n samples, as after
+ * nb_model_backward) with the learning rate lr of this step's update.
+ * Signature-compatible with nb_train_hooks.on_step (pass p as user
+ * through a one-line wrapper).  Leaves parameters, gradients, optimizer
+ * buffers, state and the model's RNG streams exactly as found.  Asserts
+ * that m matches the model p was made for and n <= its max_batch. */
+void nb_probe_step(struct nb_probe *p, struct nb_model *m, const float *x,
+                   const int *y, const float *t, int n, long step, double lr);
+
+/* End of run, on the final parameters (after the last update): the
+ * Hessian (when on) and the slices marked -1 (or all slices when
+ * slice_at is empty), rows with step = steps.  Leaves m as found. */
+void nb_probe_finish(struct nb_probe *p, struct nb_model *m, long steps);
+
+/* Prints a table: per probe kind calls, total seconds, seconds per call
+ * and share of run_seconds (the run's wall time, probes included; <= 0:
+ * shares omitted), then the total. */
+void nb_probe_cost_report(const struct nb_probe *p, FILE *out,
+                          double run_seconds);
+
+/* Frees everything; safe on a zeroed or failed p. */
+void nb_probe_free(struct nb_probe *p);
+
+/* ---- pieces, exposed for tests and other tools ---------------------- */
+
+/* Li et al.'s filter normalization in place: for every NB_PARAM_WEIGHT
+ * parameter of m, each filter (one of its `filters` rows) of d is scaled
+ * to the l2 norm of the same row of theta (d_row * ||theta_row|| /
+ * (||d_row|| + 1e-10)); entries of biases and norm parameters are set to
+ * 0.  d and theta: m->n_params floats in the parameter arena's layout. */
+void nb_probe_filter_normalize(const struct nb_model *m, const float *theta,
+                               float *d);
+
+/* A filter-normalized Gaussian direction: d ~ N(0, I) drawn from r, then
+ * nb_probe_filter_normalize. */
+void nb_probe_random_direction(const struct nb_model *m, gsl_rng *r,
+                               const float *theta, float *d);
+
+/* Percentile q in [0, 1] of x[0..n) with linear interpolation between
+ * order statistics (numpy's default): reorders x. */
+double nb_probe_percentile(float *x, size_t n, double q);
+
+#endif

@@ -1,0 +1,159 @@
+/* src/probe/slice.c - filter-normalized loss slices (Li et al. 2018,
+ * claims.md 5.4): L(theta + a d1) or L(theta + a d1 + b d2) on a grid,
+ * directions Gaussian and filter-normalized with biases and norm
+ * parameters zero (the paper's --xnorm filter --xignore biasbn), loss in
+ * EVAL mode over the first slice_samples training samples, running
+ * statistics as trained (dir_type weights) or recomputed at each point. */
+#include "probe/probe_impl.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/rng.h"
+#include "layers/norm.h"
+
+void nb_probe_filter_normalize(const struct nb_model *m, const float *theta,
+                               float *d)
+{
+    for (int i = 0; i < m->n_layers; i++) {
+        const struct nb_layer *l = &m->layers[i];
+        for (int k = 0; k < l->n_params; k++) {
+            const struct nb_param *q = &l->params[k];
+            float *dv = d + q->offset;
+            if (!(q->flags & NB_PARAM_WEIGHT)) {
+                memset(dv, 0, q->count * sizeof *dv);
+                continue;
+            }
+            size_t rows = q->filters > 0 ? (size_t)q->filters : 1;
+            NB_ASSERT(q->count % rows == 0);
+            size_t len = q->count / rows;
+            for (size_t r = 0; r < rows; r++) {
+                float *dr = dv + r * len;
+                const float *tr = theta + q->offset + r * len;
+                double s = nbp_norm(tr, len) / (nbp_norm(dr, len) + 1e-10);
+                for (size_t j = 0; j < len; j++)
+                    dr[j] = (float)(dr[j] * s);
+            }
+        }
+    }
+}
+
+void nb_probe_random_direction(const struct nb_model *m, gsl_rng *r,
+                               const float *theta, float *d)
+{
+    for (size_t i = 0; i < m->params.count; i++)
+        d[i] = nb_rng_normal(r);
+    nb_probe_filter_normalize(m, theta, d);
+}
+
+/* The shortest of %.15g, %.16g, %.17g that reads back to v. */
+static const char *num(double v, char *buf, size_t size)
+{
+    if (isnan(v))
+        return "nan";
+    if (isinf(v))
+        return v > 0 ? "inf" : "-inf";
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(buf, size, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v)
+            break;
+    }
+    return buf;
+}
+
+/* Grid coordinate i of P points on [-range, range]; the middle point of
+ * an odd grid is exactly 0. */
+static double coord(int i, int P, double range)
+{
+    return range * (double)(2 * i - (P - 1)) / (double)(P - 1);
+}
+
+/* Population statistics of every norm layer at the current parameters,
+ * over the slice samples in chunks of the training batch (TRAIN forwards
+ * in recomputation mode update nothing else; dropout draws come from the
+ * probe's generator). */
+static void recompute(struct nb_probe *p, struct nb_model *m, size_t count, int chunk)
+{
+    gsl_rng *drop = m->ctx.rng_dropout, *noise = m->ctx.rng_noise;
+    m->ctx.rng_dropout = m->ctx.rng_noise = p->fwd;
+    for (int i = 0; i < m->n_layers; i++)
+        nb_norm_recompute_begin(&m->layers[i]);
+    nbp_pass(p, m, count, chunk, NB_TRAIN, false, NULL);
+    for (int i = 0; i < m->n_layers; i++)
+        nb_norm_recompute_end(&m->layers[i], false);
+    m->ctx.rng_dropout = drop;
+    m->ctx.rng_noise = noise;
+}
+
+void nbp_slice(struct nb_probe *p, struct nb_model *m, long step)
+{
+    const int P = p->o.slice_points, dim = p->o.slice_dim;
+    const double range = p->o.slice_range;
+    const bool rc = p->o.slice_recompute_bn;
+    const char *bn = rc ? "recomputed" : "eval";
+    int chunk, rchunk = 0;
+    size_t N = nbp_pass_samples(p, m, p->o.slice_samples, NB_EVAL, &chunk);
+    size_t NR = rc ? nbp_pass_samples(p, m, p->o.slice_samples, NB_TRAIN, &rchunk) : 0;
+    bool classify = p->data->classes > 0;
+
+    nb_probe_random_direction(m, p->rng, p->theta, p->d1);
+    if (dim == 2)
+        nb_probe_random_direction(m, p->rng, p->theta, p->d2);
+
+    FILE *f = p->sink.slice;
+    char b1[40], b2[40], b3[40], b4[40];
+    if (f) {
+        if (p->slices_written == 0)
+            fputs("a,b,loss,acc\n", f);
+        else
+            fputs("\n\n", f);
+    }
+    double lc = NAN, lmin = INFINITY, lmax = -INFINITY;
+    bool nan = false;
+    int nb = dim == 2 ? P : 1;
+    for (int i = 0; i < P; i++) {
+        double a = coord(i, P, range);
+        for (int j = 0; j < nb; j++) {
+            double b = dim == 2 ? coord(j, P, range) : 0.0;
+            nbp_set_params(p, m, a, p->d1, b, dim == 2 ? p->d2 : NULL);
+            if (p->n_state)
+                memcpy(m->state.data, p->state, p->n_state * sizeof(float));
+            if (rc && NR > 0)
+                recompute(p, m, NR, rchunk);
+            long hits = 0;
+            double loss = N ? nbp_pass(p, m, N, chunk, NB_EVAL, false, &hits) : NAN;
+            double acc = (classify && N) ? (double)hits / (double)N : NAN;
+            if (a == 0 && b == 0)
+                lc = loss;
+            if (isnan(loss))
+                nan = true;
+            else {
+                if (loss < lmin)
+                    lmin = loss;
+                if (loss > lmax)
+                    lmax = loss;
+            }
+            if (f)
+                fprintf(f, "%s,%s,%s,%s\n", num(a, b1, sizeof b1), num(b, b2, sizeof b2),
+                        num(loss, b3, sizeof b3), num(acc, b4, sizeof b4));
+        }
+        if (f && dim == 2 && i + 1 < P)
+            fputc('\n', f);
+    }
+    if (f)
+        fflush(f);
+    if (nan)
+        lmax = NAN;
+    if (lmin == INFINITY)
+        lmin = NAN;
+    double s = (double)N;
+    nbp_emit(p, m, step, NB_PROBE_SLICE, -1, "samples", s, "dim", dim, bn);
+    nbp_emit(p, m, step, NB_PROBE_SLICE, -1, "samples", s, "points", P, bn);
+    nbp_emit(p, m, step, NB_PROBE_SLICE, -1, "samples", s, "range", range, bn);
+    nbp_emit(p, m, step, NB_PROBE_SLICE, -1, "samples", s, "index", p->slices_written, bn);
+    nbp_emit(p, m, step, NB_PROBE_SLICE, -1, "samples", s, "loss_center", lc, bn);
+    nbp_emit(p, m, step, NB_PROBE_SLICE, -1, "samples", s, "loss_min", lmin, bn);
+    nbp_emit(p, m, step, NB_PROBE_SLICE, -1, "samples", s, "loss_max", lmax, bn);
+    p->slices_written++;
+}

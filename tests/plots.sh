@@ -1,0 +1,63 @@
+#!/bin/sh
+# tests/plots.sh - every figure script of plots/ renders its fixture
+# (tests/data/plots/KIND.csv, a figure table as normbench writes it) into
+# PNG, SVG and PDF, each a non-empty file of the right type; bad
+# invocations fail.  TAP; skipped when gnuplot is not installed.
+set -u
+
+srcdir=${srcdir:-.}
+GP=${GNUPLOT:-gnuplot}
+if ! command -v "$GP" >/dev/null 2>&1; then
+    echo "1..0 # SKIP gnuplot not installed (apt-get install gnuplot-nox fonts-liberation)"
+    exit 0
+fi
+PLOTS=$srcdir/plots
+FIX=$srcdir/tests/data/plots
+W=tests/tmp/plots-$$
+mkdir -p "$W"
+
+n=0
+failed=0
+pass() { n=$((n + 1)); echo "ok $n - $1"; }
+fail() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; }
+
+kinds="curves vs_batch vs_lr landscape ics dist hessian slice1d slice2d"
+echo "1..$((9 * 4 + 3))"
+for k in $kinds; do
+    for f in png svg pdf; do
+        out=$W/$k.$f
+        if "$GP" -d -c "$PLOTS/$k.gp" "$FIX/$k.csv" "$out" >"$W/$k.$f.log" 2>&1 && [ -s "$out" ]; then
+            pass "$k.gp draws $f ($(wc -c <"$out" | tr -d ' ') bytes)"
+        else
+            fail "$k.gp draws $f"
+            sed 's/^/#   /' "$W/$k.$f.log"
+        fi
+    done
+    # the file types
+    png=$(head -c 4 "$W/$k.png" 2>/dev/null | tail -c 3)
+    pdf=$(head -c 4 "$W/$k.pdf" 2>/dev/null)
+    if [ "$png" = "PNG" ] && [ "$pdf" = "%PDF" ] && grep -q "<svg" "$W/$k.svg" 2>/dev/null; then
+        pass "$k: the files are PNG, SVG and PDF"
+    else
+        fail "$k: the files are PNG, SVG and PDF"
+    fi
+done
+
+# the terminal comes from the suffix: anything else is an error
+if "$GP" -d -c "$PLOTS/curves.gp" "$FIX/curves.csv" "$W/x.gif" >"$W/gif.log" 2>&1; then
+    fail "an unknown output suffix fails"
+else
+    pass "an unknown output suffix fails"
+fi
+if grep -q "must end in .png, .svg or .pdf" "$W/gif.log"; then
+    pass "  and says which suffixes work"
+else
+    fail "  and says which suffixes work"
+    sed 's/^/#   /' "$W/gif.log"
+fi
+if "$GP" -d -c "$PLOTS/vs_batch.gp" >"$W/usage.log" 2>&1; then
+    fail "missing arguments fail"
+else
+    pass "missing arguments fail"
+fi
+[ $failed -eq 0 ]

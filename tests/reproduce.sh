@@ -1,0 +1,120 @@
+#!/bin/sh
+# tests/reproduce.sh - `normbench reproduce --quick` of the quickstart
+# end to end (runs, tables, figures, checks, report, verdict, index), its
+# resumption, `plot`, `reproduce --no-run`, and every experiment of
+# experiments/ loading and planning its quick runs.  TAP.  Everything is
+# written under tests/tmp/ of the build tree.
+set -u
+
+srcdir=${srcdir:-.}
+top_builddir=${top_builddir:-.}
+NB=$(cd "$top_builddir" && pwd)/normbench
+EXP=$(cd "$srcdir/experiments" && pwd)
+W=tests/tmp/reproduce-$$
+mkdir -p "$W"
+W=$(cd "$W" && pwd)
+export OPENBLAS_NUM_THREADS=1
+
+n=0
+failed=0
+pass() { n=$((n + 1)); echo "ok $n - $1"; }
+fail() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; }
+check() { d=$1; shift; if "$@"; then pass "$d"; else fail "$d"; fi; }
+show() { sed 's/^/#   /' "$1"; }
+
+if [ ! -x "$NB" ]; then
+    echo "1..0 # SKIP $NB not built"
+    exit 0
+fi
+have_gnuplot=0
+command -v "${GNUPLOT:-gnuplot}" >/dev/null 2>&1 && have_gnuplot=1
+
+R=$W/results
+Q=$R/quick/quickstart
+
+# 1. the quick reproduction, from scratch
+"$NB" reproduce "$EXP/quickstart.ini" --quick -j 2 --results "$R" --progress none \
+    >"$W/out1" 2>"$W/err1"
+rc=$?
+check "reproduce --quick exits 0" [ $rc -eq 0 ]
+[ $rc -eq 0 ] || { show "$W/out1"; show "$W/err1"; }
+check "it prints the verdict" grep -q "^verdict: .*quick run" "$W/out1"
+check "it prints where the report is" grep -qx "report:  $Q/report.md" "$W/out1"
+check "it prints where the figures are" grep -q "^figures: $Q/figures/" "$W/out1"
+check "report.md is written" [ -s "$Q/report.md" ]
+check "the report names the claim" grep -q '^\*\*Claim\.\*\*' "$Q/report.md"
+check "the report is marked quick" grep -q "Quick run" "$Q/report.md"
+check "the report has a verdict" grep -Eq '^\*\*Verdict: (reproduced|not reproduced|inconclusive)\*\*' "$Q/report.md"
+check "the report lists every check" [ "$(grep -c '^| bn_' "$Q/report.md")" -eq 3 ]
+check "verdict.txt says quick" grep -qx "quick = true" "$Q/verdict.txt"
+check "the quick index lists the experiment" grep -q '\[quickstart\](quickstart/report.md)' "$R/quick/index.md"
+check "the index lists the other experiments as not run" grep -q '| not run |' "$R/quick/index.md"
+for t in runs groups curves; do
+    check "tables/$t.csv is written" [ -s "$Q/tables/$t.csv" ]
+done
+ng=$(($(wc -l <"$Q/tables/groups.csv") - 1))
+check "groups.csv has one row per group ($ng)" [ "$ng" -ge 4 ]
+check "every group has 2 seeds" [ "$(grep -c '(n=2)' "$Q/tables/groups.csv")" -eq "$ng" ]
+check "the overlay config includes the original" grep -q "^include = .*configs/quickstart.ini" "$Q/configs/quickstart.ini"
+check "the overlay applies the quick overrides" grep -qx "train_subset = 1024" "$Q/configs/quickstart.ini"
+if [ $have_gnuplot -eq 1 ]; then
+    check "figures/curves.png is drawn" [ -s "$Q/figures/curves.png" ]
+    check "figures/error_vs_batch.png is drawn" [ -s "$Q/figures/error_vs_batch.png" ]
+    check "the report shows the figures" grep -q '^!\[.*\](figures/curves.png)' "$Q/report.md"
+else
+    check "without gnuplot the report says why figures are missing" grep -q "gnuplot is not installed" "$Q/report.md"
+    pass "# SKIP gnuplot not installed"
+    pass "# SKIP gnuplot not installed"
+fi
+check "the figure data is written" [ -s "$Q/figures/curves.csv" ]
+
+# 2. again: every run is done, nothing is trained, same verdict
+v1=$(sed -n 's/^verdict = //p' "$Q/verdict.txt")
+"$NB" reproduce "$EXP/quickstart.ini" --quick -j 2 --results "$R" --progress none \
+    >"$W/out2" 2>"$W/err2"
+check "a second reproduce exits 0" [ $? -eq 0 ]
+check "  and trains nothing" grep -Eq ": ([0-9]+) done, 0 diverged, 0 failed \\(\\1 were done before\\)" "$W/err2"
+check "  and reaches the same verdict" [ "$(sed -n 's/^verdict = //p' "$Q/verdict.txt")" = "$v1" ]
+
+# 3. --no-run and plot work from the runs on disk
+rm -f "$Q/report.md"
+"$NB" reproduce quickstart --quick --no-run --results "$R" --progress none \
+    >"$W/out3" 2>"$W/err3" </dev/null
+rc=$?
+if [ $rc -ne 0 ]; then
+    # NAME lookup needs experiments/ in the working directory: use the path
+    (cd "$srcdir" && "$NB" reproduce quickstart --quick --no-run --results "$R" \
+        --progress none) >"$W/out3" 2>"$W/err3"
+    rc=$?
+fi
+check "reproduce NAME --no-run rewrites the report" [ $rc -eq 0 ] && [ -s "$Q/report.md" ]
+"$NB" plot "$EXP/quickstart.ini" --quick --results "$R" --format png,svg >"$W/out4" 2>"$W/err4"
+check "plot exits 0" [ $? -eq 0 ]
+if [ $have_gnuplot -eq 1 ]; then
+    check "plot --format png,svg draws both" [ -s "$Q/figures/curves.svg" ]
+else
+    pass "# SKIP gnuplot not installed"
+fi
+
+# 4. errors
+"$NB" reproduce no_such_experiment >"$W/out5" 2>"$W/err5"
+check "an unknown experiment exits 2" [ $? -eq 2 ]
+check "  and says so" grep -q "no experiment 'no_such_experiment'" "$W/err5"
+printf '[experiment]\nclaim = x\nsource = y\nconfig = %s/../configs/quickstart.ini\n[check c]\nexpect = mean(final_test_eror) < 1\n' \
+    "$EXP" >"$W/bad.ini"
+"$NB" reproduce "$W/bad.ini" --results "$R" >"$W/out6" 2>"$W/err6"
+check "a bad check exits 2" [ $? -eq 2 ]
+check "  with FILE:LINE and a hint" grep -q "bad.ini:6: check c: unknown metric 'final_test_eror'" "$W/err6"
+check "  and a did-you-mean" grep -q "did you mean 'final_test_error'" "$W/err6"
+
+# 5. every experiment loads, its configs expand and its quick runs plan
+for e in "$EXP"/*.ini; do
+    name=$(basename "$e" .ini)
+    "$NB" plot "$e" --quick --results "$W/plan" >"$W/plan-$name.out" 2>"$W/plan-$name.err"
+    rc=$?
+    check "experiment $name loads and plans (plot --quick on no runs)" [ $rc -eq 0 ]
+    [ $rc -eq 0 ] || show "$W/plan-$name.err"
+done
+
+echo "1..$n"
+[ $failed -eq 0 ]

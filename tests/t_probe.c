@@ -1,0 +1,1053 @@
+/* tests/t_probe.c - the probes against closed forms and independent
+ * references: the landscape probe on a quadratic (linear least squares),
+ * ICS on a two-layer linear net by hand, power iteration and Hutchinson
+ * against GSL's symmetric eigensolver and the exact trace, filter
+ * normalization, the distribution statistics against sorting, the slice
+ * file's gnuplot layout, and the guarantee that probes never change
+ * training (bit-identical metrics with probes on and off). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <gsl/gsl_eigen.h>
+#include <gsl/gsl_matrix.h>
+#include <gsl/gsl_vector.h>
+
+#include "core/rng.h"
+#include "harness/train.h"
+#include "model/model.h"
+#include "probe/probe.h"
+#include "tap.h"
+
+/* ---- a sink that keeps every row ----------------------------------------- */
+
+struct row {
+    long step;
+    char probe[16], layer[32], param[16], stat[24], mode[16];
+    int layer_index;
+    double pv, value;
+};
+
+struct rows {
+    struct row *r;
+    size_t n, cap;
+};
+
+static int keep(void *user, const struct nb_probe_row *r)
+{
+    struct rows *rs = user;
+    if (rs->n == rs->cap) {
+        size_t cap = rs->cap ? 2 * rs->cap : 256;
+        struct row *nr = realloc(rs->r, cap * sizeof *nr);
+        if (!nr)
+            return -1;
+        rs->r = nr;
+        rs->cap = cap;
+    }
+    struct row *w = &rs->r[rs->n++];
+    memset(w, 0, sizeof *w);
+    w->step = r->step;
+    snprintf(w->probe, sizeof w->probe, "%s", r->probe);
+    snprintf(w->layer, sizeof w->layer, "%s", r->layer);
+    snprintf(w->param, sizeof w->param, "%s", r->param);
+    snprintf(w->stat, sizeof w->stat, "%s", r->stat);
+    snprintf(w->mode, sizeof w->mode, "%s", r->bn_mode);
+    w->layer_index = r->layer_index;
+    w->pv = r->param_value;
+    w->value = r->value;
+    return 0;
+}
+
+/* Value of the first row matching; NaN when none.  layer/param NULL:
+ * any; k >= 0: the k-th match. */
+static double find_k(const struct rows *rs, const char *probe, const char *layer,
+                     const char *param, const char *stat, int k, double *pv)
+{
+    for (size_t i = 0; i < rs->n; i++) {
+        const struct row *w = &rs->r[i];
+        if (strcmp(w->probe, probe) || strcmp(w->stat, stat))
+            continue;
+        if (layer && strcmp(w->layer, layer))
+            continue;
+        if (param && strcmp(w->param, param))
+            continue;
+        if (k-- > 0)
+            continue;
+        if (pv)
+            *pv = w->pv;
+        return w->value;
+    }
+    return NAN;
+}
+
+static double find(const struct rows *rs, const char *probe, const char *layer,
+                   const char *param, const char *stat)
+{
+    return find_k(rs, probe, layer, param, stat, 0, NULL);
+}
+
+static size_t count_rows(const struct rows *rs, const char *probe, const char *stat)
+{
+    size_t c = 0;
+    for (size_t i = 0; i < rs->n; i++)
+        if (!strcmp(rs->r[i].probe, probe) && (!stat || !strcmp(rs->r[i].stat, stat)))
+            c++;
+    return c;
+}
+
+/* tap_tmpdir creates the directory: once per program */
+static const char *tmpdir(void)
+{
+    static char dir[512];
+    if (!dir[0])
+        snprintf(dir, sizeof dir, "%s", tap_tmpdir("t_probe"));
+    return dir;
+}
+
+static void fill(float *x, size_t n, unsigned long seed, double scale)
+{
+    gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+    gsl_rng_set(r, seed);
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)(scale * (2.0 * gsl_rng_uniform(r) - 1.0));
+    gsl_rng_free(r);
+}
+
+static void dln_desc(struct nb_model_desc *d, int dim, int layers)
+{
+    nb_model_desc_default(d);
+    d->arch = NB_ARCH_DLN;
+    d->input = (struct nb_shape){dim, 1, 1};
+    d->outputs = dim;
+    d->dln_layers = layers;
+    d->loss = NB_LOSS_MSE;
+    d->init = NB_INIT_GLOROT;
+}
+
+/* ---- linear least squares in double -------------------------------------- */
+
+/* L(W) = 1/(N D) sum_n ||W x_n - t_n||^2 with W (D, D) row-major float. */
+static double lsq_loss(const float *W, const float *x, const float *t, int N, int D)
+{
+    double s = 0;
+    for (int n = 0; n < N; n++)
+        for (int k = 0; k < D; k++) {
+            double r = -(double)t[n * D + k];
+            for (int i = 0; i < D; i++)
+                r += (double)W[k * D + i] * x[n * D + i];
+            s += r * r;
+        }
+    return s / ((double)N * D);
+}
+
+/* grad L(W) = 2/(N D) sum_n (W x_n - t_n) x_n^T into g (D, D). */
+static void lsq_grad(const float *W, const float *x, const float *t, int N, int D,
+                     double *g)
+{
+    memset(g, 0, (size_t)D * D * sizeof *g);
+    for (int n = 0; n < N; n++)
+        for (int k = 0; k < D; k++) {
+            double r = -(double)t[n * D + k];
+            for (int i = 0; i < D; i++)
+                r += (double)W[k * D + i] * x[n * D + i];
+            for (int i = 0; i < D; i++)
+                g[k * D + i] += 2.0 * r * x[n * D + i] / ((double)N * D);
+        }
+}
+
+static void test_landscape_quadratic(void)
+{
+    enum { D = 5, N = 16, P = 5 };
+    struct nb_model_desc d;
+    dln_desc(&d, D, 1);
+    struct nb_model m;
+    struct nb_error e;
+    if (nb_model_build(&m, &d, N, 3, &e))
+        tap_bail("dln build: %s", e.msg);
+    float x[N * D], t[N * D];
+    fill(x, N * D, 1, 1.0);
+    fill(t, N * D, 2, 1.0);
+    nb_model_forward(&m, x, NULL, t, N, NB_TRAIN);
+    nb_model_backward(&m, N);
+    float W[D * D], G[D * D];
+    memcpy(W, m.params.data, sizeof W);
+    memcpy(G, m.grads.data, sizeof G);
+
+    struct nb_probe_opts o;
+    nb_probe_opts_default(&o);
+    o.landscape = true;
+    o.eta_points = P;
+    o.eta_spacing = NB_SPACING_LOG;
+    struct nb_probe p;
+    struct rows rs = {0};
+    int rc = nb_probe_init(&p, &o, &m, 5, NULL, NULL, &e);
+    ok(rc == 0, "landscape: init without data");
+    struct nb_probe_sink sink = {.user = &rs, .row = keep};
+    nb_probe_set_sink(&p, &sink);
+    const double lr = 0.1;
+    nb_probe_step(&p, &m, x, NULL, t, N, 0, lr);
+
+    ok(memcmp(W, m.params.data, sizeof W) == 0 && memcmp(G, m.grads.data, sizeof G) == 0,
+       "landscape: parameters and gradient restored bit for bit");
+    is_int((long long)count_rows(&rs, "landscape", "loss"), P, "landscape: one loss row per eta");
+
+    /* closed forms: the loss is quadratic, grad L(W - eta G) = grad L(W) -
+     * eta H[G] with H[V] = 2/(N D) V X^T X, so ||dg|| = eta ||H[G]|| and
+     * beta = ||H[G]|| / ||G|| whatever eta */
+    double A[D * D] = {0};
+    for (int n = 0; n < N; n++)
+        for (int i = 0; i < D; i++)
+            for (int j = 0; j < D; j++)
+                A[i * D + j] += (double)x[n * D + i] * x[n * D + j];
+    double hg2 = 0, g2 = 0;
+    for (int k = 0; k < D; k++)
+        for (int j = 0; j < D; j++) {
+            double s = 0;
+            for (int i = 0; i < D; i++)
+                s += (double)G[k * D + i] * A[i * D + j];
+            s *= 2.0 / ((double)N * D);
+            hg2 += s * s;
+            g2 += (double)G[k * D + j] * G[k * D + j];
+        }
+    double beta_exact = sqrt(hg2 / g2);
+
+    double lmin = INFINITY, lmax = -INFINITY, dmin = INFINITY, dmax = -INFINITY;
+    double worst_l = 0, worst_d = 0, worst_b = 0, worst_eta = 0;
+    for (int k = 0; k < P; k++) {
+        double eta_want = lr * 0.5 * pow(8.0, k / (double)(P - 1)), eta;
+        double L = find_k(&rs, "landscape", NULL, "eta", "loss", k, &eta);
+        double DG = find_k(&rs, "landscape", NULL, "eta", "grad_change", k, NULL);
+        double B = find_k(&rs, "landscape", NULL, "eta", "beta", k, NULL);
+        worst_eta = fmax(worst_eta, fabs(eta - eta_want) / eta_want);
+        float Wp[D * D];
+        for (int i = 0; i < D * D; i++)
+            Wp[i] = (float)((double)W[i] - eta * (double)G[i]);
+        double Lx = lsq_loss(Wp, x, t, N, D);
+        double gp[D * D], s = 0;
+        lsq_grad(Wp, x, t, N, D, gp);
+        for (int i = 0; i < D * D; i++)
+            s += (gp[i] - G[i]) * (gp[i] - G[i]);
+        double DGx = sqrt(s);
+        worst_l = fmax(worst_l, fabs(L - Lx) / Lx);
+        worst_d = fmax(worst_d, fabs(DG - DGx) / DGx);
+        worst_b = fmax(worst_b, fabs(B - beta_exact) / beta_exact);
+        lmin = fmin(lmin, Lx);
+        lmax = fmax(lmax, Lx);
+        dmin = fmin(dmin, DGx);
+        dmax = fmax(dmax, DGx);
+    }
+    ok(worst_eta < 1e-12, "landscape: log grid over [0.5, 4] x lr (worst rel %.2g)", worst_eta);
+    ok(worst_l < 1e-5, "landscape: L(w - eta g) matches the quadratic (worst rel %.2g)", worst_l);
+    ok(worst_d < 2e-3, "landscape: ||grad change|| matches eta ||H g|| (worst rel %.2g)", worst_d);
+    ok(worst_b < 2e-3, "landscape: beta = ||H g|| / ||g|| at every eta (worst rel %.2g)", worst_b);
+    is_close(find(&rs, "landscape", NULL, NULL, "loss_min"), lmin, 0, 1e-5, "landscape: loss_min");
+    is_close(find(&rs, "landscape", NULL, NULL, "loss_max"), lmax, 0, 1e-5, "landscape: loss_max");
+    is_close(find(&rs, "landscape", NULL, NULL, "grad_change_min"), dmin, 0, 2e-3,
+             "landscape: grad_change_min");
+    is_close(find(&rs, "landscape", NULL, NULL, "grad_change_max"), dmax, 0, 2e-3,
+             "landscape: grad_change_max");
+    is_close(find(&rs, "landscape", NULL, NULL, "beta_eff"), beta_exact, 0, 2e-3,
+             "landscape: beta_eff = ||H g|| / ||g|| (%.6g)", beta_exact);
+    is_close(find(&rs, "landscape", NULL, NULL, "loss0"), lsq_loss(W, x, t, N, D), 0, 1e-6,
+             "landscape: loss0 = L(w)");
+    is_close(find(&rs, "landscape", NULL, NULL, "grad_norm"), sqrt(g2), 0, 1e-12,
+             "landscape: grad_norm = ||g||");
+    is_str(rs.r[0].mode, "probe", "landscape: rows say bn_mode probe");
+    ok(count_rows(&rs, "landscape", "seconds") == 1 && p.cost[NB_PROBE_LANDSCAPE].calls == 1 &&
+           p.seconds > 0,
+       "landscape: its cost is recorded (%.3g s)", p.seconds);
+    /* a step not due does nothing */
+    o.landscape_every = 2;
+    nb_probe_free(&p);
+    nb_probe_init(&p, &o, &m, 5, NULL, NULL, &e);
+    nb_probe_set_sink(&p, &sink);
+    size_t before = rs.n;
+    nb_probe_step(&p, &m, x, NULL, t, N, 3, lr);
+    ok(rs.n == before && p.calls == 0, "landscape_every 2: step 3 runs nothing");
+    nb_probe_free(&p);
+    free(rs.r);
+    nb_model_free(&m);
+}
+
+/* ---- ICS on a two-layer linear net ---------------------------------------- */
+
+static void test_ics(void)
+{
+    enum { D = 4, N = 12 };
+    struct nb_model_desc d;
+    dln_desc(&d, D, 2);
+    struct nb_model m;
+    struct nb_error e;
+    if (nb_model_build(&m, &d, N, 4, &e))
+        tap_bail("dln build: %s", e.msg);
+    float x[N * D], t[N * D];
+    fill(x, N * D, 3, 1.0);
+    fill(t, N * D, 4, 1.0);
+    nb_model_forward(&m, x, NULL, t, N, NB_TRAIN);
+    nb_model_backward(&m, N);
+    const struct nb_param *w1 = &m.layers[0].params[0], *w2 = &m.layers[1].params[0];
+    float W1[D * D], W2[D * D], G1[D * D], G2[D * D];
+    memcpy(W1, w1->value, sizeof W1);
+    memcpy(W2, w2->value, sizeof W2);
+    memcpy(G1, w1->grad, sizeof G1);
+    memcpy(G2, w2->grad, sizeof G2);
+
+    struct nb_probe_opts o;
+    nb_probe_opts_default(&o);
+    o.ics = true;
+    o.ics_every = 1;
+    struct nb_probe p;
+    struct rows rs = {0};
+    nb_probe_init(&p, &o, &m, 5, NULL, NULL, &e);
+    struct nb_probe_sink sink = {.user = &rs, .row = keep};
+    nb_probe_set_sink(&p, &sink);
+    const double lr = 0.3;
+    nb_probe_step(&p, &m, x, NULL, t, N, 0, lr);
+
+    /* by hand: W1' = W1 - lr G1; G2' = 2/(N D) sum_n (W2 W1' x - t)(W1' x)^T */
+    float W1s[D * D];
+    for (int i = 0; i < D * D; i++)
+        W1s[i] = (float)((double)W1[i] - lr * (double)G1[i]);
+    double G2s[D * D] = {0};
+    for (int n = 0; n < N; n++) {
+        double h[D], r[D];
+        for (int k = 0; k < D; k++) {
+            h[k] = 0;
+            for (int i = 0; i < D; i++)
+                h[k] += (double)W1s[k * D + i] * x[n * D + i];
+        }
+        for (int k = 0; k < D; k++) {
+            r[k] = -(double)t[n * D + k];
+            for (int i = 0; i < D; i++)
+                r[k] += (double)W2[k * D + i] * h[i];
+        }
+        for (int k = 0; k < D; k++)
+            for (int i = 0; i < D; i++)
+                G2s[k * D + i] += 2.0 * r[k] * h[i] / ((double)N * D);
+    }
+    double dd = 0, gg = 0, ss = 0, gs = 0;
+    for (int i = 0; i < D * D; i++) {
+        dd += (G2[i] - G2s[i]) * (G2[i] - G2s[i]);
+        gg += (double)G2[i] * G2[i];
+        ss += G2s[i] * G2s[i];
+        gs += G2[i] * G2s[i];
+    }
+    is_close(find(&rs, "ics", "linear1", "lr", "l2"), 0, 0, 0, "ics: first layer l2 = 0");
+    is_close(find(&rs, "ics", "linear1", "lr", "cos"), 1, 1e-12, 0, "ics: first layer cos = 1");
+    is_close(find(&rs, "ics", "linear2", "lr", "l2"), sqrt(dd), 0, 1e-4,
+             "ics: second layer ||G - G'|| by hand (%.6g)", sqrt(dd));
+    is_close(find(&rs, "ics", "linear2", "lr", "cos"), gs / sqrt(gg * ss), 1e-6, 0,
+             "ics: second layer cos(G, G') by hand (%.6g)", gs / sqrt(gg * ss));
+    is_close(find(&rs, "ics", "linear2", "lr", "grad_norm"), sqrt(gg), 0, 1e-12,
+             "ics: ||G|| of the second layer");
+    is_close(find(&rs, "ics", "linear2", "lr", "grad_norm_shifted"), sqrt(ss), 0, 1e-5,
+             "ics: ||G'|| of the second layer");
+    double pv = NAN;
+    find_k(&rs, "ics", "linear2", "lr", "l2", 0, &pv);
+    ok(pv == lr && rs.r[0].layer_index == 0, "ics: param lr and layer_index recorded");
+    ok(memcmp(W1, w1->value, sizeof W1) == 0 && memcmp(G2, w2->grad, sizeof G2) == 0,
+       "ics: parameters and gradients restored");
+    nb_probe_free(&p);
+    free(rs.r);
+    nb_model_free(&m);
+}
+
+/* ---- Hessian on linear least squares --------------------------------------- */
+
+static void test_hessian(void)
+{
+    enum { D = 4, N = 64, NP = D * D };
+    struct nb_model_desc d;
+    dln_desc(&d, D, 1);
+    struct nb_model m;
+    struct nb_error e;
+    if (nb_model_build(&m, &d, 32, 6, &e))
+        tap_bail("dln build: %s", e.msg);
+    struct nb_dataset ds;
+    struct nb_shape sh = {D, 1, 1};
+    if (nb_dataset_init(&ds, "lsq", N, &sh, 0, D, &e))
+        tap_bail("dataset: %s", e.msg);
+    /* anisotropic inputs: distinct eigenvalues */
+    static const double scale[D] = {2.0, 1.2, 0.7, 0.3};
+    fill(ds.x, (size_t)N * D, 7, 1.0);
+    for (int n = 0; n < N; n++)
+        for (int i = 0; i < D; i++)
+            ds.x[n * D + i] *= (float)scale[i];
+    fill(ds.t, (size_t)N * D, 8, 1.0);
+
+    /* the exact Hessian: H[(k,i),(l,j)] = delta_kl 2/(N D) A_ij */
+    double A[D * D] = {0};
+    for (int n = 0; n < N; n++)
+        for (int i = 0; i < D; i++)
+            for (int j = 0; j < D; j++)
+                A[i * D + j] += (double)ds.x[n * D + i] * ds.x[n * D + j];
+    gsl_matrix *H = gsl_matrix_calloc(NP, NP);
+    double trace = 0, off2 = 0;
+    for (int k = 0; k < D; k++)
+        for (int i = 0; i < D; i++)
+            for (int j = 0; j < D; j++)
+                gsl_matrix_set(H, k * D + i, k * D + j, 2.0 * A[i * D + j] / ((double)N * D));
+    for (int a = 0; a < NP; a++)
+        for (int b = 0; b < NP; b++) {
+            double h = gsl_matrix_get(H, a, b);
+            if (a == b)
+                trace += h;
+            else
+                off2 += h * h;
+        }
+    gsl_vector *ev = gsl_vector_alloc(NP);
+    gsl_eigen_symm_workspace *ws = gsl_eigen_symm_alloc(NP);
+    gsl_eigen_symm(H, ev, ws);
+    double lmax = gsl_vector_max(ev);
+    gsl_eigen_symm_free(ws);
+    gsl_vector_free(ev);
+    gsl_matrix_free(H);
+
+    struct nb_probe_opts o;
+    nb_probe_opts_default(&o);
+    o.hessian = true;
+    o.hessian_samples = N;
+    struct nb_probe p;
+    struct rows rs = {0};
+    int rc = nb_probe_init(&p, &o, &m, 9, &ds, NULL, &e);
+    ok(rc == 0, "hessian: init (%s)", rc ? e.msg : "ok");
+    struct nb_probe_sink sink = {.user = &rs, .row = keep};
+    nb_probe_set_sink(&p, &sink);
+    float W[NP];
+    memcpy(W, m.params.data, sizeof W);
+    nb_probe_finish(&p, &m, 0);
+    double lam = find(&rs, "hessian", NULL, "samples", "lambda_max");
+    double it = find(&rs, "hessian", NULL, "samples", "lambda_iters");
+    is_close(lam, lmax, 0, 5e-3,
+             "hessian: power iteration (tol 1e-3) vs gsl_eigen_symm: %.6g vs %.6g (%g iterations)",
+             lam, lmax, it);
+    ok(it >= 2 && it <= 100 && find(&rs, "hessian", NULL, "samples", "lambda_converged") == 1,
+       "hessian: power iteration converged within 100 iterations");
+    double tr = find(&rs, "hessian", NULL, "samples", "trace");
+    double tit = find(&rs, "hessian", NULL, "samples", "trace_iters");
+    /* Var(z^T H z) = 2 sum_{i != j} H_ij^2 for Rademacher z */
+    double tol = 5.0 * sqrt(2.0 * off2 / tit) + 1e-4 * trace;
+    is_close(tr, trace, tol, 0,
+             "hessian: Hutchinson trace %.6g vs exact %.6g (%g Rademacher vectors, 5 sd = %.3g)",
+             tr, trace, tit, tol);
+    ok(tit >= 2 && tit <= 100, "hessian: trace iterations recorded (%g)", tit);
+    double wn = 0;
+    for (int i = 0; i < NP; i++)
+        wn += (double)W[i] * W[i];
+    is_close(find(&rs, "hessian", NULL, "samples", "fd_step"), 1e-3 * fmax(1.0, sqrt(wn)), 0,
+             1e-12, "hessian: fd_step = 1e-3 max(1, ||theta||) recorded");
+    double pv = NAN;
+    find_k(&rs, "hessian", NULL, "samples", "loss", 0, &pv);
+    ok(pv == N && !strcmp(rs.r[0].mode, "eval"), "hessian: samples %g, bn_mode eval", pv);
+    ok(memcmp(W, m.params.data, sizeof W) == 0, "hessian: parameters restored");
+    nb_probe_free(&p);
+
+    /* tight tolerance: the eigenvalue to 1e-5 */
+    o.hessian_tol = 1e-9;
+    o.hessian_max_iter = 400;
+    rs.n = 0;
+    nb_probe_init(&p, &o, &m, 9, &ds, NULL, &e);
+    nb_probe_set_sink(&p, &sink);
+    nb_probe_finish(&p, &m, 0);
+    lam = find(&rs, "hessian", NULL, "samples", "lambda_max");
+    is_close(lam, lmax, 0, 1e-5, "hessian: tol 1e-9: lambda_max %.9g vs %.9g", lam, lmax);
+    tr = find(&rs, "hessian", NULL, "samples", "trace");
+    tit = find(&rs, "hessian", NULL, "samples", "trace_iters");
+    tol = 5.0 * sqrt(2.0 * off2 / tit) + 1e-4 * trace;
+    is_close(tr, trace, tol, 0, "hessian: tol 1e-9: trace %.6g vs %.6g (%g vectors)", tr, trace,
+             tit);
+    nb_probe_free(&p);
+
+    /* probe mode with chunks of the training batch: same Hessian here */
+    nb_probe_opts_default(&o);
+    o.hessian = true;
+    o.hessian_every = 1;
+    o.hessian_samples = N;
+    o.hessian_mode = NB_PROBE;
+    o.hessian_tol = 1e-9;
+    o.hessian_max_iter = 400;
+    rs.n = 0;
+    nb_probe_init(&p, &o, &m, 9, &ds, NULL, &e);
+    nb_probe_set_sink(&p, &sink);
+    float x[16 * D], t[16 * D];
+    nb_dataset_gather(&ds, NULL, 16, x, NULL, t);
+    nb_model_forward(&m, x, NULL, t, 16, NB_TRAIN);
+    nb_model_backward(&m, 16);
+    nb_probe_step(&p, &m, x, NULL, t, 16, 0, 0.1);
+    lam = find(&rs, "hessian", NULL, "samples", "lambda_max");
+    is_close(lam, lmax, 0, 1e-5, "hessian: probe mode in chunks of 16: lambda_max %.9g", lam);
+    ok(!strcmp(rs.r[0].mode, "probe"), "hessian: bn_mode probe");
+    nb_probe_free(&p);
+
+    free(rs.r);
+    nb_dataset_free(&ds);
+    nb_model_free(&m);
+}
+
+/* ---- filter normalization ------------------------------------------------ */
+
+static void test_filter_norm(void)
+{
+    struct nb_model_desc d;
+    nb_model_desc_default(&d);
+    d.input = (struct nb_shape){1, 8, 8};
+    d.outputs = 3;
+    d.norm.type = NB_NORM_BATCH;
+    struct nb_model m;
+    struct nb_error e;
+    if (nb_model_build(&m, &d, 4, 2, &e))
+        tap_bail("cnn build: %s", e.msg);
+    /* non-trivial biases and norm parameters, so zeroing shows */
+    for (int i = 0; i < m.n_layers; i++)
+        for (int k = 0; k < m.layers[i].n_params; k++)
+            if (!(m.layers[i].params[k].flags & NB_PARAM_WEIGHT))
+                fill(m.layers[i].params[k].value, m.layers[i].params[k].count, 5 + i, 1.0);
+    float *dir = malloc(m.n_params * sizeof *dir);
+    gsl_rng *r = nb_rng_alloc(1, NB_STREAM_PROBE);
+    nb_probe_random_direction(&m, r, m.params.data, dir);
+    size_t filters = 0, bad = 0, zeros = 0, nonzero = 0;
+    double worst = 0;
+    for (int i = 0; i < m.n_layers; i++)
+        for (int k = 0; k < m.layers[i].n_params; k++) {
+            const struct nb_param *q = &m.layers[i].params[k];
+            if (q->flags & NB_PARAM_WEIGHT) {
+                size_t len = q->count / (size_t)q->filters;
+                for (int f = 0; f < q->filters; f++) {
+                    double a = 0, b = 0;
+                    for (size_t j = 0; j < len; j++) {
+                        double dv = dir[q->offset + f * len + j];
+                        double tv = q->value[f * len + j];
+                        a += dv * dv;
+                        b += tv * tv;
+                    }
+                    double rel = fabs(sqrt(a) - sqrt(b)) / sqrt(b);
+                    worst = fmax(worst, rel);
+                    if (rel > 1e-6)
+                        bad++;
+                    filters++;
+                }
+            } else {
+                for (size_t j = 0; j < q->count; j++) {
+                    if (dir[q->offset + j] == 0.0f)
+                        zeros++;
+                    else
+                        nonzero++;
+                }
+            }
+        }
+    ok(filters == 16 + 16 + 32 + 32 + 128 + 3 && bad == 0,
+       "filter norm: each of %zu filters has its weights' norm (worst rel %.2g)", filters, worst);
+    ok(zeros > 0 && nonzero == 0, "filter norm: %zu bias and norm entries are zero", zeros);
+    gsl_rng_free(r);
+    free(dir);
+    nb_model_free(&m);
+}
+
+/* ---- percentiles and the distribution probe ------------------------------- */
+
+static int cmpf(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+static double sorted_pct(const float *s, size_t n, double q)
+{
+    double pos = q * (double)(n - 1);
+    size_t k = (size_t)floor(pos);
+    double f = pos - (double)k;
+    return k + 1 < n ? s[k] + f * ((double)s[k + 1] - s[k]) : s[k];
+}
+
+/* Compares the dist rows of every norm layer's input and output with
+ * statistics of the activations left in m; returns the mismatches. */
+static int dist_check(const struct nb_model *mm, const struct rows *rsp, int N, int *ntensors)
+{
+    const struct nb_model m = *mm;
+    const struct rows rs = *rsp;
+    int bad_stats = 0, tensors = 0;
+    for (int i = 0; i < m.n_layers; i++) {
+        if (m.layers[i].ops != &nb_norm_ops)
+            continue;
+        for (int in = 0; in < 2; in++) {
+            int a = in ? m.in_idx[i] : i + 1;
+            size_t cnt = (size_t)N * nb_shape_numel(&m.layers[a - 1].out);
+            float *s = malloc(cnt * sizeof *s);
+            memcpy(s, m.acts[a], cnt * sizeof *s);
+            double mean = 0, var = 0;
+            for (size_t j = 0; j < cnt; j++)
+                mean += s[j];
+            mean /= (double)cnt;
+            for (size_t j = 0; j < cnt; j++)
+                var += (s[j] - mean) * (s[j] - mean);
+            var /= (double)cnt;
+            qsort(s, cnt, sizeof *s, cmpf);
+            const char *which = in ? "in" : "out";
+            const char *ln = m.layers[i].name;
+            if (fabs(find(&rs, "dist", ln, which, "mean") - mean) > 1e-6 ||
+                fabs(find(&rs, "dist", ln, which, "var") - var) > 1e-6 * (1 + var) ||
+                find(&rs, "dist", ln, which, "p15") != sorted_pct(s, cnt, 0.15) ||
+                find(&rs, "dist", ln, which, "p50") != sorted_pct(s, cnt, 0.50) ||
+                find(&rs, "dist", ln, which, "p85") != sorted_pct(s, cnt, 0.85))
+                bad_stats++;
+            tensors++;
+            free(s);
+        }
+    }
+    *ntensors = tensors;
+    return bad_stats;
+}
+
+static void test_dist(void)
+{
+    /* percentiles vs sorting, with many ties */
+    size_t sizes[] = {1, 2, 7, 100, 1001};
+    int bad = 0;
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+        size_t n = sizes[si];
+        float *a = malloc(n * sizeof *a), *s = malloc(n * sizeof *s), *w = malloc(n * sizeof *w);
+        fill(a, n, 10 + si, 3.0);
+        for (size_t i = 0; i < n; i += 3)
+            a[i] = 0; /* ties */
+        memcpy(s, a, n * sizeof *s);
+        qsort(s, n, sizeof *s, cmpf);
+        for (double q = 0; q <= 1.0001; q += 0.05) {
+            memcpy(w, a, n * sizeof *w);
+            double got = nb_probe_percentile(w, n, q > 1 ? 1 : q);
+            if (got != sorted_pct(s, n, q > 1 ? 1 : q))
+                bad++;
+        }
+        free(a);
+        free(s);
+        free(w);
+    }
+    ok(bad == 0, "percentiles (linear interpolation) equal those of the sorted data");
+
+    /* the dist and gradstats probes on an mlp with batch norm */
+    struct nb_model_desc d;
+    nb_model_desc_default(&d);
+    d.arch = NB_ARCH_MLP;
+    d.input = (struct nb_shape){1, 4, 4};
+    d.outputs = 3;
+    d.n_widths = 2;
+    d.widths[0] = 8;
+    d.widths[1] = 6;
+    d.norm.type = NB_NORM_BATCH;
+    struct nb_model m;
+    struct nb_error e;
+    enum { N = 10 };
+    if (nb_model_build(&m, &d, N, 2, &e))
+        tap_bail("mlp build: %s", e.msg);
+    float x[N * 16];
+    int y[N];
+    fill(x, N * 16, 3, 1.0);
+    for (int i = 0; i < N; i++)
+        y[i] = i % 3;
+    struct nb_probe_opts o;
+    nb_probe_opts_default(&o);
+    o.dist = true;
+    o.dist_every = 1;
+    o.gradstats = true;
+    struct nb_probe p;
+    struct rows rs = {0};
+    nb_probe_init(&p, &o, &m, 5, NULL, NULL, &e);
+    struct nb_probe_sink sink = {.user = &rs, .row = keep};
+    nb_probe_set_sink(&p, &sink);
+    nb_model_forward(&m, x, y, NULL, N, NB_TRAIN);
+    nb_model_backward(&m, N);
+    nb_probe_step(&p, &m, x, y, NULL, N, 0, 0.1);
+    /* layers: linear1 norm1 relu1 linear2 norm2 relu2 linear3 xent */
+    int tensors = 0, bad_stats = dist_check(&m, &rs, N, &tensors);
+    ok(tensors == 4 && bad_stats == 0,
+       "dist: mean, var, p15/p50/p85 of the pre- and post-norm activations of %d tensors", tensors);
+    ok(count_rows(&rs, "dist", "dmean") == 0, "dist: no change rows at the first call");
+    is_close(find(&rs, "dist", "norm1", "out", "mean"), 0, 1e-6, 0,
+             "dist: batch norm output has mean 0 (gamma 1, beta 0)");
+    /* gradstats: the whole-model gradient norm */
+    double g = 0;
+    for (size_t i = 0; i < m.n_params; i++)
+        g += (double)m.grads.data[i] * m.grads.data[i];
+    double got = NAN;
+    for (size_t i = 0; i < rs.n; i++)
+        if (!strcmp(rs.r[i].probe, "gradstats") && !strcmp(rs.r[i].stat, "grad_norm") &&
+            rs.r[i].layer_index < 0)
+            got = rs.r[i].value;
+    is_close(got, sqrt(g), 0, 1e-12, "gradstats: model gradient norm");
+    ok(count_rows(&rs, "gradstats", "grad_norm") == 6,
+       "gradstats: one grad_norm per layer with parameters, and the total");
+    /* a second call: dmean and dvar appear */
+    nb_model_forward(&m, x + 16, y, NULL, N - 1, NB_TRAIN);
+    nb_model_backward(&m, N - 1);
+    nb_probe_step(&p, &m, x + 16, y, NULL, N - 1, 1, 0.1);
+    ok(count_rows(&rs, "dist", "dmean") == 4 && count_rows(&rs, "dist", "dvar") == 4,
+       "dist: the second call reports dmean and dvar for each tensor");
+
+    /* post placement: the norm inputs are ReLU outputs, many ties at 0 */
+    nb_probe_free(&p);
+    nb_model_free(&m);
+    d.placement = NB_PLACE_POST;
+    nb_model_build(&m, &d, N, 2, &e);
+    rs.n = 0;
+    nb_probe_init(&p, &o, &m, 5, NULL, NULL, &e);
+    nb_probe_set_sink(&p, &sink);
+    nb_model_forward(&m, x, y, NULL, N, NB_TRAIN);
+    nb_model_backward(&m, N);
+    nb_probe_step(&p, &m, x, y, NULL, N, 0, 0.1);
+    bad_stats = dist_check(&m, &rs, N, &tensors);
+    ok(tensors == 4 && bad_stats == 0 && find(&rs, "dist", "norm1", "in", "p15") == 0,
+       "dist, post placement: statistics of ReLU outputs with ties (p15 = 0)");
+    d.placement = NB_PLACE_PRE;
+
+    /* without norm: the conv/linear outputs */
+    nb_probe_free(&p);
+    nb_model_free(&m);
+    d.norm.type = NB_NORM_NONE;
+    nb_model_build(&m, &d, N, 2, &e);
+    rs.n = 0;
+    nb_probe_init(&p, &o, &m, 5, NULL, NULL, &e);
+    nb_probe_set_sink(&p, &sink);
+    nb_model_forward(&m, x, y, NULL, N, NB_TRAIN);
+    nb_model_backward(&m, N);
+    nb_probe_step(&p, &m, x, y, NULL, N, 0, 0.1);
+    ok(count_rows(&rs, "dist", "mean") == 3 && !isnan(find(&rs, "dist", "linear3", "out", "p85")),
+       "dist without norm: the output of each linear layer");
+    nb_probe_free(&p);
+    nb_model_free(&m);
+    free(rs.r);
+}
+
+/* ---- slices --------------------------------------------------------------- */
+
+static int read_lines(const char *path, char lines[][128], int max)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    int n = 0;
+    while (n < max && fgets(lines[n], 128, f)) {
+        lines[n][strcspn(lines[n], "\n")] = 0;
+        n++;
+    }
+    fclose(f);
+    return n;
+}
+
+static void test_slice(void)
+{
+    enum { D = 3, N = 40 };
+    struct nb_model_desc d;
+    dln_desc(&d, D, 1);
+    struct nb_model m;
+    struct nb_error e;
+    nb_model_build(&m, &d, 16, 6, &e);
+    struct nb_dataset ds;
+    struct nb_shape sh = {D, 1, 1};
+    nb_dataset_init(&ds, "lsq", N, &sh, 0, D, &e);
+    fill(ds.x, N * D, 17, 1.0);
+    fill(ds.t, N * D, 18, 1.0);
+
+    char path[1024];
+    snprintf(path, sizeof path, "%s/slice.csv", tmpdir());
+    FILE *f = fopen(path, "w");
+    if (!f)
+        tap_bail("cannot write %s", path);
+    struct nb_probe_opts o;
+    nb_probe_opts_default(&o);
+    o.slice = true;
+    o.slice_dim = 2;
+    o.slice_points = 3;
+    o.slice_samples = 30;
+    long at[2] = {4, -1};
+    o.slice_at = at;
+    o.n_slice_at = 2;
+    struct nb_probe p;
+    struct rows rs = {0};
+    int rc = nb_probe_init(&p, &o, &m, 3, &ds, NULL, &e);
+    ok(rc == 0, "slice: init");
+    struct nb_probe_sink sink = {.user = &rs, .row = keep, .slice = f};
+    nb_probe_set_sink(&p, &sink);
+    float x[16 * D], t[16 * D];
+    nb_dataset_gather(&ds, NULL, 16, x, NULL, t);
+    nb_model_forward(&m, x, NULL, t, 16, NB_TRAIN);
+    nb_model_backward(&m, 16);
+    nb_probe_step(&p, &m, x, NULL, t, 16, 3, 0.1); /* not a slice step */
+    ok(p.slices_written == 0, "slice: nothing at step 3");
+    nb_probe_step(&p, &m, x, NULL, t, 16, 4, 0.1);
+    nb_probe_finish(&p, &m, 10);
+    fclose(f);
+    char lines[64][128];
+    int n = read_lines(path, lines, 64);
+    /* header, 3 scans of 3 separated by blank lines, 2 blank lines, again */
+    ok(n == 1 + 11 + 2 + 11, "slice: %d lines in slice.csv", n);
+    is_str(lines[0], "a,b,loss,acc", "slice: header");
+    ok(n >= 12 && lines[4][0] == 0 && lines[8][0] == 0 && lines[12][0] == 0 && lines[13][0] == 0,
+       "slice: blank line between scans, two between slices");
+    ok(n >= 2 && !strncmp(lines[1], "-1,-1,", 6), "slice: grid starts at (-1, -1): '%s'",
+       n >= 2 ? lines[1] : "");
+    double a, b, loss;
+    char accs[32];
+    ok(n >= 6 && sscanf(lines[6], "%lf,%lf,%lf,%31s", &a, &b, &loss, accs) == 4 && a == 0 &&
+           b == 0 && !strcmp(accs, "nan"),
+       "slice: centre point (0, 0) in the middle; acc nan for regression");
+    is_close(loss, lsq_loss(m.params.data, ds.x, ds.t, 30, D), 0, 1e-6,
+             "slice: the loss at the centre is L(theta) over 30 samples");
+    is_close(find(&rs, "slice", NULL, "samples", "loss_center"), loss, 0, 1e-15,
+             "slice: loss_center row");
+    ok(count_rows(&rs, "slice", "index") == 2 &&
+           find_k(&rs, "slice", NULL, NULL, "index", 1, NULL) == 1,
+       "slice: two slices, indices 0 and 1");
+    ok(rs.n > 0 && rs.r[rs.n - 1].step == 10, "slice: the end slice has the final step");
+    nb_probe_free(&p);
+
+    /* 1-D: one scan, b = 0 */
+    f = fopen(path, "w");
+    o.slice_dim = 1;
+    o.slice_points = 5;
+    o.slice_range = 0.5;
+    o.n_slice_at = 0; /* the end only */
+    nb_probe_init(&p, &o, &m, 3, &ds, NULL, &e);
+    sink.slice = f;
+    nb_probe_set_sink(&p, &sink);
+    nb_probe_finish(&p, &m, 10);
+    fclose(f);
+    n = read_lines(path, lines, 64);
+    ok(n == 6 && !strncmp(lines[1], "-0.5,0,", 7) && !strncmp(lines[3], "0,0,", 4) &&
+           !strncmp(lines[5], "0.5,0,", 6),
+       "slice 1-D: 5 points from -0.5 to 0.5 with b = 0, no blank lines");
+    nb_probe_free(&p);
+    free(rs.r);
+    nb_dataset_free(&ds);
+    nb_model_free(&m);
+}
+
+/* ---- probes never change training ---------------------------------------- */
+
+struct run {
+    struct nb_probe *p; /* NULL: probes off */
+    struct nb_metrics rows[32];
+    int n;
+};
+
+static void on_step(void *user, struct nb_model *m, const float *x, const int *y,
+                    const float *t, int n, long step, double lr)
+{
+    struct run *r = user;
+    if (r->p)
+        nb_probe_step(r->p, m, x, y, t, n, step, lr);
+}
+
+static int on_metrics(void *user, const struct nb_metrics *row)
+{
+    struct run *r = user;
+    if (r->n < 32)
+        r->rows[r->n++] = *row;
+    return 0;
+}
+
+/* Every field of every row but the wall time, bit for bit. */
+static bool same_metrics(const struct run *a, const struct run *b)
+{
+    if (a->n != b->n || a->n == 0)
+        return false;
+    for (int i = 0; i < a->n; i++) {
+        struct nb_metrics x = a->rows[i], y = b->rows[i];
+        x.time = y.time = 0;
+        if (memcmp(&x, &y, sizeof x))
+            return false;
+    }
+    return true;
+}
+
+static bool same_rows(const struct rows *a, const struct rows *b)
+{
+    if (a->n != b->n)
+        return false;
+    for (size_t i = 0; i < a->n; i++) {
+        struct row x = a->r[i], y = b->r[i];
+        if (!strcmp(x.stat, "seconds"))
+            continue;
+        if (x.step != y.step || strcmp(x.probe, y.probe) || strcmp(x.stat, y.stat) ||
+            memcmp(&x.value, &y.value, sizeof x.value))
+            return false;
+    }
+    return true;
+}
+
+static void untouched(const char *label, const struct nb_train_spec *spec,
+                      const struct nb_dataset *tr, const struct nb_dataset *te,
+                      enum nb_mode hmode, bool recompute)
+{
+    struct nb_error e;
+    struct nb_train_result res;
+    struct run off = {0}, on = {0};
+    struct nb_train_hooks h = {.user = &off, .on_step = on_step, .on_metrics = on_metrics};
+    int rc = nb_train(spec, tr, te, &h, 0, &res, &e);
+    ok(rc == 0 && res.status == NB_TRAIN_DONE && off.n >= 2, "%s: trains without probes (%d rows)",
+       label, off.n);
+
+    struct nb_probe_opts o;
+    nb_probe_opts_default(&o);
+    o.landscape = true;
+    o.landscape_every = 3;
+    o.eta_points = 3;
+    o.ics = true;
+    o.ics_every = 4;
+    o.dist = true;
+    o.dist_every = 5;
+    o.gradstats = true;
+    o.hessian = true;
+    o.hessian_every = 7;
+    o.hessian_samples = 64;
+    o.hessian_mode = hmode;
+    o.hessian_max_iter = 5;
+    o.slice = true;
+    long at[1] = {6};
+    o.slice_at = at;
+    o.n_slice_at = 1;
+    o.slice_dim = 2;
+    o.slice_points = 3;
+    o.slice_samples = 64;
+    o.slice_recompute_bn = recompute;
+    struct rows rows[2] = {{0}, {0}};
+    for (int k = 0; k < 2; k++) {
+        struct nb_probe p;
+        rc = nb_probe_init_desc(&p, &o, &spec->model, spec->batch, spec->seed, tr, te, &e);
+        if (rc) {
+            ok(0, "%s: probe init (%s)", label, e.msg);
+            return;
+        }
+        char path[1024];
+        snprintf(path, sizeof path, "%s/slice-%s-%d.csv", tmpdir(), label, k);
+        for (char *c = strrchr(path, '/'); *c; c++)
+            if (*c == ' ' || *c == '+')
+                *c = '_';
+        FILE *f = fopen(path, "w");
+        struct nb_probe_sink sink = {.user = &rows[k], .row = keep, .slice = f};
+        nb_probe_set_sink(&p, &sink);
+        on.p = &p;
+        on.n = 0;
+        h.user = &on;
+        rc = nb_train(spec, tr, te, &h, 0, &res, &e);
+        if (f)
+            fclose(f);
+        if (k == 0) {
+            ok(rc == 0 && same_metrics(&off, &on),
+               "%s: every metric bit-identical with all probes on (%d rows)", label, on.n);
+            bool all = true;
+            for (int q = 0; q < NB_PROBE_KIND_COUNT; q++)
+                all = all && p.cost[q].calls > 0;
+            ok(all && p.status == 0, "%s: every probe ran (%ld calls, %.3f s of %.3f s)", label,
+               p.calls, p.seconds, res.seconds);
+            ok(count_rows(&rows[0], "slice", "index") == 1 &&
+                   isfinite(find(&rows[0], "landscape", NULL, NULL, "beta_eff")) &&
+                   isfinite(find(&rows[0], "ics", NULL, "lr", "cos")) &&
+                   isfinite(find(&rows[0], "hessian", NULL, "samples", "lambda_max")),
+               "%s: finite landscape, ICS and Hessian values", label);
+        }
+        nb_probe_free(&p);
+    }
+    ok(same_rows(&rows[0], &rows[1]), "%s: the probes' own rows are reproducible (%zu rows)",
+       label, rows[0].n);
+    free(rows[0].r);
+    free(rows[1].r);
+}
+
+static void test_untouched(void)
+{
+    struct nb_synth_opts so;
+    struct nb_error e;
+    struct nb_dataset tr, te;
+    nb_synth_opts_default(&so);
+    so.n_train = 256;
+    so.n_test = 64;
+    so.shape = (struct nb_shape){1, 8, 8};
+    so.classes = 4;
+    so.seed = 11;
+    so.spread = 0.1;
+    if (nb_synth_blobs(&so, &tr, &te, &e))
+        tap_bail("blobs: %s", e.msg);
+
+    struct nb_train_spec spec;
+    nb_train_spec_default(&spec);
+    spec.model.arch = NB_ARCH_MLP;
+    spec.model.input = tr.shape;
+    spec.model.outputs = 4;
+    spec.model.n_widths = 2;
+    spec.model.widths[0] = 32;
+    spec.model.widths[1] = 16;
+    spec.model.norm.type = NB_NORM_BATCH;
+    spec.model.dropout = 0.3;
+    spec.model.dropout_place = NB_DROPOUT_BEFORE_NORM;
+    spec.sgd.momentum = 0.9;
+    spec.batch = 32;
+    spec.max_steps = 30;
+    spec.eval_every = 10;
+    spec.eval_every_epoch = false;
+    spec.precise_bn = true; /* draws dropout masks from the model's probe stream */
+    spec.precise_samples = 96;
+    spec.sched.lr = 0.1;
+    spec.seed = 5;
+    untouched("mlp+bn+dropout+precise", &spec, &tr, &te, NB_PROBE, true);
+
+    nb_train_spec_default(&spec);
+    spec.model.arch = NB_ARCH_CNN;
+    spec.model.input = tr.shape;
+    spec.model.outputs = 4;
+    spec.model.norm.type = NB_NORM_BATCH;
+    spec.model.norm.noisy = true;
+    spec.model.dropout = 0.2;
+    spec.sgd.momentum = 0.9;
+    spec.batch = 16;
+    spec.max_steps = 14;
+    spec.eval_every = 7;
+    spec.eval_every_epoch = false;
+    spec.sched.lr = 0.05;
+    spec.seed = 6;
+    untouched("cnn+noisy bn+dropout", &spec, &tr, &te, NB_EVAL, true);
+
+    nb_dataset_free(&tr);
+    nb_dataset_free(&te);
+}
+
+static void test_opts(void)
+{
+    struct nb_probe_opts o;
+    struct nb_error e;
+    nb_probe_opts_default(&o);
+    ok(nb_probe_opts_check(&o, &e) == 0 && o.eta_min == 0.5 && o.eta_max == 4 &&
+           o.hessian_tol == 1e-3 && o.hessian_max_iter == 100,
+       "defaults: [0.5, 4] x lr, PyHessian tol 1e-3 and 100 iterations");
+    o.slice_dim = 3;
+    ok(nb_probe_opts_check(&o, &e) == NB_EINVAL, "slice_dim 3 refused");
+    contains(e.msg, "slice_dim", "... naming the key");
+    nb_probe_opts_default(&o);
+    o.eta_max = 0.1;
+    ok(nb_probe_opts_check(&o, &e) == NB_EINVAL, "eta_max < eta_min refused");
+    enum nb_probe_spacing s;
+    ok(nb_probe_spacing_parse("log", &s) == 0 && s == NB_SPACING_LOG &&
+           nb_probe_spacing_parse("cubic", &s) == NB_EINVAL,
+       "spacing names parse");
+    /* the Hessian needs data */
+    nb_probe_opts_default(&o);
+    o.hessian = true;
+    struct nb_model_desc d;
+    dln_desc(&d, 3, 1);
+    struct nb_probe p;
+    ok(nb_probe_init_desc(&p, &o, &d, 4, 1, NULL, NULL, &e) == NB_EINVAL,
+       "hessian without a data set refused");
+    nb_probe_free(&p);
+}
+
+int main(void)
+{
+    test_opts();
+    test_landscape_quadratic();
+    test_ics();
+    test_hessian();
+    test_filter_norm();
+    test_dist();
+    test_slice();
+    test_untouched();
+    tap_done_testing();
+    return tap_exit();
+}

@@ -1,0 +1,450 @@
+/* tests/t_summarize.c - summaries over hand-made run directories
+ * (tests/sumfix.c): grouping, labels, replicates, per-run scalars,
+ * aggregates, aligned curves, probe tables, selections, figure tables,
+ * and malformed run files reported as FILE:LINE. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/error.h"
+#include "harness/config.h"
+#include "harness/csvio.h"
+#include "harness/summarize.h"
+#include "harness/sweep.h"
+#include "sumfix.h"
+#include "tap.h"
+
+static char dir[4096];
+
+static int find_group(const struct nb_summary *s, const char *label)
+{
+    for (int g = 0; g < s->n_groups; g++)
+        if (!strcmp(s->groups[g].label, label))
+            return g;
+    return -1;
+}
+
+static const struct nb_sum_run *find_run(const struct nb_summary *s, int g, int rep)
+{
+    const struct nb_sum_group *G = &s->groups[g];
+    return rep < G->n_runs ? &s->runs[G->runs[rep]] : NULL;
+}
+
+/* Value of column name in the row of table t where column key == val. */
+static double cell(const struct nb_csv_table *t, const char *key, const char *val,
+                   const char *name)
+{
+    int ck = nb_csv_col(t, key), cn = nb_csv_col(t, name);
+    if (ck < 0 || cn < 0)
+        return NAN;
+    for (size_t r = 0; r < t->nrows; r++) {
+        const char *v = nb_csv_cell(t, r, ck);
+        if (v && !strcmp(v, val)) {
+            const char *x = nb_csv_cell(t, r, cn);
+            return x ? strtod(x, NULL) : NAN;
+        }
+    }
+    return NAN;
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *fp = fopen(path, "w");
+    if (!fp)
+        tap_bail("cannot write %s", path);
+    fputs(text, fp);
+    fclose(fp);
+}
+
+static struct nb_metric metric(const char *name)
+{
+    struct nb_metric m;
+    struct nb_error e;
+    if (nb_metric_parse(name, "x", 1, &m, &e))
+        tap_bail("metric %s: %s", name, e.msg);
+    return m;
+}
+
+/* A filter from text (the check module parses these in the program;
+ * here they are built by hand to keep this test independent of it). */
+static struct nb_sum_filter filt(const char *key, enum nb_cmp op, const char *v)
+{
+    struct nb_sum_filter f;
+    memset(&f, 0, sizeof f);
+    if (!strcmp(key, "step"))
+        f.key = NB_FK_STEP;
+    else if (!strcmp(key, "layer"))
+        f.key = NB_FK_LAYER;
+    else
+        f.key = nb_key_lookup_name(key);
+    f.op = op;
+    f.n_vals = 1;
+    f.vals = malloc(sizeof *f.vals);
+    f.num = malloc(sizeof *f.num);
+    f.vals[0] = strdup(v);
+    char *end;
+    f.num[0] = strtod(v, &end);
+    if (*end || end == v)
+        f.num[0] = NAN;
+    f.text = strdup(key);
+    return f;
+}
+
+static size_t sel(const struct nb_summary *s, const char *mname, struct nb_sum_filter *f,
+                  int nf, int mode, double *first)
+{
+    struct nb_metric m = metric(mname);
+    struct nb_sum_point *p;
+    size_t n;
+    struct nb_error e;
+    nb_error_clear(&e);
+    int rc = nb_summary_select(s, &m, f, nf, mode, &p, &n, &e);
+    if (rc)
+        tap_diag("select %s: %s", mname, e.msg);
+    *first = n ? p[0].value : NAN;
+    free(p);
+    nb_metric_free(&m);
+    return rc ? (size_t)-1 : n;
+}
+
+static void test_sweep_summary(const char *cfg)
+{
+    struct nb_sweep sw;
+    struct nb_error e;
+    nb_error_clear(&e);
+    ok(nb_sweep_load(cfg, &sw, &e) == 0, "fixture config loads");
+    struct nb_summary s;
+    nb_summary_init(&s);
+    char edir[4200];
+    snprintf(edir, sizeof edir, "%s/fx", dir);
+    is_int(nb_summary_add_sweep(&s, &sw, edir, &e), 0, "add_sweep");
+    is_int(nb_summary_group(&s, &e), 0, "group");
+    is_int((long long)s.n_runs, 18, "18 runs");
+    is_int(s.n_groups, 6, "6 groups (seeds are replicates)");
+    is_int(s.max_reps, 3, "3 replicates");
+    is_int(s.n_vary, 3, "varying keys: norm.type, train.batch, optim.lr");
+    int nlab = 0;
+    for (int j = 0; j < s.n_vary; j++)
+        nlab += s.in_label[j];
+    is_int(nlab, 2, "lr (zipped to the batch size) is left out of labels");
+    is_str(s.groups[0].label, "none bs=8", "group order follows the sweep (0)");
+    is_str(s.groups[3].label, "batch bs=32", "group order follows the sweep (3)");
+    int gb8 = find_group(&s, "batch bs=8"), gg32 = find_group(&s, "group bs=32");
+    int gn32 = find_group(&s, "none bs=32"), gn8 = find_group(&s, "none bs=8");
+    ok(gb8 >= 0 && gg32 >= 0 && gn32 >= 0 && gn8 >= 0, "labels name the norm and batch");
+    if (gb8 < 0 || gg32 < 0 || gn32 < 0 || gn8 < 0)
+        tap_bail("groups missing");
+    is_str(s.groups[gb8].title, "batch bs=8 (n=3; 1 diverged)", "title with a diverged run");
+    is_str(s.groups[gg32].title, "group bs=32 (n=1; 2 missing)", "title with missing runs");
+    is_int(s.groups[gg32].n_missing, 2, "failed + pending = missing");
+    is_int(find_run(&s, gg32, 1)->status, NB_SUM_FAILED, "error.txt: failed");
+    is_int(find_run(&s, gg32, 2)->status, NB_SUM_PENDING, "no directory: pending");
+    is_int(find_run(&s, gb8, 2)->status, NB_SUM_DIVERGED, "DONE status diverged");
+    for (int k = 0; k < 3; k++)
+        is_int((long long)find_run(&s, gn8, k)->seed, k, "replicate %d is seed %d", k, k);
+
+    const struct nb_sum_run *r = find_run(&s, gn8, 1);
+    is_close(r->sc[NB_SC_FINAL_TEST_ACC], sumfix_acc(0, 8, 1), 1e-12, 0, "final_test_acc");
+    is_close(r->sc[NB_SC_FINAL_TEST_ERROR], 100 * (1 - sumfix_acc(0, 8, 1)), 1e-9, 0,
+             "final_test_error in percent");
+    is_close(r->sc[NB_SC_BEST_TEST_ACC], sumfix_acc(0, 8, 1), 1e-12, 0, "best_test_acc");
+    is_close(r->sc[NB_SC_FINAL_TRAIN_LOSS], sumfix_loss(0, 8, 1) / 4, 1e-12, 0,
+             "final_train_loss");
+    is_close(r->sc[NB_SC_MIN_TRAIN_LOSS], sumfix_loss(0, 8, 1) / 4, 1e-12, 0, "min_train_loss");
+    is_close(r->sc[NB_SC_STEPS], 200, 0, 0, "steps");
+    is_close(r->sc[NB_SC_EPOCHS], 2, 0, 0, "epochs");
+    is_close(r->sc[NB_SC_WALL_TIME], 101, 0, 0, "wall_time from DONE");
+    is_close(r->sc[NB_SC_STEPS_TO_TARGET], 200, 0, 0, "steps_to_target (none)");
+    is_close(find_run(&s, find_group(&s, "group bs=8"), 0)->sc[NB_SC_STEPS_TO_TARGET], 150,
+             0, 0, "steps_to_target (group reaches 0.8 at step 150)");
+    is_close(r->steps_per_epoch, 100, 1e-9, 0, "steps per epoch");
+    double t5[4];
+    for (int i = 0; i < 4; i++)
+        t5[i] = 100 * (1 - (sumfix_acc(0, 8, 1) - 0.1 * (3 - i) / 4.0));
+    is_close(r->sc[NB_SC_FINAL5_TEST_ERROR], 0.5 * (t5[1] + t5[2]), 1e-9, 0,
+             "final5_test_error: median of the last evaluations");
+    const struct nb_sum_run *d = find_run(&s, gb8, 2);
+    ok(isnan(d->sc[NB_SC_FINAL_TEST_ERROR]), "a diverged run has no final error");
+    is_close(d->sc[NB_SC_DIVERGED], 1, 0, 0, "diverged = 1");
+    is_close(d->sc[NB_SC_STEPS], 100, 0, 0, "a diverged run keeps its steps");
+
+    /* tables */
+    char tdir[4300], path[4400];
+    snprintf(tdir, sizeof tdir, "%s/tables", dir);
+    is_int(nb_summary_write_tables(&s, tdir, &e), 0, "write_tables");
+    struct nb_csv_table t;
+    snprintf(path, sizeof path, "%s/groups.csv", tdir);
+    is_int(nb_csv_read(path, &t, &e), 0, "groups.csv reads back strictly");
+    is_int((long long)t.nrows, 6, "groups.csv: one row per group");
+    ok(nb_csv_col(&t, "norm.type") >= 0 && nb_csv_col(&t, "train.batch") >= 0 &&
+           nb_csv_col(&t, "optim.lr") >= 0,
+       "groups.csv repeats the varying keys");
+    double m0 = 0;
+    for (int k = 0; k < 3; k++)
+        m0 += 100 * (1 - sumfix_acc(0, 8, k)) / 3;
+    is_close(cell(&t, "label", "none bs=8", "final_test_error_mean"), m0, 1e-9, 0,
+             "mean over seeds");
+    is_close(cell(&t, "label", "none bs=8", "final_test_error_std"), 0.1, 1e-9, 0,
+             "sample standard deviation");
+    is_close(cell(&t, "label", "none bs=8", "final_test_error_min"),
+             100 * (1 - sumfix_acc(0, 8, 2)), 1e-9, 0, "min");
+    is_close(cell(&t, "label", "batch bs=8", "final_test_error_n"), 2, 0, 0,
+             "n counts finite values (the diverged run drops out)");
+    is_close(cell(&t, "label", "batch bs=8", "final_test_error_mean"),
+             50 * (2 - sumfix_acc(1, 8, 0) - sumfix_acc(1, 8, 1)), 1e-9, 0,
+             "the mean leaves the diverged run out");
+    is_close(cell(&t, "label", "batch bs=8", "diverged_mean"), 1.0 / 3, 1e-12, 0,
+             "diverged_mean = fraction diverged");
+    is_close(cell(&t, "label", "group bs=32", "n_missing"), 2, 0, 0, "n_missing");
+    nb_csv_table_free(&t);
+
+    snprintf(path, sizeof path, "%s/curves.csv", tdir);
+    is_int(nb_csv_read(path, &t, &e), 0, "curves.csv reads back");
+    {
+        int cs = nb_csv_col(&t, "step"), cl = nb_csv_col(&t, "label"),
+            cn = nb_csv_col(&t, "n"), cm = nb_csv_col(&t, "train_loss_mean"),
+            ce = nb_csv_col(&t, "test_error_mean");
+        ok(cs >= 0 && cl >= 0 && cn >= 0 && cm >= 0 && ce >= 0, "curves.csv columns");
+        int n25 = -1, n50 = -1, sorted = 1, last_sid = -1;
+        double lm50 = NAN;
+        int csid = nb_csv_col(&t, "sid");
+        for (size_t i = 0; i < t.nrows; i++) {
+            int sid = atoi(nb_csv_cell(&t, i, csid));
+            sorted &= sid >= last_sid;
+            last_sid = sid;
+            if (strcmp(nb_csv_cell(&t, i, cl), "none bs=32"))
+                continue;
+            if (!strcmp(nb_csv_cell(&t, i, cs), "25"))
+                n25 = atoi(nb_csv_cell(&t, i, cn));
+            if (!strcmp(nb_csv_cell(&t, i, cs), "50")) {
+                n50 = atoi(nb_csv_cell(&t, i, cn));
+                lm50 = strtod(nb_csv_cell(&t, i, cm), NULL);
+            }
+        }
+        ok(sorted, "curves.csv: each series contiguous (sorted by sid)");
+        is_int(n25, 1, "an evaluation only one seed has: n = 1");
+        is_int(n50, 3, "aligned step: n = 3");
+        is_close(lm50, (sumfix_loss(0, 32, 0) + sumfix_loss(0, 32, 1) + sumfix_loss(0, 32, 2)) / 3,
+                 1e-9, 0, "train loss averaged at the aligned step");
+    }
+    nb_csv_table_free(&t);
+
+    snprintf(path, sizeof path, "%s/probes.csv", tdir);
+    is_int(nb_csv_read(path, &t, &e), 0, "probes.csv reads back");
+    {
+        int cl = nb_csv_col(&t, "label"), cst = nb_csv_col(&t, "stat"),
+            cs = nb_csv_col(&t, "step"), cm = nb_csv_col(&t, "mean"), cn = nb_csv_col(&t, "n");
+        double v = NAN;
+        int n = -1;
+        for (size_t i = 0; i < t.nrows; i++)
+            if (!strcmp(nb_csv_cell(&t, i, cl), "none bs=32") &&
+                !strcmp(nb_csv_cell(&t, i, cst), "loss_range") &&
+                !strcmp(nb_csv_cell(&t, i, cs), "10")) {
+                v = strtod(nb_csv_cell(&t, i, cm), NULL);
+                n = atoi(nb_csv_cell(&t, i, cn));
+            }
+        double want = 0;
+        for (int k = 0; k < 3; k++)
+            want += (sumfix_lmax(0, 10, k) - sumfix_lmin(0, 10, k)) / 3;
+        is_close(v, want, 1e-9, 0, "derived landscape loss_range, averaged");
+        is_int(n, 3, "probe rows aggregated over 3 seeds");
+    }
+    nb_csv_table_free(&t);
+
+    /* selections */
+    struct nb_sum_filter f[3];
+    double v;
+    f[0] = filt("norm.type", NB_CMP_EQ, "batch");
+    f[1] = filt("train.batch", NB_CMP_EQ, "8");
+    is_int((long long)sel(&s, "final_test_error", f, 2, NB_SEL_MEAN, &v), 1, "scalar: one group");
+    is_close(v, 50 * (2 - sumfix_acc(1, 8, 0) - sumfix_acc(1, 8, 1)), 1e-9, 0,
+             "scalar mean over the finite replicates");
+    is_int((long long)sel(&s, "final_test_error", f, 2, 0, &v), 1, "replicate 0");
+    is_close(v, 100 * (1 - sumfix_acc(1, 8, 0)), 1e-9, 0, "replicate 0's value");
+    is_int((long long)sel(&s, "final_test_error", f, 2, 2, &v), 0,
+           "replicate 2 diverged: nothing selected");
+    is_int((long long)sel(&s, "diverged", f, 2, 2, &v), 1, "but its diverged flag is");
+    nb_sum_filter_free(&f[0]);
+    nb_sum_filter_free(&f[1]);
+    f[0] = filt("norm.type", NB_CMP_EQ, "none");
+    f[1] = filt("train.batch", NB_CMP_EQ, "32");
+    f[2] = filt("step", NB_CMP_GE, "50");
+    is_int((long long)sel(&s, "test_acc", f, 3, NB_SEL_MEAN, &v), 4, "per-step metric: 4 steps");
+    is_int((long long)sel(&s, "test_acc", f, 2, NB_SEL_MEAN, &v), 5, "without the step filter: 5");
+    is_close(v, 0.5, 1e-12, 0, "the extra step's only value");
+    is_int((long long)sel(&s, "landscape.loss_range", f, 2, NB_SEL_MEAN, &v), 3,
+           "probe stat: 3 steps");
+    is_int((long long)sel(&s, "landscape.loss", f, 2, NB_SEL_MEAN, &v), 9,
+           "per-eta probe stat: 3 steps x 3 etas");
+    is_int((long long)sel(&s, "landscape.loss_range", f, 2, 1, &v), 3, "replicate 1");
+    is_close(v, sumfix_lmax(0, 0, 1) - sumfix_lmin(0, 0, 1), 1e-12, 0,
+             "replicate 1's first point is step 0");
+    nb_sum_filter_free(&f[2]);
+    f[2] = filt("layer", NB_CMP_EQ, "linear2");
+    is_int((long long)sel(&s, "ics.cos", f, 3, NB_SEL_MEAN, &v), 3, "ics.cos of one layer");
+    is_close(v, 0.9, 1e-12, 0, "its value");
+    {
+        struct nb_metric m = metric("final_test_error");
+        struct nb_sum_point *p;
+        size_t n;
+        nb_error_clear(&e);
+        is_int(nb_summary_select(&s, &m, f, 3, NB_SEL_MEAN, &p, &n, &e), NB_EINVAL,
+               "a layer filter on a scalar is an error");
+        contains(e.msg, "does not apply", "  and says so");
+        nb_metric_free(&m);
+    }
+    for (int i = 0; i < 3; i++)
+        nb_sum_filter_free(&f[i]);
+
+    /* figure tables */
+    static const char *const kinds[] = {"curves", "vs_batch", "vs_lr", "landscape", "ics",
+                                        "dist", "hessian", "slice1d", "slice2d"};
+    for (int k = 0; k < NB_FIG_COUNT; k++) {
+        struct nb_fig_spec fs = {.kind = k, .x = nb_key_lookup("train", "batch"),
+                                 .scalar = NB_SC_FINAL_TEST_ERROR};
+        if (k == NB_FIG_VS_LR)
+            fs.x = nb_key_lookup("optim", "lr");
+        snprintf(path, sizeof path, "%s/fig_%s.csv", tdir, kinds[k]);
+        nb_error_clear(&e);
+        int rc = nb_summary_figure_table(&s, &fs, path, &e);
+        is_int(rc, 0, "figure table %s", kinds[k]);
+        if (rc)
+            tap_diag("%s", e.msg);
+        struct stat st;
+        ok(stat(path, &st) == 0 && st.st_size > 100, "  %s is written", kinds[k]);
+    }
+    snprintf(path, sizeof path, "%s/fig_vs_batch.csv", tdir);
+    is_int(nb_csv_read(path, &t, &e), 0, "vs_batch table reads back");
+    {
+        int cs = nb_csv_col(&t, "series"), csid = nb_csv_col(&t, "sid");
+        is_int((long long)t.nrows, 6, "vs_batch: 3 series x 2 batch sizes");
+        is_str(nb_csv_cell(&t, 0, cs), "none (n=3)", "series label without the x key, with n");
+        is_str(nb_csv_cell(&t, 5, csid), "2", "3 series");
+        is_str(nb_csv_cell(&t, 2, cs), "batch (n=3; 1 run diverged)", "diverged runs counted");
+    }
+    nb_csv_table_free(&t);
+    {
+        struct nb_sum_filter w = filt("norm.type", NB_CMP_EQ, "batch");
+        struct nb_fig_spec fs = {.kind = NB_FIG_SLICE2D, .where = &w, .n_where = 1};
+        snprintf(path, sizeof path, "%s/fig_none.csv", tdir);
+        nb_error_clear(&e);
+        is_int(nb_summary_figure_table(&s, &fs, path, &e), NB_ENOENT,
+               "a figure with nothing to draw: NB_ENOENT");
+        struct stat st;
+        ok(stat(path, &st) != 0, "  and no file left behind");
+        nb_sum_filter_free(&w);
+    }
+    nb_summary_free(&s);
+    nb_sweep_free(&sw);
+}
+
+static void test_dir_summary(void)
+{
+    struct nb_summary s;
+    struct nb_error e;
+    nb_error_clear(&e);
+    nb_summary_init(&s);
+    char edir[4200];
+    snprintf(edir, sizeof edir, "%s/fx", dir);
+    is_int(nb_summary_add_dir(&s, edir, &e), 0, "add_dir");
+    is_int(nb_summary_group(&s, &e), 0, "group (directory)");
+    is_int((long long)s.n_runs, 17, "every run directory (the pending run has none)");
+    is_int(s.n_groups, 6, "6 groups");
+    is_str(s.groups[0].label, "batch lr=0.1", "directory order: sorted by the varying keys");
+    ok(find_group(&s, "none lr=0.4") >= 0, "keys in table order: lr labels, batch follows");
+    nb_summary_free(&s);
+}
+
+static void test_bad_files(void)
+{
+    char rdir[4300], path[4400], buf[2048];
+    struct nb_error e;
+    struct nb_summary s;
+    /* a run dir copied from the fixture, then damaged */
+    snprintf(rdir, sizeof rdir, "%s/bad", dir);
+    mkdir(rdir, 0777);
+    snprintf(path, sizeof path, "%s/config.ini", rdir);
+    write_file(path, "[model]\narch = mlp\n[data]\nsource = blobs\n");
+    snprintf(path, sizeof path, "%s/DONE", rdir);
+    write_file(path, "status = done\n");
+    snprintf(path, sizeof path, "%s/metrics.csv", rdir);
+    write_file(path, "step,epoch,test_acc\n1,0.5,0.3\n2,1\n");
+    nb_summary_init(&s);
+    nb_error_clear(&e);
+    is_int(nb_summary_add_run_dir(&s, rdir, &e), NB_EFORMAT, "a short metrics row");
+    char want[4500];
+    snprintf(want, sizeof want, "%s:3:", path);
+    contains(nb_error_format(&e, buf, sizeof buf), want, "  reported at FILE:LINE");
+    nb_summary_free(&s);
+
+    write_file(path, "step,epoch,test_acc\n1,0.5,0.3\n2,1,abc\n");
+    nb_summary_init(&s);
+    nb_error_clear(&e);
+    is_int(nb_summary_add_run_dir(&s, rdir, &e), NB_EFORMAT, "a word in a number column");
+    contains(nb_error_format(&e, buf, sizeof buf), want, "  reported at FILE:LINE");
+    nb_summary_free(&s);
+
+    write_file(path, "step,epoch,test_acc\n1,0.5,0.3\n2,1,0.4\n");
+    snprintf(path, sizeof path, "%s/probes.csv", rdir);
+    write_file(path, "step,probe,layer,param,param_value,stat\n0,landscape,,,,loss0\n");
+    nb_summary_init(&s);
+    nb_error_clear(&e);
+    is_int(nb_summary_add_run_dir(&s, rdir, &e), NB_EFORMAT, "probes.csv without value");
+    contains(e.msg, "no column 'value'", "  names the column");
+    nb_summary_free(&s);
+
+    write_file(path, "step,probe,layer,param,param_value,stat,value\n0,landscape,,,,loss0,1\n"
+                     "5,landscape,,,,loss0");
+    nb_summary_init(&s);
+    nb_error_clear(&e);
+    is_int(nb_summary_add_run_dir(&s, rdir, &e), NB_EFORMAT, "probes.csv cut short");
+    snprintf(want, sizeof want, "%s:3:", path);
+    contains(nb_error_format(&e, buf, sizeof buf), want, "  at its last line");
+    nb_summary_free(&s);
+
+    remove(path);
+    snprintf(path, sizeof path, "%s/slice.csv", rdir);
+    write_file(path, "a,b,loss,acc\n0,0,1,1\n0,1,1,1\n\n1,0,1,1\n\n");
+    nb_summary_init(&s);
+    nb_error_clear(&e);
+    is_int(nb_summary_add_run_dir(&s, rdir, &e), NB_EFORMAT, "a ragged 2-D slice");
+    contains(e.msg, "not a grid", "  is not a grid");
+    nb_summary_free(&s);
+    remove(path);
+    nb_summary_init(&s);
+    is_int(nb_summary_add_run_dir(&s, rdir, &e), 0, "the repaired run reads");
+    is_int(s.runs[0].status, NB_SUM_DONE, "DONE without run_id: done");
+    nb_summary_free(&s);
+}
+
+static void test_stats(void)
+{
+    double v[] = {3, NAN, 1, 2, INFINITY, 4};
+    double m, sd, lo, hi, med;
+    is_int(nb_stats(v, 6, &m, &sd, &lo, &hi, &med), 4, "nb_stats counts finite values");
+    is_close(m, 2.5, 1e-15, 0, "mean");
+    is_close(sd, sqrt(5.0 / 3), 1e-15, 0, "sample std");
+    is_close(lo, 1, 0, 0, "min");
+    is_close(hi, 4, 0, 0, "max");
+    is_close(med, 2.5, 0, 0, "median (even count)");
+    double one[] = {7};
+    nb_stats(one, 1, &m, &sd, NULL, NULL, &med);
+    is_close(sd, 0, 0, 0, "std of one value is 0");
+    double none[] = {NAN};
+    is_int(nb_stats(none, 1, &m, NULL, NULL, NULL, NULL), 0, "no finite value");
+    ok(isnan(m), "  mean NaN");
+}
+
+int main(void)
+{
+    snprintf(dir, sizeof dir, "%s", tap_tmpdir("t_summarize"));
+    const char *cfg = sumfix_make(dir);
+    test_stats();
+    test_sweep_summary(cfg);
+    test_dir_summary();
+    test_bad_files();
+    tap_done_testing();
+    return tap_exit();
+}
