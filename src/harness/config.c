@@ -249,8 +249,9 @@ const struct nb_key nb_keys[] = {
     /* [probe] */
     K_BOOL("probe", "landscape", "false",
            "loss landscape along the gradient (Santurkar)"),
-    K_INT("probe", "landscape_every", "1", 1, 1e12, 0,
-          "steps between landscape probes"),
+    K_INT("probe", "landscape_every", "50", 1, 1e12, 0,
+          "steps between landscape probes (1 = every step, as Santurkar; "
+          "about 8 training steps each)"),
     K_FLT("probe", "eta_min", "0.5", 0, INF, NB_KF_MIN_EXCL,
           "smallest step, as a multiple of lr"),
     K_FLT("probe", "eta_max", "4", 0, INF, NB_KF_MIN_EXCL,
@@ -275,9 +276,9 @@ const struct nb_key nb_keys[] = {
            "(probe)"),
     K_BOOL("probe", "slice", "false",
            "filter-normalized loss slices (Li et al. 2018)"),
-    K_ILIST("probe", "slice_at", "", 0, 1e12, NB_KF_INCREASING,
-            "steps at which to take slices, space-separated; empty = the "
-            "end of training"),
+    K_ILIST("probe", "slice_at", "", -1, 1e12, NB_KF_INCREASING,
+            "steps at which to take slices, space-separated, -1 = the end "
+            "of training; empty = the end only"),
     K_INT("probe", "slice_dim", "1", 1, 2, 0, "1-D or 2-D slices"),
     K_INT("probe", "slice_points", "51", 2, 10001, 0, "points per axis"),
     K_FLT("probe", "slice_range", "1", 0, INF, NB_KF_MIN_EXCL,

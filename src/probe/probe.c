@@ -39,7 +39,7 @@ int nb_probe_spacing_parse(const char *s, enum nb_probe_spacing *out)
 void nb_probe_opts_default(struct nb_probe_opts *o)
 {
     memset(o, 0, sizeof *o);
-    o->landscape_every = 1;
+    o->landscape_every = 50;
     o->eta_min = 0.5;
     o->eta_max = 4.0;
     o->eta_points = 8;
