@@ -74,17 +74,12 @@ check)
 quickstart)
     install_packages
     build
-    # The quickstart sweep: none / batch / group norm x batch 16, 128 x 2
-    # seeds on a Fashion-MNIST subset, two workers; results/quickstart/.
-    # Re-running it skips what is done and finishes what is missing.
+    # The quickstart experiment: none / batch / group / layer norm x batch
+    # 16, 128 x 2 seeds on a Fashion-MNIST subset with the landscape probe,
+    # two workers; then summaries, figures, checks and a report.  Re-running
+    # it skips the runs that are done.  It prints where the report is.
     cd "$here"
-    rc=0
-    "$build/normbench" run configs/quickstart.ini -j 2 || rc=$?
-    if [ -f results/quickstart/summary.csv ]; then
-        echo "bootstrap: results in $here/results/quickstart/ (one directory per run);" \
-            "one row per run in results/quickstart/summary.csv" >&2
-    fi
-    exit "$rc"
+    exec "$build/normbench" reproduce quickstart -j 2
     ;;
 *)
     echo "usage: $0 [quickstart|check|build]" >&2

@@ -242,6 +242,29 @@ int main(void)
     ok(t1.n == t2.n && memcmp(t1.loss, t2.loss, sizeof t1.loss) == 0,
        "same seed: bit-identical losses twice");
 
+    /* precise / target population statistics change the evaluation only */
+    {
+        struct trace tp = {0}, tt = {0};
+        double test_ema = res.last.test_loss, test_p, test_t;
+        spec.precise_bn = true;
+        spec.precise_samples = 256;
+        h.user = &tp;
+        nb_train(&spec, &tr, &te, &h, 0.9, &res, &e);
+        test_p = res.last.test_loss;
+        spec.precise_bn = false;
+        spec.target_bn = true;
+        h.user = &tt;
+        nb_train(&spec, &tr, &te, &h, 0.9, &res, &e);
+        test_t = res.last.test_loss;
+        spec.target_bn = false;
+        ok(tp.n == t1.n && memcmp(tp.loss, t1.loss, sizeof tp.loss) == 0 &&
+               tt.n == t1.n && memcmp(tt.loss, t1.loss, sizeof tt.loss) == 0,
+           "eval_stats precise / target: training losses bit-identical to ema");
+        ok(test_p != test_ema && test_t != test_ema && test_p != test_t,
+           "... while the test losses differ (ema %.6f, precise %.6f, target %.6f)",
+           test_ema, test_p, test_t);
+    }
+
     /* a batch-norm run with a final batch of one sample is refused */
     spec.batch = tr.n - 1 > 0 ? 511 : 2;
     rc = nb_train(&spec, &tr, &te, &h, 0, &res, &e);

@@ -25,7 +25,7 @@ static const char *const v_lp[] = {"1", "2", "inf", NULL};
 static const char *const v_conv[] = {"pytorch", "keras", NULL};
 static const char *const v_rvar[] = {"unbiased", "biased", NULL};
 static const char *const v_ghost[] = {"per_subbatch", "per_step", NULL};
-static const char *const v_evst[] = {"ema", "precise", NULL};
+static const char *const v_evst[] = {"ema", "precise", "target", NULL};
 static const char *const v_sched[] = {"constant", "step", "multistep",
                                       "cosine", NULL};
 static const char *const v_source[] = {"fashion-mnist", "mnist", "idx",
@@ -170,8 +170,10 @@ const struct nb_key nb_keys[] = {
     K_FLT("norm", "noise_rmu", "0.1", 0, INF, 0, "noisy BN: r_mu"),
     K_FLT("norm", "noise_rsigma", "0.1", 0, INF, 0, "noisy BN: r_sigma"),
     K_ENUM("norm", "eval_stats", "ema", v_evst,
-           "population statistics for evaluation: running averages or "
-           "recomputed (precise BN)"),
+           "population statistics for evaluation: running averages (ema), "
+           "recomputed on training data before each evaluation (precise "
+           "BN), or recomputed on the evaluation data itself (target: "
+           "domain shift)"),
     K_INT("norm", "precise_samples", "1000", 1, 1e9, 0,
           "precise BN: training samples used to recompute statistics"),
 

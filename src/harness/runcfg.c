@@ -203,6 +203,7 @@ int nb_runcfg_from_run(const struct nb_run *run, struct nb_runcfg *rc,
     n->noise_rmu = GD("norm", "noise_rmu");
     n->noise_rsigma = GD("norm", "noise_rsigma");
     s->precise_bn = !strcmp(GS("norm", "eval_stats"), "precise");
+    s->target_bn = !strcmp(GS("norm", "eval_stats"), "target");
     s->precise_samples = (int)GI("norm", "precise_samples");
 
     /* [optim] */

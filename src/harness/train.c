@@ -100,7 +100,8 @@ int nb_train(const struct nb_train_spec *spec, const struct nb_dataset *train,
     m.ctx.rng_probe = nb_rng_alloc(spec->seed, NB_STREAM_PROBE);
     struct nb_loader ld;
     memset(&ld, 0, sizeof ld);
-    if (!data_rng || !m.ctx.rng_dropout || !m.ctx.rng_noise || !m.ctx.rng_probe)
+    float *saved_state = nb_alloc_floats(m.state.count ? m.state.count : 1);
+    if (!data_rng || !m.ctx.rng_dropout || !m.ctx.rng_noise || !m.ctx.rng_probe || !saved_state)
         rc = nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
     else
         rc = nb_loader_init(&ld, train, spec->batch, spec->drop_last, data_rng, err);
@@ -153,9 +154,15 @@ int nb_train(const struct nb_train_spec *spec, const struct nb_dataset *train,
                        (spec->eval_every_epoch && end_epoch) || last;
             if (!due)
                 continue;
-            if (spec->precise_bn)
-                nb_model_recompute_bn(&m, train, spec->batch, (size_t)spec->precise_samples,
-                                      false, err);
+            /* Population statistics recomputed for this evaluation only:
+             * the running statistics training keeps (EMA) are put back
+             * afterwards, so training is the same whatever eval_stats is. */
+            bool recompute = spec->precise_bn || (spec->target_bn && test && test->n > 0);
+            if (recompute) {
+                memcpy(saved_state, m.state.data, m.state.count * sizeof(float));
+                nb_model_recompute_bn(&m, spec->target_bn ? test : train, spec->batch,
+                                      (size_t)spec->precise_samples, false, err);
+            }
             struct nb_metrics row = {
                 .step = step,
                 .epoch = (double)step / (double)spe,
@@ -168,6 +175,8 @@ int nb_train(const struct nb_train_spec *spec, const struct nb_dataset *train,
             };
             if (test && test->n > 0)
                 nb_evaluate(&m, test, spec->eval_samples, &row.test_loss, &row.test_acc);
+            if (recompute)
+                memcpy(m.state.data, saved_state, m.state.count * sizeof(float));
             row.time = nb_now() - t0;
             if (!isfinite(row.test_loss) && test && test->n > 0) {
                 res->status = NB_TRAIN_DIVERGED;
@@ -204,6 +213,7 @@ int nb_train(const struct nb_train_spec *spec, const struct nb_dataset *train,
     if (hooks && hooks->on_end)
         hooks->on_end(hooks->user, &m, res);
 out:
+    free(saved_state);
     nb_loader_free(&ld);
     if (data_rng)
         gsl_rng_free(data_rng);

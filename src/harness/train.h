@@ -30,7 +30,8 @@ struct nb_train_spec {
     bool drop_last;
     double diverge_loss;      /* stop when the training loss exceeds this */
     bool precise_bn;          /* recompute BN statistics before each eval */
-    int precise_samples;
+    bool target_bn;           /* ... on the evaluation data (domain shift) */
+    int precise_samples;      /* samples the recomputation uses */
 };
 
 void nb_train_spec_default(struct nb_train_spec *s);
