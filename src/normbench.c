@@ -260,8 +260,10 @@ static int cmd_bench(int argc, char **argv)
         return 2;
     }
     nb_blas_set_threads(1);
-    printf("# normbench %s (%s), BLAS %s, 1 thread\n", PACKAGE_VERSION, NB_GIT_REVISION,
-           nb_blas_name());
+    const char *ca = getenv("NB_CONV_ALGO");
+    printf("# normbench %s (%s), BLAS %s (kernels %s), 1 thread, conv algorithm %s\n",
+           PACKAGE_VERSION, NB_GIT_REVISION, nb_blas_name(), nb_blas_core(),
+           ca && *ca ? ca : "auto (winograd for 3x3/s1/p1 with C >= 8)");
     if (throughput && nb_bench_throughput(stdout, &o, &err)) {
         nb_error_print(stderr, prog, &err);
         return 1;

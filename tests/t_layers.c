@@ -506,9 +506,10 @@ static void test_conv2d_winograd(void)
         snprintf(saved, sizeof saved, "%s", env);
     unsetenv("NB_CONV_ALGO");
 
-    /* c, h, w, o, (k, s, p = 3, 1, 1), bias, n.  Widths exercise the
-     * kernels' 8-wide steps (with and without an overlapping last step),
-     * 4-wide steps and scalar code; odd H and W crop the last tiles;
+    /* c, h, w, o, (k, s, p = 3, 1, 1), bias, n.  Widths (and numbers of
+     * tiles and kernels) exercise the kernels' 8-wide steps (with and
+     * without an overlapping last step), 4-wide steps and scalar code;
+     * odd H and W crop the last tiles;
      * (16,14,14)->32 and (16,28,28)->16 (the cnn's shapes) run several
      * chunks with a partial last one; (40,33,35)->40 does not fit one
      * sample in a chunk and runs in bands of tile rows. */
@@ -524,6 +525,7 @@ static void test_conv2d_winograd(void)
         {5, 2, 3, 7, 3, 1, 1, 0, 3},
         {4, 9, 4, 6, 3, 1, 1, 1, 2},
         {12, 11, 30, 3, 3, 1, 1, 0, 2},
+        {1, 5, 5, 2, 3, 1, 1, 1, 2}, /* O C = 2 kernels: scalar transforms */
     };
     double worst = 0.0;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)

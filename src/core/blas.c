@@ -8,7 +8,17 @@
  * prototypes would clash with GSL's gsl_cblas.h in the same build. */
 void openblas_set_num_threads(int num_threads);
 int openblas_get_num_threads(void);
+char *openblas_get_corename(void);
 #endif
+
+const char *nb_blas_core(void)
+{
+#ifdef NB_HAVE_OPENBLAS
+    return openblas_get_corename();
+#else
+    return "gsl";
+#endif
+}
 
 const char *nb_blas_name(void)
 {

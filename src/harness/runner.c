@@ -729,7 +729,13 @@ static void meta_head(const struct wrun *w, const char *start, struct text *t)
     kvf(t, "git_revision", "%s", NB_GIT_REVISION);
     kvf(t, "compiler", "%s (%s)", NB_BUILD_CC, __VERSION__);
     kvf(t, "cflags", "%s", NB_BUILD_CFLAGS);
-    kvf(t, "blas", "%s", nb_blas_name());
+    kvf(t, "blas", "%s (kernels %s)", nb_blas_name(), nb_blas_core());
+    {
+        /* benchmarking knobs that change the arithmetic, if set */
+        const char *ca = getenv("NB_CONV_ALGO"), *ct = getenv("OPENBLAS_CORETYPE");
+        kvf(t, "conv_algo", "%s", ca && *ca ? ca : "auto");
+        kvf(t, "openblas_coretype", "%s", ct && *ct ? ct : "(unset)");
+    }
     kvf(t, "gsl", "%s", GSL_VERSION);
     kvf(t, "libcsv", "%d.%d.%d", CSV_MAJOR, CSV_MINOR, CSV_RELEASE);
     kvf(t, "host", "%s", c->host);
