@@ -768,6 +768,8 @@ static int derive_landscape(struct nb_summary *s, struct nb_sum_run *r,
             }
             if (!p)
                 break;
+            /* push_prow may have moved r->probes: take p afresh */
+            p = &r->probes[i];
             step = p->step;
             v[0] = v[1] = v[2] = v[3] = NAN;
         }
