@@ -667,20 +667,24 @@ static struct nb_check_node *parse_unary(struct parser *ps)
     return parse_primary(ps);
 }
 
-static struct nb_check_node *parse_term(struct parser *ps)
+/* A left-associative chain of operand (op1 | op2) operand ..., the
+ * operands parsed by sub, the operators making nodes t1 and t2. */
+static struct nb_check_node *parse_binary(struct parser *ps,
+                                          struct nb_check_node *(*sub)(struct parser *),
+                                          char op1, enum ntype t1, char op2, enum ntype t2)
 {
-    struct nb_check_node *l = parse_unary(ps);
+    struct nb_check_node *l = sub(ps);
     while (l) {
         skip_ws(ps);
         enum ntype t;
-        if (*ps->p == '*')
-            t = N_MUL;
-        else if (*ps->p == '/')
-            t = N_DIV;
+        if (*ps->p == op1)
+            t = t1;
+        else if (*ps->p == op2)
+            t = t2;
         else
             break;
         ps->p++;
-        struct nb_check_node *r = parse_unary(ps);
+        struct nb_check_node *r = sub(ps);
         if (!r) {
             node_free(l);
             return NULL;
@@ -698,35 +702,14 @@ static struct nb_check_node *parse_term(struct parser *ps)
     return l;
 }
 
+static struct nb_check_node *parse_term(struct parser *ps)
+{
+    return parse_binary(ps, parse_unary, '*', N_MUL, '/', N_DIV);
+}
+
 static struct nb_check_node *parse_expr(struct parser *ps)
 {
-    struct nb_check_node *l = parse_term(ps);
-    while (l) {
-        skip_ws(ps);
-        enum ntype t;
-        if (*ps->p == '+')
-            t = N_ADD;
-        else if (*ps->p == '-')
-            t = N_SUB;
-        else
-            break;
-        ps->p++;
-        struct nb_check_node *r = parse_term(ps);
-        if (!r) {
-            node_free(l);
-            return NULL;
-        }
-        struct nb_check_node *n = new_node(ps, t);
-        if (!n) {
-            node_free(l);
-            node_free(r);
-            return NULL;
-        }
-        n->a = l;
-        n->b = r;
-        l = n;
-    }
-    return l;
+    return parse_binary(ps, parse_term, '+', N_ADD, '-', N_SUB);
 }
 
 static bool contains_agg(const struct nb_check_node *n)

@@ -2550,6 +2550,47 @@ static int series_groups(const struct nb_summary *s, const int *series, int k, i
     return n;
 }
 
+/* The series of a key-on-x figure with their styles: series[g] (from
+ * make_series), labels lab[], a group first[k] and styles ci[k] / di[k]
+ * of each series, and gl[] for series_groups. */
+struct fig_series {
+    int *series, *gl, *first, *ci, *di;
+    char **lab;
+    int ns;
+};
+
+static void fig_series_free(struct fig_series *fs)
+{
+    free(fs->series), free(fs->gl), free(fs->first), free(fs->ci), free(fs->di);
+    free_labels(fs->lab, fs->ns < 0 ? 0 : fs->ns);
+    memset(fs, 0, sizeof *fs);
+}
+
+/* Fills fs for figure f; on failure sets err and returns its code (fs
+ * still wants fig_series_free, and has no series to walk). */
+static int fig_series_init(struct fig_series *fs, const struct nb_summary *s,
+                           const struct nb_fig_spec *f, struct nb_error *err)
+{
+    memset(fs, 0, sizeof *fs);
+    fs->series = malloc(((size_t)s->n_groups + 1) * sizeof *fs->series);
+    fs->gl = malloc(((size_t)s->n_groups + 1) * sizeof *fs->gl);
+    if (!fs->series || !fs->gl)
+        return oom(err);
+    fs->ns = make_series(s, f->x, f, fs->series, &fs->lab, &fs->first);
+    if (fs->ns < 0 || series_styles(s, f->x, fs->first, fs->ns, &fs->ci, &fs->di))
+        return oom(err);
+    return 0;
+}
+
+/* Series k's title into title[size] and its groups, sorted by x, into
+ * fs->gl; returns their count. */
+static int fig_series_at(const struct fig_series *fs, const struct nb_summary *s, int x, int k,
+                         char *title, size_t size)
+{
+    series_title(s, fs->series, k, fs->lab[k], title, size);
+    return series_groups(s, fs->series, k, x, fs->gl);
+}
+
 /* Stats of a scalar over group g's finished runs. */
 static int group_scalar(const struct nb_summary *s, int g, int sc, double st[5])
 {
@@ -2655,27 +2696,15 @@ static long agg_find(const struct agg *a, long step, int layer, size_t from)
 static int fig_vs(const struct nb_summary *s, const struct nb_fig_spec *f,
                   struct nb_csvw *w, struct nb_error *err)
 {
-    int *series = malloc(((size_t)s->n_groups + 1) * sizeof *series);
-    int *gl = malloc(((size_t)s->n_groups + 1) * sizeof *gl);
-    char **lab = NULL;
-    int *first = NULL;
-    if (!series || !gl) {
-        free(series), free(gl);
-        return oom(err);
-    }
-    int ns = make_series(s, f->x, f, series, &lab, &first);
-    int rc = ns < 0 ? oom(err) : 0;
+    struct fig_series fs;
+    int rc = fig_series_init(&fs, s, f, err);
     int sid = 0;
-    int *ci = NULL, *di = NULL;
-    if (!rc && series_styles(s, f->x, first, ns, &ci, &di))
-        rc = oom(err);
-    for (int k = 0; k < ns && !rc; k++) {
+    for (int k = 0; k < fs.ns && !rc; k++) {
         char title[1200];
-        series_title(s, series, k, lab[k], title, sizeof title);
-        int n = series_groups(s, series, k, f->x, gl);
+        int n = fig_series_at(&fs, s, f->x, k, title, sizeof title);
         bool any = false;
         for (int i = 0; i < n && !rc; i++) {
-            int g = gl[i];
+            int g = fs.gl[i];
             double x;
             if (!parse_num(nb_summary_group_val(s, g, f->x), &x))
                 continue;
@@ -2685,8 +2714,8 @@ static int fig_vs(const struct nb_summary *s, const struct nb_fig_spec *f,
                 continue; /* nothing finished here */
             nb_csvw_long(w, sid);
             nb_csvw_str(w, title);
-            nb_csvw_long(w, ci[k]);
-            nb_csvw_long(w, di[k]);
+            nb_csvw_long(w, fs.ci[k]);
+            nb_csvw_long(w, fs.di[k]);
             nb_csvw_str(w, key_axis_title(f->x));
             nb_csvw_str(w, scalar_axis_title(f->scalar));
             nb_csvw_double(w, x);
@@ -2700,8 +2729,7 @@ static int fig_vs(const struct nb_summary *s, const struct nb_fig_spec *f,
         }
         sid += any;
     }
-    free(series), free(gl), free(first), free(ci), free(di);
-    free_labels(lab, ns < 0 ? 0 : ns);
+    fig_series_free(&fs);
     if (!rc && sid == 0)
         return nb_error_set(err, NB_ENOENT, NULL, 0,
                             "no finished run with a numeric %s", key_axis_title(f->x));
@@ -2711,27 +2739,15 @@ static int fig_vs(const struct nb_summary *s, const struct nb_fig_spec *f,
 static int fig_hessian(const struct nb_summary *s, const struct nb_fig_spec *f,
                        struct nb_csvw *w, struct nb_error *err)
 {
-    int *series = malloc(((size_t)s->n_groups + 1) * sizeof *series);
-    int *gl = malloc(((size_t)s->n_groups + 1) * sizeof *gl);
-    char **lab = NULL;
-    int *first = NULL;
-    if (!series || !gl) {
-        free(series), free(gl);
-        return oom(err);
-    }
-    int ns = make_series(s, f->x, f, series, &lab, &first);
-    int rc = ns < 0 ? oom(err) : 0;
+    struct fig_series fs;
+    int rc = fig_series_init(&fs, s, f, err);
     int sid = 0;
-    int *ci = NULL, *di = NULL;
-    if (!rc && series_styles(s, f->x, first, ns, &ci, &di))
-        rc = oom(err);
-    for (int k = 0; k < ns && !rc; k++) {
+    for (int k = 0; k < fs.ns && !rc; k++) {
         char title[1200];
-        series_title(s, series, k, lab[k], title, sizeof title);
-        int n = series_groups(s, series, k, f->x, gl);
+        int n = fig_series_at(&fs, s, f->x, k, title, sizeof title);
         bool any = false;
         for (int i = 0; i < n && !rc; i++) {
-            int g = gl[i];
+            int g = fs.gl[i];
             double x;
             if (!parse_num(nb_summary_group_val(s, g, f->x), &x))
                 continue;
@@ -2767,8 +2783,8 @@ static int fig_hessian(const struct nb_summary *s, const struct nb_fig_spec *f,
                 continue;
             nb_csvw_long(w, sid);
             nb_csvw_str(w, title);
-            nb_csvw_long(w, ci[k]);
-            nb_csvw_long(w, di[k]);
+            nb_csvw_long(w, fs.ci[k]);
+            nb_csvw_long(w, fs.di[k]);
             nb_csvw_str(w, key_axis_title(f->x));
             nb_csvw_double(w, x);
             for (int q = 0; q < 2; q++) {
@@ -2782,8 +2798,7 @@ static int fig_hessian(const struct nb_summary *s, const struct nb_fig_spec *f,
         }
         sid += any;
     }
-    free(series), free(gl), free(first), free(ci), free(di);
-    free_labels(lab, ns < 0 ? 0 : ns);
+    fig_series_free(&fs);
     if (!rc && sid == 0)
         return nb_error_set(err, NB_ENOENT, NULL, 0, "no hessian probe rows");
     return rc;
