@@ -18,27 +18,53 @@ void nb_sgd_init(struct nb_sgd *s, const struct nb_sgd_opts *o)
 
 double nb_grad_norm(const struct nb_model *m)
 {
-    double ss = 0;
+    /* Eight independent double accumulators: a single running sum is
+     * bound by the latency of one add per element (a third of a batch-2
+     * step of the cnn); the order is fixed, so the result is still
+     * deterministic. */
     const float *g = m->grads.data;
-    for (size_t i = 0; i < m->grads.count; i++)
-        ss += (double)g[i] * g[i];
+    size_t n = m->grads.count, i = 0;
+    double acc[8] = {0};
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++)
+            acc[k] += (double)g[i + k] * g[i + k];
+    for (; i < n; i++)
+        acc[0] += (double)g[i] * g[i];
+    double ss = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
     return sqrt(ss);
 }
 
-/* The update of one contiguous parameter block. */
-static void sgd_block(float *w, const float *grad, float *buf, size_t n,
-                      float lr, float wd, float mom, bool nesterov, bool first)
+/* The update of one contiguous parameter block.  One loop per case, so
+ * each is branch-free, in chunks of 8 with a constant trip count so that
+ * GCC's -O2 (very cheap cost model) vectorizes them. */
+#define SGD_LOOP(BODY)                                                      \
+    do {                                                                    \
+        size_t i = 0;                                                       \
+        for (; i + 8 <= n; i += 8)                                          \
+            for (size_t j = i; j < i + 8; j++) {                            \
+                BODY;                                                       \
+            }                                                               \
+        for (size_t j = i; j < n; j++) {                                    \
+            BODY;                                                           \
+        }                                                                   \
+    } while (0)
+
+static void sgd_block(float *restrict w, const float *restrict grad, float *restrict buf,
+                      size_t n, float lr, float wd, float mom, bool nesterov, bool first)
 {
-    for (size_t i = 0; i < n; i++) {
-        float g = grad[i] + wd * w[i];
-        if (mom != 0.0f) {
-            float b = first ? g : mom * buf[i] + g;
-            buf[i] = b;
-            g = nesterov ? g + mom * b : b;
-        }
-        w[i] -= lr * g;
+    if (mom == 0.0f) {
+        SGD_LOOP(w[j] -= lr * (grad[j] + wd * w[j]));
+    } else if (first) { /* buf = g */
+        float m2 = nesterov ? mom : 0.0f; /* PyTorch: g + mom * buf, buf = g */
+        SGD_LOOP(float g = grad[j] + wd * w[j]; buf[j] = g; w[j] -= lr * (g + m2 * g));
+    } else if (nesterov) { /* buf = mom buf + g; step g + mom buf */
+        SGD_LOOP(float g = grad[j] + wd * w[j]; float b = mom * buf[j] + g; buf[j] = b;
+                 w[j] -= lr * (g + mom * b));
+    } else { /* buf = mom buf + g; step buf */
+        SGD_LOOP(float b = mom * buf[j] + (grad[j] + wd * w[j]); buf[j] = b; w[j] -= lr * b);
     }
 }
+#undef SGD_LOOP
 
 double nb_sgd_step(struct nb_sgd *s, struct nb_model *m, double lr)
 {
