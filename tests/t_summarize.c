@@ -417,6 +417,37 @@ static void test_bad_files(void)
     is_int(nb_summary_add_run_dir(&s, rdir, &e), 0, "the repaired run reads");
     is_int(s.runs[0].status, NB_SUM_DONE, "DONE without run_id: done");
     nb_summary_free(&s);
+
+    /* A long run: the derived landscape rows grow the probe table many
+     * times while it is scanned (this used to read freed memory). */
+    {
+        enum { STEPS = 4000 };
+        snprintf(path, sizeof path, "%s/probes.csv", rdir);
+        FILE *fp = fopen(path, "w");
+        if (!fp)
+            tap_bail("cannot write %s", path);
+        fputs("step,probe,layer,param,param_value,stat,value\n", fp);
+        for (int k = 0; k < STEPS; k++)
+            fprintf(fp, "%d,landscape,,,,loss_min,%d\n%d,landscape,,,,loss_max,%d\n", k, k,
+                    k, 3 * k);
+        fclose(fp);
+        nb_summary_init(&s);
+        is_int(nb_summary_add_run_dir(&s, rdir, &e), 0, "a probes.csv of %d landscape steps reads",
+               STEPS);
+        int lr = nb_summary_str_find(&s, "loss_range");
+        size_t found = 0, right = 0;
+        const struct nb_sum_run *r = &s.runs[0];
+        for (size_t i = 0; i < r->n_probes; i++)
+            if (r->probes[i].stat == lr) {
+                found++;
+                right += r->probes[i].value == 2.0 * (double)r->probes[i].step;
+            }
+        ok(found == STEPS && right == STEPS,
+           "every step gets its derived loss_range = max - min (%zu rows, %zu right)", found,
+           right);
+        nb_summary_free(&s);
+        remove(path);
+    }
 }
 
 static void test_stats(void)
