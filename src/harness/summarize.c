@@ -715,16 +715,27 @@ next:
     p->line++;
 }
 
+/* Makes room for one more element of `size` bytes in arr, an array of
+ * *cap elements holding n: doubles the capacity (first: `first`).
+ * Returns the array (moved, perhaps), or NULL when out of memory (arr and
+ * *cap are then unchanged). */
+static void *grow(void *arr, size_t *cap, size_t n, size_t size, size_t first)
+{
+    if (n < *cap)
+        return arr;
+    size_t c = *cap ? 2 * *cap : first;
+    void *p = realloc(arr, c * size);
+    if (p)
+        *cap = c;
+    return p;
+}
+
 static int push_prow(struct nb_sum_run *r, const struct nb_sum_prow *row)
 {
-    if (r->n_probes == r->cap_probes) {
-        size_t cap = r->cap_probes ? 2 * r->cap_probes : 256;
-        struct nb_sum_prow *n = realloc(r->probes, cap * sizeof *n);
-        if (!n)
-            return NB_ENOMEM;
-        r->probes = n;
-        r->cap_probes = cap;
-    }
+    void *g = grow(r->probes, &r->cap_probes, r->n_probes, sizeof *row, 256);
+    if (!g)
+        return NB_ENOMEM;
+    r->probes = g;
     r->probes[r->n_probes++] = *row;
     return 0;
 }
@@ -1558,14 +1569,10 @@ struct pts {
 
 static int pts_push(struct pts *a, const struct nb_sum_point *p)
 {
-    if (a->n == a->cap) {
-        size_t cap = a->cap ? 2 * a->cap : 64;
-        struct nb_sum_point *n = realloc(a->p, cap * sizeof *n);
-        if (!n)
-            return NB_ENOMEM;
-        a->p = n;
-        a->cap = cap;
-    }
+    void *g = grow(a->p, &a->cap, a->n, sizeof *p, 64);
+    if (!g)
+        return NB_ENOMEM;
+    a->p = g;
     a->p[a->n++] = *p;
     return 0;
 }
@@ -1660,14 +1667,10 @@ struct rawbuf {
 
 static int raw_push(struct rawbuf *b, const struct rawpt *p)
 {
-    if (b->n == b->cap) {
-        size_t cap = b->cap ? 2 * b->cap : 256;
-        struct rawpt *n = realloc(b->p, cap * sizeof *n);
-        if (!n)
-            return NB_ENOMEM;
-        b->p = n;
-        b->cap = cap;
-    }
+    void *g = grow(b->p, &b->cap, b->n, sizeof *p, 256);
+    if (!g)
+        return NB_ENOMEM;
+    b->p = g;
     b->p[b->n++] = *p;
     return 0;
 }
