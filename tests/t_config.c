@@ -562,6 +562,18 @@ static void test_identity(void)
            "the default value's run keeps the default config's run_id");
     nb_sweep_free(&b);
 
+    /* a key added after 0.1.0 (NB_KF_ADDED) counts only when not default:
+     * runs made before it existed keep their ids.  The literal is the id
+     * 0.1.0 gave the default config; results on disk depend on it. */
+    is_str(c.runs[0].run_id, "0bc6f2937e4b50d4", "the default config's run_id is that of 0.1.0");
+    ok(load("id_added.ini", "[model]\nlinear_norm = yes, false\n", &b) == 0 && b.n_runs == 2,
+       "added key swept loads");
+    is_str(run_id_of(&b, "model", "linear_norm", "true"), c.runs[0].run_id,
+           "added key at its default: the old run_id");
+    ok(strcmp(run_id_of(&b, "model", "linear_norm", "false"), c.runs[0].run_id) != 0,
+       "added key off its default: a new run_id");
+    nb_sweep_free(&b);
+
     /* round trip through config.ini */
     const struct nb_run *r = &a.runs[3];
     FILE *fp = fopen(pth("roundtrip.ini"), "w");

@@ -139,6 +139,27 @@ int main(void)
            "bias_before_norm keeps the biases");
     nb_model_free(&m);
 
+    /* linear_norm = false: the convs keep their norms, the hidden linear
+     * layer has none and keeps its bias */
+    d.bias_before_norm = false;
+    d.linear_norm = false;
+    if (nb_model_build(&m, &d, 4, 1, &e))
+        tap_bail("cnn+bn convs only build: %s", e.msg);
+    is_int((long long)m.n_params, (long long)(want - 2 * 128 + 128),
+           "linear_norm = false: no norm on the linear layer, its bias kept");
+    int n_norms = 0;
+    for (int i = 0; i < m.n_layers; i++)
+        n_norms += strncmp(m.layers[i].name, "norm", 4) == 0;
+    is_int(n_norms, 4, "linear_norm = false: one norm per conv, four in all");
+    nb_model_free(&m);
+    d.arch = NB_ARCH_MLP;
+    d.input = (struct nb_shape){784, 1, 1};
+    ok(nb_model_build(&m, &d, 4, 1, &e) == NB_EINVAL &&
+           strstr(e.msg, "without any norm") != NULL,
+       "linear_norm = false with a norm on an mlp is refused: %s", e.msg);
+    nb_model_free(&m);
+    d.linear_norm = true;
+
     /* instance norm on an mlp is refused with a clear message */
     nb_model_desc_default(&d);
     d.arch = NB_ARCH_MLP;

@@ -245,7 +245,7 @@ static void test_mapping(void)
     struct nb_error e;
     if (load("map.ini",
              "[experiment]\nseeds = 7\ntarget_accuracy = 0.8\n"
-             "[model]\narch = cnn\nplacement = post\ndropout = 0.25\n"
+             "[model]\narch = cnn\nplacement = post\ndropout = 0.25\nlinear_norm = false\n"
              "[norm]\ntype = batch\nmomentum = none\nnorm_batch = 8\n"
              "ghost_update = per_step\nrenorm = true\neval_stats = precise\n"
              "[optim]\nlr = 0.03\nmomentum = 0.5\nnesterov = true\nschedule = multistep\n"
@@ -265,8 +265,8 @@ static void test_mapping(void)
            !s->drop_last && rc.threads == 2 && rc.target_acc == 0.8,
        "mapping: seed, batch, epochs, eval_every, drop_last, threads, target");
     ok(s->model.arch == NB_ARCH_CNN && s->model.placement == NB_PLACE_POST &&
-           s->model.dropout == 0.25,
-       "mapping: arch, placement, dropout");
+           s->model.dropout == 0.25 && !s->model.linear_norm,
+       "mapping: arch, placement, dropout, linear_norm");
     ok(n->type == NB_NORM_BATCH && n->momentum_cumulative && n->norm_batch == 8 &&
            n->ghost_update_per_step && n->renorm && n->frozen_from == -1 && s->precise_bn,
        "mapping: norm options (momentum none, ghost, renorm, frozen off, precise)");

@@ -103,6 +103,9 @@ const struct nb_key nb_keys[] = {
            "pre: conv -> norm -> relu; post: conv -> relu -> norm"),
     K_BOOL("model", "bias_before_norm", "false",
            "keep the bias of a conv/linear layer followed by a norm"),
+    {"model", "linear_norm", NB_KEY_BOOL, "true", 0, 0, NULL,
+     "cnn: a norm after the hidden linear layer too; false = after the "
+     "convs only (as in ResNet's classifier)", NB_KF_ADDED, NULL, 0, NULL},
     K_BOOL("model", "zero_init_last_gamma", "false",
            "resnet: gamma = 0 in the last norm of each block"),
     K_ENUM("model", "init", "kaiming", v_init,
@@ -812,6 +815,8 @@ void nb_config_help(FILE *out)
             fprintf(out, ", not sweepable");
         if (k->flags & NB_KF_REPEAT)
             fprintf(out, ", repeatable");
+        if (k->flags & NB_KF_ADDED)
+            fprintf(out, ", new since 0.1.0 (in run_id only when not default)");
         fprintf(out, ": %s\n", k->doc);
         fprintf(out, "%s =%s%s\n", k->key, k->def[0] ? " " : "", k->def);
     }

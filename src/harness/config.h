@@ -97,7 +97,10 @@ enum nb_key_flags {
     NB_KF_NOSWEEP = 1 << 5,  /* a list/generator is an error */
     NB_KF_REPEAT = 1 << 6,   /* may appear several times; accumulates */
     NB_KF_STRUCT = 1 << 7,   /* sweep structure, not in a resolved run */
-    NB_KF_INCREASING = 1 << 8 /* list elements strictly increasing */
+    NB_KF_INCREASING = 1 << 8, /* list elements strictly increasing */
+    NB_KF_ADDED = 1 << 9       /* added after 0.1.0: left out of the run
+                                * identity while at its default, so runs
+                                * made before it existed keep their run_id */
 };
 
 struct nb_key {

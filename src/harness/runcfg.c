@@ -159,6 +159,7 @@ int nb_runcfg_from_run(const struct nb_run *run, struct nb_runcfg *rc,
     m->dln_layers = (int)GI("model", "dln_layers");
     m->placement = (enum nb_norm_placement)GE("model", "placement");
     m->bias_before_norm = GB("model", "bias_before_norm");
+    m->linear_norm = GB("model", "linear_norm");
     m->zero_init_last_gamma = GB("model", "zero_init_last_gamma");
     m->init = (enum nb_init)GE("model", "init");
     m->init_std = GD("model", "init_std");

@@ -79,7 +79,9 @@ static char *canonical(const struct nb_run *run, int identity)
     sb_puts(&b, "");
     for (int i = 0; i < nb_n_keys; i++) {
         const struct nb_key *k = &nb_keys[i];
-        if ((k->flags & NB_KF_STRUCT) || (identity && (k->flags & NB_KF_META)))
+        const char *v = run->vals[i]->text;
+        if ((k->flags & NB_KF_STRUCT) || (identity && (k->flags & NB_KF_META)) ||
+            (identity && (k->flags & NB_KF_ADDED) && !strcmp(v, k->def)))
             continue;
         if (!sec || strcmp(sec, k->section)) {
             if (sec)
@@ -89,7 +91,6 @@ static char *canonical(const struct nb_run *run, int identity)
             sb_puts(&b, "]\n");
             sec = k->section;
         }
-        const char *v = run->vals[i]->text;
         sb_puts(&b, k->key);
         sb_puts(&b, v[0] ? " = " : " =");
         sb_puts(&b, v);

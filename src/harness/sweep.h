@@ -26,7 +26,8 @@
  * 64-bit FNV-1a hash (16 hex digits) of the canonical text of every key
  * that affects training (nb_run_canonical: `[section]` then `key = value`
  * lines in table order, sections separated by a blank line; [experiment]
- * name, results_dir and target_accuracy are left out).  Adding a value to
+ * name, results_dir and target_accuracy are left out, and so are keys
+ * flagged NB_KF_ADDED while they hold their default).  Adding a value to
  * an axis adds runs and shifts indices but keeps every other run_id. */
 #ifndef NB_HARNESS_SWEEP_H
 #define NB_HARNESS_SWEEP_H

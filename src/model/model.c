@@ -29,6 +29,7 @@ void nb_model_desc_default(struct nb_model_desc *d)
     d->dln_layers = 25;
     nb_norm_opts_default(&d->norm);
     d->placement = NB_PLACE_PRE;
+    d->linear_norm = true;
     d->init = NB_INIT_KAIMING;
     d->init_std = 0.01;
     d->dropout_place = NB_DROPOUT_CLASSIFIER;
@@ -111,6 +112,8 @@ static int push_norm(struct builder *b, bool dense)
     struct nb_norm_opts o = d->norm;
     if (o.type == NB_NORM_NONE && !o.noisy)
         return 0;
+    if (dense && !d->linear_norm)
+        return 0;
     if (o.type == NB_NORM_INSTANCE && dense) {
         if (d->arch == NB_ARCH_CNN)
             return 0; /* workloads.md: the hidden linear layer gets no norm */
@@ -149,7 +152,7 @@ static int push_block(struct builder *b, const struct nb_layer_ops *ops,
 {
     const struct nb_model_desc *d = &b->m->desc;
     bool norm_follows = has_norm(d) && d->placement == NB_PLACE_PRE &&
-                        !(dense && d->norm.type == NB_NORM_INSTANCE);
+                        !(dense && (d->norm.type == NB_NORM_INSTANCE || !d->linear_norm));
     *bias = !norm_follows || d->bias_before_norm;
     int rc = push(b, ops, kind, prefix, opts, -1);
     if (rc)
@@ -397,7 +400,17 @@ int nb_model_build(struct nb_model *m, const struct nb_model_desc *d,
     b.shapes[0] = d->input;
     int rc;
     switch (d->arch) {
-    case NB_ARCH_MLP: rc = build_mlp(&b); break;
+    case NB_ARCH_MLP:
+    case NB_ARCH_DLN:
+        if (!d->linear_norm && has_norm(d)) {
+            rc = nb_error_set(err, NB_EINVAL, NULL, 0,
+                              "linear_norm = false leaves the %s without any norm "
+                              "(its layers are all linear); use norm type none instead",
+                              nb_arch_name(d->arch));
+            break;
+        }
+        rc = d->arch == NB_ARCH_MLP ? build_mlp(&b) : build_dln(&b);
+        break;
     case NB_ARCH_CNN:
         if (d->input.h % 4 || d->input.w % 4) {
             rc = nb_error_set(err, NB_EINVAL, NULL, 0,
@@ -408,7 +421,6 @@ int nb_model_build(struct nb_model *m, const struct nb_model_desc *d,
         rc = build_cnn(&b);
         break;
     case NB_ARCH_RESNET: rc = build_resnet(&b); break;
-    case NB_ARCH_DLN: rc = build_dln(&b); break;
     default: rc = nb_error_set(err, NB_EINVAL, NULL, 0, "unknown architecture %d", (int)d->arch);
     }
     if (!rc) {

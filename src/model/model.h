@@ -49,6 +49,8 @@ struct nb_model_desc {
     struct nb_norm_opts norm;
     enum nb_norm_placement placement;
     bool bias_before_norm;     /* keep the bias of a conv/linear before a norm */
+    bool linear_norm;          /* mlp/cnn: norm after the hidden linear layers
+                                * (default); false = the convs only */
     bool zero_init_last_gamma; /* resnet: gamma 0 in each block's last norm */
     enum nb_init init;
     double init_std;           /* NB_INIT_SMALL */
