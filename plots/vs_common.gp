@@ -8,14 +8,32 @@ stats IN using "min" name "YLO" nooutput
 stats IN using "n_diverged" name "D" nooutput
 YSPAN = (Y_max > YLO_min) ? (Y_max - YLO_min) : (abs(Y_max) > 0 ? abs(Y_max) : 1)
 YTOP = Y_max + 0.08 * YSPAN
+# a log y axis where the values span a factor of 5 or more (one scheme
+# failing at one batch size would squash every other line otherwise)
+YLOG = (YLO_min > 0 && Y_max >= 5 * YLO_min) ? 1 : 0
+if (YLOG) {
+    YTOP = Y_max * 1.3
+    set logscale y 10
+    set yrange [YLO_min / 1.15:Y_max * 1.15]
+    # 1-2-5 tics over each decade, or 1..9 where the span is below 30x
+    do for [e=-6:6] {
+        if (Y_max < 30 * YLO_min) {
+            do for [m=2:9] { set ytics add (m * 10.0**e) }
+        } else {
+            set ytics add (2 * 10.0**e, 5 * 10.0**e)
+        }
+    }
+    set format y "%g"
+    set ylabel YL." (log scale)"
+}
 set logscale x XLOG
 # tics at the x values of the data (batch sizes, learning rates)
 set xtics () nomirror
 set xlabel XL
-set ylabel YL
+if (!YLOG) { set ylabel YL }
 set autoscale xfix
 set offsets graph 0.03, graph 0.03, 0, 0
-if (D_max > 0) { set yrange [*:YTOP + 0.04 * YSPAN] }
+if (D_max > 0) { if (YLOG) { set yrange [YLO_min / 1.15:YTOP * 1.1] } else { set yrange [*:YTOP + 0.04 * YSPAN] } }
 set key outside right top reverse Left samplen 4 spacing 1.2 width -1 title "mean over seeds,\nband: min-max" font ",12"
 plot for [i=0:NS-1] IN using "x":(column("sid") == i ? column("min") : NaN):"max" with filledcurves lt (101+i) notitle, \
      for [i=0:NS-1] IN using "x":(column("sid") == i ? column("mean") : NaN):xtic(sprintf("%g", column("x"))) with linespoints lt (101+i) title LAB[i+1], \

@@ -22,7 +22,7 @@ pass() { n=$((n + 1)); echo "ok $n - $1"; }
 fail() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; }
 
 kinds="curves vs_batch vs_lr landscape ics dist hessian slice1d slice2d"
-echo "1..$((9 * 4 + 3))"
+echo "1..$((9 * 4 + 5))"
 for k in $kinds; do
     for f in png svg pdf; do
         out=$W/$k.$f
@@ -42,6 +42,21 @@ for k in $kinds; do
         fail "$k: the files are PNG, SVG and PDF"
     fi
 done
+
+# vs figures: a log y axis where the values span 5x or more (BN's error
+# at batch 2 is 10x the rest in wu_he_batch), linear otherwise
+if "$GP" -d -c "$PLOTS/vs_batch.gp" "$FIX/vs_batch_wide.csv" "$W/wide.svg" >"$W/wide.log" 2>&1 &&
+    grep -q "(log scale)" "$W/wide.svg"; then
+    pass "vs_batch.gp: a log y axis for values spanning 10x"
+else
+    fail "vs_batch.gp: a log y axis for values spanning 10x"
+    sed 's/^/#   /' "$W/wide.log"
+fi
+if grep -q "(log scale)" "$W/vs_batch.svg"; then
+    fail "vs_batch.gp: a linear y axis for values within 5x"
+else
+    pass "vs_batch.gp: a linear y axis for values within 5x"
+fi
 
 # the terminal comes from the suffix: anything else is an error
 if "$GP" -d -c "$PLOTS/curves.gp" "$FIX/curves.csv" "$W/x.gif" >"$W/gif.log" 2>&1; then
