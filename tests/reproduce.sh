@@ -88,6 +88,18 @@ if [ $rc -ne 0 ]; then
     rc=$?
 fi
 check "reproduce NAME --no-run rewrites the report" [ $rc -eq 0 ] && [ -s "$Q/report.md" ]
+# discussion paragraphs (repeatable, continued lines joined) under their
+# own heading; the experiment file includes the real one and adds them
+mkdir -p "$W/disc"
+printf 'include = %s/quickstart.ini\n[experiment]\ndiscussion = First one,\n  continued.\ndiscussion = Second one.\n' \
+    "$EXP" >"$W/disc/quickstart.ini"
+"$NB" reproduce "$W/disc/quickstart.ini" --quick --no-run --results "$R" --progress none \
+    >"$W/out3b" 2>"$W/err3b"
+check "an experiment with discussion paragraphs reports" [ $? -eq 0 ]
+check "  under a Discussion heading, after the checks" \
+    sh -c "sed -n '/^## Checks/,\$p' '$Q/report.md' | grep -q '^## Discussion'"
+check "  one paragraph each, continuation joined" \
+    sh -c "grep -A1 -x 'First one, continued.' '$Q/report.md' | tail -1 | grep -qx '' && grep -qx 'Second one.' '$Q/report.md'"
 "$NB" plot "$EXP/quickstart.ini" --quick --results "$R" --format png,svg >"$W/out4" 2>"$W/err4"
 check "plot exits 0" [ $? -eq 0 ]
 if [ $have_gnuplot -eq 1 ]; then

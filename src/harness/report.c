@@ -91,8 +91,8 @@ static int grow(void **p, int n, size_t elem, struct nb_error *err)
     return 0;
 }
 
-static const char *const exp_keys[] = {"name", "claim", "source", "paper", "config",
-                                       "estimate", "notes", NULL};
+static const char *const exp_keys[] = {"name",     "claim", "source",     "paper", "config",
+                                       "estimate", "notes", "discussion", NULL};
 static const char *const fig_keys[] = {"kind", "x", "y", "where", "param", "caption", NULL};
 static const char *const table_keys[] = {"metric", "rows", "columns", "where", "paper",
                                          "caption", NULL};
@@ -316,7 +316,8 @@ static int handler(void *user, const struct nb_ini_item *it, struct nb_error *er
         int k = key_in(exp_keys, it->key);
         if (k < 0)
             return unknown_key(it, exp_keys, "experiment", err);
-        int rc = seen_check(c, it, !strcmp(it->key, "config"), err);
+        int rc = seen_check(c, it, !strcmp(it->key, "config") || !strcmp(it->key, "discussion"),
+                            err);
         if (rc)
             return rc;
         if (!*v)
@@ -376,7 +377,11 @@ static int handler(void *user, const struct nb_ini_item *it, struct nb_error *er
             return 0;
         }
         case 5: return set_str(&e->estimate, v, err);
-        default: return set_str(&e->notes, v, err);
+        case 6: return set_str(&e->notes, v, err);
+        default:
+            if (grow((void **)&e->discussion, e->n_discussion, sizeof *e->discussion, err))
+                return NB_ENOMEM;
+            return set_str(&e->discussion[e->n_discussion++], v, err);
         }
     }
     case S_QUICK: {
@@ -761,6 +766,9 @@ void nb_experiment_free(struct nb_experiment *e)
         return;
     free(e->path), free(e->name), free(e->claim), free(e->source), free(e->paper);
     free(e->estimate), free(e->notes);
+    for (int i = 0; i < e->n_discussion; i++)
+        free(e->discussion[i]);
+    free(e->discussion);
     for (int i = 0; i < e->n_configs; i++) {
         free(e->configs ? e->configs[i] : NULL);
         free(e->config_paths ? e->config_paths[i] : NULL);
@@ -1249,6 +1257,14 @@ int nb_report_write(const char *path, const struct nb_report_in *in, struct nb_e
     }
     fputs("## Checks\n\n", fp);
     write_checks(fp, in);
+    if (e->n_discussion > 0) {
+        fputs("## Discussion\n\n*Written by the experimenters after the runs "
+              "(`discussion` in the experiment file); the verdict above comes from "
+              "the checks alone.*\n\n",
+              fp);
+        for (int i = 0; i < e->n_discussion; i++)
+            fprintf(fp, "%s\n\n", e->discussion[i]);
+    }
     if (e->n_figs > 0) {
         fputs("## Figures\n\n", fp);
         for (int i = 0; i < e->n_figs; i++) {

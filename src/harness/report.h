@@ -14,6 +14,10 @@
  *   config   = PATH        repeatable; relative to this file
  *   estimate = the full run's CPU time, in words
  *   notes    = anything the report should say about the setting
+ *   discussion = a paragraph written after the runs (repeatable, one
+ *              paragraph each): how to read the results, what might
+ *              explain a claim that does not reproduce; the report prints
+ *              it under its own heading, apart from the computed verdict
  *
  *   [quick SECTION]        overrides for --quick, applied to every config
  *   KEY = VALUE            (SECTION.KEY must be a config key; a list
@@ -92,6 +96,8 @@ struct nb_exp_table {
 struct nb_experiment {
     char *path;
     char *name, *claim, *source, *paper, *estimate, *notes;
+    char **discussion;        /* paragraphs, in file order */
+    int n_discussion;
     char **configs;           /* as written */
     char **config_paths;      /* resolved against the file's directory */
     int n_configs;
