@@ -1143,6 +1143,17 @@ static int items_push(struct items *it, char *s, int line)
     return 0;
 }
 
+/* items_push of a copy of s. */
+static int items_push_copy(struct items *it, const char *s, int line)
+{
+    char *c = strdup(s);
+    if (!c || items_push(it, c, line)) {
+        free(c);
+        return NB_ENOMEM;
+    }
+    return 0;
+}
+
 static void items_free(struct items *it)
 {
     for (int i = 0; i < it->n; i++)
@@ -1278,11 +1289,8 @@ static int expand_generator(const struct nb_key *k, const char *s,
              * 0.1 0.2 0.3 0.4 0.5, not 0.30000000000000004 */
             snprintf(txt, sizeof txt, "%.15g", v);
         }
-        char *c = strdup(txt);
-        if (!c || items_push(out, c, line)) {
-            free(c);
+        if (items_push_copy(out, txt, line))
             return oom(err);
-        }
     }
     return 1;
 }
@@ -1316,11 +1324,8 @@ static int expand_range(const char *s, const char *file, int line,
     for (long long x = a; x <= b; x++) {
         char txt[32];
         snprintf(txt, sizeof txt, "%lld", x);
-        char *c = strdup(txt);
-        if (!c || items_push(out, c, line)) {
-            free(c);
+        if (items_push_copy(out, txt, line))
             return oom(err);
-        }
     }
     return 1;
 }
@@ -1364,11 +1369,8 @@ static int expand_value(const struct nb_key *k, const struct nb_ini_item *it,
             is_axis = 1;
             continue;
         }
-        char *c = strdup(pc[i]);
-        if (!c || items_push(&raw, c, line)) {
-            free(c);
+        if (items_push_copy(&raw, pc[i], line))
             rc = oom(err);
-        }
     }
     free(buf);
     free(pc);

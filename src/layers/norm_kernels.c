@@ -19,6 +19,13 @@
 #if defined(__SSE2__) && !defined(NB_NORMK_SCALAR)
 #define NB_NORMK_SSE2 1
 #include <emmintrin.h>
+/* a0 + a1 + a2 + a3, summed over both lanes */
+static inline double hsum4_pd(__m128d a0, __m128d a1, __m128d a2, __m128d a3)
+{
+    double h[2];
+    _mm_storeu_pd(h, _mm_add_pd(_mm_add_pd(a0, a1), _mm_add_pd(a2, a3)));
+    return h[0] + h[1];
+}
 #else
 #define NB_NORMK_SSE2 0
 #endif
@@ -339,11 +346,8 @@ void nb_normk_moments(double *mean, double *m2, const float *x, size_t m)
         q2 = _mm_add_pd(q2, _mm_mul_pd(c, c));
         q3 = _mm_add_pd(q3, _mm_mul_pd(d, d));
     }
-    double hs[2], hq[2];
-    _mm_storeu_pd(hs, _mm_add_pd(_mm_add_pd(s0, s1), _mm_add_pd(s2, s3)));
-    _mm_storeu_pd(hq, _mm_add_pd(_mm_add_pd(q0, q1), _mm_add_pd(q2, q3)));
-    s = hs[0] + hs[1];
-    q = hq[0] + hq[1];
+    s = hsum4_pd(s0, s1, s2, s3);
+    q = hsum4_pd(q0, q1, q2, q3);
     }
 #elif NB_NORMK_VEC
     v2d vs0 = splat2d(0), vs1 = vs0, vs2 = vs0, vs3 = vs0;
@@ -484,11 +488,8 @@ void nb_normk_bwd_sums(double *sdy, double *sdyx, const float *dy,
         q3 = _mm_add_pd(q3, _mm_mul_pd(g3, _mm_sub_pd(
                                                _mm_cvtps_pd(_mm_movehl_ps(v, v)), vm)));
     }
-    double hs[2], hq[2];
-    _mm_storeu_pd(hs, _mm_add_pd(_mm_add_pd(s0, s1), _mm_add_pd(s2, s3)));
-    _mm_storeu_pd(hq, _mm_add_pd(_mm_add_pd(q0, q1), _mm_add_pd(q2, q3)));
-    s = hs[0] + hs[1];
-    q = hq[0] + hq[1];
+    s = hsum4_pd(s0, s1, s2, s3);
+    q = hsum4_pd(q0, q1, q2, q3);
     }
 #elif NB_NORMK_VEC
     v2d vs0 = splat2d(0), vs1 = vs0, vs2 = vs0, vs3 = vs0;
