@@ -44,7 +44,11 @@ check "it prints where the figures are" grep -q "^figures: $Q/figures/" "$W/out1
 check "report.md is written" [ -s "$Q/report.md" ]
 check "the report names the claim" grep -q '^\*\*Claim\.\*\*' "$Q/report.md"
 check "the report is marked quick" grep -q "Quick run" "$Q/report.md"
-check "the report has a verdict" grep -Eq '^\*\*Verdict: (reproduced|not reproduced|inconclusive)\*\*' "$Q/report.md"
+check "a quick run (2 seeds) has no verdict" grep -q '^\*\*Verdict: no verdict\*\* (quick run: a smoke test)\. Smoke test: the checks rest on 2 seeds' "$Q/report.md"
+check "every check has an effect with a 95% interval" [ "$(grep -Ec '^\| bn_[a-z_]+( \(central\))? \|.*\| -?[0-9.]+ \[-?[0-9.]+, -?[0-9.]+\]' "$Q/report.md")" -eq 3 ]
+check "the checks were pre-registered before the first run" grep -qx "runs_before = 0" "$Q/preregistration.txt"
+check "  every check is registered" [ "$(grep -c '^\[check ' "$Q/preregistration.txt")" -eq 3 ]
+check "  and the report says so" [ "$(grep -c '| pre-registered |' "$Q/report.md")" -eq 3 ]
 check "the report lists every check" [ "$(grep -c '^| bn_' "$Q/report.md")" -eq 3 ]
 check "verdict.txt says quick" grep -qx "quick = true" "$Q/verdict.txt"
 check "the quick index lists the experiment" grep -q '\[quickstart\](quickstart/report.md)' "$R/quick/index.md"
@@ -100,6 +104,20 @@ check "  under a Discussion heading, after the checks" \
     sh -c "sed -n '/^## Checks/,\$p' '$Q/report.md' | grep -q '^## Discussion'"
 check "  one paragraph each, continuation joined" \
     sh -c "grep -A1 -x 'First one, continued.' '$Q/report.md' | tail -1 | grep -qx '' && grep -qx 'Second one.' '$Q/report.md'"
+# a check edited after the runs is post hoc, in the report and the index
+mkdir -p "$W/edit"
+first=$(sed -n 's/^\[check \(.*\)\]$/\1/p' "$EXP/quickstart.ini" | head -n1)
+sed -e '0,/^expect = /s/^expect = /expect = 0 + /' -e "s|^config = \.\./|config = $EXP/../|" \
+    "$EXP/quickstart.ini" >"$W/edit/quickstart.ini"
+check "(the edited copy differs in one check)" [ "$(diff "$EXP/quickstart.ini" "$W/edit/quickstart.ini" | grep -c '^> expect')" -eq 1 ]
+cp "$Q/preregistration.txt" "$W/prereg.before"
+"$NB" reproduce "$W/edit/quickstart.ini" --quick --no-run --results "$R" --progress none \
+    >"$W/out3c" 2>"$W/err3c"
+check "an edited check reports" [ $? -eq 0 ]
+check "  marked post hoc in its row" grep -q "^| $first .*| post hoc: changed after the runs | .*(post hoc: not counted) |\$" "$Q/report.md"
+check "  and in the verdict line" grep -q "^\*\*Verdict: .*post hoc (reported, not counted): \`$first\`" "$Q/report.md"
+check "  and in the index" grep -q "| \`$first\` |" "$R/quick/index.md"
+check "  the registration is left as it was" cmp -s "$Q/preregistration.txt" "$W/prereg.before"
 "$NB" plot "$EXP/quickstart.ini" --quick --results "$R" --format png,svg >"$W/out4" 2>"$W/err4"
 check "plot exits 0" [ $? -eq 0 ]
 if [ $have_gnuplot -eq 1 ]; then

@@ -6,15 +6,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/error.h"
 #include "harness/check.h"
+#include "harness/prereg.h"
 #include "harness/summarize.h"
 #include "harness/sweep.h"
 #include "sumfix.h"
 #include "tap.h"
 
 static struct nb_summary S;
+static const char *tmpdir;
 
 /* Expects text to fail to parse with message msg (after "exp.ini:7: check
  * c: ") and, when hint is non-NULL, that hint. */
@@ -272,34 +275,268 @@ static void test_outcomes(void)
     /* none bs=8: seeds 20.0, 19.9, 19.8 (mean 19.9) */
     outcome(__LINE__, "at(final_test_error, norm.type=none, bs=8) < 20.5", NB_OUT_PASS, 3, 0, 0);
     outcome(__LINE__, "at(final_test_error, norm.type=none, bs=8) < 19.75", NB_OUT_FAIL, 0, 3, 0);
-    outcome(__LINE__, "at(final_test_error, norm.type=none, bs=8) < 19.95", NB_OUT_MIXED, 2, 1, 0);
-    outcome(__LINE__, "at(final_test_error, norm.type=none, bs=8) > 19.95", NB_OUT_MIXED, 1, 2, 0);
+    outcome(__LINE__, "at(final_test_error, norm.type=none, bs=8) < 19.95", NB_OUT_INCONCLUSIVE,
+            2, 1, 0);
+    outcome(__LINE__, "at(final_test_error, norm.type=none, bs=8) > 19.95", NB_OUT_INCONCLUSIVE,
+            1, 2, 0);
     outcome(__LINE__, "at(final_test_error, norm.type=none) < 50", NB_OUT_NA, 0, 0, 3);
     outcome(__LINE__, "count(final_test_error, norm.type=none) / 0 < 50", NB_OUT_NA, 0, 0, 3);
-    /* group bs=32 has only seed 0: the other replicates are n/a */
-    outcome(__LINE__, "at(final_test_error, norm.type=group, bs=32) < 50", NB_OUT_PASS, 1, 0, 2);
-    /* batch bs=8's seed 2 diverged: its replicate is n/a for the error */
+    /* group bs=32 has only seed 0: one seed gives no interval */
+    outcome(__LINE__, "at(final_test_error, norm.type=group, bs=32) < 50", NB_OUT_NA, 1, 0, 2);
+    /* batch bs=8's seed 2 diverged: its replicate is n/a, two seeds decide */
     outcome(__LINE__, "at(final_test_error, norm.type=batch, bs=8) > 10", NB_OUT_PASS, 2, 0, 1);
+    outcome(__LINE__, "at(final_test_error, norm.type=none, bs=8) == 19.9", NB_OUT_NA, 0, 3, 0);
+}
 
+/* ---- intervals on hand-made experiments ------------------------------------ */
+
+/* Writes an experiment of two groups, none and batch (mlp, blobs), with
+ * final test errors ne[k] and be[k] for k < n seeds.  Seeds of none are
+ * 0..n-1; batch's are the same (paired) or 100..100+n-1 (unpaired: two
+ * configs).  Returns a summary in *s. */
+static void two_groups(const char *tag, int n, const double *ne, const double *be, bool paired,
+                       struct nb_summary *s)
+{
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/%s", tmpdir, tag);
+    mkdir(dir, 0777);
+    nb_summary_init(s);
+    for (int part = 0; part < (paired ? 1 : 2); part++) {
+        char cfg[4300];
+        snprintf(cfg, sizeof cfg, "%s/p%d.ini", dir, part);
+        FILE *fp = fopen(cfg, "w");
+        if (!fp)
+            tap_bail("cannot write %s", cfg);
+        fprintf(fp, "[experiment]\nname = p%d\nresults_dir = %s\nseeds = %d..%d\n"
+                    "[model]\narch = mlp\nwidths = 16\n[norm]\ntype = %s\n"
+                    "[train]\nbatch = 8\nepochs = 1\n[data]\nsource = blobs\n",
+                part, dir, part ? 100 : 0, (part ? 100 : 0) + n - 1,
+                paired ? "none, batch" : part ? "batch" : "none");
+        fclose(fp);
+        struct nb_sweep sw;
+        struct nb_error e;
+        nb_error_clear(&e);
+        if (nb_sweep_load(cfg, &sw, &e))
+            tap_bail("%s: %s", cfg, e.msg);
+        char edir[4400];
+        snprintf(edir, sizeof edir, "%s/p%d", dir, part);
+        mkdir(edir, 0777);
+        for (size_t i = 0; i < sw.n_runs; i++) {
+            const struct nb_run *run = &sw.runs[i];
+            bool batch = !strcmp(nb_run_get_str(run, "norm", "type"), "batch");
+            int k = (int)(run->seed % 100);
+            char rdir[4500], path[4600];
+            snprintf(rdir, sizeof rdir, "%s/%s", edir, run->run_id);
+            mkdir(rdir, 0777);
+            snprintf(path, sizeof path, "%s/config.ini", rdir);
+            fp = fopen(path, "w");
+            nb_run_write_ini(fp, run);
+            fclose(fp);
+            snprintf(path, sizeof path, "%s/metrics.csv", rdir);
+            fp = fopen(path, "w");
+            double err = batch ? be[k] : ne[k];
+            fprintf(fp, "step,epoch,lr,train_loss,train_acc,test_loss,test_acc,grad_norm\n"
+                        "10,1,0.1,0.5,0.8,0.6,%.17g,1\n",
+                    1 - err / 100);
+            fclose(fp);
+            snprintf(path, sizeof path, "%s/DONE", rdir);
+            fp = fopen(path, "w");
+            fprintf(fp, "run_id = %s\nstatus = done\nsteps = 10\nwall_seconds = 1\n",
+                    run->run_id);
+            fclose(fp);
+        }
+        if (nb_summary_add_sweep(s, &sw, edir, &e))
+            tap_bail("%s: %s", cfg, e.msg);
+        nb_sweep_free(&sw);
+    }
+    struct nb_error e;
+    nb_error_clear(&e);
+    if (nb_summary_group(s, &e))
+        tap_bail("group: %s", e.msg);
+}
+
+#define GAP "at(final_test_error, norm.type=none) - at(final_test_error, norm.type=batch)"
+
+/* Evaluates text on s; returns the result (caller frees). */
+static struct nb_check_result ci_eval(const struct nb_summary *s, const char *text)
+{
+    struct nb_check c;
+    struct nb_check_result r;
+    struct nb_error e;
+    nb_error_clear(&e);
+    if (nb_check_parse("gap", text, "exp.ini", 1, &c, &e))
+        tap_bail("parse: %s", e.msg);
+    if (nb_check_eval(&c, s, &r, &e))
+        tap_bail("eval: %s", e.msg);
+    nb_check_free(&c);
+    return r;
+}
+
+static void test_intervals(void)
+{
+    static const double none5[] = {15.0, 15.2, 14.8, 15.1, 14.9};
+    static const double batch5[] = {12.1, 11.8, 12.2, 11.9, 12.0};
+    struct nb_summary s;
+    two_groups("clear", 5, none5, batch5, true, &s);
+    struct nb_check_result r = ci_eval(&s, GAP " >= 1");
+    is_str(nb_outcome_name(r.outcome), "pass", "a clear effect passes");
+    is_close(r.effect, 3.0, 1e-9, 1e-12, "  effect = none - batch (the constant side is the threshold)");
+    is_close(r.threshold, 1.0, 0, 0, "  threshold");
+    ok(r.lo > 2.5 && r.lo < 3.0 && r.hi > 3.0 && r.hi < 3.5, "  95%% interval [%g, %g] around 3", r.lo,
+       r.hi);
+    is_int(r.n, 5, "  n = 5 seeds");
+    ok(r.paired, "  paired: the groups share their seeds");
+    double lo = r.lo, hi = r.hi;
+    nb_check_result_free(&r);
+    r = ci_eval(&s, GAP " >= 1");
+    ok(r.lo == lo && r.hi == hi, "  deterministic: the same interval twice");
+    nb_check_result_free(&r);
+    r = ci_eval(&s, "at(final_test_error, norm.type=batch) - at(final_test_error, norm.type=none) >= 1");
+    is_str(nb_outcome_name(r.outcome), "fail", "a clear reverse effect fails");
+    nb_check_result_free(&r);
+    r = ci_eval(&s, "at(final_test_error, norm.type=batch) < at(final_test_error, norm.type=none)");
+    is_str(nb_outcome_name(r.outcome), "pass", "A < B: effect A - B against 0");
+    is_close(r.effect, -3.0, 1e-9, 1e-12, "  effect");
+    is_close(r.threshold, 0.0, 0, 0, "  threshold 0");
+    nb_check_result_free(&r);
+    r = ci_eval(&s, GAP " >= 3");
+    is_str(nb_outcome_name(r.outcome), "inconclusive", "an effect on the threshold is inconclusive");
+    is_int(r.seeds_needed, -1, "  no number of seeds decides it");
+    nb_check_result_free(&r);
+    r = ci_eval(&s, GAP " >= 2.95");
+    is_str(nb_outcome_name(r.outcome), "inconclusive", "an effect inside the noise is inconclusive");
+    ok(r.seeds_needed > 5, "  more seeds would decide it (~%d)", r.seeds_needed);
+    nb_check_result_free(&r);
+    r = ci_eval(&s, "at(final_test_error, norm.type=batch) / at(final_test_error, norm.type=none) < 0.9");
+    is_str(nb_outcome_name(r.outcome), "pass", "a ratio against a constant");
+    is_close(r.effect, 12.0 / 15.0, 1e-9, 1e-12, "  effect = the ratio of the means");
+    nb_check_result_free(&r);
+    r = ci_eval(&s, "abs(" GAP ") <= 0.5");
+    is_str(nb_outcome_name(r.outcome), "fail", "an equivalence margin that the effect exceeds fails");
+    nb_check_result_free(&r);
+    nb_summary_free(&s);
+
+    /* the same gap of 1 riding on a large seed effect: paired it is exact,
+     * unpaired the seed effect is noise */
+    static const double ns[] = {13.0, 14.0, 15.0, 16.0, 17.0};
+    static const double bs[] = {12.0, 13.0, 14.0, 15.0, 16.0};
+    two_groups("paired", 5, ns, bs, true, &s);
+    r = ci_eval(&s, GAP " > 0.5");
+    is_str(nb_outcome_name(r.outcome), "pass", "paired: a constant per-seed gap passes");
+    ok(r.paired && fabs(r.lo - 1) < 1e-9 && fabs(r.hi - 1) < 1e-9, "  interval [%g, %g]", r.lo,
+       r.hi);
+    nb_check_result_free(&r);
+    nb_summary_free(&s);
+    two_groups("unpaired", 5, ns, bs, false, &s);
+    r = ci_eval(&s, GAP " > 0.5");
+    ok(!r.paired, "unpaired: the groups have different seeds");
+    is_str(nb_outcome_name(r.outcome), "inconclusive", "  the same gap is inside the seed noise");
+    ok(r.lo < 0.5 && r.hi > 1.5, "  wide interval [%g, %g]", r.lo, r.hi);
+    nb_check_result_free(&r);
+    nb_summary_free(&s);
+
+    /* one seed: no interval */
+    two_groups("one", 1, none5, batch5, true, &s);
+    r = ci_eval(&s, GAP " >= 1");
+    is_str(nb_outcome_name(r.outcome), "n/a", "n = 1 refuses");
+    ok(strstr(r.why, "at least 2 seeds") != NULL, "  why: %s", r.why);
+    nb_check_result_free(&r);
+    nb_summary_free(&s);
+}
+
+static void test_verdicts(void)
+{
+    struct nb_check c[3];
     struct nb_check_result r[3];
+    memset(c, 0, sizeof c);
     memset(r, 0, sizeof r);
-    r[0].outcome = r[1].outcome = r[2].outcome = NB_OUT_PASS;
-    is_str(nb_verdict_name(nb_verdict_of(r, 3, true)), "reproduced", "all pass: reproduced");
-    is_str(nb_verdict_name(nb_verdict_of(r, 3, false)), "inconclusive",
-           "all pass with runs missing: inconclusive");
-    r[1].outcome = NB_OUT_MIXED;
-    is_str(nb_verdict_name(nb_verdict_of(r, 3, true)), "inconclusive",
-           "seeds disagree: inconclusive");
+    for (int i = 0; i < 3; i++) {
+        r[i].outcome = NB_OUT_PASS;
+        r[i].n = 5;
+    }
+#define V(want, complete, what) \
+    is_str(nb_verdict_name(nb_verdict_of(c, r, 3, complete)), want, what)
+    V("reproduced", true, "all pass: reproduced");
+    V("inconclusive", false, "all pass with runs missing: inconclusive");
+    r[1].outcome = NB_OUT_INCONCLUSIVE;
+    V("inconclusive", true, "pass and inconclusive: inconclusive");
     r[2].outcome = NB_OUT_FAIL;
-    is_str(nb_verdict_name(nb_verdict_of(r, 3, true)), "not reproduced", "a failure wins");
-    r[1].outcome = r[2].outcome = NB_OUT_NA;
-    is_str(nb_verdict_name(nb_verdict_of(r, 3, true)), "inconclusive", "n/a: inconclusive");
-    is_str(nb_verdict_name(nb_verdict_of(r, 0, true)), "inconclusive", "no checks: inconclusive");
+    V("partly reproduced", true, "pass, inconclusive and fail: partly reproduced");
+    r[0].outcome = NB_OUT_FAIL;
+    V("not reproduced", true, "the central check (the first by default) fails: not reproduced");
+    c[0].central = false;
+    c[1].central = true;
+    r[1].outcome = NB_OUT_PASS;
+    V("partly reproduced", true, "central passes, others fail: partly reproduced");
+    is_int(nb_check_central(c, 3), 1, "central = true picks the central check");
+    r[1].outcome = NB_OUT_FAIL;
+    V("not reproduced", true, "all fail: not reproduced");
+    r[0].outcome = r[1].outcome = r[2].outcome = NB_OUT_PASS;
+    r[2].n = 3;
+    V("no verdict", true, "fewer than 5 seeds: no verdict (a smoke test)");
+    r[2].n = 5;
+    r[2].outcome = NB_OUT_FAIL;
+    r[2].post_hoc = true;
+    V("reproduced", true, "a post hoc check does not count");
+    r[0].post_hoc = r[1].post_hoc = true;
+    V("inconclusive", true, "only post hoc checks: inconclusive");
+    is_str(nb_verdict_name(nb_verdict_of(c, r, 0, true)), "inconclusive", "no checks: inconclusive");
+#undef V
+}
+
+static void test_prereg(void)
+{
+    char exp[4200], reg[4200];
+    snprintf(exp, sizeof exp, "%s/prereg.ini", tmpdir);
+    snprintf(reg, sizeof reg, "%s/%s", tmpdir, NB_PREREG_FILE);
+    FILE *fp = fopen(exp, "w");
+    fputs("[experiment]\nclaim = x\n", fp);
+    fclose(fp);
+    struct nb_check c[2];
+    struct nb_error e;
+    nb_error_clear(&e);
+    if (nb_check_parse("a", "at(final_test_error, norm.type=none) <\n  20", "exp.ini", 1, &c[0], &e) ||
+        nb_check_parse("b", "count(final_test_error) > 1", "exp.ini", 2, &c[1], &e))
+        tap_bail("parse: %s", e.msg);
+    struct nb_prereg p;
+    is_int(nb_prereg_read(reg, &p, &e), 0, "no registration: read succeeds");
+    ok(!p.present, "  and says it is absent");
+    is_int(nb_prereg_status(&p, &c[0]), NB_REG_NONE, "  every check: not pre-registered");
+    is_int(nb_prereg_write(reg, exp, c, 1, "2026-12-06 18:00 UTC", "abc1234", 0, &e), 0,
+           "registers check a");
+    is_int(nb_prereg_write(reg, exp, c, 1, "2026-12-06 18:00 UTC", "abc1234", 0, &e), NB_EINVAL,
+           "  never rewrites an existing registration");
+    is_int(nb_prereg_read(reg, &p, &e), 0, "reads it back");
+    ok(p.present && p.n_checks == 1 && !strcmp(p.revision, "abc1234") && p.runs_before == 0,
+       "  revision, runs_before and one check");
+    is_int(nb_prereg_status(&p, &c[0]), NB_REG_OK, "  a: pre-registered");
+    is_int(nb_prereg_status(&p, &c[1]), NB_REG_ADDED, "  b: added after the runs");
+    struct nb_check c2;
+    if (nb_check_parse("a", "at(final_test_error,   norm.type=none) < 20", "exp.ini", 1, &c2, &e))
+        tap_bail("parse: %s", e.msg);
+    is_int(nb_prereg_status(&p, &c2), NB_REG_OK, "  re-wrapping whitespace changes nothing");
+    nb_check_free(&c2);
+    if (nb_check_parse("a", "at(final_test_error, norm.type=none) < 21", "exp.ini", 1, &c2, &e))
+        tap_bail("parse: %s", e.msg);
+    is_int(nb_prereg_status(&p, &c2), NB_REG_CHANGED, "  editing the statement makes it post hoc");
+    nb_check_free(&c2);
+    p.runs_before = 3;
+    is_int(nb_prereg_status(&p, &c[0]), NB_REG_LATE, "  registered after runs existed: post hoc");
+    nb_prereg_free(&p);
+    char hex[17], hex2[17];
+    nb_prereg_file_hash(exp, hex, &e);
+    fp = fopen(exp, "a");
+    fputs("notes = y\n", fp);
+    fclose(fp);
+    nb_prereg_file_hash(exp, hex2, &e);
+    ok(strcmp(hex, hex2) != 0, "the experiment file's hash changes with its text");
+    nb_check_free(&c[0]);
+    nb_check_free(&c[1]);
 }
 
 int main(void)
 {
-    const char *dir = tap_tmpdir("t_check");
+    const char *dir = tmpdir = tap_tmpdir("t_check");
     const char *cfg = sumfix_make(dir);
     struct nb_sweep sw;
     struct nb_error e;
@@ -313,6 +550,9 @@ int main(void)
     test_parse_errors();
     test_eval();
     test_outcomes();
+    test_intervals();
+    test_verdicts();
+    test_prereg();
     nb_summary_free(&S);
     nb_sweep_free(&sw);
     tap_done_testing();

@@ -9,6 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <gsl/gsl_cdf.h>
+#include <gsl/gsl_rng.h>
+#include <gsl/gsl_sort.h>
+#include <gsl/gsl_statistics_double.h>
+
 #include "harness/config.h"
 
 /* ======================================================================
@@ -785,43 +790,18 @@ int nb_check_parse(const char *name, const char *text, const char *file,
 struct evalctx {
     const struct nb_summary *s;
     int mode;
+    const double *w; /* replicate weights (a bootstrap resample), or NULL */
     struct nb_error *err;
 };
-
-/* Average ranks (1-based) of v[0..n) into r. */
-static void ranks(const double *v, size_t n, double *r)
-{
-    for (size_t i = 0; i < n; i++) {
-        double less = 0, eq = 0;
-        for (size_t j = 0; j < n; j++) {
-            less += v[j] < v[i];
-            eq += v[j] == v[i];
-        }
-        r[i] = less + (eq + 1) / 2.0;
-    }
-}
-
-static double pearson(const double *x, const double *y, size_t n)
-{
-    double mx = 0, my = 0;
-    for (size_t i = 0; i < n; i++)
-        mx += x[i], my += y[i];
-    mx /= (double)n;
-    my /= (double)n;
-    double sxy = 0, sxx = 0, syy = 0;
-    for (size_t i = 0; i < n; i++) {
-        sxy += (x[i] - mx) * (y[i] - my);
-        sxx += (x[i] - mx) * (x[i] - mx);
-        syy += (y[i] - my) * (y[i] - my);
-    }
-    return sxx > 0 && syy > 0 ? sxy / sqrt(sxx * syy) : NAN;
-}
 
 static int eval_agg(const struct nb_check_node *n, struct evalctx *ec, double *out)
 {
     struct nb_sum_point *pts;
     size_t np;
-    int rc = nb_summary_select(ec->s, &n->metric, n->f, n->nf, ec->mode, &pts, &np, ec->err);
+    int rc = ec->w ? nb_summary_select_w(ec->s, &n->metric, n->f, n->nf, ec->w, &pts, &np,
+                                         ec->err)
+                   : nb_summary_select(ec->s, &n->metric, n->f, n->nf, ec->mode, &pts, &np,
+                                       ec->err);
     if (rc)
         return rc;
     if (n->agg == A_COUNT) {
@@ -899,15 +879,18 @@ static int eval_agg(const struct nb_check_node *n, struct evalctx *ec, double *o
             return nb_error_set(ec->err, NB_ENOENT, NULL, 0,
                                 "%s needs at least 3 values, has %zu", n->text, k);
         }
-        double *rx = malloc(k * sizeof *rx), *ry = malloc(k * sizeof *ry);
-        if (!rx || !ry) {
-            free(rx), free(ry), free(v), free(x), free(pts);
+        double *work = malloc(2 * k * sizeof *work);
+        if (!work) {
+            free(v), free(x), free(pts);
             return nb_error_set(ec->err, NB_ENOMEM, NULL, 0, "out of memory");
         }
-        ranks(x, k, rx);
-        ranks(v, k, ry);
-        *out = pearson(rx, ry, k);
-        free(rx), free(ry);
+        /* Spearman's rho with average ranks for ties; NaN when one side
+         * is constant */
+        bool xc = true, vc = true;
+        for (size_t i = 1; i < k; i++)
+            xc &= x[i] == x[0], vc &= v[i] == v[0];
+        *out = xc || vc ? NAN : gsl_stats_spearman(x, 1, v, 1, k, work);
+        free(work);
         break;
     }
     default:
@@ -974,25 +957,42 @@ static bool compare(double a, enum nb_cmp op, double b)
     }
 }
 
+static int eval_sides(const struct nb_check *c, struct evalctx *ec, double *lhs, double *rhs,
+                      bool *holds)
+{
+    *lhs = *rhs = NAN;
+    *holds = false;
+    int rc = eval_node(c->lhs, ec, lhs);
+    if (!rc)
+        rc = eval_node(c->rhs, ec, rhs);
+    if (rc)
+        return rc;
+    if (isnan(*lhs) || isnan(*rhs))
+        return nb_error_set(ec->err, NB_ERANGE, NULL, 0, "the statement evaluates to NaN");
+    *holds = compare(*lhs, c->op, *rhs);
+    return 0;
+}
+
 int nb_check_eval_mode(const struct nb_check *c, const struct nb_summary *s,
                        int mode, double *lhs, double *rhs, bool *holds,
                        struct nb_error *err)
 {
     struct evalctx ec = {.s = s, .mode = mode, .err = err};
-    *lhs = *rhs = NAN;
-    *holds = false;
-    int rc = eval_node(c->lhs, &ec, lhs);
-    if (!rc)
-        rc = eval_node(c->rhs, &ec, rhs);
-    if (rc)
-        return rc;
-    if (isnan(*lhs) || isnan(*rhs))
-        return nb_error_set(err, NB_ERANGE, NULL, 0, "the statement evaluates to NaN");
-    *holds = compare(*lhs, c->op, *rhs);
-    return 0;
+    return eval_sides(c, &ec, lhs, rhs, holds);
 }
 
-static const char *const outcome_names[NB_OUT_COUNT] = {"pass", "fail", "seeds disagree",
+bool nb_check_effect_is_diff(const struct nb_check *c)
+{
+    return contains_agg(c->rhs);
+}
+
+/* The effect of one evaluation (see check.h). */
+static double effect_of(const struct nb_check *c, double lhs, double rhs)
+{
+    return nb_check_effect_is_diff(c) ? lhs - rhs : lhs;
+}
+
+static const char *const outcome_names[NB_OUT_COUNT] = {"pass", "fail", "inconclusive",
                                                         "n/a"};
 
 const char *nb_outcome_name(int o)
@@ -1010,73 +1010,240 @@ void nb_check_result_free(struct nb_check_result *r)
     memset(r, 0, sizeof *r);
 }
 
+/* Are the groups paired: does replicate k have the same seed in every
+ * group that has it? */
+static bool seeds_paired(const struct nb_summary *s)
+{
+    for (int k = 0; k < s->max_reps; k++) {
+        bool have = false;
+        unsigned long long seed = 0;
+        for (int g = 0; g < s->n_groups; g++) {
+            const struct nb_sum_group *G = &s->groups[g];
+            if (k >= G->n_runs)
+                continue;
+            unsigned long long sk = s->runs[G->runs[k]].seed;
+            if (have && sk != seed)
+                return false;
+            have = true;
+            seed = sk;
+        }
+    }
+    return true;
+}
+
+static unsigned long long fnv1a(const char *t)
+{
+    unsigned long long h = 1469598103934665603ULL;
+    for (; *t; t++)
+        h = (h ^ (unsigned char)*t) * 1099511628211ULL;
+    return h;
+}
+
+/* The bootstrap's confidence level and resample count (check.h). */
+#define CI_LEVEL 0.95
+#define N_BOOT 4000
+
 int nb_check_eval(const struct nb_check *c, const struct nb_summary *s,
                   struct nb_check_result *r, struct nb_error *err)
 {
     memset(r, 0, sizeof *r);
     r->n_reps = s->max_reps;
+    r->effect = r->lo = r->hi = r->threshold = NAN;
     size_t n = (size_t)(r->n_reps > 0 ? r->n_reps : 1);
     r->rep_lhs = malloc(n * sizeof *r->rep_lhs);
     r->rep_rhs = malloc(n * sizeof *r->rep_rhs);
     r->rep_holds = malloc(n * sizeof *r->rep_holds);
-    if (!r->rep_lhs || !r->rep_rhs || !r->rep_holds) {
-        nb_check_result_free(r);
-        return nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
+    size_t nw = (size_t)s->n_groups * (size_t)(s->max_reps > 0 ? s->max_reps : 1);
+    double *w = malloc((nw ? nw : 1) * sizeof *w);
+    double *boot = malloc(N_BOOT * sizeof *boot);
+    int *cnt = malloc(n * sizeof *cnt);
+    gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
+    int rc = 0;
+    if (!r->rep_lhs || !r->rep_rhs || !r->rep_holds || !w || !boot || !cnt || !rng) {
+        rc = nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
+        goto out;
     }
     struct nb_error e;
     nb_error_clear(&e);
     bool holds;
-    int rc = nb_check_eval_mode(c, s, NB_SEL_MEAN, &r->lhs, &r->rhs, &holds, &e);
-    if (rc == NB_ENOMEM) {
-        nb_check_result_free(r);
-        return nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
+    struct evalctx ec = {.s = s, .mode = NB_SEL_MEAN, .err = &e};
+    int rm = eval_sides(c, &ec, &r->lhs, &r->rhs, &holds);
+    if (rm == NB_ENOMEM) {
+        rc = nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
+        goto out;
     }
-    if (rc)
+    if (rm)
         snprintf(r->why, sizeof r->why, "%.590s", e.msg);
+    /* the old per-seed evaluation: every group's k-th seed alone */
     for (int k = 0; k < r->n_reps; k++) {
         bool h;
         nb_error_clear(&e);
-        int rk = nb_check_eval_mode(c, s, k, &r->rep_lhs[k], &r->rep_rhs[k], &h, &e);
+        ec.mode = k;
+        int rk = eval_sides(c, &ec, &r->rep_lhs[k], &r->rep_rhs[k], &h);
         if (rk == NB_ENOMEM) {
-            nb_check_result_free(r);
-            return nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
+            rc = nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
+            goto out;
         }
         r->rep_holds[k] = rk ? -1 : h;
         r->n_hold += !rk && h;
         r->n_fail += !rk && !h;
         r->n_na += rk != 0;
     }
-    if (rc)
+    r->n = r->n_hold + r->n_fail;
+    r->paired = seeds_paired(s);
+    if (rm) {
         r->outcome = NB_OUT_NA;
-    else if (holds && r->n_fail == 0)
+        goto out;
+    }
+    r->effect = effect_of(c, r->lhs, r->rhs);
+    r->threshold = nb_check_effect_is_diff(c) ? 0.0 : r->rhs;
+    if (c->op == NB_CMP_EQ || c->op == NB_CMP_NE) {
+        r->outcome = NB_OUT_NA;
+        snprintf(r->why, sizeof r->why,
+                 "%s cannot be decided by an interval; state an equivalence as "
+                 "abs(A - B) <= MARGIN",
+                 nb_cmp_str(c->op));
+        goto out;
+    }
+    if (r->n < 2) {
+        r->outcome = NB_OUT_NA;
+        snprintf(r->why, sizeof r->why,
+                 "an interval needs at least 2 seeds on which the statement can be "
+                 "evaluated (has %d)",
+                 r->n);
+        goto out;
+    }
+    /* The bootstrap over seeds: resample the replicates with replacement
+     * (the same draw for every group when the groups share their seeds),
+     * evaluate the whole statement on the weighted means. */
+    gsl_rng_set(rng, (unsigned long)(fnv1a(c->name) ^ 0x9e3779b97f4a7c15ULL));
+    int nb = 0, bad = 0;
+    for (int b = 0; b < N_BOOT; b++) {
+        if (r->paired) {
+            for (size_t k = 0; k < n; k++)
+                cnt[k] = 0;
+            for (int k = 0; k < s->max_reps; k++)
+                cnt[gsl_rng_uniform_int(rng, (unsigned long)s->max_reps)]++;
+            for (int g = 0; g < s->n_groups; g++)
+                for (int k = 0; k < s->max_reps; k++)
+                    w[(size_t)g * (size_t)s->max_reps + (size_t)k] = cnt[k];
+        } else {
+            for (int g = 0; g < s->n_groups; g++) {
+                int ng = s->groups[g].n_runs;
+                double *wg = w + (size_t)g * (size_t)s->max_reps;
+                for (int k = 0; k < s->max_reps; k++)
+                    wg[k] = 0;
+                for (int k = 0; k < ng; k++)
+                    wg[gsl_rng_uniform_int(rng, (unsigned long)ng)] += 1;
+            }
+        }
+        double l, rr;
+        bool h;
+        nb_error_clear(&e);
+        struct evalctx eb = {.s = s, .mode = NB_SEL_MEAN, .w = w, .err = &e};
+        int rb = eval_sides(c, &eb, &l, &rr, &h);
+        if (rb == NB_ENOMEM) {
+            rc = nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
+            goto out;
+        }
+        if (rb || !isfinite(effect_of(c, l, rr)))
+            bad++;
+        else
+            boot[nb++] = effect_of(c, l, rr);
+    }
+    r->n_boot = nb;
+    if (bad * 10 > N_BOOT) {
+        r->outcome = NB_OUT_NA;
+        snprintf(r->why, sizeof r->why,
+                 "the statement cannot be evaluated on %d of %d resamples of the seeds (%.400s)",
+                 bad, N_BOOT, e.msg);
+        goto out;
+    }
+    /* Hesterberg's expanded percentile interval: the percentile
+     * bootstrap's tails taken at the level a t-interval would use, with
+     * the sqrt(n/(n-1)) widening, which corrects the percentile
+     * interval's narrowness with few seeds. */
+    double nn = (double)r->n;
+    double tq = gsl_cdf_tdist_Pinv(1 - (1 - CI_LEVEL) / 2, nn - 1);
+    double a2 = gsl_cdf_ugaussian_P(-sqrt(nn / (nn - 1)) * tq);
+    gsl_sort(boot, 1, (size_t)nb);
+    r->lo = gsl_stats_quantile_from_sorted_data(boot, 1, (size_t)nb, a2);
+    r->hi = gsl_stats_quantile_from_sorted_data(boot, 1, (size_t)nb, 1 - a2);
+    bool below = c->op == NB_CMP_LT || c->op == NB_CMP_LE; /* the claim: effect < thr */
+    bool on_side = below ? (c->op == NB_CMP_LT ? r->hi < r->threshold : r->hi <= r->threshold)
+                         : (c->op == NB_CMP_GT ? r->lo > r->threshold : r->lo >= r->threshold);
+    bool off_side = below ? (c->op == NB_CMP_LT ? r->lo >= r->threshold : r->lo > r->threshold)
+                          : (c->op == NB_CMP_GT ? r->hi <= r->threshold : r->hi < r->threshold);
+    if (on_side && holds)
         r->outcome = NB_OUT_PASS;
-    else if (!holds && r->n_hold == 0)
+    else if (off_side && !holds)
         r->outcome = NB_OUT_FAIL;
-    else
-        r->outcome = NB_OUT_MIXED;
-    return 0;
+    else {
+        r->outcome = NB_OUT_INCONCLUSIVE;
+        /* the interval narrows as 1/sqrt(n): the seeds at which its half
+         * width would equal the distance of the effect from the threshold */
+        double d = fabs(r->effect - r->threshold), h = (r->hi - r->lo) / 2;
+        double need = d > 0 ? ceil(nn * (h / d) * (h / d)) : INFINITY;
+        r->seeds_needed = need > 10000 || !isfinite(need) ? -1
+                          : need <= nn                   ? r->n + 1
+                                                         : (int)need;
+    }
+out:
+    free(w);
+    free(boot);
+    free(cnt);
+    if (rng)
+        gsl_rng_free(rng);
+    if (rc)
+        nb_check_result_free(r);
+    return rc;
 }
 
 static const char *const verdict_names[NB_VERDICT_COUNT] = {
-    "reproduced", "not reproduced", "inconclusive"};
+    "reproduced", "partly reproduced", "not reproduced", "inconclusive", "no verdict"};
 
 const char *nb_verdict_name(int v)
 {
     return v >= 0 && v < NB_VERDICT_COUNT ? verdict_names[v] : "?";
 }
 
-int nb_verdict_of(const struct nb_check_result *r, int n, bool complete)
+int nb_verdict_of(const struct nb_check *c, const struct nb_check_result *r, int n,
+                  bool complete)
 {
     if (!complete)
         return NB_VERDICT_INCONCLUSIVE;
-    bool any_fail = false, all_pass = n > 0;
+    int counted = 0, pass = 0, fail = 0, min_n = -1;
+    bool central_fails = false;
+    int central = nb_check_central(c, n);
     for (int i = 0; i < n; i++) {
-        any_fail |= r[i].outcome == NB_OUT_FAIL;
-        all_pass &= r[i].outcome == NB_OUT_PASS;
+        if (r[i].post_hoc)
+            continue;
+        counted++;
+        pass += r[i].outcome == NB_OUT_PASS;
+        fail += r[i].outcome == NB_OUT_FAIL;
+        if (r[i].outcome != NB_OUT_NA && (min_n < 0 || r[i].n < min_n))
+            min_n = r[i].n;
+        central_fails |= i == central && r[i].outcome == NB_OUT_FAIL;
     }
-    if (any_fail)
-        return NB_VERDICT_NOT_REPRODUCED;
-    if (all_pass)
+    if (counted > 0 && min_n >= 0 && min_n < NB_VERDICT_MIN_SEEDS)
+        return NB_VERDICT_NONE;
+    if (counted == 0)
+        return NB_VERDICT_INCONCLUSIVE;
+    if (pass == counted)
         return NB_VERDICT_REPRODUCED;
+    if (central_fails)
+        return NB_VERDICT_NOT_REPRODUCED;
+    if (pass > 0 && fail > 0)
+        return NB_VERDICT_PARTLY;
+    if (fail == counted)
+        return NB_VERDICT_NOT_REPRODUCED;
     return NB_VERDICT_INCONCLUSIVE;
+}
+
+int nb_check_central(const struct nb_check *c, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (c[i].central)
+            return i;
+    return n > 0 ? 0 : -1;
 }

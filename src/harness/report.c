@@ -54,6 +54,7 @@ struct lctx {
     struct raw_table *rt;  /* [n_tables] */
     struct raw_fig *rf;    /* [n_figs] */
     int *check_line;       /* section line of each check */
+    int *check_central;    /* central = true (1), false (-1), unset (0) */
     char **check_file;
     int *name_line;        /* [experiment] claim/source lines */
     int claim_line;
@@ -92,11 +93,12 @@ static int grow(void **p, int n, size_t elem, struct nb_error *err)
 }
 
 static const char *const exp_keys[] = {"name",     "claim", "source",     "paper", "config",
-                                       "estimate", "notes", "discussion", NULL};
+                                       "estimate", "notes", "discussion", "caveats",
+                                       NULL};
 static const char *const fig_keys[] = {"kind", "x", "y", "where", "param", "caption", NULL};
 static const char *const table_keys[] = {"metric", "rows", "columns", "where", "paper",
                                          "caption", NULL};
-static const char *const check_keys[] = {"expect", "about", NULL};
+static const char *const check_keys[] = {"expect", "about", "central", NULL};
 
 static int key_in(const char *const *l, const char *k)
 {
@@ -250,6 +252,7 @@ static int section_header(struct lctx *c, const struct nb_ini_item *it, struct n
                                 "check '%s' is defined twice", name);
     if (grow((void **)&e->checks, e->n_checks, sizeof *e->checks, err) ||
         grow((void **)&c->check_line, e->n_checks, sizeof *c->check_line, err) ||
+        grow((void **)&c->check_central, e->n_checks, sizeof *c->check_central, err) ||
         grow((void **)&c->check_file, e->n_checks, sizeof *c->check_file, err))
         return NB_ENOMEM;
     struct nb_check *k = &e->checks[e->n_checks];
@@ -378,6 +381,7 @@ static int handler(void *user, const struct nb_ini_item *it, struct nb_error *er
         }
         case 5: return set_str(&e->estimate, v, err);
         case 6: return set_str(&e->notes, v, err);
+        case 8: return set_str(&e->caveats, v, err);
         default:
             if (grow((void **)&e->discussion, e->n_discussion, sizeof *e->discussion, err))
                 return NB_ENOMEM;
@@ -515,6 +519,14 @@ static int handler(void *user, const struct nb_ini_item *it, struct nb_error *er
         struct nb_check *ck = &e->checks[c->idx];
         if (k == 1)
             return set_str(&ck->about, v, err);
+        if (k == 2) {
+            if (!strcmp(v, "true") || !strcmp(v, "false")) {
+                c->check_central[c->idx] = !strcmp(v, "true") ? 1 : -1;
+                return 0;
+            }
+            return nb_error_set(err, NB_EINVAL, it->file, it->line,
+                                "central = %s: expected true or false", v);
+        }
         char *name = ck->name, *about = ck->about;
         ck->name = ck->about = NULL;
         rc = nb_check_parse(name, v, it->file, it->line, ck, err);
@@ -549,6 +561,7 @@ static void raw_free(struct lctx *c)
         free(c->check_file[i]);
     free(c->check_file);
     free(c->check_line);
+    free(c->check_central);
     free(c->seen);
 }
 
@@ -738,10 +751,19 @@ static int finish(struct lctx *c, struct nb_error *err)
                                     what);
         }
     }
-    for (int i = 0; i < e->n_checks; i++)
+    int central = -1;
+    for (int i = 0; i < e->n_checks; i++) {
         if (!e->checks[i].text)
             return nb_error_set(err, NB_EINVAL, c->check_file[i], c->check_line[i],
                                 "check %s has no 'expect = STATEMENT'", e->checks[i].name);
+        e->checks[i].central = c->check_central[i] > 0;
+        if (e->checks[i].central && central >= 0)
+            return nb_error_set(err, NB_EINVAL, c->check_file[i], c->check_line[i],
+                                "check %s: only one check can be central (%s is)",
+                                e->checks[i].name, e->checks[central].name);
+        if (e->checks[i].central)
+            central = i;
+    }
     return 0;
 }
 
@@ -765,7 +787,7 @@ void nb_experiment_free(struct nb_experiment *e)
     if (!e)
         return;
     free(e->path), free(e->name), free(e->claim), free(e->source), free(e->paper);
-    free(e->estimate), free(e->notes);
+    free(e->estimate), free(e->notes), free(e->caveats);
     for (int i = 0; i < e->n_discussion; i++)
         free(e->discussion[i]);
     free(e->discussion);
@@ -1019,7 +1041,7 @@ static const char *outcome_mark(int o)
     switch (o) {
     case NB_OUT_PASS: return "**pass**";
     case NB_OUT_FAIL: return "**fail**";
-    case NB_OUT_MIXED: return "**seeds disagree**";
+    case NB_OUT_INCONCLUSIVE: return "**inconclusive**";
     default: return "**n/a**";
     }
 }
@@ -1033,25 +1055,70 @@ static long long rep_seed(const struct nb_summary *s, int k)
     return -1;
 }
 
+/* "effect [lo, hi]" of a result, or "-" */
+static const char *effect_str(const struct nb_check_result *r, char *buf, size_t n)
+{
+    char b1[64], b2[64], b3[64];
+    if (isnan(r->effect))
+        snprintf(buf, n, "-");
+    else if (isnan(r->lo))
+        snprintf(buf, n, "%s", fnum(r->effect, b1, sizeof b1));
+    else
+        snprintf(buf, n, "%s [%s, %s]", fnum(r->effect, b1, sizeof b1),
+                 fnum(r->lo, b2, sizeof b2), fnum(r->hi, b3, sizeof b3));
+    return buf;
+}
+
+/* The claim as a condition on the effect: "effect < 0", "> 1.00" */
+static const char *claim_str(const struct nb_check *c, const struct nb_check_result *r,
+                             char *buf, size_t n)
+{
+    char b1[64];
+    if (isnan(r->threshold))
+        snprintf(buf, n, "%s", nb_cmp_str(c->op));
+    else
+        snprintf(buf, n, "%s %s", nb_cmp_str(c->op), fnum(r->threshold, b1, sizeof b1));
+    return buf;
+}
+
+static int reg_of(const struct nb_report_in *in, int i)
+{
+    return in->reg ? in->reg[i] : NB_REG_NONE;
+}
+
 static void write_checks(FILE *fp, const struct nb_report_in *in)
 {
     const struct nb_experiment *e = in->e;
-    char b1[64], b2[64];
+    char b1[64], b2[64], b3[200];
     if (e->n_checks == 0) {
         fputs("No checks are defined: the verdict is inconclusive by construction.\n\n", fp);
         return;
     }
-    fputs("Each check is evaluated on the means over seeds and on every seed alone; it "
-          "passes when it holds on the means and on every seed, fails when it fails on the "
-          "means and on every seed, and otherwise the seeds disagree.\n\n",
+    fprintf(fp,
+            "Each check measures one effect: the left side minus the right side, or the "
+            "left side against a constant threshold. The estimate is the statement on the "
+            "means over seeds; the 95 %% interval comes from %d bootstrap resamples of the "
+            "seeds (one draw shared by all groups when they share their seeds: paired), "
+            "Hesterberg's expanded percentile interval, which widens the percentile "
+            "interval for few seeds to about a t-interval's width; the resampling is "
+            "seeded, so the report is deterministic. **pass**: the interval lies on the "
+            "claim's side of the threshold; **fail**: on the other side; "
+            "**inconclusive**: it straddles the threshold (with about how many seeds would "
+            "decide it, assuming the interval narrows as 1/sqrt(n)). The per-seed column "
+            "evaluates the statement on each seed alone, for reading; it does not decide. "
+            "A check whose statement differs from its pre-registration is post hoc and "
+            "does not count toward the verdict. The central check decides \"not "
+            "reproduced\".\n\n",
+            4000);
+    fputs("| check | what it tests | statement | effect [95 % CI] | claim | n | per seed "
+          "| registration | outcome |\n"
+          "|---|---|---|---|---|---:|---|---|---|\n",
           fp);
-    fputs("| check | what it tests | statement | on the means | per seed | outcome |\n"
-          "|---|---|---|---|---|---|\n",
-          fp);
+    int central = nb_check_central(e->checks, e->n_checks);
     for (int i = 0; i < e->n_checks; i++) {
         const struct nb_check *c = &e->checks[i];
         const struct nb_check_result *r = &in->results[i];
-        fprintf(fp, "| %s | ", c->name);
+        fprintf(fp, "| %s%s | ", c->name, i == central ? " (central)" : "");
         cell_str(fp, c->about ? c->about : "");
         fputs(" | `", fp);
         cell_str(fp, c->text);
@@ -1060,19 +1127,40 @@ static void write_checks(FILE *fp, const struct nb_report_in *in)
             fputs("n/a: ", fp);
             cell_str(fp, r->why);
         } else {
-            fprintf(fp, "%s %s %s", fnum(r->lhs, b1, sizeof b1), nb_cmp_str(c->op),
-                    fnum(r->rhs, b2, sizeof b2));
+            fputs(effect_str(r, b3, sizeof b3), fp);
+            if (nb_check_effect_is_diff(c))
+                fprintf(fp, " (%s - %s)", fnum(r->lhs, b1, sizeof b1),
+                        fnum(r->rhs, b2, sizeof b2));
+            if (r->outcome == NB_OUT_NA) {
+                fputs("; n/a: ", fp);
+                cell_str(fp, r->why);
+            }
         }
-        fputs(" | ", fp);
+        fprintf(fp, " | %s | %d%s | ", claim_str(c, r, b3, sizeof b3), r->n,
+                r->paired ? "" : " (unpaired)");
         for (int k = 0; k < r->n_reps; k++) {
             long long sd = rep_seed(in->s, k);
             if (r->rep_holds[k] < 0)
-                fprintf(fp, "%sseed %lld: n/a", k ? "; " : "", sd);
+                fprintf(fp, "%s%lld: n/a", k ? "; " : "", sd);
             else
-                fprintf(fp, "%sseed %lld: %s %s", k ? "; " : "", sd,
-                        fnum(r->rep_lhs[k], b1, sizeof b1), r->rep_holds[k] ? "✓" : "✗");
+                fprintf(fp, "%s%lld: %s %s", k ? "; " : "", sd,
+                        fnum(nb_check_effect_is_diff(c) ? r->rep_lhs[k] - r->rep_rhs[k]
+                                                        : r->rep_lhs[k],
+                             b1, sizeof b1),
+                        r->rep_holds[k] ? "✓" : "✗");
         }
-        fprintf(fp, " | %s |\n", outcome_mark(r->outcome));
+        int rg = reg_of(in, i);
+        fprintf(fp, " | %s | %s", rg == NB_REG_OK ? "pre-registered" : nb_reg_name(rg),
+                outcome_mark(r->outcome));
+        if (r->outcome == NB_OUT_INCONCLUSIVE) {
+            if (r->seeds_needed > 0)
+                fprintf(fp, " (~%d seeds would decide it)", r->seeds_needed);
+            else
+                fputs(" (the effect sits on the threshold)", fp);
+        }
+        if (r->post_hoc)
+            fputs(" (post hoc: not counted)", fp);
+        fputs(" |\n", fp);
     }
     fputc('\n', fp);
 }
@@ -1116,41 +1204,68 @@ static void write_groups(FILE *fp, const struct nb_summary *s)
     fputc('\n', fp);
 }
 
+/* The names of the checks with outcome o (counted ones only unless
+ * post_hoc), as " `a`, `b`"; returns how many. */
+static int names_with(FILE *fp, const struct nb_report_in *in, int o, bool post_hoc)
+{
+    int k = 0;
+    for (int i = 0; i < in->e->n_checks; i++) {
+        const struct nb_check_result *r = &in->results[i];
+        if (r->post_hoc != post_hoc || (o >= 0 && r->outcome != o))
+            continue;
+        if (fp)
+            fprintf(fp, "%s`%s`", k ? ", " : " ", in->e->checks[i].name);
+        k++;
+    }
+    return k;
+}
+
 static void verdict_text(FILE *fp, const struct nb_report_in *in)
 {
     const struct nb_experiment *e = in->e;
-    int n = e->n_checks, pass = 0;
-    for (int i = 0; i < n; i++)
-        pass += in->results[i].outcome == NB_OUT_PASS;
+    int n = e->n_checks, counted = n - names_with(NULL, in, -1, true);
+    int pass = names_with(NULL, in, NB_OUT_PASS, false);
     fprintf(fp, "**Verdict: %s**%s. ", nb_verdict_name(in->verdict),
-            in->quick ? " (quick run: means nothing)" : "");
-    if (in->verdict == NB_VERDICT_REPRODUCED) {
-        fprintf(fp, "All %d check%s hold on the means over seeds and on every seed.\n\n", n,
-                n == 1 ? "" : "s");
-        return;
-    }
-    if (in->verdict == NB_VERDICT_NOT_REPRODUCED) {
-        fputs("Failing on the means and on every seed:", fp);
-        for (int i = 0; i < n; i++)
-            if (in->results[i].outcome == NB_OUT_FAIL)
-                fprintf(fp, " `%s`", e->checks[i].name);
-        fprintf(fp, " (%d of %d checks pass).\n\n", pass, n);
-        return;
-    }
-    fprintf(fp, "%d of %d checks pass", pass, n);
+            in->quick ? " (quick run: a smoke test)" : "");
     if (!in->complete)
-        fputs("; some runs are missing (failed or not run), so no verdict is drawn", fp);
-    for (int i = 0; i < n; i++) {
-        const struct nb_check_result *r = &in->results[i];
-        if (r->outcome == NB_OUT_MIXED)
-            fprintf(fp, "; `%s`: the seeds disagree", e->checks[i].name);
-        else if (r->outcome == NB_OUT_NA)
-            fprintf(fp, "; `%s` could not be evaluated (%s)", e->checks[i].name, r->why);
-        else if (r->outcome == NB_OUT_FAIL)
-            fprintf(fp, "; `%s` fails", e->checks[i].name);
+        fputs("Some runs are missing (failed or not run), so no verdict is drawn. ", fp);
+    if (in->verdict == NB_VERDICT_NONE) {
+        int min_n = -1;
+        for (int i = 0; i < n; i++)
+            if (in->results[i].outcome != NB_OUT_NA && !in->results[i].post_hoc &&
+                (min_n < 0 || in->results[i].n < min_n))
+                min_n = in->results[i].n;
+        fprintf(fp, "Smoke test: the checks rest on %d seed%s, and a verdict needs at least "
+                    "%d. ",
+                min_n, min_n == 1 ? "" : "s", NB_VERDICT_MIN_SEEDS);
+    }
+    fprintf(fp, "%d of %d counted check%s pass", pass, counted, counted == 1 ? "" : "s");
+    if (names_with(NULL, in, NB_OUT_FAIL, false)) {
+        fputs("; failing:", fp);
+        names_with(fp, in, NB_OUT_FAIL, false);
+    }
+    if (names_with(NULL, in, NB_OUT_INCONCLUSIVE, false)) {
+        fputs("; inconclusive:", fp);
+        names_with(fp, in, NB_OUT_INCONCLUSIVE, false);
+    }
+    if (names_with(NULL, in, NB_OUT_NA, false)) {
+        fputs("; could not be evaluated:", fp);
+        names_with(fp, in, NB_OUT_NA, false);
+    }
+    if (n - counted > 0) {
+        fputs("; post hoc (reported, not counted):", fp);
+        names_with(fp, in, -1, true);
     }
     if (n == 0)
         fputs("; no checks are defined", fp);
+    int c = nb_check_central(e->checks, n);
+    if (c >= 0) {
+        char b1[200], b2[64];
+        const struct nb_check_result *r = &in->results[c];
+        fprintf(fp, ". Central check `%s`: effect %s, claim %s, n = %d: %s", e->checks[c].name,
+                effect_str(r, b1, sizeof b1), claim_str(&e->checks[c], r, b2, sizeof b2), r->n,
+                nb_outcome_name(r->outcome));
+    }
     fputs(".\n\n", fp);
 }
 
@@ -1186,6 +1301,32 @@ static void write_machine(FILE *fp)
     fprintf(fp, "- machine: %s, %ld CPU%s online (where this report was written; every "
                 "run's host, CPU and threads are in its meta.txt)\n",
             model, cpus, cpus == 1 ? "" : "s");
+}
+
+/* The pre-registration line of the setting. */
+static void write_prereg(FILE *fp, const struct nb_report_in *in)
+{
+    const struct nb_prereg *p = in->prereg;
+    if (!p || !p->present) {
+        fputs("- pre-registration: none (every check counts as post hoc)\n", fp);
+        return;
+    }
+    fprintf(fp, "- pre-registration: checks registered %s at revision %s ([%s](%s))", p->date,
+            p->revision, NB_PREREG_FILE, NB_PREREG_FILE);
+    if (p->runs_before > 0)
+        fprintf(fp, ", after %ld runs existed", p->runs_before);
+    else
+        fputs(", before the first run", fp);
+    char hex[17];
+    struct nb_error e2;
+    nb_error_clear(&e2);
+    if (nb_prereg_file_hash(in->e->path, hex, &e2) == 0)
+        fprintf(fp, "; the experiment file is %s", !strcmp(hex, p->experiment_hash)
+                                                       ? "unchanged since"
+                                                       : "edited since (captions, notes or "
+                                                         "checks: see each check's "
+                                                         "registration)");
+    fputs("\n", fp);
 }
 
 static int write_atomic_end(const char *path, const char *tmp, FILE *fp, struct nb_error *err)
@@ -1239,6 +1380,9 @@ int nb_report_write(const char *path, const struct nb_report_in *in, struct nb_e
         fprintf(fp, "- full run: %s\n", e->estimate);
     if (e->notes)
         fprintf(fp, "- notes: %s\n", e->notes);
+    if (e->caveats)
+        fprintf(fp, "- caveats: %s\n", e->caveats);
+    write_prereg(fp, in);
     if (in->command)
         fprintf(fp, "- reproduce with `%s`\n", in->command);
     if (in->version)
@@ -1315,16 +1459,32 @@ int nb_verdict_write(const char *path, const struct nb_report_in *in, struct nb_
     int pass = 0;
     size_t done = 0, total = 0;
     for (int i = 0; i < in->e->n_checks; i++)
-        pass += in->results[i].outcome == NB_OUT_PASS;
+        pass += in->results[i].outcome == NB_OUT_PASS && !in->results[i].post_hoc;
     for (int i = 0; i < in->e->n_configs; i++) {
         done += in->cfgs[i].done + in->cfgs[i].diverged;
         total += in->cfgs[i].total;
     }
+    int counted = in->e->n_checks - names_with(NULL, in, -1, true);
     fprintf(fp, "name = %s\nverdict = %s\nquick = %s\nchecks = %d/%d\nruns = %zu/%zu\n",
             in->e->name, nb_verdict_name(in->verdict), in->quick ? "true" : "false", pass,
-            in->e->n_checks, done, total);
-    fprintf(fp, "date = %s\nclaim = %s\nsource = %s\n", in->when ? in->when : "",
-            in->e->claim, in->e->source);
+            counted, done, total);
+    int c = nb_check_central(in->e->checks, in->e->n_checks);
+    if (c >= 0) {
+        char b1[200], b2[64];
+        const struct nb_check_result *r = &in->results[c];
+        fprintf(fp, "central = %s\neffect = %s\ncentral_claim = %s\nn = %d\n"
+                    "central_outcome = %s\n",
+                in->e->checks[c].name, effect_str(r, b1, sizeof b1),
+                claim_str(&in->e->checks[c], r, b2, sizeof b2), r->n,
+                nb_outcome_name(r->outcome));
+    }
+    fputs("post_hoc =", fp);
+    if (!names_with(fp, in, -1, true))
+        fputs(" none", fp);
+    fputc('\n', fp);
+    fprintf(fp, "date = %s\nclaim = %s\nsource = %s\ncaveats = %s\n",
+            in->when ? in->when : "", in->e->claim, in->e->source,
+            in->e->caveats ? in->e->caveats : "");
     return write_atomic_end(path, tmp, fp, err);
 }
 
@@ -1334,10 +1494,12 @@ struct idx_row {
     char name[128];
     char claim[1024];
     char source[512];
+    char caveats[1024];
     char verdict[64];
     char checks[32];
     char runs[64];
     char date[64];
+    char central[128], effect[200], claimed[64], n[16], post_hoc[512];
     bool has;
 };
 
@@ -1367,6 +1529,18 @@ static void kv_read(const char *path, struct idx_row *r)
             snprintf(r->date, sizeof r->date, "%s", v);
         else if (!strcmp(line, "claim") && !r->claim[0])
             snprintf(r->claim, sizeof r->claim, "%s", v);
+        else if (!strcmp(line, "caveats") && !r->caveats[0])
+            snprintf(r->caveats, sizeof r->caveats, "%s", v);
+        else if (!strcmp(line, "central"))
+            snprintf(r->central, sizeof r->central, "%s", v);
+        else if (!strcmp(line, "effect"))
+            snprintf(r->effect, sizeof r->effect, "%s", v);
+        else if (!strcmp(line, "central_claim"))
+            snprintf(r->claimed, sizeof r->claimed, "%s", v);
+        else if (!strcmp(line, "n"))
+            snprintf(r->n, sizeof r->n, "%s", v);
+        else if (!strcmp(line, "post_hoc"))
+            snprintf(r->post_hoc, sizeof r->post_hoc, "%s", v);
         else if (!strcmp(line, "source") && !r->source[0])
             snprintf(r->source, sizeof r->source, "%s", v);
     }
@@ -1408,6 +1582,8 @@ int nb_index_write(const char *root, const char *experiments_dir, bool quick,
         snprintf(rows[n].name, sizeof rows[n].name, "%s", e.name);
         snprintf(rows[n].claim, sizeof rows[n].claim, "%s", e.claim);
         snprintf(rows[n].source, sizeof rows[n].source, "%s", e.source);
+        if (e.caveats)
+            snprintf(rows[n].caveats, sizeof rows[n].caveats, "%s", e.caveats);
         n++;
         nb_experiment_free(&e);
     }
@@ -1462,12 +1638,18 @@ int nb_index_write(const char *root, const char *experiments_dir, bool quick,
               fp);
     fputs("Every experiment of `experiments/` with the verdict of its last `normbench "
           "reproduce` (`not run` when there is none). A verdict comes only from the "
-          "measured runs: reproduced (every check holds on the means and on every seed), "
-          "not reproduced (a check fails on the means and on every seed), inconclusive "
-          "(seeds disagree, a check cannot be evaluated, or runs are missing).\n\n",
+          "measured runs and the experiment's pre-registered checks; each check's effect "
+          "has a 95 % interval from a bootstrap over seeds (see any report's Checks "
+          "section). **reproduced**: every check's interval lies on the claim's side; "
+          "**partly reproduced**: some checks pass and some fail; **not reproduced**: the "
+          "central check fails; **inconclusive**: an interval straddles its threshold, a "
+          "check cannot be evaluated, or runs are missing; **no verdict**: fewer than 5 "
+          "seeds (a smoke test). Post hoc checks (changed after the runs) are listed and "
+          "do not count.\n\n",
           fp);
-    fputs("| experiment | claim | source | verdict | checks passed | runs | date |\n"
-          "|---|---|---|---|---:|---:|---|\n",
+    fputs("| experiment | claim | verdict | checks passed | central check: effect [95 % CI] "
+          "| n seeds | post hoc | caveats | runs | date |\n"
+          "|---|---|---|---:|---|---:|---|---|---:|---|\n",
           fp);
     for (int i = 0; i < n; i++) {
         const struct idx_row *r = &rows[i];
@@ -1476,10 +1658,20 @@ int nb_index_write(const char *root, const char *experiments_dir, bool quick,
         else
             fprintf(fp, "| %s | ", r->name);
         cell_str(fp, r->claim);
-        fputs(" | ", fp);
-        cell_str(fp, r->source);
-        fprintf(fp, " | %s | %s | %s | %s |\n", r->has ? r->verdict : "not run",
-                r->has ? r->checks : "-", r->has ? r->runs : "-", r->has ? r->date : "-");
+        if (r->source[0]) {
+            fputs(" (", fp);
+            cell_str(fp, r->source);
+            fputs(")", fp);
+        }
+        fprintf(fp, " | %s | %s | ", r->has ? r->verdict : "not run", r->has ? r->checks : "-");
+        if (r->has && r->central[0])
+            fprintf(fp, "`%s`: %s, claim %s", r->central, r->effect, r->claimed);
+        else
+            fputs("-", fp);
+        fprintf(fp, " | %s | %s | ", r->has && r->n[0] ? r->n : "-",
+                r->has && r->post_hoc[0] ? r->post_hoc : "-");
+        cell_str(fp, r->caveats[0] ? r->caveats : "-");
+        fprintf(fp, " | %s | %s |\n", r->has ? r->runs : "-", r->has ? r->date : "-");
     }
     free(rows);
     return write_atomic_end(path, tmp, fp, err);

@@ -14,6 +14,8 @@
  *   config   = PATH        repeatable; relative to this file
  *   estimate = the full run's CPU time, in words
  *   notes    = anything the report should say about the setting
+ *   caveats  = what a reader must know before trusting the verdict, in a
+ *              few words (results/index.md shows it)
  *   discussion = a paragraph written after the runs (repeatable, one
  *              paragraph each): how to read the results, what might
  *              explain a claim that does not reproduce; the report prints
@@ -45,6 +47,9 @@
  *   [check NAME]
  *   expect  = STATEMENT    the check language (check.h)
  *   about   = text         what it tests, in words
+ *   central = true|false   the claim's central check (at most one; the
+ *                          first check when none is): the verdict is
+ *                          "not reproduced" when it fails (check.h)
  *
  * Paths in the report are relative to the report's directory. */
 #ifndef NB_HARNESS_REPORT_H
@@ -56,6 +61,7 @@
 
 #include "core/error.h"
 #include "harness/check.h"
+#include "harness/prereg.h"
 #include "harness/summarize.h"
 
 struct nb_exp_override {
@@ -95,7 +101,7 @@ struct nb_exp_table {
 
 struct nb_experiment {
     char *path;
-    char *name, *claim, *source, *paper, *estimate, *notes;
+    char *name, *claim, *source, *paper, *estimate, *notes, *caveats;
     char **discussion;        /* paragraphs, in file order */
     int n_discussion;
     char **configs;           /* as written */
@@ -146,6 +152,9 @@ struct nb_report_in {
     const char *command;                    /* how to reproduce it */
     const char *when;                       /* date (UTC) */
     const char *version;                    /* normbench version and git rev */
+    const int *reg;                         /* e->n_checks: enum nb_reg (NULL:
+                                               none registered) */
+    const struct nb_prereg *prereg;         /* may be NULL */
 };
 
 /* Writes report.md to path (atomically: a temporary file, then rename). */
@@ -153,8 +162,10 @@ int nb_report_write(const char *path, const struct nb_report_in *in,
                     struct nb_error *err);
 
 /* Writes the one-line-per-key verdict file that the index reads:
- * name, claim, verdict, quick, checks (pass/total), runs (done/total),
- * date. */
+ * name, claim, source, caveats, verdict, quick, checks (pass/total),
+ * runs (done/total), date; the central check (central, effect, ci,
+ * threshold, n, outcome) and post_hoc (the post hoc checks' names, or
+ * "none"). */
 int nb_verdict_write(const char *path, const struct nb_report_in *in,
                      struct nb_error *err);
 

@@ -20,6 +20,7 @@
 
 #include "buildinfo.h"
 #include "harness/check.h"
+#include "harness/prereg.h"
 #include "harness/report.h"
 #include "harness/runcfg.h"
 #include "harness/runner.h"
@@ -403,7 +404,9 @@ int nb_reproduce(const char *experiment, const struct nb_repro_opts *o,
     char(*fig_table)[PATH_SZ] = calloc((size_t)e.n_figs + 1, sizeof *fig_table);
     char(*fig_why)[600] = calloc((size_t)e.n_figs + 1, sizeof *fig_why);
     struct nb_report_cfg *rcfg = calloc((size_t)n, sizeof *rcfg);
-    if (!cr || !results || !figs || !fig_file || !fig_table || !fig_why || !rcfg) {
+    int *reg = calloc((size_t)e.n_checks + 1, sizeof *reg);
+    struct nb_prereg prereg = {0};
+    if (!cr || !results || !figs || !fig_file || !fig_table || !fig_why || !rcfg || !reg) {
         rc = oom(err);
         goto out;
     }
@@ -447,6 +450,25 @@ int nb_reproduce(const char *experiment, const struct nb_repro_opts *o,
             goto out;
         cr[i].loaded = true;
         nb_runner_exp_dir(&cr[i].sw, NULL, cr[i].exp_dir, sizeof cr[i].exp_dir);
+    }
+    /* pre-register the checks before the first run */
+    char ppath[PATH_SZ + 400];
+    snprintf(ppath, sizeof ppath, "%s/%s", report_dir, NB_PREREG_FILE);
+    if (o->run && access(ppath, F_OK) != 0) {
+        long before = 0;
+        for (int i = 0; i < n; i++)
+            for (size_t k = 0; k < cr[i].sw.n_runs; k++) {
+                char dpath[PATH_SZ + 64];
+                snprintf(dpath, sizeof dpath, "%.3000s/%s/DONE", cr[i].exp_dir,
+                         cr[i].sw.runs[k].run_id);
+                before += access(dpath, F_OK) == 0;
+            }
+        char when[64];
+        if ((rc = nb_prereg_write(ppath, epath, e.checks, e.n_checks, utc_now(when, sizeof when),
+                                  NB_GIT_REVISION, before, err)))
+            goto out;
+        say(o, "%s: checks pre-registered in %s%s", e.name, ppath,
+            before ? " (after runs existed: they will be marked post hoc)" : "");
     }
     /* run */
     if (o->run) {
@@ -522,14 +544,18 @@ int nb_reproduce(const char *experiment, const struct nb_repro_opts *o,
     snprintf(res->figures, sizeof res->figures, "%.2000s/figures", report_dir);
     if (!o->report)
         goto out;
-    /* checks, verdict, report */
+    /* checks, their registration, verdict, report */
+    if ((rc = nb_prereg_read(ppath, &prereg, err)))
+        goto out;
     for (int i = 0; i < e.n_checks; i++) {
         if ((rc = nb_check_eval(&e.checks[i], &s, &results[i], err)))
             goto out;
+        reg[i] = nb_prereg_status(&prereg, &e.checks[i]);
+        results[i].post_hoc = reg[i] != NB_REG_OK;
         res->checks_pass += results[i].outcome == NB_OUT_PASS;
     }
     res->checks_total = e.n_checks;
-    res->verdict = nb_verdict_of(results, e.n_checks, complete);
+    res->verdict = nb_verdict_of(e.checks, results, e.n_checks, complete);
     char cmd[PATH_SZ + 128], when[64], version[256];
     snprintf(cmd, sizeof cmd, "normbench reproduce %s -j %d%s%s%s", epath, o->jobs,
              o->quick ? " --quick" : "", o->results ? " --results " : "",
@@ -539,6 +565,7 @@ int nb_reproduce(const char *experiment, const struct nb_repro_opts *o,
     struct nb_report_in in = {.e = &e, .s = &s, .results = results, .figs = figs,
                               .cfgs = rcfg, .quick = o->quick, .verdict = res->verdict,
                               .complete = complete, .tables_dir = "tables", .command = cmd,
+                              .reg = reg, .prereg = &prereg,
                               .when = utc_now(when, sizeof when), .version = version};
     snprintf(res->report, sizeof res->report, "%.2000s/report.md", report_dir);
     if ((rc = nb_report_write(res->report, &in, err)))
@@ -556,7 +583,8 @@ out:
     for (int i = 0; i < e.n_checks && results; i++)
         nb_check_result_free(&results[i]);
     free(results);
-    free(figs), free(fig_file), free(fig_table), free(fig_why), free(rcfg);
+    free(figs), free(fig_file), free(fig_table), free(fig_why), free(rcfg), free(reg);
+    nb_prereg_free(&prereg);
     for (int i = 0; cr && i < n; i++)
         if (cr[i].loaded)
             nb_sweep_free(&cr[i].sw);

@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 
 #include <csv.h>
+#include <gsl/gsl_sort.h>
+#include <gsl/gsl_statistics_double.h>
 
 #include "harness/config.h"
 #include "harness/csvio.h"
@@ -129,12 +131,6 @@ static int oom(struct nb_error *err)
     return nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 int nb_stats(double *v, size_t n, double *mean, double *std, double *min,
              double *max, double *median)
 {
@@ -144,18 +140,12 @@ int nb_stats(double *v, size_t n, double *mean, double *std, double *min,
             v[k++] = v[i];
     double m = NAN, s = NAN, lo = NAN, hi = NAN, med = NAN;
     if (k > 0) {
-        double sum = 0;
-        for (size_t i = 0; i < k; i++)
-            sum += v[i];
-        m = sum / (double)k;
-        double ss = 0;
-        for (size_t i = 0; i < k; i++)
-            ss += (v[i] - m) * (v[i] - m);
-        s = k > 1 ? sqrt(ss / (double)(k - 1)) : 0.0;
-        qsort(v, k, sizeof *v, cmp_double);
+        m = gsl_stats_mean(v, 1, k);
+        s = k > 1 ? gsl_stats_sd_m(v, 1, k, m) : 0.0;
+        gsl_sort(v, 1, k);
         lo = v[0];
         hi = v[k - 1];
-        med = k % 2 ? v[k / 2] : 0.5 * (v[k / 2 - 1] + v[k / 2]);
+        med = gsl_stats_median_from_sorted_data(v, 1, k);
     }
     if (mean)
         *mean = m;
@@ -1627,36 +1617,57 @@ static bool same_point(const struct rawpt *a, const struct rawpt *b)
            (a->pv == b->pv || (isnan(a->pv) && isnan(b->pv)));
 }
 
-/* Collapses sorted raw points of group g into out (mode: mean or rep). */
+/* Collapses sorted raw points of group g into out (mode: mean or rep;
+ * with w, the mean of the replicates weighted by w[rep]). */
 static int collapse(const struct nb_summary *s, int g, struct rawpt *raw, size_t n,
-                    int mode, double spe, struct pts *out)
+                    int mode, const double *w, double spe, struct pts *out)
 {
     double *vals = malloc((n ? n : 1) * sizeof *vals);
-    if (!vals)
+    double *wts = malloc((n ? n : 1) * sizeof *wts);
+    if (!vals || !wts) {
+        free(vals);
+        free(wts);
         return NB_ENOMEM;
+    }
     (void)s;
     for (size_t i = 0; i < n;) {
         size_t j = i;
         size_t nv = 0;
         while (j < n && same_point(&raw[i], &raw[j])) {
-            if (mode == NB_SEL_MEAN || raw[j].rep == mode)
+            if (w) {
+                if (w[raw[j].rep] > 0 && isfinite(raw[j].value)) {
+                    wts[nv] = w[raw[j].rep];
+                    vals[nv++] = raw[j].value;
+                }
+            } else if (mode == NB_SEL_MEAN || raw[j].rep == mode) {
                 vals[nv++] = raw[j].value;
+            }
             j++;
         }
-        double mean;
-        if (nb_stats(vals, nv, &mean, NULL, NULL, NULL, NULL) > 0) {
+        double mean = NAN;
+        bool have = false;
+        if (w) {
+            have = nv > 0;
+            if (have)
+                mean = gsl_stats_wmean(wts, 1, vals, 1, nv);
+        } else {
+            have = nb_stats(vals, nv, &mean, NULL, NULL, NULL, NULL) > 0;
+        }
+        if (have) {
             struct nb_sum_point p = {.group = g, .step = raw[i].step,
                                      .epoch = raw[i].step >= 0 ? (double)raw[i].step / spe : NAN,
                                      .layer = raw[i].layer, .param = raw[i].param,
                                      .param_value = raw[i].pv, .value = mean};
             if (pts_push(out, &p)) {
                 free(vals);
+                free(wts);
                 return NB_ENOMEM;
             }
         }
         i = j;
     }
     free(vals);
+    free(wts);
     return 0;
 }
 
@@ -1750,10 +1761,28 @@ static int *string_ranks(const struct nb_summary *s)
     return rank;
 }
 
+static int select_impl(const struct nb_summary *s, const struct nb_metric *m,
+                       const struct nb_sum_filter *f, int nf, int mode, const double *w,
+                       struct nb_sum_point **out, size_t *n, struct nb_error *err);
+
 int nb_summary_select(const struct nb_summary *s, const struct nb_metric *m,
                       const struct nb_sum_filter *f, int nf, int mode,
                       struct nb_sum_point **out, size_t *n,
                       struct nb_error *err)
+{
+    return select_impl(s, m, f, nf, mode, NULL, out, n, err);
+}
+
+int nb_summary_select_w(const struct nb_summary *s, const struct nb_metric *m,
+                        const struct nb_sum_filter *f, int nf, const double *w,
+                        struct nb_sum_point **out, size_t *n, struct nb_error *err)
+{
+    return select_impl(s, m, f, nf, NB_SEL_MEAN, w, out, n, err);
+}
+
+static int select_impl(const struct nb_summary *s, const struct nb_metric *m,
+                       const struct nb_sum_filter *f, int nf, int mode, const double *w,
+                       struct nb_sum_point **out, size_t *n, struct nb_error *err)
 {
     *out = NULL;
     *n = 0;
@@ -1783,7 +1812,8 @@ int nb_summary_select(const struct nb_summary *s, const struct nb_metric *m,
             break;
         raw_ctx = s;
         qsort(rb.p, rb.n, sizeof *rb.p, cmp_raw);
-        rc = collapse(s, g, rb.p, rb.n, mode, group_spe(s, g), &acc);
+        rc = collapse(s, g, rb.p, rb.n, mode, w ? w + (size_t)g * (size_t)s->max_reps : NULL,
+                      group_spe(s, g), &acc);
     }
     free(rb.p);
     free(rank);

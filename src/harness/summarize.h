@@ -49,8 +49,9 @@
  * the normalization, the dash the other label keys), then the figure's
  * columns.
  *
- * Statistics over replicates: mean, sample standard deviation (n - 1;
- * 0 for one value), min, max, median, n = number of finite values.
+ * Statistics over replicates (GSL's gsl_stats_*): mean, sample standard
+ * deviation (n - 1; 0 for one value), min, max, median, n = number of
+ * finite values.
  *
  * All functions return 0 or a negative status with err filled
  * ("FILE:LINE: message" for a malformed file). */
@@ -290,6 +291,15 @@ int nb_summary_select(const struct nb_summary *s, const struct nb_metric *m,
                       const struct nb_sum_filter *f, int nf, int mode,
                       struct nb_sum_point **out, size_t *n,
                       struct nb_error *err);
+
+/* The same selection with each group's replicates weighted: at each
+ * point, the weighted mean over the replicates k with w[g * max_reps + k]
+ * > 0 and a finite value (w has n_groups * max_reps entries).  Integer
+ * weights are a resample of the seeds (the check language's bootstrap). */
+int nb_summary_select_w(const struct nb_summary *s, const struct nb_metric *m,
+                        const struct nb_sum_filter *f, int nf, const double *w,
+                        struct nb_sum_point **out, size_t *n,
+                        struct nb_error *err);
 
 /* Does group g pass the config-key filters among f? */
 bool nb_summary_group_matches(const struct nb_summary *s, int g,
