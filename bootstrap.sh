@@ -74,10 +74,11 @@ check)
 quickstart)
     install_packages
     build
-    # The quickstart experiment: none / batch / group / layer norm x batch
-    # 16, 128 x 2 seeds on a Fashion-MNIST subset with the landscape probe,
-    # two workers; then summaries, figures, checks and a report.  Re-running
-    # it skips the runs that are done.  It prints where the report is.
+    # The quickstart experiment: none / batch / group / layer norm at batch
+    # 128 x 6 seeds on a Fashion-MNIST subset with the landscape probe, two
+    # workers; then summaries, figures, checks with intervals and a report.
+    # Re-running it skips the runs that are done.  It prints the verdict and
+    # where the report is.
     cd "$here"
     exec "$build/normbench" reproduce quickstart -j 2
     ;;

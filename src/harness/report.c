@@ -1501,6 +1501,7 @@ struct idx_row {
     char date[64];
     char central[128], effect[200], claimed[64], n[16], post_hoc[512];
     bool has;
+    bool legacy;  /* written before intervals and pre-registration */
 };
 
 static void kv_read(const char *path, struct idx_row *r)
@@ -1510,6 +1511,7 @@ static void kv_read(const char *path, struct idx_row *r)
         return;
     char line[2048];
     r->has = true;
+    r->legacy = true;
     while (fgets(line, sizeof line, fp)) {
         char *eq = strstr(line, " = ");
         if (!eq)
@@ -1539,8 +1541,10 @@ static void kv_read(const char *path, struct idx_row *r)
             snprintf(r->claimed, sizeof r->claimed, "%s", v);
         else if (!strcmp(line, "n"))
             snprintf(r->n, sizeof r->n, "%s", v);
-        else if (!strcmp(line, "post_hoc"))
+        else if (!strcmp(line, "post_hoc")) {
             snprintf(r->post_hoc, sizeof r->post_hoc, "%s", v);
+            r->legacy = false;
+        }
         else if (!strcmp(line, "source") && !r->source[0])
             snprintf(r->source, sizeof r->source, "%s", v);
     }
@@ -1663,7 +1667,11 @@ int nb_index_write(const char *root, const char *experiments_dir, bool quick,
             cell_str(fp, r->source);
             fputs(")", fp);
         }
-        fprintf(fp, " | %s | %s | ", r->has ? r->verdict : "not run", r->has ? r->checks : "-");
+        fprintf(fp, " | %s%s | %s | ", r->has ? r->verdict : "not run",
+                r->legacy ? " (old rules: every seed agrees, 2-3 seeds; not pre-registered; "
+                            "to be redone)"
+                          : "",
+                r->has ? r->checks : "-");
         if (r->has && r->central[0])
             fprintf(fp, "`%s`: %s, claim %s", r->central, r->effect, r->claimed);
         else
