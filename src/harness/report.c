@@ -94,7 +94,7 @@ static int grow(void **p, int n, size_t elem, struct nb_error *err)
 
 static const char *const exp_keys[] = {"name",     "claim", "source",     "paper", "config",
                                        "estimate", "notes", "discussion", "caveats",
-                                       NULL};
+                                       "robustness", NULL};
 static const char *const fig_keys[] = {"kind", "x", "y", "where", "param", "caption", NULL};
 static const char *const table_keys[] = {"metric", "rows", "columns", "where", "paper",
                                          "caption", NULL};
@@ -382,6 +382,7 @@ static int handler(void *user, const struct nb_ini_item *it, struct nb_error *er
         case 5: return set_str(&e->estimate, v, err);
         case 6: return set_str(&e->notes, v, err);
         case 8: return set_str(&e->caveats, v, err);
+        case 9: return set_str(&e->robustness, v, err);
         default:
             if (grow((void **)&e->discussion, e->n_discussion, sizeof *e->discussion, err))
                 return NB_ENOMEM;
@@ -787,7 +788,7 @@ void nb_experiment_free(struct nb_experiment *e)
     if (!e)
         return;
     free(e->path), free(e->name), free(e->claim), free(e->source), free(e->paper);
-    free(e->estimate), free(e->notes), free(e->caveats);
+    free(e->estimate), free(e->notes), free(e->caveats), free(e->robustness);
     for (int i = 0; i < e->n_discussion; i++)
         free(e->discussion[i]);
     free(e->discussion);
@@ -1382,6 +1383,9 @@ int nb_report_write(const char *path, const struct nb_report_in *in, struct nb_e
         fprintf(fp, "- notes: %s\n", e->notes);
     if (e->caveats)
         fprintf(fp, "- caveats: %s\n", e->caveats);
+    fprintf(fp, "- robustness: %s\n",
+            e->robustness ? e->robustness
+                          : "not checked (the verdict was not rerun with other BLAS kernels)");
     write_prereg(fp, in);
     if (in->command)
         fprintf(fp, "- reproduce with `%s`\n", in->command);

@@ -16,6 +16,9 @@
  *   notes    = anything the report should say about the setting
  *   caveats  = what a reader must know before trusting the verdict, in a
  *              few words (results/index.md shows it)
+ *   robustness = how the verdict was checked against the BLAS kernels
+ *              (OPENBLAS_CORETYPE) or NB_CONV_ALGO, written after those
+ *              runs ("not checked" when absent)
  *   discussion = a paragraph written after the runs (repeatable, one
  *              paragraph each): how to read the results, what might
  *              explain a claim that does not reproduce; the report prints
@@ -101,7 +104,7 @@ struct nb_exp_table {
 
 struct nb_experiment {
     char *path;
-    char *name, *claim, *source, *paper, *estimate, *notes, *caveats;
+    char *name, *claim, *source, *paper, *estimate, *notes, *caveats, *robustness;
     char **discussion;        /* paragraphs, in file order */
     int n_discussion;
     char **configs;           /* as written */
