@@ -1782,7 +1782,8 @@ int nb_summary_select(const struct nb_summary *s, const struct nb_metric *m,
         if ((rc = gather_raw(s, m, g, f, nf, &rb, rank, &found_col)))
             break;
         raw_ctx = s;
-        qsort(rb.p, rb.n, sizeof *rb.p, cmp_raw);
+        if (rb.n) /* rb.p is NULL when nothing was gathered */
+            qsort(rb.p, rb.n, sizeof *rb.p, cmp_raw);
         rc = collapse(s, g, rb.p, rb.n, mode, group_spe(s, g), &acc);
     }
     free(rb.p);
@@ -2646,7 +2647,8 @@ static int aggregate(const struct nb_summary *s, int g, const char *probe,
         free(rb.p);
         return rc;
     }
-    qsort(rb.p, rb.n, sizeof *rb.p, cmp_raw);
+    if (rb.n) /* rb.p is NULL when nothing was gathered */
+        qsort(rb.p, rb.n, sizeof *rb.p, cmp_raw);
     size_t n = rb.n ? rb.n : 1;
     a->step = malloc(n * sizeof *a->step);
     a->epoch = malloc(n * sizeof(double));
