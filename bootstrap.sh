@@ -4,6 +4,9 @@
 #   ./bootstrap.sh            install what is missing, build, run the quickstart
 #   ./bootstrap.sh check      install what is missing, build, run the test suite
 #   ./bootstrap.sh build      install what is missing, build
+#   ./bootstrap.sh check-asan the test suite built with AddressSanitizer and
+#                             UndefinedBehaviorSanitizer in ./build-asan
+#                             (ASAN_BUILD_DIR=...); fails on any report
 #
 # Installing packages needs root: run as root, or as a user with sudo (the
 # script calls sudo only for apt-get, and only when something is missing).
@@ -33,15 +36,38 @@ install_packages() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $missing >&2
 }
 
+# build [DIR [CONFIGURE-ARGS...]]: configure DIR (default $build) once, make
 build() {
+    dir=${1:-$build}
+    [ $# -gt 0 ] && shift
     if [ ! -x "$here/configure" ] || [ "$here/configure.ac" -nt "$here/configure" ]; then
         (cd "$here" && autoreconf -fi) >&2
     fi
-    mkdir -p "$build"
-    if [ ! -f "$build/Makefile" ]; then
-        (cd "$build" && "$here/configure" -q) >&2
+    mkdir -p "$dir"
+    if [ ! -f "$dir/Makefile" ]; then
+        (cd "$dir" && "$here/configure" -q "$@") >&2
     fi
-    make -C "$build" -j"$jobs" >&2
+    make -C "$dir" -j"$jobs" >&2
+}
+
+# summary DIR RC [EXTRA-FAILED]: Automake's summary in DIR/test-suite.log ->
+# the plain line "N passed, N failed, N skipped"; returns non-zero on failure
+summary() {
+    log="$1/test-suite.log"
+    rc=$2
+    if [ ! -f "$log" ]; then
+        echo "0 passed, 1 failed"
+        return 1
+    fi
+    pass=$(sed -n 's/^# PASS: *//p' "$log" | head -n1)
+    skip=$(sed -n 's/^# SKIP: *//p' "$log" | head -n1)
+    fail=$(sed -n 's/^# FAIL: *//p' "$log" | head -n1)
+    xpass=$(sed -n 's/^# XPASS: *//p' "$log" | head -n1)
+    err=$(sed -n 's/^# ERROR: *//p' "$log" | head -n1)
+    failed=$(( ${fail:-0} + ${xpass:-0} + ${err:-0} + ${3:-0} ))
+    [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ] && failed=1
+    echo "${pass:-0} passed, $failed failed, ${skip:-0} skipped"
+    [ "$rc" -eq 0 ] && [ "$failed" -eq 0 ]
 }
 
 case "$what" in
@@ -54,22 +80,29 @@ check)
     build
     rc=0
     make -C "$build" -j"$jobs" check || rc=$?
-    log="$build/test-suite.log"
-    if [ -f "$log" ]; then
-        # Automake's summary -> the plain closing line CI reads.
-        pass=$(sed -n 's/^# PASS: *//p' "$log" | head -n1)
-        skip=$(sed -n 's/^# SKIP: *//p' "$log" | head -n1)
-        fail=$(sed -n 's/^# FAIL: *//p' "$log" | head -n1)
-        xpass=$(sed -n 's/^# XPASS: *//p' "$log" | head -n1)
-        err=$(sed -n 's/^# ERROR: *//p' "$log" | head -n1)
-        failed=$(( ${fail:-0} + ${xpass:-0} + ${err:-0} ))
-        [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ] && failed=1
-        echo "${pass:-0} passed, $failed failed, ${skip:-0} skipped"
-    else
-        echo "0 passed, 1 failed"
-        rc=1
-    fi
-    exit "$rc"
+    summary "$build" "$rc" || exit 1
+    ;;
+check-asan)
+    # Every report goes to a file under $abuild/sanitizer-logs, so one from
+    # a process whose failure a test expects (exit 1 or 2) is not lost.
+    install_packages
+    abuild=${ASAN_BUILD_DIR:-$here/build-asan}
+    san="-fsanitize=address,undefined"
+    build "$abuild" CFLAGS="-O1 -g $san -fno-omit-frame-pointer" LDFLAGS="$san"
+    logs="$abuild/sanitizer-logs"
+    rm -rf "$logs"
+    mkdir -p "$logs"
+    rc=0
+    ASAN_OPTIONS="detect_leaks=1:log_path=$logs/asan" \
+    UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$logs/ubsan" \
+        make -C "$abuild" -j"$jobs" check || rc=$?
+    reports=$(find "$logs" -type f | wc -l | tr -d ' ')
+    for f in $(find "$logs" -type f | head -n 5); do
+        echo "--- $f" >&2
+        head -n 40 "$f" >&2
+    done
+    printf 'sanitizers: %s report(s); ' "$reports"
+    summary "$abuild" "$rc" "$reports" || exit 1
     ;;
 quickstart)
     install_packages
@@ -83,7 +116,7 @@ quickstart)
     exec "$build/normbench" reproduce quickstart -j 2
     ;;
 *)
-    echo "usage: $0 [quickstart|check|build]" >&2
+    echo "usage: $0 [quickstart|check|check-asan|build]" >&2
     exit 2
     ;;
 esac

@@ -249,7 +249,8 @@ int main(void)
     spec.eval_every_epoch = false;
     spec.sched.lr = 0.05;
     spec.seed = 7;
-    struct trace t1 = {0}, t2 = {0};
+    /* tp, tt live as long as h: the later nb_train calls still record into tt */
+    struct trace t1 = {0}, t2 = {0}, tp = {0}, tt = {0};
     struct nb_train_hooks h = {.user = &t1, .on_metrics = record};
     struct nb_train_result res;
     rc = nb_train(&spec, &tr, &te, &h, 0.9, &res, &e);
@@ -265,7 +266,6 @@ int main(void)
 
     /* precise / target population statistics change the evaluation only */
     {
-        struct trace tp = {0}, tt = {0};
         double test_ema = res.last.test_loss, test_p, test_t;
         spec.precise_bn = true;
         spec.precise_samples = 256;

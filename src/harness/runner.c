@@ -1458,6 +1458,11 @@ int nb_runner_run(const struct nb_sweep *sw, const struct nb_runner_opts *o,
         double now = nb_now();
         if (nheld && now - last_held_check >= 1.0) {
             last_held_check = now;
+            /* queue holds n entries: drop the started prefix before
+             * re-queueing (a pending run is queued or held, never both) */
+            memmove(queue, queue + qpos, (nq - qpos) * sizeof *queue);
+            nq -= qpos;
+            qpos = 0;
             size_t keep = 0;
             for (size_t h = 0; h < nheld; h++) {
                 size_t k = held[h];

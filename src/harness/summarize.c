@@ -1811,7 +1811,8 @@ static int select_impl(const struct nb_summary *s, const struct nb_metric *m,
         if ((rc = gather_raw(s, m, g, f, nf, &rb, rank, &found_col)))
             break;
         raw_ctx = s;
-        qsort(rb.p, rb.n, sizeof *rb.p, cmp_raw);
+        if (rb.n) /* rb.p is NULL when nothing was gathered */
+            qsort(rb.p, rb.n, sizeof *rb.p, cmp_raw);
         rc = collapse(s, g, rb.p, rb.n, mode, w ? w + (size_t)g * (size_t)s->max_reps : NULL,
                       group_spe(s, g), &acc);
     }
@@ -2676,7 +2677,8 @@ static int aggregate(const struct nb_summary *s, int g, const char *probe,
         free(rb.p);
         return rc;
     }
-    qsort(rb.p, rb.n, sizeof *rb.p, cmp_raw);
+    if (rb.n) /* rb.p is NULL when nothing was gathered */
+        qsort(rb.p, rb.n, sizeof *rb.p, cmp_raw);
     size_t n = rb.n ? rb.n : 1;
     a->step = malloc(n * sizeof *a->step);
     a->epoch = malloc(n * sizeof(double));

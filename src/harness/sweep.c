@@ -79,8 +79,10 @@ static char *canonical(const struct nb_run *run, int identity)
     sb_puts(&b, "");
     for (int i = 0; i < nb_n_keys; i++) {
         const struct nb_key *k = &nb_keys[i];
+        if (k->flags & NB_KF_STRUCT) /* zip / exclude: no value (vals[i] NULL) */
+            continue;
         const char *v = run->vals[i]->text;
-        if ((k->flags & NB_KF_STRUCT) || (identity && (k->flags & NB_KF_META)) ||
+        if ((identity && (k->flags & NB_KF_META)) ||
             (identity && (k->flags & NB_KF_ADDED) && !strcmp(v, k->def)))
             continue;
         if (!sec || strcmp(sec, k->section)) {

@@ -344,8 +344,10 @@ void nb_model_init_params(struct nb_model *m, uint64_t seed)
     gsl_rng *r = nb_rng_alloc(seed, NB_STREAM_INIT);
     NB_ASSERT(r);
     const struct nb_model_desc *d = &m->desc;
-    memset(m->params.data, 0, m->params.count * sizeof(float));
-    memset(m->state.data, 0, m->state.count * sizeof(float));
+    if (m->params.count) /* data may be NULL when count is 0 */
+        memset(m->params.data, 0, m->params.count * sizeof(float));
+    if (m->state.count)
+        memset(m->state.data, 0, m->state.count * sizeof(float));
     for (int i = 0; i < m->n_layers; i++) {
         struct nb_layer *l = &m->layers[i];
         for (int p = 0; p < l->n_params; p++) {
