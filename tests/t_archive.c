@@ -10,6 +10,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <zlib.h>
+
 #include "core/error.h"
 #include "harness/archive.h"
 #include "harness/summarize.h"
@@ -203,11 +205,54 @@ static void test_round_trip(const char *cfg)
         snprintf(p2, sizeof p2, "%s/%s", adir2, files[i]);
         ok(same_file(p1, p2), "archive %s is the same when rebuilt from itself", files[i]);
     }
-    /* without the archive's row for a run: that run is pending */
+    /* a run the archive does not have: no data (the summary keeps it pending) */
+    struct nb_sum_runsrc src;
+    memset(&src, 0, sizeof src);
+    is_int(nb_archive_fallback(&b, "0123456789abcdef", &src, &e), 0,
+           "an unknown run has no data in the archive");
     nb_archive_free(&c);
     nb_summary_free(&s1);
     nb_summary_free(&s2);
     nb_archive_free(&b);
+    if (rename(gone, edir) != 0)
+        tap_bail("cannot move %s back", gone);
+}
+
+/* The archive's probes.csv gzip-compressed (as it is written when large)
+ * reads the same. */
+static void test_gzip(const char *cfg)
+{
+    char adir[4200], plain[4400], gzp[4400], edir[4200], gone[4200], t2[4200], t3[4200];
+    snprintf(adir, sizeof adir, "%s/archive", dir);
+    snprintf(plain, sizeof plain, "%s/probes.csv", adir);
+    snprintf(gzp, sizeof gzp, "%s/probes.csv.gz", adir);
+    snprintf(edir, sizeof edir, "%s/fx", dir);
+    snprintf(gone, sizeof gone, "%s/fx.gone", dir);
+    snprintf(t2, sizeof t2, "%s/tables2", dir);
+    snprintf(t3, sizeof t3, "%s/tables3", dir);
+    char *text = slurp(plain);
+    if (!text)
+        tap_bail("no %s", plain);
+    gzFile gz = gzopen(gzp, "wb9");
+    if (!gz || gzwrite(gz, text, (unsigned)strlen(text)) != (int)strlen(text) ||
+        gzclose(gz) != Z_OK)
+        tap_bail("cannot write %s", gzp);
+    free(text);
+    remove(plain);
+    if (rename(edir, gone) != 0)
+        tap_bail("cannot move %s", edir);
+    struct nb_archive a;
+    struct nb_error e;
+    nb_error_clear(&e);
+    is_int(nb_archive_load(adir, &a, &e), 0, "an archive with probes.csv.gz loads");
+    struct nb_summary s;
+    summarize(cfg, edir, &a, t3, &s);
+    char p2[4400], p3[4400];
+    snprintf(p2, sizeof p2, "%s/probes.csv", t2);
+    snprintf(p3, sizeof p3, "%s/probes.csv", t3);
+    ok(same_file(p2, p3), "  and gives the same probes table");
+    nb_summary_free(&s);
+    nb_archive_free(&a);
     if (rename(gone, edir) != 0)
         tap_bail("cannot move %s back", gone);
 }
@@ -247,6 +292,7 @@ int main(void)
     snprintf(dir, sizeof dir, "%s", tap_tmpdir("t_archive"));
     const char *cfg = sumfix_make(dir);
     test_round_trip(cfg);
+    test_gzip(cfg);
     test_damaged();
     tap_done_testing();
     return tap_exit();
