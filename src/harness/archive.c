@@ -188,6 +188,17 @@ static struct nb_ar_run *find_run(const struct nb_archive *a, const char *id)
     return NULL;
 }
 
+size_t nb_archive_finished(const struct nb_archive *a)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < a->n_runs; i++) {
+        const char *st = nb_csv_cell(&a->t[NB_AR_RUNS], a->runs[i].row, RC_STATUS);
+        n += !strcmp(st, nb_sum_status_name(NB_SUM_DONE)) ||
+             !strcmp(st, nb_sum_status_name(NB_SUM_DIVERGED));
+    }
+    return n;
+}
+
 bool nb_archive_has(const struct nb_archive *a, const char *run_id)
 {
     return a && find_run(a, run_id) != NULL;

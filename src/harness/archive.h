@@ -63,6 +63,9 @@ int nb_archive_load(const char *dir, struct nb_archive *a,
                     struct nb_error *err);
 void nb_archive_free(struct nb_archive *a);
 
+/* Its runs that finished (done or diverged; not failed). */
+size_t nb_archive_finished(const struct nb_archive *a);
+
 /* Has the archive data for run_id? */
 bool nb_archive_has(const struct nb_archive *a, const char *run_id);
 

@@ -674,10 +674,15 @@ int nb_reproduce(const char *experiment, const struct nb_repro_opts *o,
         built = true;
         struct nb_archive_facts facts;
         nb_archive_facts(&arch, &facts);
-        save_archive = arch.n_runs > 0 && (!have_old || arch.n_runs >= old.n_runs);
-        if (have_old && arch.n_runs < old.n_runs)
-            say(o, "%s kept as it is: it has %zu runs, these results %zu", adir, old.n_runs,
-                arch.n_runs);
+        /* never an archive of fewer finished runs over one of more (runs
+         * that failed here, a config that lost runs) */
+        size_t fin_new = nb_archive_finished(&arch), fin_old = 0;
+        if (have_old)
+            fin_old = nb_archive_finished(&old);
+        save_archive = arch.n_runs > 0 && (!have_old || fin_new >= fin_old);
+        if (have_old && fin_new < fin_old)
+            say(o, "%s kept as it is: it has %zu finished runs, these results %zu", adir,
+                fin_old, fin_new);
         struct nb_report_in in = {.e = &e, .s = &s, .results = results, .figs = figs,
                                   .cfgs = rcfg, .quick = o->quick, .verdict = res->verdict,
                                   .complete = complete, .tables_dir = "tables", .command = cmd,

@@ -19,7 +19,7 @@
  *   archive/      the runs' data the report needs (archive.h: runs.csv,
  *                 metrics.csv, probes.csv, slices.csv, gzipped when
  *                 large), committed; written with every report, never
- *                 replaced by one with fewer runs
+ *                 replaced by one with fewer finished runs
  * and ROOT/index.md lists every experiment with its verdict.
  *
  * Regeneration.  A run whose directory has no DONE and no error.txt is
