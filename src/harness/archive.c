@@ -813,7 +813,7 @@ int nb_archive_save(const struct nb_archive *a, const char *dir, struct nb_error
         bool same = !r && len == a->len[t] && !memcmp(cur, a->text[t], len);
         free(cur);
         if (!same) {
-            snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, files[t]);
+            snprintf(tmp, sizeof tmp, "%.4000s/.%s.tmp-%ld", dir, files[t], (long)getpid());
             if ((rc = write_text(tmp, a->text[t], a->len[t], gz, err)))
                 return rc;
             if ((rc = nb_commit_file(tmp, path, err)))

@@ -286,6 +286,10 @@ struct cfgrun {
     size_t first, n; /* its runs in the summary */
 };
 
+/* The files of a figure NAME: NAME.csv (its data), the image formats
+ * (--format), NAME.log (gnuplot's messages). */
+static const char *const fig_sfx[] = {"csv", "png", "svg", "pdf", "log", NULL};
+
 static int draw_figures(const struct nb_experiment *e, const struct nb_summary *s,
                         const char *report_dir, const char *plots, const char *formats,
                         const struct nb_repro_opts *o, struct nb_report_fig *figs,
@@ -307,10 +311,9 @@ static int draw_figures(const struct nb_experiment *e, const struct nb_summary *
         memset(rf, 0, sizeof *rf);
         char table[PATH_SZ + 300];
         snprintf(table, sizeof table, "%s/%s.csv", fdir, f->name);
-        static const char *const sfx[] = {"png", "svg", "pdf", "log"};
-        for (int k = 0; k < 4; k++) { /* no stale image of an earlier call */
+        for (int k = 0; fig_sfx[k]; k++) { /* no stale file of an earlier call */
             char old[PATH_SZ + 300];
-            snprintf(old, sizeof old, "%s/%s.%s", fdir, f->name, sfx[k]);
+            snprintf(old, sizeof old, "%s/%s.%s", fdir, f->name, fig_sfx[k]);
             remove(old);
         }
         struct nb_fig_spec spec = {.kind = f->kind, .x = f->x, .scalar = f->scalar,
@@ -379,9 +382,6 @@ static int draw_figures(const struct nb_experiment *e, const struct nb_summary *
  * a refusal or a failure midway leaves the old files as they were.
  * ====================================================================== */
 
-static const char *const table_files[] = {"runs.csv", "groups.csv", "curves.csv",
-                                          "probes.csv", NULL};
-static const char *const fig_sfx[] = {"csv", "png", "svg", "pdf", "log", NULL};
 
 /* Removes the files of dir and dir/SUB for the subdirectories named, then
  * the directories (a staging area: nothing deeper). */
@@ -429,8 +429,8 @@ int nb_repro_write_tables(const struct nb_summary *s, const char *dir, struct nb
     int rc = nb_summary_write_tables(s, stage, err);
     if (!rc)
         rc = nb_mkdirs(dir, err);
-    for (int i = 0; !rc && table_files[i]; i++)
-        rc = stage_commit(stage, dir, table_files[i], err);
+    for (int i = 0; !rc && nb_sum_table_files[i]; i++)
+        rc = stage_commit(stage, dir, nb_sum_table_files[i], err);
     stage_remove(stage);
     return rc;
 }
@@ -702,8 +702,8 @@ int nb_reproduce(const char *experiment, const struct nb_repro_opts *o,
         snprintf(final, sizeof final, "%s/tables", report_dir);
         if ((rc = nb_mkdirs(final, err)))
             goto out;
-        for (int i = 0; table_files[i]; i++)
-            if ((rc = stage_commit(tdir, final, table_files[i], err)))
+        for (int i = 0; nb_sum_table_files[i]; i++)
+            if ((rc = stage_commit(tdir, final, nb_sum_table_files[i], err)))
                 goto out;
         if (o->figures) {
             snprintf(final, sizeof final, "%s/figures", report_dir);

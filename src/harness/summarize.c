@@ -2315,14 +2315,16 @@ static int write_probes(const struct nb_summary *s, const char *path,
     return rc ? rc : rc2;
 }
 
+const char *const nb_sum_table_files[] = {"runs.csv", "groups.csv", "curves.csv",
+                                          "probes.csv", NULL};
+
 int nb_summary_write_tables(const struct nb_summary *s, const char *dir,
                             struct nb_error *err)
 {
     int rc = nb_mkdirs(dir, err);
     if (rc)
         return rc;
-    static const char *const names[] = {"runs.csv", "groups.csv", "curves.csv",
-                                        "probes.csv"};
+    const char *const *names = nb_sum_table_files;
     int (*const fns[])(const struct nb_summary *, const char *, struct nb_error *) = {
         write_runs, write_groups, write_curves, write_probes};
     bool any_probes = false;

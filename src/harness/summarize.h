@@ -229,6 +229,9 @@ int nb_summary_group(struct nb_summary *s, struct nb_error *err);
 const char *nb_summary_str(const struct nb_summary *s, int id);
 int nb_summary_str_find(const struct nb_summary *s, const char *str);
 
+/* The files nb_summary_write_tables writes (NULL-terminated). */
+extern const char *const nb_sum_table_files[];
+
 /* Writes runs.csv, groups.csv, curves.csv and (when any run has probe
  * rows) probes.csv into dir (created when missing). */
 int nb_summary_write_tables(const struct nb_summary *s, const char *dir,
