@@ -1,5 +1,5 @@
 /* src/harness/reproduce.c - see reproduce.h. */
-#include <config.h> /* autoconf's: PACKAGE_VERSION, NB_GNUPLOT */
+#include <config.h> /* autoconf's: NB_GNUPLOT */
 
 #include "harness/reproduce.h"
 
@@ -15,10 +15,8 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "buildinfo.h"
 #include "harness/archive.h"
 #include "harness/check.h"
 #include "harness/report.h"
