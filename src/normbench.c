@@ -18,6 +18,7 @@
 #include "harness/runcfg.h"
 #include "harness/runner.h"
 #include "harness/reproduce.h"
+#include "harness/archive.h"
 #include "harness/summarize.h"
 #include "harness/sweep.h"
 #include "harness/train.h"
@@ -59,7 +60,7 @@ static void usage(FILE *fp)
             "  -j, --jobs N  --quick (shrunk data and steps; the verdict means nothing)\n"
             "  --results DIR (results)  --no-run (report the runs on disk)  --plots DIR\n"
             "  --format png,svg,pdf (png)  --progress auto|bar|lines|none  -q, --quiet\n"
-            "summarize options: -o, --out DIR (EXP/tables)  --results-dir DIR\n"
+            "summarize options: -o, --out DIR (EXP/tables)  --results-dir DIR  --archive DIR\n"
             "bench options:\n"
             "  --arch mlp|cnn  --norms none,batch,...  --batches 2,8,32,64,128  --windows N  --steps N\n"
             "  --norm-only | --no-norm-bench\n");
@@ -609,19 +610,24 @@ static int cmd_config(int argc, char **argv)
 
 static int cmd_summarize(int argc, char **argv)
 {
-    const char *out = NULL, *results_dir = NULL;
+    const char *out = NULL, *results_dir = NULL, *archive = NULL;
     static const struct option opts[] = {{"out", 1, 0, 'o'}, {"results-dir", 1, 0, 'r'},
-                                         {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+                                         {"archive", 1, 0, 'a'}, {"help", 0, 0, 'h'},
+                                         {0, 0, 0, 0}};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
         switch (c) {
         case 'o': out = optarg; break;
         case 'r': results_dir = optarg; break;
+        case 'a': archive = optarg; break;
         case 'h':
             printf("usage: normbench summarize CONFIG|RESULTS_DIR [-o DIR] [--results-dir DIR]\n"
+                   "                          [--archive DIR]\n"
                    "writes runs.csv, groups.csv, curves.csv (and probes.csv) into DIR\n"
-                   "(default: the experiment's results directory + /tables)\n");
+                   "(default: the experiment's results directory + /tables); runs of CONFIG\n"
+                   "without a run directory are read from the archive (default: the\n"
+                   "results directory + /archive); refuses when a run has neither\n");
             return 0;
         default:
             fprintf(stderr, "usage: normbench summarize CONFIG|RESULTS_DIR [-o DIR]\n");
@@ -637,12 +643,17 @@ static int cmd_summarize(int argc, char **argv)
     nb_error_clear(&err);
     struct nb_summary s;
     nb_summary_init(&s);
-    char exp[4096], tables[4200];
+    char exp[4096], tables[4200], adir[4200] = "";
     struct stat st;
+    struct nb_archive arch;
+    bool have_arch = false;
     int rc;
     if (stat(what, &st) == 0 && S_ISDIR(st.st_mode)) {
         snprintf(exp, sizeof exp, "%s", what);
         rc = nb_summary_add_dir(&s, what, &err);
+        if (!rc && s.n_runs == 0)
+            rc = nb_error_set(&err, NB_ENOENT, what, 0, "no run directories here; nothing "
+                                                        "was written");
     } else {
         struct nb_sweep sw;
         if ((rc = nb_sweep_load(what, &sw, &err))) {
@@ -650,16 +661,34 @@ static int cmd_summarize(int argc, char **argv)
             return 2;
         }
         nb_runner_exp_dir(&sw, results_dir, exp, sizeof exp);
-        rc = nb_summary_add_sweep(&s, &sw, exp, &err);
+        snprintf(adir, sizeof adir, "%s", archive ? archive : exp);
+        if (!archive)
+            strncat(adir, "/archive", sizeof adir - strlen(adir) - 1);
+        rc = nb_archive_load(adir, &arch, &err);
+        have_arch = rc == 0;
+        if (rc == NB_ENOENT && !archive)
+            rc = 0, nb_error_clear(&err);
+        if (have_arch)
+            nb_summary_set_fallback(&s, nb_archive_fallback, &arch);
+        if (!rc)
+            rc = nb_summary_add_sweep(&s, &sw, exp, &err);
         nb_sweep_free(&sw);
     }
     if (!rc)
         rc = nb_summary_group(&s, &err);
+    if (!rc && adir[0]) {
+        char cmd[4200];
+        snprintf(cmd, sizeof cmd, "normbench run %s%s%s", what,
+                 results_dir ? " --results-dir " : "", results_dir ? results_dir : "");
+        rc = nb_repro_missing(&s, exp, adir, cmd, &err);
+    }
     snprintf(tables, sizeof tables, "%s", out ? out : exp);
     if (!out)
         strncat(tables, "/tables", sizeof tables - strlen(tables) - 1);
     if (!rc)
-        rc = nb_summary_write_tables(&s, tables, &err);
+        rc = nb_repro_write_tables(&s, tables, &err);
+    if (have_arch)
+        nb_archive_free(&arch);
     if (rc) {
         nb_error_print(stderr, prog, &err);
         nb_summary_free(&s);
@@ -761,6 +790,7 @@ static int cmd_reproduce(int argc, char **argv, bool full)
         printf("report:  %s\n", res.report);
     }
     printf("figures: %s/ (%d of %d drawn)\n", res.figures, res.figs_drawn, res.figs_total);
+
     if (full)
         printf("index:   %s\n", res.index);
     if (full && !res.complete)

@@ -278,13 +278,10 @@ static void r_row(int c, void *user)
     r->line++;
 }
 
-int nb_csv_read(const char *path, struct nb_csv_table *t, struct nb_error *err)
+/* Reads fp (closed here) into t; path names it in messages. */
+static int read_stream(FILE *fp, const char *path, struct nb_csv_table *t,
+                       struct nb_error *err)
 {
-    memset(t, 0, sizeof *t);
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return nb_error_set(err, NB_EIO, path, 0, "cannot open: %s",
-                            strerror(errno));
     struct csv_parser p;
     struct reader r = {.t = t, .path = path, .line = 1, .err = err};
     if (csv_init(&p, CSV_STRICT | CSV_STRICT_FINI | CSV_APPEND_NULL |
@@ -324,6 +321,29 @@ int nb_csv_read(const char *path, struct nb_csv_table *t, struct nb_error *err)
     if (r.status)
         nb_csv_table_free(t);
     return r.status;
+}
+
+int nb_csv_read(const char *path, struct nb_csv_table *t, struct nb_error *err)
+{
+    memset(t, 0, sizeof *t);
+    FILE *fp = fopen(path, "rb");
+    if (!fp)
+        return nb_error_set(err, NB_EIO, path, 0, "cannot open: %s",
+                            strerror(errno));
+    return read_stream(fp, path, t, err);
+}
+
+int nb_csv_read_mem(const char *buf, size_t len, const char *name,
+                    struct nb_csv_table *t, struct nb_error *err)
+{
+    memset(t, 0, sizeof *t);
+    if (len == 0)
+        return nb_error_set(err, NB_EFORMAT, name, 0, "no header row (empty file)");
+    FILE *fp = fmemopen((void *)buf, len, "rb");
+    if (!fp)
+        return nb_error_set(err, NB_ENOMEM, name, 0, "cannot read from memory: %s",
+                            strerror(errno));
+    return read_stream(fp, name, t, err);
 }
 
 void nb_csv_table_free(struct nb_csv_table *t)

@@ -86,6 +86,11 @@ struct nb_csv_table {
 int nb_csv_read(const char *path, struct nb_csv_table *t,
                 struct nb_error *err);
 
+/* The same for the len bytes at buf (the text of a file named name in
+ * messages). */
+int nb_csv_read_mem(const char *buf, size_t len, const char *name,
+                    struct nb_csv_table *t, struct nb_error *err);
+
 /* Frees t; safe on a zeroed or freed table. */
 void nb_csv_table_free(struct nb_csv_table *t);
 

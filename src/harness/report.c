@@ -1280,30 +1280,6 @@ static int write_atomic_begin(const char *path, char *tmp, size_t n, FILE **fp,
     return 0;
 }
 
-/* The machine this report was written on: CPU model and cores (each run's
- * own host and CPU are in its meta.txt). */
-static void write_machine(FILE *fp)
-{
-    char model[256] = "unknown CPU", line[512];
-    FILE *ci = fopen("/proc/cpuinfo", "r");
-    if (ci) {
-        while (fgets(line, sizeof line, ci))
-            if (strncmp(line, "model name", 10) == 0) {
-                const char *v = strchr(line, ':');
-                if (v) {
-                    snprintf(model, sizeof model, "%s", v + 1 + (v[1] == ' '));
-                    model[strcspn(model, "\n")] = '\0';
-                }
-                break;
-            }
-        fclose(ci);
-    }
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    fprintf(fp, "- machine: %s, %ld CPU%s online (where this report was written; every "
-                "run's host, CPU and threads are in its meta.txt)\n",
-            model, cpus, cpus == 1 ? "" : "s");
-}
-
 /* The pre-registration line of the setting. */
 static void write_prereg(FILE *fp, const struct nb_report_in *in)
 {
@@ -1391,7 +1367,7 @@ int nb_report_write(const char *path, const struct nb_report_in *in, struct nb_e
         fprintf(fp, "- reproduce with `%s`\n", in->command);
     if (in->version)
         fprintf(fp, "- %s%s%s\n", in->version, in->when ? ", " : "", in->when ? in->when : "");
-    write_machine(fp);
+    fprintf(fp, "- machine: %s\n", in->machine ? in->machine : "unknown");
     fputc('\n', fp);
     if (e->n_tables > 0) {
         fputs("## Measured numbers and the paper's\n\n", fp);

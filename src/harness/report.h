@@ -153,8 +153,9 @@ struct nb_report_in {
     bool complete;                          /* no run missing */
     const char *tables_dir;                 /* relative to the report dir */
     const char *command;                    /* how to reproduce it */
-    const char *when;                       /* date (UTC) */
-    const char *version;                    /* normbench version and git rev */
+    const char *when;                       /* when the runs were made (UTC) */
+    const char *version;                    /* which normbench made them, costs */
+    const char *machine;                    /* where (CPU, BLAS kernels) */
     const int *reg;                         /* e->n_checks: enum nb_reg (NULL:
                                                none registered) */
     const struct nb_prereg *prereg;         /* may be NULL */

@@ -1,5 +1,5 @@
 /* src/harness/reproduce.c - see reproduce.h. */
-#include <config.h> /* autoconf's: PACKAGE_VERSION, NB_GNUPLOT */
+#include <config.h> /* autoconf's: NB_GNUPLOT */
 
 #include "harness/reproduce.h"
 
@@ -18,7 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "buildinfo.h"
+#include "buildinfo.h" /* NB_GIT_REVISION: the pre-registration's revision */
+#include "harness/archive.h"
 #include "harness/check.h"
 #include "harness/prereg.h"
 #include "harness/report.h"
@@ -253,11 +254,11 @@ static int write_overlay(const char *path, const char *orig, const char *root,
         }
     }
     bool bad = ferror(fp);
-    if (fclose(fp) != 0 || bad || rename(tmp, path) != 0) {
+    if (fclose(fp) != 0 || bad) {
         remove(tmp);
         return nb_error_set(err, NB_EIO, path, 0, "cannot write: %s", strerror(errno));
     }
-    return 0;
+    return nb_commit_file(tmp, path, err);
 }
 
 /* ======================================================================
@@ -286,6 +287,10 @@ struct cfgrun {
     size_t first, n; /* its runs in the summary */
 };
 
+/* The files of a figure NAME: NAME.csv (its data), the image formats
+ * (--format), NAME.log (gnuplot's messages). */
+static const char *const fig_sfx[] = {"csv", "png", "svg", "pdf", "log", NULL};
+
 static int draw_figures(const struct nb_experiment *e, const struct nb_summary *s,
                         const char *report_dir, const char *plots, const char *formats,
                         const struct nb_repro_opts *o, struct nb_report_fig *figs,
@@ -307,10 +312,9 @@ static int draw_figures(const struct nb_experiment *e, const struct nb_summary *
         memset(rf, 0, sizeof *rf);
         char table[PATH_SZ + 300];
         snprintf(table, sizeof table, "%s/%s.csv", fdir, f->name);
-        static const char *const sfx[] = {"png", "svg", "pdf", "log"};
-        for (int k = 0; k < 4; k++) { /* no stale image of an earlier call */
+        for (int k = 0; fig_sfx[k]; k++) { /* no stale file of an earlier call */
             char old[PATH_SZ + 300];
-            snprintf(old, sizeof old, "%s/%s.%s", fdir, f->name, sfx[k]);
+            snprintf(old, sizeof old, "%s/%s.%s", fdir, f->name, fig_sfx[k]);
             remove(old);
         }
         struct nb_fig_spec spec = {.kind = f->kind, .x = f->x, .scalar = f->scalar,
@@ -373,6 +377,96 @@ static int draw_figures(const struct nb_experiment *e, const struct nb_summary *
     return 0;
 }
 
+/* ======================================================================
+ * Staging: everything is written into DIR/.staging-PID first and moved
+ * into place at the end, each file only when its bytes changed, so that
+ * a refusal or a failure midway leaves the old files as they were.
+ * ====================================================================== */
+
+
+/* Removes the files of dir and dir/SUB for the subdirectories named, then
+ * the directories (a staging area: nothing deeper). */
+static void stage_remove(const char *dir)
+{
+    static const char *const subs[] = {"tables", "figures", ""};
+    for (int i = 0; i < 3; i++) {
+        char d[PATH_SZ + 64];
+        snprintf(d, sizeof d, "%s%s%s", dir, subs[i][0] ? "/" : "", subs[i]);
+        DIR *dp = opendir(d);
+        struct dirent *de;
+        while (dp && (de = readdir(dp))) {
+            if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+                continue;
+            char f[PATH_SZ + 400];
+            snprintf(f, sizeof f, "%s/%.300s", d, de->d_name);
+            remove(f);
+        }
+        if (dp)
+            closedir(dp);
+        rmdir(d);
+    }
+}
+
+/* Moves stage/NAME to final/NAME when it exists (and differs), else
+ * removes final/NAME. */
+static int stage_commit(const char *stage, const char *final, const char *name,
+                        struct nb_error *err)
+{
+    char from[PATH_SZ + 400], to[PATH_SZ + 400];
+    snprintf(from, sizeof from, "%.3500s/%.300s", stage, name);
+    snprintf(to, sizeof to, "%.3500s/%.300s", final, name);
+    if (!is_file(from)) {
+        remove(to);
+        return 0;
+    }
+    return nb_commit_file(from, to, err);
+}
+
+int nb_repro_write_tables(const struct nb_summary *s, const char *dir, struct nb_error *err)
+{
+    char stage[PATH_SZ + 64];
+    snprintf(stage, sizeof stage, "%.3800s.staging-%ld", dir, (long)getpid());
+    stage_remove(stage);
+    int rc = nb_summary_write_tables(s, stage, err);
+    if (!rc)
+        rc = nb_mkdirs(dir, err);
+    for (int i = 0; !rc && nb_sum_table_files[i]; i++)
+        rc = stage_commit(stage, dir, nb_sum_table_files[i], err);
+    stage_remove(stage);
+    return rc;
+}
+
+int nb_repro_missing(const struct nb_summary *s, const char *where, const char *archive,
+                     const char *command, struct nb_error *err)
+{
+    size_t miss = 0;
+    char list[600] = "";
+    size_t used = 0;
+    int kexp = nb_key_lookup("experiment", "name");
+    for (size_t i = 0; i < s->n_runs; i++) {
+        const struct nb_sum_run *r = &s->runs[i];
+        if (r->status != NB_SUM_PENDING)
+            continue;
+        if (++miss <= 5 && used < sizeof list)
+            used += (size_t)snprintf(list + used, sizeof list - used, "%s%s (%s)",
+                                     miss > 1 ? ", " : "", r->run_id,
+                                     kexp >= 0 && r->vals[kexp] ? r->vals[kexp] : "?");
+    }
+    if (!miss)
+        return 0;
+    if (miss > 5 && used < sizeof list)
+        snprintf(list + used, sizeof list - used, " and %zu more", miss - 5);
+    nb_error_set(err, NB_ENOENT, NULL, 0,
+                 "%s: %zu of %zu runs have neither a finished run directory nor an entry in "
+                 "%s: %s; nothing was written",
+                 where, miss, s->n_runs, archive, list);
+    nb_error_hint(err, "make them with `%s` (it runs what is missing), or restore the run "
+                       "directories",
+                  command);
+    return NB_ENOENT;
+}
+
+/* The date of the pre-registration (the only clock reproduce reads). */
 static const char *utc_now(char *buf, size_t n)
 {
     time_t t = time(NULL);
@@ -398,6 +492,9 @@ int nb_reproduce(const char *experiment, const struct nb_repro_opts *o,
     struct cfgrun *cr = calloc((size_t)n, sizeof *cr);
     struct nb_summary s;
     nb_summary_init(&s);
+    struct nb_archive old, arch;
+    bool have_old = false, built = false, staged = false;
+    char stage[PATH_SZ];
     struct nb_check_result *results = calloc((size_t)e.n_checks + 1, sizeof *results);
     struct nb_report_fig *figs = calloc((size_t)e.n_figs + 1, sizeof *figs);
     char(*fig_file)[PATH_SZ] = calloc((size_t)e.n_figs + 1, sizeof *fig_file);
@@ -490,6 +587,27 @@ int nb_reproduce(const char *experiment, const struct nb_repro_opts *o,
             }
         }
     }
+    /* the command that makes the runs (no -j: the report is the same for
+     * any number of workers) */
+    char cmd[PATH_SZ + 128];
+    snprintf(cmd, sizeof cmd, "normbench reproduce %s%s%s%s", epath, o->quick ? " --quick" : "",
+             o->results ? " --results " : "", o->results ? o->results : "");
+    /* the archive: the data of runs whose directories are gone */
+    char adir[PATH_SZ + 300];
+    snprintf(adir, sizeof adir, "%s/archive", report_dir);
+    {
+        struct nb_error e2;
+        nb_error_clear(&e2);
+        int r = nb_archive_load(adir, &old, &e2);
+        if (r && r != NB_ENOENT) {
+            *err = e2;
+            rc = r;
+            goto out;
+        }
+        have_old = r == 0;
+        if (have_old)
+            nb_summary_set_fallback(&s, nb_archive_fallback, &old);
+    }
     /* summarize */
     for (int i = 0; i < n; i++) {
         cr[i].first = s.n_runs;
@@ -499,8 +617,17 @@ int nb_reproduce(const char *experiment, const struct nb_repro_opts *o,
     }
     if ((rc = nb_summary_group(&s, err)))
         goto out;
+    /* without running, every run must have its data: never a report, a
+     * table or a figure of fewer runs over the ones there are */
+    if (!o->run && (rc = nb_repro_missing(&s, report_dir, adir, cmd, err)))
+        goto out;
+    snprintf(stage, sizeof stage, "%.3000s/.staging-%ld", report_dir, (long)getpid());
+    stage_remove(stage);
+    if ((rc = nb_mkdirs(stage, err)))
+        goto out;
+    staged = true;
     char tdir[PATH_SZ + 300];
-    snprintf(tdir, sizeof tdir, "%s/tables", report_dir);
+    snprintf(tdir, sizeof tdir, "%s/tables", stage);
     if ((rc = nb_summary_write_tables(&s, tdir, err)))
         goto out;
     bool complete = true;
@@ -536,50 +663,121 @@ int nb_reproduce(const char *experiment, const struct nb_repro_opts *o,
         else if (!nb_gnuplot_path())
             say(o, "gnuplot not found: figures skipped (apt-get install gnuplot-nox "
                    "fonts-liberation)");
-        if ((rc = draw_figures(&e, &s, report_dir, pd, o->formats, o, figs, fig_file,
+        if ((rc = draw_figures(&e, &s, stage, pd, o->formats, o, figs, fig_file,
                                fig_table, fig_why, &res->figs_drawn, &res->figs_failed,
                                err)))
             goto out;
+        /* a message that points at a gnuplot log: where the log will be */
+        size_t sl = strlen(stage);
+        for (int i = 0; i < e.n_figs; i++) {
+            char *p = strstr(fig_why[i], stage);
+            if (p) {
+                char tail[600];
+                snprintf(tail, sizeof tail, "%s", p + sl);
+                *p = '\0';
+                size_t used = strlen(fig_why[i]);
+                snprintf(p, sizeof fig_why[i] - used, "%s%s", report_dir, tail);
+            }
+        }
     }
     snprintf(res->figures, sizeof res->figures, "%.2000s/figures", report_dir);
+    if (!o->report && o->figures && res->figs_drawn == 0) {
+        /* plot: figures that were drawn before stay as they are */
+        rc = nb_error_set(err, NB_EIO, NULL, 0,
+                          "%s: no figure drawn (%d in the experiment; the messages above "
+                          "say why); nothing was written",
+                          e.name, e.n_figs);
+        goto out;
+    }
+    bool save_archive = false;
+    if (o->report) {
+        /* checks, their registration, verdict, report */
+        if ((rc = nb_prereg_read(ppath, &prereg, err)))
+            goto out;
+        for (int i = 0; i < e.n_checks; i++) {
+            if ((rc = nb_check_eval(&e.checks[i], &s, &results[i], err)))
+                goto out;
+            reg[i] = nb_prereg_status(&prereg, &e.checks[i]);
+            results[i].post_hoc = reg[i] != NB_REG_OK;
+            res->checks_pass += results[i].outcome == NB_OUT_PASS;
+        }
+        res->checks_total = e.n_checks;
+        res->verdict = nb_verdict_of(e.checks, results, e.n_checks, complete);
+        /* the archive of these runs; its meta facts say when, by what and
+         * where they were made (not when this report was written) */
+        if ((rc = nb_archive_build(&s, have_old ? &old : NULL, &arch, err)))
+            goto out;
+        built = true;
+        struct nb_archive_facts facts;
+        nb_archive_facts(&arch, &facts);
+        /* never an archive of fewer finished runs over one of more (runs
+         * that failed here, a config that lost runs) */
+        size_t fin_new = nb_archive_finished(&arch), fin_old = 0;
+        if (have_old)
+            fin_old = nb_archive_finished(&old);
+        save_archive = arch.n_runs > 0 && (!have_old || fin_new >= fin_old);
+        if (have_old && fin_new < fin_old)
+            say(o, "%s kept as it is: it has %zu finished runs, these results %zu", adir,
+                fin_old, fin_new);
+        struct nb_report_in in = {.e = &e, .s = &s, .results = results, .figs = figs,
+                                  .cfgs = rcfg, .quick = o->quick, .verdict = res->verdict,
+                                  .complete = complete, .tables_dir = "tables", .command = cmd,
+                                  .reg = reg, .prereg = &prereg,
+                                  .when = facts.when[0] ? facts.when : NULL,
+                                  .version = facts.version, .machine = facts.machine};
+        char path[PATH_SZ + 300];
+        snprintf(path, sizeof path, "%s/report.md", stage);
+        if ((rc = nb_report_write(path, &in, err)))
+            goto out;
+        snprintf(path, sizeof path, "%s/verdict.txt", stage);
+        if ((rc = nb_verdict_write(path, &in, err)))
+            goto out;
+    }
+    /* everything is written: into place */
+    {
+        char final[PATH_SZ + 300], sdir[PATH_SZ + 300];
+        snprintf(final, sizeof final, "%s/tables", report_dir);
+        if ((rc = nb_mkdirs(final, err)))
+            goto out;
+        for (int i = 0; nb_sum_table_files[i]; i++)
+            if ((rc = stage_commit(tdir, final, nb_sum_table_files[i], err)))
+                goto out;
+        if (o->figures) {
+            snprintf(final, sizeof final, "%s/figures", report_dir);
+            snprintf(sdir, sizeof sdir, "%s/figures", stage);
+            if ((rc = nb_mkdirs(final, err)))
+                goto out;
+            for (int i = 0; i < e.n_figs; i++)
+                for (int k = 0; fig_sfx[k]; k++) {
+                    char name[400];
+                    snprintf(name, sizeof name, "%.300s.%s", e.figs[i].name, fig_sfx[k]);
+                    if ((rc = stage_commit(sdir, final, name, err)))
+                        goto out;
+                }
+        }
+        if (o->report) {
+            if ((rc = stage_commit(stage, report_dir, "report.md", err)) ||
+                (rc = stage_commit(stage, report_dir, "verdict.txt", err)))
+                goto out;
+            if (save_archive && (rc = nb_archive_save(&arch, adir, err)))
+                goto out;
+        }
+    }
     if (!o->report)
         goto out;
-    /* checks, their registration, verdict, report */
-    if ((rc = nb_prereg_read(ppath, &prereg, err)))
-        goto out;
-    for (int i = 0; i < e.n_checks; i++) {
-        if ((rc = nb_check_eval(&e.checks[i], &s, &results[i], err)))
-            goto out;
-        reg[i] = nb_prereg_status(&prereg, &e.checks[i]);
-        results[i].post_hoc = reg[i] != NB_REG_OK;
-        res->checks_pass += results[i].outcome == NB_OUT_PASS;
-    }
-    res->checks_total = e.n_checks;
-    res->verdict = nb_verdict_of(e.checks, results, e.n_checks, complete);
-    char cmd[PATH_SZ + 128], when[64], version[256];
-    snprintf(cmd, sizeof cmd, "normbench reproduce %s -j %d%s%s%s", epath, o->jobs,
-             o->quick ? " --quick" : "", o->results ? " --results " : "",
-             o->results ? o->results : "");
-    snprintf(version, sizeof version, "normbench %s (git %s)", PACKAGE_VERSION,
-             NB_GIT_REVISION);
-    struct nb_report_in in = {.e = &e, .s = &s, .results = results, .figs = figs,
-                              .cfgs = rcfg, .quick = o->quick, .verdict = res->verdict,
-                              .complete = complete, .tables_dir = "tables", .command = cmd,
-                              .reg = reg, .prereg = &prereg,
-                              .when = utc_now(when, sizeof when), .version = version};
     snprintf(res->report, sizeof res->report, "%.2000s/report.md", report_dir);
-    if ((rc = nb_report_write(res->report, &in, err)))
-        goto out;
-    char vpath[PATH_SZ + 300];
-    snprintf(vpath, sizeof vpath, "%s/verdict.txt", report_dir);
-    if ((rc = nb_verdict_write(vpath, &in, err)))
-        goto out;
     char edir[PATH_SZ];
     dir_of(epath, edir, sizeof edir);
     if ((rc = nb_index_write(root, edir, o->quick, err)))
         goto out;
     snprintf(res->index, sizeof res->index, "%.2000s/index.md", root);
 out:
+    if (staged)
+        stage_remove(stage);
+    if (have_old)
+        nb_archive_free(&old);
+    if (built)
+        nb_archive_free(&arch);
     for (int i = 0; i < e.n_checks && results; i++)
         nb_check_result_free(&results[i]);
     free(results);

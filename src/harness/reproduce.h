@@ -16,7 +16,22 @@
  *   configs/      --quick (or --results): the overlay configs that were
  *                 run, each `include`-ing the original and overriding
  *                 the [quick ...] keys
+ *   archive/      the runs' data the report needs (archive.h: runs.csv,
+ *                 metrics.csv, probes.csv, slices.csv, gzipped when
+ *                 large), committed; written with every report, never
+ *                 replaced by one with fewer finished runs
  * and ROOT/index.md lists every experiment with its verdict.
+ *
+ * Regeneration.  A run whose directory has no DONE and no error.txt is
+ * read from archive/ (a finished run directory wins), so in a fresh
+ * clone --no-run (and plot) rewrite tables/, figures/, report.md,
+ * verdict.txt and index.md byte for byte: the report's when, version and
+ * machine lines come from the runs' meta facts in the archive, not from
+ * the clock or the host.  Without running, a run with neither a
+ * directory nor an archive entry is an error (nb_repro_missing) before
+ * anything is written.  Everything is written into NAME/.staging-PID/
+ * first and moved into place at the end, a file only when its bytes
+ * changed; plot that draws no figure is an error and writes nothing.
  *
  * gnuplot: $GNUPLOT, else configure's path, else `gnuplot` on PATH; the
  * scripts: --plots DIR, else $NORMBENCH_PLOTS, else plots/ next to the
@@ -31,6 +46,7 @@
 #include "core/error.h"
 #include "harness/check.h" /* nb_verdict_name for the result */
 #include "harness/progress.h"
+#include "harness/summarize.h"
 
 struct nb_repro_opts {
     int jobs;                 /* worker processes (>= 1) */
@@ -71,6 +87,20 @@ int nb_experiment_find(const char *name, char *buf, size_t size,
  * they make the verdict inconclusive. */
 int nb_reproduce(const char *experiment, const struct nb_repro_opts *o,
                  struct nb_repro_result *res, struct nb_error *err);
+
+/* Writes s's tables into dir as nb_summary_write_tables does, through a
+ * staging directory beside it: each file is moved into place only when
+ * its bytes changed, and a failure leaves dir as it was. */
+int nb_repro_write_tables(const struct nb_summary *s, const char *dir,
+                          struct nb_error *err);
+
+/* The runs of s that have no data (pending: neither a finished run
+ * directory nor an archive entry): 0 when there is none, else NB_ENOENT
+ * with err naming where (a path), a few of them, the archive consulted
+ * and, as the hint, the command that makes them. */
+int nb_repro_missing(const struct nb_summary *s, const char *where,
+                     const char *archive, const char *command,
+                     struct nb_error *err);
 
 /* Runs one gnuplot script: gnuplot -c SCRIPT IN OUT, its messages to
  * log (may be NULL).  Returns 0 when gnuplot exited 0 and OUT is a

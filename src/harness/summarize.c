@@ -404,13 +404,13 @@ static double tval(const struct nb_sum_table *t, size_t row, int col)
     return col < 0 ? NAN : t->v[row * (size_t)t->ncols + (size_t)col];
 }
 
-/* metrics.csv into a numeric table (columns that are not numbers are
+/* metrics.csv (the file at path, or text when not NULL) into a numeric table (columns that are not numbers are
  * left out), with train_error and test_error appended. */
-static int read_metrics(const char *path, struct nb_sum_table *out,
-                        struct nb_error *err)
+static int read_metrics(const char *path, const char *text, size_t len,
+                        struct nb_sum_table *out, struct nb_error *err)
 {
     struct nb_csv_table t;
-    int rc = nb_csv_read(path, &t, err);
+    int rc = text ? nb_csv_read_mem(text, len, path, &t, err) : nb_csv_read(path, &t, err);
     if (rc)
         return rc;
     int *keep = calloc((size_t)t.ncols + 1, sizeof *keep);
@@ -781,10 +781,12 @@ static int derive_landscape(struct nb_summary *s, struct nb_sum_run *r,
     return 0;
 }
 
+/* probes.csv: the file at path, or text when not NULL. */
 static int read_probes(struct nb_summary *s, struct nb_sum_run *r,
-                       const char *path, struct nb_error *err)
+                       const char *path, const char *text, size_t len,
+                       struct nb_error *err)
 {
-    FILE *fp = fopen(path, "rb");
+    FILE *fp = text ? fmemopen((void *)text, len, "rb") : fopen(path, "rb");
     if (!fp)
         return nb_error_set(err, NB_EIO, path, 0, "cannot open: %s", strerror(errno));
     struct csv_parser cp;
@@ -897,9 +899,11 @@ static int sb_finish(struct nb_sum_run *r, struct slice_build *b, const char *pa
     return 0;
 }
 
-static int read_slices(struct nb_sum_run *r, const char *path, struct nb_error *err)
+/* slice.csv: the file at path, or text when not NULL. */
+static int read_slices(struct nb_sum_run *r, const char *path, const char *text,
+                       size_t len, struct nb_error *err)
 {
-    FILE *fp = fopen(path, "r");
+    FILE *fp = text ? fmemopen((void *)text, len, "r") : fopen(path, "r");
     if (!fp)
         return nb_error_set(err, NB_EIO, path, 0, "cannot open: %s", strerror(errno));
     char line[1024];
@@ -968,7 +972,7 @@ static int load_run_files(struct nb_summary *s, struct nb_sum_run *r,
     char path[4200];
     int rc;
     snprintf(path, sizeof path, "%s/metrics.csv", r->dir);
-    if (file_exists(path) && (rc = read_metrics(path, &r->metrics, err)))
+    if (file_exists(path) && (rc = read_metrics(path, NULL, 0, &r->metrics, err)))
         return rc;
     double wall = r->sc[NB_SC_WALL_TIME];
     compute_scalars(r);
@@ -977,12 +981,54 @@ static int load_run_files(struct nb_summary *s, struct nb_sum_run *r,
     else if (isnan(r->sc[NB_SC_WALL_TIME]))
         r->sc[NB_SC_WALL_TIME] = read_wall_time(r->dir);
     snprintf(path, sizeof path, "%s/probes.csv", r->dir);
-    if (file_exists(path) && (rc = read_probes(s, r, path, err)))
+    if (file_exists(path) && (rc = read_probes(s, r, path, NULL, 0, err)))
         return rc;
     snprintf(path, sizeof path, "%s/slice.csv", r->dir);
-    if (file_exists(path) && (rc = read_slices(r, path, err)))
+    if (file_exists(path) && (rc = read_slices(r, path, NULL, 0, err)))
         return rc;
     return 0;
+}
+
+void nb_summary_set_fallback(struct nb_summary *s, nb_sum_fallback_fn fn, void *user)
+{
+    s->fallback = fn;
+    s->fallback_user = user;
+}
+
+/* A run without a finished directory, from the fallback (the same
+ * readers as load_run_files, over the texts the fallback gives). */
+static int load_run_fallback(struct nb_summary *s, struct nb_sum_run *r,
+                             struct nb_error *err)
+{
+    struct nb_sum_runsrc src;
+    memset(&src, 0, sizeof src);
+    int rc = s->fallback(s->fallback_user, r->run_id, &src, err);
+    if (rc <= 0)
+        return rc;
+    char name[1200];
+    r->archived = true;
+    r->status = src.status;
+    rc = 0;
+    if (r->status == NB_SUM_DONE || r->status == NB_SUM_DIVERGED) {
+        snprintf(name, sizeof name, "%s: run %s: metrics.csv", src.name ? src.name : "archive",
+                 r->run_id);
+        if (src.metrics && (rc = read_metrics(name, src.metrics, src.metrics_len,
+                                              &r->metrics, err)))
+            goto out;
+        compute_scalars(r);
+        r->sc[NB_SC_WALL_TIME] = src.wall_time;
+        snprintf(name, sizeof name, "%s: run %s: probes.csv", src.name ? src.name : "archive",
+                 r->run_id);
+        if (src.probes && (rc = read_probes(s, r, name, src.probes, src.probes_len, err)))
+            goto out;
+        snprintf(name, sizeof name, "%s: run %s: slice.csv", src.name ? src.name : "archive",
+                 r->run_id);
+        if (src.slice && (rc = read_slices(r, name, src.slice, src.slice_len, err)))
+            goto out;
+    }
+out:
+    free(src.metrics), free(src.probes), free(src.slice);
+    return rc;
 }
 
 static int add_axes(struct nb_summary *s, const int *keys, int n)
@@ -1025,6 +1071,10 @@ int nb_summary_add_sweep(struct nb_summary *s, const struct nb_sweep *sw,
         if (r->status == NB_SUM_DONE || r->status == NB_SUM_DIVERGED) {
             int rc = load_run_files(s, r, err);
             if (rc)
+                return rc;
+        } else if (r->status == NB_SUM_PENDING && s->fallback) {
+            int rc = load_run_fallback(s, r, err);
+            if (rc < 0)
                 return rc;
         }
     }
@@ -2296,14 +2346,16 @@ static int write_probes(const struct nb_summary *s, const char *path,
     return rc ? rc : rc2;
 }
 
+const char *const nb_sum_table_files[] = {"runs.csv", "groups.csv", "curves.csv",
+                                          "probes.csv", NULL};
+
 int nb_summary_write_tables(const struct nb_summary *s, const char *dir,
                             struct nb_error *err)
 {
     int rc = nb_mkdirs(dir, err);
     if (rc)
         return rc;
-    static const char *const names[] = {"runs.csv", "groups.csv", "curves.csv",
-                                        "probes.csv"};
+    const char *const *names = nb_sum_table_files;
     int (*const fns[])(const struct nb_summary *, const char *, struct nb_error *) = {
         write_runs, write_groups, write_curves, write_probes};
     bool any_probes = false;

@@ -146,6 +146,8 @@ struct nb_sum_run {
     size_t n_probes, cap_probes;
     struct nb_sum_slice *slices;
     int n_slices;
+    bool archived;        /* read through the summary's fallback (an
+                             archive), not from its run directory */
 };
 
 struct nb_sum_group {
@@ -156,7 +158,26 @@ struct nb_sum_group {
     int n_done, n_diverged, n_missing; /* missing: failed + pending */
 };
 
+/* A run's data from somewhere other than its run directory (archive.h):
+ * the texts its metrics.csv, probes.csv and slice.csv had (NULL when the
+ * run had no such file), its status and its wall_time scalar. */
+struct nb_sum_runsrc {
+    int status;           /* NB_SUM_DONE, NB_SUM_DIVERGED or NB_SUM_FAILED */
+    double wall_time;
+    char *metrics, *probes, *slice; /* malloc'd, freed by the summary */
+    size_t metrics_len, probes_len, slice_len;
+    const char *name;     /* names the texts in messages */
+};
+
+/* Looks run_id up: 1 with *src filled, 0 when it has no data for it, or
+ * a negative status with err filled. */
+typedef int (*nb_sum_fallback_fn)(void *user, const char *run_id,
+                                  struct nb_sum_runsrc *src,
+                                  struct nb_error *err);
+
 struct nb_summary {
+    nb_sum_fallback_fn fallback; /* NULL: run directories only */
+    void *fallback_user;
     struct nb_sum_run *runs;
     size_t n_runs, cap_runs;
     struct nb_sum_group *groups;
@@ -180,10 +201,17 @@ struct nb_summary {
 void nb_summary_init(struct nb_summary *s);
 void nb_summary_free(struct nb_summary *s);
 
-/* Adds the runs of sw, reading them from exp_dir/RUN_ID (runs without a
- * directory are pending). */
+/* Adds the runs of sw, reading them from exp_dir/RUN_ID; a run whose
+ * directory has neither DONE nor error.txt is looked up through the
+ * fallback (when set: nb_summary_set_fallback) and is pending when that
+ * has no data for it either. */
 int nb_summary_add_sweep(struct nb_summary *s, const struct nb_sweep *sw,
                          const char *exp_dir, struct nb_error *err);
+
+/* Where add_sweep looks for runs without a finished run directory (an
+ * experiment's archive, archive.h); fn NULL: nowhere. */
+void nb_summary_set_fallback(struct nb_summary *s, nb_sum_fallback_fn fn,
+                             void *user);
 
 /* Adds every subdirectory of dir that holds a config.ini. */
 int nb_summary_add_dir(struct nb_summary *s, const char *dir,
@@ -201,6 +229,9 @@ int nb_summary_group(struct nb_summary *s, struct nb_error *err);
  * (-1 when absent). */
 const char *nb_summary_str(const struct nb_summary *s, int id);
 int nb_summary_str_find(const struct nb_summary *s, const char *str);
+
+/* The files nb_summary_write_tables writes (NULL-terminated). */
+extern const char *const nb_sum_table_files[];
 
 /* Writes runs.csv, groups.csv, curves.csv and (when any run has probe
  * rows) probes.csv into dir (created when missing). */
