@@ -931,24 +931,67 @@ static int valid_key_name(const char *k)
     return 1;
 }
 
+/* Reads one line, its '\n' included, into *buf (NUL-terminated) and sets
+ * *len (0 at end of file).  *total counts the file's bytes so far.  A read
+ * error, a NUL byte, a line longer than NB_INI_MAX_LINE or a file larger
+ * than NB_INI_MAX_FILE is an error at path:lineno. */
+static int read_line(FILE *fp, char **buf, size_t *cap, size_t *len,
+                     long *total, const char *path, int lineno,
+                     struct nb_error *err)
+{
+    size_t n = 0;
+    for (;;) {
+        errno = 0;
+        int c = getc(fp);
+        if (c == EOF) {
+            if (ferror(fp))
+                return nb_error_set(err, NB_EIO, path, lineno, "read error: %s",
+                                    strerror(errno));
+            break;
+        }
+        if (c == '\0')
+            return nb_error_set(err, NB_EINVAL, path, lineno,
+                                "NUL byte in column %zu (not a text file?)",
+                                n + 1);
+        if (n == NB_INI_MAX_LINE)
+            return nb_error_set(err, NB_EINVAL, path, lineno,
+                                "line longer than %d bytes", NB_INI_MAX_LINE);
+        if (++*total > NB_INI_MAX_FILE)
+            return nb_error_set(err, NB_EINVAL, path, lineno,
+                                "file larger than %ld bytes", NB_INI_MAX_FILE);
+        if (n + 2 > *cap) {
+            size_t c2 = *cap ? 2 * *cap : 256;
+            char *b = realloc(*buf, c2);
+            if (!b)
+                return oom(err);
+            *buf = b;
+            *cap = c2;
+        }
+        (*buf)[n++] = (char)c;
+        if (c == '\n')
+            break;
+    }
+    if (*buf)
+        (*buf)[n] = '\0';
+    *len = n;
+    return 0;
+}
+
 static int parse_lines(struct ini_ctx *ctx, FILE *fp, const char *path,
                        int file_id, struct nb_error *err)
 {
     char *line = NULL, *section = strdup("");
-    size_t cap = 0;
+    size_t cap = 0, len;
+    long total = 0;
     int lineno = 0, section_line = 0, rc = 0;
     struct pending p = {0};
     if (!section)
         return oom(err);
     for (;;) {
-        errno = 0;
-        ssize_t len = getline(&line, &cap, fp);
-        if (len < 0) {
-            if (ferror(fp))
-                rc = nb_error_set(err, NB_EIO, path, lineno + 1,
-                                  "read error: %s", strerror(errno));
+        if ((rc = read_line(fp, &line, &cap, &len, &total, path, lineno + 1, err)))
             break;
-        }
+        if (len == 0)
+            break;
         lineno++;
         char *s = line;
         if (lineno == 1 && !strncmp(s, "\xEF\xBB\xBF", 3))
