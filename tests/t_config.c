@@ -310,9 +310,19 @@ static void test_errors(void)
     check_err(__LINE__, "inc_missing.ini", "[optim]\ninclude = nonexistent.ini\n",
               NULL, 2, want, NULL, NULL, NB_EIO);
 
+    /* include = a directory: an error at the include line */
+    snprintf(want, sizeof want, "cannot open included file '%s': Is a directory",
+             pth("."));
+    check_err(__LINE__, "inc_dir.ini", "[optim]\ninclude = .\n", NULL, 2, want, NULL,
+              NULL, NB_EIO);
+
     struct nb_sweep sw;
     struct nb_error e;
     char buf[2048];
+    nb_error_clear(&e);
+    is_int(nb_sweep_load(dir, &sw, &e), NB_EIO, "a directory as the config: NB_EIO");
+    snprintf(want, sizeof want, "%s: cannot open: Is a directory", dir);
+    is_str(nb_error_format(&e, buf, sizeof buf), want, "... with its path");
     nb_error_clear(&e);
     is_int(nb_sweep_load(pth("no_such_file.ini"), &sw, &e), NB_EIO,
            "missing config: NB_EIO");

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 /* ======================================================================
  * The key table
@@ -1106,6 +1107,16 @@ static int parse_file(struct ini_ctx *ctx, const char *path,
                                 strerror(e));
         return nb_error_set(err, NB_EIO, path, 0, "cannot open: %s",
                             strerror(e));
+    }
+    struct stat st;
+    if (fstat(fileno(fp), &st) == 0 && S_ISDIR(st.st_mode)) {
+        fclose(fp);
+        if (from_file)
+            return nb_error_set(err, NB_EIO, from_file, from_line,
+                                "cannot open included file '%s': %s", path,
+                                strerror(EISDIR));
+        return nb_error_set(err, NB_EIO, path, 0, "cannot open: %s",
+                            strerror(EISDIR));
     }
     char *real = realpath(path, NULL);
     if (!real)

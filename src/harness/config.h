@@ -9,7 +9,8 @@
  *     after its continuation lines, or comment lines among them, is
  *     appended to the value with one space), CRLF line ends, a UTF-8 BOM.
  *     A NUL byte, a line longer than NB_INI_MAX_LINE bytes or a file
- *     larger than NB_INI_MAX_FILE bytes is an error naming the line.
+ *     larger than NB_INI_MAX_FILE bytes is an error naming the line (so is
+ *     a directory given as a file).
  *     `include = FILE` (in any section or before the first) reads FILE
  *     in place, its path relative to the including file;
  *     include cycles are errors.  The reader knows no keys: the handler
