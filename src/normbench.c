@@ -65,6 +65,33 @@ static void usage(FILE *fp)
             "  --norm-only | --no-norm-bench\n");
 }
 
+/* Exit status of a failed setup: 2 when the user's input is wrong (an
+ * option, a config, a path), 1 otherwise. */
+static int exit_status(int rc)
+{
+    return rc == NB_EINVAL || rc == NB_ERANGE || rc == NB_ENOENT ? 2 : 1;
+}
+
+/* Checks an option's value against the config key of the same meaning
+ * (the key table owns every range); prints the error and returns -1 when
+ * it does not fit. */
+static int opt_check(const char *verb, const char *opt, const char *section,
+                     const char *key, const char *text)
+{
+    int idx = nb_key_lookup(section, key);
+    NB_ASSERT(idx >= 0);
+    struct nb_error e;
+    char *canon = NULL;
+    nb_error_clear(&e);
+    int rc = nb_key_canon(&nb_keys[idx], text, NULL, 0, &canon, &e);
+    free(canon);
+    if (rc) {
+        fprintf(stderr, "%s: %s: %s %s: %s\n", prog, verb, opt, text, e.msg);
+        return -1;
+    }
+    return 0;
+}
+
 static int parse_int_list(const char *s, int *out, int max)
 {
     int n = 0;
@@ -165,17 +192,31 @@ static int cmd_train(int argc, char **argv)
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
+        /* the numbers: the ranges of the config keys of the same name */
+        static const struct { int c; const char *opt, *section, *key; } num[] = {
+            {'g', "--groups", "norm", "groups"},   {'b', "--batch", "train", "batch"},
+            {'l', "--lr", "optim", "lr"},          {'m', "--momentum", "optim", "momentum"},
+            {'e', "--epochs", "train", "epochs"},  {'S', "--max-steps", "train", "max_steps"},
+            {'s', "--seed", "experiment", "seeds"}, {'u', "--subset", "data", "train_subset"},
+            {'E', "--eval-every", "train", "eval_every"}, {'t', "--threads", "train", "threads"}};
+        for (size_t i = 0; i < sizeof num / sizeof num[0]; i++)
+            if (num[i].c == c && opt_check("train", num[i].opt, num[i].section, num[i].key, optarg))
+                return 2;
         if (end && *end) {
             fprintf(stderr, "%s: train: malformed number '%s'\n", prog, optarg);
             return 2;
         }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "%s: train: unexpected argument '%s'\n", prog, argv[optind]);
+        return 2;
     }
     nb_blas_set_threads(threads);
     struct nb_data data;
     int rc = nb_data_prepare(&dopt, spec.seed, &data, &err);
     if (rc) {
         nb_error_print(stderr, prog, &err);
-        return 1;
+        return exit_status(rc);
     }
     if (data.notice[0])
         fprintf(stderr, "%s: %s\n", prog, data.notice);
@@ -195,9 +236,9 @@ static int cmd_train(int argc, char **argv)
     struct nb_train_result res;
     rc = nb_train(&spec, &data.train, &data.test, &hooks, 0, &res, &err);
     nb_data_free(&data);
-    if (rc) {
+    if (rc) { /* NB_EINVAL: the options do not fit the data (batch > set) */
         nb_error_print(stderr, prog, &err);
-        return 1;
+        return exit_status(rc);
     }
     if (res.status == NB_TRAIN_DIVERGED) {
         fprintf(stderr, "%s: training diverged at step %ld\n", prog, res.steps);
@@ -247,8 +288,18 @@ static int cmd_bench(int argc, char **argv)
                 return 2;
             }
             break;
-        case 'w': o.windows = atoi(optarg); break;
-        case 's': o.steps = atoi(optarg); break;
+        case 'w':
+        case 's': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (end == optarg || *end || v < 1 || v > 1000000) {
+                fprintf(stderr, "%s: bench: --%s takes a count >= 1, not '%s'\n", prog,
+                        c == 'w' ? "windows" : "steps", optarg);
+                return 2;
+            }
+            *(c == 'w' ? &o.windows : &o.steps) = (int)v;
+            break;
+        }
         case 'N': throughput = 0; break;
         case 'T': norm_bench = 0; break;
         case 'h': usage(stdout); return 0;
@@ -752,7 +803,7 @@ static int cmd_reproduce(int argc, char **argv, bool full)
     int rc = nb_reproduce(argv[optind], &o, &res, &err);
     if (rc) {
         nb_error_print(stderr, prog, &err);
-        return rc == NB_EINVAL || rc == NB_ENOENT ? 2 : 1;
+        return exit_status(rc);
     }
     if (full) {
         printf("verdict: %s (%d of %d checks pass)%s\n", nb_verdict_name(res.verdict),
