@@ -92,6 +92,16 @@ static int opt_check(const char *verb, const char *opt, const char *section,
     return 0;
 }
 
+/* A path given as "" (an unset variable, typically) is a usage error,
+ * never the working directory or a default: prints it, returns -1. */
+static int path_check(const char *verb, const char *what, const char *s)
+{
+    if (*s)
+        return 0;
+    fprintf(stderr, "%s: %s: %s is an empty string (an unset variable?)\n", prog, verb, what);
+    return -1;
+}
+
 static int parse_int_list(const char *s, int *out, int max)
 {
     int n = 0;
@@ -185,7 +195,11 @@ static int cmd_train(int argc, char **argv)
             dopt.source = s;
             break;
         }
-        case 'D': snprintf(dopt.dir, sizeof dopt.dir, "%s", optarg); break;
+        case 'D':
+            if (path_check("train", "--dir", optarg))
+                return 2;
+            snprintf(dopt.dir, sizeof dopt.dir, "%s", optarg);
+            break;
         case 'u': dopt.train_subset = strtoul(optarg, &end, 10); break;
         case 'E': spec.eval_every = strtol(optarg, &end, 10); break;
         case 't': threads = (int)strtol(optarg, &end, 10); break;
@@ -434,7 +448,11 @@ static int cmd_run(int argc, char **argv)
             if (n_ids < 64)
                 run_ids[n_ids++] = optarg;
             break;
-        case 'o': o.results_dir = optarg; break;
+        case 'o':
+            if (path_check("run", "--results-dir", optarg))
+                status = 2;
+            o.results_dir = optarg;
+            break;
         case 'p':
             if (nb_progress_mode_parse(optarg, &o.progress)) {
                 fprintf(stderr, "%s: run: --progress takes auto, bar, lines or none\n", prog);
@@ -459,6 +477,8 @@ static int cmd_run(int argc, char **argv)
         fprintf(stderr, "%s: run: expected one CONFIG file\n", prog);
         status = 2;
     }
+    if (!status && path_check("run", "CONFIG", argv[optind]))
+        status = 2;
     if (status) {
         fprintf(stderr, "usage: normbench run CONFIG [-j N] [--index LIST] [options]; "
                         "see normbench --help\n");
@@ -536,6 +556,8 @@ static int cmd_list(int argc, char **argv)
         fprintf(stderr, "%s: list: expected one CONFIG file\nusage: normbench list CONFIG [--count]\n", prog);
         return 2;
     }
+    if (path_check("list", "CONFIG", argv[optind]))
+        return 2;
     struct nb_sweep sw;
     int rc = load_sweep(argv[optind], &sw);
     if (rc)
@@ -589,7 +611,11 @@ static int cmd_status(int argc, char **argv)
                 return 2;
             }
             break;
-        case 'o': results_dir = optarg; break;
+        case 'o':
+            if (path_check("status", "--results-dir", optarg))
+                return 2;
+            results_dir = optarg;
+            break;
         case 's':
             if (parse_count(optarg, 1, 1e9, &stale_after)) {
                 fprintf(stderr, "%s: status: --stale-after takes seconds >= 1\n", prog);
@@ -605,6 +631,8 @@ static int cmd_status(int argc, char **argv)
                         "usage: normbench status CONFIG [--missing [--format ranges|lines]]\n", prog);
         return 2;
     }
+    if (path_check("status", "CONFIG", argv[optind]))
+        return 2;
     struct nb_sweep sw;
     int rc = load_sweep(argv[optind], &sw);
     if (rc)
@@ -644,6 +672,8 @@ static int cmd_config(int argc, char **argv)
         return 0;
     }
     if (argc == 3 && !strcmp(argv[1], "--check")) {
+        if (path_check("config", "--check CONFIG", argv[2]))
+            return 2;
         struct nb_sweep sw;
         int rc = load_sweep(argv[2], &sw);
         if (rc)
@@ -667,8 +697,16 @@ static int cmd_summarize(int argc, char **argv)
     optind = 1;
     while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
         switch (c) {
-        case 'o': out = optarg; break;
-        case 'r': results_dir = optarg; break;
+        case 'o':
+            if (path_check("summarize", "--out", optarg))
+                return 2;
+            out = optarg;
+            break;
+        case 'r':
+            if (path_check("summarize", "--results-dir", optarg))
+                return 2;
+            results_dir = optarg;
+            break;
         case 'h':
             printf("usage: normbench summarize CONFIG|RESULTS_DIR [-o DIR] [--results-dir DIR]\n"
                    "writes runs.csv, groups.csv, curves.csv (and probes.csv) into DIR\n"
@@ -683,6 +721,8 @@ static int cmd_summarize(int argc, char **argv)
         fprintf(stderr, "%s: summarize: expected one CONFIG file or results directory\n", prog);
         return 2;
     }
+    if (path_check("summarize", "CONFIG|DIR", argv[optind]))
+        return 2;
     const char *what = argv[optind];
     struct nb_error err;
     nb_error_clear(&err);
@@ -760,9 +800,17 @@ static int cmd_reproduce(int argc, char **argv, bool full)
             break;
         }
         case 'Q': o.quick = true; break;
-        case 'r': o.results = optarg; break;
+        case 'r':
+            if (path_check(verb, "--results", optarg))
+                return 2;
+            o.results = optarg;
+            break;
         case 'N': o.run = false; break;
-        case 'P': o.plots_dir = optarg; break;
+        case 'P':
+            if (path_check(verb, "--plots", optarg))
+                return 2;
+            o.plots_dir = optarg;
+            break;
         case 'f':
             for (const char *p = optarg; *p;) {
                 size_t n = strcspn(p, ",");
@@ -796,6 +844,8 @@ static int cmd_reproduce(int argc, char **argv, bool full)
                 prog, verb);
         return 2;
     }
+    if (path_check(verb, "EXPERIMENT", argv[optind]))
+        return 2;
     struct nb_error err;
     nb_error_clear(&err);
     struct nb_repro_result res;

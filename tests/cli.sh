@@ -64,6 +64,24 @@ usage "train: batch larger than the data" "batch 200 is larger than the training
 usage "bench --steps 5x" "--steps takes a count >= 1, not '5x'" bench --steps 5x
 usage "bench --windows 0" "--windows takes a count >= 1, not '0'" bench --windows 0
 
+# ---- empty paths (an unset variable) -------------------------------------
+usage "run --results-dir ''" "--results-dir is an empty string" \
+    run "$CONF/test-tiny.ini" -q --results-dir ""
+usage "status --results-dir ''" "--results-dir is an empty string" \
+    status "$CONF/test-tiny.ini" --results-dir ""
+usage "summarize --results-dir ''" "--results-dir is an empty string" \
+    summarize "$CONF/test-tiny.ini" --results-dir ""
+usage "summarize -o ''" "--out is an empty string" summarize "$CONF/test-tiny.ini" -o ""
+usage "plot --results ''" "--results is an empty string" plot quickstart --results ""
+usage "reproduce --plots ''" "--plots is an empty string" reproduce quickstart --plots ""
+usage "train --dir ''" "--dir is an empty string" train --dir ""
+usage "run ''" "CONFIG is an empty string" run ""
+usage "list ''" "CONFIG is an empty string" list ""
+usage "status ''" "CONFIG is an empty string" status ""
+usage "config --check ''" "CONFIG is an empty string" config --check ""
+usage "summarize ''" "CONFIG|DIR is an empty string" summarize ""
+usage "reproduce ''" "EXPERIMENT is an empty string" reproduce ""
+
 # ---- and a good command still trains -------------------------------------
 "$NB" train --data blobs --arch mlp --subset 64 --batch 16 --max-steps 2 >"$W/ok.out" 2>"$W/ok.err"
 is "$?" 0 "train on blobs: exit status 0"
