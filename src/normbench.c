@@ -45,7 +45,8 @@ static void usage(FILE *fp)
             "  --arch mlp|cnn|resnet|dln   (cnn)      --norm none|batch|layer|instance|group|lp (none)\n"
             "  --placement pre|post (pre)  --groups G --batch N (64)  --lr X (0.01)  --momentum X (0.9)\n"
             "  --epochs N (1)  --max-steps N  --seed N (0)  --data fashion-mnist|blobs|dln|mnist|cifar10\n"
-            "  --dir DIR  --subset N  --eval-every N  --threads N (1)\n"
+            "  --dir DIR  --fallback (synthetic blobs when Fashion-MNIST is not installed)\n"
+            "  --subset N  --eval-every N  --threads N (1)\n"
             "run options:\n"
             "  -j, --jobs N (1; 0 = one per CPU)  --index LIST (e.g. 3 or 0-7,9; repeatable)\n"
             "  --run-id ID  --results-dir DIR  --progress auto|bar|lines|none  -q, --quiet\n"
@@ -154,7 +155,7 @@ static int cmd_train(int argc, char **argv)
         {"momentum", 1, 0, 'm'}, {"epochs", 1, 0, 'e'}, {"max-steps", 1, 0, 'S'},
         {"seed", 1, 0, 's'}, {"data", 1, 0, 'd'}, {"dir", 1, 0, 'D'},
         {"subset", 1, 0, 'u'}, {"eval-every", 1, 0, 'E'}, {"threads", 1, 0, 't'},
-        {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+        {"fallback", 0, 0, 'F'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -186,6 +187,7 @@ static int cmd_train(int argc, char **argv)
         case 'e': spec.epochs = (int)strtol(optarg, &end, 10); break;
         case 'S': spec.max_steps = strtol(optarg, &end, 10); break;
         case 's': spec.seed = strtoull(optarg, &end, 10); break;
+        case 'F': dopt.fallback_to_synthetic = true; break;
         case 'd': {
             int s = nb_data_source_parse(optarg);
             if (s < 0) {

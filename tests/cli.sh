@@ -82,6 +82,14 @@ usage "config --check ''" "CONFIG is an empty string" config --check ""
 usage "summarize ''" "CONFIG|DIR is an empty string" summarize ""
 usage "reproduce ''" "EXPERIMENT is an empty string" reproduce ""
 
+# ---- a data directory that does not exist: an error, never synthetic data
+usage "train --dir /nonexistent" "/nonexistent/fashion: no such directory" \
+    train --dir /nonexistent/fashion
+usage "train --dir /nonexistent --fallback" "/nonexistent/fashion: no such directory" \
+    train --dir /nonexistent/fashion --fallback
+usage "train --data mnist --dir /nonexistent" "/nonexistent/mnist: no such directory" \
+    train --data mnist --dir /nonexistent/mnist
+
 # ---- and a good command still trains -------------------------------------
 "$NB" train --data blobs --arch mlp --subset 64 --batch 16 --max-steps 2 >"$W/ok.out" 2>"$W/ok.err"
 is "$?" 0 "train on blobs: exit status 0"

@@ -983,12 +983,24 @@ static void test_prepare(void)
 
     /* Fashion-MNIST absent: fallback with a notice, or an error with a hint */
     nb_data_opts_default(&o);
+    ok(!o.fallback_to_synthetic, "no fallback unless asked for (as [data] fallback)");
     snprintf(o.dir, sizeof o.dir, "%s/no-fashion", tmp);
     o.synth.n_train = 200;
     o.synth.n_test = 50;
+    o.fallback_to_synthetic = true;
+    nb_error_clear(&e);
+    rc = nb_data_prepare(&o, 1, &d, &e);
+    is_int(rc, NB_ENOENT, "a named directory that does not exist: an error, even with "
+                          "fallback");
+    contains(nb_error_format(&e, buf, sizeof buf), "no-fashion: no such directory",
+             "... naming the directory");
+    ok(rc != 0 || d.source != NB_SRC_BLOBS, "... and no synthetic data");
+    if (!rc)
+        nb_data_free(&d);
+    mkdir(o.dir, 0777); /* exists, without the files */
     rc = nb_data_prepare(&o, 1, &d, &e);
     ok(rc == 0 && d.source == NB_SRC_BLOBS && d.train.n == 200,
-       "fashion-mnist missing: falls back to blobs");
+       "fashion-mnist missing, fallback asked for: falls back to blobs");
     contains(d.notice, "apt-get install dataset-fashion-mnist",
              "fallback notice: how to install");
     contains(d.notice, "synthetic 'blobs' set instead: 200 train / 50 test "
@@ -1003,7 +1015,7 @@ static void test_prepare(void)
     is_int(rc, NB_ENOENT, "fashion-mnist missing, no fallback: NB_ENOENT");
     contains(e.hint, "apt-get install dataset-fashion-mnist",
              "no fallback: the hint says how to install");
-    contains(nb_error_format(&e, buf, sizeof buf), "no-fashion: no such directory",
+    contains(nb_error_format(&e, buf, sizeof buf), "no-fashion: missing IDX file",
              "no fallback: the error names the directory");
     nb_data_cache_clear();
 }

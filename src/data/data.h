@@ -279,11 +279,12 @@ struct nb_data_opts {
     unsigned resize_apply;         /* NB_APPLY_TRAIN | NB_APPLY_TEST */
 
     struct nb_synth_opts synth;    /* blobs, dln, and the fallback */
-    bool fallback_to_synthetic;    /* fashion-mnist missing -> blobs */
+    bool fallback_to_synthetic;    /* fashion-mnist missing -> blobs,
+                                      unless dir names a missing directory */
 };
 
 /* fashion-mnist, standardize default, no subset / split / corruption /
- * resize, synth defaults, fallback on. */
+ * resize, synth defaults, fallback off. */
 void nb_data_opts_default(struct nb_data_opts *o);
 
 struct nb_data {
@@ -306,8 +307,9 @@ struct nb_data {
  * the run seed: the split uses NB_STREAM_DATA of a seed derived from it
  * (or split_seed), so it never shares draws with the run's shuffling.
  * When Fashion-MNIST is missing and fallback_to_synthetic is set, uses
- * the blobs set and explains in out->notice; otherwise NB_ENOENT with the
- * hint "apt-get install dataset-fashion-mnist".  Free with nb_data_free. */
+ * the blobs set and explains in out->notice, except when o->dir names a
+ * directory that does not exist; otherwise NB_ENOENT with the hint
+ * "apt-get install dataset-fashion-mnist".  Free with nb_data_free. */
 int nb_data_prepare(const struct nb_data_opts *o, uint64_t seed,
                     struct nb_data *out, struct nb_error *err);
 
