@@ -253,6 +253,30 @@ static void test_idx(void)
     contains(m, "lab12: label out of range (expected 0..9, got 12 at index 3)",
              "label out of range: text");
 
+    /* no class count given: at most NB_IDX_INFER_MAX_CLASSES are inferred,
+     * so a stray label 200 is an error, not a 201-class set */
+    unsigned char lab200[6] = {3, 1, 4, 200, 5, 9};
+    char lab200p[4096];
+    snprintf(lab200p, sizeof lab200p, "%s", tpath("lab200"));
+    write_labels(lab200p, false, 0x801, 6, lab200, 0);
+    {
+        struct nb_dataset ds;
+        nb_error_clear(&e);
+        rc = nb_idx_load(img, lab200p, 0, "t", &ds, &e);
+        is_int(rc, NB_EFORMAT, "label 200, classes inferred: NB_EFORMAT");
+        char buf[2048];
+        contains(nb_error_format(&e, buf, sizeof buf),
+                 "lab200: label out of range (expected 0..9, got 200 at index 3)",
+                 "... the label and its index");
+        contains(e.hint, "[data] classes", "... the hint says how to give the count");
+        if (rc == 0)
+            nb_dataset_free(&ds);
+        rc = nb_idx_load(img, lab200p, 201, "t", &ds, &e);
+        ok(rc == 0 && ds.classes == 201, "label 200 with 201 classes given: loads");
+        if (rc == 0)
+            nb_dataset_free(&ds);
+    }
+
     m = load_err(tpath("nonexistent"), lab, 10, &rc);
     is_int(rc, NB_ENOENT, "missing file: NB_ENOENT");
     contains(m, "nonexistent: cannot open: No such file or directory",

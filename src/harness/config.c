@@ -1,5 +1,6 @@
 /* src/harness/config.c - see config.h. */
 #include "harness/config.h"
+#include "data/data.h" /* NB_IDX_INFER_MAX_CLASSES */
 
 #include <ctype.h>
 #include <errno.h>
@@ -45,6 +46,8 @@ static const char *check_depth(double v)
     return (d - 2) % 6 == 0 ? NULL : "must be 6n+2: 8, 14, 20, 32, 56, ...";
 }
 
+#define NB_STR_(x) #x
+#define NB_STR(x) NB_STR_(x)
 #define INF HUGE_VAL
 #define K_INT(s, k, def, lo, hi, fl, doc) \
     {s, k, NB_KEY_INT, def, lo, hi, NULL, doc, fl, NULL, 0, NULL}
@@ -229,6 +232,10 @@ const struct nb_key nb_keys[] = {
            "data set; blobs and dln are synthetic"),
     K_STR("data", "dir", "", 0,
           "directory of the data files; empty = the source's default"),
+    {"data", "classes", NB_KEY_INT, "0", 0, 256, NULL,
+     "idx: number of classes (labels 0..classes-1); 0 = the largest "
+     "training label + 1, at most " NB_STR(NB_IDX_INFER_MAX_CLASSES),
+     NB_KF_ADDED, NULL, 0, NULL},
     K_INT("data", "train_subset", "0", 0, 1e9, 0,
           "use this many training samples; 0 = all"),
     K_BOOL("data", "balanced", "false",
