@@ -46,7 +46,8 @@ static void usage(FILE *fp)
             "  --arch mlp|cnn|resnet|dln   (cnn)      --norm none|batch|layer|instance|group|lp (none)\n"
             "  --placement pre|post (pre)  --groups G --batch N (64)  --lr X (0.01)  --momentum X (0.9)\n"
             "  --epochs N (1)  --max-steps N  --seed N (0)  --data fashion-mnist|blobs|dln|mnist|cifar10\n"
-            "  --dir DIR  --subset N  --eval-every N  --threads N (1)\n"
+            "  --dir DIR  --fallback (synthetic blobs when Fashion-MNIST is not installed)\n"
+            "  --subset N  --eval-every N  --threads N (1)\n"
             "run options:\n"
             "  -j, --jobs N (1; 0 = one per CPU)  --index LIST (e.g. 3 or 0-7,9; repeatable)\n"
             "  --run-id ID  --results-dir DIR  --progress auto|bar|lines|none  -q, --quiet\n"
@@ -64,6 +65,43 @@ static void usage(FILE *fp)
             "bench options:\n"
             "  --arch mlp|cnn  --norms none,batch,...  --batches 2,8,32,64,128  --windows N  --steps N\n"
             "  --norm-only | --no-norm-bench\n");
+}
+
+/* Exit status of a failed setup: 2 when the user's input is wrong (an
+ * option, a config, a path), 1 otherwise. */
+static int exit_status(int rc)
+{
+    return rc == NB_EINVAL || rc == NB_ERANGE || rc == NB_ENOENT ? 2 : 1;
+}
+
+/* Checks an option's value against the config key of the same meaning
+ * (the key table owns every range); prints the error and returns -1 when
+ * it does not fit. */
+static int opt_check(const char *verb, const char *opt, const char *section,
+                     const char *key, const char *text)
+{
+    int idx = nb_key_lookup(section, key);
+    NB_ASSERT(idx >= 0);
+    struct nb_error e;
+    char *canon = NULL;
+    nb_error_clear(&e);
+    int rc = nb_key_canon(&nb_keys[idx], text, NULL, 0, &canon, &e);
+    free(canon);
+    if (rc) {
+        fprintf(stderr, "%s: %s: %s %s: %s\n", prog, verb, opt, text, e.msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* A path given as "" (an unset variable, typically) is a usage error,
+ * never the working directory or a default: prints it, returns -1. */
+static int path_check(const char *verb, const char *what, const char *s)
+{
+    if (*s)
+        return 0;
+    fprintf(stderr, "%s: %s: %s is an empty string (an unset variable?)\n", prog, verb, what);
+    return -1;
 }
 
 static int parse_int_list(const char *s, int *out, int max)
@@ -118,7 +156,7 @@ static int cmd_train(int argc, char **argv)
         {"momentum", 1, 0, 'm'}, {"epochs", 1, 0, 'e'}, {"max-steps", 1, 0, 'S'},
         {"seed", 1, 0, 's'}, {"data", 1, 0, 'd'}, {"dir", 1, 0, 'D'},
         {"subset", 1, 0, 'u'}, {"eval-every", 1, 0, 'E'}, {"threads", 1, 0, 't'},
-        {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+        {"fallback", 0, 0, 'F'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -150,6 +188,7 @@ static int cmd_train(int argc, char **argv)
         case 'e': spec.epochs = (int)strtol(optarg, &end, 10); break;
         case 'S': spec.max_steps = strtol(optarg, &end, 10); break;
         case 's': spec.seed = strtoull(optarg, &end, 10); break;
+        case 'F': dopt.fallback_to_synthetic = true; break;
         case 'd': {
             int s = nb_data_source_parse(optarg);
             if (s < 0) {
@@ -159,24 +198,42 @@ static int cmd_train(int argc, char **argv)
             dopt.source = s;
             break;
         }
-        case 'D': snprintf(dopt.dir, sizeof dopt.dir, "%s", optarg); break;
+        case 'D':
+            if (path_check("train", "--dir", optarg))
+                return 2;
+            snprintf(dopt.dir, sizeof dopt.dir, "%s", optarg);
+            break;
         case 'u': dopt.train_subset = strtoul(optarg, &end, 10); break;
         case 'E': spec.eval_every = strtol(optarg, &end, 10); break;
         case 't': threads = (int)strtol(optarg, &end, 10); break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
+        /* the numbers: the ranges of the config keys of the same name */
+        static const struct { int c; const char *opt, *section, *key; } num[] = {
+            {'g', "--groups", "norm", "groups"},   {'b', "--batch", "train", "batch"},
+            {'l', "--lr", "optim", "lr"},          {'m', "--momentum", "optim", "momentum"},
+            {'e', "--epochs", "train", "epochs"},  {'S', "--max-steps", "train", "max_steps"},
+            {'s', "--seed", "experiment", "seeds"}, {'u', "--subset", "data", "train_subset"},
+            {'E', "--eval-every", "train", "eval_every"}, {'t', "--threads", "train", "threads"}};
+        for (size_t i = 0; i < sizeof num / sizeof num[0]; i++)
+            if (num[i].c == c && opt_check("train", num[i].opt, num[i].section, num[i].key, optarg))
+                return 2;
         if (end && *end) {
             fprintf(stderr, "%s: train: malformed number '%s'\n", prog, optarg);
             return 2;
         }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "%s: train: unexpected argument '%s'\n", prog, argv[optind]);
+        return 2;
     }
     nb_blas_set_threads(threads);
     struct nb_data data;
     int rc = nb_data_prepare(&dopt, spec.seed, &data, &err);
     if (rc) {
         nb_error_print(stderr, prog, &err);
-        return 1;
+        return exit_status(rc);
     }
     if (data.notice[0])
         fprintf(stderr, "%s: %s\n", prog, data.notice);
@@ -196,9 +253,9 @@ static int cmd_train(int argc, char **argv)
     struct nb_train_result res;
     rc = nb_train(&spec, &data.train, &data.test, &hooks, 0, &res, &err);
     nb_data_free(&data);
-    if (rc) {
+    if (rc) { /* NB_EINVAL: the options do not fit the data (batch > set) */
         nb_error_print(stderr, prog, &err);
-        return 1;
+        return exit_status(rc);
     }
     if (res.status == NB_TRAIN_DIVERGED) {
         fprintf(stderr, "%s: training diverged at step %ld\n", prog, res.steps);
@@ -248,8 +305,18 @@ static int cmd_bench(int argc, char **argv)
                 return 2;
             }
             break;
-        case 'w': o.windows = atoi(optarg); break;
-        case 's': o.steps = atoi(optarg); break;
+        case 'w':
+        case 's': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (end == optarg || *end || v < 1 || v > 1000000) {
+                fprintf(stderr, "%s: bench: --%s takes a count >= 1, not '%s'\n", prog,
+                        c == 'w' ? "windows" : "steps", optarg);
+                return 2;
+            }
+            *(c == 'w' ? &o.windows : &o.steps) = (int)v;
+            break;
+        }
         case 'N': throughput = 0; break;
         case 'T': norm_bench = 0; break;
         case 'h': usage(stdout); return 0;
@@ -384,7 +451,11 @@ static int cmd_run(int argc, char **argv)
             if (n_ids < 64)
                 run_ids[n_ids++] = optarg;
             break;
-        case 'o': o.results_dir = optarg; break;
+        case 'o':
+            if (path_check("run", "--results-dir", optarg))
+                status = 2;
+            o.results_dir = optarg;
+            break;
         case 'p':
             if (nb_progress_mode_parse(optarg, &o.progress)) {
                 fprintf(stderr, "%s: run: --progress takes auto, bar, lines or none\n", prog);
@@ -409,6 +480,8 @@ static int cmd_run(int argc, char **argv)
         fprintf(stderr, "%s: run: expected one CONFIG file\n", prog);
         status = 2;
     }
+    if (!status && path_check("run", "CONFIG", argv[optind]))
+        status = 2;
     if (status) {
         fprintf(stderr, "usage: normbench run CONFIG [-j N] [--index LIST] [options]; "
                         "see normbench --help\n");
@@ -486,6 +559,8 @@ static int cmd_list(int argc, char **argv)
         fprintf(stderr, "%s: list: expected one CONFIG file\nusage: normbench list CONFIG [--count]\n", prog);
         return 2;
     }
+    if (path_check("list", "CONFIG", argv[optind]))
+        return 2;
     struct nb_sweep sw;
     int rc = load_sweep(argv[optind], &sw);
     if (rc)
@@ -539,7 +614,11 @@ static int cmd_status(int argc, char **argv)
                 return 2;
             }
             break;
-        case 'o': results_dir = optarg; break;
+        case 'o':
+            if (path_check("status", "--results-dir", optarg))
+                return 2;
+            results_dir = optarg;
+            break;
         case 's':
             if (parse_count(optarg, 1, 1e9, &stale_after)) {
                 fprintf(stderr, "%s: status: --stale-after takes seconds >= 1\n", prog);
@@ -555,6 +634,8 @@ static int cmd_status(int argc, char **argv)
                         "usage: normbench status CONFIG [--missing [--format ranges|lines]]\n", prog);
         return 2;
     }
+    if (path_check("status", "CONFIG", argv[optind]))
+        return 2;
     struct nb_sweep sw;
     int rc = load_sweep(argv[optind], &sw);
     if (rc)
@@ -594,6 +675,8 @@ static int cmd_config(int argc, char **argv)
         return 0;
     }
     if (argc == 3 && !strcmp(argv[1], "--check")) {
+        if (path_check("config", "--check CONFIG", argv[2]))
+            return 2;
         struct nb_sweep sw;
         int rc = load_sweep(argv[2], &sw);
         if (rc)
@@ -618,9 +701,21 @@ static int cmd_summarize(int argc, char **argv)
     optind = 1;
     while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
         switch (c) {
-        case 'o': out = optarg; break;
-        case 'r': results_dir = optarg; break;
-        case 'a': archive = optarg; break;
+        case 'o':
+            if (path_check("summarize", "--out", optarg))
+                return 2;
+            out = optarg;
+            break;
+        case 'r':
+            if (path_check("summarize", "--results-dir", optarg))
+                return 2;
+            results_dir = optarg;
+            break;
+        case 'a':
+            if (path_check("summarize", "--archive", optarg))
+                return 2;
+            archive = optarg;
+            break;
         case 'h':
             printf("usage: normbench summarize CONFIG|RESULTS_DIR [-o DIR] [--results-dir DIR]\n"
                    "                          [--archive DIR]\n"
@@ -638,6 +733,8 @@ static int cmd_summarize(int argc, char **argv)
         fprintf(stderr, "%s: summarize: expected one CONFIG file or results directory\n", prog);
         return 2;
     }
+    if (path_check("summarize", "CONFIG|DIR", argv[optind]))
+        return 2;
     const char *what = argv[optind];
     struct nb_error err;
     nb_error_clear(&err);
@@ -738,9 +835,17 @@ static int cmd_reproduce(int argc, char **argv, bool full)
             break;
         }
         case 'Q': o.quick = true; break;
-        case 'r': o.results = optarg; break;
+        case 'r':
+            if (path_check(verb, "--results", optarg))
+                return 2;
+            o.results = optarg;
+            break;
         case 'N': o.run = false; break;
-        case 'P': o.plots_dir = optarg; break;
+        case 'P':
+            if (path_check(verb, "--plots", optarg))
+                return 2;
+            o.plots_dir = optarg;
+            break;
         case 'f':
             for (const char *p = optarg; *p;) {
                 size_t n = strcspn(p, ",");
@@ -774,6 +879,8 @@ static int cmd_reproduce(int argc, char **argv, bool full)
                 prog, verb);
         return 2;
     }
+    if (path_check(verb, "EXPERIMENT", argv[optind]))
+        return 2;
     struct nb_error err;
     nb_error_clear(&err);
     struct nb_repro_result res;
@@ -781,7 +888,7 @@ static int cmd_reproduce(int argc, char **argv, bool full)
     int rc = nb_reproduce(argv[optind], &o, &res, &err);
     if (rc) {
         nb_error_print(stderr, prog, &err);
-        return rc == NB_EINVAL || rc == NB_ENOENT ? 2 : 1;
+        return exit_status(rc);
     }
     if (full) {
         printf("verdict: %s (%d of %d checks pass)%s\n", nb_verdict_name(res.verdict),

@@ -129,6 +129,21 @@ is "$?" 2 "run without a config: exit status 2"
 "$NB" run "$CONF/test-tiny.ini" --index 12 -q --results-dir "$W/x" >/dev/null 2>&1
 is "$?" 2 "run --index out of range: exit status 2"
 
+# ---- what is not a text config: exit 2 with FILE:LINE, never a hang ------
+{ printf '[train]\nmax_steps = 4'; printf '\000'; printf '0\n'; } >"$W/nul.ini"
+"$NB" config --check "$W/nul.ini" >/dev/null 2>"$W/nul.err"
+is "$?" 2 "a NUL byte in a value: exit status 2"
+is "$(head -n 1 "$W/nul.err")" "$W/nul.ini:2: NUL byte in column 14 (not a text file?)" \
+    "a NUL byte in a value: FILE:LINE: message"
+timeout 20 "$NB" config --check /dev/zero >/dev/null 2>"$W/zero.err"
+is "$?" 2 "config --check /dev/zero ends: exit status 2"
+is "$(head -n 1 "$W/zero.err")" "/dev/zero:1: NUL byte in column 1 (not a text file?)" \
+    "config --check /dev/zero: FILE:LINE: message"
+tr '\000' x </dev/zero 2>/dev/null | timeout 20 "$NB" config --check /dev/stdin >/dev/null 2>"$W/long.err"
+is "$?" 2 "an endless line ends: exit status 2"
+is "$(head -n 1 "$W/long.err")" "/dev/stdin:1: line longer than 65536 bytes" \
+    "an endless line: FILE:LINE: message"
+
 # ---- -j 1 and -j 2: byte-identical metrics -------------------------------
 R1=$W/r1
 R2=$W/r2

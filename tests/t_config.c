@@ -30,6 +30,17 @@ static const char *wr(const char *name, const char *text)
     return path;
 }
 
+/* Writes n bytes of text (NUL bytes included) to dir/name; returns the
+ * path like wr. */
+static const char *wrn(const char *name, const char *text, size_t n)
+{
+    const char *path = wr(name, "");
+    FILE *fp = fopen(path, "wb");
+    if (!fp || fwrite(text, 1, n, fp) != n || fclose(fp))
+        tap_bail("cannot write %s", path);
+    return path;
+}
+
 static const char *pth(const char *name)
 {
     static char bufs[4][4200];
@@ -299,12 +310,22 @@ static void test_errors(void)
     check_err(__LINE__, "inc_missing.ini", "[optim]\ninclude = nonexistent.ini\n",
               NULL, 2, want, NULL, NULL, NB_EIO);
 
+    /* include = a directory: an error at the include line */
+    snprintf(want, sizeof want, "cannot open included file '%s': Is a directory",
+             pth("."));
+    check_err(__LINE__, "inc_dir.ini", "[optim]\ninclude = .\n", NULL, 2, want, NULL,
+              NULL, NB_EIO);
+
     struct nb_sweep sw;
     struct nb_error e;
+    char buf[2048];
+    nb_error_clear(&e);
+    is_int(nb_sweep_load(dir, &sw, &e), NB_EIO, "a directory as the config: NB_EIO");
+    snprintf(want, sizeof want, "%s: cannot open: Is a directory", dir);
+    is_str(nb_error_format(&e, buf, sizeof buf), want, "... with its path");
     nb_error_clear(&e);
     is_int(nb_sweep_load(pth("no_such_file.ini"), &sw, &e), NB_EIO,
            "missing config: NB_EIO");
-    char buf[2048];
     snprintf(want, sizeof want, "%s: cannot open: No such file or directory",
              pth("no_such_file.ini"));
     is_str(nb_error_format(&e, buf, sizeof buf), want, "missing config: message");
@@ -718,6 +739,70 @@ static void test_include(void)
     nb_sweep_free(&sw);
 }
 
+/* Loads path expecting status and the message "path:line: msg". */
+static void load_fails(int tl, const char *path, int status, int line, const char *msg)
+{
+    struct nb_sweep sw;
+    struct nb_error e;
+    char got[2048], want[2048];
+    nb_error_clear(&e);
+    int rc = nb_sweep_load(path, &sw, &e);
+    tap_is_int_at(__FILE__, tl, rc, status, "%s: load fails", path);
+    if (!rc)
+        nb_sweep_free(&sw);
+    snprintf(want, sizeof want, "%s:%d: %s", path, line, msg);
+    tap_is_str_at(__FILE__, tl, nb_error_format(&e, got, sizeof got), want, "... message");
+}
+
+/* What is not a text config: NUL bytes, endless lines, endless files. */
+static void test_limits(void)
+{
+    static const char nul[] = "[train]\nbatch = 16\nmax_steps = 4\0" "0\n";
+    load_fails(__LINE__, wrn("nul.ini", nul, sizeof nul - 1), NB_EINVAL, 3,
+               "NUL byte in column 14 (not a text file?)");
+    static const char nul2[] = "[train]\n\0";
+    load_fails(__LINE__, wrn("nul2.ini", nul2, sizeof nul2 - 1), NB_EINVAL, 2,
+               "NUL byte in column 1 (not a text file?)");
+
+    /* a line of NB_INI_MAX_LINE bytes ('\n' included) is fine, one more is not */
+    size_t n = NB_INI_MAX_LINE + 16;
+    char *big = malloc(n);
+    if (!big)
+        tap_bail("out of memory");
+    memcpy(big, "[train]\n#", 9);
+    memset(big + 9, 'x', n - 9);
+    big[8 + NB_INI_MAX_LINE - 1] = '\n';
+    struct nb_sweep sw;
+    struct nb_error e;
+    nb_error_clear(&e);
+    ok(nb_sweep_load(wrn("line_max.ini", big, 8 + NB_INI_MAX_LINE), &sw, &e) == 0,
+       "a line of %d bytes loads", NB_INI_MAX_LINE);
+    nb_sweep_free(&sw);
+    big[8 + NB_INI_MAX_LINE - 1] = 'x';
+    big[8 + NB_INI_MAX_LINE] = '\n';
+    char msg[256];
+    snprintf(msg, sizeof msg, "line longer than %d bytes", NB_INI_MAX_LINE);
+    load_fails(__LINE__, wrn("line_long.ini", big, 8 + NB_INI_MAX_LINE + 1), NB_EINVAL, 2,
+               msg);
+    free(big);
+
+    /* a file of comment lines one byte over NB_INI_MAX_FILE */
+    const char *path = pth("file_big.ini");
+    FILE *fp = fopen(path, "w");
+    if (!fp)
+        tap_bail("cannot write %s", path);
+    long left = NB_INI_MAX_FILE + 1, lines = 0;
+    while (left > 0) {
+        fputs(left >= 8 ? "# 34567\n" : "#", fp);
+        left -= left >= 8 ? 8 : 1;
+        lines++;
+    }
+    if (fclose(fp))
+        tap_bail("cannot write %s", path);
+    snprintf(msg, sizeof msg, "file larger than %ld bytes", NB_INI_MAX_FILE);
+    load_fails(__LINE__, path, NB_EINVAL, (int)lines, msg);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "%s", tap_tmpdir("t_config"));
@@ -726,6 +811,7 @@ int main(void)
     test_syntax();
     test_identity();
     test_include();
+    test_limits();
     tap_done_testing();
     return tap_exit();
 }

@@ -253,6 +253,30 @@ static void test_idx(void)
     contains(m, "lab12: label out of range (expected 0..9, got 12 at index 3)",
              "label out of range: text");
 
+    /* no class count given: at most NB_IDX_INFER_MAX_CLASSES are inferred,
+     * so a stray label 200 is an error, not a 201-class set */
+    unsigned char lab200[6] = {3, 1, 4, 200, 5, 9};
+    char lab200p[4096];
+    snprintf(lab200p, sizeof lab200p, "%s", tpath("lab200"));
+    write_labels(lab200p, false, 0x801, 6, lab200, 0);
+    {
+        struct nb_dataset ds;
+        nb_error_clear(&e);
+        rc = nb_idx_load(img, lab200p, 0, "t", &ds, &e);
+        is_int(rc, NB_EFORMAT, "label 200, classes inferred: NB_EFORMAT");
+        char buf[2048];
+        contains(nb_error_format(&e, buf, sizeof buf),
+                 "lab200: label out of range (expected 0..9, got 200 at index 3)",
+                 "... the label and its index");
+        contains(e.hint, "[data] classes", "... the hint says how to give the count");
+        if (rc == 0)
+            nb_dataset_free(&ds);
+        rc = nb_idx_load(img, lab200p, 201, "t", &ds, &e);
+        ok(rc == 0 && ds.classes == 201, "label 200 with 201 classes given: loads");
+        if (rc == 0)
+            nb_dataset_free(&ds);
+    }
+
     m = load_err(tpath("nonexistent"), lab, 10, &rc);
     is_int(rc, NB_ENOENT, "missing file: NB_ENOENT");
     contains(m, "nonexistent: cannot open: No such file or directory",
@@ -983,12 +1007,24 @@ static void test_prepare(void)
 
     /* Fashion-MNIST absent: fallback with a notice, or an error with a hint */
     nb_data_opts_default(&o);
+    ok(!o.fallback_to_synthetic, "no fallback unless asked for (as [data] fallback)");
     snprintf(o.dir, sizeof o.dir, "%s/no-fashion", tmp);
     o.synth.n_train = 200;
     o.synth.n_test = 50;
+    o.fallback_to_synthetic = true;
+    nb_error_clear(&e);
+    rc = nb_data_prepare(&o, 1, &d, &e);
+    is_int(rc, NB_ENOENT, "a named directory that does not exist: an error, even with "
+                          "fallback");
+    contains(nb_error_format(&e, buf, sizeof buf), "no-fashion: no such directory",
+             "... naming the directory");
+    ok(rc != 0 || d.source != NB_SRC_BLOBS, "... and no synthetic data");
+    if (!rc)
+        nb_data_free(&d);
+    mkdir(o.dir, 0777); /* exists, without the files */
     rc = nb_data_prepare(&o, 1, &d, &e);
     ok(rc == 0 && d.source == NB_SRC_BLOBS && d.train.n == 200,
-       "fashion-mnist missing: falls back to blobs");
+       "fashion-mnist missing, fallback asked for: falls back to blobs");
     contains(d.notice, "apt-get install dataset-fashion-mnist",
              "fallback notice: how to install");
     contains(d.notice, "synthetic 'blobs' set instead: 200 train / 50 test "
@@ -1003,7 +1039,7 @@ static void test_prepare(void)
     is_int(rc, NB_ENOENT, "fashion-mnist missing, no fallback: NB_ENOENT");
     contains(e.hint, "apt-get install dataset-fashion-mnist",
              "no fallback: the hint says how to install");
-    contains(nb_error_format(&e, buf, sizeof buf), "no-fashion: no such directory",
+    contains(nb_error_format(&e, buf, sizeof buf), "no-fashion: missing IDX file",
              "no fallback: the error names the directory");
     nb_data_cache_clear();
 }

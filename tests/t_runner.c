@@ -292,6 +292,14 @@ static void test_mapping(void)
        n->renorm_warmup, n->renorm_dmax_steps, n->renorm_rmax_steps);
     nb_sweep_free(&sw);
 
+    if (!load("idx.ini", "[data]\nsource = idx\ndir = /nonexistent\nclasses = 26\n", &sw,
+              false)) {
+        nb_runcfg_from_run(&sw.runs[0], &rc, &e);
+        ok(rc.data.classes == 26 && rc.train.model.outputs == 26,
+           "mapping: [data] classes for idx, also the nominal outputs");
+        nb_sweep_free(&sw);
+    }
+
     if (!load("dln.ini", "[model]\narch = dln\ndln_dim = 6\n[data]\nsource = dln\n", &sw, true)) {
         nb_runcfg_from_run(&sw.runs[0], &rc, &e);
         ok(rc.data.synth.shape.c == 6 && rc.train.model.input.c == 6 &&

@@ -111,11 +111,16 @@ void nb_dataset_class_counts(const struct nb_dataset *ds, size_t *counts);
 
 /* ---- loaders ------------------------------------------------------------ */
 
+/* The most classes nb_idx_load infers from the labels (MNIST's count):
+ * a set with more must say how many. */
+#define NB_IDX_INFER_MAX_CLASSES 10
+
 /* Reads an MNIST-format IDX pair: images (magic 0x00000803: unsigned
  * bytes, dimensions count x rows x cols) and labels (magic 0x00000801,
  * count).  Each file may be gzip-compressed or plain (zlib's gzread reads
  * both).  classes > 0 bounds the labels (0..classes-1); classes = 0 takes
- * max label + 1.  out gets shape (1, rows, cols), pixels in [0,1]. */
+ * max label + 1, and a label >= NB_IDX_INFER_MAX_CLASSES is then an
+ * error.  out gets shape (1, rows, cols), pixels in [0,1]. */
 int nb_idx_load(const char *images_path, const char *labels_path,
                 int classes, const char *name, struct nb_dataset *out,
                 struct nb_error *err);
@@ -260,7 +265,8 @@ struct nb_data_opts {
     /* idx: explicit files; "" = dir + standard MNIST name (.gz or plain) */
     char train_images[NB_DATA_PATH_MAX], train_labels[NB_DATA_PATH_MAX];
     char test_images[NB_DATA_PATH_MAX], test_labels[NB_DATA_PATH_MAX];
-    int classes;                  /* idx: 0 = max label + 1 */
+    int classes;                  /* idx: 0 = max label + 1, at most
+                                     NB_IDX_INFER_MAX_CLASSES */
 
     size_t train_subset;          /* 0: all of the training samples */
     bool balanced;                /* subset with equal counts per class */
@@ -279,11 +285,12 @@ struct nb_data_opts {
     unsigned resize_apply;         /* NB_APPLY_TRAIN | NB_APPLY_TEST */
 
     struct nb_synth_opts synth;    /* blobs, dln, and the fallback */
-    bool fallback_to_synthetic;    /* fashion-mnist missing -> blobs */
+    bool fallback_to_synthetic;    /* fashion-mnist missing -> blobs,
+                                      unless dir names a missing directory */
 };
 
 /* fashion-mnist, standardize default, no subset / split / corruption /
- * resize, synth defaults, fallback on. */
+ * resize, synth defaults, fallback off. */
 void nb_data_opts_default(struct nb_data_opts *o);
 
 struct nb_data {
@@ -306,8 +313,9 @@ struct nb_data {
  * the run seed: the split uses NB_STREAM_DATA of a seed derived from it
  * (or split_seed), so it never shares draws with the run's shuffling.
  * When Fashion-MNIST is missing and fallback_to_synthetic is set, uses
- * the blobs set and explains in out->notice; otherwise NB_ENOENT with the
- * hint "apt-get install dataset-fashion-mnist".  Free with nb_data_free. */
+ * the blobs set and explains in out->notice, except when o->dir names a
+ * directory that does not exist; otherwise NB_ENOENT with the hint
+ * "apt-get install dataset-fashion-mnist".  Free with nb_data_free. */
 int nb_data_prepare(const struct nb_data_opts *o, uint64_t seed,
                     struct nb_data *out, struct nb_error *err);
 

@@ -259,10 +259,16 @@ int nb_idx_load(const char *images_path, const char *labels_path,
         goto out;
     }
     /* labels first: a count mismatch or bad label fails before decoding */
-    rc = read_labels(labels_path, dims[0], images_path, classes, &labels,
+    rc = read_labels(labels_path, dims[0], images_path,
+                     classes ? classes : NB_IDX_INFER_MAX_CLASSES, &labels,
                      &max_label, err);
-    if (rc)
+    if (rc) {
+        if (!classes && err && err->status == NB_EFORMAT && strstr(err->msg, "label out of range"))
+            nb_error_hint(err, "no class count given, and at most %d are inferred: give "
+                          "it ([data] classes) when the set has more",
+                          NB_IDX_INFER_MAX_CLASSES);
         goto out;
+    }
     if (classes == 0)
         classes = max_label + 1;
 

@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/rng.h"
 
@@ -24,7 +25,7 @@ void nb_data_opts_default(struct nb_data_opts *o)
     o->resize_mode = NB_RESIZE_PAD_CROP;
     o->resize_apply = NB_APPLY_TRAIN | NB_APPLY_TEST;
     nb_synth_opts_default(&o->synth);
-    o->fallback_to_synthetic = true;
+    o->fallback_to_synthetic = false; /* as [data] fallback: only when asked */
 }
 
 /* ---- cache -------------------------------------------------------------- */
@@ -347,7 +348,11 @@ int nb_data_prepare(const struct nb_data_opts *o, uint64_t seed,
     rc = raw_get(&q, out, err);
     if (rc == NB_ENOENT && o->source == NB_SRC_FASHION_MNIST) {
         struct nb_error why = *err;
-        if (o->fallback_to_synthetic) {
+        struct stat st;
+        /* a directory the user named that does not exist is a mistake,
+         * never a reason for synthetic data */
+        bool named_missing = o->dir[0] && (stat(o->dir, &st) || !S_ISDIR(st.st_mode));
+        if (o->fallback_to_synthetic && !named_missing) {
             nb_error_clear(err);
             rc = fallback_notice(o, &why, out, err);
         } else {

@@ -1,5 +1,6 @@
 /* src/harness/config.c - see config.h. */
 #include "harness/config.h"
+#include "data/data.h" /* NB_IDX_INFER_MAX_CLASSES */
 
 #include <ctype.h>
 #include <errno.h>
@@ -9,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 /* ======================================================================
  * The key table
@@ -44,6 +46,8 @@ static const char *check_depth(double v)
     return (d - 2) % 6 == 0 ? NULL : "must be 6n+2: 8, 14, 20, 32, 56, ...";
 }
 
+#define NB_STR_(x) #x
+#define NB_STR(x) NB_STR_(x)
 #define INF HUGE_VAL
 #define K_INT(s, k, def, lo, hi, fl, doc) \
     {s, k, NB_KEY_INT, def, lo, hi, NULL, doc, fl, NULL, 0, NULL}
@@ -228,6 +232,10 @@ const struct nb_key nb_keys[] = {
            "data set; blobs and dln are synthetic"),
     K_STR("data", "dir", "", 0,
           "directory of the data files; empty = the source's default"),
+    {"data", "classes", NB_KEY_INT, "0", 0, 256, NULL,
+     "idx: number of classes (labels 0..classes-1); 0 = the largest "
+     "training label + 1, at most " NB_STR(NB_IDX_INFER_MAX_CLASSES),
+     NB_KF_ADDED, NULL, 0, NULL},
     K_INT("data", "train_subset", "0", 0, 1e9, 0,
           "use this many training samples; 0 = all"),
     K_BOOL("data", "balanced", "false",
@@ -931,24 +939,67 @@ static int valid_key_name(const char *k)
     return 1;
 }
 
+/* Reads one line, its '\n' included, into *buf (NUL-terminated) and sets
+ * *len (0 at end of file).  *total counts the file's bytes so far.  A read
+ * error, a NUL byte, a line longer than NB_INI_MAX_LINE or a file larger
+ * than NB_INI_MAX_FILE is an error at path:lineno. */
+static int read_line(FILE *fp, char **buf, size_t *cap, size_t *len,
+                     long *total, const char *path, int lineno,
+                     struct nb_error *err)
+{
+    size_t n = 0;
+    for (;;) {
+        errno = 0;
+        int c = getc(fp);
+        if (c == EOF) {
+            if (ferror(fp))
+                return nb_error_set(err, NB_EIO, path, lineno, "read error: %s",
+                                    strerror(errno));
+            break;
+        }
+        if (c == '\0')
+            return nb_error_set(err, NB_EINVAL, path, lineno,
+                                "NUL byte in column %zu (not a text file?)",
+                                n + 1);
+        if (n == NB_INI_MAX_LINE)
+            return nb_error_set(err, NB_EINVAL, path, lineno,
+                                "line longer than %d bytes", NB_INI_MAX_LINE);
+        if (++*total > NB_INI_MAX_FILE)
+            return nb_error_set(err, NB_EINVAL, path, lineno,
+                                "file larger than %ld bytes", NB_INI_MAX_FILE);
+        if (n + 2 > *cap) {
+            size_t c2 = *cap ? 2 * *cap : 256;
+            char *b = realloc(*buf, c2);
+            if (!b)
+                return oom(err);
+            *buf = b;
+            *cap = c2;
+        }
+        (*buf)[n++] = (char)c;
+        if (c == '\n')
+            break;
+    }
+    if (*buf)
+        (*buf)[n] = '\0';
+    *len = n;
+    return 0;
+}
+
 static int parse_lines(struct ini_ctx *ctx, FILE *fp, const char *path,
                        int file_id, struct nb_error *err)
 {
     char *line = NULL, *section = strdup("");
-    size_t cap = 0;
+    size_t cap = 0, len;
+    long total = 0;
     int lineno = 0, section_line = 0, rc = 0;
     struct pending p = {0};
     if (!section)
         return oom(err);
     for (;;) {
-        errno = 0;
-        ssize_t len = getline(&line, &cap, fp);
-        if (len < 0) {
-            if (ferror(fp))
-                rc = nb_error_set(err, NB_EIO, path, lineno + 1,
-                                  "read error: %s", strerror(errno));
+        if ((rc = read_line(fp, &line, &cap, &len, &total, path, lineno + 1, err)))
             break;
-        }
+        if (len == 0)
+            break;
         lineno++;
         char *s = line;
         if (lineno == 1 && !strncmp(s, "\xEF\xBB\xBF", 3))
@@ -1063,6 +1114,16 @@ static int parse_file(struct ini_ctx *ctx, const char *path,
                                 strerror(e));
         return nb_error_set(err, NB_EIO, path, 0, "cannot open: %s",
                             strerror(e));
+    }
+    struct stat st;
+    if (fstat(fileno(fp), &st) == 0 && S_ISDIR(st.st_mode)) {
+        fclose(fp);
+        if (from_file)
+            return nb_error_set(err, NB_EIO, from_file, from_line,
+                                "cannot open included file '%s': %s", path,
+                                strerror(EISDIR));
+        return nb_error_set(err, NB_EIO, path, 0, "cannot open: %s",
+                            strerror(EISDIR));
     }
     char *real = realpath(path, NULL);
     if (!real)

@@ -7,9 +7,12 @@
  *     inline comments (';' or '#' preceded by whitespace), continuation
  *     lines (a line starting with whitespace right after a key line, or
  *     after its continuation lines, or comment lines among them, is
- *     appended to the value with one space), CRLF line ends, a UTF-8 BOM,
- *     no line-length limit.  `include = FILE` (in any section or before the
- *     first) reads FILE in place, its path relative to the including file;
+ *     appended to the value with one space), CRLF line ends, a UTF-8 BOM.
+ *     A NUL byte, a line longer than NB_INI_MAX_LINE bytes or a file
+ *     larger than NB_INI_MAX_FILE bytes is an error naming the line (so is
+ *     a directory given as a file).
+ *     `include = FILE` (in any section or before the first) reads FILE
+ *     in place, its path relative to the including file;
  *     include cycles are errors.  The reader knows no keys: the handler
  *     does.  A blank line ends a value.
  *
@@ -37,6 +40,11 @@
 #include "core/error.h"
 
 /* ---- 1. the INI reader -------------------------------------------------- */
+
+/* Limits of the reader: the longest line (its '\n' included) and the
+ * largest file, in bytes. */
+#define NB_INI_MAX_LINE 65536
+#define NB_INI_MAX_FILE (16L << 20)
 
 /* One `key = value` assignment as the reader delivers it.  value is the
  * trimmed value with inline comments removed and continuation lines

@@ -28,6 +28,7 @@ static int map_data(const struct nb_run *run, struct nb_data_opts *o,
                             "[data] dir is longer than %zu bytes",
                             sizeof o->dir - 1);
     snprintf(o->dir, sizeof o->dir, "%s", dir);
+    o->classes = (int)GI("data", "classes");
     o->train_subset = (size_t)GI("data", "train_subset");
     o->balanced = GB("data", "balanced");
     o->val_split = GD("data", "val_split");

@@ -1,0 +1,99 @@
+#!/bin/sh
+# tests/cli.sh - the command line's usage errors, as TAP.
+#
+# Every verb exits 2 on a usage error (a bad option value, an empty path, a
+# data directory that does not exist) and says what is wrong; nothing is
+# trained or written first.  Everything runs in tests/tmp/ of the build
+# tree, so a stray write into the working directory shows.
+set -u
+
+srcdir=${srcdir:-.}
+top_builddir=${top_builddir:-.}
+NB=$(cd "$top_builddir" && pwd)/normbench
+CONF=$(cd "$srcdir/configs" && pwd)
+W=tests/tmp/cli-$$
+mkdir -p "$W"
+W=$(cd "$W" && pwd)
+export OPENBLAS_NUM_THREADS=1
+
+n=0
+failed=0
+pass() { n=$((n + 1)); echo "ok $n - $1"; }
+fail() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; }
+is() { # is GOT WANT DESCRIPTION
+    if [ "$1" = "$2" ]; then pass "$3"; else fail "$3"; echo "#   got:  '$1'"; echo "#   want: '$2'"; fi
+}
+
+if [ ! -x "$NB" ]; then
+    echo "1..0 # SKIP $NB not built"
+    exit 0
+fi
+
+# usage DESCRIPTION MESSAGE ARGS...: exit status 2, MESSAGE on stderr,
+# nothing on stdout, nothing written in the working directory
+usage() {
+    d=$1
+    msg=$2
+    shift 2
+    mkdir -p "$W/cwd"
+    (cd "$W/cwd" && "$NB" "$@" >"$W/out" 2>"$W/err")
+    rc=$?
+    is "$rc" 2 "$d: exit status 2"
+    if grep -qF -- "$msg" "$W/err"; then
+        pass "$d: says '$msg'"
+    else
+        fail "$d: says '$msg'"
+        sed 's/^/#   /' "$W/err" | head -n 5
+    fi
+    is "$(cat "$W/out")$(ls -A "$W/cwd")" "" "$d: no output, nothing written"
+    rm -rf "$W/cwd"
+}
+
+# ---- option values: the ranges of the config keys ------------------------
+usage "train --batch 0" "--batch 0: value 0 is out of range for [train] batch" \
+    train --data blobs --batch 0
+usage "train --lr -1" "--lr -1: value -1 is out of range for [optim] lr" \
+    train --data blobs --lr -1
+usage "train --epochs x" "--epochs x: malformed integer 'x'" train --data blobs --epochs x
+usage "train --threads 0" "--threads 0: value 0 is out of range for [train] threads" \
+    train --data blobs --threads 0
+usage "train --seed -1" "--seed -1: value -1 is out of range" train --data blobs --seed -1
+usage "train: an extra argument" "unexpected argument 'extra'" train --data blobs extra
+usage "train: batch larger than the data" "batch 200 is larger than the training set" \
+    train --data blobs --arch mlp --subset 100 --batch 200
+usage "bench --steps 5x" "--steps takes a count >= 1, not '5x'" bench --steps 5x
+usage "bench --windows 0" "--windows takes a count >= 1, not '0'" bench --windows 0
+
+# ---- empty paths (an unset variable) -------------------------------------
+usage "run --results-dir ''" "--results-dir is an empty string" \
+    run "$CONF/test-tiny.ini" -q --results-dir ""
+usage "status --results-dir ''" "--results-dir is an empty string" \
+    status "$CONF/test-tiny.ini" --results-dir ""
+usage "summarize --results-dir ''" "--results-dir is an empty string" \
+    summarize "$CONF/test-tiny.ini" --results-dir ""
+usage "summarize -o ''" "--out is an empty string" summarize "$CONF/test-tiny.ini" -o ""
+usage "plot --results ''" "--results is an empty string" plot quickstart --results ""
+usage "reproduce --plots ''" "--plots is an empty string" reproduce quickstart --plots ""
+usage "train --dir ''" "--dir is an empty string" train --dir ""
+usage "run ''" "CONFIG is an empty string" run ""
+usage "list ''" "CONFIG is an empty string" list ""
+usage "status ''" "CONFIG is an empty string" status ""
+usage "config --check ''" "CONFIG is an empty string" config --check ""
+usage "summarize ''" "CONFIG|DIR is an empty string" summarize ""
+usage "reproduce ''" "EXPERIMENT is an empty string" reproduce ""
+
+# ---- a data directory that does not exist: an error, never synthetic data
+usage "train --dir /nonexistent" "/nonexistent/fashion: no such directory" \
+    train --dir /nonexistent/fashion
+usage "train --dir /nonexistent --fallback" "/nonexistent/fashion: no such directory" \
+    train --dir /nonexistent/fashion --fallback
+usage "train --data mnist --dir /nonexistent" "/nonexistent/mnist: no such directory" \
+    train --data mnist --dir /nonexistent/mnist
+
+# ---- and a good command still trains -------------------------------------
+"$NB" train --data blobs --arch mlp --subset 64 --batch 16 --max-steps 2 >"$W/ok.out" 2>"$W/ok.err"
+is "$?" 0 "train on blobs: exit status 0"
+is "$(grep -c '^final: steps 2 ' "$W/ok.out")" 1 "train on blobs: 2 steps"
+
+echo "1..$n"
+[ "$failed" -eq 0 ]
