@@ -1492,6 +1492,9 @@ static void kv_read(const char *path, struct idx_row *r)
     char line[2048];
     r->has = true;
     r->legacy = true;
+    /* the claim, source and caveats the verdict was drawn for, not the
+     * experiment file's current ones */
+    r->caveats[0] = '\0';
     while (fgets(line, sizeof line, fp)) {
         char *eq = strstr(line, " = ");
         if (!eq)
@@ -1509,9 +1512,9 @@ static void kv_read(const char *path, struct idx_row *r)
             snprintf(r->runs, sizeof r->runs, "%s", v);
         else if (!strcmp(line, "date"))
             snprintf(r->date, sizeof r->date, "%s", v);
-        else if (!strcmp(line, "claim") && !r->claim[0])
+        else if (!strcmp(line, "claim"))
             snprintf(r->claim, sizeof r->claim, "%s", v);
-        else if (!strcmp(line, "caveats") && !r->caveats[0])
+        else if (!strcmp(line, "caveats"))
             snprintf(r->caveats, sizeof r->caveats, "%s", v);
         else if (!strcmp(line, "central"))
             snprintf(r->central, sizeof r->central, "%s", v);
@@ -1525,7 +1528,7 @@ static void kv_read(const char *path, struct idx_row *r)
             snprintf(r->post_hoc, sizeof r->post_hoc, "%s", v);
             r->legacy = false;
         }
-        else if (!strcmp(line, "source") && !r->source[0])
+        else if (!strcmp(line, "source"))
             snprintf(r->source, sizeof r->source, "%s", v);
     }
     fclose(fp);
