@@ -47,6 +47,8 @@ check "the report names the claim" grep -q '^\*\*Claim\.\*\*' "$Q/report.md"
 check "the report is marked quick" grep -q "Quick run" "$Q/report.md"
 check "a quick run (2 seeds) has no verdict" grep -q '^\*\*Verdict: no verdict\*\* (quick run: a smoke test)\. Smoke test: the checks rest on 2 seeds' "$Q/report.md"
 check "every check has an effect with a 95% interval" [ "$(grep -Ec '^\| bn_[a-z_]+( \(central\))? \|.*\| -?[0-9.]+ \[-?[0-9.]+, -?[0-9.]+\]' "$Q/report.md")" -eq "$nchecks" ]
+check "the test error table gives the test set's binomial standard error (N = eval_samples)" \
+    grep -q "^Test-set noise: at the mean error of this table, [0-9.]* %, one run's test error on N = 500 test images has a binomial standard error of [0-9.]* points" "$Q/report.md"
 check "the checks were pre-registered before the first run" grep -qx "runs_before = 0" "$Q/preregistration.txt"
 check "  every check is registered" [ "$(grep -c '^\[check ' "$Q/preregistration.txt")" -eq "$nchecks" ]
 check "  and the report says so" [ "$(grep -c '| pre-registered |' "$Q/report.md")" -eq "$nchecks" ]

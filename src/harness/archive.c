@@ -21,7 +21,8 @@ static const char *const run_cols[] = {"run_id", "config", "status", "seed", NUL
 enum { RC_RUN_ID, RC_CONFIG, RC_STATUS, RC_SEED, RC_N };
 static const char *const meta_keys[] = {
     "git_revision", "package", "start_utc", "end_utc", "host", "cpu", "cpus_online",
-    "blas", "conv_algo", "openblas_coretype", "threads", "wall_seconds", "cpu_seconds", NULL};
+    "blas", "conv_algo", "openblas_coretype", "threads", "wall_seconds", "cpu_seconds",
+    "data", NULL};
 /* slices.csv: the columns before slice.csv's own */
 static const char *const slice_cols[] = {"slice", "scan", NULL};
 
@@ -934,6 +935,18 @@ void nb_archive_facts(const struct nb_archive *a, struct nb_archive_facts *f)
     snprintf(f->version, sizeof f->version,
              "%zu runs made by %s (git %s; CPU time %s, wall time %s, summed over the runs)",
              f->n_runs, pkg[0] ? pkg : "normbench", rev[0] ? rev : "unknown", tc, tw);
+    /* the test set's size: "... test 10000 ..." in meta.txt's data line,
+     * when every run has the same */
+    int cd = col(t, "data");
+    for (size_t r = 0; cd >= 0 && r < t->nrows; r++) {
+        const char *x = nb_csv_cell(t, r, cd), *p = x ? strstr(x, " test ") : NULL;
+        long n = p ? strtol(p + 6, NULL, 10) : 0;
+        if (n <= 0 || (f->n_test && f->n_test != n)) {
+            f->n_test = 0;
+            break;
+        }
+        f->n_test = n;
+    }
     snprintf(f->machine, sizeof f->machine,
              "%s (%s CPUs online) on %d host%s; BLAS %s; conv_algo %s (each run's meta.txt, "
              "archive/runs.csv)",

@@ -14,7 +14,7 @@
  *                the report shows (archive.c's meta_keys: git_revision,
  *                package, start_utc, end_utc, host, cpu, cpus_online,
  *                blas, conv_algo, openblas_coretype, threads, wall_seconds,
- *                cpu_seconds; empty when a run's meta.txt lacks one)
+ *                cpu_seconds, data; empty when a run's meta.txt lacks one)
  *   metrics.csv  one row per evaluation: run_id, the key columns, then the
  *                run's metrics.csv columns (runner.c writes them)
  *   probes.csv   one row per probe value: run_id, the key columns, then
@@ -92,6 +92,8 @@ struct nb_archive_facts {
     char when[96];        /* "2026-11-25 01:58 to 2026-11-25 02:21 UTC" */
     char version[512];    /* which normbench made them, total CPU and wall */
     char machine[768];    /* CPU, hosts, BLAS kernels, conv algorithm */
+    long n_test;          /* test images in the data set (0: unknown or
+                             different between runs) */
 };
 void nb_archive_facts(const struct nb_archive *a, struct nb_archive_facts *f);
 

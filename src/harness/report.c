@@ -972,6 +972,40 @@ static const char *key_title(int k)
     return b;
 }
 
+/* Under a table of test errors: the binomial standard error of one
+ * run's test error at the table's mean error, next to the seed spread. */
+static void write_test_noise(FILE *fp, const struct nb_summary *s, const struct nb_exp_table *t,
+                             long n_test)
+{
+    if (t->scalar != NB_SC_FINAL_TEST_ERROR && t->scalar != NB_SC_BEST_TEST_ERROR &&
+        t->scalar != NB_SC_FINAL5_TEST_ERROR)
+        return;
+    int ke = nb_key_lookup("train", "eval_samples");
+    long n = n_test;
+    double sum = 0;
+    size_t cnt = 0;
+    for (int g = 0; g < s->n_groups; g++) {
+        if (!nb_summary_group_matches(s, g, t->where, t->n_where))
+            continue;
+        long es = ke >= 0 ? strtol(nb_summary_group_val(s, g, ke), NULL, 10) : 0;
+        if (es > 0 && (n <= 0 || es < n))
+            n = es;
+        for (int i = 0; i < s->groups[g].n_runs; i++) {
+            double v = s->runs[s->groups[g].runs[i]].sc[t->scalar];
+            if (isfinite(v))
+                sum += v, cnt++;
+        }
+    }
+    if (n <= 0 || cnt == 0)
+        return;
+    double p = sum / (double)cnt / 100;
+    char b1[64], b2[64];
+    fprintf(fp, "Test-set noise: at the mean error of this table, %s %%, one run's test error "
+                "on N = %ld test images has a binomial standard error of %s points; the ± in "
+                "the cells is the standard deviation over seeds.\n\n",
+            fnum(100 * p, b1, sizeof b1), n, fnum(100 * sqrt(p * (1 - p) / (double)n), b2, sizeof b2));
+}
+
 static void write_table(FILE *fp, const struct nb_summary *s, const struct nb_exp_table *t)
 {
     const char **rows = NULL, **cols = NULL;
@@ -1376,8 +1410,10 @@ int nb_report_write(const char *path, const struct nb_report_in *in, struct nb_e
               "The paper's setting differs from ours (see the claim's source); compare "
               "directions and sizes of effects, not digits.\n\n",
               fp);
-        for (int i = 0; i < e->n_tables; i++)
+        for (int i = 0; i < e->n_tables; i++) {
             write_table(fp, s, &e->tables[i]);
+            write_test_noise(fp, s, &e->tables[i], in->n_test);
+        }
     }
     fputs("## Checks\n\n", fp);
     write_checks(fp, in);

@@ -156,6 +156,7 @@ struct nb_report_in {
     const char *when;                       /* when the runs were made (UTC) */
     const char *version;                    /* which normbench made them, costs */
     const char *machine;                    /* where (CPU, BLAS kernels) */
+    long n_test;                            /* test images (0: unknown) */
     const int *reg;                         /* e->n_checks: enum nb_reg (NULL:
                                                none registered) */
     const struct nb_prereg *prereg;         /* may be NULL */

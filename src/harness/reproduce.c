@@ -724,7 +724,8 @@ int nb_reproduce(const char *experiment, const struct nb_repro_opts *o,
                                   .complete = complete, .tables_dir = "tables", .command = cmd,
                                   .reg = reg, .prereg = &prereg,
                                   .when = facts.when[0] ? facts.when : NULL,
-                                  .version = facts.version, .machine = facts.machine};
+                                  .version = facts.version, .machine = facts.machine,
+                                  .n_test = facts.n_test};
         char path[PATH_SZ + 300];
         snprintf(path, sizeof path, "%s/report.md", stage);
         if ((rc = nb_report_write(path, &in, err)))
