@@ -121,6 +121,33 @@ check "  marked post hoc in its row" grep -q "^| $first .*| post hoc: changed af
 check "  and in the verdict line" grep -q "^\*\*Verdict: .*post hoc (reported, not counted): \`$first\`" "$Q/report.md"
 check "  and in the index" grep -q "| \`$first\` |" "$R/quick/index.md"
 check "  the registration is left as it was" cmp -s "$Q/preregistration.txt" "$W/prereg.before"
+# a vs_batch figure with the paper's numbers of a table overlaid
+mkdir -p "$W/paper"
+printf '%s\n' '[experiment]' 'claim = x' 'source = y' \
+    "config = $EXP/../configs/quickstart.ini" \
+    '[figure err]' 'kind = vs_batch' 'paper = t' 'paper_label = paper, ImageNet' \
+    '[table t]' 'metric = final_test_error' 'rows = norm.type' 'columns = train.batch' \
+    'paper = batch: 2=34.7, 128=23.6' 'paper = group: 2=24.1, 128=24.0' \
+    '[check c]' 'expect = at(final_test_error, norm.type=batch) < 100' >"$W/paper/quickstart.ini"
+sed -n '/^\[quick /,/^$/p' "$EXP/quickstart.ini" >>"$W/paper/quickstart.ini"  # the same quick runs
+"$NB" reproduce "$W/paper/quickstart.ini" --quick --no-run --results "$R" --progress none --plots "$EXP/../plots" \
+    >"$W/out3d" 2>"$W/err3d"
+check "a figure with paper = TABLE reports" [ $? -eq 0 ]
+check "  its reference series go to NAME.paper.csv" \
+    [ "$(sed -n 2p "$Q/figures/err.paper.csv")" = "0,batch (paper; ImageNet),2,34.7" ]
+check "  one row per paper number" [ "$(wc -l <"$Q/figures/err.paper.csv")" -eq 5 ]
+if [ $have_gnuplot -eq 1 ]; then
+    check "  and the figure is drawn" [ -s "$Q/figures/err.png" ]
+else
+    pass "# SKIP gnuplot not installed"
+fi
+sed 's/^kind = vs_batch$/kind = curves/' "$W/paper/quickstart.ini" >"$W/paper/bad1.ini"
+"$NB" reproduce "$W/paper/bad1.ini" --quick --no-run --results "$R" >"$W/out3e" 2>"$W/err3e"
+check "paper = TABLE on a curves figure is an error (exit 2)" [ $? -eq 2 ]
+check "  with FILE:LINE" grep -q "bad1.ini:[0-9]*: figure err: paper overlays are for vs_batch and vs_lr figures" "$W/err3e"
+sed 's/^paper = t$/paper = nosuch/' "$W/paper/quickstart.ini" >"$W/paper/bad2.ini"
+"$NB" reproduce "$W/paper/bad2.ini" --quick --no-run --results "$R" >"$W/out3f" 2>"$W/err3f"
+check "paper = TABLE naming no table is an error" grep -q "bad2.ini:[0-9]*: figure err: paper = nosuch names no \[table\]" "$W/err3f"
 "$NB" plot "$EXP/quickstart.ini" --quick --results "$R" --format png,svg >"$W/out4" 2>"$W/err4"
 check "plot exits 0" [ $? -eq 0 ]
 if [ $have_gnuplot -eq 1 ]; then

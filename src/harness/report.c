@@ -37,8 +37,8 @@ struct raw_table {
     int n_paper;
 };
 struct raw_fig {
-    char *kind, *x, *y, *where;
-    int kind_line, x_line, y_line, where_line;
+    char *kind, *x, *y, *where, *paper;
+    int kind_line, x_line, y_line, where_line, paper_line;
 };
 
 struct lctx {
@@ -95,7 +95,8 @@ static int grow(void **p, int n, size_t elem, struct nb_error *err)
 static const char *const exp_keys[] = {"name",     "claim", "source",     "paper", "config",
                                        "estimate", "notes", "discussion", "caveats",
                                        "robustness", NULL};
-static const char *const fig_keys[] = {"kind", "x", "y", "where", "param", "caption", NULL};
+static const char *const fig_keys[] = {"kind",    "x",     "y",           "where", "param",
+                                       "caption", "paper", "paper_label", NULL};
 static const char *const table_keys[] = {"metric", "rows", "columns", "where", "paper",
                                          "caption", NULL};
 static const char *const check_keys[] = {"expect", "about", "central", NULL};
@@ -475,6 +476,10 @@ static int handler(void *user, const struct nb_ini_item *it, struct nb_error *er
                 return nb_error_set(err, NB_EINVAL, it->file, it->line,
                                     "param must be in or out, not '%s'", v);
             return set_str(&f->param, v, err);
+        case 6:
+            r->paper_line = it->line;
+            return set_str(&r->paper, v, err);
+        case 7: return set_str(&f->paper_label, v, err);
         default: return set_str(&f->caption, v, err);
         }
     }
@@ -556,6 +561,7 @@ static void raw_free(struct lctx *c)
     free(c->rt);
     for (int i = 0; c->rf && i < e->n_figs; i++) {
         free(c->rf[i].kind), free(c->rf[i].x), free(c->rf[i].y), free(c->rf[i].where);
+        free(c->rf[i].paper);
     }
     free(c->rf);
     for (int i = 0; c->check_file && i < e->n_checks; i++)
@@ -752,6 +758,35 @@ static int finish(struct lctx *c, struct nb_error *err)
                                     what);
         }
     }
+    /* a figure's paper overlay: a table's paper numbers, its rows the
+     * series and its columns the figure's x */
+    for (int i = 0; i < e->n_figs; i++) {
+        struct nb_exp_figure *f = &e->figs[i];
+        struct raw_fig *r = &c->rf[i];
+        f->paper_table = -1;
+        if (!r->paper) {
+            if (f->paper_label)
+                return nb_error_set(err, NB_EINVAL, file, f->line,
+                                    "figure %s: paper_label without paper = TABLE", f->name);
+            continue;
+        }
+        if (f->kind != NB_FIG_VS_BATCH && f->kind != NB_FIG_VS_LR)
+            return nb_error_set(err, NB_EINVAL, file, r->paper_line,
+                                "figure %s: paper overlays are for vs_batch and vs_lr figures",
+                                f->name);
+        for (int k = 0; k < e->n_tables; k++)
+            if (!strcmp(e->tables[k].name, r->paper))
+                f->paper_table = k;
+        if (f->paper_table < 0)
+            return nb_error_set(err, NB_EINVAL, file, r->paper_line,
+                                "figure %s: paper = %s names no [table]", f->name, r->paper);
+        const struct nb_exp_table *t = &e->tables[f->paper_table];
+        if (t->cols != f->x || t->n_paper == 0)
+            return nb_error_set(err, NB_EINVAL, file, r->paper_line,
+                                "figure %s: table %s needs paper numbers and columns = %s%s%s "
+                                "(the figure's x)",
+                                f->name, t->name, nb_keys[f->x].section, ".", nb_keys[f->x].key);
+    }
     int central = -1;
     for (int i = 0; i < e->n_checks; i++) {
         if (!e->checks[i].text)
@@ -802,6 +837,7 @@ void nb_experiment_free(struct nb_experiment *e)
     free(e->quick);
     for (int i = 0; i < e->n_figs; i++) {
         free(e->figs[i].name), free(e->figs[i].param), free(e->figs[i].caption);
+        free(e->figs[i].paper_label);
         nb_filters_free(e->figs[i].where, e->figs[i].n_where);
     }
     free(e->figs);

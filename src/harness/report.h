@@ -36,6 +36,12 @@
  *   y       = SCALAR       vs_batch, vs_lr (default final_test_error)
  *   where   = FILTERS      which groups / points (check-language filters)
  *   param   = in | out     dist (default out)
+ *   paper   = TABLE        vs_batch, vs_lr: overlay that [table]'s paper
+ *                          numbers (its rows the series, its columns the
+ *                          figure's x) as dashed reference lines on a
+ *                          second y axis: figures/NAME.paper.csv
+ *   paper_label = text     appended to each reference series' name
+ *                          (default "paper"), e.g. "paper, ImageNet"
  *   caption = text
  *
  *   [table NAME]           measured numbers next to the paper's
@@ -82,6 +88,9 @@ struct nb_exp_figure {
     int n_where;
     char *param;              /* dist: in / out (NULL: out) */
     char *caption;
+    int paper_table;          /* vs_*: the [table] whose paper numbers are
+                                 overlaid (-1: none) */
+    char *paper_label;        /* "paper" when NULL */
 };
 
 struct nb_exp_paper {

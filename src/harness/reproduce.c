@@ -289,7 +289,40 @@ struct cfgrun {
 
 /* The files of a figure NAME: NAME.csv (its data), the image formats
  * (--format), NAME.log (gnuplot's messages). */
-static const char *const fig_sfx[] = {"csv", "png", "svg", "pdf", "log", NULL};
+static const char *const fig_sfx[] = {"csv", "paper.csv", "png", "svg", "pdf", "log", NULL};
+
+/* The paper overlay of figure f: dir/NAME.paper.csv with pid (the
+ * reference series, 0..), series (the table row and the label), x and
+ * value, which vs_common.gp draws on a second y axis when present. */
+static int write_paper_csv(const struct nb_experiment *e, const struct nb_exp_figure *f,
+                           const char *path, struct nb_error *err)
+{
+    const struct nb_exp_table *t = &e->tables[f->paper_table];
+    FILE *fp = fopen(path, "w");
+    if (!fp)
+        return nb_error_set(err, NB_EIO, path, 0, "cannot create: %s", strerror(errno));
+    fputs("pid,series,x,value\n", fp);
+    int pid = -1;
+    const char *last = NULL;
+    for (int i = 0; i < t->n_paper; i++) {
+        const struct nb_exp_paper *p = &t->paper[i];
+        if (!p->col)
+            continue;
+        if (!last || strcmp(last, p->row))
+            pid++, last = p->row;
+        /* gnuplot splits fields at every comma, quoted or not */
+        char label[300];
+        snprintf(label, sizeof label, "%s (%s)", p->row, f->paper_label ? f->paper_label : "paper");
+        for (char *q = label; *q; q++)
+            if (*q == ',' || *q == '"')
+                *q = ';';
+        fprintf(fp, "%d,%s,%s,%.10g\n", pid, label, p->col, p->value);
+    }
+    bool bad = ferror(fp);
+    if (fclose(fp) != 0 || bad)
+        return nb_error_set(err, NB_EIO, path, 0, "write error");
+    return 0;
+}
 
 static int draw_figures(const struct nb_experiment *e, const struct nb_summary *s,
                         const char *report_dir, const char *plots, const char *formats,
@@ -332,6 +365,12 @@ static int draw_figures(const struct nb_experiment *e, const struct nb_summary *
         if (rc) {
             *err = e2;
             return rc;
+        }
+        if (f->paper_table >= 0) {
+            char ppath[PATH_SZ + 320];
+            snprintf(ppath, sizeof ppath, "%s/%s.paper.csv", fdir, f->name);
+            if ((rc = write_paper_csv(e, f, ppath, err)))
+                return rc;
         }
         snprintf(fig_table[i], sizeof fig_table[i], "figures/%s.csv", f->name);
         rf->table = fig_table[i];
