@@ -318,6 +318,25 @@ is "$?" 0 "a claim of another host is taken over once its heartbeat is older tha
 check "... and the run is done" test -f "$R8/test-tiny/$id6/DONE"
 check "... and no claim is left" sh -c "test -z \"\$(ls -A '$R8/test-tiny/.locks')\""
 
+# a same-host claim whose pid now belongs to an unrelated live process
+# (pid 1 here): with a start time that does not match, taken over at once;
+# without one (an older owner file), once its heartbeat is older than
+# 4 x --stale-after; never a wait without bound
+R9=$W/r9
+id7=$(sed -n '8p' "$W/list1" | cut -f2)
+id8=$(sed -n '9p' "$W/list1" | cut -f2)
+mkdir -p "$R9/test-tiny/.locks/$id7" "$R9/test-tiny/.locks/$id8"
+printf 'host = %s\npid = 1\nworker = 0\npid_start = 12345678901\nworker_start = 0\nnonce = z\n' \
+    "$(uname -n)" >"$R9/test-tiny/.locks/$id7/owner"
+printf 'host = %s\npid = 1\nworker = 0\nnonce = w\n' "$(uname -n)" >"$R9/test-tiny/.locks/$id8/owner"
+touch -d '1 hour ago' "$R9/test-tiny/.locks/$id8/owner" "$R9/test-tiny/.locks/$id8"
+timeout 120 "$NB" run "$CONF/test-tiny.ini" --index 7 -q --results-dir "$R9" >/dev/null 2>&1
+is "$?" 0 "a local claim whose pid was reused (start time differs) is taken over at once"
+check "... and the run is done" test -f "$R9/test-tiny/$id7/DONE"
+timeout 120 "$NB" run "$CONF/test-tiny.ini" --index 8 -q --stale-after 60 --results-dir "$R9" >/dev/null 2>&1
+is "$?" 0 "a local claim of a live unrelated pid without a start time is taken over after 4 x --stale-after"
+check "... and the run is done" test -f "$R9/test-tiny/$id8/DONE"
+
 # ---- probes leave training untouched; their files are written ----------
 cat >"$W/probe-off.ini" <<EOF
 [experiment]

@@ -369,9 +369,34 @@ struct owner {
     bool ok;          /* the owner file was read */
     char host[256];
     long pid, worker;
+    unsigned long long pid_start, worker_start; /* 0: not recorded */
     char nonce[64];
     double age;       /* seconds since the heartbeat (or the claim) */
 };
+
+/* The start time of process pid (clock ticks since boot, /proc/PID/stat
+ * field 22), 0 when unknown.  With the pid it names one process: a pid
+ * reused after a reboot or a container restart has another start time. */
+static unsigned long long proc_start(long pid)
+{
+    char path[64], text[1024];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    if (pid <= 0 || read_small(path, text, sizeof text) <= 0)
+        return 0;
+    const char *p = strrchr(text, ')'); /* "pid (comm) state ..." */
+    if (!p)
+        return 0;
+    p++;
+    for (int field = 2; field < 22 && *p; field++) { /* to field 22 */
+        while (*p == ' ')
+            p++;
+        while (*p && *p != ' ')
+            p++;
+    }
+    char *end;
+    unsigned long long v = strtoull(p, &end, 10);
+    return end == p ? 0 : v;
+}
 
 static void owner_read(const char *lockdir, struct owner *w)
 {
@@ -386,6 +411,10 @@ static void owner_read(const char *lockdir, struct owner *w)
         if (kv_get(text, "worker", v, sizeof v))
             w->worker = strtol(v, NULL, 10);
         kv_get(text, "nonce", w->nonce, sizeof w->nonce);
+        if (kv_get(text, "pid_start", v, sizeof v))
+            w->pid_start = strtoull(v, NULL, 10);
+        if (kv_get(text, "worker_start", v, sizeof v))
+            w->worker_start = strtoull(v, NULL, 10);
     }
     if (stat(path, &st) != 0 && stat(lockdir, &st) != 0) {
         w->age = 0;
@@ -410,10 +439,28 @@ static bool pid_alive(long pid)
     return true;
 }
 
+/* Is the process that claimed as (pid, start) still running?  A recorded
+ * start time that differs from the live one means the pid was reused. */
+static bool claimant_alive(long pid, unsigned long long start)
+{
+    if (!pid_alive(pid))
+        return false;
+    unsigned long long now = start ? proc_start(pid) : 0;
+    return !(start && now && now != start);
+}
+
+/* How many times --stale-after a same-host claim may go without a
+ * heartbeat while its process seems alive (a pid reused by an unrelated
+ * process when no start time was recorded, a hung worker): the wait is
+ * bounded. */
+#define SAME_HOST_STALE_FACTOR 4
+
 static bool owner_stale(const struct ctx *c, const struct owner *w)
 {
     if (w->ok && !strcmp(w->host, c->host))
-        return !pid_alive(w->pid) && !pid_alive(w->worker);
+        return (!claimant_alive(w->pid, w->pid_start) &&
+                !claimant_alive(w->worker, w->worker_start)) ||
+               w->age > SAME_HOST_STALE_FACTOR * c->stale_after;
     return w->age > c->stale_after;
 }
 
@@ -426,6 +473,8 @@ static int owner_write(const struct ctx *c, const char *lockdir, long pid,
     kvf(&t, "host", "%s", c->host);
     kvf(&t, "pid", "%ld", pid);
     kvf(&t, "worker", "%ld", worker);
+    kvf(&t, "pid_start", "%llu", proc_start(pid));
+    kvf(&t, "worker_start", "%llu", worker > 0 ? proc_start(worker) : 0ULL);
     kvf(&t, "nonce", "%s", nonce);
     kvf(&t, "claimed_utc", "%s", when);
     int rc = t.s ? write_atomic(pathf(path, sizeof path, "%s/owner", lockdir),
