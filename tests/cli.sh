@@ -90,6 +90,12 @@ usage "train --dir /nonexistent --fallback" "/nonexistent/fashion: no such direc
 usage "train --data mnist --dir /nonexistent" "/nonexistent/mnist: no such directory" \
     train --data mnist --dir /nonexistent/mnist
 
+# ---- a combination in which a setting would do nothing: refused ----------
+printf '[model]\ndropout = 0.5\ndropout_place = before_norm\n[norm]\ntype = none\n' >"$W/dplace.ini"
+usage "config --check: dropout before a norm without a norm" \
+    "dplace.ini:3: dropout_place = before_norm with norm type none: there is no norm to put dropout before" \
+    config --check "$W/dplace.ini"
+
 # ---- and a good command still trains -------------------------------------
 "$NB" train --data blobs --arch mlp --subset 64 --batch 16 --max-steps 2 >"$W/ok.out" 2>"$W/ok.err"
 is "$?" 0 "train on blobs: exit status 0"

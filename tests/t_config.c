@@ -595,6 +595,40 @@ static void test_identity(void)
        "added key off its default: a new run_id");
     nb_sweep_free(&b);
 
+    /* settings that change nothing take the default's identity: the run
+     * at the default keeps its id, a no-op one shares it, and sweeping one
+     * is an error that says why */
+    ok(load("id_threads.ini", "[train]\nthreads = 4\n", &b) == 0 && b.n_runs == 1,
+       "threads = 4 loads");
+    is_str(b.runs[0].run_id, c.runs[0].run_id,
+           "threads (never changes results) takes the default's identity");
+    nb_sweep_free(&b);
+    ERR("id_threads2.ini", "[train]\nthreads = 1, 4\n", 0,
+        "runs 0 and 1 have the same run_id 0bc6f2937e4b50d4: they differ only in "
+        "train.threads = 1 / 4, which changes nothing in these runs",
+        "sweep only settings that change the run (threads never does; bias_before_norm "
+        "needs a norm after the layer, dropout_place needs dropout)");
+    ok(load("id_bias.ini", "[norm]\ntype = none\n[model]\nbias_before_norm = true\n", &b) == 0,
+       "bias_before_norm without a norm loads");
+    is_str(b.runs[0].run_id, c.runs[0].run_id, "  with the default's identity");
+    nb_sweep_free(&b);
+    ok(load("id_bias2.ini", "[norm]\ntype = batch\n[model]\nbias_before_norm = false, true\n"
+                            "placement = post\n", &b) != 0,
+       "bias_before_norm swept with post placement: refused (one identity)");
+    ok(load("id_bias3.ini", "[norm]\ntype = batch\n[model]\nbias_before_norm = false, true\n",
+            &b) == 0 && b.n_runs == 2 && strcmp(b.runs[0].run_id, b.runs[1].run_id) != 0,
+       "bias_before_norm before a norm (pre): two identities");
+    nb_sweep_free(&b);
+    ok(load("id_dplace.ini", "[model]\ndropout_place = before_norm\n", &b) == 0,
+       "dropout_place without dropout loads");
+    is_str(b.runs[0].run_id, c.runs[0].run_id, "  with the default's identity");
+    nb_sweep_free(&b);
+    ok(load("id_dplace2.ini", "[model]\ndropout = 0.5\ndropout_place = classifier, before_norm\n"
+                              "[norm]\ntype = batch\n", &b) == 0 &&
+           b.n_runs == 2 && strcmp(b.runs[0].run_id, b.runs[1].run_id) != 0,
+       "dropout_place with dropout and a norm: two identities");
+    nb_sweep_free(&b);
+
     /* round trip through config.ini */
     const struct nb_run *r = &a.runs[3];
     FILE *fp = fopen(pth("roundtrip.ini"), "w");

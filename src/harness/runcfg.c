@@ -612,6 +612,13 @@ int nb_runcfg_check(const struct nb_run *run, struct nb_error *err)
                      "device gets the same share)", n->devices, s->batch);
         return divisors_hint(err, s->batch);
     }
+    if (s->model.dropout > 0 && s->model.dropout_place == NB_DROPOUT_BEFORE_NORM &&
+        n->type == NB_NORM_NONE)
+        return nb_run_error(run, err, "model", "dropout_place",
+                            "dropout_place = before_norm with norm type none: there is "
+                            "no norm to put dropout before, so dropout %g would apply "
+                            "nowhere (use dropout_place = classifier, or a norm)",
+                            s->model.dropout);
     if (n->renorm && n->type != NB_NORM_BATCH)
         return nb_run_error(run, err, "norm", "renorm",
                             "renorm is defined for batch norm only (type = %s)",

@@ -72,6 +72,31 @@ static void sb_puts(struct sbuf *b, const char *p)
     b->n += n;
 }
 
+/* Keys whose value changes nothing in a given run: the identity takes
+ * their default instead, so such runs share the run_id of the run with
+ * the default (and runs at the default keep the ids they always had).
+ *   train.threads            BLAS threads never change results
+ *   model.bias_before_norm   no norm follows a conv/linear layer (no norm,
+ *                            or post placement), except in the dln, whose
+ *                            linear layers take it regardless
+ *   model.dropout_place      no dropout (dropout = 0) */
+static bool is(const struct nb_run *run, const char *sec, const char *key, const char *v)
+{
+    return !strcmp(nb_run_get_str(run, sec, key), v);
+}
+
+static bool no_op(const struct nb_run *run, const struct nb_key *k)
+{
+    if (!strcmp(k->section, "train") && !strcmp(k->key, "threads"))
+        return true;
+    if (!strcmp(k->section, "model") && !strcmp(k->key, "bias_before_norm"))
+        return !is(run, "model", "arch", "dln") &&
+               (is(run, "norm", "type", "none") || is(run, "model", "placement", "post"));
+    if (!strcmp(k->section, "model") && !strcmp(k->key, "dropout_place"))
+        return nb_run_get_double(run, "model", "dropout") == 0;
+    return false;
+}
+
 static char *canonical(const struct nb_run *run, int identity)
 {
     struct sbuf b = {0};
@@ -82,6 +107,8 @@ static char *canonical(const struct nb_run *run, int identity)
         if (k->flags & NB_KF_STRUCT) /* zip / exclude: no value (vals[i] NULL) */
             continue;
         const char *v = run->vals[i]->text;
+        if (identity && no_op(run, k))
+            v = k->def;
         if ((identity && (k->flags & NB_KF_META)) ||
             (identity && (k->flags & NB_KF_ADDED) && !strcmp(v, k->def)))
             continue;
@@ -575,9 +602,28 @@ static int expand(struct nb_sweep *sw, nb_run_check_fn check,
     for (size_t i = 1; i < n_runs; i++)
         if (order[i]->hash == order[i - 1]->hash) {
             size_t a = order[i - 1]->index, b = order[i]->index;
+            /* the keys in which they differ change nothing (no_op) */
+            char diff[512] = "";
+            size_t dl = 0;
+            for (int k = 0; k < nb_n_keys && dl < sizeof diff; k++) {
+                const struct nb_key *key = &nb_keys[k];
+                if (key->flags & (NB_KF_STRUCT | NB_KF_META) ||
+                    !strcmp(key->section, "experiment"))
+                    continue;
+                const char *va = order[i - 1]->vals[k]->text, *vb = order[i]->vals[k]->text;
+                if (strcmp(va, vb))
+                    dl += (size_t)snprintf(diff + dl, sizeof diff - dl, "%s%s.%s = %s / %s",
+                                           dl ? ", " : "", key->section, key->key, va, vb);
+            }
             rc = nb_error_set(err, NB_EINVAL, cfg->path, 0,
-                              "runs %zu and %zu have the same run_id %s",
-                              a < b ? a : b, a < b ? b : a, order[i]->run_id);
+                              "runs %zu and %zu have the same run_id %s%s%s%s",
+                              a < b ? a : b, a < b ? b : a, order[i]->run_id,
+                              diff[0] ? ": they differ only in " : "", diff,
+                              diff[0] ? ", which changes nothing in these runs" : "");
+            if (diff[0])
+                nb_error_hint(err, "sweep only settings that change the run (threads never "
+                                   "does; bias_before_norm needs a norm after the layer, "
+                                   "dropout_place needs dropout)");
             goto out;
         }
 
