@@ -12,6 +12,7 @@
 #include "core/arena.h"
 #include "core/error.h"
 #include "harness/csvio.h"
+#include "harness/progress.h"
 #include "harness/runcfg.h"
 #include "harness/sweep.h"
 #include "layers/norm.h"
@@ -370,6 +371,24 @@ static void test_check(void)
     nb_runcfg_cache_clear();
 }
 
+/* The progress line names each running run's epoch out of its planned
+ * epochs: whole epochs as integers, a max_steps fraction as a fraction. */
+static void test_progress(void)
+{
+    struct nb_progress p;
+    ok(nb_progress_init(&p, NB_PROGRESS_NONE, stderr, 3, 2) == 0, "progress: init");
+    nb_progress_start(&p, 0, 4);
+    nb_progress_update(&p, 0, 60, 100, 0.3, 0.5);
+    nb_progress_start(&p, 1, 7);
+    nb_progress_update(&p, 1, 150, 300, 1.5, 3);
+    char buf[512];
+    nb_progress_status(&p, buf, sizeof buf, true);
+    ok(strstr(buf, " #4:ep 0.3/0.5") != NULL, "progress: a run stopped by max_steps: ep 0.3/0.5");
+    ok(strstr(buf, " #7:ep 1.5/3") != NULL && !strstr(buf, "3.0"),
+       "progress: whole epochs: ep 1.5/3");
+    nb_progress_free(&p);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "%s", tap_tmpdir("t_runner"));
@@ -378,6 +397,7 @@ int main(void)
     test_reader_errors();
     test_mapping();
     test_check();
+    test_progress();
     tap_done_testing();
     return tap_exit();
 }

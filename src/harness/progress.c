@@ -1,6 +1,7 @@
 /* src/harness/progress.c - see progress.h. */
 #include "harness/progress.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,9 +118,7 @@ static double units(const struct nb_progress *p, int *running)
     return u;
 }
 
-/* The status text without the bar; returns its length. */
-static size_t status_text(const struct nb_progress *p, char *buf, size_t size,
-                          bool details)
+size_t nb_progress_status(const struct nb_progress *p, char *buf, size_t size, bool details)
 {
     int running;
     double now = nb_now(), el = now - p->t0;
@@ -146,8 +145,10 @@ static size_t status_text(const struct nb_progress *p, char *buf, size_t size,
                 const struct nb_progress_slot *s = &p->slots[i];
                 if (!s->active)
                     continue;
-                if (s->epochs > 0)
-                    k += (size_t)snprintf(buf + k, size - k, " #%zu:ep %.1f/%.0f",
+                if (s->epochs > 0) /* whole epochs, or a max_steps fraction */
+                    k += (size_t)snprintf(buf + k, size - k,
+                                          s->epochs == floor(s->epochs) ? " #%zu:ep %.1f/%.0f"
+                                                                         : " #%zu:ep %.1f/%.1f",
                                           s->index, s->epoch, s->epochs);
                 else
                     k += (size_t)snprintf(buf + k, size - k, " #%zu", s->index);
@@ -171,7 +172,7 @@ static void draw_bar(struct nb_progress *p)
 {
     char text[1024], line[1200];
     int running;
-    status_text(p, text, sizeof text, true);
+    nb_progress_status(p, text, sizeof text, true);
     double frac = p->total ? ((double)p->skipped + units(p, &running)) /
                                  (double)p->total
                            : 1.0;
@@ -195,7 +196,7 @@ static void draw_bar(struct nb_progress *p)
 static void plain_line(struct nb_progress *p)
 {
     char text[1024];
-    status_text(p, text, sizeof text, false);
+    nb_progress_status(p, text, sizeof text, false);
     fprintf(p->fp, "normbench: %s\n", text);
     fflush(p->fp);
     p->last_line = nb_now();

@@ -75,6 +75,10 @@ void nb_progress_end(struct nb_progress *p, int slot,
 void nb_progress_log(struct nb_progress *p, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* The status text without the bar (runs, elapsed, ETA, and with details
+ * each running slot's "#INDEX:ep E/EPOCHS"); returns its length. */
+size_t nb_progress_status(const struct nb_progress *p, char *buf, size_t size, bool details);
+
 /* Redraws the bar or prints a plain line when due; force: now. */
 void nb_progress_tick(struct nb_progress *p, bool force);
 
