@@ -95,6 +95,8 @@ if [ $rc -ne 0 ]; then
     rc=$?
 fi
 check "reproduce NAME --no-run rewrites the report" [ $rc -eq 0 ] && [ -s "$Q/report.md" ]
+check "  naming the experiment the same way however it was given" \
+    grep -qF -- "- reproduce with \`normbench reproduce quickstart --quick --results $R\`" "$Q/report.md"
 # discussion paragraphs (repeatable, continued lines joined) under their
 # own heading; the experiment file includes the real one and adds them
 mkdir -p "$W/disc"

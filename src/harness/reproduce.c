@@ -628,8 +628,20 @@ int nb_reproduce(const char *experiment, const struct nb_repro_opts *o,
     }
     /* the command that makes the runs (no -j: the report is the same for
      * any number of workers) */
-    char cmd[PATH_SZ + 128];
-    snprintf(cmd, sizeof cmd, "normbench reproduce %s%s%s%s", epath, o->quick ? " --quick" : "",
+    char cmd[PATH_SZ + 128], shown[PATH_SZ];
+    {
+        /* an experiment of an experiments/ folder by its name (how it was
+         * given does not change the report), any other by its path */
+        char edir[PATH_SZ];
+        dir_of(epath, edir, sizeof edir);
+        const char *base = base_of(epath);
+        size_t bl = strlen(base);
+        if (!strcmp(base_of(edir), "experiments") && bl > 4 && !strcmp(base + bl - 4, ".ini"))
+            snprintf(shown, sizeof shown, "%.*s", (int)(bl - 4), base);
+        else
+            snprintf(shown, sizeof shown, "%s", epath);
+    }
+    snprintf(cmd, sizeof cmd, "normbench reproduce %s%s%s%s", shown, o->quick ? " --quick" : "",
              o->results ? " --results " : "", o->results ? o->results : "");
     /* the archive: the data of runs whose directories are gone */
     char adir[PATH_SZ + 300];
