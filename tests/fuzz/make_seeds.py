@@ -2,7 +2,9 @@
 """tests/fuzz/make_seeds.py - writes the fuzzers' seed corpora into
 tests/fuzz/corpus/TARGET/ (the committed files; run from anywhere, with
 python3 and its standard library only).  The layouts are the targets'
-(see each tests/fuzz/fuzz_TARGET.c)."""
+(see each tests/fuzz/fuzz_TARGET.c).  Files named oom-* or crash-* in
+the corpora are not written here: they are inputs the fuzzers found (each
+has a regression test in make check) kept as seeds."""
 import glob
 import os
 import re
