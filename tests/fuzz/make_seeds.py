@@ -1,14 +1,19 @@
 #!/usr/bin/env python3
-"""tests/fuzz/make_seeds.py - writes the fuzzers' seed corpora into
+"""tests/fuzz/make_seeds.py [NORMBENCH] - writes the fuzzers' seed corpora into
 tests/fuzz/corpus/TARGET/ (the committed files; run from anywhere, with
 python3 and its standard library only).  The layouts are the targets'
 (see each tests/fuzz/fuzz_TARGET.c).  Files named oom-* or crash-* in
 the corpora are not written here: they are inputs the fuzzers found (each
-has a regression test in make check) kept as seeds."""
+has a regression test in make check) kept as seeds.  With the path of a
+built normbench, also writes ini/defaults.ini (`normbench config --help`,
+a valid config with every key).  The dictionaries tests/fuzz/*.dict are
+edited by hand."""
 import glob
 import os
 import re
 import struct
+import subprocess
+import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(os.path.dirname(HERE))
@@ -39,6 +44,10 @@ put("ini", "syntax.ini",
     "\ufeff# BOM, CRLF, continuation, inline comments\r\n[model]\r\n"
     "widths = 8 ; inline\r\n  8\r\n[norm]\ntype = lp\n[optim]\n"
     "lr = lin(0.1, 0.3, 3)\n")
+if len(sys.argv) > 1:
+    put("ini", "defaults.ini", subprocess.run(
+        [sys.argv[1], "config", "--help"], check=True,
+        stdout=subprocess.PIPE).stdout)
 put("ini", "cycle.ini", "include = sub.ini\n#--\ninclude = main.ini\n")
 
 # ---- idx: small valid pairs, plain and gzip, classes given or inferred --

@@ -10,8 +10,9 @@
 # inputs go to $FUZZ_BUILD/corpus/TARGET (kept between runs, so later runs
 # go on from there), crashes, leaks, timeouts and out-of-memory inputs to
 # $FUZZ_BUILD/crashes/TARGET/, the fuzzer's output to $FUZZ_BUILD/logs/.
-# Prints per target: executions, executions per second, new corpus
-# inputs, crashes.  Exit status 1 when anything crashed, 77 without clang.
+# Prints per target: the seconds it ran, executions, executions per
+# second, new corpus inputs, crashes.  Exit status 1 when anything crashed, 77 without clang.
+# tests/fuzz/TARGET.dict, when there is one, is the target's dictionary.
 # Extra libFuzzer options: FUZZ_FLAGS; another clang: FUZZ_CC.
 # Not part of `make check` (`make fuzz FUZZ_SECONDS=60` calls this).
 set -eu
@@ -64,12 +65,16 @@ for t in $targets; do
     mkdir -p "$work" "$art" "$build/logs"
     before=$(ls "$art" | wc -l)
     echo "fuzzing $t for ${secs}s (log: $log)"
+    dict=
+    [ ! -f "$here/$t.dict" ] || dict="-dict=$here/$t.dict"
     rc=0
+    t0=$(date +%s)
     # shellcheck disable=SC2086
     "./tests/fuzz/fuzz_$t" -max_total_time="$secs" -print_final_stats=1 \
         -timeout=10 -rss_limit_mb=2048 -artifact_prefix="$art/" \
-        ${FUZZ_FLAGS:-} "$work" "$here/corpus/$t" </dev/null >"$log" 2>&1 ||
+        $dict ${FUZZ_FLAGS:-} "$work" "$here/corpus/$t" </dev/null >"$log" 2>&1 ||
         rc=$?
+    took=$(($(date +%s) - t0))
     after=$(ls "$art" | wc -l)
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
     rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n 1)
@@ -82,7 +87,7 @@ for t in $targets; do
         ls -t "$art" | head -n 3 | sed "s|^|  artifact: $art/|"
     fi
     summary="$summary$(printf '%-6s %6ss %12s execs %8s exec/s %6s new %s crashes' \
-        "$t" "$secs" "${execs:-?}" "${rate:-?}" "${added:-?}" "$crashes")
+        "$t" "$took" "${execs:-?}" "${rate:-?}" "${added:-?}" "$crashes")
 "
 done
 printf '\n%s' "$summary"
