@@ -203,6 +203,53 @@ static void test_idx(void)
     contains(m, "hdr: truncated header (expected 16 bytes, got 10)",
              "truncated header: text");
 
+    /* found by tests/fuzz/fuzz_idx (issue 12): a header that claims far
+     * more than the file holds is "truncated", and the reader never
+     * allocates the claimed size first (255 images of 16384x16384 would be
+     * 274 GB of floats: NB_ENOMEM before the fix) */
+    {
+        static const unsigned char lab3[3] = {0, 1, 2};
+        unsigned char lab255[255] = {0};
+        unsigned char h[20];
+        size_t k = put_be32(h, 0x803);
+        k += put_be32(h + k, 3);
+        k += put_be32(h + k, 12802);
+        k += put_be32(h + k, 15103);
+        memcpy(h + k, "\x02\x00\x00\x3a", 4);
+        write_file(tpath("huge3"), false, h, sizeof h);
+        char labp[4096];
+        snprintf(labp, sizeof labp, "%s", tpath("lab3"));
+        write_labels(labp, false, 0x801, 3, lab3, 0);
+        m = load_err(tpath("huge3"), labp, 3, &rc);
+        is_int(rc, NB_EFORMAT, "fuzz: 3 images of 12802x15103 in 4 bytes: NB_EFORMAT");
+        contains(m, "huge3: truncated (expected 580045818 bytes of pixels for 3 "
+                    "images of 12802x15103 after the 16-byte header, got 4)",
+                 "  says truncated, with what it got");
+        put_be32(h + 4, 255);
+        put_be32(h + 8, 16384);
+        put_be32(h + 12, 16384);
+        write_file(tpath("huge255"), false, h, sizeof h);
+        snprintf(labp, sizeof labp, "%s", tpath("lab255"));
+        write_labels(labp, false, 0x801, 255, lab255, 0);
+        m = load_err(tpath("huge255"), labp, 0, &rc);
+        is_int(rc, NB_EFORMAT, "fuzz: 255 images of 16384x16384 in 4 bytes: NB_EFORMAT");
+        contains(m, "huge255: truncated (expected 68451041280 bytes of pixels",
+                 "  says truncated (no 274 GB allocation)");
+        /* the labels likewise: 2^28 claimed, none there */
+        put_be32(h + 4, 1u << 28);
+        put_be32(h + 8, 1);
+        put_be32(h + 12, 1);
+        write_file(tpath("many"), false, h, 16);
+        unsigned char lh[8];
+        put_be32(lh, 0x801);
+        put_be32(lh + 4, 1u << 28);
+        write_file(labp, true, lh, sizeof lh);
+        m = load_err(tpath("many"), labp, 0, &rc);
+        is_int(rc, NB_EFORMAT, "fuzz: 2^28 labels claimed, none there: NB_EFORMAT");
+        contains(m, "lab255: truncated (expected 268435456 label bytes after "
+                    "the 8-byte header, got 0", "  says truncated");
+    }
+
     write_images(tpath("magic"), false, 0x801, 6, 4, 5, 0, 0);
     m = load_err(scratch, lab, 10, &rc);
     is_int(rc, NB_EFORMAT, "wrong magic: NB_EFORMAT");

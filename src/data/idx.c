@@ -178,30 +178,46 @@ static int read_labels(const char *path, uint32_t n_images,
                           (unsigned)count);
         goto out;
     }
-    buf = malloc(count);
-    y = malloc((size_t)count * sizeof *y);
-    if (!buf || !y) {
-        rc = nb_error_set(err, NB_ENOMEM, path, 0,
-                          "cannot allocate %u labels", (unsigned)count);
-        goto out;
-    }
-    size_t got;
-    const char *eof;
-    rc = nb_gz_read(f, path, buf, count, &got, &eof, err);
-    if (rc)
-        goto out;
-    if (got < count) {
-        rc = nb_error_set(err, NB_EFORMAT, path, 0,
-                          "truncated (expected %u label bytes after the "
-                          "8-byte header, got %zu%s%s)", (unsigned)count, got,
-                          *eof ? "; " : "", eof);
-        goto out;
+    /* grown as the bytes arrive (see the pixels in nb_idx_load) */
+    size_t cap = 0, done = 0;
+    while (done < count) {
+        if (done == cap) {
+            size_t ncap = cap ? (cap > count / 2 ? count : cap * 2)
+                              : (count < READ_CHUNK ? count : READ_CHUNK);
+            unsigned char *p = realloc(buf, ncap);
+            if (!p) {
+                rc = nb_error_set(err, NB_ENOMEM, path, 0,
+                                  "cannot allocate %u labels", (unsigned)count);
+                goto out;
+            }
+            buf = p;
+            cap = ncap;
+        }
+        size_t want = cap - done, got;
+        const char *eof;
+        rc = nb_gz_read(f, path, buf + done, want, &got, &eof, err);
+        if (rc)
+            goto out;
+        done += got;
+        if (got < want) {
+            rc = nb_error_set(err, NB_EFORMAT, path, 0,
+                              "truncated (expected %u label bytes after the "
+                              "8-byte header, got %zu%s%s)", (unsigned)count,
+                              done, *eof ? "; " : "", eof);
+            goto out;
+        }
     }
     char what[64];
     snprintf(what, sizeof what, "%u labels", (unsigned)count);
     rc = nb_gz_expect_end(f, path, what, err);
     if (rc)
         goto out;
+    y = malloc((size_t)count * sizeof *y);
+    if (!y) {
+        rc = nb_error_set(err, NB_ENOMEM, path, 0,
+                          "cannot allocate %u labels", (unsigned)count);
+        goto out;
+    }
     int mx = 0;
     for (uint32_t i = 0; i < count; i++) {
         if (classes > 0 && buf[i] >= classes) {
@@ -272,33 +288,34 @@ int nb_idx_load(const char *images_path, const char *labels_path,
     if (classes == 0)
         classes = max_label + 1;
 
-    struct nb_shape shape = {1, (int)dims[1], (int)dims[2]};
-    rc = nb_dataset_init(&ds, name, dims[0], &shape, classes, 0, err);
-    if (rc)
-        goto out;
-    ds.pixels = true;
-    memcpy(ds.y, labels, (size_t)dims[0] * sizeof *labels);
-
-    float lut[256];
-    nb_byte_lut(lut);
+    /* The pixels are read into a byte buffer that grows (doubling from
+     * READ_CHUNK) only as data arrives, and the float set is allocated
+     * once all of them are there: a header that claims far more than the
+     * file holds (a 25-byte file can claim 255 images of 16384x16384) is
+     * a "truncated" error, never an allocation of the claimed size. */
     const size_t total = (size_t)dims[0] * dims[1] * dims[2];
-    buf = malloc(READ_CHUNK);
-    if (!buf) {
-        rc = nb_error_set(err, NB_ENOMEM, images_path, 0,
-                          "cannot allocate a read buffer");
-        goto out;
-    }
-    size_t done = 0;
+    size_t cap = 0, done = 0;
     while (done < total) {
-        size_t want = total - done < READ_CHUNK ? total - done : READ_CHUNK;
-        size_t got;
+        if (done == cap) {
+            size_t ncap = cap ? (cap > total / 2 ? total : cap * 2)
+                              : (total < READ_CHUNK ? total : READ_CHUNK);
+            unsigned char *p = realloc(buf, ncap);
+            if (!p) {
+                rc = nb_error_set(err, NB_ENOMEM, images_path, 0,
+                                  "cannot allocate %zu bytes for the pixels "
+                                  "of %u images of %ux%u", ncap,
+                                  (unsigned)dims[0], (unsigned)dims[1],
+                                  (unsigned)dims[2]);
+                goto out;
+            }
+            buf = p;
+            cap = ncap;
+        }
+        size_t want = cap - done, got;
         const char *eof;
-        rc = nb_gz_read(f, images_path, buf, want, &got, &eof, err);
+        rc = nb_gz_read(f, images_path, buf + done, want, &got, &eof, err);
         if (rc)
             goto out;
-        float *dst = ds.x + done;
-        for (size_t i = 0; i < got; i++)
-            dst[i] = lut[buf[i]];
         done += got;
         if (got < want) {
             rc = nb_error_set(err, NB_EFORMAT, images_path, 0,
@@ -316,6 +333,17 @@ int nb_idx_load(const char *images_path, const char *labels_path,
     rc = nb_gz_expect_end(f, images_path, what, err);
     if (rc)
         goto out;
+
+    struct nb_shape shape = {1, (int)dims[1], (int)dims[2]};
+    rc = nb_dataset_init(&ds, name, dims[0], &shape, classes, 0, err);
+    if (rc)
+        goto out;
+    ds.pixels = true;
+    memcpy(ds.y, labels, (size_t)dims[0] * sizeof *labels);
+    float lut[256];
+    nb_byte_lut(lut);
+    for (size_t i = 0; i < total; i++)
+        ds.x[i] = lut[buf[i]];
     *out = ds;
     memset(&ds, 0, sizeof ds);
 out:
