@@ -96,6 +96,19 @@ usage "config --check: dropout before a norm without a norm" \
     "dplace.ini:3: dropout_place = before_norm with norm type none: there is no norm to put dropout before" \
     config --check "$W/dplace.ini"
 
+# ---- a validation split is evaluated, and taken from the subset ----------
+printf '[experiment]\nname = val\nresults_dir = %s\n[model]\narch = mlp\nwidths = 16\n[train]\nbatch = 16\nmax_steps = 4\neval_every = 2\n[data]\nsource = blobs\ntrain_subset = 200\nval_split = 0.25\n' \
+    "$W/valres" >"$W/val.ini"
+"$NB" run "$W/val.ini" -q --no-summary >/dev/null 2>&1
+is "$?" 0 "a run with val_split: exit status 0"
+vm=$(ls "$W"/valres/val/*/metrics.csv 2>/dev/null | head -n1)
+is "$(head -n1 "$vm" 2>/dev/null)" "step,epoch,lr,train_loss,train_acc,test_loss,test_acc,grad_norm,val_loss,val_acc" \
+    "  metrics.csv has val_loss and val_acc"
+is "$(awk -F, 'NR > 1 && $9 + 0 > 0 && $10 >= 0 && $10 <= 1' "$vm" 2>/dev/null | wc -l | tr -d ' ')" 2 \
+    "  measured at every evaluation"
+check "  the validation set is a quarter of the subset" \
+    grep -q '^data = blobs train 150 val 50 ' "$(dirname "$vm")/meta.txt"
+
 # ---- and a good command still trains -------------------------------------
 "$NB" train --data blobs --arch mlp --subset 64 --batch 16 --max-steps 2 >"$W/ok.out" 2>"$W/ok.err"
 is "$?" 0 "train on blobs: exit status 0"

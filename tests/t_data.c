@@ -956,8 +956,8 @@ static void test_prepare(void)
     o.standardize = NB_STD_COMPUTED;
     rc = nb_data_prepare(&o, 42, &d, &e);
     is_int(rc, 0, "prepare blobs: ok");
-    ok(d.train.n == 300 && d.val.n == 50 && d.test.n == 100,
-       "prepare: subset 300, validation 10%% = 50, test 100");
+    ok(d.train.n == 270 && d.val.n == 30 && d.test.n == 100,
+       "prepare: subset 300 = 270 training + validation 10%% of it (30), test 100");
     double m, sd;
     nb_dataset_moments(&d.train, true, &m, &sd);
     ok(fabs(m) < 1e-4 && fabs(sd - 1.0) < 1e-4,
@@ -968,24 +968,24 @@ static void test_prepare(void)
     ok(d.notice[0] == '\0', "prepare: no notice without a fallback");
     is_str(d.train.name, "blobs/train", "prepare: set names");
     nb_data_describe(&d, buf, sizeof buf);
-    contains(buf, "blobs train 300 val 50 test 100 shape 1x28x28 classes 10",
+    contains(buf, "blobs train 270 val 30 test 100 shape 1x28x28 classes 10",
              "describe: one line for meta.txt");
 
     rc = nb_data_prepare(&o, 42, &d2, &e);
     ok(rc == 0 && d2.from_cache && d2.train.x == d.train.x,
        "prepare again: from the cache, sharing storage");
-    ok(memcmp(d.train.rows, d2.train.rows, 300 * sizeof(size_t)) == 0,
+    ok(memcmp(d.train.rows, d2.train.rows, 270 * sizeof(size_t)) == 0,
        "prepare: same seed, same split");
     nb_data_free(&d2);
     rc = nb_data_prepare(&o, 43, &d2, &e);
-    ok(rc == 0 && memcmp(d.train.rows, d2.train.rows, 300 * sizeof(size_t)) != 0,
+    ok(rc == 0 && memcmp(d.train.rows, d2.train.rows, 270 * sizeof(size_t)) != 0,
        "prepare: another seed, another split");
     nb_data_free(&d2);
     o.split_seed = 9;
     nb_data_prepare(&o, 43, &d2, &e);
     struct nb_data d3;
     nb_data_prepare(&o, 44, &d3, &e);
-    ok(memcmp(d3.train.rows, d2.train.rows, 300 * sizeof(size_t)) == 0,
+    ok(memcmp(d3.train.rows, d2.train.rows, 270 * sizeof(size_t)) == 0,
        "prepare: split_seed fixes the split across run seeds");
     nb_data_free(&d2);
     nb_data_free(&d3);
@@ -994,7 +994,7 @@ static void test_prepare(void)
     /* the cache may go while sets still use its storage */
     nb_data_cache_clear();
     float probe[784];
-    nb_dataset_gather(&d.train, (size_t[]){299}, 1, probe, NULL, NULL);
+    nb_dataset_gather(&d.train, (size_t[]){269}, 1, probe, NULL, NULL);
     ok(isfinite(probe[0]), "sets outlive a cleared cache");
     nb_data_free(&d);
 
@@ -1025,6 +1025,12 @@ static void test_prepare(void)
     o.val_split = 2.5;
     rc = nb_data_prepare(&o, 1, &d, &e);
     is_int(rc, NB_ERANGE, "prepare: fractional count > 1 refused");
+    o.val_split = 300;
+    o.train_subset = 300;
+    rc = nb_data_prepare(&o, 1, &d, &e);
+    is_int(rc, NB_EINVAL, "prepare: a validation count that takes the whole subset refused");
+    contains(e.msg, "leaves no training sample of train_subset 300", "  and says why");
+    o.train_subset = 0;
     o.val_split = 0;
 
     /* dln: no standardization by default, balanced refused */

@@ -370,12 +370,22 @@ int nb_data_prepare(const struct nb_data_opts *o, uint64_t seed,
     rename_set(&out->test, src, "test");
 
     /* 2. validation split and training subset: views of the raw train */
-    size_t ntrain_all = out->train.n;
-    size_t n_val = 0;
+    /* with a subset, the validation set comes out of it: a subset of 1000
+     * with val_split 0.1 is 900 training and 100 validation samples */
+    size_t ntrain_all = o->train_subset ? o->train_subset : out->train.n;
+    size_t n_val = 0, n_sub = o->train_subset;
     if (o->val_split > 0.0 && o->val_split < 1.0)
         n_val = (size_t)floor(o->val_split * (double)ntrain_all + 0.5);
     else if (o->val_split >= 1.0)
         n_val = (size_t)o->val_split;
+    if (n_sub && n_val >= n_sub) {
+        rc = nb_error_set(err, NB_EINVAL, NULL, 0,
+                          "val_split %g leaves no training sample of train_subset %zu",
+                          o->val_split, n_sub);
+        goto fail;
+    }
+    if (n_sub)
+        n_sub -= n_val;
     if (n_val || o->train_subset) {
         struct nb_dataset raw = out->train, tr, va;
         rng = derived_rng(o->split_seed ? o->split_seed : seed, PURPOSE_SPLIT);
@@ -383,8 +393,7 @@ int nb_data_prepare(const struct nb_data_opts *o, uint64_t seed,
             rc = nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
             goto fail;
         }
-        rc = nb_data_split(&raw, n_val, o->train_subset, o->balanced, rng,
-                           &tr, &va, err);
+        rc = nb_data_split(&raw, n_val, n_sub, o->balanced, rng, &tr, &va, err);
         gsl_rng_free(rng);
         rng = NULL;
         if (rc)

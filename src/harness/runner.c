@@ -601,6 +601,7 @@ struct wrun {
     int fd;                   /* progress pipe to the parent, or -1 */
     struct nb_csvw metrics, timing, probes;
     bool probes_on;
+    bool has_val;             /* metrics.csv has val_loss, val_acc */
     struct nb_probe probe;
     FILE *slice;
     long total, spe;
@@ -678,6 +679,10 @@ static int w_on_metrics(void *user, const struct nb_metrics *row)
     nb_csvw_double(mw, row->test_loss);
     nb_csvw_double(mw, row->test_acc);
     nb_csvw_double(mw, row->grad_norm);
+    if (w->has_val) {
+        nb_csvw_double(mw, row->val_loss);
+        nb_csvw_double(mw, row->val_acc);
+    }
     nb_csvw_long(tw, row->step);
     nb_csvw_double(tw, row->time);
     if (nb_csvw_end_row(mw, &w->err) || nb_csvw_end_row(tw, &w->err)) {
@@ -712,10 +717,13 @@ static void w_on_end(void *user, struct nb_model *m,
     }
 }
 
+/* metrics.csv's columns; the last two only for a run with a validation
+ * set ([data] val_split) */
 static const char *const metrics_cols[] = {"step", "epoch", "lr",
                                            "train_loss", "train_acc",
                                            "test_loss", "test_acc",
-                                           "grad_norm"};
+                                           "grad_norm", "val_loss", "val_acc"};
+#define N_METRICS_COLS 8
 static const char *const timing_cols[] = {"step", "time"};
 static const char *const probe_cols[] = {"step", "probe", "layer",
                                          "layer_index", "param", "param_value",
@@ -964,10 +972,11 @@ static int run_one(const struct ctx *c, size_t i, const char *nonce, int fd)
         w.total = rc.train.max_steps > 0 ? rc.train.max_steps : w.spe * rc.train.epochs;
         w.epochs = w.spe > 0 ? (double)w.total / (double)w.spe : 0;
     }
+    w.has_val = data.val.n > 0;
     kvf(&head, "steps_planned", "%ld", w.total);
     kvf(&head, "steps_per_epoch", "%ld", w.spe);
     if ((r = nb_csvw_open(&w.metrics, pathf(path, sizeof path, "%s/metrics.csv", w.dir),
-                          metrics_cols, 8, &err)) ||
+                          metrics_cols, N_METRICS_COLS + 2 * w.has_val, &err)) ||
         (r = nb_csvw_open(&w.timing, pathf(path, sizeof path, "%s/timing.csv", w.dir),
                           timing_cols, 2, &err)))
         goto out;
@@ -978,7 +987,8 @@ static int run_one(const struct ctx *c, size_t i, const char *nonce, int fd)
     struct nb_train_hooks hooks = {.user = &w, .on_step = w_on_step,
                                    .on_metrics = w_on_metrics,
                                    .on_end = w_on_end};
-    r = nb_train(&rc.train, &data.train, &data.test, &hooks, rc.target_acc, &res, &err);
+    r = nb_train_val(&rc.train, &data.train, &data.val, &data.test, &hooks, rc.target_acc, &res,
+                     &err);
     if (!r && w.io_failed) {
         err = w.err;
         r = err.status ? err.status : NB_EIO;

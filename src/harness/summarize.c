@@ -79,7 +79,7 @@ int nb_fig_kind_parse(const char *s)
  * derived ones). */
 static const char *const step_metrics[] = {
     "lr", "train_loss", "train_acc", "test_loss", "test_acc", "grad_norm",
-    "train_error", "test_error", NULL};
+    "val_loss", "val_acc", "train_error", "test_error", NULL};
 
 /* probes.csv stats by probe (probe.h), derived ones included. */
 static const char *const probe_names[] = {"landscape", "ics", "dist",

@@ -66,6 +66,14 @@ int nb_train(const struct nb_train_spec *spec, const struct nb_dataset *train,
              double target_acc, struct nb_train_result *res,
              struct nb_error *err)
 {
+    return nb_train_val(spec, train, NULL, test, hooks, target_acc, res, err);
+}
+
+int nb_train_val(const struct nb_train_spec *spec, const struct nb_dataset *train,
+                 const struct nb_dataset *val, const struct nb_dataset *test,
+                 const struct nb_train_hooks *hooks, double target_acc,
+                 struct nb_train_result *res, struct nb_error *err)
+{
     memset(res, 0, sizeof *res);
     res->steps_to_target = -1;
     if (spec->batch < 1)
@@ -171,10 +179,14 @@ int nb_train(const struct nb_train_spec *spec, const struct nb_dataset *train,
                 .train_acc = (acc_samples && y) ? (double)acc_hits / acc_samples : NAN,
                 .test_loss = NAN,
                 .test_acc = NAN,
+                .val_loss = NAN,
+                .val_acc = NAN,
                 .grad_norm = acc_steps ? acc_gn / acc_steps : NAN,
             };
             if (test && test->n > 0)
                 nb_evaluate(&m, test, spec->eval_samples, &row.test_loss, &row.test_acc);
+            if (val && val->n > 0)
+                nb_evaluate(&m, val, spec->eval_samples, &row.val_loss, &row.val_acc);
             if (recompute)
                 memcpy(m.state.data, saved_state, m.state.count * sizeof(float));
             row.time = nb_now() - t0;
@@ -201,6 +213,7 @@ int nb_train(const struct nb_train_spec *spec, const struct nb_dataset *train,
             .step = step, .epoch = (double)step / (double)spe, .lr = lr,
             .train_loss = acc_samples ? acc_loss / acc_samples : NAN,
             .train_acc = NAN, .test_loss = NAN, .test_acc = NAN,
+            .val_loss = NAN, .val_acc = NAN,
             .grad_norm = acc_steps ? acc_gn / acc_steps : NAN,
             .time = nb_now() - t0,
         };

@@ -43,6 +43,7 @@ struct nb_metrics {
     double lr;        /* learning rate of the last update */
     double train_loss, train_acc; /* over the interval since the last row */
     double test_loss, test_acc;   /* NaN when no test set */
+    double val_loss, val_acc;     /* NaN when no validation set */
     double grad_norm; /* mean gradient l2 norm over the interval */
     double time;      /* seconds since the start of training */
 };
@@ -85,5 +86,13 @@ int nb_train(const struct nb_train_spec *spec, const struct nb_dataset *train,
              const struct nb_dataset *test, const struct nb_train_hooks *hooks,
              double target_acc, struct nb_train_result *res,
              struct nb_error *err);
+
+/* The same with a validation set (may be NULL or empty): every
+ * evaluation also measures val_loss and val_acc on it (at most
+ * eval_samples of it, like the test set), with the same statistics. */
+int nb_train_val(const struct nb_train_spec *spec, const struct nb_dataset *train,
+                 const struct nb_dataset *val, const struct nb_dataset *test,
+                 const struct nb_train_hooks *hooks, double target_acc,
+                 struct nb_train_result *res, struct nb_error *err);
 
 #endif
