@@ -1039,9 +1039,6 @@ static unsigned long long fnv1a(const char *t)
     return h;
 }
 
-/* The bootstrap's confidence level and resample count (check.h). */
-#define CI_LEVEL 0.95
-#define N_BOOT 4000
 
 int nb_check_eval(const struct nb_check *c, const struct nb_summary *s,
                   struct nb_check_result *r, struct nb_error *err)
@@ -1055,7 +1052,7 @@ int nb_check_eval(const struct nb_check *c, const struct nb_summary *s,
     r->rep_holds = malloc(n * sizeof *r->rep_holds);
     size_t nw = (size_t)s->n_groups * (size_t)(s->max_reps > 0 ? s->max_reps : 1);
     double *w = malloc((nw ? nw : 1) * sizeof *w);
-    double *boot = malloc(N_BOOT * sizeof *boot);
+    double *boot = malloc(NB_CHECK_N_BOOT * sizeof *boot);
     int *cnt = malloc(n * sizeof *cnt);
     gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
     int rc = 0;
@@ -1118,7 +1115,7 @@ int nb_check_eval(const struct nb_check *c, const struct nb_summary *s,
      * evaluate the whole statement on the weighted means. */
     gsl_rng_set(rng, (unsigned long)(fnv1a(c->name) ^ 0x9e3779b97f4a7c15ULL));
     int nb = 0, bad = 0;
-    for (int b = 0; b < N_BOOT; b++) {
+    for (int b = 0; b < NB_CHECK_N_BOOT; b++) {
         if (r->paired) {
             for (size_t k = 0; k < n; k++)
                 cnt[k] = 0;
@@ -1152,11 +1149,11 @@ int nb_check_eval(const struct nb_check *c, const struct nb_summary *s,
             boot[nb++] = effect_of(c, l, rr);
     }
     r->n_boot = nb;
-    if (bad * 10 > N_BOOT) {
+    if (bad * 10 > NB_CHECK_N_BOOT) {
         r->outcome = NB_OUT_NA;
         snprintf(r->why, sizeof r->why,
                  "the statement cannot be evaluated on %d of %d resamples of the seeds (%.400s)",
-                 bad, N_BOOT, e.msg);
+                 bad, NB_CHECK_N_BOOT, e.msg);
         goto out;
     }
     /* Hesterberg's expanded percentile interval: the percentile
@@ -1164,7 +1161,7 @@ int nb_check_eval(const struct nb_check *c, const struct nb_summary *s,
      * the sqrt(n/(n-1)) widening, which corrects the percentile
      * interval's narrowness with few seeds. */
     double nn = (double)r->n;
-    double tq = gsl_cdf_tdist_Pinv(1 - (1 - CI_LEVEL) / 2, nn - 1);
+    double tq = gsl_cdf_tdist_Pinv(1 - (1 - NB_CHECK_CI_LEVEL) / 2, nn - 1);
     double a2 = gsl_cdf_ugaussian_P(-sqrt(nn / (nn - 1)) * tq);
     gsl_sort(boot, 1, (size_t)nb);
     r->lo = gsl_stats_quantile_from_sorted_data(boot, 1, (size_t)nb, a2);

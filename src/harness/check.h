@@ -54,7 +54,7 @@
  * seeds (each group's replicates averaged at each point: the estimate),
  * once per replicate k (every group's k-th seed alone: the per-seed
  * column of the report, kept for reading; n = the seeds on which it can
- * be evaluated), and on N_BOOT = 4000 bootstrap resamples of the seeds.
+ * be evaluated), and on NB_CHECK_N_BOOT bootstrap resamples of the seeds.
  * A resample draws n seeds with replacement; when every group has the
  * same seed at each replicate position (a sweep whose seeds axis is the
  * same for all groups) the draw is shared by all groups (paired), else
@@ -137,6 +137,10 @@ void nb_filters_free(struct nb_sum_filter *f, int n);
 int nb_check_eval_mode(const struct nb_check *c, const struct nb_summary *s,
                        int mode, double *lhs, double *rhs, bool *holds,
                        struct nb_error *err);
+
+/* The bootstrap's resample count and the intervals' confidence level. */
+#define NB_CHECK_N_BOOT 4000
+#define NB_CHECK_CI_LEVEL 0.95
 
 enum nb_outcome { NB_OUT_PASS = 0, NB_OUT_FAIL, NB_OUT_INCONCLUSIVE, NB_OUT_NA,
                   NB_OUT_COUNT };

@@ -1180,7 +1180,7 @@ static void write_checks(FILE *fp, const struct nb_report_in *in)
             "A check whose statement differs from its pre-registration is post hoc and "
             "does not count toward the verdict. The central check decides \"not "
             "reproduced\".\n\n",
-            4000);
+            NB_CHECK_N_BOOT);
     fputs("| check | what it tests | statement | effect [95 % CI] | claim | n | per seed "
           "| registration | outcome |\n"
           "|---|---|---|---|---|---:|---|---|---|\n",
