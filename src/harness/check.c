@@ -40,6 +40,7 @@ struct nb_check_node {
     struct nb_sum_filter *f;
     int nf;
     char *text;               /* the call as written */
+    struct nb_sum_prepared *prep; /* during the bootstrap: its points */
 };
 
 static void node_free(struct nb_check_node *n)
@@ -50,6 +51,7 @@ static void node_free(struct nb_check_node *n)
     node_free(n->b);
     nb_metric_free(&n->metric);
     nb_filters_free(n->f, n->nf);
+    nb_summary_prepared_free(n->prep);
     free(n->text);
     free(n);
 }
@@ -798,10 +800,12 @@ static int eval_agg(const struct nb_check_node *n, struct evalctx *ec, double *o
 {
     struct nb_sum_point *pts;
     size_t np;
-    int rc = ec->w ? nb_summary_select_w(ec->s, &n->metric, n->f, n->nf, ec->w, &pts, &np,
-                                         ec->err)
-                   : nb_summary_select(ec->s, &n->metric, n->f, n->nf, ec->mode, &pts, &np,
-                                       ec->err);
+    int rc = ec->w && n->prep ? nb_summary_select_prepared(ec->s, n->prep, ec->w, &pts, &np,
+                                                           ec->err)
+             : ec->w ? nb_summary_select_w(ec->s, &n->metric, n->f, n->nf, ec->w, &pts, &np,
+                                           ec->err)
+                     : nb_summary_select(ec->s, &n->metric, n->f, n->nf, ec->mode, &pts, &np,
+                                         ec->err);
     if (rc)
         return rc;
     if (n->agg == A_COUNT) {
@@ -992,6 +996,27 @@ static double effect_of(const struct nb_check *c, double lhs, double rhs)
     return nb_check_effect_is_diff(c) ? lhs - rhs : lhs;
 }
 
+/* Prepares (or, with s NULL, frees) the selections of every aggregate of
+ * the tree for the bootstrap's repeated evaluations; a selection that
+ * cannot be prepared is left to the plain path. */
+static void prepare_tree(struct nb_check_node *n, const struct nb_summary *s)
+{
+    if (!n)
+        return;
+    if (n->type == N_AGG) {
+        nb_summary_prepared_free(n->prep);
+        n->prep = NULL;
+        if (s) {
+            struct nb_error e;
+            nb_error_clear(&e);
+            if (nb_summary_select_prepare(s, &n->metric, n->f, n->nf, &n->prep, &e))
+                n->prep = NULL;
+        }
+    }
+    prepare_tree(n->a, s);
+    prepare_tree(n->b, s);
+}
+
 static const char *const outcome_names[NB_OUT_COUNT] = {"pass", "fail", "inconclusive",
                                                         "n/a"};
 
@@ -1114,6 +1139,8 @@ int nb_check_eval(const struct nb_check *c, const struct nb_summary *s,
      * (the same draw for every group when the groups share their seeds),
      * evaluate the whole statement on the weighted means. */
     gsl_rng_set(rng, (unsigned long)(fnv1a(c->name) ^ 0x9e3779b97f4a7c15ULL));
+    prepare_tree(c->lhs, s);
+    prepare_tree(c->rhs, s);
     int nb = 0, bad = 0;
     for (int b = 0; b < NB_CHECK_N_BOOT; b++) {
         if (r->paired) {
@@ -1186,6 +1213,8 @@ int nb_check_eval(const struct nb_check *c, const struct nb_summary *s,
                                                          : (int)need;
     }
 out:
+    prepare_tree(c->lhs, NULL);
+    prepare_tree(c->rhs, NULL);
     free(w);
     free(boot);
     free(cnt);

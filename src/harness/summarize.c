@@ -1830,6 +1830,93 @@ int nb_summary_select_w(const struct nb_summary *s, const struct nb_metric *m,
     return select_impl(s, m, f, nf, NB_SEL_MEAN, w, out, n, err);
 }
 
+/* A selection's sorted raw points, kept for repeated weighted collapses
+ * (the bootstrap evaluates one statement thousands of times). */
+struct nb_sum_prepared {
+    int n_groups;
+    int *group;
+    struct rawpt **raw;
+    size_t *n_raw;
+};
+
+void nb_summary_prepared_free(struct nb_sum_prepared *p)
+{
+    if (!p)
+        return;
+    for (int i = 0; i < p->n_groups; i++)
+        free(p->raw[i]);
+    free(p->raw);
+    free(p->n_raw);
+    free(p->group);
+    free(p);
+}
+
+int nb_summary_select_prepare(const struct nb_summary *s, const struct nb_metric *m,
+                              const struct nb_sum_filter *f, int nf,
+                              struct nb_sum_prepared **out, struct nb_error *err)
+{
+    *out = NULL;
+    /* the same errors as a selection (filters, a missing column) */
+    struct nb_sum_point *pts;
+    size_t np;
+    int rc = select_impl(s, m, f, nf, NB_SEL_MEAN, NULL, &pts, &np, err);
+    if (rc)
+        return rc;
+    free(pts);
+    struct nb_sum_prepared *p = calloc(1, sizeof *p);
+    int *rank = string_ranks(s);
+    if (p) {
+        p->group = calloc((size_t)s->n_groups + 1, sizeof *p->group);
+        p->raw = calloc((size_t)s->n_groups + 1, sizeof *p->raw);
+        p->n_raw = calloc((size_t)s->n_groups + 1, sizeof *p->n_raw);
+    }
+    if (!p || !rank || !p->group || !p->raw || !p->n_raw) {
+        free(rank);
+        nb_summary_prepared_free(p);
+        return oom(err);
+    }
+    bool found_col = false;
+    for (int g = 0; g < s->n_groups; g++) {
+        if (!nb_summary_group_matches(s, g, f, nf))
+            continue;
+        struct rawbuf rb = {0};
+        if ((rc = gather_raw(s, m, g, f, nf, &rb, rank, &found_col))) {
+            free(rb.p);
+            free(rank);
+            nb_summary_prepared_free(p);
+            return oom(err);
+        }
+        raw_ctx = s;
+        if (rb.n)
+            qsort(rb.p, rb.n, sizeof *rb.p, cmp_raw);
+        p->group[p->n_groups] = g;
+        p->raw[p->n_groups] = rb.p;
+        p->n_raw[p->n_groups] = rb.n;
+        p->n_groups++;
+    }
+    free(rank);
+    *out = p;
+    return 0;
+}
+
+int nb_summary_select_prepared(const struct nb_summary *s, const struct nb_sum_prepared *p,
+                               const double *w, struct nb_sum_point **out, size_t *n,
+                               struct nb_error *err)
+{
+    struct pts acc = {0};
+    for (int i = 0; i < p->n_groups; i++) {
+        int g = p->group[i];
+        if (collapse(s, g, p->raw[i], p->n_raw[i], NB_SEL_MEAN,
+                     w ? w + (size_t)g * (size_t)s->max_reps : NULL, group_spe(s, g), &acc)) {
+            free(acc.p);
+            return oom(err);
+        }
+    }
+    *out = acc.p;
+    *n = acc.n;
+    return 0;
+}
+
 static int select_impl(const struct nb_summary *s, const struct nb_metric *m,
                        const struct nb_sum_filter *f, int nf, int mode, const double *w,
                        struct nb_sum_point **out, size_t *n, struct nb_error *err)
