@@ -270,6 +270,35 @@ static void outcome(int tl, const char *text, int want, int n_hold, int n_fail, 
     nb_check_free(&c);
 }
 
+/* A statement nested deeper than the parser allows is an error, not a
+ * stack overflow (fuzz_check found one with a few thousand parentheses). */
+static void test_nesting(void)
+{
+    /* 200000 levels overflow any stack when parsed by recursion alone */
+    enum { DEEP = 200000 };
+    char *text = malloc(DEEP + 64);
+    if (!text)
+        tap_bail("out of memory");
+    memset(text, '(', DEEP);
+    text[DEEP] = '\0';
+    struct nb_check c;
+    struct nb_error e;
+    nb_error_clear(&e);
+    is_int(nb_check_parse("c", text, "exp.ini", 3, &c, &e), NB_EINVAL,
+           "200000 nested parentheses: a parse error");
+    ok(strstr(e.msg, "nested more than 100 deep") != NULL, "  that says why");
+    memset(text, '-', DEEP);
+    snprintf(text + DEEP, 64, "count(final_test_error) < 1");
+    nb_error_clear(&e);
+    is_int(nb_check_parse("c", text, "exp.ini", 3, &c, &e), NB_EINVAL,
+           "200000 unary minus signs: a parse error");
+    free(text);
+    nb_error_clear(&e);
+    ok(nb_check_parse("c", "((((((count(final_test_error))))))) < 1", "exp.ini", 3, &c, &e) == 0,
+       "a few parentheses still parse");
+    nb_check_free(&c);
+}
+
 static void test_outcomes(void)
 {
     /* none bs=8: seeds 20.0, 19.9, 19.8 (mean 19.9) */
@@ -549,6 +578,7 @@ int main(void)
         tap_bail("fixture: %s", e.msg);
     test_parse_errors();
     test_eval();
+    test_nesting();
     test_outcomes();
     test_intervals();
     test_verdicts();

@@ -382,7 +382,12 @@ struct parser {
     int line;
     struct nb_error *err;
     int status;
+    int depth;         /* nesting of unary operators and parentheses */
 };
+
+/* Nesting deeper than this is an error, not a stack overflow (found by
+ * fuzz_check). */
+#define MAX_NESTING 100
 
 static void skip_ws(struct parser *ps)
 {
@@ -653,7 +658,19 @@ static struct nb_check_node *parse_primary(struct parser *ps)
     return perr(ps, "unexpected character '%c'", *ps->p);
 }
 
+static struct nb_check_node *parse_unary_(struct parser *ps);
+
 static struct nb_check_node *parse_unary(struct parser *ps)
+{
+    if (ps->depth >= MAX_NESTING)
+        return perr(ps, "nested more than %d deep", MAX_NESTING);
+    ps->depth++;
+    struct nb_check_node *n = parse_unary_(ps);
+    ps->depth--;
+    return n;
+}
+
+static struct nb_check_node *parse_unary_(struct parser *ps)
 {
     skip_ws(ps);
     if (*ps->p == '-') {
