@@ -15,6 +15,7 @@
 #include <gsl/gsl_statistics_double.h>
 
 #include "harness/config.h"
+#include "harness/prereg.h"
 
 /* ======================================================================
  * AST
@@ -1073,15 +1074,6 @@ static bool seeds_paired(const struct nb_summary *s)
     return true;
 }
 
-static unsigned long long fnv1a(const char *t)
-{
-    unsigned long long h = 1469598103934665603ULL;
-    for (; *t; t++)
-        h = (h ^ (unsigned char)*t) * 1099511628211ULL;
-    return h;
-}
-
-
 int nb_check_eval(const struct nb_check *c, const struct nb_summary *s,
                   struct nb_check_result *r, struct nb_error *err)
 {
@@ -1155,7 +1147,8 @@ int nb_check_eval(const struct nb_check *c, const struct nb_summary *s,
     /* The bootstrap over seeds: resample the replicates with replacement
      * (the same draw for every group when the groups share their seeds),
      * evaluate the whole statement on the weighted means. */
-    gsl_rng_set(rng, (unsigned long)(fnv1a(c->name) ^ 0x9e3779b97f4a7c15ULL));
+    gsl_rng_set(rng, (unsigned long)(nb_text_hash(NB_TEXT_HASH_SEED, c->name, strlen(c->name)) ^
+                                      0x9e3779b97f4a7c15ULL));
     prepare_tree(c->lhs, s);
     prepare_tree(c->rhs, s);
     int nb = 0, bad = 0;

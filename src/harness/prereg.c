@@ -13,15 +13,13 @@ static int oom(struct nb_error *err)
     return nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
 }
 
-static unsigned long long fnv_update(unsigned long long h, const void *buf, size_t n)
+unsigned long long nb_text_hash(unsigned long long h, const void *buf, size_t n)
 {
     const unsigned char *p = buf;
     for (size_t i = 0; i < n; i++)
         h = (h ^ p[i]) * 1099511628211ULL;
     return h;
 }
-
-#define FNV_OFFSET 1469598103934665603ULL
 
 /* s with runs of whitespace collapsed to one space, trimmed (malloc'd). */
 static char *collapse_ws(const char *s)
@@ -50,11 +48,11 @@ int nb_prereg_file_hash(const char *path, char hex[17], struct nb_error *err)
     FILE *fp = fopen(path, "rb");
     if (!fp)
         return nb_error_set(err, NB_EIO, path, 0, "cannot read: %s", strerror(errno));
-    unsigned long long h = FNV_OFFSET;
+    unsigned long long h = NB_TEXT_HASH_SEED;
     char buf[8192];
     size_t n;
     while ((n = fread(buf, 1, sizeof buf, fp)) > 0)
-        h = fnv_update(h, buf, n);
+        h = nb_text_hash(h, buf, n);
     bool bad = ferror(fp);
     fclose(fp);
     if (bad)
@@ -185,7 +183,7 @@ int nb_prereg_write(const char *path, const char *exp_path, const struct nb_chec
             return oom(err);
         }
         fprintf(fp, "\n[check %s]\nhash = %016llx\nexpect = %s\n", c[i].name,
-                fnv_update(FNV_OFFSET, t, strlen(t)), t);
+                nb_text_hash(NB_TEXT_HASH_SEED, t, strlen(t)), t);
         free(t);
     }
     bool bad = ferror(fp);

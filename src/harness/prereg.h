@@ -8,13 +8,13 @@
  *
  *   # comment lines
  *   experiment = experiments/quickstart.ini
- *   experiment_hash = 0123456789abcdef     FNV-1a 64 of the file's bytes
+ *   experiment_hash = 0123456789abcdef     nb_text_hash of the file's bytes
  *   date = 2026-12-06 18:40 UTC
  *   revision = 6d0bbdc
  *   runs_before = 0
  *
  *   [check bn_trains_faster]
- *   hash = 0123456789abcdef                FNV-1a 64 of the statement
+ *   hash = 0123456789abcdef                nb_text_hash of the statement
  *   expect = at(final_train_loss, ...) < at(...)
  *
  * Statements are compared with their whitespace collapsed (one space
@@ -49,6 +49,14 @@ struct nb_prereg {
     int n_checks;
 };
 
+/* A 64-bit FNV-1a-style hash of n bytes, continuing from h (start with
+ * NB_TEXT_HASH_SEED).  The seed is not FNV's standard offset basis (that
+ * is sweep.h's nb_fnv1a64, the run identity); registrations committed
+ * with this one keep their hashes, and the check language seeds each
+ * check's bootstrap with it. */
+#define NB_TEXT_HASH_SEED 1469598103934665603ULL
+unsigned long long nb_text_hash(unsigned long long h, const void *buf, size_t n);
+
 /* The file name inside an experiment's results folder. */
 #define NB_PREREG_FILE "preregistration.txt"
 
@@ -63,7 +71,7 @@ int nb_prereg_write(const char *path, const char *exp_path, const struct nb_chec
                     int n, const char *date, const char *revision, long runs_before,
                     struct nb_error *err);
 
-/* The FNV-1a 64 hash of a file's bytes as 16 hex digits into hex[17];
+/* The nb_text_hash of a file's bytes as 16 hex digits into hex[17];
  * 0 or NB_EIO. */
 int nb_prereg_file_hash(const char *path, char hex[17], struct nb_error *err);
 
