@@ -62,6 +62,7 @@ static void usage(FILE *fp)
             "  --results DIR (results)  --no-run (report the runs on disk)  --plots DIR\n"
             "  --format png,svg,pdf (png)  --progress auto|bar|lines|none  -q, --quiet\n"
             "summarize options: -o, --out DIR (EXP/tables)  --results-dir DIR  --archive DIR\n"
+            "  --long DIR (also the long-format tables: run_id and swept keys on every row)\n"
             "bench options:\n"
             "  --arch mlp|cnn  --norms none,batch,...  --batches 2,8,32,64,128  --windows N  --steps N\n"
             "  --norm-only | --no-norm-bench\n");
@@ -693,10 +694,10 @@ static int cmd_config(int argc, char **argv)
 
 static int cmd_summarize(int argc, char **argv)
 {
-    const char *out = NULL, *results_dir = NULL, *archive = NULL;
-    static const struct option opts[] = {{"out", 1, 0, 'o'}, {"results-dir", 1, 0, 'r'},
-                                         {"archive", 1, 0, 'a'}, {"help", 0, 0, 'h'},
-                                         {0, 0, 0, 0}};
+    const char *out = NULL, *results_dir = NULL, *archive = NULL, *long_dir = NULL;
+    static const struct option opts[] = {{"out", 1, 0, 'o'},     {"results-dir", 1, 0, 'r'},
+                                         {"archive", 1, 0, 'a'}, {"long", 1, 0, 'l'},
+                                         {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
@@ -716,13 +717,23 @@ static int cmd_summarize(int argc, char **argv)
                 return 2;
             archive = optarg;
             break;
+        case 'l':
+            if (path_check("summarize", "--long", optarg))
+                return 2;
+            long_dir = optarg;
+            break;
         case 'h':
             printf("usage: normbench summarize CONFIG|RESULTS_DIR [-o DIR] [--results-dir DIR]\n"
-                   "                          [--archive DIR]\n"
+                   "                          [--archive DIR] [--long DIR]\n"
                    "writes runs.csv, groups.csv, curves.csv (and probes.csv) into DIR\n"
                    "(default: the experiment's results directory + /tables); runs of CONFIG\n"
                    "without a run directory are read from the archive (default: the\n"
-                   "results directory + /archive); refuses when a run has neither\n");
+                   "results directory + /archive); refuses when a run has neither.\n"
+                   "--long DIR also writes the long-format tables, one row per run\n"
+                   "(runs.csv), evaluation (metrics.csv), probe value (probes.csv) and\n"
+                   "slice point (slices.csv), each row with its run_id and the swept\n"
+                   "keys as section.key columns (the archive's format; a file over 256 KiB\n"
+                   "is written as NAME.csv.gz)\n");
             return 0;
         default:
             fprintf(stderr, "usage: normbench summarize CONFIG|RESULTS_DIR [-o DIR]\n");
@@ -784,6 +795,14 @@ static int cmd_summarize(int argc, char **argv)
         strncat(tables, "/tables", sizeof tables - strlen(tables) - 1);
     if (!rc)
         rc = nb_repro_write_tables(&s, tables, &err);
+    if (!rc && long_dir) {
+        struct nb_archive la;
+        rc = nb_archive_build(&s, have_arch ? &arch : NULL, &la, &err);
+        if (!rc) {
+            rc = nb_archive_save(&la, long_dir, &err);
+            nb_archive_free(&la);
+        }
+    }
     if (have_arch)
         nb_archive_free(&arch);
     if (rc) {
@@ -799,6 +818,9 @@ static int cmd_summarize(int argc, char **argv)
         probes |= s.runs[i].n_probes > 0;
     printf("%s: %zu runs (%zu finished) in %d groups -> %s/{runs,groups,curves%s}.csv\n", exp,
            s.n_runs, fin, s.n_groups, tables, probes ? ",probes" : "");
+    if (long_dir)
+        printf("%s: long-format tables (run_id and swept keys on every row) -> %s/\n", exp,
+               long_dir);
     nb_summary_free(&s);
     return 0;
 }

@@ -72,6 +72,7 @@ usage "status --results-dir ''" "--results-dir is an empty string" \
 usage "summarize --results-dir ''" "--results-dir is an empty string" \
     summarize "$CONF/test-tiny.ini" --results-dir ""
 usage "summarize -o ''" "--out is an empty string" summarize "$CONF/test-tiny.ini" -o ""
+usage "summarize --long ''" "--long is an empty string" summarize "$CONF/test-tiny.ini" --long ""
 usage "plot --results ''" "--results is an empty string" plot quickstart --results ""
 usage "reproduce --plots ''" "--plots is an empty string" reproduce quickstart --plots ""
 usage "train --dir ''" "--dir is an empty string" train --dir ""

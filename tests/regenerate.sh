@@ -87,6 +87,19 @@ check "  and on which machine, from the runs' meta" grep -q '^- machine: .*(each
 check "  not when the report was written" sh -c "! grep -q 'where this report was written' '$Q/report.md'"
 [ $have_gnuplot -eq 1 ] && check "the figures are drawn" [ -s "$Q/figures/curves.png" ]
 save
+# summarize --long: the long-format tables, run_id and keys on every row
+"$NB" summarize "$Q/configs/quickstart.ini" --long "$W/long1" >"$W/out1l" 2>"$W/err1l"
+check "summarize --long from the run directories exits 0" [ $? -eq 0 ]
+check "  metrics.csv starts run_id, the swept keys, step" \
+    grep -Eq '^run_id,norm.type,(train.batch,)?step,' "$W/long1/metrics.csv"
+nm=$(tail -n +2 "$W/long1/metrics.csv" | wc -l)
+nr=0
+for d in "$Q"/*/; do
+    [ -f "$d/config.ini" ] && [ -f "$d/metrics.csv" ] && nr=$((nr + $(tail -n +2 "$d/metrics.csv" | wc -l)))
+done
+check "  with every run's evaluations ($nm rows, $nr in the runs)" [ "$nm" -eq "$nr" -a "$nm" -gt 0 ]
+check "  and the same rows as the archive" cmp -s "$W/long1/metrics.csv" "$A/metrics.csv"
+check "  and no other file is written" same
 
 # 2. an archive with more finished runs is not replaced by one with fewer
 tail -n 1 "$A/runs.csv" | sed 's/^[0-9a-f]*,/ffffffffffffffff,/' >>"$A/runs.csv"
@@ -138,6 +151,9 @@ fi
 "$NB" summarize "$Q/configs/quickstart.ini" >"$W/out5" 2>"$W/err5"
 check "summarize from the archive exits 0" [ $? -eq 0 ]
 check "  and writes the same tables" same
+"$NB" summarize "$Q/configs/quickstart.ini" --long "$W/long3" >"$W/out5l" 2>"$W/err5l"
+check "summarize --long from the archive exits 0" [ $? -eq 0 ]
+check "  and writes the same long-format metrics" cmp -s "$W/long1/metrics.csv" "$W/long3/metrics.csv"
 
 # 4. without the archive either: refusals that change nothing
 mv "$A" "$W/archive"
