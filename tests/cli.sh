@@ -98,17 +98,24 @@ usage "config --check: dropout before a norm without a norm" \
     config --check "$W/dplace.ini"
 
 # ---- a validation split is evaluated, and taken from the subset ----------
-printf '[experiment]\nname = val\nresults_dir = %s\n[model]\narch = mlp\nwidths = 16\n[train]\nbatch = 16\nmax_steps = 4\neval_every = 2\n[data]\nsource = blobs\ntrain_subset = 200\nval_split = 0.25\n' \
+printf '[experiment]\nname = val\nresults_dir = %s\n[model]\narch = mlp\nwidths = 16\n[train]\nbatch = 16\nmax_steps = 8\neval_every = 2\n[optim]\nlr = 0.02\n[data]\nsource = blobs\ntrain_subset = 200\nval_split = 0.25\n' \
     "$W/valres" >"$W/val.ini"
 "$NB" run "$W/val.ini" -q --no-summary >/dev/null 2>&1
 is "$?" 0 "a run with val_split: exit status 0"
 vm=$(ls "$W"/valres/val/*/metrics.csv 2>/dev/null | head -n1)
 is "$(head -n1 "$vm" 2>/dev/null)" "step,epoch,lr,train_loss,train_acc,test_loss,test_acc,grad_norm,val_loss,val_acc" \
     "  metrics.csv has val_loss and val_acc"
-is "$(awk -F, 'NR > 1 && $9 + 0 > 0 && $10 >= 0 && $10 <= 1' "$vm" 2>/dev/null | wc -l | tr -d ' ')" 2 \
+is "$(awk -F, 'NR > 1 && $9 + 0 > 0 && $10 >= 0 && $10 <= 1' "$vm" 2>/dev/null | wc -l | tr -d ' ')" 4 \
     "  measured at every evaluation"
 check "  the validation set is a quarter of the subset" \
     grep -q '^data = blobs train 150 val 50 ' "$(dirname "$vm")/meta.txt"
+# model selection by validation: selected_test_acc is test_acc at the first
+# evaluation with the highest val_acc
+"$NB" summarize "$W/val.ini" -o "$W/valtab" >/dev/null 2>&1
+is "$?" 0 "  summarize exits 0"
+want=$(awk -F, 'NR > 1 && (best == "" || $10 + 0 > best + 0) { best = $10; acc = $7 } END { print acc + 0 }' "$vm")
+got=$(awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "selected_test_acc") c = i } NR == 2 { print $c + 0 }' "$W/valtab/runs.csv")
+is "$got" "$want" "  selected_test_acc is the test accuracy at the best val_acc"
 
 # ---- and a good command still trains -------------------------------------
 "$NB" train --data blobs --arch mlp --subset 64 --batch 16 --max-steps 2 >"$W/ok.out" 2>"$W/ok.err"

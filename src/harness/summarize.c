@@ -22,23 +22,44 @@
  * Names
  * ====================================================================== */
 
-static const char *const scalar_names[NB_SC_COUNT] = {
-    "final_test_acc",   "final_test_error", "final5_test_error",
-    "best_test_acc",    "best_test_error",  "final_test_loss",
-    "final_train_loss", "final_train_acc",  "final_train_error",
-    "min_train_loss",   "steps",            "epochs",
-    "steps_to_target",  "epochs_to_target", "wall_time",
-    "diverged"};
+/* Every per-run scalar: its column name and its axis title, tied to the
+ * enum by designated initializers (a missing entry is caught by the
+ * checks in nb_sum_scalar_name's users: a NULL name). */
+static const struct {
+    const char *name, *title;
+} scalars[NB_SC_COUNT] = {
+    [NB_SC_FINAL_TEST_ACC] = {"final_test_acc", "final test accuracy"},
+    [NB_SC_FINAL_TEST_ERROR] = {"final_test_error", "final test error (%)"},
+    [NB_SC_FINAL5_TEST_ERROR] = {"final5_test_error",
+                                 "test error (%) - median of last 5 evaluations"},
+    [NB_SC_BEST_TEST_ACC] = {"best_test_acc", "best test accuracy"},
+    [NB_SC_BEST_TEST_ERROR] = {"best_test_error", "best test error (%)"},
+    [NB_SC_SELECTED_TEST_ACC] = {"selected_test_acc",
+                                 "test accuracy at the best validation accuracy"},
+    [NB_SC_SELECTED_TEST_ERROR] = {"selected_test_error",
+                                   "test error (%) at the best validation accuracy"},
+    [NB_SC_FINAL_TEST_LOSS] = {"final_test_loss", "final test loss"},
+    [NB_SC_FINAL_TRAIN_LOSS] = {"final_train_loss", "final training loss"},
+    [NB_SC_FINAL_TRAIN_ACC] = {"final_train_acc", "final training accuracy"},
+    [NB_SC_FINAL_TRAIN_ERROR] = {"final_train_error", "final training error (%)"},
+    [NB_SC_MIN_TRAIN_LOSS] = {"min_train_loss", "lowest training loss"},
+    [NB_SC_STEPS] = {"steps", "steps"},
+    [NB_SC_EPOCHS] = {"epochs", "epochs"},
+    [NB_SC_STEPS_TO_TARGET] = {"steps_to_target", "steps to target accuracy"},
+    [NB_SC_EPOCHS_TO_TARGET] = {"epochs_to_target", "epochs to target accuracy"},
+    [NB_SC_WALL_TIME] = {"wall_time", "wall time (s)"},
+    [NB_SC_DIVERGED] = {"diverged", "fraction diverged"},
+};
 
 const char *nb_sum_scalar_name(int sc)
 {
-    return sc >= 0 && sc < NB_SC_COUNT ? scalar_names[sc] : NULL;
+    return sc >= 0 && sc < NB_SC_COUNT ? scalars[sc].name : NULL;
 }
 
 int nb_sum_scalar_lookup(const char *name)
 {
     for (int i = 0; i < NB_SC_COUNT; i++)
-        if (!strcmp(scalar_names[i], name))
+        if (!strcmp(scalars[i].name, name))
             return i;
     return -1;
 }
@@ -507,7 +528,7 @@ static void compute_scalars(struct nb_sum_run *r)
     int c_step = col_of(t, "step"), c_epoch = col_of(t, "epoch");
     int c_tacc = col_of(t, "test_acc"), c_tloss = col_of(t, "test_loss");
     int c_rloss = col_of(t, "train_loss"), c_racc = col_of(t, "train_acc");
-    int c_time = col_of(t, "time");
+    int c_time = col_of(t, "time"), c_vacc = col_of(t, "val_acc");
     for (int i = 0; i < NB_SC_COUNT; i++)
         r->sc[i] = NAN;
     r->sc[NB_SC_DIVERGED] = r->status == NB_SUM_DIVERGED;
@@ -551,6 +572,19 @@ static void compute_scalars(struct nb_sum_run *r)
     }
     r->sc[NB_SC_BEST_TEST_ACC] = best;
     r->sc[NB_SC_BEST_TEST_ERROR] = 100.0 * (1.0 - best);
+    /* model selection by validation: the first evaluation with the highest
+     * val_acc */
+    if (c_vacc >= 0) {
+        double bv = NAN;
+        for (size_t i = 0; i < t->nrows; i++) {
+            double v = tval(t, i, c_vacc);
+            if (isfinite(v) && !(v <= bv)) {
+                bv = v;
+                r->sc[NB_SC_SELECTED_TEST_ACC] = tval(t, i, c_tacc);
+            }
+        }
+        r->sc[NB_SC_SELECTED_TEST_ERROR] = 100.0 * (1.0 - r->sc[NB_SC_SELECTED_TEST_ACC]);
+    }
     r->sc[NB_SC_MIN_TRAIN_LOSS] = minloss;
     nb_stats(tail, (size_t)nt, NULL, NULL, NULL, NULL, &r->sc[NB_SC_FINAL5_TEST_ERROR]);
     int kt = nb_key_lookup("experiment", "target_accuracy");
@@ -1466,7 +1500,7 @@ int nb_metric_parse(const char *name, const char *file, int line,
         const char *cands[NB_SC_COUNT + 16];
         int nc = 0;
         for (int i = 0; i < NB_SC_COUNT; i++)
-            cands[nc++] = scalar_names[i];
+            cands[nc++] = scalars[i].name;
         for (int i = 0; step_metrics[i]; i++)
             cands[nc++] = step_metrics[i];
         const char *near = nb_closest(name, cands, nc);
@@ -2077,7 +2111,7 @@ static int write_runs(const struct nb_summary *s, const char *path,
     if (!rc)
         rc = hdr_keys(&h, s);
     for (int i = 0; i < NB_SC_COUNT && !rc; i++)
-        rc = hdr_add(&h, scalar_names[i], false);
+        rc = hdr_add(&h, scalars[i].name, false);
     if (rc) {
         hdr_free(&h);
         return oom(err);
@@ -2121,7 +2155,7 @@ static int write_groups(const struct nb_summary *s, const char *path,
     for (int i = 0; i < 4 && !rc; i++)
         rc = hdr_add(&h, counts[i], false);
     for (int i = 0; i < NB_SC_COUNT && !rc; i++)
-        rc = hdr_suffixed(&h, scalar_names[i], suf5);
+        rc = hdr_suffixed(&h, scalars[i].name, suf5);
     if (rc) {
         hdr_free(&h);
         return oom(err);
@@ -2485,23 +2519,7 @@ static const char *key_axis_title(int key)
 
 static const char *scalar_axis_title(int sc)
 {
-    switch (sc) {
-    case NB_SC_FINAL_TEST_ACC: return "final test accuracy";
-    case NB_SC_FINAL_TEST_ERROR: return "final test error (%)";
-    case NB_SC_FINAL5_TEST_ERROR: return "test error (%) - median of last 5 evaluations";
-    case NB_SC_BEST_TEST_ACC: return "best test accuracy";
-    case NB_SC_BEST_TEST_ERROR: return "best test error (%)";
-    case NB_SC_FINAL_TEST_LOSS: return "final test loss";
-    case NB_SC_FINAL_TRAIN_LOSS: return "final training loss";
-    case NB_SC_FINAL_TRAIN_ACC: return "final training accuracy";
-    case NB_SC_FINAL_TRAIN_ERROR: return "final training error (%)";
-    case NB_SC_MIN_TRAIN_LOSS: return "lowest training loss";
-    case NB_SC_STEPS_TO_TARGET: return "steps to target accuracy";
-    case NB_SC_EPOCHS_TO_TARGET: return "epochs to target accuracy";
-    case NB_SC_WALL_TIME: return "wall time (s)";
-    case NB_SC_DIVERGED: return "fraction diverged";
-    default: return nb_sum_scalar_name(sc);
-    }
+    return sc >= 0 && sc < NB_SC_COUNT ? scalars[sc].title : NULL;
 }
 
 /* Series for figures with a key on x: groups that agree on every varying

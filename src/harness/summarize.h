@@ -73,6 +73,11 @@ enum nb_sum_scalar {
     NB_SC_FINAL5_TEST_ERROR,  /* median test error of the last 5 evaluations */
     NB_SC_BEST_TEST_ACC,      /* max test_acc over evaluations */
     NB_SC_BEST_TEST_ERROR,    /* 100 * (1 - best_test_acc) */
+    NB_SC_SELECTED_TEST_ACC,  /* model selection by validation: test_acc
+                                 at the evaluation with the highest
+                                 val_acc (the first of ties); NaN without
+                                 a validation split */
+    NB_SC_SELECTED_TEST_ERROR, /* 100 * (1 - selected_test_acc) */
     NB_SC_FINAL_TEST_LOSS,
     NB_SC_FINAL_TRAIN_LOSS,
     NB_SC_FINAL_TRAIN_ACC,
