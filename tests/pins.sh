@@ -1,0 +1,104 @@
+#!/bin/sh
+# tests/pins.sh - what a refactoring must not change, pinned (issue 13's
+# safety rails), as TAP:
+#
+#   1. `normbench config --help` byte for byte (tests/data/pins/config-help.txt):
+#      every key, its default, range and doc, and their order, which is the
+#      order of the canonical text a run_id hashes;
+#   2. the run_id of every committed experiment's runs: each run_id in
+#      results/NAME/archive/runs.csv is one that `normbench list` of its
+#      config gives today (a run whose id changed would be run again and
+#      its committed result orphaned);
+#   3. a tiny sweep's metrics (configs/test-tiny.ini, 12 runs on the
+#      synthetic blobs): the same run_ids, steps and columns, every value
+#      within a relative 1e-4 of tests/data/pins/test-tiny-metrics.csv
+#      (OpenBLAS's AVX2 and AVX-512 kernels differ by about 4e-7; a change
+#      in behaviour moves them by far more).
+#
+# When a change is meant to alter one of them (a new key, a new metric),
+# regenerate the pin in the same commit and say so:
+#   normbench config --help >tests/data/pins/config-help.txt
+#   normbench run configs/test-tiny.ini -q --results-dir /tmp/p &&
+#   normbench summarize configs/test-tiny.ini --results-dir /tmp/p --long /tmp/p/long &&
+#   cp /tmp/p/long/metrics.csv tests/data/pins/test-tiny-metrics.csv
+set -u
+
+srcdir=${srcdir:-.}
+top_builddir=${top_builddir:-.}
+NB=$(cd "$top_builddir" && pwd)/normbench
+S=$(cd "$srcdir" && pwd)
+P=$S/tests/data/pins
+W=tests/tmp/pins-$$
+mkdir -p "$W"
+W=$(cd "$W" && pwd)
+export OPENBLAS_NUM_THREADS=1
+
+n=0
+failed=0
+pass() { n=$((n + 1)); echo "ok $n - $1"; }
+fail() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; }
+check() { d=$1; shift; if "$@"; then pass "$d"; else fail "$d"; fi; }
+
+if [ ! -x "$NB" ]; then
+    echo "1..0 # SKIP $NB not built"
+    exit 0
+fi
+
+# 1. config --help
+"$NB" config --help >"$W/help.txt" 2>&1
+check "config --help exits 0" [ $? -eq 0 ]
+if cmp -s "$P/config-help.txt" "$W/help.txt"; then
+    pass "config --help is byte-identical to the pin"
+else
+    fail "config --help is byte-identical to the pin"
+    diff "$P/config-help.txt" "$W/help.txt" | head -n 20 | sed 's/^/#   /'
+fi
+
+# 2. committed run_ids
+found=0
+for runs in "$S"/results/*/archive/runs.csv; do
+    [ -f "$runs" ] || continue
+    exp=$(basename "$(dirname "$(dirname "$runs")")")
+    for cfg in $(awk -F, 'NR > 1 { print $2 }' "$runs" | sort -u); do
+        found=1
+        conf=$S/configs/$cfg.ini
+        if [ ! -f "$conf" ]; then
+            fail "$exp: the config of its runs, configs/$cfg.ini, exists"
+            continue
+        fi
+        "$NB" list "$conf" 2>/dev/null | cut -f2 | sort >"$W/ids"
+        awk -F, -v c="$cfg" 'NR > 1 && $2 == c { print $1 }' "$runs" | sort >"$W/want"
+        k=$(wc -l <"$W/want" | tr -d ' ')
+        lost=$(comm -23 "$W/want" "$W/ids" | wc -l | tr -d ' ')
+        check "$exp: the $k committed run_ids of $cfg are the ones list gives ($lost lost)" \
+            [ "$lost" -eq 0 -a "$k" -gt 0 ]
+    done
+done
+[ $found -eq 1 ] || pass "# SKIP no committed archive (a distribution tarball)"
+
+# 3. a tiny sweep's metrics
+"$NB" run "$S/configs/test-tiny.ini" -j 1 -q --results-dir "$W/r" >/dev/null 2>"$W/run.err"
+check "the tiny sweep runs" [ $? -eq 0 ]
+"$NB" summarize "$S/configs/test-tiny.ini" --results-dir "$W/r" --long "$W/long" >/dev/null 2>&1
+check "  and summarizes" [ -f "$W/long/metrics.csv" ]
+check "  with the pinned header" \
+    [ "$(head -n 1 "$W/long/metrics.csv")" = "$(head -n 1 "$P/test-tiny-metrics.csv")" ]
+check "  the pinned rows (run_id, keys, step, epoch)" \
+    [ "$(cut -d, -f1-5 "$W/long/metrics.csv")" = "$(cut -d, -f1-5 "$P/test-tiny-metrics.csv")" ]
+paste -d '\n' "$P/test-tiny-metrics.csv" "$W/long/metrics.csv" | awk -F, '
+    NR % 2 == 1 { split($0, want, ","); next }
+    NR > 2 {
+        for (i = 6; i <= NF; i++) {
+            a = want[i] + 0; b = $i + 0; d = a - b; if (d < 0) d = -d
+            s = a < 0 ? -a : a; if (s < 1e-12) s = 1e-12
+            if (d / s > m) { m = d / s; where = "row " (NR / 2) " column " i }
+        }
+    }
+    END { printf "# largest relative difference %.3g (%s)\n", m, where; exit m <= 1e-4 ? 0 : 1 }
+' >"$W/cmp.out"
+rc=$?
+cat "$W/cmp.out"
+check "  every value within a relative 1e-4 of the pin" [ $rc -eq 0 ]
+
+echo "1..$n"
+[ "$failed" -eq 0 ]
