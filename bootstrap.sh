@@ -4,6 +4,7 @@
 #   ./bootstrap.sh            install what is missing, build, run the quickstart
 #   ./bootstrap.sh check      install what is missing, build, run the test suite
 #   ./bootstrap.sh build      install what is missing, build
+#   ./bootstrap.sh deps       install what is missing, print the package list
 #   ./bootstrap.sh check-asan the test suite built with AddressSanitizer and
 #                             UndefinedBehaviorSanitizer in ./build-asan
 #                             (ASAN_BUILD_DIR=...); fails on any report
@@ -15,7 +16,7 @@
 set -eu
 
 PACKAGES="build-essential autoconf automake pkgconf libgsl-dev libcsv-dev \
-zlib1g-dev libinih-dev libopenblas-dev gnuplot-nox fonts-liberation \
+zlib1g-dev libopenblas-dev gnuplot-nox fonts-liberation \
 dataset-fashion-mnist parallel"
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -71,6 +72,10 @@ summary() {
 }
 
 case "$what" in
+deps)
+    install_packages
+    echo $PACKAGES
+    ;;
 build)
     install_packages
     build
@@ -116,7 +121,7 @@ quickstart)
     exec "$build/normbench" reproduce quickstart -j 2
     ;;
 *)
-    echo "usage: $0 [quickstart|check|check-asan|build]" >&2
+    echo "usage: $0 [quickstart|check|check-asan|build|deps]" >&2
     exit 2
     ;;
 esac
