@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include <getopt.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,16 +39,20 @@ static void usage(FILE *fp)
             "  summarize CONFIG|DIR [-o DIR]      tidy tables of a sweep's runs (mean, std, min, max, n)\n"
             "  plot EXPERIMENT [--quick]          summarize and draw the experiment's figures\n"
             "  reproduce EXPERIMENT [-j N] [--quick]  run, summarize, plot, check, write the report\n"
-            "  train [options]    train one model and print per-epoch loss and test accuracy\n"
+            "  train [CONFIG] [SECTION.KEY=VALUE ...] [options]\n"
+            "                     train one model (one run of the config keys) and print\n"
+            "                     its loss and test accuracy at each evaluation\n"
             "  bench [options]    training throughput of the workloads and a norm micro-benchmark\n"
             "  version            version, git revision and BLAS\n"
             "\n"
-            "train options:\n"
-            "  --arch mlp|cnn|resnet|dln   (cnn)      --norm none|batch|layer|instance|group|lp (none)\n"
-            "  --placement pre|post (pre)  --groups G --batch N (64)  --lr X (0.01)  --momentum X (0.9)\n"
-            "  --epochs N (1)  --max-steps N  --seed N (0)  --data fashion-mnist|blobs|dln|mnist|cifar10\n"
-            "  --dir DIR  --fallback (synthetic blobs when Fashion-MNIST is not installed)\n"
-            "  --subset N  --eval-every N  --threads N (1)\n"
+            "train options (shorthands for SECTION.KEY=VALUE; every default is the config\n"
+            "key's, see `normbench config --help`):\n"
+            "  --arch (model.arch)  --norm (norm.type)  --placement (model.placement)\n"
+            "  --groups (norm.groups)  --batch (train.batch)  --lr (optim.lr)\n"
+            "  --momentum (optim.momentum)  --epochs (train.epochs)  --max-steps (train.max_steps)\n"
+            "  --seed (experiment.seeds)  --data (data.source)  --dir (data.dir)\n"
+            "  --subset (data.train_subset)  --eval-every (train.eval_every)\n"
+            "  --threads (train.threads)  --fallback (data.fallback = true)\n"
             "run options:\n"
             "  -j, --jobs N (1; 0 = one per CPU)  --index LIST (e.g. 3 or 0-7,9; repeatable)\n"
             "  --run-id ID  --results-dir DIR  --progress auto|bar|lines|none  -q, --quiet\n"
@@ -142,15 +147,80 @@ static int train_print(void *user, const struct nb_metrics *r)
     return 0;
 }
 
+/* `train`: one run of the config keys, with the same table, defaults and
+ * checks as `run`: CONFIG (optional), then SECTION.KEY=VALUE arguments and
+ * the shorthand options in command-line order (a later one overrides). */
+struct train_text {
+    char *s;
+    size_t len, cap;
+    bool failed;
+};
+
+static void tt_add(struct train_text *t, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void tt_add(struct train_text *t, const char *fmt, ...)
+{
+    va_list ap;
+    for (;;) {
+        va_start(ap, fmt);
+        int n = vsnprintf(t->s ? t->s + t->len : NULL, t->s ? t->cap - t->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            t->failed = true;
+            return;
+        }
+        if (t->s && t->len + (size_t)n < t->cap) {
+            t->len += (size_t)n;
+            return;
+        }
+        size_t cap = 2 * (t->cap + (size_t)n + 64);
+        char *p = realloc(t->s, cap);
+        if (!p) {
+            t->failed = true;
+            return;
+        }
+        t->s = p;
+        t->cap = cap;
+    }
+}
+
+/* Appends "[section]\nkey = value\n" for the override SECTION.KEY=VALUE
+ * (a section is repeated per line: the reader takes the last one). */
+static int tt_override(struct train_text *t, const char *verb, const char *arg)
+{
+    const char *eq = strchr(arg, '='), *dot = strchr(arg, '.');
+    if (!eq || !dot || dot > eq) {
+        fprintf(stderr, "%s: %s: expected SECTION.KEY=VALUE, not '%s'\n", prog, verb, arg);
+        return -1;
+    }
+    char section[64], key[128];
+    snprintf(section, sizeof section, "%.*s", (int)(dot - arg), arg);
+    snprintf(key, sizeof key, "%.*s", (int)(eq - dot - 1), dot + 1);
+    if (nb_key_lookup(section, key) < 0) {
+        fprintf(stderr, "%s: %s: unknown key '%s.%s' (normbench config --help lists them)\n",
+                prog, verb, section, key);
+        return -1;
+    }
+    if (strchr(eq + 1, '\n')) {
+        fprintf(stderr, "%s: %s: a value with a line break in '%s'\n", prog, verb, arg);
+        return -1;
+    }
+    tt_add(t, "[%s]\n%s = %s\n", section, key, eq + 1);
+    return 0;
+}
+
 static int cmd_train(int argc, char **argv)
 {
-    struct nb_train_spec spec;
-    struct nb_data_opts dopt;
-    struct nb_error err;
-    nb_error_clear(&err);
-    nb_train_spec_default(&spec);
-    nb_data_opts_default(&dopt);
-    int threads = 1;
+    /* the shorthand options: which key each sets */
+    static const struct { int c; const char *opt, *section, *key; } keyopt[] = {
+        {'a', "--arch", "model", "arch"},          {'n', "--norm", "norm", "type"},
+        {'p', "--placement", "model", "placement"}, {'g', "--groups", "norm", "groups"},
+        {'b', "--batch", "train", "batch"},         {'l', "--lr", "optim", "lr"},
+        {'m', "--momentum", "optim", "momentum"},   {'e', "--epochs", "train", "epochs"},
+        {'S', "--max-steps", "train", "max_steps"}, {'s', "--seed", "experiment", "seeds"},
+        {'d', "--data", "data", "source"},          {'D', "--dir", "data", "dir"},
+        {'u', "--subset", "data", "train_subset"},  {'E', "--eval-every", "train", "eval_every"},
+        {'t', "--threads", "train", "threads"}};
     static const struct option opts[] = {
         {"arch", 1, 0, 'a'}, {"norm", 1, 0, 'n'}, {"placement", 1, 0, 'p'},
         {"groups", 1, 0, 'g'}, {"batch", 1, 0, 'b'}, {"lr", 1, 0, 'l'},
@@ -158,114 +228,124 @@ static int cmd_train(int argc, char **argv)
         {"seed", 1, 0, 's'}, {"data", 1, 0, 'd'}, {"dir", 1, 0, 'D'},
         {"subset", 1, 0, 'u'}, {"eval-every", 1, 0, 'E'}, {"threads", 1, 0, 't'},
         {"fallback", 0, 0, 'F'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
-    int c;
+    struct train_text t = {0};
+    int c, rc = 2;
+    bool cfg_seen = false;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        char *end = NULL;
-        switch (c) {
-        case 'a':
-            if (arch_parse(optarg, &spec.model.arch)) {
-                fprintf(stderr, "%s: train: unknown --arch '%s' (mlp, cnn, resnet, dln)\n", prog, optarg);
-                return 2;
+    /* '-' as the first character: non-options come back in order as 1 */
+    while ((c = getopt_long(argc, argv, "-h", opts, NULL)) != -1) {
+        if (c == 1) {
+            if (strchr(optarg, '=')) {
+                if (tt_override(&t, "train", optarg))
+                    goto out;
+            } else if (!cfg_seen && t.len == 0) {
+                if (path_check("train", "CONFIG", optarg))
+                    goto out;
+                /* the config first, so that everything after overrides it */
+                tt_add(&t, "include = %s\n", optarg);
+                cfg_seen = true;
+            } else {
+                fprintf(stderr, "%s: train: unexpected argument '%s' (CONFIG comes first; "
+                                "keys are SECTION.KEY=VALUE)\n", prog, optarg);
+                goto out;
             }
-            break;
-        case 'n':
-            if (nb_norm_type_parse(optarg, &spec.model.norm.type)) {
-                fprintf(stderr, "%s: train: unknown --norm '%s'\n", prog, optarg);
-                return 2;
-            }
-            break;
-        case 'p':
-            if (strcmp(optarg, "pre") && strcmp(optarg, "post")) {
-                fprintf(stderr, "%s: train: --placement must be pre or post\n", prog);
-                return 2;
-            }
-            spec.model.placement = strcmp(optarg, "pre") ? NB_PLACE_POST : NB_PLACE_PRE;
-            break;
-        case 'g': spec.model.norm.groups = (int)strtol(optarg, &end, 10); break;
-        case 'b': spec.batch = (int)strtol(optarg, &end, 10); break;
-        case 'l': spec.sched.lr = strtod(optarg, &end); break;
-        case 'm': spec.sgd.momentum = strtod(optarg, &end); break;
-        case 'e': spec.epochs = (int)strtol(optarg, &end, 10); break;
-        case 'S': spec.max_steps = strtol(optarg, &end, 10); break;
-        case 's': spec.seed = strtoull(optarg, &end, 10); break;
-        case 'F': dopt.fallback_to_synthetic = true; break;
-        case 'd': {
-            int s = nb_data_source_parse(optarg);
-            if (s < 0) {
-                fprintf(stderr, "%s: train: unknown --data '%s'\n", prog, optarg);
-                return 2;
-            }
-            dopt.source = s;
-            break;
+            continue;
         }
-        case 'D':
-            if (path_check("train", "--dir", optarg))
-                return 2;
-            snprintf(dopt.dir, sizeof dopt.dir, "%s", optarg);
-            break;
-        case 'u': dopt.train_subset = strtoul(optarg, &end, 10); break;
-        case 'E': spec.eval_every = strtol(optarg, &end, 10); break;
-        case 't': threads = (int)strtol(optarg, &end, 10); break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        if (c == 'h') {
+            usage(stdout);
+            rc = 0;
+            goto out;
         }
-        /* the numbers: the ranges of the config keys of the same name */
-        static const struct { int c; const char *opt, *section, *key; } num[] = {
-            {'g', "--groups", "norm", "groups"},   {'b', "--batch", "train", "batch"},
-            {'l', "--lr", "optim", "lr"},          {'m', "--momentum", "optim", "momentum"},
-            {'e', "--epochs", "train", "epochs"},  {'S', "--max-steps", "train", "max_steps"},
-            {'s', "--seed", "experiment", "seeds"}, {'u', "--subset", "data", "train_subset"},
-            {'E', "--eval-every", "train", "eval_every"}, {'t', "--threads", "train", "threads"}};
-        for (size_t i = 0; i < sizeof num / sizeof num[0]; i++)
-            if (num[i].c == c && opt_check("train", num[i].opt, num[i].section, num[i].key, optarg))
-                return 2;
-        if (end && *end) {
-            fprintf(stderr, "%s: train: malformed number '%s'\n", prog, optarg);
-            return 2;
+        if (c == 'F') {
+            tt_add(&t, "[data]\nfallback = true\n");
+            continue;
         }
+        size_t i = 0;
+        while (i < sizeof keyopt / sizeof keyopt[0] && keyopt[i].c != c)
+            i++;
+        if (i == sizeof keyopt / sizeof keyopt[0]) {
+            usage(stderr);
+            goto out;
+        }
+        if (c == 'D' && path_check("train", "--dir", optarg))
+            goto out;
+        if (opt_check("train", keyopt[i].opt, keyopt[i].section, keyopt[i].key, optarg))
+            goto out;
+        tt_add(&t, "[%s]\n%s = %s\n", keyopt[i].section, keyopt[i].key, optarg);
     }
-    if (optind != argc) {
-        fprintf(stderr, "%s: train: unexpected argument '%s'\n", prog, argv[optind]);
-        return 2;
+    if (t.failed) {
+        fprintf(stderr, "%s: train: out of memory\n", prog);
+        rc = 1;
+        goto out;
     }
-    nb_blas_set_threads(threads);
-    struct nb_data data;
-    int rc = nb_data_prepare(&dopt, spec.seed, &data, &err);
-    if (rc) {
+    if (!t.s)
+        tt_add(&t, "\n");
+    struct nb_error err;
+    nb_error_clear(&err);
+    struct nb_sweep sw;
+    /* the checks `run` makes, at the argument's line of the text */
+    int r = nb_sweep_load_text("command line", t.s, nb_runcfg_check, &sw, &err);
+    if (r) { /* a config error, as `run` */
         nb_error_print(stderr, prog, &err);
-        return exit_status(rc);
+        goto out;
+    }
+    if (sw.n_runs != 1) {
+        fprintf(stderr, "%s: train: the config is a sweep of %zu runs; train makes one "
+                        "(use `normbench run`)\n", prog, sw.n_runs);
+        nb_sweep_free(&sw);
+        goto out;
+    }
+    struct nb_runcfg cfg;
+    r = nb_runcfg_from_run(&sw.runs[0], &cfg, &err);
+    uint64_t seed = sw.runs[0].seed;
+    nb_sweep_free(&sw);
+    if (r) {
+        nb_error_print(stderr, prog, &err);
+        rc = exit_status(r);
+        goto out;
+    }
+    if (cfg.probes)
+        fprintf(stderr, "%s: train: the config's probes are not run here (use `normbench run`)\n",
+                prog);
+    nb_blas_set_threads(cfg.threads);
+    struct nb_data data;
+    r = nb_data_prepare(&cfg.data, seed, &data, &err);
+    if (r) {
+        nb_error_print(stderr, prog, &err);
+        rc = exit_status(r);
+        goto out;
     }
     if (data.notice[0])
         fprintf(stderr, "%s: %s\n", prog, data.notice);
-    spec.model.input = data.train.shape;
-    if (data.train.classes > 0) {
-        spec.model.outputs = data.train.classes;
-    } else {
-        spec.model.outputs = data.train.tdim;
-        spec.model.loss = NB_LOSS_MSE;
-    }
+    nb_runcfg_bind_data(&cfg, &data);
+    const struct nb_train_spec *spec = &cfg.train;
     char desc[512];
     fprintf(stderr, "%s: %s; %s norm=%s batch=%d lr=%g momentum=%g seed=%llu blas=%s\n", prog,
-            nb_data_describe(&data, desc, sizeof desc), nb_arch_name(spec.model.arch),
-            nb_norm_type_name(spec.model.norm.type), spec.batch, spec.sched.lr,
-            spec.sgd.momentum, (unsigned long long)spec.seed, nb_blas_name());
+            nb_data_describe(&data, desc, sizeof desc), nb_arch_name(spec->model.arch),
+            nb_norm_type_name(spec->model.norm.type), spec->batch, spec->sched.lr,
+            spec->sgd.momentum, (unsigned long long)spec->seed, nb_blas_name());
     struct nb_train_hooks hooks = {.on_metrics = train_print};
     struct nb_train_result res;
-    rc = nb_train(&spec, &data.train, &data.test, &hooks, 0, &res, &err);
+    r = nb_train_val(spec, &data.train, &data.val, &data.test, &hooks, cfg.target_acc, &res,
+                     &err);
     nb_data_free(&data);
-    if (rc) { /* NB_EINVAL: the options do not fit the data (batch > set) */
+    if (r) { /* NB_EINVAL: the options do not fit the data (batch > set) */
         nb_error_print(stderr, prog, &err);
-        return exit_status(rc);
+        rc = exit_status(r);
+        goto out;
     }
     if (res.status == NB_TRAIN_DIVERGED) {
         fprintf(stderr, "%s: training diverged at step %ld\n", prog, res.steps);
-        return 1;
+        rc = 1;
+        goto out;
     }
     printf("final: steps %ld  test loss %.4f  test accuracy %.4f  (%.1f s, %.0f img/s)\n",
            res.steps, res.last.test_loss, res.last.test_acc, res.seconds,
-           res.steps * (double)spec.batch / res.seconds);
-    return 0;
+           res.steps * (double)spec->batch / res.seconds);
+    rc = 0;
+out:
+    free(t.s);
+    return rc;
 }
 
 static int cmd_bench(int argc, char **argv)

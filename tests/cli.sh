@@ -117,6 +117,29 @@ want=$(awk -F, 'NR > 1 && (best == "" || $10 + 0 > best + 0) { best = $10; acc =
 got=$(awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "selected_test_acc") c = i } NR == 2 { print $c + 0 }' "$W/valtab/runs.csv")
 is "$got" "$want" "  selected_test_acc is the test accuracy at the best val_acc"
 
+# ---- train: one run of the config keys, with their defaults ---------------
+help=$("$NB" config --help)
+dbatch=$(printf '%s\n' "$help" | sed -n '/^\[train\]/,/^\[/s/^batch = //p')
+dlr=$(printf '%s\n' "$help" | sed -n '/^\[optim\]/,/^\[/s/^lr = //p')
+"$NB" train --data blobs --arch mlp --subset 256 --max-steps 1 >/dev/null 2>"$W/tdef.err"
+is "$?" 0 "train with the table's defaults: exit status 0"
+check "  trains at the config table's batch ($dbatch) and lr ($dlr)" \
+    grep -q "batch=$dbatch lr=$dlr " "$W/tdef.err"
+"$NB" run "$CONF/test-tiny.ini" --index 3 -q --no-summary --results-dir "$W/tiny" >/dev/null 2>&1
+tid=$("$NB" list "$CONF/test-tiny.ini" | sed -n '4p' | cut -f2)
+want=$(awk -F, 'END { printf "%.4f", $7 }' "$W/tiny/test-tiny/$tid/metrics.csv" 2>/dev/null)
+"$NB" train "$CONF/test-tiny.ini" norm.type=none train.batch=32 experiment.seeds=1 \
+    >"$W/ttiny.out" 2>"$W/ttiny.err"
+is "$?" 0 "train CONFIG KEY=VALUE...: exit status 0"
+is "$(sed -n 's/^final: .* test accuracy \([0-9.]*\) .*/\1/p' "$W/ttiny.out")" "$want" \
+    "  the same final test accuracy as run's run of those keys"
+usage "train KEY=VALUE out of range" "command line:2: value 0 is out of range for [train] batch" \
+    train train.batch=0
+usage "train an unknown key" "unknown key 'norm.typo'" train norm.typo=1
+usage "train a sweep" "the config is a sweep of 12 runs" train "$CONF/test-tiny.ini"
+usage "train a list value" "malformed integer '16,32'" train --batch 16,32
+usage "train a config that does not exist" "cannot open included file" train /nonexistent/x.ini
+
 # ---- and a good command still trains -------------------------------------
 "$NB" train --data blobs --arch mlp --subset 64 --batch 16 --max-steps 2 >"$W/ok.out" 2>"$W/ok.err"
 is "$?" 0 "train on blobs: exit status 0"

@@ -839,6 +839,7 @@ void nb_config_help(FILE *out)
 struct ini_ctx {
     nb_ini_handler handler;
     void *user;
+    const char *text; /* nb_ini_parse_text: the top-level file's text */
     int next_id;
     const char *stack_path[NB_INI_MAX_DEPTH];
     char *stack_real[NB_INI_MAX_DEPTH];
@@ -1105,7 +1106,9 @@ static int parse_file(struct ini_ctx *ctx, const char *path,
                       const char *from_file, int from_line,
                       struct nb_error *err)
 {
-    FILE *fp = fopen(path, "r");
+    bool in_memory = ctx->text && ctx->depth == 0;
+    FILE *fp = in_memory ? fmemopen((void *)ctx->text, strlen(ctx->text), "r")
+                         : fopen(path, "r");
     if (!fp) {
         int e = errno;
         if (from_file)
@@ -1125,7 +1128,7 @@ static int parse_file(struct ini_ctx *ctx, const char *path,
         return nb_error_set(err, NB_EIO, path, 0, "cannot open: %s",
                             strerror(EISDIR));
     }
-    char *real = realpath(path, NULL);
+    char *real = in_memory ? NULL : realpath(path, NULL);
     if (!real)
         real = strdup(path);
     if (!real) {
@@ -1170,6 +1173,13 @@ int nb_ini_parse(const char *path, nb_ini_handler handler, void *user,
 {
     struct ini_ctx ctx = {.handler = handler, .user = user};
     return parse_file(&ctx, path, NULL, 0, err);
+}
+
+int nb_ini_parse_text(const char *name, const char *text, nb_ini_handler handler,
+                      void *user, struct nb_error *err)
+{
+    struct ini_ctx ctx = {.handler = handler, .user = user, .text = text};
+    return parse_file(&ctx, name, NULL, 0, err);
 }
 
 /* ======================================================================
@@ -1850,8 +1860,9 @@ static int cfg_handler(void *user, const struct nb_ini_item *it,
     return 0;
 }
 
-int nb_config_load(const char *path, struct nb_config *cfg,
-                   struct nb_error *err)
+/* nb_config_load and nb_config_load_text: text NULL reads path */
+static int config_load(const char *path, const char *text, struct nb_config *cfg,
+                       struct nb_error *err)
 {
     memset(cfg, 0, sizeof *cfg);
     cfg->path = strdup(path);
@@ -1860,10 +1871,22 @@ int nb_config_load(const char *path, struct nb_config *cfg,
         nb_config_free(cfg);
         return oom(err);
     }
-    int rc = nb_ini_parse(path, cfg_handler, cfg, err);
+    int rc = text ? nb_ini_parse_text(path, text, cfg_handler, cfg, err)
+                  : nb_ini_parse(path, cfg_handler, cfg, err);
     if (rc)
         nb_config_free(cfg);
     return rc;
+}
+
+int nb_config_load(const char *path, struct nb_config *cfg, struct nb_error *err)
+{
+    return config_load(path, NULL, cfg, err);
+}
+
+int nb_config_load_text(const char *name, const char *text, struct nb_config *cfg,
+                        struct nb_error *err)
+{
+    return config_load(name, text, cfg, err);
 }
 
 void nb_config_free(struct nb_config *cfg)

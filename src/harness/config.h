@@ -81,6 +81,12 @@ typedef int (*nb_ini_handler)(void *user, const struct nb_ini_item *it,
 int nb_ini_parse(const char *path, nb_ini_handler handler, void *user,
                  struct nb_error *err);
 
+/* The same for a config held in memory: text is read as the file called
+ * name (the name errors give; an include in text is relative to the
+ * working directory unless name has a directory part). */
+int nb_ini_parse_text(const char *name, const char *text, nb_ini_handler handler,
+                      void *user, struct nb_error *err);
+
 /* ---- 2. the key table --------------------------------------------------- */
 
 enum nb_key_type {
@@ -223,6 +229,9 @@ struct nb_config {
  * status with err set and cfg freed. */
 int nb_config_load(const char *path, struct nb_config *cfg,
                    struct nb_error *err);
+/* The same for a config held in memory (nb_ini_parse_text). */
+int nb_config_load_text(const char *name, const char *text, struct nb_config *cfg,
+                        struct nb_error *err);
 
 /* Frees cfg; safe on a zeroed or freed config. */
 void nb_config_free(struct nb_config *cfg);

@@ -637,8 +637,9 @@ out:
     return rc;
 }
 
-int nb_sweep_load_checked(const char *path, nb_run_check_fn check,
-                          struct nb_sweep *sweep, struct nb_error *err)
+/* nb_sweep_load_checked and nb_sweep_load_text: text NULL reads path */
+static int sweep_load(const char *path, const char *text, nb_run_check_fn check,
+                      struct nb_sweep *sweep, struct nb_error *err)
 {
     memset(sweep, 0, sizeof *sweep);
     sweep->path = strdup(path);
@@ -647,12 +648,25 @@ int nb_sweep_load_checked(const char *path, nb_run_check_fn check,
         nb_sweep_free(sweep);
         return oom(err);
     }
-    int rc = nb_config_load(path, &sweep->store->cfg, err);
+    int rc = text ? nb_config_load_text(path, text, &sweep->store->cfg, err)
+                  : nb_config_load(path, &sweep->store->cfg, err);
     if (!rc)
         rc = expand(sweep, check, err);
     if (rc)
         nb_sweep_free(sweep);
     return rc;
+}
+
+int nb_sweep_load_checked(const char *path, nb_run_check_fn check,
+                          struct nb_sweep *sweep, struct nb_error *err)
+{
+    return sweep_load(path, NULL, check, sweep, err);
+}
+
+int nb_sweep_load_text(const char *name, const char *text, nb_run_check_fn check,
+                       struct nb_sweep *sweep, struct nb_error *err)
+{
+    return sweep_load(name, text, check, sweep, err);
 }
 
 int nb_sweep_load(const char *path, struct nb_sweep *sweep,

@@ -81,6 +81,10 @@ int nb_sweep_load(const char *path, struct nb_sweep *sweep,
                   struct nb_error *err);
 int nb_sweep_load_checked(const char *path, nb_run_check_fn check,
                           struct nb_sweep *sweep, struct nb_error *err);
+/* The same for a config held in memory, read as the file called name
+ * (nb_ini_parse_text): `normbench train`'s command line. */
+int nb_sweep_load_text(const char *name, const char *text, nb_run_check_fn check,
+                       struct nb_sweep *sweep, struct nb_error *err);
 
 /* Frees sweep; safe on a zeroed or freed sweep. */
 void nb_sweep_free(struct nb_sweep *sweep);
