@@ -671,17 +671,15 @@ static int w_on_metrics(void *user, const struct nb_metrics *row)
 {
     struct wrun *w = user;
     struct nb_csvw *mw = &w->metrics, *tw = &w->timing;
-    nb_csvw_long(mw, row->step);
-    nb_csvw_double(mw, row->epoch);
-    nb_csvw_double(mw, row->lr);
-    nb_csvw_double(mw, row->train_loss);
-    nb_csvw_double(mw, row->train_acc);
-    nb_csvw_double(mw, row->test_loss);
-    nb_csvw_double(mw, row->test_acc);
-    nb_csvw_double(mw, row->grad_norm);
-    if (w->has_val) {
-        nb_csvw_double(mw, row->val_loss);
-        nb_csvw_double(mw, row->val_acc);
+    for (int i = 0; i < NB_METRICS_N_COLS; i++) {
+        const struct nb_metrics_col *c = &nb_metrics_cols[i];
+        const char *f = (const char *)row + c->offset;
+        if (c->val_only && !w->has_val)
+            continue;
+        if (c->is_long)
+            nb_csvw_long(mw, *(const long *)f);
+        else
+            nb_csvw_double(mw, *(const double *)f);
     }
     nb_csvw_long(tw, row->step);
     nb_csvw_double(tw, row->time);
@@ -719,11 +717,6 @@ static void w_on_end(void *user, struct nb_model *m,
 
 /* metrics.csv's columns; the last two only for a run with a validation
  * set ([data] val_split) */
-static const char *const metrics_cols[] = {"step", "epoch", "lr",
-                                           "train_loss", "train_acc",
-                                           "test_loss", "test_acc",
-                                           "grad_norm", "val_loss", "val_acc"};
-#define N_METRICS_COLS 8
 static const char *const timing_cols[] = {"step", "time"};
 static const char *const probe_cols[] = {"step", "probe", "layer",
                                          "layer_index", "param", "param_value",
@@ -973,10 +966,15 @@ static int run_one(const struct ctx *c, size_t i, const char *nonce, int fd)
         w.epochs = w.spe > 0 ? (double)w.total / (double)w.spe : 0;
     }
     w.has_val = data.val.n > 0;
+    const char *mcols[NB_METRICS_N_COLS];
+    int n_mcols = 0;
+    for (int i = 0; i < NB_METRICS_N_COLS; i++)
+        if (w.has_val || !nb_metrics_cols[i].val_only)
+            mcols[n_mcols++] = nb_metrics_cols[i].name;
     kvf(&head, "steps_planned", "%ld", w.total);
     kvf(&head, "steps_per_epoch", "%ld", w.spe);
     if ((r = nb_csvw_open(&w.metrics, pathf(path, sizeof path, "%s/metrics.csv", w.dir),
-                          metrics_cols, N_METRICS_COLS + 2 * w.has_val, &err)) ||
+                          mcols, n_mcols, &err)) ||
         (r = nb_csvw_open(&w.timing, pathf(path, sizeof path, "%s/timing.csv", w.dir),
                           timing_cols, 2, &err)))
         goto out;

@@ -17,6 +17,7 @@
 
 #include "harness/config.h"
 #include "harness/csvio.h"
+#include "harness/train.h"
 
 /* ======================================================================
  * Names
@@ -96,11 +97,33 @@ int nb_fig_kind_parse(const char *s)
     return -1;
 }
 
-/* metrics.csv columns a check may name (the runner's columns and the two
- * derived ones). */
-static const char *const step_metrics[] = {
-    "lr", "train_loss", "train_acc", "test_loss", "test_acc", "grad_norm",
-    "val_loss", "val_acc", "train_error", "test_error", NULL};
+/* The per-step metrics a check may name: the metrics.csv columns
+ * (train.h's nb_metrics_cols) but step and epoch, which are the x axes,
+ * and the two derived here (100 (1 - *_acc), percent). */
+static const char *const derived_step_metrics[] = {"train_error", "test_error", NULL};
+
+/* Fills names with the per-step metrics (at most NB_METRICS_N_COLS + 2);
+ * returns the count. */
+static int step_metric_names(const char **names)
+{
+    int n = 0;
+    for (int i = 0; i < NB_METRICS_N_COLS; i++)
+        if (strcmp(nb_metrics_cols[i].name, "step") && strcmp(nb_metrics_cols[i].name, "epoch"))
+            names[n++] = nb_metrics_cols[i].name;
+    for (int i = 0; derived_step_metrics[i]; i++)
+        names[n++] = derived_step_metrics[i];
+    return n;
+}
+
+static bool is_step_metric(const char *name)
+{
+    const char *names[NB_METRICS_N_COLS + 2];
+    int n = step_metric_names(names);
+    for (int i = 0; i < n; i++)
+        if (!strcmp(names[i], name))
+            return true;
+    return false;
+}
 
 /* probes.csv stats by probe (probe.h), derived ones included. */
 static const char *const probe_names[] = {"landscape", "ics", "dist",
@@ -1491,18 +1514,17 @@ int nb_metric_parse(const char *name, const char *file, int line,
     }
     const char *dot = strchr(name, '.');
     if (!dot) {
-        if (list_find(step_metrics, name) >= 0) {
+        if (is_step_metric(name)) {
             m->kind = NB_MK_STEP;
             if (!(m->column = strdup(name)))
                 return oom(err);
             return 0;
         }
-        const char *cands[NB_SC_COUNT + 16];
+        const char *cands[NB_SC_COUNT + NB_METRICS_N_COLS + 2];
         int nc = 0;
         for (int i = 0; i < NB_SC_COUNT; i++)
             cands[nc++] = scalars[i].name;
-        for (int i = 0; step_metrics[i]; i++)
-            cands[nc++] = step_metrics[i];
+        nc += step_metric_names(cands + nc);
         const char *near = nb_closest(name, cands, nc);
         nb_error_set(err, NB_EINVAL, file, line,
                      "unknown metric '%s' (a run scalar such as final_test_error, "

@@ -2,10 +2,20 @@
 #include "harness/train.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/rng.h"
+
+#define MCOL(f, is_long, val) {#f, offsetof(struct nb_metrics, f), is_long, val}
+const struct nb_metrics_col nb_metrics_cols[NB_METRICS_N_COLS] = {
+    MCOL(step, true, false),        MCOL(epoch, false, false),
+    MCOL(lr, false, false),         MCOL(train_loss, false, false),
+    MCOL(train_acc, false, false),  MCOL(test_loss, false, false),
+    MCOL(test_acc, false, false),   MCOL(grad_norm, false, false),
+    MCOL(val_loss, false, true),    MCOL(val_acc, false, true)};
+#undef MCOL
 
 void nb_train_spec_default(struct nb_train_spec *s)
 {

@@ -48,6 +48,20 @@ struct nb_metrics {
     double time;      /* seconds since the start of training */
 };
 
+/* The columns of a run's metrics.csv, in file order: one per field of
+ * struct nb_metrics but time (timing.csv has it, so metrics.csv is
+ * byte-identical between repeats); the val_only columns are written only
+ * when the run has a validation set.  The one list of them: the runner
+ * writes them, summarize reads them. */
+struct nb_metrics_col {
+    const char *name;
+    size_t offset;  /* of the field in struct nb_metrics */
+    bool is_long;   /* a long (step); else a double */
+    bool val_only;
+};
+enum { NB_METRICS_N_COLS = 10 };
+extern const struct nb_metrics_col nb_metrics_cols[NB_METRICS_N_COLS];
+
 enum nb_train_status { NB_TRAIN_DONE = 0, NB_TRAIN_DIVERGED, NB_TRAIN_STOPPED };
 
 struct nb_train_result {
