@@ -168,6 +168,25 @@ printf '[experiment]\nclaim = x\nsource = y\nconfig = %s/../configs/quickstart.i
 check "a bad check exits 2" [ $? -eq 2 ]
 check "  with FILE:LINE and a hint" grep -q "bad.ini:6: check c: unknown metric 'final_test_eror'" "$W/err6"
 check "  and a did-you-mean" grep -q "did you mean 'final_test_error'" "$W/err6"
+# what a figure kind takes (summarize.h's nb_fig_kind_info)
+figerr() { # figerr DESCRIPTION MESSAGE FIGURE-LINES...
+    d=$1
+    msg=$2
+    shift 2
+    printf '[experiment]\nclaim = x\nsource = y\nconfig = %s/../configs/quickstart.ini\n[figure f]\n' \
+        "$EXP" >"$W/fig.ini"
+    printf '%s\n' "$@" >>"$W/fig.ini"
+    "$NB" reproduce "$W/fig.ini" --results "$R" >"$W/outf" 2>"$W/errf"
+    rc=$?
+    check "$d: exit 2 and '$msg'" sh -c "[ $rc -eq 2 ] && grep -q \"$msg\" '$W/errf'"
+    [ $rc -eq 2 ] || show "$W/errf"
+}
+figerr "an unknown figure kind" "fig.ini:6: figure f: unknown kind 'vs_btach' (curves, vs_batch, vs_lr, landscape, ics, dist, hessian, slice1d, slice2d)" 'kind = vs_btach'
+check "  with a did-you-mean" grep -q "did you mean 'vs_batch'" "$W/errf"
+figerr "x on a curves figure" "fig.ini:7: figure f: kind curves takes no x" 'kind = curves' 'x = train.batch'
+figerr "y on a landscape figure" "fig.ini:7: figure f: kind landscape takes no y" 'kind = landscape' 'y = final_test_error'
+figerr "param on a curves figure" "figure f: param is for kind dist only" 'kind = curves' 'param = in'
+figerr "a non-numeric x" "fig.ini:7: figure f: x = model.arch is not a numeric key" 'kind = vs_lr' 'x = model.arch'
 
 # 5. every experiment loads, its configs expand and its quick runs plan:
 # plot --quick on no runs gets as far as counting the runs it lacks, and

@@ -92,14 +92,31 @@ static int grow(void **p, int n, size_t elem, struct nb_error *err)
     return 0;
 }
 
-static const char *const exp_keys[] = {"name",     "claim", "source",     "paper", "config",
-                                       "estimate", "notes", "discussion", "caveats",
-                                       "robustness", NULL};
-static const char *const fig_keys[] = {"kind",    "x",     "y",           "where", "param",
-                                       "caption", "paper", "paper_label", NULL};
-static const char *const table_keys[] = {"metric", "rows", "columns", "where", "paper",
-                                         "caption", NULL};
-static const char *const check_keys[] = {"expect", "about", "central", NULL};
+/* The keys of an experiment file's sections: an enum per section, its
+ * names tied to it by designated initializers (NULL-terminated for
+ * key_in and the did-you-mean hints). */
+enum exp_key {
+    EK_NAME, EK_CLAIM, EK_SOURCE, EK_PAPER, EK_CONFIG, EK_ESTIMATE, EK_NOTES,
+    EK_DISCUSSION, EK_CAVEATS, EK_ROBUSTNESS, EK_COUNT
+};
+static const char *const exp_keys[EK_COUNT + 1] = {
+    [EK_NAME] = "name",         [EK_CLAIM] = "claim",     [EK_SOURCE] = "source",
+    [EK_PAPER] = "paper",       [EK_CONFIG] = "config",   [EK_ESTIMATE] = "estimate",
+    [EK_NOTES] = "notes",       [EK_DISCUSSION] = "discussion",
+    [EK_CAVEATS] = "caveats",   [EK_ROBUSTNESS] = "robustness"};
+enum fig_key { FK_KIND, FK_X, FK_Y, FK_WHERE, FK_PARAM, FK_CAPTION, FK_PAPER, FK_PAPER_LABEL,
+               FK_COUNT };
+static const char *const fig_keys[FK_COUNT + 1] = {
+    [FK_KIND] = "kind",       [FK_X] = "x",         [FK_Y] = "y",
+    [FK_WHERE] = "where",     [FK_PARAM] = "param", [FK_CAPTION] = "caption",
+    [FK_PAPER] = "paper",     [FK_PAPER_LABEL] = "paper_label"};
+enum table_key { TK_METRIC, TK_ROWS, TK_COLUMNS, TK_WHERE, TK_PAPER, TK_CAPTION, TK_COUNT };
+static const char *const table_keys[TK_COUNT + 1] = {
+    [TK_METRIC] = "metric", [TK_ROWS] = "rows",   [TK_COLUMNS] = "columns",
+    [TK_WHERE] = "where",   [TK_PAPER] = "paper", [TK_CAPTION] = "caption"};
+enum check_key { CK_EXPECT, CK_ABOUT, CK_CENTRAL, CK_COUNT };
+static const char *const check_keys[CK_COUNT + 1] = {
+    [CK_EXPECT] = "expect", [CK_ABOUT] = "about", [CK_CENTRAL] = "central"};
 
 static int key_in(const char *const *l, const char *k)
 {
@@ -320,25 +337,24 @@ static int handler(void *user, const struct nb_ini_item *it, struct nb_error *er
         int k = key_in(exp_keys, it->key);
         if (k < 0)
             return unknown_key(it, exp_keys, "experiment", err);
-        int rc = seen_check(c, it, !strcmp(it->key, "config") || !strcmp(it->key, "discussion"),
-                            err);
+        int rc = seen_check(c, it, k == EK_CONFIG || k == EK_DISCUSSION, err);
         if (rc)
             return rc;
         if (!*v)
             return nb_error_set(err, NB_EINVAL, it->file, it->line, "empty value for '%s'",
                                 it->key);
-        switch (k) {
-        case 0:
+        switch ((enum exp_key)k) {
+        case EK_NAME:
             if (!valid_name(v))
                 return nb_error_set(err, NB_EINVAL, it->file, it->line,
                                     "bad experiment name '%s' (letters, digits, _ - .)", v);
             return set_str(&e->name, v, err);
-        case 1:
+        case EK_CLAIM:
             c->claim_line = it->line;
             return set_str(&e->claim, v, err);
-        case 2: return set_str(&e->source, v, err);
-        case 3: return set_str(&e->paper, v, err);
-        case 4: {
+        case EK_SOURCE: return set_str(&e->source, v, err);
+        case EK_PAPER: return set_str(&e->paper, v, err);
+        case EK_CONFIG: {
             /* a comma list or one path per line */
             const char *p = v;
             while (*p) {
@@ -380,15 +396,17 @@ static int handler(void *user, const struct nb_ini_item *it, struct nb_error *er
             }
             return 0;
         }
-        case 5: return set_str(&e->estimate, v, err);
-        case 6: return set_str(&e->notes, v, err);
-        case 8: return set_str(&e->caveats, v, err);
-        case 9: return set_str(&e->robustness, v, err);
-        default:
+        case EK_ESTIMATE: return set_str(&e->estimate, v, err);
+        case EK_NOTES: return set_str(&e->notes, v, err);
+        case EK_CAVEATS: return set_str(&e->caveats, v, err);
+        case EK_ROBUSTNESS: return set_str(&e->robustness, v, err);
+        case EK_DISCUSSION:
             if (grow((void **)&e->discussion, e->n_discussion, sizeof *e->discussion, err))
                 return NB_ENOMEM;
             return set_str(&e->discussion[e->n_discussion++], v, err);
+        case EK_COUNT: break;
         }
+        return NB_EINVAL; /* not reached: k < EK_COUNT */
     }
     case S_QUICK: {
         int k = nb_key_lookup(c->quick_sec, it->key);
@@ -458,62 +476,66 @@ static int handler(void *user, const struct nb_ini_item *it, struct nb_error *er
             return rc;
         struct nb_exp_figure *f = &e->figs[c->idx];
         struct raw_fig *r = &c->rf[c->idx];
-        switch (k) {
-        case 0:
+        switch ((enum fig_key)k) {
+        case FK_KIND:
             r->kind_line = it->line;
             return set_str(&r->kind, v, err);
-        case 1:
+        case FK_X:
             r->x_line = it->line;
             return set_str(&r->x, v, err);
-        case 2:
+        case FK_Y:
             r->y_line = it->line;
             return set_str(&r->y, v, err);
-        case 3:
+        case FK_WHERE:
             r->where_line = it->line;
             return set_str(&r->where, v, err);
-        case 4:
+        case FK_PARAM:
             if (strcmp(v, "in") && strcmp(v, "out"))
                 return nb_error_set(err, NB_EINVAL, it->file, it->line,
                                     "param must be in or out, not '%s'", v);
             return set_str(&f->param, v, err);
-        case 6:
+        case FK_PAPER:
             r->paper_line = it->line;
             return set_str(&r->paper, v, err);
-        case 7: return set_str(&f->paper_label, v, err);
-        default: return set_str(&f->caption, v, err);
+        case FK_PAPER_LABEL: return set_str(&f->paper_label, v, err);
+        case FK_CAPTION: return set_str(&f->caption, v, err);
+        case FK_COUNT: break;
         }
+        return NB_EINVAL; /* not reached: k < FK_COUNT */
     }
     case S_TABLE: {
         int k = key_in(table_keys, it->key);
         if (k < 0)
             return unknown_key(it, table_keys, it->section, err);
-        int rc = seen_check(c, it, !strcmp(it->key, "paper"), err);
+        int rc = seen_check(c, it, k == TK_PAPER, err);
         if (rc)
             return rc;
         struct nb_exp_table *t = &e->tables[c->idx];
         struct raw_table *r = &c->rt[c->idx];
-        switch (k) {
-        case 0:
+        switch ((enum table_key)k) {
+        case TK_METRIC:
             r->metric_line = it->line;
             return set_str(&r->metric, v, err);
-        case 1:
+        case TK_ROWS:
             r->rows_line = it->line;
             return set_str(&r->rows, v, err);
-        case 2:
+        case TK_COLUMNS:
             r->cols_line = it->line;
             return set_str(&r->cols, v, err);
-        case 3:
+        case TK_WHERE:
             r->where_line = it->line;
             return set_str(&r->where, v, err);
-        case 4:
+        case TK_PAPER:
             if (grow((void **)&r->paper, r->n_paper, sizeof *r->paper, err))
                 return NB_ENOMEM;
             r->paper[r->n_paper].line = it->line;
             if (!(r->paper[r->n_paper++].text = strdup(v)))
                 return oom(err);
             return 0;
-        default: return set_str(&t->caption, v, err);
+        case TK_CAPTION: return set_str(&t->caption, v, err);
+        case TK_COUNT: break;
         }
+        return NB_EINVAL; /* not reached: k < TK_COUNT */
     }
     case S_CHECK: {
         int k = key_in(check_keys, it->key);
@@ -523,9 +545,9 @@ static int handler(void *user, const struct nb_ini_item *it, struct nb_error *er
         if (rc)
             return rc;
         struct nb_check *ck = &e->checks[c->idx];
-        if (k == 1)
+        if (k == CK_ABOUT)
             return set_str(&ck->about, v, err);
-        if (k == 2) {
+        if (k == CK_CENTRAL) {
             if (!strcmp(v, "true") || !strcmp(v, "false")) {
                 c->check_central[c->idx] = !strcmp(v, "true") ? 1 : -1;
                 return 0;
@@ -611,34 +633,33 @@ static int finish(struct lctx *c, struct nb_error *err)
             return nb_error_set(err, NB_EINVAL, file, f->line, "%s: kind is missing", what);
         f->kind = nb_fig_kind_parse(r->kind);
         if (f->kind < 0) {
-            nb_error_set(err, NB_EINVAL, file, r->kind_line,
-                         "%s: unknown kind '%s' (curves, vs_batch, vs_lr, landscape, ics, "
-                         "dist, hessian, slice1d, slice2d)",
-                         what, r->kind);
             const char *kinds[NB_FIG_COUNT];
-            for (int k = 0; k < NB_FIG_COUNT; k++)
+            char list[400] = "";
+            for (int k = 0; k < NB_FIG_COUNT; k++) {
                 kinds[k] = nb_fig_kind_name(k);
+                snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s",
+                         k ? ", " : "", kinds[k]);
+            }
+            nb_error_set(err, NB_EINVAL, file, r->kind_line, "%s: unknown kind '%s' (%s)", what,
+                         r->kind, list);
             const char *near = nb_closest(r->kind, kinds, NB_FIG_COUNT);
             if (near)
                 nb_error_hint(err, "did you mean '%s'?", near);
             return NB_EINVAL;
         }
-        bool wants_x = f->kind == NB_FIG_VS_BATCH || f->kind == NB_FIG_VS_LR ||
-                       f->kind == NB_FIG_HESSIAN;
+        const struct nb_fig_kind_info *info = nb_fig_kind_info(f->kind);
+        bool wants_x = info->default_x != NULL;
         if (r->x && !wants_x)
             return nb_error_set(err, NB_EINVAL, file, r->x_line,
                                 "%s: kind %s takes no x", what, r->kind);
-        if (r->y && f->kind != NB_FIG_VS_BATCH && f->kind != NB_FIG_VS_LR)
+        if (r->y && !info->takes_y)
             return nb_error_set(err, NB_EINVAL, file, r->y_line,
                                 "%s: kind %s takes no y", what, r->kind);
-        if (f->param && f->kind != NB_FIG_DIST)
+        if (f->param && !info->takes_param)
             return nb_error_set(err, NB_EINVAL, file, f->line,
                                 "%s: param is for kind dist only", what);
         if (wants_x) {
-            const char *x = r->x ? r->x
-                            : f->kind == NB_FIG_VS_BATCH ? "train.batch"
-                            : f->kind == NB_FIG_VS_LR    ? "optim.lr"
-                                                         : "model.depth";
+            const char *x = r->x ? r->x : info->default_x;
             int rc = resolve_key_name(x, file, r->x ? r->x_line : f->line, what, &f->x, err);
             if (rc)
                 return rc;
@@ -770,7 +791,7 @@ static int finish(struct lctx *c, struct nb_error *err)
                                     "figure %s: paper_label without paper = TABLE", f->name);
             continue;
         }
-        if (f->kind != NB_FIG_VS_BATCH && f->kind != NB_FIG_VS_LR)
+        if (!nb_fig_kind_info(f->kind)->paper_overlay)
             return nb_error_set(err, NB_EINVAL, file, r->paper_line,
                                 "figure %s: paper overlays are for vs_batch and vs_lr figures",
                                 f->name);

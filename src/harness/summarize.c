@@ -80,19 +80,33 @@ const char *nb_cmp_str(enum nb_cmp op)
     return (int)op >= 0 && op < NB_CMP_COUNT ? cmp_names[op] : "?";
 }
 
-static const char *const fig_names[NB_FIG_COUNT] = {
-    "curves", "vs_batch", "vs_lr", "landscape", "ics",
-    "dist",   "hessian",  "slice1d", "slice2d"};
+static const struct nb_fig_kind_info fig_kinds[NB_FIG_COUNT] = {
+    /* name, default_x, takes_y, takes_param, paper_overlay */
+    [NB_FIG_CURVES] = {"curves", NULL, false, false, false},
+    [NB_FIG_VS_BATCH] = {"vs_batch", "train.batch", true, false, true},
+    [NB_FIG_VS_LR] = {"vs_lr", "optim.lr", true, false, true},
+    [NB_FIG_LANDSCAPE] = {"landscape", NULL, false, false, false},
+    [NB_FIG_ICS] = {"ics", NULL, false, false, false},
+    [NB_FIG_DIST] = {"dist", NULL, false, true, false},
+    [NB_FIG_HESSIAN] = {"hessian", "model.depth", false, false, false},
+    [NB_FIG_SLICE1D] = {"slice1d", NULL, false, false, false},
+    [NB_FIG_SLICE2D] = {"slice2d", NULL, false, false, false},
+};
+
+const struct nb_fig_kind_info *nb_fig_kind_info(int k)
+{
+    return k >= 0 && k < NB_FIG_COUNT ? &fig_kinds[k] : NULL;
+}
 
 const char *nb_fig_kind_name(int k)
 {
-    return k >= 0 && k < NB_FIG_COUNT ? fig_names[k] : NULL;
+    return k >= 0 && k < NB_FIG_COUNT ? fig_kinds[k].name : NULL;
 }
 
 int nb_fig_kind_parse(const char *s)
 {
     for (int i = 0; i < NB_FIG_COUNT; i++)
-        if (!strcmp(fig_names[i], s))
+        if (!strcmp(fig_kinds[i].name, s))
             return i;
     return -1;
 }
@@ -3367,12 +3381,12 @@ int nb_summary_figure_table(const struct nb_summary *s,
     case NB_FIG_HESSIAN: H(h_hess); fn = fig_hessian; break;
     case NB_FIG_SLICE1D: H(h_s1); fn = fig_slice; break;
     case NB_FIG_SLICE2D: H(h_s2); fn = fig_slice; break;
-    default:
+    case NB_FIG_COUNT:
+    default: /* f->kind is an int: anything else is no kind */
         return nb_error_set(err, NB_EINVAL, NULL, 0, "unknown figure kind %d", f->kind);
     }
 #undef H
-    if ((f->kind == NB_FIG_VS_BATCH || f->kind == NB_FIG_VS_LR || f->kind == NB_FIG_HESSIAN) &&
-        (f->x < 0 || f->x >= nb_n_keys))
+    if (fig_kinds[f->kind].default_x && (f->x < 0 || f->x >= nb_n_keys))
         return nb_error_set(err, NB_EINVAL, NULL, 0, "figure %s needs an x key",
                             nb_fig_kind_name(f->kind));
     struct nb_csvw w;

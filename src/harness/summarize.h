@@ -375,6 +375,18 @@ enum nb_fig_kind {
 const char *nb_fig_kind_name(int k);
 int nb_fig_kind_parse(const char *s);
 
+/* What a figure kind takes in an experiment file (the one table of them:
+ * report.c checks a [figure] against it, summarize.c writes its CSV). */
+struct nb_fig_kind_info {
+    const char *name;      /* = plots/NAME.gp */
+    const char *default_x; /* the x key when none is given; NULL: no x */
+    bool takes_y;          /* y = a per-run scalar */
+    bool takes_param;      /* param = in|out */
+    bool paper_overlay;    /* paper = TABLE draws the paper's values */
+};
+/* NULL when k is not a kind. */
+const struct nb_fig_kind_info *nb_fig_kind_info(int k);
+
 struct nb_fig_spec {
     int kind;
     int x;                 /* vs_batch, vs_lr, hessian: the x key */
