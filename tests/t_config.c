@@ -837,9 +837,26 @@ static void test_limits(void)
     load_fails(__LINE__, path, NB_EINVAL, (int)lines, msg);
 }
 
+/* every key's full name is its section, a dot and its key */
+static void test_key_names(void)
+{
+    int bad = 0;
+    for (int i = 0; i < nb_n_keys; i++) {
+        char want[256];
+        snprintf(want, sizeof want, "%s.%s", nb_keys[i].section, nb_keys[i].key);
+        if (!nb_keys[i].full || strcmp(nb_keys[i].full, want)) {
+            tap_diag("key %d: full name '%s', want '%s'", i,
+                 nb_keys[i].full ? nb_keys[i].full : "(null)", want);
+            bad++;
+        }
+    }
+    is_int(bad, 0, "every key's full name is section.key (%d keys)", nb_n_keys);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "%s", tap_tmpdir("t_config"));
+    test_key_names();
     test_errors();
     test_sweeps();
     test_syntax();

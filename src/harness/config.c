@@ -50,19 +50,19 @@ static const char *check_depth(double v)
 #define NB_STR(x) NB_STR_(x)
 #define INF HUGE_VAL
 #define K_INT(s, k, def, lo, hi, fl, doc) \
-    {s, k, NB_KEY_INT, def, lo, hi, NULL, doc, fl, NULL, 0, NULL}
+    {s, k, NB_KEY_INT, def, lo, hi, NULL, doc, fl, NULL, 0, NULL, s "." k}
 #define K_FLT(s, k, def, lo, hi, fl, doc) \
-    {s, k, NB_KEY_FLOAT, def, lo, hi, NULL, doc, fl, NULL, 0, NULL}
+    {s, k, NB_KEY_FLOAT, def, lo, hi, NULL, doc, fl, NULL, 0, NULL, s "." k}
 #define K_BOOL(s, k, def, doc) \
-    {s, k, NB_KEY_BOOL, def, 0, 0, NULL, doc, 0, NULL, 0, NULL}
+    {s, k, NB_KEY_BOOL, def, 0, 0, NULL, doc, 0, NULL, 0, NULL, s "." k}
 #define K_ENUM(s, k, def, vals, doc) \
-    {s, k, NB_KEY_ENUM, def, 0, 0, vals, doc, 0, NULL, 0, NULL}
+    {s, k, NB_KEY_ENUM, def, 0, 0, vals, doc, 0, NULL, 0, NULL, s "." k}
 #define K_STR(s, k, def, fl, doc) \
-    {s, k, NB_KEY_STRING, def, 0, 0, NULL, doc, fl, NULL, 0, NULL}
+    {s, k, NB_KEY_STRING, def, 0, 0, NULL, doc, fl, NULL, 0, NULL, s "." k}
 #define K_ILIST(s, k, def, lo, hi, fl, doc) \
-    {s, k, NB_KEY_INT_LIST, def, lo, hi, NULL, doc, fl, NULL, 0, NULL}
+    {s, k, NB_KEY_INT_LIST, def, lo, hi, NULL, doc, fl, NULL, 0, NULL, s "." k}
 #define K_FLIST(s, k, def, lo, hi, fl, doc) \
-    {s, k, NB_KEY_FLOAT_LIST, def, lo, hi, NULL, doc, fl, NULL, 0, NULL}
+    {s, k, NB_KEY_FLOAT_LIST, def, lo, hi, NULL, doc, fl, NULL, 0, NULL, s "." k}
 
 #define NB_META_FIXED (NB_KF_META | NB_KF_NOSWEEP)
 #define NB_STRUCT_KEY (NB_KF_REPEAT | NB_KF_STRUCT | NB_KF_NOSWEEP)
@@ -83,11 +83,11 @@ const struct nb_key nb_keys[] = {
     {"experiment", "zip", NB_KEY_NAMES, "", 0, 0, NULL,
      "sweep axes that advance together, e.g. optim.lr, train.batch "
      "(equal lengths; one group per zip line)",
-     NB_STRUCT_KEY, NULL, 0, NULL},
+     NB_STRUCT_KEY, NULL, 0, NULL, "experiment.zip"},
     {"experiment", "exclude", NB_KEY_RULES, "", 0, 0, NULL,
      "drop combinations: norm.type=none & model.placement=post; rules "
      "separated by ',' or on several exclude lines; KEY=A|B, KEY!=A",
-     NB_STRUCT_KEY, NULL, 0, NULL},
+     NB_STRUCT_KEY, NULL, 0, NULL, "experiment.exclude"},
     K_FLT("experiment", "target_accuracy", "0", 0, 1, NB_META_FIXED,
           "test accuracy for \"steps to target\" in summaries; 0 = off"),
 
@@ -98,7 +98,7 @@ const struct nb_key nb_keys[] = {
             "mlp hidden widths, space-separated in one value"),
     K_ENUM("model", "activation", "relu", v_act, "hidden activation"),
     {"model", "depth", NB_KEY_INT, "8", 8, 1000, NULL,
-     "resnet depth 6n+2 (8, 14, 20, 32, 56, ...)", 0, NULL, 0, check_depth},
+     "resnet depth 6n+2 (8, 14, 20, 32, 56, ...)", 0, NULL, 0, check_depth, "model.depth"},
     K_INT("model", "dln_layers", "25", 1, 1000, 0,
           "deep linear network: number of layers"),
     K_INT("model", "dln_dim", "10", 1, 100000, 0,
@@ -109,7 +109,7 @@ const struct nb_key nb_keys[] = {
            "keep the bias of a conv/linear layer followed by a norm"),
     {"model", "linear_norm", NB_KEY_BOOL, "true", 0, 0, NULL,
      "cnn: a norm after the hidden linear layer too; false = after the "
-     "convs only (as in ResNet's classifier)", NB_KF_ADDED, NULL, 0, NULL},
+     "convs only (as in ResNet's classifier)", NB_KF_ADDED, NULL, 0, NULL, "model.linear_norm"},
     K_BOOL("model", "zero_init_last_gamma", "false",
            "resnet: gamma = 0 in the last norm of each block"),
     K_ENUM("model", "init", "kaiming", v_init,
@@ -134,7 +134,7 @@ const struct nb_key nb_keys[] = {
           "added to the variance inside the square root"),
     {"norm", "momentum", NB_KEY_FLOAT, "0.1", 0, 1, NULL,
      "running statistics update rate (see momentum_convention); none = "
-     "cumulative average", 0, "none", NAN, NULL},
+     "cumulative average", 0, "none", NAN, NULL, "norm.momentum"},
     K_ENUM("norm", "momentum_convention", "pytorch", v_conv,
            "pytorch: momentum weighs the new batch; keras: weighs the old "
            "value (0.99 = pytorch 0.01)"),
@@ -155,13 +155,13 @@ const struct nb_key nb_keys[] = {
     K_FLT("norm", "renorm_dmax", "5", 0, INF, 0, "final d_max"),
     {"norm", "renorm_warmup", NB_KEY_INT, "auto", 0, 1e12, NULL,
      "steps of plain BN (r_max 1, d_max 0); auto = 5k/160k of the run",
-     0, "auto", -1, NULL},
+     0, "auto", -1, NULL, "norm.renorm_warmup"},
     {"norm", "renorm_rmax_steps", NB_KEY_INT, "auto", 0, 1e12, NULL,
      "step at which r_max reaches its final value; auto = 40k/160k of "
-     "the run", 0, "auto", -1, NULL},
+     "the run", 0, "auto", -1, NULL, "norm.renorm_rmax_steps"},
     {"norm", "renorm_dmax_steps", NB_KEY_INT, "auto", 0, 1e12, NULL,
      "step at which d_max reaches its final value; auto = 25k/160k of "
-     "the run", 0, "auto", -1, NULL},
+     "the run", 0, "auto", -1, NULL, "norm.renorm_dmax_steps"},
     K_FLT("norm", "renorm_momentum", "0.01", 0, 1, NB_KF_MIN_EXCL,
           "update rate of renorm's moving mean and std (weight of the new "
           "batch)"),
@@ -235,7 +235,7 @@ const struct nb_key nb_keys[] = {
     {"data", "classes", NB_KEY_INT, "0", 0, 256, NULL,
      "idx: number of classes (labels 0..classes-1); 0 = the largest "
      "training label + 1, at most " NB_STR(NB_IDX_INFER_MAX_CLASSES),
-     NB_KF_ADDED, NULL, 0, NULL},
+     NB_KF_ADDED, NULL, 0, NULL, "data.classes"},
     K_INT("data", "train_subset", "0", 0, 1e9, 0,
           "use this many training samples; 0 = all"),
     K_BOOL("data", "balanced", "false",

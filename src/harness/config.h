@@ -130,6 +130,7 @@ struct nb_key {
     /* Extra constraint on a number: NULL when fine, else the requirement
      * ("must be 6n+2 (8, 14, 20, ...)"). */
     const char *(*check)(double v);
+    const char *full;       /* "section.key" */
 };
 
 /* The table: sections in the order experiment, model, norm, optim, train,

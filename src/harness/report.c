@@ -1022,11 +1022,7 @@ static const struct nb_exp_paper *paper_at(const struct nb_exp_table *t, const c
 
 static const char *key_title(int k)
 {
-    static char buf[4][160];
-    static int next;
-    char *b = buf[next++ % 4];
-    snprintf(b, sizeof buf[0], "%s.%s", nb_keys[k].section, nb_keys[k].key);
-    return b;
+    return nb_keys[k].full;
 }
 
 /* Under a table of test errors: the binomial standard error of one

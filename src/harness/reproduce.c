@@ -113,9 +113,8 @@ int nb_experiment_find(const char *name, char *buf, size_t size, struct nb_error
     return NB_ENOENT;
 }
 
-const char *nb_gnuplot_path(void)
+const char *nb_gnuplot_path(char *buf, size_t size)
 {
-    static char buf[PATH_SZ];
     const char *env = getenv("GNUPLOT");
     if (env && *env) {
         if (strchr(env, '/'))
@@ -131,7 +130,7 @@ const char *nb_gnuplot_path(void)
     while (*path) {
         const char *colon = strchr(path, ':');
         size_t n = colon ? (size_t)(colon - path) : strlen(path);
-        snprintf(buf, sizeof buf, "%.*s/%s", (int)n, n ? path : ".", want);
+        snprintf(buf, size, "%.*s/%s", (int)n, n ? path : ".", want);
         if (is_exec(buf))
             return buf;
         if (!colon)
@@ -144,7 +143,8 @@ const char *nb_gnuplot_path(void)
 int nb_gnuplot_run(const char *script, const char *in, const char *out, const char *log,
                    struct nb_error *err)
 {
-    const char *gp = nb_gnuplot_path();
+    char gpbuf[PATH_SZ];
+    const char *gp = nb_gnuplot_path(gpbuf, sizeof gpbuf);
     if (!gp)
         return nb_error_set(err, NB_ENOENT, NULL, 0,
                             "gnuplot not found (apt-get install gnuplot-nox fonts-liberation)");
@@ -336,7 +336,8 @@ static int draw_figures(const struct nb_experiment *e, const struct nb_summary *
     int rc = nb_mkdirs(fdir, err);
     if (rc)
         return rc;
-    const char *gp = nb_gnuplot_path();
+    char gpbuf[PATH_SZ];
+    const char *gp = nb_gnuplot_path(gpbuf, sizeof gpbuf);
     *drawn = 0;
     *failed = 0;
     for (int i = 0; i < e->n_figs; i++) {
@@ -702,7 +703,7 @@ int nb_reproduce(const char *experiment, const struct nb_repro_opts *o,
     }
     res->complete = complete;
     /* figures */
-    char plots[PATH_SZ];
+    char plots[PATH_SZ], plots_gp[PATH_SZ];
     const char *pd = find_plots(o->plots_dir, epath, plots, sizeof plots);
     res->figs_total = e.n_figs;
     for (int i = 0; i < e.n_figs; i++)
@@ -711,7 +712,7 @@ int nb_reproduce(const char *experiment, const struct nb_repro_opts *o,
         if (!pd)
             say(o, "no plots/ directory with the gnuplot scripts (--plots DIR): figures "
                    "skipped");
-        else if (!nb_gnuplot_path())
+        else if (!nb_gnuplot_path(plots_gp, sizeof plots_gp))
             say(o, "gnuplot not found: figures skipped (apt-get install gnuplot-nox "
                    "fonts-liberation)");
         if ((rc = draw_figures(&e, &s, stage, pd, o->formats, o, figs, fig_file,

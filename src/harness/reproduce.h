@@ -109,7 +109,8 @@ int nb_repro_missing(const struct nb_summary *s, const char *where,
 int nb_gnuplot_run(const char *script, const char *in, const char *out,
                    const char *log, struct nb_error *err);
 
-/* The gnuplot binary reproduce uses, or NULL when none is found. */
-const char *nb_gnuplot_path(void);
+/* The gnuplot binary reproduce uses, or NULL when none is found: $GNUPLOT,
+ * configure's path, or the first on $PATH (then written into buf). */
+const char *nb_gnuplot_path(char *buf, size_t size);
 
 #endif

@@ -1,4 +1,5 @@
 /* src/harness/summarize.c - see summarize.h. */
+#define _GNU_SOURCE /* qsort_r: comparators take their context, no globals */
 #include "harness/summarize.h"
 
 #include <ctype.h>
@@ -1261,12 +1262,12 @@ static const char *rval(const struct nb_sum_run *r, int k)
     return r->vals[k] ? r->vals[k] : "";
 }
 
-static const struct nb_summary *sort_ctx;
-
-static int cmp_runs(const void *pa, const void *pb)
+/* qsort_r order of runs: by the varying keys' values, then seed, then
+ * the order they were added in; ctx is the summary. */
+static int cmp_runs(const void *pa, const void *pb, void *ctx)
 {
     const struct nb_sum_run *a = pa, *b = pb;
-    const struct nb_summary *s = sort_ctx;
+    const struct nb_summary *s = ctx;
     for (int i = 0; i < s->n_vary; i++) {
         int c = cmp_val(rval(a, s->vary[i]), rval(b, s->vary[i]));
         if (c)
@@ -1279,8 +1280,6 @@ static int cmp_runs(const void *pa, const void *pb)
 
 const char *nb_sum_key_short(int key)
 {
-    static char buf[8][128];
-    static int next;
     if (key < 0 || key >= nb_n_keys)
         return "?";
     const struct nb_key *k = &nb_keys[key];
@@ -1292,9 +1291,7 @@ const char *nb_sum_key_short(int key)
         return "G";
     if (nb_key_lookup_name(k->key) == key)
         return k->key;
-    char *b = buf[next++ % 8];
-    snprintf(b, sizeof buf[0], "%s.%s", k->section, k->key);
-    return b;
+    return k->full;
 }
 
 /* Keys whose value alone names the group: norm.type, model.arch, ... */
@@ -1341,10 +1338,12 @@ static bool determined(const struct nb_summary *s, int k, const int *keep, int n
     return true;
 }
 
-static int cmp_seed_ctx(const void *pa, const void *pb)
+/* qsort_r order of run indices into the summary ctx: by seed, then order */
+static int cmp_seed_ctx(const void *pa, const void *pb, void *ctx)
 {
-    const struct nb_sum_run *a = &sort_ctx->runs[*(const int *)pa];
-    const struct nb_sum_run *b = &sort_ctx->runs[*(const int *)pb];
+    const struct nb_summary *s = ctx;
+    const struct nb_sum_run *a = &s->runs[*(const int *)pa];
+    const struct nb_sum_run *b = &s->runs[*(const int *)pb];
     if (a->seed != b->seed)
         return a->seed < b->seed ? -1 : 1;
     return a->order < b->order ? -1 : a->order > b->order;
@@ -1385,8 +1384,7 @@ int nb_summary_group(struct nb_summary *s, struct nb_error *err)
     s->vary = vary;
     s->n_vary = nv;
     if (s->sort_runs && s->n_runs > 1) {
-        sort_ctx = s;
-        qsort(s->runs, s->n_runs, sizeof *s->runs, cmp_runs);
+        qsort_r(s->runs, s->n_runs, sizeof *s->runs, cmp_runs, s);
     }
     /* groups */
     s->groups = calloc(s->n_runs ? s->n_runs : 1, sizeof *s->groups);
@@ -1430,8 +1428,7 @@ int nb_summary_group(struct nb_summary *s, struct nb_error *err)
     s->max_reps = 0;
     for (int g = 0; g < s->n_groups; g++) {
         struct nb_sum_group *G = &s->groups[g];
-        sort_ctx = s;
-        qsort(G->runs, (size_t)G->n_runs, sizeof *G->runs, cmp_seed_ctx);
+        qsort_r(G->runs, (size_t)G->n_runs, sizeof *G->runs, cmp_seed_ctx, s);
         for (int i = 0; i < G->n_runs; i++) {
             struct nb_sum_run *r = &s->runs[G->runs[i]];
             r->rep = i;
@@ -1697,8 +1694,6 @@ struct rawpt {
     int rep;
 };
 
-static const struct nb_summary *raw_ctx;
-
 static int str_order(const struct nb_summary *s, int id)
 {
     /* rank of the name among all pooled strings (stable, by strcmp) */
@@ -1714,7 +1709,6 @@ static int str_order(const struct nb_summary *s, int id)
 static int cmp_raw(const void *pa, const void *pb)
 {
     const struct rawpt *a = pa, *b = pb;
-    (void)raw_ctx;
     if (a->layer_key != b->layer_key)
         return a->layer_key < b->layer_key ? -1 : 1;
     if (a->param_key != b->param_key)
@@ -1956,7 +1950,6 @@ int nb_summary_select_prepare(const struct nb_summary *s, const struct nb_metric
             nb_summary_prepared_free(p);
             return oom(err);
         }
-        raw_ctx = s;
         if (rb.n)
             qsort(rb.p, rb.n, sizeof *rb.p, cmp_raw);
         p->group[p->n_groups] = g;
@@ -2017,7 +2010,6 @@ static int select_impl(const struct nb_summary *s, const struct nb_metric *m,
         rb.n = 0;
         if ((rc = gather_raw(s, m, g, f, nf, &rb, rank, &found_col)))
             break;
-        raw_ctx = s;
         if (rb.n) /* rb.p is NULL when nothing was gathered */
             qsort(rb.p, rb.n, sizeof *rb.p, cmp_raw);
         rc = collapse(s, g, rb.p, rb.n, mode, w ? w + (size_t)g * (size_t)s->max_reps : NULL,
@@ -2537,7 +2529,6 @@ int nb_summary_write_tables(const struct nb_summary *s, const char *dir,
 /* Axis titles. */
 static const char *key_axis_title(int key)
 {
-    static char buf[160];
     const struct nb_key *k = &nb_keys[key];
     if (!strcmp(k->section, "train") && !strcmp(k->key, "batch"))
         return "batch size";
@@ -2549,8 +2540,7 @@ static const char *key_axis_title(int key)
         return "depth";
     if (!strcmp(k->section, "model") && !strcmp(k->key, "dln_layers"))
         return "layers";
-    snprintf(buf, sizeof buf, "%s.%s", k->section, k->key);
-    return buf;
+    return k->full;
 }
 
 static const char *scalar_axis_title(int sc)
@@ -2751,14 +2741,17 @@ static int series_styles(const struct nb_summary *s, int x, const int *first, in
     return 0;
 }
 
-static const struct nb_summary *xs_ctx;
-static int xs_key;
+struct xs_ctx {
+    const struct nb_summary *s;
+    int key;
+};
 
-static int cmp_group_x(const void *pa, const void *pb)
+/* qsort_r order of group indices by their value of ctx's key */
+static int cmp_group_x(const void *pa, const void *pb, void *ctx)
 {
+    const struct xs_ctx *c = ctx;
     int a = *(const int *)pa, b = *(const int *)pb;
-    return cmp_val(nb_summary_group_val(xs_ctx, a, xs_key),
-                   nb_summary_group_val(xs_ctx, b, xs_key));
+    return cmp_val(nb_summary_group_val(c->s, a, c->key), nb_summary_group_val(c->s, b, c->key));
 }
 
 /* Groups of series k sorted by x. */
@@ -2770,9 +2763,8 @@ static int series_groups(const struct nb_summary *s, const int *series, int k, i
         if (series[g] == k)
             out[n++] = g;
     if (x >= 0) {
-        xs_ctx = s;
-        xs_key = x;
-        qsort(out, (size_t)n, sizeof *out, cmp_group_x);
+        struct xs_ctx c = {s, x};
+        qsort_r(out, (size_t)n, sizeof *out, cmp_group_x, &c);
     }
     return n;
 }
