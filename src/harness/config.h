@@ -25,9 +25,12 @@
  *     table, strictly: unknown section or key, duplicate key within one
  *     file, a line without '=' are errors "FILE:LINE: message" (status
  *     NB_EINVAL) with a hint where the fix is obvious.  Later assignments
- *     override earlier ones, also across includes.  The values stay raw
- *     text here: splitting lists into sweep axes and checking each value
- *     is sweep.c's job (nb_sweep_load).
+ *     override earlier ones, also across includes.  Each value is split
+ *     into its sweep elements here (top-level commas; lin/log generators
+ *     and a..b ranges expanded) and every element is checked against its
+ *     key and made canonical (struct nb_config_val), so a bad value fails
+ *     at its own line; zip and exclude are parsed too.  Combining the axes
+ *     into runs and the cross-key checks are sweep.c's (nb_sweep_load).
  *
  * All functions follow core/error.h: 0 or a negative enum nb_status, with
  * err (when non-NULL) filled. */
