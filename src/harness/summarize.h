@@ -96,6 +96,8 @@ enum nb_sum_scalar {
 
 /* "final_test_acc", ...; NULL when out of range. */
 const char *nb_sum_scalar_name(int sc);
+/* Its axis title ("final test error (%)"); NULL when out of range. */
+const char *nb_sum_scalar_title(int sc);
 /* Index of a scalar name, or -1. */
 int nb_sum_scalar_lookup(const char *name);
 
