@@ -3,7 +3,6 @@
 #include "config.h"
 
 #include <getopt.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +13,7 @@
 
 #include "buildinfo.h"
 #include "core/blas.h"
+#include "core/text.h"
 #include "harness/bench.h"
 #include "harness/config.h"
 #include "harness/runcfg.h"
@@ -150,43 +150,9 @@ static int train_print(void *user, const struct nb_metrics *r)
 /* `train`: one run of the config keys, with the same table, defaults and
  * checks as `run`: CONFIG (optional), then SECTION.KEY=VALUE arguments and
  * the shorthand options in command-line order (a later one overrides). */
-struct train_text {
-    char *s;
-    size_t len, cap;
-    bool failed;
-};
-
-static void tt_add(struct train_text *t, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void tt_add(struct train_text *t, const char *fmt, ...)
-{
-    va_list ap;
-    for (;;) {
-        va_start(ap, fmt);
-        int n = vsnprintf(t->s ? t->s + t->len : NULL, t->s ? t->cap - t->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            t->failed = true;
-            return;
-        }
-        if (t->s && t->len + (size_t)n < t->cap) {
-            t->len += (size_t)n;
-            return;
-        }
-        size_t cap = 2 * (t->cap + (size_t)n + 64);
-        char *p = realloc(t->s, cap);
-        if (!p) {
-            t->failed = true;
-            return;
-        }
-        t->s = p;
-        t->cap = cap;
-    }
-}
-
 /* Appends "[section]\nkey = value\n" for the override SECTION.KEY=VALUE
  * (a section is repeated per line: the reader takes the last one). */
-static int tt_override(struct train_text *t, const char *verb, const char *arg)
+static int tt_override(struct nb_text *t, const char *verb, const char *arg)
 {
     const char *eq = strchr(arg, '='), *dot = strchr(arg, '.');
     if (!eq || !dot || dot > eq) {
@@ -205,7 +171,7 @@ static int tt_override(struct train_text *t, const char *verb, const char *arg)
         fprintf(stderr, "%s: %s: a value with a line break in '%s'\n", prog, verb, arg);
         return -1;
     }
-    tt_add(t, "[%s]\n%s = %s\n", section, key, eq + 1);
+    nb_text_printf(t, "[%s]\n%s = %s\n", section, key, eq + 1);
     return 0;
 }
 
@@ -228,7 +194,7 @@ static int cmd_train(int argc, char **argv)
         {"seed", 1, 0, 's'}, {"data", 1, 0, 'd'}, {"dir", 1, 0, 'D'},
         {"subset", 1, 0, 'u'}, {"eval-every", 1, 0, 'E'}, {"threads", 1, 0, 't'},
         {"fallback", 0, 0, 'F'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
-    struct train_text t = {0};
+    struct nb_text t = {0};
     int c, rc = 2;
     bool cfg_seen = false;
     optind = 1;
@@ -238,11 +204,11 @@ static int cmd_train(int argc, char **argv)
             if (strchr(optarg, '=')) {
                 if (tt_override(&t, "train", optarg))
                     goto out;
-            } else if (!cfg_seen && t.len == 0) {
+            } else if (!cfg_seen && t.n == 0) {
                 if (path_check("train", "CONFIG", optarg))
                     goto out;
                 /* the config first, so that everything after overrides it */
-                tt_add(&t, "include = %s\n", optarg);
+                nb_text_printf(&t, "include = %s\n", optarg);
                 cfg_seen = true;
             } else {
                 fprintf(stderr, "%s: train: unexpected argument '%s' (CONFIG comes first; "
@@ -257,7 +223,7 @@ static int cmd_train(int argc, char **argv)
             goto out;
         }
         if (c == 'F') {
-            tt_add(&t, "[data]\nfallback = true\n");
+            nb_text_printf(&t, "[data]\nfallback = true\n");
             continue;
         }
         size_t i = 0;
@@ -271,7 +237,7 @@ static int cmd_train(int argc, char **argv)
             goto out;
         if (opt_check("train", keyopt[i].opt, keyopt[i].section, keyopt[i].key, optarg))
             goto out;
-        tt_add(&t, "[%s]\n%s = %s\n", keyopt[i].section, keyopt[i].key, optarg);
+        nb_text_printf(&t, "[%s]\n%s = %s\n", keyopt[i].section, keyopt[i].key, optarg);
     }
     if (t.failed) {
         fprintf(stderr, "%s: train: out of memory\n", prog);
@@ -279,7 +245,7 @@ static int cmd_train(int argc, char **argv)
         goto out;
     }
     if (!t.s)
-        tt_add(&t, "\n");
+        nb_text_puts(&t, "\n");
     struct nb_error err;
     nb_error_clear(&err);
     struct nb_sweep sw;
@@ -344,7 +310,7 @@ static int cmd_train(int argc, char **argv)
            res.steps * (double)spec->batch / res.seconds);
     rc = 0;
 out:
-    free(t.s);
+    nb_text_free(&t);
     return rc;
 }
 

@@ -4,10 +4,32 @@
 #include "core/arena.h"
 #include "core/error.h"
 #include "core/rng.h"
+#include "core/text.h"
 #include "tap.h"
+
+/* nb_text: appends in order, grows past its first allocation, keeps the
+ * NUL, and frees to a zeroed text */
+static void test_text(void)
+{
+    struct nb_text t = {0};
+    nb_text_puts(&t, "[train]\n");
+    nb_text_put(&t, "batch = 128xyz", 11);
+    nb_text_printf(&t, "\n%s = %d\n", "epochs", 10);
+    is_str(t.s, "[train]\nbatch = 128\nepochs = 10\n", "nb_text: puts, put, printf in order");
+    is_int((long long)t.n, (long long)strlen(t.s), "nb_text: n is the length");
+    size_t n0 = t.n;
+    for (int i = 0; i < 1000; i++)
+        nb_text_printf(&t, "%04d", i);
+    is_int((long long)t.n, (long long)n0 + 4000, "nb_text: grows past its first allocation");
+    ok(!t.failed && t.s[t.n] == '\0' && !strncmp(t.s + t.n - 4, "0999", 4),
+       "nb_text: ends with the last append and a NUL");
+    nb_text_free(&t);
+    ok(!t.s && !t.n && !t.cap && !t.failed, "nb_text_free zeroes the text");
+}
 
 int main(void)
 {
+    test_text();
     struct nb_error e;
     char buf[2048];
 

@@ -11,6 +11,7 @@
 
 #include <zlib.h>
 
+#include "core/text.h"
 #include "harness/config.h"
 
 static const char *const files[NB_AR_COUNT] = {"runs", "metrics", "probes", "slices"};
@@ -45,59 +46,27 @@ static int n_of(const char *const *l)
     return n;
 }
 
-/* ---- a growable text ------------------------------------------------------ */
+/* ---- CSV fields into a text ----------------------------------------------- */
 
-struct sbuf {
-    char *s;
-    size_t n, cap;
-    bool failed;
-};
-
-static void sb_put(struct sbuf *b, const char *s, size_t n)
-{
-    if (b->failed)
-        return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (b->n + n + 1 > cap)
-            cap *= 2;
-        char *p = realloc(b->s, cap);
-        if (!p) {
-            b->failed = true;
-            return;
-        }
-        b->s = p;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->n, s, n);
-    b->n += n;
-    b->s[b->n] = '\0';
-}
-
-static void sb_str(struct sbuf *b, const char *s)
-{
-    sb_put(b, s, strlen(s));
-}
-
-/* One CSV field (csvio.h's dialect): NULL empty, bare when it can be,
- * else quoted with quotes doubled. */
-static void sb_field(struct sbuf *b, const char *s, bool first)
+/* Appends s as one CSV field (quoted when it needs to be; NULL is an
+ * empty field), preceded by a comma unless first. */
+static void sb_field(struct nb_text *b, const char *s, bool first)
 {
     if (!first)
-        sb_put(b, ",", 1);
+        nb_text_put(b, ",", 1);
     if (!s)
         return;
     if (nb_csv_is_bare(s)) {
-        sb_str(b, s);
+        nb_text_puts(b, s);
         return;
     }
-    sb_put(b, "\"", 1);
+    nb_text_put(b, "\"", 1);
     for (const char *p = s; *p; p++) {
-        sb_put(b, p, 1);
+        nb_text_put(b, p, 1);
         if (*p == '"')
-            sb_put(b, p, 1);
+            nb_text_put(b, p, 1);
     }
-    sb_put(b, "\"", 1);
+    nb_text_put(b, "\"", 1);
 }
 
 /* ---- files ------------------------------------------------------------------ */
@@ -114,11 +83,11 @@ static int slurp(const char *path, char **text, size_t *len, struct nb_error *er
     gzFile gz = gzopen(path, "rb");
     if (!gz)
         return nb_error_set(err, NB_EIO, path, 0, "cannot open: %s", strerror(errno));
-    struct sbuf b = {0};
+    struct nb_text b = {0};
     char buf[65536];
     int n;
     while ((n = gzread(gz, buf, sizeof buf)) > 0)
-        sb_put(&b, buf, (size_t)n);
+        nb_text_put(&b, buf, (size_t)n);
     int zerr = 0;
     const char *msg = n < 0 ? gzerror(gz, &zerr) : NULL;
     char m[256];
@@ -335,7 +304,7 @@ int nb_archive_load(const char *dir, struct nb_archive *a, struct nb_error *err)
 static char *rows_text(const struct nb_csv_table *t, int c0, size_t r0, size_t r1,
                        bool drop_empty, int scan_col, size_t *len)
 {
-    struct sbuf b = {0};
+    struct nb_text b = {0};
     bool *keep = calloc((size_t)t->ncols + 1, sizeof *keep);
     if (!keep)
         return NULL;
@@ -350,7 +319,7 @@ static char *rows_text(const struct nb_csv_table *t, int c0, size_t r0, size_t r
             sb_field(&b, t->header[c], first);
             first = false;
         }
-    sb_put(&b, "\n", 1);
+    nb_text_put(&b, "\n", 1);
     for (size_t r = r0; r < r1; r++) {
         if (scan_col >= 0 && r > r0) {
             const char *sl0 = nb_csv_cell(t, r - 1, scan_col - 1),
@@ -358,9 +327,9 @@ static char *rows_text(const struct nb_csv_table *t, int c0, size_t r0, size_t r
             const char *sc0 = nb_csv_cell(t, r - 1, scan_col),
                        *sc1 = nb_csv_cell(t, r, scan_col);
             if (!sl0 || !sl1 || strcmp(sl0, sl1))
-                sb_str(&b, "\n\n");
+                nb_text_puts(&b, "\n\n");
             else if (!sc0 || !sc1 || strcmp(sc0, sc1))
-                sb_str(&b, "\n");
+                nb_text_puts(&b, "\n");
         }
         first = true;
         for (int c = c0; c < t->ncols; c++)
@@ -368,7 +337,7 @@ static char *rows_text(const struct nb_csv_table *t, int c0, size_t r0, size_t r
                 sb_field(&b, nb_csv_cell(t, r, c), first);
                 first = false;
             }
-        sb_put(&b, "\n", 1);
+        nb_text_put(&b, "\n", 1);
     }
     free(keep);
     if (b.failed) {
@@ -575,7 +544,7 @@ int nb_archive_build(const struct nb_summary *s, const struct nb_archive *old,
     const struct nb_ar_run **from = calloc(n + 1, sizeof *from);
     char **cols[NB_AR_COUNT] = {0};
     int ncols[NB_AR_COUNT] = {0};
-    struct sbuf b[NB_AR_COUNT];
+    struct nb_text b[NB_AR_COUNT];
     memset(b, 0, sizeof b);
     int rc = 0;
     if (!v || !own || !meta || !runs || !from) {
@@ -655,20 +624,20 @@ int nb_archive_build(const struct nb_summary *s, const struct nb_archive *old,
     sb_field(&b[NB_AR_RUNS], nb_sum_scalar_name(NB_SC_WALL_TIME), false);
     for (int c = 0; meta_keys[c]; c++)
         sb_field(&b[NB_AR_RUNS], meta_keys[c], false);
-    sb_put(&b[NB_AR_RUNS], "\n", 1);
+    nb_text_put(&b[NB_AR_RUNS], "\n", 1);
     for (int t = NB_AR_METRICS; t < NB_AR_COUNT; t++) {
         sb_field(&b[t], "run_id", true);
         for (int k = 0; k < out->n_keys; k++)
             sb_field(&b[t], out->keys[k], false);
         for (int c = 0; c < ncols[t]; c++)
             sb_field(&b[t], cols[t][c], false);
-        sb_put(&b[t], "\n", 1);
+        nb_text_put(&b[t], "\n", 1);
     }
     /* rows */
     int kexp = nb_key_lookup("experiment", "name");
     for (size_t i = 0; i < n; i++) {
         const struct nb_sum_run *r = runs[i];
-        struct sbuf *rb = &b[NB_AR_RUNS];
+        struct nb_text *rb = &b[NB_AR_RUNS];
         char num[64];
         sb_field(rb, r->run_id, true);
         sb_field(rb, kexp >= 0 ? r->vals[kexp] : NULL, false);
@@ -690,7 +659,7 @@ int nb_archive_build(const struct nb_summary *s, const struct nb_archive *old,
             }
             sb_field(rb, val[0] ? val : NULL, false);
         }
-        sb_put(rb, "\n", 1);
+        nb_text_put(rb, "\n", 1);
         for (int t = NB_AR_METRICS; t < NB_AR_COUNT; t++) {
             const struct view *w = &v[i][t];
             if (w->r1 <= w->r0)
@@ -712,7 +681,7 @@ int nb_archive_build(const struct nb_summary *s, const struct nb_archive *old,
                     sb_field(&b[t], r->vals[s->vary[k]], false);
                 for (int c = 0; c < ncols[t]; c++)
                     sb_field(&b[t], map[c] >= 0 ? nb_csv_cell(w->t, row, map[c]) : NULL, false);
-                sb_put(&b[t], "\n", 1);
+                nb_text_put(&b[t], "\n", 1);
             }
             free(map);
         }

@@ -1,5 +1,6 @@
 /* src/harness/config.c - see config.h. */
 #include "harness/config.h"
+#include "core/text.h"
 #include "data/data.h" /* NB_IDX_INFER_MAX_CLASSES */
 
 #include <ctype.h>
@@ -338,30 +339,12 @@ int nb_key_lookup_name(const char *name)
  * Small helpers
  * ====================================================================== */
 
-struct sbuf {
-    char *s;
-    size_t n, cap;
-};
-
-static int sb_putn(struct sbuf *b, const char *p, size_t n)
+/* Appends p to b; 0, or NB_ENOMEM once an allocation has failed. */
+static int sb_puts(struct nb_text *b, const char *p)
 {
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->n + n + 1)
-            cap *= 2;
-        char *s = realloc(b->s, cap);
-        if (!s)
-            return NB_ENOMEM;
-        b->s = s;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->n, p, n);
-    b->n += n;
-    b->s[b->n] = '\0';
-    return 0;
+    nb_text_puts(b, p);
+    return b->failed ? NB_ENOMEM : 0;
 }
-
-static int sb_puts(struct sbuf *b, const char *p) { return sb_putn(b, p, strlen(p)); }
 
 static int is_blank(int c) { return c == ' ' || c == '\t'; }
 
@@ -596,7 +579,7 @@ static int out_of_range(const struct nb_key *k, double v)
 /* Checks one number (text s, element of a list when in_list) and appends
  * its canonical form to out. */
 static int canon_number(const struct nb_key *k, const char *s, int is_int,
-                        const char *file, int line, struct sbuf *out,
+                        const char *file, int line, struct nb_text *out,
                         struct nb_error *err)
 {
     char buf[64];
@@ -653,7 +636,7 @@ static int canon_number(const struct nb_key *k, const char *s, int is_int,
 int nb_key_canon(const struct nb_key *k, const char *text, const char *file,
                  int line, char **out, struct nb_error *err)
 {
-    struct sbuf b = {0};
+    struct nb_text b = {0};
     int rc = 0;
     *out = NULL;
     if (sb_puts(&b, ""))
@@ -850,7 +833,7 @@ struct pending {
     int active;
     char *key;
     int line;
-    struct sbuf val;
+    struct nb_text val;
     size_t *seg_off;
     int *seg_line;
     int n_segs, cap_segs;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/text.h"
 #include "layers/norm.h"
 #include "model/model.h"
 
@@ -367,46 +368,17 @@ void nb_runcfg_cache_clear(void)
     n_cache = cap_cache = 0;
 }
 
-struct sbuf {
-    char *s;
-    size_t n, cap;
-    bool failed;
-};
-
-static void sb_add(struct sbuf *b, const char *a, const char *c)
-{
-    size_t la = strlen(a), lc = strlen(c);
-    if (b->failed)
-        return;
-    if (b->n + la + lc + 2 > b->cap) {
-        size_t cap = b->cap ? b->cap : 2048;
-        while (cap < b->n + la + lc + 2)
-            cap *= 2;
-        char *s = realloc(b->s, cap);
-        if (!s) {
-            b->failed = true;
-            return;
-        }
-        b->s = s;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->n, a, la);
-    memcpy(b->s + b->n + la, c, lc);
-    b->n += la + lc;
-    b->s[b->n++] = '\n';
-    b->s[b->n] = '\0';
-}
 
 /* The part of a run that decides the model check: every [model] and
  * [norm] key plus the loop and data facts the check uses. */
 static char *model_key(const struct nb_run *run, const struct nb_runcfg *rc,
                        size_t ntrain)
 {
-    struct sbuf b = {0};
+    struct nb_text b = {0};
     for (int i = 0; i < nb_n_keys; i++)
         if (!strcmp(nb_keys[i].section, "model") ||
             !strcmp(nb_keys[i].section, "norm"))
-            sb_add(&b, nb_keys[i].key, run->vals[i]->text);
+            nb_text_printf(&b, "%s%s\n", nb_keys[i].key, run->vals[i]->text);
     const struct nb_train_spec *s = &rc->train;
     const struct nb_norm_opts *n = &s->model.norm;
     char extra[256];
@@ -416,7 +388,7 @@ static char *model_key(const struct nb_run *run, const struct nb_runcfg *rc,
              s->batch, (int)s->drop_last, s->model.input.c, s->model.input.h,
              s->model.input.w, s->model.outputs, (int)s->model.loss, ntrain,
              n->renorm_warmup, n->renorm_dmax_steps, n->renorm_rmax_steps);
-    sb_add(&b, "", extra);
+    nb_text_printf(&b, "%s\n", extra);
     if (b.failed) {
         free(b.s);
         return NULL;

@@ -31,6 +31,7 @@
 #include "core/arena.h"
 #include "core/blas.h"
 #include "core/rng.h"
+#include "core/text.h"
 #include "harness/csvio.h"
 #include "harness/runcfg.h"
 
@@ -200,13 +201,9 @@ static bool kv_get(const char *text, const char *key, char *out, size_t size)
 }
 
 /* A growing text buffer of "key = value" lines. */
-struct text {
-    char *s;
-    size_t n, cap;
-};
-
+/* Appends "key = value\n" to t (line breaks in the value become spaces). */
 __attribute__((format(printf, 3, 4))) static void
-kvf(struct text *t, const char *key, const char *fmt, ...)
+kvf(struct nb_text *t, const char *key, const char *fmt, ...)
 {
     char val[2048];
     va_list ap;
@@ -216,18 +213,7 @@ kvf(struct text *t, const char *key, const char *fmt, ...)
     for (char *p = val; *p; p++)
         if (*p == '\n' || *p == '\r')
             *p = ' ';
-    size_t need = strlen(key) + strlen(val) + 8;
-    if (t->n + need > t->cap) {
-        size_t cap = t->cap ? t->cap : 4096;
-        while (cap < t->n + need)
-            cap *= 2;
-        char *s = realloc(t->s, cap);
-        if (!s)
-            return;
-        t->s = s;
-        t->cap = cap;
-    }
-    t->n += (size_t)snprintf(t->s + t->n, t->cap - t->n, "%s = %s\n", key, val);
+    nb_text_printf(t, "%s = %s\n", key, val);
 }
 
 static void utc_now(char *buf, size_t size)
@@ -468,7 +454,7 @@ static int owner_write(const struct ctx *c, const char *lockdir, long pid,
                        long worker, const char *nonce)
 {
     char path[PATH_SZ + 16], when[32];
-    struct text t = {0};
+    struct nb_text t = {0};
     utc_now(when, sizeof when);
     kvf(&t, "host", "%s", c->host);
     kvf(&t, "pid", "%ld", pid);
@@ -747,7 +733,7 @@ static void cpu_model(char *buf, size_t size)
 }
 
 /* The part of meta.txt known before the run starts. */
-static void meta_head(const struct wrun *w, const char *start, struct text *t)
+static void meta_head(const struct wrun *w, const char *start, struct nb_text *t)
 {
     const struct nb_run *r = w->run;
     const struct ctx *c = w->c;
@@ -800,23 +786,22 @@ static void meta_head(const struct wrun *w, const char *start, struct text *t)
 }
 
 /* Writes meta.txt = head + tail. */
-static int meta_write(const struct wrun *w, const struct text *head,
-                      const struct text *tail, struct nb_error *err)
+static int meta_write(const struct wrun *w, const struct nb_text *head,
+                      const struct nb_text *tail, struct nb_error *err)
 {
     char path[PATH_SZ + 16];
-    struct text all = {0};
-    size_t n = (head->s ? head->n : 0) + (tail && tail->s ? tail->n : 0) + 1;
-    all.s = malloc(n);
-    if (!all.s)
-        return nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
-    all.s[0] = '\0';
+    struct nb_text all = {0};
     if (head->s)
-        strcat(all.s, head->s);
+        nb_text_put(&all, head->s, head->n);
     if (tail && tail->s)
-        strcat(all.s, tail->s);
+        nb_text_put(&all, tail->s, tail->n);
+    if (!all.s || all.failed || head->failed || (tail && tail->failed)) {
+        nb_text_free(&all);
+        return nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
+    }
     int rc = write_atomic(pathf(path, sizeof path, "%s/meta.txt", w->dir),
                           all.s, false, err);
-    free(all.s);
+    nb_text_free(&all);
     return rc;
 }
 
@@ -865,7 +850,7 @@ static int probe_attach(struct wrun *w, const struct nb_runcfg *rc,
     return 0;
 }
 
-static void probe_meta(const struct wrun *w, double run_seconds, struct text *t)
+static void probe_meta(const struct wrun *w, double run_seconds, struct nb_text *t)
 {
     if (!w->probes_on)
         return;
@@ -923,7 +908,7 @@ static int run_one(const struct ctx *c, size_t i, const char *nonce, int fd)
     pathf(w.owner, sizeof w.owner, "%s/owner", lockdir);
     w.last_beat = t0;
 
-    struct text head = {0}, tail = {0};
+    struct nb_text head = {0}, tail = {0};
     struct nb_runcfg rc;
     struct nb_data data;
     struct nb_train_result res;
@@ -943,7 +928,7 @@ static int run_one(const struct ctx *c, size_t i, const char *nonce, int fd)
     if ((r = write_config(&w, &err)) || (r = meta_write(&w, &head, &tail, &err)))
         goto out;
     free(tail.s);
-    tail = (struct text){0};
+    tail = (struct nb_text){0};
     event(c, "start", run, NULL);
 
     if ((r = nb_runcfg_from_run(run, &rc, &err)))
@@ -1005,7 +990,7 @@ out:;
         close_outputs(&w, NULL);
         char msg[1200];
         nb_error_format(&err, msg, sizeof msg);
-        struct text et = {0};
+        struct nb_text et = {0};
         kvf(&et, "error", "%s", msg);
         if (err.hint[0])
             kvf(&et, "hint", "%s", err.hint);
@@ -1037,7 +1022,7 @@ out:;
         code = W_FAILED;
     }
     if (!r) {
-        struct text done = {0};
+        struct nb_text done = {0};
         char num[40];
         kvf(&done, "run_id", "%s", run->run_id);
         kvf(&done, "status", "%s", status);
@@ -1139,7 +1124,7 @@ static void record_crash(const struct ctx *c, const struct nb_run *r,
                          const char *why)
 {
     char path[PATH_SZ + 16], text[16384], when[32];
-    struct text t = {0};
+    struct nb_text t = {0};
     utc_now(when, sizeof when);
     kvf(&t, "error", "%s", why);
     kvf(&t, "end_utc", "%s", when);
@@ -1150,7 +1135,7 @@ static void record_crash(const struct ctx *c, const struct nb_run *r,
         write_atomic(path, t.s, true, NULL);
     free(t.s);
     /* meta.txt: status failed */
-    t = (struct text){0};
+    t = (struct nb_text){0};
     run_dir(c, r, path, sizeof path);
     strncat(path, "/meta.txt", sizeof path - strlen(path) - 1);
     if (read_small(path, text, sizeof text) > 0) {

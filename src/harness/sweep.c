@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/text.h"
+
 #define NB_MAX_RUNS 100000
 
 struct nb_sweep_store {
@@ -45,32 +47,6 @@ uint64_t nb_fnv1a64(const void *data, size_t n)
 
 /* ---- canonical text ----------------------------------------------------- */
 
-struct sbuf {
-    char *s;
-    size_t n, cap;
-    int failed;
-};
-
-static void sb_puts(struct sbuf *b, const char *p)
-{
-    size_t n = strlen(p);
-    if (b->failed)
-        return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap < b->n + n + 1)
-            cap *= 2;
-        char *s = realloc(b->s, cap);
-        if (!s) {
-            b->failed = 1;
-            return;
-        }
-        b->s = s;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->n, p, n + 1);
-    b->n += n;
-}
 
 /* Keys whose value changes nothing in a given run: the identity takes
  * their default instead, so such runs share the run_id of the run with
@@ -99,9 +75,9 @@ static bool no_op(const struct nb_run *run, const struct nb_key *k)
 
 static char *canonical(const struct nb_run *run, int identity)
 {
-    struct sbuf b = {0};
+    struct nb_text b = {0};
     const char *sec = NULL;
-    sb_puts(&b, "");
+    nb_text_puts(&b, "");
     for (int i = 0; i < nb_n_keys; i++) {
         const struct nb_key *k = &nb_keys[i];
         if (k->flags & NB_KF_STRUCT) /* zip / exclude: no value (vals[i] NULL) */
@@ -114,16 +90,16 @@ static char *canonical(const struct nb_run *run, int identity)
             continue;
         if (!sec || strcmp(sec, k->section)) {
             if (sec)
-                sb_puts(&b, "\n");
-            sb_puts(&b, "[");
-            sb_puts(&b, k->section);
-            sb_puts(&b, "]\n");
+                nb_text_puts(&b, "\n");
+            nb_text_puts(&b, "[");
+            nb_text_puts(&b, k->section);
+            nb_text_puts(&b, "]\n");
             sec = k->section;
         }
-        sb_puts(&b, k->key);
-        sb_puts(&b, v[0] ? " = " : " =");
-        sb_puts(&b, v);
-        sb_puts(&b, "\n");
+        nb_text_puts(&b, k->key);
+        nb_text_puts(&b, v[0] ? " = " : " =");
+        nb_text_puts(&b, v);
+        nb_text_puts(&b, "\n");
     }
     if (b.failed) {
         free(b.s);
