@@ -48,6 +48,11 @@ int nb_error_set(struct nb_error *e, int status, const char *file, int line,
     return status;
 }
 
+int nb_error_oom(struct nb_error *e)
+{
+    return nb_error_set(e, NB_ENOMEM, NULL, 0, "out of memory");
+}
+
 int nb_error_hint(struct nb_error *e, const char *fmt, ...)
 {
     va_list ap;

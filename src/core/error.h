@@ -54,6 +54,9 @@ int nb_error_vset(struct nb_error *e, int status, const char *file, int line,
 int nb_error_hint(struct nb_error *e, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* nb_error_set(e, NB_ENOMEM, NULL, 0, "out of memory"): returns NB_ENOMEM. */
+int nb_error_oom(struct nb_error *e);
+
 /* Formats "FILE:LINE: msg" ("FILE: msg" when line is 0, "msg" with no
  * file) into buf; returns buf. */
 const char *nb_error_format(const struct nb_error *e, char *buf, size_t size);

@@ -1,6 +1,7 @@
 /* src/core/text.c - see text.h. */
 #include "core/text.h"
 
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,4 +63,18 @@ void nb_text_free(struct nb_text *t)
 {
     free(t->s);
     memset(t, 0, sizeof *t);
+}
+
+char *nb_trim_left(char *s)
+{
+    while (*s == ' ' || *s == '\t')
+        s++;
+    return s;
+}
+
+void nb_trim_right(char *s)
+{
+    size_t n = strlen(s);
+    while (n > 0 && isspace((unsigned char)s[n - 1]))
+        s[--n] = '\0';
 }

@@ -29,4 +29,9 @@ void nb_text_printf(struct nb_text *t, const char *fmt, ...)
 /* Frees the text and zeroes it. */
 void nb_text_free(struct nb_text *t);
 
+/* Trimming in place: nb_trim_left returns s past its leading blanks
+ * (spaces and tabs), nb_trim_right cuts trailing white space (isspace). */
+char *nb_trim_left(char *s);
+void nb_trim_right(char *s);
+
 #endif

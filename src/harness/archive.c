@@ -33,11 +33,6 @@ struct nb_ar_run {
     size_t first[NB_AR_COUNT], end[NB_AR_COUNT]; /* rows in each data table */
 };
 
-static int oom(struct nb_error *err)
-{
-    return nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
-}
-
 static int n_of(const char *const *l)
 {
     int n = 0;
@@ -99,7 +94,7 @@ static int slurp(const char *path, char **text, size_t *len, struct nb_error *er
     }
     if (b.failed) {
         free(b.s);
-        return oom(err);
+        return nb_error_oom(err);
     }
     *text = b.s;
     *len = b.n;
@@ -202,13 +197,13 @@ static int index_tables(struct nb_archive *a, char names[NB_AR_COUNT][4200],
         return nb_error_set(err, NB_EFORMAT, names[NB_AR_RUNS], 1, "no column '%s'", wt);
     a->n_keys = cw - RC_N;
     if (a->n_keys && !(a->keys = calloc((size_t)a->n_keys, sizeof *a->keys)))
-        return oom(err);
+        return nb_error_oom(err);
     for (int k = 0; k < a->n_keys; k++)
         if (!(a->keys[k] = strdup(rt->header[RC_N + k])))
-            return oom(err);
+            return nb_error_oom(err);
     a->n_runs = 0; /* counts the runs indexed so far (find_run) */
     if (!(a->runs = calloc(rt->nrows + 1, sizeof *a->runs)))
-        return oom(err);
+        return nb_error_oom(err);
     for (size_t r = 0; r < rt->nrows; r++) {
         const char *id = nb_csv_cell(rt, r, RC_RUN_ID);
         if (!id)
@@ -379,7 +374,7 @@ int nb_archive_fallback(void *user, const char *run_id, struct nb_sum_runsrc *sr
         if (!*text[i - 1]) {
             free(src->metrics), free(src->probes), free(src->slice);
             src->metrics = src->probes = src->slice = NULL;
-            return oom(err);
+            return nb_error_oom(err);
         }
     }
     return 1;
@@ -486,7 +481,7 @@ static int read_slice_file(const char *path, struct nb_csv_table *out, struct nb
 nomem:
     free(text);
     nb_csv_table_free(out);
-    return oom(err);
+    return nb_error_oom(err);
 }
 
 /* Column names of table i over every run's view, first seen first. */
@@ -548,7 +543,7 @@ int nb_archive_build(const struct nb_summary *s, const struct nb_archive *old,
     memset(b, 0, sizeof b);
     int rc = 0;
     if (!v || !own || !meta || !runs || !from) {
-        rc = oom(err);
+        rc = nb_error_oom(err);
         goto done;
     }
     size_t m = 0;
@@ -589,7 +584,7 @@ int nb_archive_build(const struct nb_summary *s, const struct nb_archive *old,
     }
     /* slices.csv starts with slice and scan even when no run has a slice */
     if (!rc && !(cols[NB_AR_SLICES] = malloc(2 * sizeof **cols)))
-        rc = oom(err);
+        rc = nb_error_oom(err);
     if (!rc) {
         cols[NB_AR_SLICES][0] = (char *)slice_cols[0];
         cols[NB_AR_SLICES][1] = (char *)slice_cols[1];
@@ -598,21 +593,21 @@ int nb_archive_build(const struct nb_summary *s, const struct nb_archive *old,
     for (int t = NB_AR_METRICS; t < NB_AR_COUNT && !rc; t++)
         for (size_t i = 0; i < n && !rc; i++)
             if (v[i][t].r1 > v[i][t].r0 && add_names(&cols[t], &ncols[t], &v[i][t]))
-                rc = oom(err);
+                rc = nb_error_oom(err);
     if (rc)
         goto done;
     /* the key columns: the summary's varying keys */
     char kname[256];
     out->n_keys = s->n_vary;
     if (out->n_keys && !(out->keys = calloc((size_t)out->n_keys, sizeof *out->keys))) {
-        rc = oom(err);
+        rc = nb_error_oom(err);
         goto done;
     }
     for (int k = 0; k < s->n_vary; k++) {
         snprintf(kname, sizeof kname, "%s.%s", nb_keys[s->vary[k]].section,
                  nb_keys[s->vary[k]].key);
         if (!(out->keys[k] = strdup(kname))) {
-            rc = oom(err);
+            rc = nb_error_oom(err);
             goto done;
         }
     }
@@ -666,7 +661,7 @@ int nb_archive_build(const struct nb_summary *s, const struct nb_archive *old,
                 continue;
             int *map = calloc((size_t)ncols[t] + 1, sizeof *map);
             if (!map) {
-                rc = oom(err);
+                rc = nb_error_oom(err);
                 goto done;
             }
             for (int c = 0; c < ncols[t]; c++) {
@@ -688,7 +683,7 @@ int nb_archive_build(const struct nb_summary *s, const struct nb_archive *old,
     }
     for (int t = 0; t < NB_AR_COUNT; t++)
         if (b[t].failed) {
-            rc = oom(err);
+            rc = nb_error_oom(err);
             goto done;
         }
     /* parse what was built: the facts and the save read the same tables */

@@ -1,20 +1,9 @@
-/* src/harness/config.h - the strict INI reader and the declarative key table.
+/* src/harness/config.h - the declarative key table (keys.c) and a config
+ * file read against it (config.c).
  *
  * Three layers, each usable on its own:
  *
- *  1. nb_ini_parse: a small strict INI reader with line numbers.
- *     `[section]`, `key = value`, comment lines starting with ';' or '#',
- *     inline comments (';' or '#' preceded by whitespace), continuation
- *     lines (a line starting with whitespace right after a key line, or
- *     after its continuation lines, or comment lines among them, is
- *     appended to the value with one space), CRLF line ends, a UTF-8 BOM.
- *     A NUL byte, a line longer than NB_INI_MAX_LINE bytes or a file
- *     larger than NB_INI_MAX_FILE bytes is an error naming the line (so is
- *     a directory given as a file).
- *     `include = FILE` (in any section or before the first) reads FILE
- *     in place, its path relative to the including file;
- *     include cycles are errors.  The reader knows no keys: the handler
- *     does.  A blank line ends a value.
+ *  1. the strict INI reader: harness/ini.h (ini.c).
  *
  *  2. nb_keys[]: every key normbench knows, with type, default, range,
  *     allowed values and a doc line (nb_config_help prints it as a valid,
@@ -41,54 +30,7 @@
 #include <stdio.h>
 
 #include "core/error.h"
-
-/* ---- 1. the INI reader -------------------------------------------------- */
-
-/* Limits of the reader: the longest line (its '\n' included) and the
- * largest file, in bytes. */
-#define NB_INI_MAX_LINE 65536
-#define NB_INI_MAX_FILE (16L << 20)
-
-/* One `key = value` assignment as the reader delivers it.  value is the
- * trimmed value with inline comments removed and continuation lines
- * appended (joined by one space).  Segment j of the value starts at byte
- * seg_off[j] and comes from line seg_line[j] (segment 0 is the key line);
- * nb_ini_item_line maps a byte offset to its line.  Everything is valid
- * only during the handler call. */
-struct nb_ini_item {
-    const char *file;    /* path as opened (include paths joined) */
-    int file_id;         /* distinct for every file read, also re-reads */
-    int line;            /* line of the key */
-    const char *section; /* "" before the first [section] */
-    int section_line;
-    const char *key;
-    const char *value;
-    int n_segs;
-    const size_t *seg_off;
-    const int *seg_line;
-};
-
-/* Returns the line of the value byte at offset off (clamped). */
-int nb_ini_item_line(const struct nb_ini_item *it, size_t off);
-
-/* Called for every assignment, in file order with includes expanded, and
- * with key NULL and value NULL for every `[section]` header (so a handler
- * can reject unknown sections at their line).  Returns 0 to continue or a
- * negative status, having filled err, to stop the parse. */
-typedef int (*nb_ini_handler)(void *user, const struct nb_ini_item *it,
-                              struct nb_error *err);
-
-/* Reads path.  Returns 0, NB_EIO when path (or an included file) cannot be
- * read, NB_EINVAL for a syntax error, an include cycle or whatever the
- * handler returned; err names the file and line. */
-int nb_ini_parse(const char *path, nb_ini_handler handler, void *user,
-                 struct nb_error *err);
-
-/* The same for a config held in memory: text is read as the file called
- * name (the name errors give; an include in text is relative to the
- * working directory unless name has a directory part). */
-int nb_ini_parse_text(const char *name, const char *text, nb_ini_handler handler,
-                      void *user, struct nb_error *err);
+#include "harness/ini.h"
 
 /* ---- 2. the key table --------------------------------------------------- */
 
@@ -160,6 +102,11 @@ int nb_key_lookup_name(const char *name);
  * of range for [optim] lr (must be > 0)"), *out NULL. */
 int nb_key_canon(const struct nb_key *k, const char *text, const char *file,
                  int line, char **out, struct nb_error *err);
+
+/* The number parsers behind nb_key_canon: 0 ok, -1 malformed, -2 out of
+ * the C type's range, -3 (doubles) infinite, with *v set. */
+int nb_key_parse_double(const char *s, double *v);
+int nb_key_parse_ll(const char *s, long long *v);
 
 /* Formats a double canonically into buf (>= 32 bytes); returns buf. */
 char *nb_format_double(double v, char *buf, size_t size);

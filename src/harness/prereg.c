@@ -8,11 +8,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static int oom(struct nb_error *err)
-{
-    return nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
-}
-
 unsigned long long nb_text_hash(unsigned long long h, const void *buf, size_t n)
 {
     const unsigned char *p = buf;
@@ -100,7 +95,7 @@ int nb_prereg_read(const char *path, struct nb_prereg *p, struct nb_error *err)
         if (!strncmp(line, "[check ", 7) && line[len - 1] == ']') {
             struct nb_prereg_check *c = realloc(p->checks, (size_t)(p->n_checks + 1) * sizeof *c);
             if (!c) {
-                rc = oom(err);
+                rc = nb_error_oom(err);
                 break;
             }
             p->checks = c;
@@ -108,7 +103,7 @@ int nb_prereg_read(const char *path, struct nb_prereg *p, struct nb_error *err)
             cur->expect = NULL;
             cur->name = strndup(line + 7, len - 8);
             if (!cur->name)
-                rc = oom(err);
+                rc = nb_error_oom(err);
             continue;
         }
         char *eq = strstr(line, " = ");
@@ -122,7 +117,7 @@ int nb_prereg_read(const char *path, struct nb_prereg *p, struct nb_error *err)
             if (!strcmp(k, "expect")) {
                 free(cur->expect);
                 if (!(cur->expect = collapse_ws(v)))
-                    rc = oom(err);
+                    rc = nb_error_oom(err);
             }
             /* hash: informative (the statement itself is compared) */
             continue;
@@ -180,7 +175,7 @@ int nb_prereg_write(const char *path, const char *exp_path, const struct nb_chec
         if (!t) {
             fclose(fp);
             remove(tmp);
-            return oom(err);
+            return nb_error_oom(err);
         }
         fprintf(fp, "\n[check %s]\nhash = %016llx\nexpect = %s\n", c[i].name,
                 nb_text_hash(NB_TEXT_HASH_SEED, t, strlen(t)), t);

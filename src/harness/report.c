@@ -60,11 +60,6 @@ struct lctx {
     int claim_line;
 };
 
-static int oom(struct nb_error *err)
-{
-    return nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
-}
-
 static bool valid_name(const char *s)
 {
     if (!*s)
@@ -79,14 +74,14 @@ static int set_str(char **dst, const char *v, struct nb_error *err)
 {
     free(*dst);
     *dst = strdup(v);
-    return *dst ? 0 : oom(err);
+    return *dst ? 0 : nb_error_oom(err);
 }
 
 static int grow(void **p, int n, size_t elem, struct nb_error *err)
 {
     void *q = realloc(*p, (size_t)(n + 1) * elem);
     if (!q)
-        return oom(err);
+        return nb_error_oom(err);
     *p = q;
     memset((char *)q + (size_t)n * elem, 0, elem);
     return 0;
@@ -240,7 +235,7 @@ static int section_header(struct lctx *c, const struct nb_ini_item *it, struct n
         f->kind = -1;
         f->line = it->line;
         if (!(f->name = strdup(name)))
-            return oom(err);
+            return nb_error_oom(err);
         c->sec = S_FIGURE;
         c->idx = e->n_figs++;
         return 0;
@@ -258,7 +253,7 @@ static int section_header(struct lctx *c, const struct nb_ini_item *it, struct n
         t->rows = t->cols = -1;
         t->scalar = -1;
         if (!(t->name = strdup(name)))
-            return oom(err);
+            return nb_error_oom(err);
         c->sec = S_TABLE;
         c->idx = e->n_tables++;
         return 0;
@@ -275,7 +270,7 @@ static int section_header(struct lctx *c, const struct nb_ini_item *it, struct n
         return NB_ENOMEM;
     struct nb_check *k = &e->checks[e->n_checks];
     if (!(k->name = strdup(name)) || !(c->check_file[e->n_checks] = strdup(it->file)))
-        return oom(err);
+        return nb_error_oom(err);
     c->check_line[e->n_checks] = it->line;
     c->sec = S_CHECK;
     c->idx = e->n_checks++;
@@ -370,7 +365,7 @@ static int handler(void *user, const struct nb_ini_item *it, struct nb_error *er
                         return NB_ENOMEM;
                     char *cfg = malloc(n + 1);
                     if (!cfg)
-                        return oom(err);
+                        return nb_error_oom(err);
                     memcpy(cfg, p, n);
                     cfg[n] = '\0';
                     e->configs[e->n_configs] = cfg;
@@ -379,7 +374,7 @@ static int handler(void *user, const struct nb_ini_item *it, struct nb_error *er
                     size_t dl = slash ? (size_t)(slash - it->file) + 1 : 0;
                     char *full = malloc(dl + n + 1);
                     if (!full)
-                        return oom(err);
+                        return nb_error_oom(err);
                     if (cfg[0] == '/')
                         snprintf(full, dl + n + 1, "%s", cfg);
                     else
@@ -438,7 +433,7 @@ static int handler(void *user, const struct nb_ini_item *it, struct nb_error *er
         if (!strchr(v, '(') && !strstr(v, "..") && !(nb_keys[k].flags & NB_KF_STRUCT)) {
             char *copy = strdup(v);
             if (!copy)
-                return oom(err);
+                return nb_error_oom(err);
             bool list = nb_keys[k].type == NB_KEY_INT_LIST ||
                         nb_keys[k].type == NB_KEY_FLOAT_LIST;
             for (char *tok = list ? copy : strtok(copy, ","); tok;
@@ -464,7 +459,7 @@ static int handler(void *user, const struct nb_ini_item *it, struct nb_error *er
         o->line = it->line;
         if (!(o->section = strdup(c->quick_sec)) || !(o->key = strdup(it->key)) ||
             !(o->value = strdup(v)))
-            return oom(err);
+            return nb_error_oom(err);
         return 0;
     }
     case S_FIGURE: {
@@ -530,7 +525,7 @@ static int handler(void *user, const struct nb_ini_item *it, struct nb_error *er
                 return NB_ENOMEM;
             r->paper[r->n_paper].line = it->line;
             if (!(r->paper[r->n_paper++].text = strdup(v)))
-                return oom(err);
+                return nb_error_oom(err);
             return 0;
         case TK_CAPTION: return set_str(&t->caption, v, err);
         case TK_COUNT: break;
@@ -620,7 +615,7 @@ static int finish(struct lctx *c, struct nb_error *err)
         if (n > 4 && !strcmp(b + n - 4, ".ini"))
             n -= 4;
         if (!(e->name = malloc(n + 1)))
-            return oom(err);
+            return nb_error_oom(err);
         memcpy(e->name, b, n);
         e->name[n] = '\0';
     }
@@ -719,7 +714,7 @@ static int finish(struct lctx *c, struct nb_error *err)
             char *rest = strdup(colon + 1);
             if (!rest) {
                 free(rowc);
-                return oom(err);
+                return nb_error_oom(err);
             }
             bool any = false;
             for (char *tok = strtok(rest, ","); tok; tok = strtok(NULL, ",")) {
@@ -769,7 +764,7 @@ static int finish(struct lctx *c, struct nb_error *err)
                 any = true;
                 if (!p->row) {
                     free(rest), free(rowc);
-                    return oom(err);
+                    return nb_error_oom(err);
                 }
             }
             free(rest);
@@ -828,7 +823,7 @@ int nb_experiment_load(const char *path, struct nb_experiment *e, struct nb_erro
 {
     memset(e, 0, sizeof *e);
     if (!(e->path = strdup(path)))
-        return oom(err);
+        return nb_error_oom(err);
     struct lctx c = {.e = e, .top = path};
     int rc = nb_ini_parse(path, handler, &c, err);
     if (!rc)
@@ -1651,7 +1646,7 @@ int nb_index_write(const char *root, const char *experiments_dir, bool quick,
             nb_experiment_free(&e);
             closedir(d);
             free(rows);
-            return oom(err);
+            return nb_error_oom(err);
         }
         rows = p;
         memset(&rows[n], 0, sizeof rows[n]);
@@ -1684,7 +1679,7 @@ int nb_index_write(const char *root, const char *experiments_dir, bool quick,
             if (!p) {
                 closedir(d);
                 free(rows);
-                return oom(err);
+                return nb_error_oom(err);
             }
             rows = p;
             memset(&rows[n], 0, sizeof rows[n]);

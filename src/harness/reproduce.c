@@ -40,11 +40,6 @@ void nb_repro_opts_default(struct nb_repro_opts *o)
     o->progress = NB_PROGRESS_AUTO;
 }
 
-static int oom(struct nb_error *err)
-{
-    return nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
-}
-
 static bool is_file(const char *p)
 {
     struct stat st;
@@ -544,7 +539,7 @@ int nb_reproduce(const char *experiment, const struct nb_repro_opts *o,
     int *reg = calloc((size_t)e.n_checks + 1, sizeof *reg);
     struct nb_prereg prereg = {0};
     if (!cr || !results || !figs || !fig_file || !fig_table || !fig_why || !rcfg || !reg) {
-        rc = oom(err);
+        rc = nb_error_oom(err);
         goto out;
     }
     /* ROOT from the first config (the original) */

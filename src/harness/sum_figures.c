@@ -321,10 +321,10 @@ static int fig_series_init(struct fig_series *fs, const struct nb_summary *s,
     fs->series = malloc(((size_t)s->n_groups + 1) * sizeof *fs->series);
     fs->gl = malloc(((size_t)s->n_groups + 1) * sizeof *fs->gl);
     if (!fs->series || !fs->gl)
-        return sum_oom(err);
+        return nb_error_oom(err);
     fs->ns = make_series(s, f->x, f, fs->series, &fs->lab, &fs->first);
     if (fs->ns < 0 || series_styles(s, f->x, fs->first, fs->ns, &fs->ci, &fs->di))
-        return sum_oom(err);
+        return nb_error_oom(err);
     return 0;
 }
 
@@ -559,13 +559,13 @@ static int fig_curves(const struct nb_summary *s, const struct nb_fig_spec *f,
     long *rows = malloc(((size_t)s->max_reps + 1) * sizeof *rows);
     if (!v || !rows) {
         free(v), free(rows);
-        return sum_oom(err);
+        return nb_error_oom(err);
     }
     static const char *const cols[] = {"train_loss", "test_error", "test_acc", "train_error"};
     int *ci = NULL, *di = NULL;
     if (group_styles(s, f, &ci, &di)) {
         free(v), free(rows);
-        return sum_oom(err);
+        return nb_error_oom(err);
     }
     for (int g = 0; g < s->n_groups && !rc; g++) {
         if (!nb_summary_group_matches(s, g, f->where, f->n_where))
@@ -574,7 +574,7 @@ static int fig_curves(const struct nb_summary *s, const struct nb_fig_spec *f,
         size_t ns;
         long *steps = sum_group_steps(s, g, &ns);
         if (!steps) {
-            rc = sum_oom(err);
+            rc = nb_error_oom(err);
             break;
         }
         double spe = sum_group_spe(s, g);
@@ -637,7 +637,7 @@ static int fig_landscape(const struct nb_summary *s, const struct nb_fig_spec *f
     int rc = 0, sid = 0;
     int *ci = NULL, *di = NULL;
     if (group_styles(s, f, &ci, &di))
-        return sum_oom(err);
+        return nb_error_oom(err);
     for (int g = 0; g < s->n_groups && !rc; g++) {
         if (!nb_summary_group_matches(s, g, f->where, f->n_where))
             continue;
@@ -649,7 +649,7 @@ static int fig_landscape(const struct nb_summary *s, const struct nb_fig_spec *f
         if (q < 6) {
             for (int i = 0; i < q; i++)
                 agg_free(&a[i]);
-            rc = sum_oom(err);
+            rc = nb_error_oom(err);
             break;
         }
         for (size_t i = 0; i < a[0].cnt && !rc; i++) {
@@ -698,7 +698,7 @@ static int fig_layers(const struct nb_summary *s, const struct nb_fig_spec *f,
     int rc = 0, sid = 0;
     int *ci = NULL, *di = NULL;
     if (group_styles(s, f, &ci, &di))
-        return sum_oom(err);
+        return nb_error_oom(err);
     for (int g = 0; g < s->n_groups && !rc; g++) {
         if (!nb_summary_group_matches(s, g, f->where, f->n_where))
             continue;
@@ -710,7 +710,7 @@ static int fig_layers(const struct nb_summary *s, const struct nb_fig_spec *f,
         if (q < nst) {
             for (int i = 0; i < q; i++)
                 agg_free(&a[i]);
-            rc = sum_oom(err);
+            rc = nb_error_oom(err);
             break;
         }
         /* points are sorted by layer then param then step: one series per
@@ -801,13 +801,13 @@ static int fig_slice(const struct nb_summary *s, const struct nb_fig_spec *f,
     double *v = malloc(((size_t)s->max_reps + 1) * sizeof *v);
     if (!sl || !v) {
         free(sl), free(v);
-        return sum_oom(err);
+        return nb_error_oom(err);
     }
     int rc = 0, sid = 0;
     int *ci = NULL, *di = NULL;
     if (group_styles(s, f, &ci, &di)) {
         free(sl), free(v);
-        return sum_oom(err);
+        return nb_error_oom(err);
     }
     for (int g = 0; g < s->n_groups && !rc; g++) {
         if (!nb_summary_group_matches(s, g, f->where, f->n_where))

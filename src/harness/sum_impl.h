@@ -35,9 +35,6 @@ void sum_label_append(char *buf, size_t size, int key, const char *val);
 /* Is key k (over the groups) a function of the keys in keep[0..nk)? */
 bool sum_determined(const struct nb_summary *s, int k, const int *keep, int nk);
 
-/* Fills err with "out of memory"; returns NB_ENOMEM. */
-int sum_oom(struct nb_error *err);
-
 /* Does path exist (stat succeeds)? */
 bool sum_file_exists(const char *path);
 

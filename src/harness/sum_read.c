@@ -107,7 +107,7 @@ static int read_metrics(const char *path, const char *text, size_t len,
     int *keep = calloc((size_t)t.ncols + 1, sizeof *keep);
     if (!keep) {
         nb_csv_table_free(&t);
-        return sum_oom(err);
+        return nb_error_oom(err);
     }
     int nk = 0;
     for (int c = 0; c < t.ncols; c++) {
@@ -128,12 +128,12 @@ static int read_metrics(const char *path, const char *text, size_t len,
     out->nrows = t.nrows;
     out->v = malloc((t.nrows ? t.nrows : 1) * (size_t)out->ncols * sizeof *out->v);
     if (!out->names || !out->v) {
-        rc = sum_oom(err);
+        rc = nb_error_oom(err);
         goto done;
     }
     for (int i = 0; i < nk; i++)
         if (!(out->names[i] = strdup(t.header[keep[i]]))) {
-            rc = sum_oom(err);
+            rc = nb_error_oom(err);
             goto done;
         }
     int ci = nk;
@@ -144,7 +144,7 @@ static int read_metrics(const char *path, const char *text, size_t len,
         out->names[d_te = ci++] = strdup("test_error");
     for (int i = nk; i < out->ncols; i++)
         if (!out->names[i]) {
-            rc = sum_oom(err);
+            rc = nb_error_oom(err);
             goto done;
         }
     for (size_t r = 0; r < t.nrows; r++) {
@@ -446,7 +446,7 @@ static int derive_landscape(struct nb_summary *s, struct nb_sum_run *r,
                   nb_summary_str_find(s, "grad_change_max")};
     int lr = sum_str_intern(s, "loss_range"), gr = sum_str_intern(s, "grad_change_range");
     if (lr == -2 || gr == -2)
-        return sum_oom(err);
+        return nb_error_oom(err);
     size_t n = r->n_probes;
     double v[4] = {NAN, NAN, NAN, NAN};
     long step = LONG_MIN;
@@ -462,13 +462,13 @@ static int derive_landscape(struct nb_summary *s, struct nb_sum_run *r,
                     d.stat = lr;
                     d.value = v[1] - v[0];
                     if (push_prow(r, &d))
-                        return sum_oom(err);
+                        return nb_error_oom(err);
                 }
                 if (!isnan(v[2]) || !isnan(v[3])) {
                     d.stat = gr;
                     d.value = v[3] - v[2];
                     if (push_prow(r, &d))
-                        return sum_oom(err);
+                        return nb_error_oom(err);
                 }
             }
             if (!p)
@@ -497,7 +497,7 @@ static int read_probes(struct nb_summary *s, struct nb_sum_run *r,
     struct preader p = {.s = s, .r = r, .path = path, .line = 1, .err = err};
     if (csv_init(&cp, CSV_STRICT | CSV_STRICT_FINI | CSV_APPEND_NULL | CSV_EMPTY_IS_NULL)) {
         fclose(fp);
-        return sum_oom(err);
+        return nb_error_oom(err);
     }
     char buf[65536];
     size_t n;
@@ -592,7 +592,7 @@ static int sb_finish(struct nb_sum_run *r, struct slice_build *b, const char *pa
     }
     struct nb_sum_slice *n = realloc(r->slices, (size_t)(r->n_slices + 1) * sizeof *n);
     if (!n)
-        return sum_oom(err);
+        return nb_error_oom(err);
     r->slices = n;
     struct nb_sum_slice *sl = &r->slices[r->n_slices++];
     sl->na = b->scans;
@@ -658,7 +658,7 @@ static int read_slices(struct nb_sum_run *r, const char *path, const char *text,
         if (rc)
             break;
         if (sb_push(&b, v)) {
-            rc = sum_oom(err);
+            rc = nb_error_oom(err);
             break;
         }
     }
@@ -756,7 +756,7 @@ int nb_summary_add_sweep(struct nb_summary *s, const struct nb_sweep *sw,
                          const char *exp_dir, struct nb_error *err)
 {
     if (add_axes(s, sw->swept, sw->n_swept))
-        return sum_oom(err);
+        return nb_error_oom(err);
     for (size_t i = 0; i < sw->n_runs; i++) {
         const struct nb_run *run = &sw->runs[i];
         struct nb_sum_run *r = sum_run_new(s, err);
@@ -766,10 +766,10 @@ int nb_summary_add_sweep(struct nb_summary *s, const struct nb_sweep *sw,
         r->seed = run->seed;
         for (int k = 0; k < nb_n_keys; k++)
             if (run->vals[k] && !(r->vals[k] = strdup(run->vals[k]->text)))
-                return sum_oom(err);
+                return nb_error_oom(err);
         size_t len = strlen(exp_dir) + 20;
         if (!(r->dir = malloc(len)))
-            return sum_oom(err);
+            return nb_error_oom(err);
         snprintf(r->dir, len, "%s/%s", exp_dir, run->run_id);
         r->status = run_status_on_disk(r->dir, r->run_id, &r->sc[NB_SC_WALL_TIME]);
         if (r->status == NB_SUM_DONE || r->status == NB_SUM_DIVERGED) {
@@ -811,11 +811,11 @@ int nb_summary_add_run_dir(struct nb_summary *s, const char *run_dir,
     for (int k = 0; k < nb_n_keys; k++)
         if (run->vals[k] && !(r->vals[k] = strdup(run->vals[k]->text))) {
             nb_sweep_free(&sw);
-            return sum_oom(err);
+            return nb_error_oom(err);
         }
     nb_sweep_free(&sw);
     if (!(r->dir = strdup(run_dir)))
-        return sum_oom(err);
+        return nb_error_oom(err);
     r->status = run_status_on_disk(run_dir, r->run_id, &r->sc[NB_SC_WALL_TIME]);
     if (r->status == NB_SUM_DONE || r->status == NB_SUM_DIVERGED)
         return load_run_files(s, r, err);
@@ -849,13 +849,13 @@ int nb_summary_add_dir(struct nb_summary *s, const char *dir,
             cap = cap ? 2 * cap : 32;
             char **p = realloc(names, cap * sizeof *p);
             if (!p) {
-                rc = sum_oom(err);
+                rc = nb_error_oom(err);
                 break;
             }
             names = p;
         }
         if (!(names[n] = strdup(e->d_name))) {
-            rc = sum_oom(err);
+            rc = nb_error_oom(err);
             break;
         }
         n++;

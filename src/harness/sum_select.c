@@ -124,7 +124,7 @@ int nb_metric_parse(const char *name, const char *file, int line,
 {
     memset(m, 0, sizeof *m);
     if (!(m->text = strdup(name)))
-        return sum_oom(err);
+        return nb_error_oom(err);
     int sc = nb_sum_scalar_lookup(name);
     if (sc >= 0) {
         m->kind = NB_MK_SCALAR;
@@ -136,7 +136,7 @@ int nb_metric_parse(const char *name, const char *file, int line,
         if (is_step_metric(name)) {
             m->kind = NB_MK_STEP;
             if (!(m->column = strdup(name)))
-                return sum_oom(err);
+                return nb_error_oom(err);
             return 0;
         }
         const char *cands[NB_SC_COUNT + NB_METRICS_N_COLS + 2];
@@ -182,7 +182,7 @@ int nb_metric_parse(const char *name, const char *file, int line,
     m->kind = NB_MK_PROBE;
     if (!(m->probe = strdup(probe)) || !(m->stat = strdup(dot + 1))) {
         nb_metric_free(m);
-        return sum_oom(err);
+        return nb_error_oom(err);
     }
     return 0;
 }
@@ -532,7 +532,7 @@ int nb_summary_select_prepare(const struct nb_summary *s, const struct nb_metric
     if (!p || !rank || !p->group || !p->raw || !p->n_raw) {
         free(rank);
         nb_summary_prepared_free(p);
-        return sum_oom(err);
+        return nb_error_oom(err);
     }
     bool found_col = false;
     for (int g = 0; g < s->n_groups; g++) {
@@ -543,7 +543,7 @@ int nb_summary_select_prepare(const struct nb_summary *s, const struct nb_metric
             free(rb.p);
             free(rank);
             nb_summary_prepared_free(p);
-            return sum_oom(err);
+            return nb_error_oom(err);
         }
         if (rb.n)
             qsort(rb.p, rb.n, sizeof *rb.p, sum_cmp_raw);
@@ -567,7 +567,7 @@ int nb_summary_select_prepared(const struct nb_summary *s, const struct nb_sum_p
         if (collapse(s, g, p->raw[i], p->n_raw[i], NB_SEL_MEAN,
                      w ? w + (size_t)g * (size_t)s->max_reps : NULL, sum_group_spe(s, g), &acc)) {
             free(acc.p);
-            return sum_oom(err);
+            return nb_error_oom(err);
         }
     }
     *out = acc.p;
@@ -594,7 +594,7 @@ static int select_impl(const struct nb_summary *s, const struct nb_metric *m,
     }
     int *rank = sum_string_ranks(s);
     if (!rank)
-        return sum_oom(err);
+        return nb_error_oom(err);
     struct pts acc = {0};
     struct rawbuf rb = {0};
     bool found_col = false;
@@ -614,7 +614,7 @@ static int select_impl(const struct nb_summary *s, const struct nb_metric *m,
     free(rank);
     if (rc) {
         free(acc.p);
-        return sum_oom(err);
+        return nb_error_oom(err);
     }
     if (m->kind == NB_MK_STEP && !found_col) {
         bool any_done = false;

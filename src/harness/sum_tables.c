@@ -128,7 +128,7 @@ static int write_runs(const struct nb_summary *s, const char *path,
         rc = hdr_add(&h, nb_sum_scalar_name(i), false);
     if (rc) {
         hdr_free(&h);
-        return sum_oom(err);
+        return nb_error_oom(err);
     }
     struct nb_csvw w;
     rc = nb_csvw_open(&w, path, h.h, h.n, err);
@@ -172,7 +172,7 @@ static int write_groups(const struct nb_summary *s, const char *path,
         rc = hdr_suffixed(&h, nb_sum_scalar_name(i), suf5);
     if (rc) {
         hdr_free(&h);
-        return sum_oom(err);
+        return nb_error_oom(err);
     }
     struct nb_csvw w;
     rc = nb_csvw_open(&w, path, h.h, h.n, err);
@@ -182,7 +182,7 @@ static int write_groups(const struct nb_summary *s, const char *path,
     double *v = malloc(((size_t)s->max_reps + 1) * sizeof *v);
     if (!v) {
         nb_csvw_close(&w, false, NULL);
-        return sum_oom(err);
+        return nb_error_oom(err);
     }
     for (int g = 0; g < s->n_groups && !rc; g++) {
         const struct nb_sum_group *G = &s->groups[g];
@@ -290,7 +290,7 @@ static int write_curves(const struct nb_summary *s, const char *path,
             rc = hdr_suffixed(&h, s->mcols[c], suf4);
     if (rc) {
         hdr_free(&h);
-        return sum_oom(err);
+        return nb_error_oom(err);
     }
     struct nb_csvw w;
     rc = nb_csvw_open(&w, path, h.h, h.n, err);
@@ -300,13 +300,13 @@ static int write_curves(const struct nb_summary *s, const char *path,
     double *v = malloc(((size_t)s->max_reps + 1) * sizeof *v);
     long *rows = malloc(((size_t)s->max_reps + 1) * sizeof *rows);
     if (!v || !rows)
-        rc = sum_oom(err);
+        rc = nb_error_oom(err);
     for (int g = 0; g < s->n_groups && !rc; g++) {
         const struct nb_sum_group *G = &s->groups[g];
         size_t ns;
         long *steps = sum_group_steps(s, g, &ns);
         if (!steps) {
-            rc = sum_oom(err);
+            rc = nb_error_oom(err);
             break;
         }
         for (size_t k = 0; k < ns && !rc; k++) {
@@ -409,7 +409,7 @@ static int write_probes(const struct nb_summary *s, const char *path,
         rc = hdr_add(&h, rest[i], false);
     if (rc) {
         hdr_free(&h);
-        return sum_oom(err);
+        return nb_error_oom(err);
     }
     struct nb_csvw w;
     rc = nb_csvw_open(&w, path, h.h, h.n, err);
@@ -419,7 +419,7 @@ static int write_probes(const struct nb_summary *s, const char *path,
     int *rank = sum_string_ranks(s);
     double *v = malloc(((size_t)s->max_reps + 1) * sizeof *v);
     if (!rank || !v)
-        rc = sum_oom(err);
+        rc = nb_error_oom(err);
     for (int g = 0; g < s->n_groups && !rc; g++) {
         const struct nb_sum_group *G = &s->groups[g];
         size_t tot = 0;
@@ -429,7 +429,7 @@ static int write_probes(const struct nb_summary *s, const char *path,
             continue;
         struct prow_ex *x = malloc(tot * sizeof *x);
         if (!x) {
-            rc = sum_oom(err);
+            rc = nb_error_oom(err);
             break;
         }
         size_t k = 0;
@@ -501,7 +501,7 @@ int nb_summary_write_tables(const struct nb_summary *s, const char *dir,
             break;
         char *p = join_path(dir, names[i]);
         if (!p)
-            return sum_oom(err);
+            return nb_error_oom(err);
         rc = fns[i](s, p, err);
         free(p);
     }

@@ -93,11 +93,6 @@ const char *nb_cmp_str(enum nb_cmp op)
  * Small helpers
  * ====================================================================== */
 
-int sum_oom(struct nb_error *err)
-{
-    return nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
-}
-
 int nb_stats(double *v, size_t n, double *mean, double *std, double *min,
              double *max, double *median)
 {
@@ -277,7 +272,7 @@ struct nb_sum_run *sum_run_new(struct nb_summary *s, struct nb_error *err)
         size_t cap = s->cap_runs ? 2 * s->cap_runs : 16;
         struct nb_sum_run *p = realloc(s->runs, cap * sizeof *p);
         if (!p) {
-            sum_oom(err);
+            nb_error_oom(err);
             return NULL;
         }
         s->runs = p;
@@ -287,7 +282,7 @@ struct nb_sum_run *sum_run_new(struct nb_summary *s, struct nb_error *err)
     memset(r, 0, sizeof *r);
     r->vals = calloc((size_t)nb_n_keys, sizeof *r->vals);
     if (!r->vals) {
-        sum_oom(err);
+        nb_error_oom(err);
         return NULL;
     }
     for (int i = 0; i < NB_SC_COUNT; i++)
@@ -416,7 +411,7 @@ int nb_summary_group(struct nb_summary *s, struct nb_error *err)
     if (!vary || !is_vary) {
         free(vary);
         free(is_vary);
-        return sum_oom(err);
+        return nb_error_oom(err);
     }
     for (int k = 0; k < nb_n_keys; k++) {
         if (!key_is_identity(k))
@@ -446,7 +441,7 @@ int nb_summary_group(struct nb_summary *s, struct nb_error *err)
     s->groups = calloc(s->n_runs ? s->n_runs : 1, sizeof *s->groups);
     s->in_label = calloc((size_t)nv + 1, sizeof *s->in_label);
     if (!s->groups || !s->in_label)
-        return sum_oom(err);
+        return nb_error_oom(err);
     for (size_t i = 0; i < s->n_runs; i++) {
         struct nb_sum_run *r = &s->runs[i];
         int g;
@@ -463,7 +458,7 @@ int nb_summary_group(struct nb_summary *s, struct nb_error *err)
             s->n_groups++;
         int *p = realloc(G->runs, (size_t)(G->n_runs + 1) * sizeof *p);
         if (!p)
-            return sum_oom(err);
+            return nb_error_oom(err);
         G->runs = p;
         G->runs[G->n_runs++] = (int)i;
         r->group = g;
@@ -471,7 +466,7 @@ int nb_summary_group(struct nb_summary *s, struct nb_error *err)
     /* label keys */
     int *keep = malloc(((size_t)nv + 1) * sizeof *keep);
     if (!keep)
-        return sum_oom(err);
+        return nb_error_oom(err);
     int nk = 0;
     for (int j = 0; j < nv; j++) {
         if (sum_determined(s, vary[j], keep, nk))
@@ -512,7 +507,7 @@ int nb_summary_group(struct nb_summary *s, struct nb_error *err)
                             G->n_missing);
         snprintf(title + len, sizeof title - (size_t)len, ")");
         if (!(G->label = strdup(label)) || !(G->title = strdup(title)))
-            return sum_oom(err);
+            return nb_error_oom(err);
     }
     /* per-step metric columns: the union, in first-seen order */
     for (size_t i = 0; i < s->n_runs; i++) {
@@ -525,10 +520,10 @@ int nb_summary_group(struct nb_summary *s, struct nb_error *err)
                 continue;
             char **p = realloc(s->mcols, (size_t)(s->n_mcols + 1) * sizeof *p);
             if (!p)
-                return sum_oom(err);
+                return nb_error_oom(err);
             s->mcols = p;
             if (!(s->mcols[s->n_mcols] = strdup(t->names[c])))
-                return sum_oom(err);
+                return nb_error_oom(err);
             s->n_mcols++;
         }
     }

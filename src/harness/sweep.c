@@ -29,11 +29,6 @@ struct dim {
     long seq;
 };
 
-static int oom(struct nb_error *err)
-{
-    return nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
-}
-
 uint64_t nb_fnv1a64(const void *data, size_t n)
 {
     const unsigned char *p = data;
@@ -355,7 +350,7 @@ static int build_values(struct nb_sweep *sw, struct nb_error *err)
     st->defvals = calloc((size_t)nb_n_keys, sizeof *st->defvals);
     st->setvals = calloc((size_t)nb_n_keys, sizeof *st->setvals);
     if (!st->defvals || !st->setvals)
-        return oom(err);
+        return nb_error_oom(err);
     for (int i = 0; i < nb_n_keys; i++) {
         st->defvals[i] = (struct nb_val){nb_keys[i].def, cfg->path, 0};
         const struct nb_config_val *cv = &cfg->set[i];
@@ -363,7 +358,7 @@ static int build_values(struct nb_sweep *sw, struct nb_error *err)
             continue;
         st->setvals[i] = calloc((size_t)cv->n_items, sizeof **st->setvals);
         if (!st->setvals[i])
-            return oom(err);
+            return nb_error_oom(err);
         for (int j = 0; j < cv->n_items; j++)
             st->setvals[i][j] = (struct nb_val){cv->items[j], cv->file,
                                                 cv->item_line[j]};
@@ -373,7 +368,7 @@ static int build_values(struct nb_sweep *sw, struct nb_error *err)
     if (!nv->value || !nv->items[0][0]) {
         st->name = base_name(cfg->path);
         if (!st->name)
-            return oom(err);
+            return nb_error_oom(err);
         st->name_val = (struct nb_val){st->name, cfg->path,
                                        nv->value ? nv->line : 0};
     }
@@ -401,7 +396,7 @@ static int expand(struct nb_sweep *sw, nb_run_check_fn check,
     size_t cap_runs = 0;
     int n_dims = 0;
     if (!base || !zip_of || !dims || !ctr || !cur) {
-        rc = oom(err);
+        rc = nb_error_oom(err);
         goto out;
     }
     for (int i = 0; i < nb_n_keys; i++) {
@@ -472,7 +467,7 @@ static int expand(struct nb_sweep *sw, nb_run_check_fn check,
     /* swept keys, product order, seeds last */
     sw->swept = malloc(((size_t)nb_n_keys + 1) * sizeof *sw->swept);
     if (!sw->swept) {
-        rc = oom(err);
+        rc = nb_error_oom(err);
         goto out;
     }
     for (int d = 0; d < n_dims; d++)
@@ -521,7 +516,7 @@ static int expand(struct nb_sweep *sw, nb_run_check_fn check,
             const struct nb_val **sl =
                 realloc(st->slots, cap * (size_t)nb_n_keys * sizeof *sl);
             if (!sl) {
-                rc = oom(err);
+                rc = nb_error_oom(err);
                 goto out;
             }
             st->slots = sl;
@@ -540,7 +535,7 @@ static int expand(struct nb_sweep *sw, nb_run_check_fn check,
 
     sw->runs = calloc(n_runs, sizeof *sw->runs);
     if (!sw->runs) {
-        rc = oom(err);
+        rc = nb_error_oom(err);
         goto out;
     }
     sw->n_runs = n_runs;
@@ -558,7 +553,7 @@ static int expand(struct nb_sweep *sw, nb_run_check_fn check,
         }
         char *text = nb_run_canonical(run);
         if (!text) {
-            rc = oom(err);
+            rc = nb_error_oom(err);
             goto out;
         }
         run->hash = nb_fnv1a64(text, strlen(text));
@@ -569,7 +564,7 @@ static int expand(struct nb_sweep *sw, nb_run_check_fn check,
     /* distinct configurations give distinct ids; check anyway */
     order = malloc(n_runs * sizeof *order);
     if (!order) {
-        rc = oom(err);
+        rc = nb_error_oom(err);
         goto out;
     }
     for (size_t i = 0; i < n_runs; i++)
@@ -622,7 +617,7 @@ static int sweep_load(const char *path, const char *text, nb_run_check_fn check,
     sweep->store = calloc(1, sizeof *sweep->store);
     if (!sweep->path || !sweep->store) {
         nb_sweep_free(sweep);
-        return oom(err);
+        return nb_error_oom(err);
     }
     int rc = text ? nb_config_load_text(path, text, &sweep->store->cfg, err)
                   : nb_config_load(path, &sweep->store->cfg, err);
