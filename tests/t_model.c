@@ -286,6 +286,26 @@ int main(void)
            test_ema, test_p, test_t);
     }
 
+    /* target statistics on a test set smaller than the batch cannot be
+     * recomputed (the recomputation takes whole batches): the run fails
+     * and says why, instead of evaluating with the EMA statistics */
+    {
+        struct nb_dataset small = te;
+        small.n = (size_t)spec.batch - 1;
+        struct trace ts = {0};
+        spec.target_bn = true;
+        h.user = &ts;
+        nb_error_clear(&e);
+        rc = nb_train(&spec, &tr, &small, &h, 0, &res, &e);
+        spec.target_bn = false;
+        ok(rc == NB_EINVAL, "target BN on a test set smaller than the batch: the run fails");
+        contains(e.msg, "target BN: cannot recompute the population statistics",
+                 "... saying what failed");
+        contains(e.msg, "leaves no batch", "... and why (the loader's reason)");
+        is_int(ts.n, 0, "... before any metrics row is written");
+        h.user = &tt;
+    }
+
     /* a batch-norm run with a final batch of one sample is refused */
     spec.batch = tr.n - 1 > 0 ? 511 : 2;
     rc = nb_train(&spec, &tr, &te, &h, 0, &res, &e);

@@ -126,7 +126,9 @@ int nb_model_check_batch(const struct nb_model *m, int n, struct nb_error *err);
  * normalization batch of training), weights frozen: precise BN, or
  * "recompute the statistics on this data" for a shifted domain.  exact
  * (fvcore_average false) or the fvcore-style average; see norm.h.
- * Training's RNG streams are not touched. */
+ * Training's RNG streams are not touched.  Returns 0, or NB_EINVAL (batch
+ * outside 1..max_batch, or ds smaller than one batch: only whole batches
+ * are used) / NB_ENOMEM with err filled and the statistics unchanged. */
 int nb_model_recompute_bn(struct nb_model *m, const struct nb_dataset *ds,
                           int batch, size_t samples, bool fvcore_average,
                           struct nb_error *err);
