@@ -49,6 +49,16 @@ static const char *const lp_names[NB_LP_COUNT] = {"1", "2", "inf"};
 _Static_assert(sizeof lp_names / sizeof lp_names[0] == NB_LP_COUNT,
                "lp_names out of sync with enum nb_norm_lp");
 
+int nb_norm_default_groups(int channels)
+{
+    int g = channels / 4 < 8 ? channels / 4 : 8;
+    if (g < 1)
+        g = 1;
+    while (channels % g)
+        g--;
+    return g;
+}
+
 void nb_norm_opts_default(struct nb_norm_opts *o)
 {
     memset(o, 0, sizeof *o);
@@ -340,12 +350,7 @@ static int norm_setup(struct nb_layer *l, const void *opts,
         G = C;
         break;
     case NB_NORM_GROUP:
-        G = o.groups;
-        if (G == 0) {
-            G = C / 4 < 8 ? C / 4 : 8;
-            if (G < 1)
-                G = 1;
-        }
+        G = o.groups ? o.groups : nb_norm_default_groups(C);
         if (G < 1 || C % G != 0)
             return EINVAL_("layer %s: group norm needs the group count to "
                            "divide the channels (G = %d, C = %d)", nm, G, C);

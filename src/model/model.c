@@ -91,19 +91,6 @@ static int push(struct builder *b, const struct nb_layer_ops *ops, int kind,
     return 0;
 }
 
-/* Default group count (workloads.md): 4 on 16 channels, 8 on 32 and 128. */
-static int default_groups(int c)
-{
-    int g = c / 4;
-    if (g > 8)
-        g = 8;
-    if (g < 1)
-        g = 1;
-    while (c % g)
-        g--;
-    return g;
-}
-
 /* Adds a norm layer for the current activation unless the scheme is none
  * (and not noisy).  dense: the activation is an (N, C) feature vector. */
 static int push_norm(struct builder *b, bool dense)
@@ -123,7 +110,7 @@ static int push_norm(struct builder *b, bool dense)
                             nb_arch_name(d->arch));
     }
     if (o.type == NB_NORM_GROUP && o.groups == 0)
-        o.groups = default_groups(b->shape.c);
+        o.groups = nb_norm_default_groups(b->shape.c);
     if (d->dropout > 0 && d->dropout_place == NB_DROPOUT_BEFORE_NORM) {
         struct nb_dropout_opts dp = {(float)d->dropout};
         int rc = push(b, &nb_dropout_ops, K_DROP, "dropout", &dp, -1);

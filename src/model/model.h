@@ -45,7 +45,8 @@ struct nb_model_desc {
     /* deep linear network: k square layers of dimension input.c*h*w */
     int dln_layers;
     /* normalization: type, options; groups 0 = the per-layer default
-     * G = min(8, C/4) (workloads.md: 4 on 16 channels, 8 on 32 and 128) */
+     * nb_norm_default_groups(C): the largest divisor of C that is at most
+     * min(8, C/4) (workloads.md: 4 on 16 channels, 8 on 32 and 128) */
     struct nb_norm_opts norm;
     enum nb_norm_placement placement;
     bool bias_before_norm;     /* keep the bias of a conv/linear before a norm */
