@@ -179,6 +179,20 @@ int main(void)
     contains(e.msg, "6n+2", "... naming the rule");
     nb_model_free(&m);
 
+    /* values outside the enums are refused, not read as a default */
+    nb_model_desc_default(&d);
+    d.init = NB_INIT_COUNT;
+    rc = nb_model_build(&m, &d, 4, 1, &e);
+    ok(rc == NB_EINVAL, "init scheme out of range is refused (not Kaiming)");
+    contains(e.msg, "unknown init scheme", "... naming it");
+    nb_model_free(&m);
+    nb_model_desc_default(&d);
+    d.arch = NB_ARCH_COUNT;
+    rc = nb_model_build(&m, &d, 4, 1, &e);
+    ok(rc == NB_EINVAL, "architecture out of range is refused");
+    contains(e.msg, "unknown architecture", "... naming it");
+    nb_model_free(&m);
+
     /* --- the initial weights do not depend on the batch size */
     nb_model_desc_default(&d);
     d.norm.type = NB_NORM_BATCH;

@@ -246,7 +246,9 @@ int nb_data_corrupt(struct nb_dataset *ds, enum nb_corruption kind,
         free(perm);
         break;
     }
-    default:
+    case NB_CORRUPT_NONE:
+    case NB_CORRUPT_COUNT:
+        NB_ASSERT(!"returned or refused above");
         break;
     }
     return NB_OK;

@@ -355,7 +355,13 @@ static int norm_setup(struct nb_layer *l, const void *opts,
             return EINVAL_("layer %s: group norm needs the group count to "
                            "divide the channels (G = %d, C = %d)", nm, G, C);
         break;
-    default:
+    case NB_NORM_NONE:
+    case NB_NORM_BATCH:
+    case NB_NORM_LAYER:
+    case NB_NORM_LP:
+        break;
+    case NB_NORM_TYPE_COUNT:
+        NB_ASSERT(!"type refused by check_opts");
         break;
     }
     bool bsets = o.type == NB_NORM_BATCH || o.type == NB_NORM_LP;
@@ -665,14 +671,18 @@ static double set_rstd(const struct norm_priv *P, size_t s)
     double eps = P->o.eps, v = P->svar[s], m = P->scnt[s];
     if (P->moments)
         return 1.0 / sqrt(v + eps);
-    switch (P->lp_p) {
-    case 1:
+    switch (P->o.lp) {
+    case NB_LP_1:
         return 1.0 / (v / m + eps);
-    case 2:
+    case NB_LP_2:
         return 1.0 / sqrt(v / m + eps);
-    default:
+    case NB_LP_INF:
         return 1.0 / (v + eps);
+    case NB_LP_COUNT:
+        break;
     }
+    NB_ASSERT(!"lp refused by check_opts");
+    return NAN;
 }
 
 /* Running-statistics update with per-channel mean mu, estimate est (the
@@ -985,8 +995,13 @@ static void norm_forward(struct nb_layer *l, const float *x, float *y, int n,
     case NB_NORM_LP:
         forward_bsets(P, l, x, y, n, mode);
         break;
-    default:
+    case NB_NORM_LAYER:
+    case NB_NORM_INSTANCE:
+    case NB_NORM_GROUP:
         forward_ssets(P, l, x, y, n);
+        break;
+    case NB_NORM_TYPE_COUNT:
+        NB_ASSERT(!"type refused by check_opts");
         break;
     }
     P->noised = P->o.noisy && mode != NB_EVAL &&

@@ -326,6 +326,27 @@ static int bind(struct nb_model *m, struct nb_error *err)
     return 0;
 }
 
+/* One initial weight of a layer with fan-in fi and fan-out fo, drawn
+ * from r by d's scheme. */
+static double init_draw(const struct nb_model_desc *d, gsl_rng *r, double fi,
+                        double fo)
+{
+    switch (d->init) {
+    case NB_INIT_KAIMING: /* normal, fan_in, ReLU gain sqrt(2) */
+        return sqrt(2.0 / fi) * gsl_ran_gaussian_ziggurat(r, 1.0);
+    case NB_INIT_GLOROT: {
+        double a = sqrt(6.0 / (fi + fo));
+        return a * (2.0 * gsl_rng_uniform(r) - 1.0);
+    }
+    case NB_INIT_SMALL:
+        return d->init_std * gsl_ran_gaussian_ziggurat(r, 1.0);
+    case NB_INIT_COUNT:
+        break;
+    }
+    NB_ASSERT(!"init refused by nb_model_build");
+    return NAN;
+}
+
 void nb_model_init_params(struct nb_model *m, uint64_t seed)
 {
     gsl_rng *r = nb_rng_alloc(seed, NB_STREAM_INIT);
@@ -342,22 +363,8 @@ void nb_model_init_params(struct nb_model *m, uint64_t seed)
             if (!(pp->flags & NB_PARAM_WEIGHT))
                 continue;
             double fi = pp->fan_in > 0 ? pp->fan_in : 1, fo = pp->fan_out > 0 ? pp->fan_out : 1;
-            for (size_t k = 0; k < pp->count; k++) {
-                double v;
-                switch (d->init) {
-                case NB_INIT_GLOROT: {
-                    double a = sqrt(6.0 / (fi + fo));
-                    v = a * (2.0 * gsl_rng_uniform(r) - 1.0);
-                    break;
-                }
-                case NB_INIT_SMALL:
-                    v = d->init_std * gsl_ran_gaussian_ziggurat(r, 1.0);
-                    break;
-                default: /* Kaiming normal, fan_in, ReLU gain sqrt(2) */
-                    v = sqrt(2.0 / fi) * gsl_ran_gaussian_ziggurat(r, 1.0);
-                }
-                pp->value[k] = (float)v;
-            }
+            for (size_t k = 0; k < pp->count; k++)
+                pp->value[k] = (float)init_draw(d, r, fi, fo);
         }
         if (l->ops->init)
             l->ops->init(l);
@@ -382,6 +389,10 @@ int nb_model_build(struct nb_model *m, const struct nb_model_desc *d,
     m->max_batch = max_batch;
     if (max_batch < 1)
         return nb_error_set(err, NB_EINVAL, NULL, 0, "batch size must be >= 1, not %d", max_batch);
+    if ((int)d->arch < 0 || d->arch >= NB_ARCH_COUNT)
+        return nb_error_set(err, NB_EINVAL, NULL, 0, "unknown architecture %d", (int)d->arch);
+    if ((int)d->init < 0 || d->init >= NB_INIT_COUNT)
+        return nb_error_set(err, NB_EINVAL, NULL, 0, "unknown init scheme %d", (int)d->init);
     struct builder b = {.m = m, .shape = d->input, .err = err};
     b.shapes = malloc(sizeof *b.shapes);
     if (!b.shapes)
@@ -410,7 +421,7 @@ int nb_model_build(struct nb_model *m, const struct nb_model_desc *d,
         rc = build_cnn(&b);
         break;
     case NB_ARCH_RESNET: rc = build_resnet(&b); break;
-    default: rc = nb_error_set(err, NB_EINVAL, NULL, 0, "unknown architecture %d", (int)d->arch);
+    case NB_ARCH_COUNT: NB_ASSERT(!"arch refused above"); rc = NB_EINVAL; break;
     }
     if (!rc) {
         const struct nb_layer_ops *loss = d->loss == NB_LOSS_MSE ? &nb_mse_ops : &nb_xent_ops;

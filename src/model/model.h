@@ -23,7 +23,7 @@
 
 enum nb_arch { NB_ARCH_MLP = 0, NB_ARCH_CNN, NB_ARCH_RESNET, NB_ARCH_DLN, NB_ARCH_COUNT };
 enum nb_act { NB_ACT_RELU = 0, NB_ACT_SIGMOID };
-enum nb_init { NB_INIT_KAIMING = 0, NB_INIT_GLOROT, NB_INIT_SMALL };
+enum nb_init { NB_INIT_KAIMING = 0, NB_INIT_GLOROT, NB_INIT_SMALL, NB_INIT_COUNT };
 enum nb_loss { NB_LOSS_XENT = 0, NB_LOSS_MSE };
 enum nb_dropout_place {
     NB_DROPOUT_CLASSIFIER = 0, /* before the last linear layer */

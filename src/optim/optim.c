@@ -134,7 +134,10 @@ double nb_schedule_lr(const struct nb_schedule *s, long step)
                                   (1.0 + cos(M_PI * t / (double)s->total_steps));
         }
         break;
-    default:
+    case NB_SCHED_CONSTANT:
+        break;
+    case NB_SCHED_COUNT:
+        NB_ASSERT(!"not a schedule");
         break;
     }
     if (s->warmup_steps > 0 && step < s->warmup_steps)

@@ -403,12 +403,16 @@ double nbp_pass(struct nb_probe *p, struct nb_model *m, size_t count,
 static const char *kind_mode(const struct nb_probe *p, enum nb_probe_kind k)
 {
     switch (k) {
+    case NB_PROBE_LANDSCAPE:
+    case NB_PROBE_ICS: return "probe";
     case NB_PROBE_DIST:
     case NB_PROBE_GRADSTATS: return "train";
     case NB_PROBE_HESSIAN: return nb_mode_name(p->o.hessian_mode);
     case NB_PROBE_SLICE: return p->o.slice_recompute_bn ? "recomputed" : "eval";
-    default: return "probe";
+    case NB_PROBE_KIND_COUNT: break;
     }
+    NB_ASSERT(!"not a probe kind");
+    return "?";
 }
 
 static bool slice_due(const struct nb_probe *p, long step)
