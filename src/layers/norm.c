@@ -39,13 +39,22 @@
 
 #include "layers/norm_kernels.h"
 
-static const char *const type_names[NB_NORM_TYPE_COUNT] = {
-    "none", "batch", "layer", "instance", "group", "lp",
+/* Names by enumerator, sized by the initializer: the assertions fail when
+ * an enum grows and its table does not. */
+static const char *const type_names[] = {
+    [NB_NORM_NONE] = "none",
+    [NB_NORM_BATCH] = "batch",
+    [NB_NORM_LAYER] = "layer",
+    [NB_NORM_INSTANCE] = "instance",
+    [NB_NORM_GROUP] = "group",
+    [NB_NORM_LP] = "lp",
 };
 _Static_assert(sizeof type_names / sizeof type_names[0] == NB_NORM_TYPE_COUNT,
                "type_names out of sync with enum nb_norm_type");
 
-static const char *const lp_names[NB_LP_COUNT] = {"1", "2", "inf"};
+static const char *const lp_names[] = {
+    [NB_LP_1] = "1", [NB_LP_2] = "2", [NB_LP_INF] = "inf",
+};
 _Static_assert(sizeof lp_names / sizeof lp_names[0] == NB_LP_COUNT,
                "lp_names out of sync with enum nb_norm_lp");
 

@@ -9,7 +9,14 @@
 
 #include "core/rng.h"
 
-static const char *const arch_names[NB_ARCH_COUNT] = {"mlp", "cnn", "resnet", "dln"};
+static const char *const arch_names[] = {
+    [NB_ARCH_MLP] = "mlp",
+    [NB_ARCH_CNN] = "cnn",
+    [NB_ARCH_RESNET] = "resnet",
+    [NB_ARCH_DLN] = "dln",
+};
+_Static_assert(sizeof arch_names / sizeof arch_names[0] == NB_ARCH_COUNT,
+               "arch_names out of sync with enum nb_arch");
 
 const char *nb_arch_name(enum nb_arch a)
 {

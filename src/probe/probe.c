@@ -8,13 +8,22 @@
 
 #include "core/rng.h"
 
-static const char *const kind_names[NB_PROBE_KIND_COUNT] = {
-    "landscape", "ics", "dist", "gradstats", "hessian", "slice",
+static const char *const kind_names[] = {
+    [NB_PROBE_LANDSCAPE] = "landscape",
+    [NB_PROBE_ICS] = "ics",
+    [NB_PROBE_DIST] = "dist",
+    [NB_PROBE_GRADSTATS] = "gradstats",
+    [NB_PROBE_HESSIAN] = "hessian",
+    [NB_PROBE_SLICE] = "slice",
 };
 _Static_assert(sizeof kind_names / sizeof kind_names[0] == NB_PROBE_KIND_COUNT,
                "kind_names out of sync with enum nb_probe_kind");
 
-static const char *const spacing_names[NB_SPACING_COUNT] = {"lin", "log"};
+static const char *const spacing_names[] = {
+    [NB_SPACING_LIN] = "lin", [NB_SPACING_LOG] = "log",
+};
+_Static_assert(sizeof spacing_names / sizeof spacing_names[0] == NB_SPACING_COUNT,
+               "spacing_names out of sync with enum nb_probe_spacing");
 
 const char *nb_probe_kind_name(enum nb_probe_kind k)
 {
