@@ -147,13 +147,15 @@ void nbp_slice(struct nb_probe *p, struct nb_model *m, long step)
         lmax = NAN;
     if (lmin == INFINITY)
         lmin = NAN;
-    double s = (double)N;
-    nbp_emit(p, m, step, NB_PROBE_SLICE, -1, "samples", s, "dim", dim, bn);
-    nbp_emit(p, m, step, NB_PROBE_SLICE, -1, "samples", s, "points", P, bn);
-    nbp_emit(p, m, step, NB_PROBE_SLICE, -1, "samples", s, "range", range, bn);
-    nbp_emit(p, m, step, NB_PROBE_SLICE, -1, "samples", s, "index", p->slices_written, bn);
-    nbp_emit(p, m, step, NB_PROBE_SLICE, -1, "samples", s, "loss_center", lc, bn);
-    nbp_emit(p, m, step, NB_PROBE_SLICE, -1, "samples", s, "loss_min", lmin, bn);
-    nbp_emit(p, m, step, NB_PROBE_SLICE, -1, "samples", s, "loss_max", lmax, bn);
+    struct nb_probe_row r = nbp_row(m, step, NB_PROBE_SLICE, -1, bn);
+    r.param = "samples";
+    r.param_value = (double)N;
+    nbp_emit(p, &r, "dim", dim);
+    nbp_emit(p, &r, "points", P);
+    nbp_emit(p, &r, "range", range);
+    nbp_emit(p, &r, "index", p->slices_written);
+    nbp_emit(p, &r, "loss_center", lc);
+    nbp_emit(p, &r, "loss_min", lmin);
+    nbp_emit(p, &r, "loss_max", lmax);
     p->slices_written++;
 }
