@@ -873,8 +873,9 @@ static void forward_bsets(struct norm_priv *P, struct nb_layer *l,
                           const float *x, float *y, int n, enum nb_mode mode)
 {
     const int C = P->C;
-    bool rc = P->rc_on && mode == NB_TRAIN;
-    P->fixed = mode == NB_EVAL || (frozen_active(P, l) && !rc);
+    /* a TRAIN forward that accumulates population statistics */
+    const bool recomputing = P->rc_on && mode == NB_TRAIN;
+    P->fixed = mode == NB_EVAL || (frozen_active(P, l) && !recomputing);
     if (P->fixed) {
         for (int c = 0; c < C; c++) {
             eval_stats(P, l, c, &P->smean[c], &P->srstd[c]);
@@ -914,13 +915,13 @@ static void forward_bsets(struct norm_priv *P, struct nb_layer *l,
             P->sr[s] = 1;
             P->sd[s] = 0;
         }
-    if (mode == NB_TRAIN && P->moments && !rc)
+    if (mode == NB_TRAIN && P->moments && !recomputing)
         for (int k = 0; k < nparts; k++) {
             double m = P->scnt[(size_t)k * C];
             /* callers check with nb_norm_check_batch first */
             NB_ASSERT(m == 0 || m > 1);
         }
-    if (P->o.renorm && !rc)
+    if (P->o.renorm && !recomputing)
         renorm_rd(P, l, nparts);
     if (mode == NB_TRAIN)
         train_bookkeeping(P, l, nparts);
