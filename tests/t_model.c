@@ -179,6 +179,20 @@ int main(void)
     contains(e.msg, "6n+2", "... naming the rule");
     nb_model_free(&m);
 
+    /* values outside the enums are refused, not read as a default */
+    nb_model_desc_default(&d);
+    d.init = NB_INIT_COUNT;
+    rc = nb_model_build(&m, &d, 4, 1, &e);
+    ok(rc == NB_EINVAL, "init scheme out of range is refused (not Kaiming)");
+    contains(e.msg, "unknown init scheme", "... naming it");
+    nb_model_free(&m);
+    nb_model_desc_default(&d);
+    d.arch = NB_ARCH_COUNT;
+    rc = nb_model_build(&m, &d, 4, 1, &e);
+    ok(rc == NB_EINVAL, "architecture out of range is refused");
+    contains(e.msg, "unknown architecture", "... naming it");
+    nb_model_free(&m);
+
     /* --- the initial weights do not depend on the batch size */
     nb_model_desc_default(&d);
     d.norm.type = NB_NORM_BATCH;
@@ -284,6 +298,26 @@ int main(void)
         ok(test_p != test_ema && test_t != test_ema && test_p != test_t,
            "... while the test losses differ (ema %.6f, precise %.6f, target %.6f)",
            test_ema, test_p, test_t);
+    }
+
+    /* target statistics on a test set smaller than the batch cannot be
+     * recomputed (the recomputation takes whole batches): the run fails
+     * and says why, instead of evaluating with the EMA statistics */
+    {
+        struct nb_dataset small = te;
+        small.n = (size_t)spec.batch - 1;
+        struct trace ts = {0};
+        spec.target_bn = true;
+        h.user = &ts;
+        nb_error_clear(&e);
+        rc = nb_train(&spec, &tr, &small, &h, 0, &res, &e);
+        spec.target_bn = false;
+        ok(rc == NB_EINVAL, "target BN on a test set smaller than the batch: the run fails");
+        contains(e.msg, "target BN: cannot recompute the population statistics",
+                 "... saying what failed");
+        contains(e.msg, "leaves no batch", "... and why (the loader's reason)");
+        is_int(ts.n, 0, "... before any metrics row is written");
+        h.user = &tt;
     }
 
     /* a batch-norm run with a final batch of one sample is refused */

@@ -542,7 +542,7 @@ static void test_identities(void)
     gc_free(&a);
     gc_free(&b);
 
-    /* groups 0 = min(8, C/4): 4 on 16 channels */
+    /* groups 0 = nb_norm_default_groups(16) = 4 */
     oa = opts_of(NB_NORM_GROUP);
     oa.groups = 0;
     ob = opts_of(NB_NORM_GROUP);
@@ -793,6 +793,49 @@ static void test_names(void)
     ok(nb_norm_lp_parse("inf", &p) == 0 && p == NB_LP_INF &&
            strcmp(nb_norm_lp_name(NB_LP_1), "1") == 0,
        "lp names");
+}
+
+/* groups = 0: the largest divisor of C that is at most min(8, C/4), at
+ * least 1, one definition for models and standalone layers. */
+static void test_default_groups(void)
+{
+    static const struct {
+        int c, g;
+    } cases[] = {
+        {1, 1},  {3, 1},  {4, 1},   {7, 1},   {8, 2},   {9, 1},   {10, 2},
+        {12, 3}, {16, 4}, {18, 3},  {20, 5},  {24, 6},  {30, 6},  {32, 8},
+        {36, 6}, {44, 4}, {64, 8},  {100, 5}, {128, 8}, {131, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        is_int(nb_norm_default_groups(cases[i].c), cases[i].g,
+               "default groups on %d channels", cases[i].c);
+
+    /* a standalone group norm with groups 0 where min(8, C/4) does not
+     * divide C: set up as the explicit G (it was refused) */
+    static const struct nb_shape shapes[] = {{36, 2, 2}, {18, 1, 1}, {3, 2, 2}};
+    static const int want[] = {6, 3, 1};
+    for (int i = 0; i < 3; i++) {
+        struct gc_layer a, b;
+        struct nb_norm_opts oa = opts_of(NB_NORM_GROUP), ob = oa;
+        oa.groups = 0;
+        ob.groups = want[i];
+        char lab[64];
+        snprintf(lab, sizeof lab, "groups 0 on %d channels = G=%d", shapes[i].c,
+                 want[i]);
+        struct nb_error err;
+        nb_error_clear(&err);
+        int rc = gc_setup(&a, &nb_norm_ops, "gn0", shapes[i], NULL, 3, &oa, 77, &err);
+        if (!ok(rc == 0, "%s: setup accepted", lab)) {
+            tap_diag("%s", err.msg);
+            gc_free(&a);
+            continue;
+        }
+        must_setup(&b, &ob, shapes[i], 3, "gnG");
+        copy_params(&b, &a);
+        same_layers(lab, &a, &b, 3, NB_TRAIN, 0);
+        gc_free(&a);
+        gc_free(&b);
+    }
 }
 
 static void expect_setup_error(const char *label, const struct nb_norm_opts *o,
@@ -1364,6 +1407,7 @@ static void test_recompute(void)
 int main(void)
 {
     test_names();
+    test_default_groups();
     test_setup_errors();
     test_check_batch();
     test_fixture("norm/bn2d_m01.txt", NB_NORM_BATCH);

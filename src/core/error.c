@@ -4,9 +4,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const status_names[NB_STATUS_COUNT_] = {
-    "ok", "invalid argument", "out of memory", "I/O error",
-    "malformed input", "value out of range", "not found", "diverged",
+/* indexed by -status */
+static const char *const status_names[] = {
+    [-NB_OK] = "ok",
+    [-NB_EINVAL] = "invalid argument",
+    [-NB_ENOMEM] = "out of memory",
+    [-NB_EIO] = "I/O error",
+    [-NB_EFORMAT] = "malformed input",
+    [-NB_ERANGE] = "value out of range",
+    [-NB_ENOENT] = "not found",
+    [-NB_EDIVERGED] = "diverged",
 };
 _Static_assert(sizeof status_names / sizeof status_names[0] == NB_STATUS_COUNT_,
                "status_names out of sync with enum nb_status");

@@ -3,8 +3,13 @@
 
 #include <gsl/gsl_randist.h>
 
-static const char *const stream_names[NB_STREAM_COUNT] = {
-    "init", "data", "dropout", "noise", "probe", "synth",
+static const char *const stream_names[] = {
+    [NB_STREAM_INIT] = "init",
+    [NB_STREAM_DATA] = "data",
+    [NB_STREAM_DROPOUT] = "dropout",
+    [NB_STREAM_NOISE] = "noise",
+    [NB_STREAM_PROBE] = "probe",
+    [NB_STREAM_SYNTH] = "synth",
 };
 _Static_assert(sizeof stream_names / sizeof stream_names[0] == NB_STREAM_COUNT,
                "stream_names out of sync with enum nb_stream");

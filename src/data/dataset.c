@@ -292,27 +292,39 @@ void nb_data_permutation(size_t *perm, size_t n, gsl_rng *rng)
 
 /* ---- names -------------------------------------------------------------- */
 
-static const char *const source_names[NB_SRC_COUNT] = {
-    "fashion-mnist", "mnist", "idx", "cifar10", "blobs", "dln",
+static const char *const source_names[] = {
+    [NB_SRC_FASHION_MNIST] = "fashion-mnist",
+    [NB_SRC_MNIST] = "mnist",
+    [NB_SRC_IDX] = "idx",
+    [NB_SRC_CIFAR10] = "cifar10",
+    [NB_SRC_BLOBS] = "blobs",
+    [NB_SRC_DLN] = "dln",
 };
 _Static_assert(sizeof source_names / sizeof source_names[0] == NB_SRC_COUNT,
                "source_names out of sync with enum nb_data_source");
 
-static const char *const std_names[NB_STD_COUNT] = {
-    "default", "computed", "given", "none",
+static const char *const std_names[] = {
+    [NB_STD_DEFAULT] = "default",
+    [NB_STD_COMPUTED] = "computed",
+    [NB_STD_GIVEN] = "given",
+    [NB_STD_NONE] = "none",
 };
 _Static_assert(sizeof std_names / sizeof std_names[0] == NB_STD_COUNT,
                "std_names out of sync with enum nb_std_mode");
 
-static const char *const corruption_names[NB_CORRUPT_COUNT] = {
-    "none", "gaussian_noise", "blur", "contrast", "inversion",
+static const char *const corruption_names[] = {
+    [NB_CORRUPT_NONE] = "none",
+    [NB_CORRUPT_GAUSSIAN_NOISE] = "gaussian_noise",
+    [NB_CORRUPT_BLUR] = "blur",
+    [NB_CORRUPT_CONTRAST] = "contrast",
+    [NB_CORRUPT_INVERSION] = "inversion",
 };
 _Static_assert(sizeof corruption_names / sizeof corruption_names[0] ==
                    NB_CORRUPT_COUNT,
                "corruption_names out of sync with enum nb_corruption");
 
-static const char *const resize_names[NB_RESIZE_COUNT] = {
-    "pad-crop", "bilinear",
+static const char *const resize_names[] = {
+    [NB_RESIZE_PAD_CROP] = "pad-crop", [NB_RESIZE_BILINEAR] = "bilinear",
 };
 _Static_assert(sizeof resize_names / sizeof resize_names[0] == NB_RESIZE_COUNT,
                "resize_names out of sync with enum nb_resize_mode");

@@ -121,8 +121,13 @@ static void raw_key(const struct raw_req *q, char *key, size_t size)
                  s->classes, s->shape.c, s->shape.h, s->shape.w,
                  (unsigned long long)s->seed, s->spread, s->noise);
         break;
-    default:
+    case NB_SRC_FASHION_MNIST:
+    case NB_SRC_MNIST:
+    case NB_SRC_CIFAR10:
         snprintf(key, size, "%s|%s", nb_data_source_name(q->src), q->dir);
+        break;
+    case NB_SRC_COUNT:
+        NB_ASSERT(!"source refused by check_opts");
         break;
     }
 }
@@ -187,10 +192,11 @@ static int raw_decode(const struct raw_req *q, struct nb_dataset *train,
         }
         return rc;
     }
-    default:
-        return nb_error_set(err, NB_EINVAL, NULL, 0, "unknown data source %d",
-                            (int)q->src);
+    case NB_SRC_COUNT:
+        break;
     }
+    return nb_error_set(err, NB_EINVAL, NULL, 0, "unknown data source %d",
+                        (int)q->src);
 }
 
 /* Fresh references to the raw pair, decoding it on a cache miss. */
@@ -277,8 +283,12 @@ static void default_standardization(enum nb_data_source s, int *mode,
     case NB_SRC_DLN:
         *mode = NB_STD_NONE, *mean = 0.0f, *std = 1.0f;
         break;
-    default:
+    case NB_SRC_IDX:
+    case NB_SRC_BLOBS:
         *mode = NB_STD_COMPUTED, *mean = 0.0f, *std = 1.0f;
+        break;
+    case NB_SRC_COUNT:
+        NB_ASSERT(!"source refused by check_opts");
         break;
     }
 }

@@ -122,13 +122,15 @@ out:
 /* ---- corruptions -------------------------------------------------------- */
 
 /* Hendrycks & Dietterich (2019), CIFAR-10-C (make_cifar_c.py). */
-static const double level_table[NB_CORRUPT_COUNT][5] = {
+static const double level_table[][5] = {
     [NB_CORRUPT_NONE] = {0, 0, 0, 0, 0},
     [NB_CORRUPT_GAUSSIAN_NOISE] = {0.04, 0.06, 0.08, 0.09, 0.10},
     [NB_CORRUPT_BLUR] = {0.4, 0.6, 0.7, 0.8, 1.0},
     [NB_CORRUPT_CONTRAST] = {0.75, 0.5, 0.4, 0.3, 0.15},
     [NB_CORRUPT_INVERSION] = {0.2, 0.4, 0.6, 0.8, 1.0},
 };
+_Static_assert(sizeof level_table / sizeof level_table[0] == NB_CORRUPT_COUNT,
+               "level_table out of sync with enum nb_corruption");
 
 double nb_corruption_level(enum nb_corruption kind, int severity)
 {
@@ -246,7 +248,9 @@ int nb_data_corrupt(struct nb_dataset *ds, enum nb_corruption kind,
         free(perm);
         break;
     }
-    default:
+    case NB_CORRUPT_NONE:
+    case NB_CORRUPT_COUNT:
+        NB_ASSERT(!"returned or refused above");
         break;
     }
     return NB_OK;

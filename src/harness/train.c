@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,6 +39,25 @@ static int model_batch(int batch)
 {
     int k = (128 + batch - 1) / batch;
     return batch * (k < 1 ? 1 : k);
+}
+
+/* Puts what failed in front of the reason nb_model_recompute_bn left in
+ * err: evaluation with precise or target statistics cannot go on. */
+static void recompute_failed(struct nb_error *err, const struct nb_train_spec *spec,
+                             long step)
+{
+    if (!err)
+        return;
+    char why[sizeof err->msg];
+    snprintf(why, sizeof why, "%s", err->msg);
+    snprintf(err->msg, sizeof err->msg,
+             "%s BN: cannot recompute the population statistics for the "
+             "evaluation at step %ld: %.600s",
+             spec->target_bn ? "target" : "precise", step, why);
+    if (!err->hint[0])
+        nb_error_hint(err, "the recomputation takes whole batches of %d "
+                      "(the training batch) from the %s set",
+                      spec->batch, spec->target_bn ? "test" : "training");
 }
 
 void nb_evaluate(struct nb_model *m, const struct nb_dataset *ds, int limit,
@@ -178,8 +198,15 @@ int nb_train_val(const struct nb_train_spec *spec, const struct nb_dataset *trai
             bool recompute = spec->precise_bn || (spec->target_bn && test && test->n > 0);
             if (recompute) {
                 memcpy(saved_state, m.state.data, m.state.count * sizeof(float));
-                nb_model_recompute_bn(&m, spec->target_bn ? test : train, spec->batch,
-                                      (size_t)spec->precise_samples, false, err);
+                rc = nb_model_recompute_bn(&m, spec->target_bn ? test : train, spec->batch,
+                                           (size_t)spec->precise_samples, false, err);
+                if (rc) {
+                    /* evaluating with the training EMA instead would
+                     * measure something other than what was asked */
+                    recompute_failed(err, spec, step);
+                    stop = true;
+                    break;
+                }
             }
             struct nb_metrics row = {
                 .step = step,
@@ -216,6 +243,11 @@ int nb_train_val(const struct nb_train_spec *spec, const struct nb_dataset *trai
             acc_loss = acc_gn = 0;
             acc_hits = acc_samples = acc_steps = 0;
         }
+    }
+    if (rc) {
+        res->steps = step;
+        res->seconds = nb_now() - t0;
+        goto out;
     }
     if (res->status == NB_TRAIN_DIVERGED) {
         /* keep a row that shows the divergence */

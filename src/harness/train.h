@@ -95,7 +95,10 @@ void nb_evaluate(struct nb_model *m, const struct nb_dataset *ds, int limit,
 
 /* Runs a whole training.  train must be non-empty; test may be NULL.
  * target_acc > 0 fills steps_to_target.  Returns 0 (see res->status for
- * diverged/stopped) or a negative status with err filled (bad spec, ...). */
+ * diverged/stopped) or a negative status with err filled (bad spec, ...);
+ * with precise_bn or target_bn, population statistics that cannot be
+ * recomputed for an evaluation (a set smaller than one batch) fail the
+ * run there, before that evaluation's row. */
 int nb_train(const struct nb_train_spec *spec, const struct nb_dataset *train,
              const struct nb_dataset *test, const struct nb_train_hooks *hooks,
              double target_acc, struct nb_train_result *res,

@@ -4,7 +4,9 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *const mode_names[NB_MODE_COUNT] = {"train", "eval", "probe"};
+static const char *const mode_names[] = {
+    [NB_TRAIN] = "train", [NB_EVAL] = "eval", [NB_PROBE] = "probe",
+};
 _Static_assert(sizeof mode_names / sizeof mode_names[0] == NB_MODE_COUNT,
                "mode_names out of sync with enum nb_mode");
 

@@ -39,15 +39,34 @@
 
 #include "layers/norm_kernels.h"
 
-static const char *const type_names[NB_NORM_TYPE_COUNT] = {
-    "none", "batch", "layer", "instance", "group", "lp",
+/* Names by enumerator, sized by the initializer: the assertions fail when
+ * an enum grows and its table does not. */
+static const char *const type_names[] = {
+    [NB_NORM_NONE] = "none",
+    [NB_NORM_BATCH] = "batch",
+    [NB_NORM_LAYER] = "layer",
+    [NB_NORM_INSTANCE] = "instance",
+    [NB_NORM_GROUP] = "group",
+    [NB_NORM_LP] = "lp",
 };
 _Static_assert(sizeof type_names / sizeof type_names[0] == NB_NORM_TYPE_COUNT,
                "type_names out of sync with enum nb_norm_type");
 
-static const char *const lp_names[NB_LP_COUNT] = {"1", "2", "inf"};
+static const char *const lp_names[] = {
+    [NB_LP_1] = "1", [NB_LP_2] = "2", [NB_LP_INF] = "inf",
+};
 _Static_assert(sizeof lp_names / sizeof lp_names[0] == NB_LP_COUNT,
                "lp_names out of sync with enum nb_norm_lp");
+
+int nb_norm_default_groups(int channels)
+{
+    int g = channels / 4 < 8 ? channels / 4 : 8;
+    if (g < 1)
+        g = 1;
+    while (channels % g)
+        g--;
+    return g;
+}
 
 void nb_norm_opts_default(struct nb_norm_opts *o)
 {
@@ -157,7 +176,12 @@ struct norm_priv {
     int *pstart;         /* (max_parts + 1): part bounds */
     double *cda, *cdb;   /* (C): dgamma, dbeta accumulators */
     double *tmu, *tv, *ts; /* (C): running-update temporaries */
-    float *ca, *cm, *cb, *cc; /* (C): per-channel coefficients of a part */
+    /* (C): per-channel coefficients of one part's elementwise pass */
+    float *coef_a;  /* forward: a in y = a (x - mu) + b; backward: A */
+    float *coef_mu; /* the set mean mu, as float */
+    float *coef_b;  /* forward: b; backward: B in dx = A dy + B (x - mu) + C0
+                       (lp 1: E, the sign term's coefficient) */
+    float *coef_c0; /* backward: C0 */
     float *ones, *zeros; /* (C): gamma and beta when affine is off */
     float *ns, *dyn;     /* (max_batch, C, H, W): noise scale s, dy * s */
     double *nmu, *nsig;  /* (C): noise distribution of this forward */
@@ -169,10 +193,15 @@ struct norm_priv {
     int nparts;  /* batch sets: parts of the final sets */
 
     /* population statistics (nb_norm_recompute_*) */
-    bool rc_on;
-    long rc_batches;
-    double rc_w;
-    double *rc_s1, *rc_s2, *rc_b1, *rc_bv; /* (C) */
+    bool pop_on;       /* TRAIN forwards accumulate (begin .. end) */
+    long pop_batches;  /* parts accumulated (each sub-batch of a forward) */
+    double pop_count;  /* elements per channel accumulated (M) */
+    double *pop_sum;   /* (C): sum of m mu over the sets */
+    double *pop_sum2;  /* (C): sum of m (mu^2 + var); lp: of the quantity
+                          (inf: its max) */
+    double *pop_mean_sum; /* (C): sum of the set means (fvcore average) */
+    double *pop_var_sum;  /* (C): sum of the sets' variance estimates
+                             (fvcore average) */
 };
 
 static void *zalloc(size_t n, size_t size)
@@ -251,12 +280,14 @@ static void norm_destroy(struct nb_layer *l)
     struct norm_priv *P = l->priv;
     if (!P)
         return;
-    void *bufs[] = {P->pa,   P->pb,  P->smean, P->svar, P->scnt, P->srstd,
-                    P->sr,   P->sd,  P->g1,    P->g2,   P->sarg, P->pstart,
-                    P->cda,  P->cdb, P->tmu,   P->tv,   P->ts,   P->ca,
-                    P->cm,   P->cb,  P->cc,    P->ns,   P->dyn,  P->nmu,
-                    P->nsig, P->rc_s1, P->rc_s2, P->rc_b1, P->rc_bv,
-                    P->ones, P->zeros};
+    void *bufs[] = {P->pa,      P->pb,      P->smean,   P->svar,
+                    P->scnt,    P->srstd,   P->sr,      P->sd,
+                    P->g1,      P->g2,      P->sarg,    P->pstart,
+                    P->cda,     P->cdb,     P->tmu,     P->tv,
+                    P->ts,      P->coef_a,  P->coef_mu, P->coef_b,
+                    P->coef_c0, P->ns,      P->dyn,     P->nmu,
+                    P->nsig,    P->pop_sum, P->pop_sum2, P->pop_mean_sum,
+                    P->pop_var_sum, P->ones, P->zeros};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         free(bufs[i]);
     free(P);
@@ -340,17 +371,18 @@ static int norm_setup(struct nb_layer *l, const void *opts,
         G = C;
         break;
     case NB_NORM_GROUP:
-        G = o.groups;
-        if (G == 0) {
-            G = C / 4 < 8 ? C / 4 : 8;
-            if (G < 1)
-                G = 1;
-        }
+        G = o.groups ? o.groups : nb_norm_default_groups(C);
         if (G < 1 || C % G != 0)
             return EINVAL_("layer %s: group norm needs the group count to "
                            "divide the channels (G = %d, C = %d)", nm, G, C);
         break;
-    default:
+    case NB_NORM_NONE:
+    case NB_NORM_BATCH:
+    case NB_NORM_LAYER:
+    case NB_NORM_LP:
+        break;
+    case NB_NORM_TYPE_COUNT:
+        NB_ASSERT(!"type refused by check_opts");
         break;
     }
     bool bsets = o.type == NB_NORM_BATCH || o.type == NB_NORM_LP;
@@ -444,10 +476,10 @@ static int norm_setup(struct nb_layer *l, const void *opts,
         ALLOC_(P->g2, S);
         ALLOC_(P->cda, C);
         ALLOC_(P->cdb, C);
-        ALLOC_(P->ca, C);
-        ALLOC_(P->cm, C);
-        ALLOC_(P->cb, C);
-        ALLOC_(P->cc, C);
+        ALLOC_(P->coef_a, C);
+        ALLOC_(P->coef_mu, C);
+        ALLOC_(P->coef_b, C);
+        ALLOC_(P->coef_c0, C);
         ALLOC_(P->ones, C);
         ALLOC_(P->zeros, C);
     }
@@ -461,10 +493,10 @@ static int norm_setup(struct nb_layer *l, const void *opts,
         ALLOC_(P->tmu, C);
         ALLOC_(P->tv, C);
         ALLOC_(P->ts, C);
-        ALLOC_(P->rc_s1, C);
-        ALLOC_(P->rc_s2, C);
-        ALLOC_(P->rc_b1, C);
-        ALLOC_(P->rc_bv, C);
+        ALLOC_(P->pop_sum, C);
+        ALLOC_(P->pop_sum2, C);
+        ALLOC_(P->pop_mean_sum, C);
+        ALLOC_(P->pop_var_sum, C);
     }
     if (o.noisy) {
         size_t total = (size_t)mb * P->numel;
@@ -505,7 +537,7 @@ static void norm_init(struct nb_layer *l)
     }
     if (P->s_nbt >= 0)
         l->state[P->s_nbt].value[0] = 0.0f;
-    P->rc_on = false;
+    P->pop_on = false;
 }
 
 /* ---- forward ------------------------------------------------------------ */
@@ -660,14 +692,18 @@ static double set_rstd(const struct norm_priv *P, size_t s)
     double eps = P->o.eps, v = P->svar[s], m = P->scnt[s];
     if (P->moments)
         return 1.0 / sqrt(v + eps);
-    switch (P->lp_p) {
-    case 1:
+    switch (P->o.lp) {
+    case NB_LP_1:
         return 1.0 / (v / m + eps);
-    case 2:
+    case NB_LP_2:
         return 1.0 / sqrt(v / m + eps);
-    default:
+    case NB_LP_INF:
         return 1.0 / (v + eps);
+    case NB_LP_COUNT:
+        break;
     }
+    NB_ASSERT(!"lp refused by check_opts");
+    return NAN;
 }
 
 /* Running-statistics update with per-channel mean mu, estimate est (the
@@ -713,27 +749,28 @@ static void train_bookkeeping(struct norm_priv *P, struct nb_layer *l,
                               int nparts)
 {
     const int C = P->C;
-    if (P->rc_on) {
+    if (P->pop_on) {
         for (int k = 0; k < nparts; k++) {
             size_t s0 = (size_t)k * C;
             double m = P->scnt[s0];
             if (m <= 0)
                 continue;
-            P->rc_batches++;
-            P->rc_w += m;
+            P->pop_batches++;
+            P->pop_count += m;
             for (int c = 0; c < C; c++) {
                 size_t s = s0 + c;
                 double mu = P->smean[s];
-                P->rc_s1[c] += m * mu;
+                P->pop_sum[c] += m * mu;
                 if (P->moments)
-                    P->rc_s2[c] += m * (mu * mu + P->svar[s]);
+                    P->pop_sum2[c] += m * (mu * mu + P->svar[s]);
                 else if (P->lp_p == 0)
-                    P->rc_s2[c] = P->svar[s] > P->rc_s2[c] ? P->svar[s]
-                                                           : P->rc_s2[c];
+                    P->pop_sum2[c] = P->svar[s] > P->pop_sum2[c]
+                                         ? P->svar[s]
+                                         : P->pop_sum2[c];
                 else
-                    P->rc_s2[c] += P->svar[s];
-                P->rc_b1[c] += mu;
-                P->rc_bv[c] += set_estimate(P, s);
+                    P->pop_sum2[c] += P->svar[s];
+                P->pop_mean_sum[c] += mu;
+                P->pop_var_sum[c] += set_estimate(P, s);
             }
         }
         return;
@@ -827,20 +864,20 @@ static void apply_bsets(struct norm_priv *P, const struct nb_layer *l,
         for (int c = 0; c < C; c++) {
             size_t s = (size_t)k * C + c;
             double g = gam[c];
-            P->ca[c] = (float)(g * P->sr[s] * P->srstd[s]);
-            P->cm[c] = (float)P->smean[s];
-            P->cb[c] = (float)(bet[c] + g * P->sd[s]);
+            P->coef_a[c] = (float)(g * P->sr[s] * P->srstd[s]);
+            P->coef_mu[c] = (float)P->smean[s];
+            P->coef_b[c] = (float)(bet[c] + g * P->sd[s]);
         }
         for (int n = P->pstart[k]; n < P->pstart[k + 1]; n++) {
             size_t base = (size_t)n * P->numel;
             if (HW == 1) {
-                nb_normk_col_affine(y + base, x + base, P->ca, P->cm, P->cb,
-                                    C);
+                nb_normk_col_affine(y + base, x + base, P->coef_a, P->coef_mu,
+                                    P->coef_b, C);
                 continue;
             }
             for (int c = 0; c < C; c++)
-                nb_normk_affine(y + base + c * HW, x + base + c * HW, P->ca[c],
-                                P->cm[c], P->cb[c], HW);
+                nb_normk_affine(y + base + c * HW, x + base + c * HW,
+                                P->coef_a[c], P->coef_mu[c], P->coef_b[c], HW);
         }
     }
 }
@@ -849,8 +886,9 @@ static void forward_bsets(struct norm_priv *P, struct nb_layer *l,
                           const float *x, float *y, int n, enum nb_mode mode)
 {
     const int C = P->C;
-    bool rc = P->rc_on && mode == NB_TRAIN;
-    P->fixed = mode == NB_EVAL || (frozen_active(P, l) && !rc);
+    /* a TRAIN forward that accumulates population statistics */
+    const bool recomputing = P->pop_on && mode == NB_TRAIN;
+    P->fixed = mode == NB_EVAL || (frozen_active(P, l) && !recomputing);
     if (P->fixed) {
         for (int c = 0; c < C; c++) {
             eval_stats(P, l, c, &P->smean[c], &P->srstd[c]);
@@ -890,13 +928,13 @@ static void forward_bsets(struct norm_priv *P, struct nb_layer *l,
             P->sr[s] = 1;
             P->sd[s] = 0;
         }
-    if (mode == NB_TRAIN && P->moments && !rc)
+    if (mode == NB_TRAIN && P->moments && !recomputing)
         for (int k = 0; k < nparts; k++) {
             double m = P->scnt[(size_t)k * C];
             /* callers check with nb_norm_check_batch first */
             NB_ASSERT(m == 0 || m > 1);
         }
-    if (P->o.renorm && !rc)
+    if (P->o.renorm && !recomputing)
         renorm_rd(P, l, nparts);
     if (mode == NB_TRAIN)
         train_bookkeeping(P, l, nparts);
@@ -980,12 +1018,17 @@ static void norm_forward(struct nb_layer *l, const float *x, float *y, int n,
     case NB_NORM_LP:
         forward_bsets(P, l, x, y, n, mode);
         break;
-    default:
+    case NB_NORM_LAYER:
+    case NB_NORM_INSTANCE:
+    case NB_NORM_GROUP:
         forward_ssets(P, l, x, y, n);
+        break;
+    case NB_NORM_TYPE_COUNT:
+        NB_ASSERT(!"type refused by check_opts");
         break;
     }
     P->noised = P->o.noisy && mode != NB_EVAL &&
-                !(P->rc_on && mode == NB_TRAIN);
+                !(P->pop_on && mode == NB_TRAIN);
     if (P->noised) {
         NB_ASSERT(l->ctx);
         gsl_rng *r = mode == NB_TRAIN ? l->ctx->rng_noise : l->ctx->rng_probe;
@@ -1067,11 +1110,11 @@ static void backward_bsets(struct norm_priv *P, const struct nb_layer *l,
         double *sdy = P->tmu, *sdyx = P->tv;
         for (int c = 0; c < C; c++) {
             sdy[c] = sdyx[c] = 0;
-            P->cm[c] = (float)P->smean[(size_t)k * C + c];
+            P->coef_mu[c] = (float)P->smean[(size_t)k * C + c];
         }
         for (int n = P->pstart[k]; n < P->pstart[k + 1]; n++)
             nb_normk_col_bwd(sdy, sdyx, dy + (size_t)n * C, x + (size_t)n * C,
-                             P->cm, C);
+                             P->coef_mu, C);
         const float *gam = gammas(P, l);
         for (int c = 0; c < C; c++) {
             size_t s = (size_t)k * C + c;
@@ -1093,27 +1136,28 @@ static void backward_bsets(struct norm_priv *P, const struct nb_layer *l,
         const bool sign = !P->fixed && !P->moments && P->lp_p == 1;
         for (int c = 0; c < C; c++) {
             float E;
-            bwd_coeffs(P, l, c, (size_t)k * C + c, &P->ca[c], &P->cb[c],
-                       &P->cc[c], &E);
-            P->cm[c] = (float)P->smean[(size_t)k * C + c];
+            bwd_coeffs(P, l, c, (size_t)k * C + c, &P->coef_a[c],
+                       &P->coef_b[c], &P->coef_c0[c], &E);
+            P->coef_mu[c] = (float)P->smean[(size_t)k * C + c];
             if (sign)
-                P->cb[c] = E;
+                P->coef_b[c] = E;
         }
         for (int n = P->pstart[k]; n < P->pstart[k + 1]; n++) {
             size_t base = (size_t)n * P->numel;
             if (sign) {
                 for (int c = 0; c < C; c++)
                     nb_normk_bwd_dx_sign(dx + base + c * HW, dy + base + c * HW,
-                                         x + base + c * HW, P->ca[c],
-                                         P->cc[c], P->cb[c], HW);
+                                         x + base + c * HW, P->coef_a[c],
+                                         P->coef_c0[c], P->coef_b[c], HW);
             } else if (HW == 1) {
-                nb_normk_col_dx(dx + base, dy + base, x + base, P->ca, P->cb,
-                                P->cm, P->cc, C);
+                nb_normk_col_dx(dx + base, dy + base, x + base, P->coef_a,
+                                P->coef_b, P->coef_mu, P->coef_c0, C);
             } else {
                 for (int c = 0; c < C; c++)
                     nb_normk_bwd_dx(dx + base + c * HW, dy + base + c * HW,
-                                    x + base + c * HW, P->ca[c], P->cb[c],
-                                    P->cm[c], P->cc[c], HW);
+                                    x + base + c * HW, P->coef_a[c],
+                                    P->coef_b[c], P->coef_mu[c], P->coef_c0[c],
+                                    HW);
             }
         }
         if (!P->fixed && !P->moments && P->lp_p == 0) /* lp inf: the max */
@@ -1262,11 +1306,12 @@ void nb_norm_recompute_begin(struct nb_layer *l)
     struct norm_priv *P = l->priv;
     if (!P->bsets)
         return;
-    P->rc_on = true;
-    P->rc_batches = 0;
-    P->rc_w = 0;
+    P->pop_on = true;
+    P->pop_batches = 0;
+    P->pop_count = 0;
     for (int c = 0; c < P->C; c++)
-        P->rc_s1[c] = P->rc_s2[c] = P->rc_b1[c] = P->rc_bv[c] = 0;
+        P->pop_sum[c] = P->pop_sum2[c] = P->pop_mean_sum[c] =
+            P->pop_var_sum[c] = 0;
 }
 
 int nb_norm_recompute_end(struct nb_layer *l, bool fvcore_average)
@@ -1274,27 +1319,27 @@ int nb_norm_recompute_end(struct nb_layer *l, bool fvcore_average)
     if (!l || l->ops != &nb_norm_ops || !l->priv)
         return 0;
     struct norm_priv *P = l->priv;
-    if (!P->bsets || !P->rc_on)
+    if (!P->bsets || !P->pop_on)
         return 0;
-    P->rc_on = false;
-    if (P->rc_batches == 0)
+    P->pop_on = false;
+    if (P->pop_batches == 0)
         return 0;
     float *rm = state_of(l, P->s_mean), *rv = state_of(l, P->s_var);
-    const double M = P->rc_w, B = (double)P->rc_batches, eps = P->o.eps;
+    const double M = P->pop_count, B = (double)P->pop_batches, eps = P->o.eps;
     for (int c = 0; c < P->C; c++) {
         double mu, v;
         if (fvcore_average) {
-            mu = P->rc_b1[c] / B;
-            v = P->rc_bv[c] / B;
+            mu = P->pop_mean_sum[c] / B;
+            v = P->pop_var_sum[c] / B;
         } else if (P->moments) {
-            mu = P->rc_s1[c] / M;
-            v = P->rc_s2[c] / M - mu * mu;
+            mu = P->pop_sum[c] / M;
+            v = P->pop_sum2[c] / M - mu * mu;
             v = v > 0 ? v : 0;
             if (!P->o.running_var_biased && M > 1)
                 v *= M / (M - 1);
         } else {
-            mu = P->rc_s1[c] / M;
-            double q = P->rc_s2[c];
+            mu = P->pop_sum[c] / M;
+            double q = P->pop_sum2[c];
             v = P->lp_p == 1 ? q / M + eps
                 : P->lp_p == 2 ? sqrt(q / M + eps)
                                : q + eps;
@@ -1306,7 +1351,7 @@ int nb_norm_recompute_end(struct nb_layer *l, bool fvcore_average)
             l->state[P->s_rn_std].value[c] = (float)sqrt(v + eps);
         }
     }
-    return (int)P->rc_batches;
+    return (int)P->pop_batches;
 }
 
 int nb_norm_fold(const struct nb_layer *norm, float *w, float *b, int out,

@@ -122,7 +122,8 @@ enum nb_norm_placement {
 
 struct nb_norm_opts {
     enum nb_norm_type type;
-    int groups;        /* group: G, must divide C; 0 = min(8, C/4) */
+    int groups;        /* group: G, must divide C; 0 = per layer
+                          nb_norm_default_groups(C) */
     enum nb_norm_lp lp;
     bool affine;       /* per-channel gamma/beta (default true) */
     double eps;        /* default 1e-5, inside the sqrt */
@@ -151,7 +152,8 @@ struct nb_norm_opts {
     double noise_mu, noise_sigma, noise_rmu, noise_rsigma;
 };
 
-/* Fills o with the defaults: type none, groups 0 (= min(8, C/4)), lp 2,
+/* Fills o with the defaults: type none, groups 0 (the per-layer
+ * nb_norm_default_groups), lp 2,
  * affine, eps 1e-5, momentum 0.1 (PyTorch convention), unbiased running
  * variance, no ghost/devices/sync, renorm off with r_max 3, d_max 5 over
  * the paper's schedule divided by 10 (plain BN for 500 steps, d_max
@@ -159,6 +161,13 @@ struct nb_norm_opts {
  * renorm momentum 0.01, frozen never, noise off with Santurkar's
  * constants n_mu 0.5, n_sigma 1.25, r_mu 0.1, r_sigma 0.1. */
 void nb_norm_opts_default(struct nb_norm_opts *o);
+
+/* The group count that groups = 0 stands for on a layer of `channels`
+ * channels: the largest divisor of channels that is at most
+ * min(8, channels / 4), and at least 1.  workloads.md: 4 on 16 channels,
+ * 8 on 32 and 128; where min(8, C/4) does not divide C the next smaller
+ * divisor (6 on 36, 3 on 18), and 1 below 8 channels.  channels >= 1. */
+int nb_norm_default_groups(int channels);
 
 /* Name of a norm type ("none", "batch", "layer", "instance", "group",
  * "lp"); NULL if out of range. */
@@ -241,7 +250,7 @@ int nb_norm_fold(const struct nb_layer *norm, float *w, float *b, int out,
 
 /* Micro-benchmark (workloads.md, "Norm-layer micro-benchmark"): times
  * forward + backward in TRAIN mode with affine, for batch, group
- * (G = min(8, C/4)), layer and instance on (32,16,28,28), (32,32,14,14),
+ * (G = nb_norm_default_groups(C)), layer and instance on (32,16,28,28), (32,32,14,14),
  * (128,64,14,14) and (8,32,28,28), each for about seconds_per_case
  * (median of timed windows).  Prints one line per case with ns/element and
  * the effective GB/s against the minimum traffic of 5 x 4 bytes per

@@ -201,7 +201,7 @@ int nb_norm_bench(FILE *out, double seconds_per_case)
             nb_norm_opts_default(&o);
             o.type = types[ti];
             int C = shapes[si].c;
-            o.groups = C / 4 < 8 ? C / 4 : 8;
+            o.groups = nb_norm_default_groups(C);
             struct nb_shape in = {C, shapes[si].h, shapes[si].w};
             struct nb_error err;
             double t = 0;

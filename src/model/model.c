@@ -9,7 +9,14 @@
 
 #include "core/rng.h"
 
-static const char *const arch_names[NB_ARCH_COUNT] = {"mlp", "cnn", "resnet", "dln"};
+static const char *const arch_names[] = {
+    [NB_ARCH_MLP] = "mlp",
+    [NB_ARCH_CNN] = "cnn",
+    [NB_ARCH_RESNET] = "resnet",
+    [NB_ARCH_DLN] = "dln",
+};
+_Static_assert(sizeof arch_names / sizeof arch_names[0] == NB_ARCH_COUNT,
+               "arch_names out of sync with enum nb_arch");
 
 const char *nb_arch_name(enum nb_arch a)
 {
@@ -91,19 +98,6 @@ static int push(struct builder *b, const struct nb_layer_ops *ops, int kind,
     return 0;
 }
 
-/* Default group count (workloads.md): 4 on 16 channels, 8 on 32 and 128. */
-static int default_groups(int c)
-{
-    int g = c / 4;
-    if (g > 8)
-        g = 8;
-    if (g < 1)
-        g = 1;
-    while (c % g)
-        g--;
-    return g;
-}
-
 /* Adds a norm layer for the current activation unless the scheme is none
  * (and not noisy).  dense: the activation is an (N, C) feature vector. */
 static int push_norm(struct builder *b, bool dense)
@@ -123,7 +117,7 @@ static int push_norm(struct builder *b, bool dense)
                             nb_arch_name(d->arch));
     }
     if (o.type == NB_NORM_GROUP && o.groups == 0)
-        o.groups = default_groups(b->shape.c);
+        o.groups = nb_norm_default_groups(b->shape.c);
     if (d->dropout > 0 && d->dropout_place == NB_DROPOUT_BEFORE_NORM) {
         struct nb_dropout_opts dp = {(float)d->dropout};
         int rc = push(b, &nb_dropout_ops, K_DROP, "dropout", &dp, -1);
@@ -339,6 +333,27 @@ static int bind(struct nb_model *m, struct nb_error *err)
     return 0;
 }
 
+/* One initial weight of a layer with fan-in fi and fan-out fo, drawn
+ * from r by d's scheme. */
+static double init_draw(const struct nb_model_desc *d, gsl_rng *r, double fi,
+                        double fo)
+{
+    switch (d->init) {
+    case NB_INIT_KAIMING: /* normal, fan_in, ReLU gain sqrt(2) */
+        return sqrt(2.0 / fi) * gsl_ran_gaussian_ziggurat(r, 1.0);
+    case NB_INIT_GLOROT: {
+        double a = sqrt(6.0 / (fi + fo));
+        return a * (2.0 * gsl_rng_uniform(r) - 1.0);
+    }
+    case NB_INIT_SMALL:
+        return d->init_std * gsl_ran_gaussian_ziggurat(r, 1.0);
+    case NB_INIT_COUNT:
+        break;
+    }
+    NB_ASSERT(!"init refused by nb_model_build");
+    return NAN;
+}
+
 void nb_model_init_params(struct nb_model *m, uint64_t seed)
 {
     gsl_rng *r = nb_rng_alloc(seed, NB_STREAM_INIT);
@@ -355,22 +370,8 @@ void nb_model_init_params(struct nb_model *m, uint64_t seed)
             if (!(pp->flags & NB_PARAM_WEIGHT))
                 continue;
             double fi = pp->fan_in > 0 ? pp->fan_in : 1, fo = pp->fan_out > 0 ? pp->fan_out : 1;
-            for (size_t k = 0; k < pp->count; k++) {
-                double v;
-                switch (d->init) {
-                case NB_INIT_GLOROT: {
-                    double a = sqrt(6.0 / (fi + fo));
-                    v = a * (2.0 * gsl_rng_uniform(r) - 1.0);
-                    break;
-                }
-                case NB_INIT_SMALL:
-                    v = d->init_std * gsl_ran_gaussian_ziggurat(r, 1.0);
-                    break;
-                default: /* Kaiming normal, fan_in, ReLU gain sqrt(2) */
-                    v = sqrt(2.0 / fi) * gsl_ran_gaussian_ziggurat(r, 1.0);
-                }
-                pp->value[k] = (float)v;
-            }
+            for (size_t k = 0; k < pp->count; k++)
+                pp->value[k] = (float)init_draw(d, r, fi, fo);
         }
         if (l->ops->init)
             l->ops->init(l);
@@ -395,6 +396,10 @@ int nb_model_build(struct nb_model *m, const struct nb_model_desc *d,
     m->max_batch = max_batch;
     if (max_batch < 1)
         return nb_error_set(err, NB_EINVAL, NULL, 0, "batch size must be >= 1, not %d", max_batch);
+    if ((int)d->arch < 0 || d->arch >= NB_ARCH_COUNT)
+        return nb_error_set(err, NB_EINVAL, NULL, 0, "unknown architecture %d", (int)d->arch);
+    if ((int)d->init < 0 || d->init >= NB_INIT_COUNT)
+        return nb_error_set(err, NB_EINVAL, NULL, 0, "unknown init scheme %d", (int)d->init);
     struct builder b = {.m = m, .shape = d->input, .err = err};
     b.shapes = malloc(sizeof *b.shapes);
     if (!b.shapes)
@@ -423,7 +428,7 @@ int nb_model_build(struct nb_model *m, const struct nb_model_desc *d,
         rc = build_cnn(&b);
         break;
     case NB_ARCH_RESNET: rc = build_resnet(&b); break;
-    default: rc = nb_error_set(err, NB_EINVAL, NULL, 0, "unknown architecture %d", (int)d->arch);
+    case NB_ARCH_COUNT: NB_ASSERT(!"arch refused above"); rc = NB_EINVAL; break;
     }
     if (!rc) {
         const struct nb_layer_ops *loss = d->loss == NB_LOSS_MSE ? &nb_mse_ops : &nb_xent_ops;

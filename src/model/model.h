@@ -23,7 +23,7 @@
 
 enum nb_arch { NB_ARCH_MLP = 0, NB_ARCH_CNN, NB_ARCH_RESNET, NB_ARCH_DLN, NB_ARCH_COUNT };
 enum nb_act { NB_ACT_RELU = 0, NB_ACT_SIGMOID };
-enum nb_init { NB_INIT_KAIMING = 0, NB_INIT_GLOROT, NB_INIT_SMALL };
+enum nb_init { NB_INIT_KAIMING = 0, NB_INIT_GLOROT, NB_INIT_SMALL, NB_INIT_COUNT };
 enum nb_loss { NB_LOSS_XENT = 0, NB_LOSS_MSE };
 enum nb_dropout_place {
     NB_DROPOUT_CLASSIFIER = 0, /* before the last linear layer */
@@ -45,7 +45,8 @@ struct nb_model_desc {
     /* deep linear network: k square layers of dimension input.c*h*w */
     int dln_layers;
     /* normalization: type, options; groups 0 = the per-layer default
-     * G = min(8, C/4) (workloads.md: 4 on 16 channels, 8 on 32 and 128) */
+     * nb_norm_default_groups(C): the largest divisor of C that is at most
+     * min(8, C/4) (workloads.md: 4 on 16 channels, 8 on 32 and 128) */
     struct nb_norm_opts norm;
     enum nb_norm_placement placement;
     bool bias_before_norm;     /* keep the bias of a conv/linear before a norm */
@@ -126,7 +127,9 @@ int nb_model_check_batch(const struct nb_model *m, int n, struct nb_error *err);
  * normalization batch of training), weights frozen: precise BN, or
  * "recompute the statistics on this data" for a shifted domain.  exact
  * (fvcore_average false) or the fvcore-style average; see norm.h.
- * Training's RNG streams are not touched. */
+ * Training's RNG streams are not touched.  Returns 0, or NB_EINVAL (batch
+ * outside 1..max_batch, or ds smaller than one batch: only whole batches
+ * are used) / NB_ENOMEM with err filled and the statistics unchanged. */
 int nb_model_recompute_bn(struct nb_model *m, const struct nb_dataset *ds,
                           int batch, size_t samples, bool fvcore_average,
                           struct nb_error *err);

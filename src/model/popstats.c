@@ -33,8 +33,10 @@ int nb_model_recompute_bn(struct nb_model *m, const struct nb_dataset *ds,
     }
     m->ctx.rng_dropout = drop;
     m->ctx.rng_noise = noise;
+    /* the loader took at least one whole batch (it refuses a set smaller
+     * than one), so every layer's count of batches is positive */
     for (int i = 0; i < m->n_layers; i++)
-        nb_norm_recompute_end(&m->layers[i], fvcore_average);
+        (void)nb_norm_recompute_end(&m->layers[i], fvcore_average);
     nb_loader_free(&ld);
     return 0;
 }

@@ -92,7 +92,14 @@ double nb_sgd_step(struct nb_sgd *s, struct nb_model *m, double lr)
     return norm;
 }
 
-static const char *const sched_names[NB_SCHED_COUNT] = {"constant", "step", "multistep", "cosine"};
+static const char *const sched_names[] = {
+    [NB_SCHED_CONSTANT] = "constant",
+    [NB_SCHED_STEP] = "step",
+    [NB_SCHED_MULTISTEP] = "multistep",
+    [NB_SCHED_COSINE] = "cosine",
+};
+_Static_assert(sizeof sched_names / sizeof sched_names[0] == NB_SCHED_COUNT,
+               "sched_names out of sync with enum nb_sched_kind");
 
 const char *nb_sched_name(enum nb_sched_kind k)
 {
@@ -134,7 +141,10 @@ double nb_schedule_lr(const struct nb_schedule *s, long step)
                                   (1.0 + cos(M_PI * t / (double)s->total_steps));
         }
         break;
-    default:
+    case NB_SCHED_CONSTANT:
+        break;
+    case NB_SCHED_COUNT:
+        NB_ASSERT(!"not a schedule");
         break;
     }
     if (s->warmup_steps > 0 && step < s->warmup_steps)

@@ -52,9 +52,11 @@ void nbp_hessian(struct nb_probe *p, struct nb_model *m, long step)
     const int maxit = p->o.hessian_max_iter;
     int chunk;
     size_t N = nbp_pass_samples(p, m, p->o.hessian_samples, mode, &chunk);
-    double samples = (double)N;
+    struct nb_probe_row r = nbp_row(m, step, NB_PROBE_HESSIAN, -1, bn);
+    r.param = "samples";
+    r.param_value = (double)N;
     if (N == 0 || np == 0) {
-        nbp_emit(p, m, step, NB_PROBE_HESSIAN, -1, "samples", samples, "lambda_max", NAN, bn);
+        nbp_emit(p, &r, "lambda_max", NAN);
         return;
     }
     double h = p->o.hessian_fd_rel * fmax(1.0, nbp_norm(p->theta, np));
@@ -121,13 +123,13 @@ void nbp_hessian(struct nb_probe *p, struct nb_model *m, long step)
     }
     double se = tit > 1 ? sqrt(m2 / (tit - 1) / tit) : NAN;
 
-    nbp_emit(p, m, step, NB_PROBE_HESSIAN, -1, "samples", samples, "loss", loss, bn);
-    nbp_emit(p, m, step, NB_PROBE_HESSIAN, -1, "samples", samples, "lambda_max", lambda, bn);
-    nbp_emit(p, m, step, NB_PROBE_HESSIAN, -1, "samples", samples, "lambda_iters", lit, bn);
-    nbp_emit(p, m, step, NB_PROBE_HESSIAN, -1, "samples", samples, "lambda_converged", lconv, bn);
-    nbp_emit(p, m, step, NB_PROBE_HESSIAN, -1, "samples", samples, "trace", mean, bn);
-    nbp_emit(p, m, step, NB_PROBE_HESSIAN, -1, "samples", samples, "trace_iters", tit, bn);
-    nbp_emit(p, m, step, NB_PROBE_HESSIAN, -1, "samples", samples, "trace_converged", tconv, bn);
-    nbp_emit(p, m, step, NB_PROBE_HESSIAN, -1, "samples", samples, "trace_stderr", se, bn);
-    nbp_emit(p, m, step, NB_PROBE_HESSIAN, -1, "samples", samples, "fd_step", h, bn);
+    nbp_emit(p, &r, "loss", loss);
+    nbp_emit(p, &r, "lambda_max", lambda);
+    nbp_emit(p, &r, "lambda_iters", lit);
+    nbp_emit(p, &r, "lambda_converged", lconv);
+    nbp_emit(p, &r, "trace", mean);
+    nbp_emit(p, &r, "trace_iters", tit);
+    nbp_emit(p, &r, "trace_converged", tconv);
+    nbp_emit(p, &r, "trace_stderr", se);
+    nbp_emit(p, &r, "fd_step", h);
 }

@@ -43,6 +43,8 @@ void nbp_landscape(struct nb_probe *p, struct nb_model *m, const float *x,
     const size_t np = p->n_params;
     double *L = p->lscratch, *DG = L + P, *B = DG + P;
     double gnorm = nbp_norm(p->g, np);
+    struct nb_probe_row r = nbp_row(m, step, NB_PROBE_LANDSCAPE, -1, "probe");
+    r.param = "eta";
     for (int k = 0; k < P; k++) {
         double eta = p->eta[k] * lr;
         nbp_set_params(p, m, -eta, p->g, 0, NULL);
@@ -56,21 +58,23 @@ void nbp_landscape(struct nb_probe *p, struct nb_model *m, const float *x,
         }
         DG[k] = sqrt(s);
         B[k] = (eta > 0 && gnorm > 0) ? DG[k] / (eta * gnorm) : NAN;
-        nbp_emit(p, m, step, NB_PROBE_LANDSCAPE, -1, "eta", eta, "loss", L[k], "probe");
-        nbp_emit(p, m, step, NB_PROBE_LANDSCAPE, -1, "eta", eta, "grad_change", DG[k], "probe");
-        nbp_emit(p, m, step, NB_PROBE_LANDSCAPE, -1, "eta", eta, "beta", B[k], "probe");
+        r.param_value = eta;
+        nbp_emit(p, &r, "loss", L[k]);
+        nbp_emit(p, &r, "grad_change", DG[k]);
+        nbp_emit(p, &r, "beta", B[k]);
     }
     double lmin, lmax, dmin, dmax, bmin, bmax;
     band(L, P, &lmin, &lmax);
     band(DG, P, &dmin, &dmax);
     band(B, P, &bmin, &bmax);
-    nbp_emit(p, m, step, NB_PROBE_LANDSCAPE, -1, NULL, 0, "loss0", loss0, "probe");
-    nbp_emit(p, m, step, NB_PROBE_LANDSCAPE, -1, NULL, 0, "grad_norm", gnorm, "probe");
-    nbp_emit(p, m, step, NB_PROBE_LANDSCAPE, -1, NULL, 0, "loss_min", lmin, "probe");
-    nbp_emit(p, m, step, NB_PROBE_LANDSCAPE, -1, NULL, 0, "loss_max", lmax, "probe");
-    nbp_emit(p, m, step, NB_PROBE_LANDSCAPE, -1, NULL, 0, "grad_change_min", dmin, "probe");
-    nbp_emit(p, m, step, NB_PROBE_LANDSCAPE, -1, NULL, 0, "grad_change_max", dmax, "probe");
-    nbp_emit(p, m, step, NB_PROBE_LANDSCAPE, -1, NULL, 0, "beta_eff", bmax, "probe");
+    r = nbp_row(m, step, NB_PROBE_LANDSCAPE, -1, "probe");
+    nbp_emit(p, &r, "loss0", loss0);
+    nbp_emit(p, &r, "grad_norm", gnorm);
+    nbp_emit(p, &r, "loss_min", lmin);
+    nbp_emit(p, &r, "loss_max", lmax);
+    nbp_emit(p, &r, "grad_change_min", dmin);
+    nbp_emit(p, &r, "grad_change_max", dmax);
+    nbp_emit(p, &r, "beta_eff", bmax);
 }
 
 /* The weight parameter of layer i (conv/linear), or NULL. */
@@ -136,9 +140,12 @@ void nbp_ics(struct nb_probe *p, struct nb_model *m, const float *x,
             dd += (a - b) * (a - b);
         }
         double cs = (gg > 0 && ss > 0) ? gs / (sqrt(gg) * sqrt(ss)) : NAN;
-        nbp_emit(p, m, step, NB_PROBE_ICS, i, "lr", lr, "l2", sqrt(dd), "probe");
-        nbp_emit(p, m, step, NB_PROBE_ICS, i, "lr", lr, "cos", cs, "probe");
-        nbp_emit(p, m, step, NB_PROBE_ICS, i, "lr", lr, "grad_norm", sqrt(gg), "probe");
-        nbp_emit(p, m, step, NB_PROBE_ICS, i, "lr", lr, "grad_norm_shifted", sqrt(ss), "probe");
+        struct nb_probe_row r = nbp_row(m, step, NB_PROBE_ICS, i, "probe");
+        r.param = "lr";
+        r.param_value = lr;
+        nbp_emit(p, &r, "l2", sqrt(dd));
+        nbp_emit(p, &r, "cos", cs);
+        nbp_emit(p, &r, "grad_norm", sqrt(gg));
+        nbp_emit(p, &r, "grad_norm_shifted", sqrt(ss));
     }
 }

@@ -8,13 +8,22 @@
 
 #include "core/rng.h"
 
-static const char *const kind_names[NB_PROBE_KIND_COUNT] = {
-    "landscape", "ics", "dist", "gradstats", "hessian", "slice",
+static const char *const kind_names[] = {
+    [NB_PROBE_LANDSCAPE] = "landscape",
+    [NB_PROBE_ICS] = "ics",
+    [NB_PROBE_DIST] = "dist",
+    [NB_PROBE_GRADSTATS] = "gradstats",
+    [NB_PROBE_HESSIAN] = "hessian",
+    [NB_PROBE_SLICE] = "slice",
 };
 _Static_assert(sizeof kind_names / sizeof kind_names[0] == NB_PROBE_KIND_COUNT,
                "kind_names out of sync with enum nb_probe_kind");
 
-static const char *const spacing_names[NB_SPACING_COUNT] = {"lin", "log"};
+static const char *const spacing_names[] = {
+    [NB_SPACING_LIN] = "lin", [NB_SPACING_LOG] = "log",
+};
+_Static_assert(sizeof spacing_names / sizeof spacing_names[0] == NB_SPACING_COUNT,
+               "spacing_names out of sync with enum nb_probe_spacing");
 
 const char *nb_probe_kind_name(enum nb_probe_kind k)
 {
@@ -275,30 +284,37 @@ void nb_probe_set_sink(struct nb_probe *p, const struct nb_probe_sink *s)
 
 /* ---- helpers shared by the probes --------------------------------------- */
 
-void nbp_emit(struct nb_probe *p, const struct nb_model *m, long step,
-              enum nb_probe_kind kind, int layer, const char *param,
-              double param_value, const char *stat, double value,
-              const char *bn_mode)
+struct nb_probe_row nbp_row(const struct nb_model *m, long step,
+                            enum nb_probe_kind kind, int layer,
+                            const char *bn_mode)
 {
-    if (p->status || !p->sink.row)
-        return;
-    struct nb_probe_row r = {
+    return (struct nb_probe_row){
         .step = step,
         .probe = kind_names[kind],
         .layer = layer >= 0 ? m->layers[layer].name : "",
         .layer_index = layer >= 0 ? layer : -1,
-        .param = param ? param : "",
-        .param_value = param ? param_value : NAN,
-        .stat = stat,
-        .value = value,
+        .param = "",
+        .param_value = NAN,
+        .stat = "",
+        .value = NAN,
         .bn_mode = bn_mode,
     };
-    int rc = p->sink.row(p->sink.user, &r);
+}
+
+void nbp_emit(struct nb_probe *p, const struct nb_probe_row *r,
+              const char *stat, double value)
+{
+    if (p->status || !p->sink.row)
+        return;
+    struct nb_probe_row row = *r;
+    row.stat = stat;
+    row.value = value;
+    int rc = p->sink.row(p->sink.user, &row);
     if (rc) {
         p->status = rc < 0 ? rc : NB_EIO;
         nb_error_set(&p->err, p->status, NULL, 0,
                      "probes: writing a %s row at step %ld failed; probes stopped",
-                     r.probe, step);
+                     row.probe, row.step);
     }
 }
 
@@ -403,12 +419,16 @@ double nbp_pass(struct nb_probe *p, struct nb_model *m, size_t count,
 static const char *kind_mode(const struct nb_probe *p, enum nb_probe_kind k)
 {
     switch (k) {
+    case NB_PROBE_LANDSCAPE:
+    case NB_PROBE_ICS: return "probe";
     case NB_PROBE_DIST:
     case NB_PROBE_GRADSTATS: return "train";
     case NB_PROBE_HESSIAN: return nb_mode_name(p->o.hessian_mode);
     case NB_PROBE_SLICE: return p->o.slice_recompute_bn ? "recomputed" : "eval";
-    default: return "probe";
+    case NB_PROBE_KIND_COUNT: break;
     }
+    NB_ASSERT(!"not a probe kind");
+    return "?";
 }
 
 static bool slice_due(const struct nb_probe *p, long step)
@@ -483,7 +503,8 @@ static void account(struct nb_probe *p, struct nb_model *m, long step,
     double dt = nb_now() - t0;
     p->cost[k].calls++;
     p->cost[k].seconds += dt;
-    nbp_emit(p, m, step, k, -1, NULL, NAN, "seconds", dt, kind_mode(p, k));
+    struct nb_probe_row r = nbp_row(m, step, k, -1, kind_mode(p, k));
+    nbp_emit(p, &r, "seconds", dt);
 }
 
 void nb_probe_step(struct nb_probe *p, struct nb_model *m, const float *x,

@@ -10,12 +10,18 @@
 
 #include "probe/probe.h"
 
-/* One row to the sink (dropped after a sink failure).  layer < 0: no
- * layer; param NULL: none (param_value ignored, NaN written). */
-void nbp_emit(struct nb_probe *p, const struct nb_model *m, long step,
-              enum nb_probe_kind kind, int layer, const char *param,
-              double param_value, const char *stat, double value,
-              const char *bn_mode);
+/* The fixed part of a probe's rows: kind at step, layer (< 0: none; the
+ * name is m's layer name), bn_mode, and no parameter ("" and NaN) until
+ * the caller sets param and param_value; stat and value come with each
+ * nbp_emit. */
+struct nb_probe_row nbp_row(const struct nb_model *m, long step,
+                            enum nb_probe_kind kind, int layer,
+                            const char *bn_mode);
+
+/* Sends r with this stat and value to the sink (dropped after a sink
+ * failure, which stops the probes: p->status). */
+void nbp_emit(struct nb_probe *p, const struct nb_probe_row *r,
+              const char *stat, double value);
 
 /* A forward whose random draws (PROBE-mode dropout and noise) restart
  * from the call's seed: the same n and mode give the same draws. */

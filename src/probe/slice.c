@@ -90,11 +90,13 @@ void nbp_slice(struct nb_probe *p, struct nb_model *m, long step)
 {
     const int P = p->o.slice_points, dim = p->o.slice_dim;
     const double range = p->o.slice_range;
-    const bool rc = p->o.slice_recompute_bn;
-    const char *bn = rc ? "recomputed" : "eval";
+    const bool recompute_bn = p->o.slice_recompute_bn;
+    const char *bn = recompute_bn ? "recomputed" : "eval";
     int chunk, rchunk = 0;
     size_t N = nbp_pass_samples(p, m, p->o.slice_samples, NB_EVAL, &chunk);
-    size_t NR = rc ? nbp_pass_samples(p, m, p->o.slice_samples, NB_TRAIN, &rchunk) : 0;
+    size_t NR = recompute_bn
+                    ? nbp_pass_samples(p, m, p->o.slice_samples, NB_TRAIN, &rchunk)
+                    : 0;
     bool classify = p->data->classes > 0;
 
     nb_probe_random_direction(m, p->rng, p->theta, p->d1);
@@ -119,7 +121,7 @@ void nbp_slice(struct nb_probe *p, struct nb_model *m, long step)
             nbp_set_params(p, m, a, p->d1, b, dim == 2 ? p->d2 : NULL);
             if (p->n_state)
                 memcpy(m->state.data, p->state, p->n_state * sizeof(float));
-            if (rc && NR > 0)
+            if (recompute_bn && NR > 0)
                 recompute(p, m, NR, rchunk);
             long hits = 0;
             double loss = N ? nbp_pass(p, m, N, chunk, NB_EVAL, false, &hits) : NAN;
@@ -147,13 +149,15 @@ void nbp_slice(struct nb_probe *p, struct nb_model *m, long step)
         lmax = NAN;
     if (lmin == INFINITY)
         lmin = NAN;
-    double s = (double)N;
-    nbp_emit(p, m, step, NB_PROBE_SLICE, -1, "samples", s, "dim", dim, bn);
-    nbp_emit(p, m, step, NB_PROBE_SLICE, -1, "samples", s, "points", P, bn);
-    nbp_emit(p, m, step, NB_PROBE_SLICE, -1, "samples", s, "range", range, bn);
-    nbp_emit(p, m, step, NB_PROBE_SLICE, -1, "samples", s, "index", p->slices_written, bn);
-    nbp_emit(p, m, step, NB_PROBE_SLICE, -1, "samples", s, "loss_center", lc, bn);
-    nbp_emit(p, m, step, NB_PROBE_SLICE, -1, "samples", s, "loss_min", lmin, bn);
-    nbp_emit(p, m, step, NB_PROBE_SLICE, -1, "samples", s, "loss_max", lmax, bn);
+    struct nb_probe_row r = nbp_row(m, step, NB_PROBE_SLICE, -1, bn);
+    r.param = "samples";
+    r.param_value = (double)N;
+    nbp_emit(p, &r, "dim", dim);
+    nbp_emit(p, &r, "points", P);
+    nbp_emit(p, &r, "range", range);
+    nbp_emit(p, &r, "index", p->slices_written);
+    nbp_emit(p, &r, "loss_center", lc);
+    nbp_emit(p, &r, "loss_min", lmin);
+    nbp_emit(p, &r, "loss_max", lmax);
     p->slices_written++;
 }

@@ -163,17 +163,16 @@ static void dist_one(struct nb_probe *p, struct nb_model *m, int n, long step,
     memcpy(p->scratch, v, cnt * sizeof(float));
     double pq[3];
     percentiles3(p->scratch, cnt, q, pq);
-    const char *which = in ? "in" : "out";
-    nbp_emit(p, m, step, NB_PROBE_DIST, layer, which, NAN, "mean", mean, "train");
-    nbp_emit(p, m, step, NB_PROBE_DIST, layer, which, NAN, "var", var, "train");
+    struct nb_probe_row r = nbp_row(m, step, NB_PROBE_DIST, layer, "train");
+    r.param = in ? "in" : "out"; /* which tensor; no value */
+    nbp_emit(p, &r, "mean", mean);
+    nbp_emit(p, &r, "var", var);
     for (int j = 0; j < 3; j++)
-        nbp_emit(p, m, step, NB_PROBE_DIST, layer, which, NAN, qn[j], pq[j], "train");
+        nbp_emit(p, &r, qn[j], pq[j]);
     size_t slot = 2 * (size_t)layer + (in ? 0 : 1);
     if (p->prev_valid[slot]) {
-        nbp_emit(p, m, step, NB_PROBE_DIST, layer, which, NAN, "dmean",
-                 fabs(mean - p->prev_mean[slot]), "train");
-        nbp_emit(p, m, step, NB_PROBE_DIST, layer, which, NAN, "dvar",
-                 fabs(var - p->prev_var[slot]), "train");
+        nbp_emit(p, &r, "dmean", fabs(mean - p->prev_mean[slot]));
+        nbp_emit(p, &r, "dvar", fabs(var - p->prev_var[slot]));
     }
     p->prev_mean[slot] = mean;
     p->prev_var[slot] = var;
@@ -215,8 +214,10 @@ void nbp_gradstats(struct nb_probe *p, struct nb_model *m, long step)
             }
         }
         total += gs;
-        nbp_emit(p, m, step, NB_PROBE_GRADSTATS, i, NULL, 0, "grad_norm", sqrt(gs), "train");
-        nbp_emit(p, m, step, NB_PROBE_GRADSTATS, i, NULL, 0, "weight_norm", sqrt(ws), "train");
+        struct nb_probe_row r = nbp_row(m, step, NB_PROBE_GRADSTATS, i, "train");
+        nbp_emit(p, &r, "grad_norm", sqrt(gs));
+        nbp_emit(p, &r, "weight_norm", sqrt(ws));
     }
-    nbp_emit(p, m, step, NB_PROBE_GRADSTATS, -1, NULL, 0, "grad_norm", sqrt(total), "train");
+    struct nb_probe_row r = nbp_row(m, step, NB_PROBE_GRADSTATS, -1, "train");
+    nbp_emit(p, &r, "grad_norm", sqrt(total));
 }
