@@ -122,7 +122,7 @@ lerning_rate = 0.1
 ' 3 "unknown key 'lerning_rate' in [train]"
 check "config errors: no results written" test ! -e "$W/bad-results"
 is "$(sed -n 2p "$W/groups.err")" \
-    "hint: the norm layers have 16, 32, 128 channels; groups that divide them all: 1 2 4 8 16 (or 0: per-layer min(8, C/4))" \
+    "hint: the norm layers have 16, 32, 128 channels; groups that divide them all: 1 2 4 8 16 (or 0: per layer the largest divisor <= min(8, C/4))" \
     "config error groups: the hint lists the group counts that fit"
 "$NB" run >/dev/null 2>&1
 is "$?" 2 "run without a config: exit status 2"

@@ -129,8 +129,9 @@ const struct nb_key nb_keys[] = {
     /* [norm] */
     K_ENUM("norm", "type", "none", v_norm, "normalization scheme"),
     K_INT("norm", "groups", "0", 0, 65536, 0,
-          "group norm: groups G (must divide the channels); 0 = per-layer "
-          "default min(8, C/4) from workloads.md"),
+          "group norm: groups G (must divide the channels); 0 = per layer "
+          "the largest divisor of C that is at most min(8, C/4) "
+          "(workloads.md)"),
     K_ENUM("norm", "lp", "2", v_lp, "lp norm: which norm of x scales it"),
     K_BOOL("norm", "affine", "true", "per-channel gamma and beta"),
     K_FLT("norm", "eps", "1e-05", 0, INF, NB_KF_MIN_EXCL,
@@ -185,7 +186,8 @@ const struct nb_key nb_keys[] = {
            "BN), or recomputed on the evaluation data itself (target: "
            "domain shift)"),
     K_INT("norm", "precise_samples", "1000", 1, 1e9, 0,
-          "precise BN: training samples used to recompute statistics"),
+          "precise/target BN: samples used to recompute the statistics "
+          "(training or evaluation data), in whole batches of train.batch"),
 
     /* [optim] */
     K_FLT("optim", "lr", "0.1", 0, INF, NB_KF_MIN_EXCL,

@@ -470,7 +470,7 @@ static void groups_hint(const struct nb_model_desc *desc, char *hint, size_t siz
                 k += (size_t)snprintf(hint + k, size - k, " %d", g);
         }
         if (k < size)
-            snprintf(hint + k, size - k, " (or 0: per-layer min(8, C/4))");
+            snprintf(hint + k, size - k, " (or 0: per layer the largest divisor <= min(8, C/4))");
     }
     nb_model_free(&m);
 }
