@@ -11,6 +11,11 @@
 #include "core/error.h"
 #include "harness/config.h"
 #include "harness/sweep.h"
+#include "data/data.h"
+#include "layers/norm.h"
+#include "model/model.h"
+#include "optim/optim.h"
+#include "probe/probe.h"
 #include "tap.h"
 
 static char dir[4096];
@@ -837,6 +842,41 @@ static void test_limits(void)
     load_fails(__LINE__, path, NB_EINVAL, (int)lines, msg);
 }
 
+/* every enum key that picks a C enum takes the module's own name table
+ * (so runcfg.c's casts map by enumerator), and that table names every
+ * enumerator before its NULL */
+static void test_enum_tables(void)
+{
+    static const struct {
+        const char *section, *key;
+        const char *const *names;
+        int count;
+    } t[] = {
+        {"model", "arch", nb_arch_names, NB_ARCH_COUNT},
+        {"model", "activation", nb_act_names, NB_ACT_COUNT},
+        {"model", "placement", nb_norm_placement_names, NB_PLACE_COUNT},
+        {"model", "init", nb_init_names, NB_INIT_COUNT},
+        {"model", "dropout_place", nb_dropout_place_names, NB_DROPOUT_COUNT},
+        {"norm", "type", nb_norm_type_names, NB_NORM_TYPE_COUNT},
+        {"norm", "lp", nb_norm_lp_names, NB_LP_COUNT},
+        {"optim", "schedule", nb_sched_names, NB_SCHED_COUNT},
+        {"data", "source", nb_data_source_names, NB_SRC_COUNT},
+        {"data", "standardize", nb_std_mode_names, NB_STD_COUNT},
+        {"data", "corruption", nb_corruption_names, NB_CORRUPT_COUNT},
+        {"data", "resize_mode", nb_resize_mode_names, NB_RESIZE_COUNT},
+        {"probe", "eta_spacing", nb_probe_spacing_names, NB_SPACING_COUNT},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        int k = nb_key_lookup(t[i].section, t[i].key);
+        ok(k >= 0 && nb_keys[k].enum_values == t[i].names, "%s.%s takes the module's name table",
+           t[i].section, t[i].key);
+        int n = 0;
+        while (t[i].names[n])
+            n++;
+        is_int(n, t[i].count, "  which names all %d enumerators", t[i].count);
+    }
+}
+
 /* every key's full name is its section, a dot and its key */
 static void test_key_names(void)
 {
@@ -857,6 +897,7 @@ int main(void)
 {
     snprintf(dir, sizeof dir, "%s", tap_tmpdir("t_config"));
     test_key_names();
+    test_enum_tables();
     test_errors();
     test_sweeps();
     test_syntax();

@@ -1011,7 +1011,7 @@ static void test_prepare(void)
        "prepare: test-only resize to 32x32, train stays 28x28");
     nb_data_describe(&d, buf, sizeof buf);
     contains(buf, "test 1x32x32", "describe: both shapes");
-    contains(buf, "corruption gaussian_noise severity 5",
+    contains(buf, "corruption noise severity 5",
              "describe: the corruption");
     nb_data_free(&d);
     o.corruption = NB_CORRUPT_NONE;

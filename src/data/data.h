@@ -194,12 +194,12 @@ int nb_data_split(const struct nb_dataset *src, size_t n_val, size_t n_train,
 
 /* Corruptions for domain-shift tests, after Hendrycks & Dietterich (2019),
  * at severity 1..5 on pixel data (clipped to [0,1]):
- *   gaussian_noise  x + N(0, s^2),  s = .04 .06 .08 .09 .10   (CIFAR-10-C)
+ *   noise           x + N(0, s^2),  s = .04 .06 .08 .09 .10   (CIFAR-10-C)
  *   blur            Gaussian blur,  sigma = .4 .6 .7 .8 1.0   (CIFAR-10-C;
  *                   kernel radius round(4 sigma), edges replicated)
  *   contrast        (x - m) c + m, m the image's per-channel mean,
  *                   c = .75 .5 .4 .3 .15                       (CIFAR-10-C)
- *   inversion       1 - x on a fraction .2 .4 .6 .8 1 of the images,
+ *   invert          1 - x on a fraction .2 .4 .6 .8 1 of the images,
  *                   chosen by rng */
 enum nb_corruption {
     NB_CORRUPT_NONE = 0,
@@ -250,6 +250,14 @@ enum nb_std_mode {
     NB_STD_NONE,
     NB_STD_COUNT
 };
+
+/* Names by enumerator, NULL-terminated: the config's values of data.source,
+ * data.standardize, data.corruption and data.resize_mode (keys.c reads
+ * these tables; the enums map by index). */
+extern const char *const nb_data_source_names[];
+extern const char *const nb_std_mode_names[];
+extern const char *const nb_corruption_names[];
+extern const char *const nb_resize_mode_names[];
 
 enum {
     NB_APPLY_TRAIN = 1u << 0, /* train and val */

@@ -292,42 +292,40 @@ void nb_data_permutation(size_t *perm, size_t n, gsl_rng *rng)
 
 /* ---- names -------------------------------------------------------------- */
 
-static const char *const source_names[] = {
+/* Names by enumerator, NULL-terminated: the config's values of data.source,
+ * data.standardize, data.corruption and data.resize_mode (keys.c reads
+ * these tables), so they are also the names in run_ids and meta.txt. */
+const char *const nb_data_source_names[NB_SRC_COUNT + 1] = {
     [NB_SRC_FASHION_MNIST] = "fashion-mnist",
     [NB_SRC_MNIST] = "mnist",
     [NB_SRC_IDX] = "idx",
     [NB_SRC_CIFAR10] = "cifar10",
     [NB_SRC_BLOBS] = "blobs",
     [NB_SRC_DLN] = "dln",
+    [NB_SRC_COUNT] = NULL,
 };
-_Static_assert(sizeof source_names / sizeof source_names[0] == NB_SRC_COUNT,
-               "source_names out of sync with enum nb_data_source");
 
-static const char *const std_names[] = {
-    [NB_STD_DEFAULT] = "default",
+const char *const nb_std_mode_names[NB_STD_COUNT + 1] = {
+    [NB_STD_DEFAULT] = "dataset",
     [NB_STD_COMPUTED] = "computed",
     [NB_STD_GIVEN] = "given",
     [NB_STD_NONE] = "none",
+    [NB_STD_COUNT] = NULL,
 };
-_Static_assert(sizeof std_names / sizeof std_names[0] == NB_STD_COUNT,
-               "std_names out of sync with enum nb_std_mode");
 
-static const char *const corruption_names[] = {
+const char *const nb_corruption_names[NB_CORRUPT_COUNT + 1] = {
     [NB_CORRUPT_NONE] = "none",
-    [NB_CORRUPT_GAUSSIAN_NOISE] = "gaussian_noise",
+    [NB_CORRUPT_GAUSSIAN_NOISE] = "noise",
     [NB_CORRUPT_BLUR] = "blur",
     [NB_CORRUPT_CONTRAST] = "contrast",
-    [NB_CORRUPT_INVERSION] = "inversion",
+    [NB_CORRUPT_INVERSION] = "invert",
+    [NB_CORRUPT_COUNT] = NULL,
 };
-_Static_assert(sizeof corruption_names / sizeof corruption_names[0] ==
-                   NB_CORRUPT_COUNT,
-               "corruption_names out of sync with enum nb_corruption");
 
-static const char *const resize_names[] = {
-    [NB_RESIZE_PAD_CROP] = "pad-crop", [NB_RESIZE_BILINEAR] = "bilinear",
+const char *const nb_resize_mode_names[NB_RESIZE_COUNT + 1] = {
+    [NB_RESIZE_PAD_CROP] = "padcrop", [NB_RESIZE_BILINEAR] = "bilinear",
+    [NB_RESIZE_COUNT] = NULL,
 };
-_Static_assert(sizeof resize_names / sizeof resize_names[0] == NB_RESIZE_COUNT,
-               "resize_names out of sync with enum nb_resize_mode");
 
 static int parse_name(const char *const *names, int count, const char *s)
 {
@@ -344,33 +342,33 @@ static int parse_name(const char *const *names, int count, const char *s)
 
 const char *nb_data_source_name(enum nb_data_source s)
 {
-    return NAME_OF(source_names, NB_SRC_COUNT, s);
+    return NAME_OF(nb_data_source_names, NB_SRC_COUNT, s);
 }
 int nb_data_source_parse(const char *name)
 {
-    return parse_name(source_names, NB_SRC_COUNT, name);
+    return parse_name(nb_data_source_names, NB_SRC_COUNT, name);
 }
 const char *nb_std_mode_name(enum nb_std_mode m)
 {
-    return NAME_OF(std_names, NB_STD_COUNT, m);
+    return NAME_OF(nb_std_mode_names, NB_STD_COUNT, m);
 }
 int nb_std_mode_parse(const char *name)
 {
-    return parse_name(std_names, NB_STD_COUNT, name);
+    return parse_name(nb_std_mode_names, NB_STD_COUNT, name);
 }
 const char *nb_corruption_name(enum nb_corruption c)
 {
-    return NAME_OF(corruption_names, NB_CORRUPT_COUNT, c);
+    return NAME_OF(nb_corruption_names, NB_CORRUPT_COUNT, c);
 }
 int nb_corruption_parse(const char *name)
 {
-    return parse_name(corruption_names, NB_CORRUPT_COUNT, name);
+    return parse_name(nb_corruption_names, NB_CORRUPT_COUNT, name);
 }
 const char *nb_resize_mode_name(enum nb_resize_mode m)
 {
-    return NAME_OF(resize_names, NB_RESIZE_COUNT, m);
+    return NAME_OF(nb_resize_mode_names, NB_RESIZE_COUNT, m);
 }
 int nb_resize_mode_parse(const char *name)
 {
-    return parse_name(resize_names, NB_RESIZE_COUNT, name);
+    return parse_name(nb_resize_mode_names, NB_RESIZE_COUNT, name);
 }

@@ -80,9 +80,9 @@ struct nb_key {
 
 /* The table: sections in the order experiment, model, norm, optim, train,
  * data, probe, keys in a fixed order; that order is the canonical order
- * of resolved configs.  Enum value lists are in the order of the
- * corresponding C enums (norm.type: none batch layer instance group lp =
- * enum nb_norm_type, model.arch = enum nb_arch, ...). */
+ * of resolved configs.  An enum key that picks a C enum takes the module's
+ * own name table as its value list (model.arch: nb_arch_names, norm.type:
+ * nb_norm_type_names, ...), so its index is the enumerator. */
 extern const struct nb_key nb_keys[];
 extern const int nb_n_keys;
 extern const char *const nb_sections[]; /* NULL-terminated, table order */

@@ -13,34 +13,25 @@
 #include <sys/stat.h>
 
 #include "core/text.h"
-#include "data/data.h" /* NB_IDX_INFER_MAX_CLASSES */
+#include "data/data.h" /* NB_IDX_INFER_MAX_CLASSES, value names */
+#include "layers/norm.h"
+#include "model/model.h"
+#include "optim/optim.h"
+#include "probe/probe.h"
 
 /* ======================================================================
  * The key table
  * ====================================================================== */
 
-static const char *const v_arch[] = {"mlp", "cnn", "resnet", "dln", NULL};
-static const char *const v_act[] = {"relu", "sigmoid", NULL};
-static const char *const v_place[] = {"pre", "post", NULL};
-static const char *const v_init[] = {"kaiming", "glorot", "small", NULL};
-static const char *const v_dplace[] = {"classifier", "before_norm", NULL};
-static const char *const v_norm[] = {"none", "batch", "layer", "instance",
-                                     "group", "lp", NULL};
-static const char *const v_lp[] = {"1", "2", "inf", NULL};
+/* Value lists of the enum keys.  A key whose value picks a C enum takes
+ * the module's own name table (norm.h, model.h, optim.h, data.h, probe.h:
+ * NULL-terminated, by enumerator), so the index runcfg.c casts is the
+ * enumerator by construction.  The lists below map to booleans or modes
+ * in runcfg.c by name. */
 static const char *const v_conv[] = {"pytorch", "keras", NULL};
 static const char *const v_rvar[] = {"unbiased", "biased", NULL};
 static const char *const v_ghost[] = {"per_subbatch", "per_step", NULL};
 static const char *const v_evst[] = {"ema", "precise", "target", NULL};
-static const char *const v_sched[] = {"constant", "step", "multistep",
-                                      "cosine", NULL};
-static const char *const v_source[] = {"fashion-mnist", "mnist", "idx",
-                                       "cifar10", "blobs", "dln", NULL};
-static const char *const v_stdz[] = {"dataset", "computed", "given", "none",
-                                     NULL};
-static const char *const v_corr[] = {"none", "noise", "blur", "contrast",
-                                     "invert", NULL};
-static const char *const v_rmode[] = {"padcrop", "bilinear", NULL};
-static const char *const v_spacing[] = {"lin", "log", NULL};
 static const char *const v_hmode[] = {"eval", "probe", NULL};
 
 static const char *check_depth(double v)
@@ -95,18 +86,18 @@ const struct nb_key nb_keys[] = {
           "test accuracy for \"steps to target\" in summaries; 0 = off"),
 
     /* [model] */
-    K_ENUM("model", "arch", "cnn", v_arch,
+    K_ENUM("model", "arch", "cnn", nb_arch_names,
            "network: mlp, cnn (small VGG), resnet (6n+2), dln (deep linear)"),
     K_ILIST("model", "widths", "256 256 256", 1, 1e6, 0,
             "mlp hidden widths, space-separated in one value"),
-    K_ENUM("model", "activation", "relu", v_act, "hidden activation"),
+    K_ENUM("model", "activation", "relu", nb_act_names, "hidden activation"),
     {"model", "depth", NB_KEY_INT, "8", 8, 1000, NULL,
      "resnet depth 6n+2 (8, 14, 20, 32, 56, ...)", 0, NULL, 0, check_depth, "model.depth"},
     K_INT("model", "dln_layers", "25", 1, 1000, 0,
           "deep linear network: number of layers"),
     K_INT("model", "dln_dim", "10", 1, 100000, 0,
           "deep linear network: width of every layer"),
-    K_ENUM("model", "placement", "pre", v_place,
+    K_ENUM("model", "placement", "pre", nb_norm_placement_names,
            "pre: conv -> norm -> relu; post: conv -> relu -> norm"),
     K_BOOL("model", "bias_before_norm", "false",
            "keep the bias of a conv/linear layer followed by a norm"),
@@ -115,24 +106,24 @@ const struct nb_key nb_keys[] = {
      "convs only (as in ResNet's classifier)", NB_KF_ADDED, NULL, 0, NULL, "model.linear_norm"},
     K_BOOL("model", "zero_init_last_gamma", "false",
            "resnet: gamma = 0 in the last norm of each block"),
-    K_ENUM("model", "init", "kaiming", v_init,
+    K_ENUM("model", "init", "kaiming", nb_init_names,
            "weight init: kaiming (fan_in, relu gain), glorot, small "
            "(normal with init_std)"),
     K_FLT("model", "init_std", "0.01", 0, INF, NB_KF_MIN_EXCL,
           "standard deviation of init = small"),
     K_FLT("model", "dropout", "0", 0, 1, NB_KF_MAX_EXCL,
           "dropout probability; 0 = none"),
-    K_ENUM("model", "dropout_place", "classifier", v_dplace,
+    K_ENUM("model", "dropout_place", "classifier", nb_dropout_place_names,
            "classifier: before the last linear layer; before_norm: before "
            "every norm"),
 
     /* [norm] */
-    K_ENUM("norm", "type", "none", v_norm, "normalization scheme"),
+    K_ENUM("norm", "type", "none", nb_norm_type_names, "normalization scheme"),
     K_INT("norm", "groups", "0", 0, 65536, 0,
           "group norm: groups G (must divide the channels); 0 = per layer "
           "the largest divisor of C that is at most min(8, C/4) "
           "(workloads.md)"),
-    K_ENUM("norm", "lp", "2", v_lp, "lp norm: which norm of x scales it"),
+    K_ENUM("norm", "lp", "2", nb_norm_lp_names, "lp norm: which norm of x scales it"),
     K_BOOL("norm", "affine", "true", "per-channel gamma and beta"),
     K_FLT("norm", "eps", "1e-05", 0, INF, NB_KF_MIN_EXCL,
           "added to the variance inside the square root"),
@@ -200,7 +191,7 @@ const struct nb_key nb_keys[] = {
            "apply weight decay to norm gains/biases and layer biases too"),
     K_FLT("optim", "clip_norm", "0", 0, INF, 0,
           "clip the global gradient norm to this; 0 = off"),
-    K_ENUM("optim", "schedule", "constant", v_sched,
+    K_ENUM("optim", "schedule", "constant", nb_sched_names,
            "learning-rate schedule after the warmup"),
     K_INT("optim", "step_size", "30", 1, 1e9, 0,
           "schedule = step: epochs between decays"),
@@ -233,7 +224,7 @@ const struct nb_key nb_keys[] = {
     K_INT("train", "threads", "1", 1, 256, 0, "BLAS threads per run"),
 
     /* [data] */
-    K_ENUM("data", "source", "fashion-mnist", v_source,
+    K_ENUM("data", "source", "fashion-mnist", nb_data_source_names,
            "data set; blobs and dln are synthetic"),
     K_STR("data", "dir", "", 0,
           "directory of the data files; empty = the source's default"),
@@ -247,19 +238,19 @@ const struct nb_key nb_keys[] = {
            "train_subset takes the same count from every class"),
     K_FLT("data", "val_split", "0", 0, 1, NB_KF_MAX_EXCL,
           "fraction of the training set held out for validation"),
-    K_ENUM("data", "standardize", "dataset", v_stdz,
+    K_ENUM("data", "standardize", "dataset", nb_std_mode_names,
            "dataset: published mean/std; computed: from the training set; "
            "given: mean and std below; none"),
     K_FLIST("data", "mean", "", -INF, INF, 0,
             "standardize = given: per-channel means, space-separated"),
     K_FLIST("data", "std", "", 0, INF, NB_KF_MIN_EXCL,
             "standardize = given: per-channel stds, space-separated"),
-    K_ENUM("data", "corruption", "none", v_corr,
+    K_ENUM("data", "corruption", "none", nb_corruption_names,
            "corruption of the test set (domain shift)"),
     K_INT("data", "severity", "3", 1, 5, 0, "corruption severity"),
     K_INT("data", "resize", "0", 0, 4096, 0,
           "resize images to this side length; 0 = native"),
-    K_ENUM("data", "resize_mode", "padcrop", v_rmode,
+    K_ENUM("data", "resize_mode", "padcrop", nb_resize_mode_names,
            "how to resize: zero padding / center crop, or bilinear"),
     K_BOOL("data", "fallback", "false",
            "use synthetic data when the data files are missing"),
@@ -275,7 +266,7 @@ const struct nb_key nb_keys[] = {
     K_FLT("probe", "eta_max", "4", 0, INF, NB_KF_MIN_EXCL,
           "largest step, as a multiple of lr"),
     K_INT("probe", "eta_points", "8", 2, 1000, 0, "steps probed"),
-    K_ENUM("probe", "eta_spacing", "lin", v_spacing,
+    K_ENUM("probe", "eta_spacing", "lin", nb_probe_spacing_names,
            "spacing of the probed steps"),
     K_BOOL("probe", "ics", "false", "internal covariate shift (Def. 2.1)"),
     K_INT("probe", "ics_every", "100", 1, 1e12, 0, "steps between ICS probes"),

@@ -91,8 +91,7 @@ static int map_probe(const struct nb_run *run, struct nb_runcfg *rc,
     o->eta_min = GD("probe", "eta_min");
     o->eta_max = GD("probe", "eta_max");
     o->eta_points = (int)GI("probe", "eta_points");
-    o->eta_spacing = !strcmp(GS("probe", "eta_spacing"), "log") ? NB_SPACING_LOG
-                                                                : NB_SPACING_LIN;
+    o->eta_spacing = (enum nb_probe_spacing)GE("probe", "eta_spacing");
     o->ics = GB("probe", "ics");
     o->ics_every = (long)GI("probe", "ics_every");
     o->dist = GB("probe", "dist");

@@ -3,8 +3,9 @@
  * cross-key check that needs the model.
  *
  * nb_runcfg_from_run maps every key of the table onto struct
- * nb_train_spec / struct nb_data_opts (the enum value lists of the key
- * table are in the order of the C enums, so enums map by index).  What
+ * nb_train_spec / struct nb_data_opts (an enum key's value list is its
+ * module's name table, NULL-terminated by enumerator, so enums map by
+ * index).  What
  * depends on the data (input shape, classes or regression targets, the
  * run length behind renorm's `auto` schedule) is filled first from the
  * source's nominal shape and then, once the data are loaded, by

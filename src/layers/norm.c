@@ -41,22 +41,23 @@
 
 /* Names by enumerator, sized by the initializer: the assertions fail when
  * an enum grows and its table does not. */
-static const char *const type_names[] = {
+const char *const nb_norm_type_names[NB_NORM_TYPE_COUNT + 1] = {
     [NB_NORM_NONE] = "none",
     [NB_NORM_BATCH] = "batch",
     [NB_NORM_LAYER] = "layer",
     [NB_NORM_INSTANCE] = "instance",
     [NB_NORM_GROUP] = "group",
     [NB_NORM_LP] = "lp",
+    [NB_NORM_TYPE_COUNT] = NULL,
 };
-_Static_assert(sizeof type_names / sizeof type_names[0] == NB_NORM_TYPE_COUNT,
-               "type_names out of sync with enum nb_norm_type");
 
-static const char *const lp_names[] = {
-    [NB_LP_1] = "1", [NB_LP_2] = "2", [NB_LP_INF] = "inf",
+const char *const nb_norm_lp_names[NB_LP_COUNT + 1] = {
+    [NB_LP_1] = "1", [NB_LP_2] = "2", [NB_LP_INF] = "inf", [NB_LP_COUNT] = NULL,
 };
-_Static_assert(sizeof lp_names / sizeof lp_names[0] == NB_LP_COUNT,
-               "lp_names out of sync with enum nb_norm_lp");
+
+const char *const nb_norm_placement_names[NB_PLACE_COUNT + 1] = {
+    [NB_PLACE_PRE] = "pre", [NB_PLACE_POST] = "post", [NB_PLACE_COUNT] = NULL,
+};
 
 int nb_norm_default_groups(int channels)
 {
@@ -101,13 +102,13 @@ void nb_norm_opts_default(struct nb_norm_opts *o)
 
 const char *nb_norm_type_name(enum nb_norm_type t)
 {
-    return (t >= 0 && t < NB_NORM_TYPE_COUNT) ? type_names[t] : NULL;
+    return (t >= 0 && t < NB_NORM_TYPE_COUNT) ? nb_norm_type_names[t] : NULL;
 }
 
 int nb_norm_type_parse(const char *s, enum nb_norm_type *t)
 {
     for (int i = 0; s && i < NB_NORM_TYPE_COUNT; i++)
-        if (strcmp(s, type_names[i]) == 0) {
+        if (strcmp(s, nb_norm_type_names[i]) == 0) {
             *t = (enum nb_norm_type)i;
             return NB_OK;
         }
@@ -116,13 +117,13 @@ int nb_norm_type_parse(const char *s, enum nb_norm_type *t)
 
 const char *nb_norm_lp_name(enum nb_norm_lp p)
 {
-    return (p >= 0 && p < NB_LP_COUNT) ? lp_names[p] : NULL;
+    return (p >= 0 && p < NB_LP_COUNT) ? nb_norm_lp_names[p] : NULL;
 }
 
 int nb_norm_lp_parse(const char *s, enum nb_norm_lp *p)
 {
     for (int i = 0; s && i < NB_LP_COUNT; i++)
-        if (strcmp(s, lp_names[i]) == 0) {
+        if (strcmp(s, nb_norm_lp_names[i]) == 0) {
             *p = (enum nb_norm_lp)i;
             return NB_OK;
         }

@@ -117,8 +117,16 @@ enum nb_norm_lp { NB_LP_1 = 0, NB_LP_2, NB_LP_INF, NB_LP_COUNT };
 
 enum nb_norm_placement {
     NB_PLACE_PRE = 0, /* conv -> norm -> relu */
-    NB_PLACE_POST     /* conv -> relu -> norm */
+    NB_PLACE_POST,    /* conv -> relu -> norm */
+    NB_PLACE_COUNT
 };
+
+/* Names by enumerator, NULL-terminated: the config keys norm.type,
+ * norm.lp and model.placement take their values from these tables (keys.c),
+ * and the enums map by index. */
+extern const char *const nb_norm_type_names[];
+extern const char *const nb_norm_lp_names[];
+extern const char *const nb_norm_placement_names[];
 
 struct nb_norm_opts {
     enum nb_norm_type type;

@@ -9,18 +9,25 @@
 
 #include "core/rng.h"
 
-static const char *const arch_names[] = {
-    [NB_ARCH_MLP] = "mlp",
-    [NB_ARCH_CNN] = "cnn",
-    [NB_ARCH_RESNET] = "resnet",
-    [NB_ARCH_DLN] = "dln",
+const char *const nb_arch_names[NB_ARCH_COUNT + 1] = {
+    [NB_ARCH_MLP] = "mlp",       [NB_ARCH_CNN] = "cnn", [NB_ARCH_RESNET] = "resnet",
+    [NB_ARCH_DLN] = "dln",       [NB_ARCH_COUNT] = NULL,
 };
-_Static_assert(sizeof arch_names / sizeof arch_names[0] == NB_ARCH_COUNT,
-               "arch_names out of sync with enum nb_arch");
+const char *const nb_act_names[NB_ACT_COUNT + 1] = {
+    [NB_ACT_RELU] = "relu", [NB_ACT_SIGMOID] = "sigmoid", [NB_ACT_COUNT] = NULL,
+};
+const char *const nb_init_names[NB_INIT_COUNT + 1] = {
+    [NB_INIT_KAIMING] = "kaiming", [NB_INIT_GLOROT] = "glorot", [NB_INIT_SMALL] = "small",
+    [NB_INIT_COUNT] = NULL,
+};
+const char *const nb_dropout_place_names[NB_DROPOUT_COUNT + 1] = {
+    [NB_DROPOUT_CLASSIFIER] = "classifier", [NB_DROPOUT_BEFORE_NORM] = "before_norm",
+    [NB_DROPOUT_COUNT] = NULL,
+};
 
 const char *nb_arch_name(enum nb_arch a)
 {
-    return (a >= 0 && a < NB_ARCH_COUNT) ? arch_names[a] : "?";
+    return (a >= 0 && a < NB_ARCH_COUNT) ? nb_arch_names[a] : "?";
 }
 
 void nb_model_desc_default(struct nb_model_desc *d)

@@ -22,13 +22,22 @@
 #include "layers/norm.h"
 
 enum nb_arch { NB_ARCH_MLP = 0, NB_ARCH_CNN, NB_ARCH_RESNET, NB_ARCH_DLN, NB_ARCH_COUNT };
-enum nb_act { NB_ACT_RELU = 0, NB_ACT_SIGMOID };
+enum nb_act { NB_ACT_RELU = 0, NB_ACT_SIGMOID, NB_ACT_COUNT };
 enum nb_init { NB_INIT_KAIMING = 0, NB_INIT_GLOROT, NB_INIT_SMALL, NB_INIT_COUNT };
 enum nb_loss { NB_LOSS_XENT = 0, NB_LOSS_MSE };
 enum nb_dropout_place {
     NB_DROPOUT_CLASSIFIER = 0, /* before the last linear layer */
-    NB_DROPOUT_BEFORE_NORM     /* before every norm (Li et al. 2019) */
+    NB_DROPOUT_BEFORE_NORM,    /* before every norm (Li et al. 2019) */
+    NB_DROPOUT_COUNT
 };
+
+/* Names by enumerator, NULL-terminated: the config keys model.arch,
+ * model.activation, model.init and model.dropout_place take their values
+ * from these tables (keys.c), and the enums map by index. */
+extern const char *const nb_arch_names[];
+extern const char *const nb_act_names[];
+extern const char *const nb_init_names[];
+extern const char *const nb_dropout_place_names[];
 
 #define NB_MAX_WIDTHS 16
 

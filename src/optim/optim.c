@@ -92,18 +92,17 @@ double nb_sgd_step(struct nb_sgd *s, struct nb_model *m, double lr)
     return norm;
 }
 
-static const char *const sched_names[] = {
+const char *const nb_sched_names[NB_SCHED_COUNT + 1] = {
     [NB_SCHED_CONSTANT] = "constant",
     [NB_SCHED_STEP] = "step",
     [NB_SCHED_MULTISTEP] = "multistep",
     [NB_SCHED_COSINE] = "cosine",
+    [NB_SCHED_COUNT] = NULL,
 };
-_Static_assert(sizeof sched_names / sizeof sched_names[0] == NB_SCHED_COUNT,
-               "sched_names out of sync with enum nb_sched_kind");
 
 const char *nb_sched_name(enum nb_sched_kind k)
 {
-    return (k >= 0 && k < NB_SCHED_COUNT) ? sched_names[k] : "?";
+    return (k >= 0 && k < NB_SCHED_COUNT) ? nb_sched_names[k] : "?";
 }
 
 void nb_schedule_default(struct nb_schedule *s, double lr)

@@ -48,6 +48,10 @@ enum nb_sched_kind {
     NB_SCHED_COUNT
 };
 
+/* Names by enumerator, NULL-terminated: the config key optim.schedule takes
+ * its values from this table (keys.c), and the enum maps by index. */
+extern const char *const nb_sched_names[];
+
 #define NB_MAX_MILESTONES 16
 
 struct nb_schedule {

@@ -19,11 +19,9 @@ static const char *const kind_names[] = {
 _Static_assert(sizeof kind_names / sizeof kind_names[0] == NB_PROBE_KIND_COUNT,
                "kind_names out of sync with enum nb_probe_kind");
 
-static const char *const spacing_names[] = {
-    [NB_SPACING_LIN] = "lin", [NB_SPACING_LOG] = "log",
+const char *const nb_probe_spacing_names[NB_SPACING_COUNT + 1] = {
+    [NB_SPACING_LIN] = "lin", [NB_SPACING_LOG] = "log", [NB_SPACING_COUNT] = NULL,
 };
-_Static_assert(sizeof spacing_names / sizeof spacing_names[0] == NB_SPACING_COUNT,
-               "spacing_names out of sync with enum nb_probe_spacing");
 
 const char *nb_probe_kind_name(enum nb_probe_kind k)
 {
@@ -32,13 +30,13 @@ const char *nb_probe_kind_name(enum nb_probe_kind k)
 
 const char *nb_probe_spacing_name(enum nb_probe_spacing s)
 {
-    return (s >= 0 && s < NB_SPACING_COUNT) ? spacing_names[s] : NULL;
+    return (s >= 0 && s < NB_SPACING_COUNT) ? nb_probe_spacing_names[s] : NULL;
 }
 
 int nb_probe_spacing_parse(const char *s, enum nb_probe_spacing *out)
 {
     for (int i = 0; i < NB_SPACING_COUNT; i++)
-        if (strcmp(s, spacing_names[i]) == 0) {
+        if (strcmp(s, nb_probe_spacing_names[i]) == 0) {
             *out = (enum nb_probe_spacing)i;
             return 0;
         }

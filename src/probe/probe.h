@@ -130,6 +130,10 @@
 
 enum nb_probe_spacing { NB_SPACING_LIN = 0, NB_SPACING_LOG, NB_SPACING_COUNT };
 
+/* Names by enumerator, NULL-terminated: the config key probe.eta_spacing
+ * takes its values from this table (keys.c), and the enum maps by index. */
+extern const char *const nb_probe_spacing_names[];
+
 /* The probe kinds, for cost accounting. */
 enum nb_probe_kind {
     NB_PROBE_LANDSCAPE = 0,
