@@ -27,9 +27,24 @@ static void test_text(void)
     ok(!t.s && !t.n && !t.cap && !t.failed, "nb_text_free zeroes the text");
 }
 
+/* nb_error_key names the key after nb_error_set, which clears it */
+static void test_error_key(void)
+{
+    struct nb_error e;
+    nb_error_clear(&e);
+    ok(e.key[0] == '\0', "a cleared error names no key");
+    int rc = (nb_error_set(&e, NB_EINVAL, NULL, 0, "bad"), nb_error_key(&e, "norm.groups"));
+    is_int(rc, NB_EINVAL, "nb_error_key returns the status");
+    is_str(e.key, "norm.groups", "nb_error_key names the key");
+    nb_error_set(&e, NB_EIO, "x", 0, "other");
+    is_str(e.key, "", "the next nb_error_set clears the key");
+    is_int(nb_error_key(NULL, "x.y"), NB_EINVAL, "nb_error_key(NULL) is harmless");
+}
+
 int main(void)
 {
     test_text();
+    test_error_key();
     struct nb_error e;
     char buf[2048];
 

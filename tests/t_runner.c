@@ -350,6 +350,13 @@ static void test_check(void)
                 "batch 4096 is larger than the training set (1000 samples)");
     check_error("dln.ini", "[model]\narch = dln\n", 2,
                 "dln layers are square: outputs (10) must equal the input size (784)");
+    /* the key the module names (nb_error.key), not the message's words,
+     * picks the line: the linear_norm line, though the message says norm */
+    check_error("lnorm.ini",
+                "[model]\narch = dln\nlinear_norm = false\n[norm]\ntype = batch\n[data]\n"
+                "source = dln\n",
+                3, "linear_norm = false leaves the dln without any norm (its layers are all "
+                   "linear); use norm type none instead");
     check_error("widths.ini", "[model]\narch = mlp\nwidths = 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17\n", 3,
                 "an mlp has at most 16 hidden layers (got 17 widths)");
     check_error("mean.ini", "[data]\nstandardize = given\nmean = 0.1 0.2\nstd = 1 1\n", 3,

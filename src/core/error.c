@@ -42,6 +42,7 @@ int nb_error_vset(struct nb_error *e, int status, const char *file, int line,
     e->line = line;
     vsnprintf(e->msg, sizeof e->msg, fmt, ap);
     e->hint[0] = '\0';
+    e->key[0] = '\0';
     return status;
 }
 
@@ -53,6 +54,14 @@ int nb_error_set(struct nb_error *e, int status, const char *file, int line,
     nb_error_vset(e, status, file, line, fmt, ap);
     va_end(ap);
     return status;
+}
+
+int nb_error_key(struct nb_error *e, const char *key)
+{
+    if (!e)
+        return NB_EINVAL;
+    snprintf(e->key, sizeof e->key, "%s", key ? key : "");
+    return e->status;
 }
 
 int nb_error_oom(struct nb_error *e)

@@ -34,6 +34,10 @@ struct nb_error {
     int line;
     char msg[768];
     char hint[256];
+    char key[64];  /* the config key the error is about, "section.key"
+                      ("norm.groups"); "" when none.  Setup code names it
+                      with nb_error_key, so the harness can point at the
+                      config line that set it. */
 };
 
 /* Returns a static name for a status ("invalid argument", ...). */
@@ -53,6 +57,11 @@ int nb_error_vset(struct nb_error *e, int status, const char *file, int line,
 /* Sets the hint of an already filled error; returns e->status. */
 int nb_error_hint(struct nb_error *e, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* Names the config key e is about ("section.key"; set after nb_error_set,
+ * which clears it); returns e's status (NB_EINVAL when e is NULL), so
+ * `return nb_error_key(err, "norm.eps");` follows an nb_error_set. */
+int nb_error_key(struct nb_error *e, const char *key);
 
 /* nb_error_set(e, NB_ENOMEM, NULL, 0, "out of memory"): returns NB_ENOMEM. */
 int nb_error_oom(struct nb_error *e);

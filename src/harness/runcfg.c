@@ -67,20 +67,6 @@ static int map_data(const struct nb_run *run, struct nb_data_opts *o,
     return 0;
 }
 
-/* The key named in a message "[probe] KEY ...", or NULL. */
-static const char *probe_key_of(const char *msg, char *buf, size_t size)
-{
-    const char *p = strstr(msg, "[probe] ");
-    if (!p)
-        return NULL;
-    p += 8;
-    size_t n = 0;
-    while (n + 1 < size && ((p[n] >= 'a' && p[n] <= 'z') || p[n] == '_'))
-        buf[n] = p[n], n++;
-    buf[n] = '\0';
-    return n && nb_key_lookup("probe", buf) >= 0 ? buf : NULL;
-}
-
 static int map_probe(const struct nb_run *run, struct nb_runcfg *rc,
                      struct nb_error *err)
 {
@@ -125,9 +111,9 @@ static int map_probe(const struct nb_run *run, struct nb_runcfg *rc,
     struct nb_error e;
     nb_error_clear(&e);
     if (nb_probe_opts_check(o, &e)) {
-        char key[64];
-        const char *k = probe_key_of(e.msg, key, sizeof key);
-        return nb_run_error(run, err, "probe", k ? k : "landscape", "%s", e.msg);
+        int k = nb_key_lookup_name(e.key);
+        return nb_run_error(run, err, "probe", k >= 0 ? nb_keys[k].key : "landscape", "%s",
+                            e.msg);
     }
     return 0;
 }
@@ -395,44 +381,20 @@ static char *model_key(const struct nb_run *run, const struct nb_runcfg *rc,
     return b.s;
 }
 
-static bool has(const char *msg, const char *s) { return strstr(msg, s) != NULL; }
-
-/* Which key a model error is about. */
-static void blame(const char *msg, const struct nb_runcfg *rc,
-                  const char **sec, const char **key)
+/* The config key a model error is about, as the module named it in
+ * e->key: "model.input" (the data's shape, which has no key) is data.resize
+ * when the data are resized, else model.arch; an error without a key is
+ * the architecture's. */
+static void blame(const struct nb_error *e, const struct nb_runcfg *rc, const char **sec,
+                  const char **key)
 {
-    const struct nb_model_desc *m = &rc->train.model;
-    *sec = "norm";
-    *key = "type";
-    if (has(msg, "group count"))
-        *key = "groups";
-    else if (has(msg, "one element per group"))
-        *key = m->norm.type == NB_NORM_GROUP ? "groups" : "type";
-    else if (has(msg, "either norm_batch"))
-        *key = "devices";
-    else if (has(msg, "norm batch") || has(msg, "sub-batch"))
-        *key = "norm_batch";
-    else if (has(msg, "device"))
-        *key = "devices";
-    else if (has(msg, "renorm"))
-        *key = "renorm";
-    else if (has(msg, "noise"))
-        *key = "noisy";
-    else if (has(msg, "momentum"))
-        *key = "momentum";
-    else if (has(msg, "more than one value per channel"))
-        *sec = "train", *key = "batch";
-    else if (has(msg, "dln layers are square"))
-        *sec = "model", *key = "arch";
-    else if (has(msg, "cnn needs an input"))
-        *sec = rc->data.resize_h ? "data" : "model",
-        *key = rc->data.resize_h ? "resize" : "arch";
-    else if (has(msg, "resnet depth"))
-        *sec = "model", *key = "depth";
-    else if (has(msg, "mlp needs"))
-        *sec = "model", *key = "widths";
-    else if (!has(msg, "norm"))
-        *sec = "model", *key = "arch";
+    int k = nb_key_lookup_name(e->key);
+    if (!strcmp(e->key, "model.input"))
+        k = nb_key_lookup_name(rc->data.resize_h ? "data.resize" : "model.arch");
+    if (k < 0)
+        k = nb_key_lookup_name("model.arch");
+    *sec = nb_keys[k].section;
+    *key = nb_keys[k].key;
 }
 
 /* The channel counts of the norm layers of desc (built with G = 1), as a
@@ -503,10 +465,10 @@ static void model_verdict(const struct nb_runcfg *rc, size_t ntrain,
         return; /* cannot tell here; the run will say */
     }
     if (r) {
-        blame(e.msg, rc, &v->section, &v->name);
+        blame(&e, rc, &v->section, &v->name);
         if (!strcmp(v->name, "groups"))
             groups_hint(&s->model, v->hint, sizeof v->hint);
-        else if (!strcmp(v->name, "arch") && has(e.msg, "dln layers"))
+        else if (!strcmp(v->name, "arch") && rc->train.model.arch == NB_ARCH_DLN)
             snprintf(v->hint, sizeof v->hint,
                      "a deep linear network needs [data] source = dln");
         else if (!strcmp(v->name, "batch"))
@@ -515,7 +477,7 @@ static void model_verdict(const struct nb_runcfg *rc, size_t ntrain,
                      "statistics (layer, group), or frozen = true with "
                      "frozen_from = 0");
     } else if ((r = nb_model_check_batch(&m, small, &e))) {
-        blame(e.msg, rc, &v->section, &v->name);
+        blame(&e, rc, &v->section, &v->name);
     } else if (rem && (r = nb_model_check_batch(&m, rem, &e))) {
         v->section = "train";
         v->name = "drop_last";

@@ -296,6 +296,8 @@ static void norm_destroy(struct nb_layer *l)
 }
 
 #define EINVAL_(...) nb_error_set(err, NB_EINVAL, NULL, 0, __VA_ARGS__)
+/* the same, naming the config key the error is about (core/error.h) */
+#define EINVAL_K(key, ...) (EINVAL_(__VA_ARGS__), nb_error_key(err, key))
 
 static int check_opts(const struct nb_layer *l, const struct nb_norm_opts *o,
                       struct nb_error *err)
@@ -303,44 +305,44 @@ static int check_opts(const struct nb_layer *l, const struct nb_norm_opts *o,
     const char *nm = l->name;
     const char *tn = nb_norm_type_name(o->type);
     if (!tn)
-        return EINVAL_("layer %s: unknown norm type %d", nm, (int)o->type);
+        return EINVAL_K("norm.type", "layer %s: unknown norm type %d", nm, (int)o->type);
     if (!(o->eps >= 0) || !isfinite(o->eps))
-        return EINVAL_("layer %s: eps must be finite and >= 0 (got %g)", nm,
+        return EINVAL_K("norm.eps", "layer %s: eps must be finite and >= 0 (got %g)", nm,
                        o->eps);
     if (o->type == NB_NORM_LP && (o->lp < 0 || o->lp >= NB_LP_COUNT))
-        return EINVAL_("layer %s: unknown lp variant %d", nm, (int)o->lp);
+        return EINVAL_K("norm.lp", "layer %s: unknown lp variant %d", nm, (int)o->lp);
     if (!(o->momentum >= 0 && o->momentum <= 1))
-        return EINVAL_("layer %s: momentum must be in [0, 1] (got %g)", nm,
+        return EINVAL_K("norm.momentum", "layer %s: momentum must be in [0, 1] (got %g)", nm,
                        o->momentum);
     if (o->norm_batch < 0)
-        return EINVAL_("layer %s: norm_batch must be >= 0 (got %d)", nm,
+        return EINVAL_K("norm.norm_batch", "layer %s: norm_batch must be >= 0 (got %d)", nm,
                        o->norm_batch);
     if (o->devices < 1)
-        return EINVAL_("layer %s: devices must be >= 1 (got %d)", nm,
+        return EINVAL_K("norm.devices", "layer %s: devices must be >= 1 (got %d)", nm,
                        o->devices);
     if (o->norm_batch > 0 && o->devices > 1)
-        return EINVAL_("layer %s: give either norm_batch (%d) or devices "
+        return EINVAL_K("norm.devices", "layer %s: give either norm_batch (%d) or devices "
                        "(%d), not both", nm, o->norm_batch, o->devices);
     if (o->renorm) {
         if (o->type != NB_NORM_BATCH)
-            return EINVAL_("layer %s: renorm is defined for batch norm only "
+            return EINVAL_K("norm.renorm", "layer %s: renorm is defined for batch norm only "
                            "(type %s)", nm, tn);
         if (!(o->renorm_rmax >= 1) || !(o->renorm_dmax >= 0))
-            return EINVAL_("layer %s: renorm needs r_max >= 1 and d_max >= 0 "
+            return EINVAL_K("norm.renorm", "layer %s: renorm needs r_max >= 1 and d_max >= 0 "
                            "(got %g, %g)", nm, o->renorm_rmax, o->renorm_dmax);
         if (o->renorm_warmup < 0 || o->renorm_rmax_steps < o->renorm_warmup ||
             o->renorm_dmax_steps < o->renorm_warmup)
-            return EINVAL_("layer %s: renorm schedule needs 0 <= warmup (%ld) "
+            return EINVAL_K("norm.renorm", "layer %s: renorm schedule needs 0 <= warmup (%ld) "
                            "<= rmax_steps (%ld) and <= dmax_steps (%ld)", nm,
                            o->renorm_warmup, o->renorm_rmax_steps,
                            o->renorm_dmax_steps);
         if (!(o->renorm_momentum >= 0 && o->renorm_momentum <= 1))
-            return EINVAL_("layer %s: renorm_momentum must be in [0, 1] "
+            return EINVAL_K("norm.renorm_momentum", "layer %s: renorm_momentum must be in [0, 1] "
                            "(got %g)", nm, o->renorm_momentum);
     }
     if (o->noisy && (!(o->noise_mu >= 0) || !(o->noise_sigma >= 1) ||
                      !(o->noise_rmu >= 0) || !(o->noise_rsigma >= 0)))
-        return EINVAL_("layer %s: noise needs n_mu >= 0, n_sigma >= 1, "
+        return EINVAL_K("norm.noisy", "layer %s: noise needs n_mu >= 0, n_sigma >= 1, "
                        "r_mu >= 0, r_sigma >= 0 (got %g, %g, %g, %g)", nm,
                        o->noise_mu, o->noise_sigma, o->noise_rmu,
                        o->noise_rsigma);
@@ -365,7 +367,7 @@ static int norm_setup(struct nb_layer *l, const void *opts,
     switch (o.type) {
     case NB_NORM_INSTANCE:
         if (HW == 1)
-            return EINVAL_("layer %s: instance norm needs more than one "
+            return EINVAL_K("norm.type", "layer %s: instance norm needs more than one "
                            "element per channel (input %dx%dx%d has H x W "
                            "= 1); use layer or group norm on (N, C) outputs",
                            nm, C, l->in.h, l->in.w);
@@ -374,7 +376,7 @@ static int norm_setup(struct nb_layer *l, const void *opts,
     case NB_NORM_GROUP:
         G = o.groups ? o.groups : nb_norm_default_groups(C);
         if (G < 1 || C % G != 0)
-            return EINVAL_("layer %s: group norm needs the group count to "
+            return EINVAL_K("norm.groups", "layer %s: group norm needs the group count to "
                            "divide the channels (G = %d, C = %d)", nm, G, C);
         break;
     case NB_NORM_NONE:
@@ -390,20 +392,20 @@ static int norm_setup(struct nb_layer *l, const void *opts,
     bool sampled = o.type == NB_NORM_LAYER || o.type == NB_NORM_GROUP ||
                    o.type == NB_NORM_INSTANCE;
     if (sampled && (C / G) * HW == 1)
-        return EINVAL_("layer %s: %s norm over one element per group (C/G = "
+        return EINVAL_K(o.type == NB_NORM_GROUP ? "norm.groups" : "norm.type", "layer %s: %s norm over one element per group (C/G = "
                        "%d, H x W = %d) would map every value to beta", nm,
                        tn, C / G, HW);
     if (bsets && o.frozen_from != 0) {
         if ((long)mb * HW == 1)
-            return EINVAL_("layer %s: %s norm needs more than one value per "
+            return EINVAL_K("train.batch", "layer %s: %s norm needs more than one value per "
                            "channel in training (batch %d x %d x %d = 1)", nm,
                            tn, mb, l->in.h, l->in.w);
         if (!o.sync && o.norm_batch > 0 && (long)o.norm_batch * HW == 1)
-            return EINVAL_("layer %s: %s norm needs more than one value per "
+            return EINVAL_K("norm.norm_batch", "layer %s: %s norm needs more than one value per "
                            "channel in training (norm batch %d x %d x %d = 1)",
                            nm, tn, o.norm_batch, l->in.h, l->in.w);
         if (!o.sync && o.devices > 1 && (long)(mb / o.devices) * HW <= 1)
-            return EINVAL_("layer %s: %s norm needs more than one value per "
+            return EINVAL_K("norm.devices", "layer %s: %s norm needs more than one value per "
                            "channel in training (%d devices share a batch of "
                            "%d, parts of %d x %d x %d)", nm, tn, o.devices,
                            mb, mb / o.devices, l->in.h, l->in.w);
@@ -1271,7 +1273,7 @@ int nb_norm_check_batch(const struct nb_layer *l, int n, struct nb_error *err)
         return NB_OK;
     const struct norm_priv *P = l->priv;
     if (n < 1 || n > l->max_batch)
-        return EINVAL_("layer %s: a batch of %d samples is outside 1..%d "
+        return EINVAL_K("train.batch", "layer %s: a batch of %d samples is outside 1..%d "
                        "(the batch size the model was built for)", l->name, n,
                        l->max_batch);
     if (!P->bsets || P->o.frozen_from == 0)
@@ -1280,7 +1282,7 @@ int nb_norm_check_batch(const struct nb_layer *l, int n, struct nb_error *err)
     const long HW = P->HW;
     if (P->o.sync || part_count(&P->o, n) == 1) {
         if ((long)n * HW <= 1)
-            return EINVAL_("layer %s: %s norm needs more than one value per "
+            return EINVAL_K("train.batch", "layer %s: %s norm needs more than one value per "
                            "channel in training (batch %d x %d x %d = %ld)",
                            l->name, tn, n, l->in.h, l->in.w, (long)n * HW);
         return NB_OK;
@@ -1290,7 +1292,8 @@ int nb_norm_check_batch(const struct nb_layer *l, int n, struct nb_error *err)
         int s, e;
         part_range(&P->o, n, k, &s, &e);
         if (e > s && (long)(e - s) * HW <= 1)
-            return EINVAL_("layer %s: %s norm needs more than one value per "
+            return EINVAL_K(P->o.devices > 1 ? "norm.devices" : "norm.norm_batch",
+                            "layer %s: %s norm needs more than one value per "
                            "channel in training (batch %d: %s %d of %d has "
                            "%d x %d x %d = %ld)", l->name, tn, n,
                            P->o.devices > 1 ? "device part" : "sub-batch",

@@ -121,7 +121,8 @@ static int push_norm(struct builder *b, bool dense)
         return nb_error_set(b->err, NB_EINVAL, NULL, 0,
                             "instance norm is undefined on the (N, C) output of a linear layer "
                             "(one element per channel) in a %s",
-                            nb_arch_name(d->arch));
+                            nb_arch_name(d->arch)),
+               nb_error_key(b->err, "norm.type");
     }
     if (o.type == NB_NORM_GROUP && o.groups == 0)
         o.groups = nb_norm_default_groups(b->shape.c);
@@ -198,7 +199,8 @@ static int build_mlp(struct builder *b)
     const struct nb_model_desc *d = &b->m->desc;
     int rc;
     if (d->n_widths < 1)
-        return nb_error_set(b->err, NB_EINVAL, NULL, 0, "mlp needs at least one hidden width");
+        return nb_error_set(b->err, NB_EINVAL, NULL, 0, "mlp needs at least one hidden width"),
+               nb_error_key(b->err, "model.widths");
     for (int i = 0; i < d->n_widths; i++)
         if ((rc = linear_block(b, d->widths[i], true)))
             return rc;
@@ -228,7 +230,8 @@ static int build_resnet(struct builder *b)
     if (d->depth < 8 || (d->depth - 2) % 6)
         return nb_error_set(b->err, NB_EINVAL, NULL, 0,
                             "resnet depth must be 6n+2 with n >= 1 (8, 14, 20, ...), not %d",
-                            d->depth);
+                            d->depth),
+               nb_error_key(b->err, "model.depth");
     int n = (d->depth - 2) / 6, rc;
     if ((rc = conv_block(b, 16, 1, true)))
         return rc;
@@ -264,11 +267,13 @@ static int build_dln(struct builder *b)
     const struct nb_model_desc *d = &b->m->desc;
     int dim = (int)nb_shape_numel(&d->input), rc;
     if (d->dln_layers < 1)
-        return nb_error_set(b->err, NB_EINVAL, NULL, 0, "dln needs at least one layer");
+        return nb_error_set(b->err, NB_EINVAL, NULL, 0, "dln needs at least one layer"),
+               nb_error_key(b->err, "model.dln_layers");
     if (d->outputs != dim)
         return nb_error_set(b->err, NB_EINVAL, NULL, 0,
                             "dln layers are square: outputs (%d) must equal the input size (%d)",
-                            d->outputs, dim);
+                            d->outputs, dim),
+               nb_error_key(b->err, "model.arch");
     for (int i = 0; i < d->dln_layers - 1; i++) {
         struct nb_linear_opts o = {.out = dim, .bias = d->bias_before_norm};
         if ((rc = push(b, &nb_linear_ops, K_LINEAR, "linear", &o, -1)) ||
@@ -402,11 +407,14 @@ int nb_model_build(struct nb_model *m, const struct nb_model_desc *d,
     m->desc = *d;
     m->max_batch = max_batch;
     if (max_batch < 1)
-        return nb_error_set(err, NB_EINVAL, NULL, 0, "batch size must be >= 1, not %d", max_batch);
+        return nb_error_set(err, NB_EINVAL, NULL, 0, "batch size must be >= 1, not %d", max_batch),
+               nb_error_key(err, "train.batch");
     if ((int)d->arch < 0 || d->arch >= NB_ARCH_COUNT)
-        return nb_error_set(err, NB_EINVAL, NULL, 0, "unknown architecture %d", (int)d->arch);
+        return nb_error_set(err, NB_EINVAL, NULL, 0, "unknown architecture %d", (int)d->arch),
+               nb_error_key(err, "model.arch");
     if ((int)d->init < 0 || d->init >= NB_INIT_COUNT)
-        return nb_error_set(err, NB_EINVAL, NULL, 0, "unknown init scheme %d", (int)d->init);
+        return nb_error_set(err, NB_EINVAL, NULL, 0, "unknown init scheme %d", (int)d->init),
+               nb_error_key(err, "model.init");
     struct builder b = {.m = m, .shape = d->input, .err = err};
     b.shapes = malloc(sizeof *b.shapes);
     if (!b.shapes)
@@ -421,6 +429,7 @@ int nb_model_build(struct nb_model *m, const struct nb_model_desc *d,
                               "linear_norm = false leaves the %s without any norm "
                               "(its layers are all linear); use norm type none instead",
                               nb_arch_name(d->arch));
+            nb_error_key(err, "model.linear_norm");
             break;
         }
         rc = d->arch == NB_ARCH_MLP ? build_mlp(&b) : build_dln(&b);
@@ -430,6 +439,7 @@ int nb_model_build(struct nb_model *m, const struct nb_model_desc *d,
             rc = nb_error_set(err, NB_EINVAL, NULL, 0,
                               "cnn needs an input height and width divisible by 4 (two 2x2 pools), not %dx%d",
                               d->input.h, d->input.w);
+            nb_error_key(err, "model.input"); /* the data's shape: no key of its own */
             break;
         }
         rc = build_cnn(&b);

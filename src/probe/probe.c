@@ -65,41 +65,42 @@ void nb_probe_opts_default(struct nb_probe_opts *o)
     o->slice_samples = 0;
 }
 
-#define BAD(...) nb_error_set(err, NB_EINVAL, NULL, 0, __VA_ARGS__)
+/* an option error naming its config key (core/error.h) */
+#define BAD(key, ...) (nb_error_set(err, NB_EINVAL, NULL, 0, __VA_ARGS__), nb_error_key(err, key))
 
 int nb_probe_opts_check(const struct nb_probe_opts *o, struct nb_error *err)
 {
     if (!(o->eta_min > 0) || !isfinite(o->eta_min))
-        return BAD("[probe] eta_min must be > 0, not %g", o->eta_min);
+        return BAD("probe.eta_min", "[probe] eta_min must be > 0, not %g", o->eta_min);
     if (!(o->eta_max >= o->eta_min) || !isfinite(o->eta_max))
-        return BAD("[probe] eta_max (%g) must be >= eta_min (%g)", o->eta_max, o->eta_min);
+        return BAD("probe.eta_max", "[probe] eta_max (%g) must be >= eta_min (%g)", o->eta_max, o->eta_min);
     if (o->eta_points < 1)
-        return BAD("[probe] eta_points must be >= 1, not %d", o->eta_points);
+        return BAD("probe.eta_points", "[probe] eta_points must be >= 1, not %d", o->eta_points);
     if (o->eta_spacing < 0 || o->eta_spacing >= NB_SPACING_COUNT)
-        return BAD("[probe] eta_spacing must be lin or log");
+        return BAD("probe.eta_spacing", "[probe] eta_spacing must be lin or log");
     if (o->landscape_every < 1 || o->ics_every < 1 || o->dist_every < 1)
-        return BAD("[probe] landscape_every, ics_every and dist_every must be >= 1");
+        return BAD("probe.landscape_every", "[probe] landscape_every, ics_every and dist_every must be >= 1");
     if (o->hessian_every < 0)
-        return BAD("[probe] hessian_every must be >= 0, not %ld", o->hessian_every);
+        return BAD("probe.hessian_every", "[probe] hessian_every must be >= 0, not %ld", o->hessian_every);
     if (o->hessian_samples < 1)
-        return BAD("[probe] hessian_samples must be >= 1, not %ld", o->hessian_samples);
+        return BAD("probe.hessian_samples", "[probe] hessian_samples must be >= 1, not %ld", o->hessian_samples);
     if (o->hessian_mode != NB_EVAL && o->hessian_mode != NB_PROBE)
-        return BAD("[probe] hessian_mode must be eval or probe");
+        return BAD("probe.hessian_mode", "[probe] hessian_mode must be eval or probe");
     if (!(o->hessian_tol > 0) || o->hessian_max_iter < 1 || !(o->hessian_fd_rel > 0))
-        return BAD("[probe] the Hessian needs tol > 0, max_iter >= 1 and fd step > 0");
+        return BAD("probe.hessian", "[probe] the Hessian needs tol > 0, max_iter >= 1 and fd step > 0");
     if (o->slice_dim != 1 && o->slice_dim != 2)
-        return BAD("[probe] slice_dim must be 1 or 2, not %d", o->slice_dim);
+        return BAD("probe.slice_dim", "[probe] slice_dim must be 1 or 2, not %d", o->slice_dim);
     if (o->slice_points < 2)
-        return BAD("[probe] slice_points must be >= 2, not %d", o->slice_points);
+        return BAD("probe.slice_points", "[probe] slice_points must be >= 2, not %d", o->slice_points);
     if (!(o->slice_range > 0) || !isfinite(o->slice_range))
-        return BAD("[probe] slice_range must be > 0, not %g", o->slice_range);
+        return BAD("probe.slice_range", "[probe] slice_range must be > 0, not %g", o->slice_range);
     if (o->slice_samples < 0)
-        return BAD("[probe] slice_samples must be >= 0, not %ld", o->slice_samples);
+        return BAD("probe.slice_samples", "[probe] slice_samples must be >= 0, not %ld", o->slice_samples);
     if (o->n_slice_at < 0 || (o->n_slice_at > 0 && !o->slice_at))
-        return BAD("[probe] slice_at: bad list");
+        return BAD("probe.slice_at", "[probe] slice_at: bad list");
     for (int i = 0; i < o->n_slice_at; i++)
         if (o->slice_at[i] < -1)
-            return BAD("[probe] slice_at entries are steps >= 0 or -1 (the end), not %ld",
+            return BAD("probe.slice_at", "[probe] slice_at entries are steps >= 0 or -1 (the end), not %ld",
                        o->slice_at[i]);
     return 0;
 }
@@ -165,7 +166,7 @@ int nb_probe_init(struct nb_probe *p, const struct nb_probe_opts *opts,
         p->o.slice_at = p->slice_at;
     }
     if (!m || m->n_layers < 1 || !m->params.data)
-        return BAD("probes: no model to size the buffers for");
+        return nb_error_set(err, NB_EINVAL, NULL, 0, "probes: no model to size the buffers for");
     p->n_params = m->params.count;
     p->n_state = m->state.count;
     p->n_layers = m->n_layers;
@@ -181,13 +182,13 @@ int nb_probe_init(struct nb_probe *p, const struct nb_probe_opts *opts,
     if (needs_data(&p->o)) {
         const struct nb_dataset *ds = p->data;
         if (!ds || ds->n < 1)
-            return BAD("probes: the Hessian and slices need a non-empty training set");
+            return nb_error_set(err, NB_EINVAL, NULL, 0, "probes: the Hessian and slices need a non-empty training set");
         if (nb_shape_numel(&ds->shape) != p->in_numel)
-            return BAD("probes: data set %s has %zu values per sample, the model takes %zu",
+            return nb_error_set(err, NB_EINVAL, NULL, 0, "probes: data set %s has %zu values per sample, the model takes %zu",
                        ds->name, nb_shape_numel(&ds->shape), p->in_numel);
         if (m->desc.loss == NB_LOSS_MSE ? (ds->tdim != m->desc.outputs || !ds->t)
                                         : (ds->classes < 1 || !ds->y))
-            return BAD("probes: data set %s has no %s for this model's loss", ds->name,
+            return nb_error_set(err, NB_EINVAL, NULL, 0, "probes: data set %s has no %s for this model's loss", ds->name,
                        m->desc.loss == NB_LOSS_MSE ? "targets of the right size" : "labels");
     }
 
