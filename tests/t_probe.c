@@ -33,9 +33,30 @@ struct rows {
     size_t n, cap;
 };
 
+/* Every row any test sees is checked against probe.h's table of what each
+ * probe writes: unlisted (probe, stat) pairs and the kinds seen. */
+static int n_unlisted;
+static bool kind_seen[NB_PROBE_KIND_COUNT];
+
+static void check_listed(const struct nb_probe_row *r)
+{
+    for (int k = 0; k < NB_PROBE_KIND_COUNT; k++) {
+        if (strcmp(nb_probe_kinds[k].name, r->probe))
+            continue;
+        kind_seen[k] = true;
+        for (int i = 0; nb_probe_kinds[k].stats[i]; i++)
+            if (!strcmp(nb_probe_kinds[k].stats[i], r->stat))
+                return;
+    }
+    if (n_unlisted++ < 5)
+        tap_diag("probe %s wrote stat %s, which nb_probe_kinds does not list", r->probe,
+                 r->stat);
+}
+
 static int keep(void *user, const struct nb_probe_row *r)
 {
     struct rows *rs = user;
+    check_listed(r);
     if (rs->n == rs->cap) {
         size_t cap = rs->cap ? 2 * rs->cap : 256;
         struct row *nr = realloc(rs->r, cap * sizeof *nr);
@@ -1048,6 +1069,11 @@ int main(void)
     test_dist();
     test_slice();
     test_untouched();
+    is_int(n_unlisted, 0, "every row names a stat its probe lists in nb_probe_kinds");
+    int seen = 0;
+    for (int k = 0; k < NB_PROBE_KIND_COUNT; k++)
+        seen += kind_seen[k];
+    is_int(seen, NB_PROBE_KIND_COUNT, "  rows of every probe kind were checked");
     tap_done_testing();
     return tap_exit();
 }

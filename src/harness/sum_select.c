@@ -22,6 +22,7 @@
 #include "harness/train.h"
 
 #include "harness/sum_impl.h"
+#include "probe/probe.h"
 
 /* The per-step metrics a check may name: the metrics.csv columns
  * (train.h's nb_metrics_cols) but step and epoch, which are the x axes,
@@ -51,44 +52,31 @@ static bool is_step_metric(const char *name)
     return false;
 }
 
-/* probes.csv stats by probe (probe.h), derived ones included. */
-static const char *const probe_names[] = {"landscape", "ics", "dist",
-                                          "gradstats", "hessian", "slice",
-                                          NULL};
-static const char *const probe_stats_landscape[] = {
-    "loss", "grad_change", "beta", "loss0", "grad_norm", "loss_min",
-    "loss_max", "grad_change_min", "grad_change_max", "beta_eff",
-    "loss_range", "grad_change_range", "seconds", NULL};
-static const char *const probe_stats_ics[] = {
-    "l2", "cos", "grad_norm", "grad_norm_shifted", "seconds", NULL};
-static const char *const probe_stats_dist[] = {
-    "mean", "var", "p15", "p50", "p85", "dmean", "dvar", "seconds", NULL};
-static const char *const probe_stats_gradstats[] = {
-    "grad_norm", "weight_norm", "seconds", NULL};
-static const char *const probe_stats_hessian[] = {
-    "loss", "lambda_max", "lambda_iters", "lambda_converged", "trace",
-    "trace_iters", "trace_converged", "trace_stderr", "fd_step", "seconds",
-    NULL};
-static const char *const probe_stats_slice[] = {
-    "dim", "points", "range", "index", "loss_center", "loss_min", "loss_max",
-    "seconds", NULL};
-static const char *const *const probe_stats[] = {
-    probe_stats_landscape, probe_stats_ics, probe_stats_dist,
-    probe_stats_gradstats, probe_stats_hessian, probe_stats_slice};
+/* The stats a check may name for a probe: what the probe writes
+ * (probe.h's nb_probe_kinds) and, for landscape, the two the summary
+ * derives per step (sum_read.c: loss_max - loss_min, and the same for
+ * grad_change). */
+static const char *const derived_landscape[] = {"loss_range", "grad_change_range", NULL};
 
-static int list_find(const char *const *l, const char *s)
+/* Index of probe in nb_probe_kinds, or -1. */
+static int probe_kind(const char *probe)
 {
-    for (int i = 0; l[i]; i++)
-        if (!strcmp(l[i], s))
-            return i;
+    for (int k = 0; k < NB_PROBE_KIND_COUNT; k++)
+        if (!strcmp(nb_probe_kinds[k].name, probe))
+            return k;
     return -1;
 }
 
-static int list_len(const char *const *l)
+/* Fills names (room for 32) with probe k's stats, derived ones included;
+ * returns the count. */
+static int probe_stat_names(int k, const char **names)
 {
     int n = 0;
-    while (l[n])
-        n++;
+    for (int i = 0; nb_probe_kinds[k].stats[i] && n < 32; i++)
+        names[n++] = nb_probe_kinds[k].stats[i];
+    if (k == NB_PROBE_LANDSCAPE)
+        for (int i = 0; derived_landscape[i] && n < 32; i++)
+            names[n++] = derived_landscape[i];
     return n;
 }
 
@@ -160,20 +148,28 @@ int nb_metric_parse(const char *name, const char *file, int line,
         pl = sizeof probe - 1;
     memcpy(probe, name, pl);
     probe[pl] = '\0';
-    int p = list_find(probe_names, probe);
+    int p = probe_kind(probe);
     if (p < 0) {
         nb_error_set(err, NB_EINVAL, file, line, "unknown probe '%s' in metric '%s'",
                      probe, name);
-        const char *near = nb_closest(probe, probe_names, list_len(probe_names));
+        const char *kinds[NB_PROBE_KIND_COUNT];
+        for (int k = 0; k < NB_PROBE_KIND_COUNT; k++)
+            kinds[k] = nb_probe_kinds[k].name;
+        const char *near = nb_closest(probe, kinds, NB_PROBE_KIND_COUNT);
         if (near)
             nb_error_hint(err, "did you mean '%s'?", near);
         nb_metric_free(m);
         return NB_EINVAL;
     }
-    if (list_find(probe_stats[p], dot + 1) < 0) {
+    const char *stats[32];
+    int ns = probe_stat_names(p, stats);
+    bool known = false;
+    for (int i = 0; i < ns; i++)
+        known |= !strcmp(stats[i], dot + 1);
+    if (!known) {
         nb_error_set(err, NB_EINVAL, file, line,
                      "probe %s has no stat '%s'", probe, dot + 1);
-        const char *near = nb_closest(dot + 1, probe_stats[p], list_len(probe_stats[p]));
+        const char *near = nb_closest(dot + 1, stats, ns);
         if (near)
             nb_error_hint(err, "did you mean '%s.%s'?", probe, near);
         nb_metric_free(m);

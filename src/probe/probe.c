@@ -8,16 +8,29 @@
 
 #include "core/rng.h"
 
-static const char *const kind_names[] = {
-    [NB_PROBE_LANDSCAPE] = "landscape",
-    [NB_PROBE_ICS] = "ics",
-    [NB_PROBE_DIST] = "dist",
-    [NB_PROBE_GRADSTATS] = "gradstats",
-    [NB_PROBE_HESSIAN] = "hessian",
-    [NB_PROBE_SLICE] = "slice",
+static const char *const stats_landscape[] = {
+    "loss",     "grad_change",     "beta",            "loss0",    "grad_norm", "loss_min",
+    "loss_max", "grad_change_min", "grad_change_max", "beta_eff", "seconds",   NULL};
+static const char *const stats_ics[] = {"l2", "cos", "grad_norm", "grad_norm_shifted",
+                                        "seconds", NULL};
+static const char *const stats_dist[] = {"mean", "var",   "p15",  "p50", "p85",
+                                         "dmean", "dvar", "seconds", NULL};
+static const char *const stats_gradstats[] = {"grad_norm", "weight_norm", "seconds", NULL};
+static const char *const stats_hessian[] = {
+    "loss",        "lambda_max",      "lambda_iters", "lambda_converged", "trace",
+    "trace_iters", "trace_converged", "trace_stderr", "fd_step",          "seconds", NULL};
+static const char *const stats_slice[] = {"dim",         "points",   "range",    "index",
+                                          "loss_center", "loss_min", "loss_max", "seconds",
+                                          NULL};
+
+const struct nb_probe_kind_info nb_probe_kinds[NB_PROBE_KIND_COUNT] = {
+    [NB_PROBE_LANDSCAPE] = {"landscape", stats_landscape},
+    [NB_PROBE_ICS] = {"ics", stats_ics},
+    [NB_PROBE_DIST] = {"dist", stats_dist},
+    [NB_PROBE_GRADSTATS] = {"gradstats", stats_gradstats},
+    [NB_PROBE_HESSIAN] = {"hessian", stats_hessian},
+    [NB_PROBE_SLICE] = {"slice", stats_slice},
 };
-_Static_assert(sizeof kind_names / sizeof kind_names[0] == NB_PROBE_KIND_COUNT,
-               "kind_names out of sync with enum nb_probe_kind");
 
 const char *const nb_probe_spacing_names[NB_SPACING_COUNT + 1] = {
     [NB_SPACING_LIN] = "lin", [NB_SPACING_LOG] = "log", [NB_SPACING_COUNT] = NULL,
@@ -25,7 +38,7 @@ const char *const nb_probe_spacing_names[NB_SPACING_COUNT + 1] = {
 
 const char *nb_probe_kind_name(enum nb_probe_kind k)
 {
-    return (k >= 0 && k < NB_PROBE_KIND_COUNT) ? kind_names[k] : NULL;
+    return (k >= 0 && k < NB_PROBE_KIND_COUNT) ? nb_probe_kinds[k].name : NULL;
 }
 
 const char *nb_probe_spacing_name(enum nb_probe_spacing s)
@@ -289,7 +302,7 @@ struct nb_probe_row nbp_row(const struct nb_model *m, long step,
 {
     return (struct nb_probe_row){
         .step = step,
-        .probe = kind_names[kind],
+        .probe = nb_probe_kinds[kind].name,
         .layer = layer >= 0 ? m->layers[layer].name : "",
         .layer_index = layer >= 0 ? layer : -1,
         .param = "",
@@ -616,7 +629,7 @@ void nb_probe_cost_report(const struct nb_probe *p, FILE *out,
         const struct nb_probe_cost *c = &p->cost[k];
         if (!c->calls)
             continue;
-        fprintf(out, "%-10s %7ld %11.4f %12.6f", kind_names[k], c->calls, c->seconds,
+        fprintf(out, "%-10s %7ld %11.4f %12.6f", nb_probe_kinds[k].name, c->calls, c->seconds,
                 c->seconds / (double)c->calls);
         if (run_seconds > 0)
             fprintf(out, " %7.2f%%", 100.0 * c->seconds / run_seconds);

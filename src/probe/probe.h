@@ -149,6 +149,16 @@ enum nb_probe_kind {
  * range. */
 const char *nb_probe_kind_name(enum nb_probe_kind k);
 
+/* What each probe writes to probes.csv: its name and the stats of its rows
+ * (NULL-terminated, "seconds" included), as documented above.  The one
+ * list of them: the summary checks a metric PROBE.STAT against it, and
+ * t_probe checks that every row a probe writes names a stat listed here. */
+struct nb_probe_kind_info {
+    const char *name;
+    const char *const *stats;
+};
+extern const struct nb_probe_kind_info nb_probe_kinds[NB_PROBE_KIND_COUNT];
+
 /* The [probe] section.  Steps are the hook's step numbers (updates done
  * before the probe); "every K" runs at steps 0, K, 2K, ... */
 struct nb_probe_opts {
