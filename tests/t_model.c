@@ -263,6 +263,8 @@ int main(void)
     spec.eval_every_epoch = false;
     spec.sched.lr = 0.05;
     spec.seed = 7;
+    spec.drop_last = false;    /* the last-batch and divergence tests below */
+    spec.diverge_loss = 1e6;   /* rely on these two */
     /* tp, tt live as long as h: the later nb_train calls still record into tt */
     struct trace t1 = {0}, t2 = {0}, tp = {0}, tt = {0};
     struct nb_train_hooks h = {.user = &t1, .on_metrics = record};

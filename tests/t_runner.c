@@ -325,6 +325,67 @@ static void check_error(const char *name, const char *text, int line, const char
     is_str(nb_error_format(&e, got, sizeof got), want, "check %s: message", name);
 }
 
+/* One set of defaults: an empty config resolves to the C defaults of the
+ * structs the training core, the model, the norm layers, SGD and the data
+ * module take (review D2: the table and the C functions disagreed) */
+static void test_defaults(void)
+{
+    struct nb_sweep sw;
+    struct nb_error e;
+    nb_error_clear(&e);
+    const char *p = wr("defaults.ini", "[experiment]\nname = defaults\n");
+    if (nb_sweep_load(p, &sw, &e)) {
+        ok(0, "the empty config loads: %s", e.msg);
+        return;
+    }
+    struct nb_runcfg rc;
+    is_int(nb_runcfg_from_run(&sw.runs[0], &rc, &e), 0, "defaults: runcfg");
+    struct nb_train_spec d;
+    nb_train_spec_default(&d);
+    const struct nb_train_spec *t = &rc.train;
+    is_int(t->batch, d.batch, "defaults agree: train.batch (%d)", d.batch);
+    is_int(t->epochs, d.epochs, "defaults agree: train.epochs (%d)", d.epochs);
+    is_int(t->max_steps, d.max_steps, "defaults agree: train.max_steps");
+    is_int(t->eval_every, d.eval_every, "defaults agree: train.eval_every");
+    is_int(t->eval_every_epoch, d.eval_every_epoch, "defaults agree: train.eval_every_epoch");
+    is_int(t->eval_samples, d.eval_samples, "defaults agree: train.eval_samples");
+    is_int(t->drop_last, d.drop_last, "defaults agree: train.drop_last");
+    ok(t->diverge_loss == d.diverge_loss, "defaults agree: train.diverge_loss (%g)", d.diverge_loss);
+    is_int(t->precise_bn, d.precise_bn, "defaults agree: norm.eval_stats (precise)");
+    is_int(t->target_bn, d.target_bn, "defaults agree: norm.eval_stats (target)");
+    is_int(t->precise_samples, d.precise_samples, "defaults agree: norm.precise_samples (%d)",
+           d.precise_samples);
+    ok(t->sched.lr == d.sched.lr, "defaults agree: optim.lr (%g)", d.sched.lr);
+    is_int(t->sched.kind, d.sched.kind, "defaults agree: optim.schedule");
+    ok(t->sgd.momentum == d.sgd.momentum, "defaults agree: optim.momentum (%g)", d.sgd.momentum);
+    ok(t->sgd.weight_decay == d.sgd.weight_decay, "defaults agree: optim.weight_decay");
+    is_int(t->sgd.nesterov, d.sgd.nesterov, "defaults agree: optim.nesterov");
+    const struct nb_model_desc *m = &t->model, *dm = &d.model;
+    is_int(m->arch, dm->arch, "defaults agree: model.arch");
+    is_int(m->act, dm->act, "defaults agree: model.activation");
+    is_int(m->placement, dm->placement, "defaults agree: model.placement");
+    is_int(m->init, dm->init, "defaults agree: model.init");
+    is_int(m->depth, dm->depth, "defaults agree: model.depth");
+    is_int(m->dln_layers, dm->dln_layers, "defaults agree: model.dln_layers");
+    is_int(m->bias_before_norm, dm->bias_before_norm, "defaults agree: model.bias_before_norm");
+    is_int(m->linear_norm, dm->linear_norm, "defaults agree: model.linear_norm");
+    ok(m->dropout == dm->dropout, "defaults agree: model.dropout");
+    is_int(m->norm.type, dm->norm.type, "defaults agree: norm.type");
+    is_int(m->norm.groups, dm->norm.groups, "defaults agree: norm.groups");
+    ok(m->norm.eps == dm->norm.eps, "defaults agree: norm.eps");
+    ok(m->norm.momentum == dm->norm.momentum, "defaults agree: norm.momentum");
+    is_int(m->norm.affine, dm->norm.affine, "defaults agree: norm.affine");
+    struct nb_data_opts dd;
+    nb_data_opts_default(&dd);
+    is_int(rc.data.source, dd.source, "defaults agree: data.source");
+    is_int(rc.data.standardize, dd.standardize, "defaults agree: data.standardize");
+    is_int(rc.data.fallback_to_synthetic, dd.fallback_to_synthetic, "defaults agree: data.fallback");
+    is_int((long long)rc.data.train_subset, (long long)dd.train_subset,
+           "defaults agree: data.train_subset");
+    ok(rc.data.val_split == dd.val_split, "defaults agree: data.val_split");
+    nb_sweep_free(&sw);
+}
+
 static void test_check(void)
 {
     check_error("groups.ini", "[norm]\ntype = group\ngroups = 3\n[data]\nsource = blobs\n", 3,
@@ -403,6 +464,7 @@ int main(void)
     test_writer_errors();
     test_reader_errors();
     test_mapping();
+    test_defaults();
     test_check();
     test_progress();
     tap_done_testing();

@@ -23,13 +23,13 @@ void nb_train_spec_default(struct nb_train_spec *s)
     memset(s, 0, sizeof *s);
     nb_model_desc_default(&s->model);
     nb_sgd_opts_default(&s->sgd);
-    nb_schedule_default(&s->sched, 0.01);
-    s->batch = 64;
-    s->epochs = 1;
+    nb_schedule_default(&s->sched, 0.1);
+    s->batch = 128;
+    s->epochs = 10;
     s->eval_every_epoch = true;
-    s->drop_last = false;
-    s->diverge_loss = 1e6;
-    s->precise_samples = 10000;
+    s->drop_last = true;
+    s->diverge_loss = HUGE_VAL;
+    s->precise_samples = 1000;
 }
 
 /* Largest batch the model is built for: a multiple of the training batch

@@ -34,6 +34,9 @@ struct nb_train_spec {
     int precise_samples;      /* samples the recomputation uses */
 };
 
+/* The config table's defaults (keys.c; t_runner checks that an empty
+ * config resolves to exactly these): cnn, no norm, SGD lr 0.1 momentum
+ * 0.9, batch 128, 10 epochs, drop_last, no divergence limit. */
 void nb_train_spec_default(struct nb_train_spec *s);
 
 /* One row of metrics.csv. */
