@@ -70,7 +70,7 @@ static void usage(FILE *fp)
             "  --long DIR (also the long-format tables: run_id and swept keys on every row)\n"
             "bench options:\n"
             "  --arch mlp|cnn  --norms none,batch,...  --batches 2,8,32,64,128  --windows N  --steps N\n"
-            "  --norm-only | --no-norm-bench\n");
+            "  --norm-only | --no-norm-bench  --conv-algo auto|im2col|winograd\n");
 }
 
 /* Exit status of a failed setup: 2 when the user's input is wrong (an
@@ -323,11 +323,24 @@ static int cmd_bench(int argc, char **argv)
     static const struct option opts[] = {
         {"arch", 1, 0, 'a'}, {"norms", 1, 0, 'n'}, {"batches", 1, 0, 'b'},
         {"windows", 1, 0, 'w'}, {"steps", 1, 0, 's'}, {"norm-only", 0, 0, 'N'},
-        {"no-norm-bench", 0, 0, 'T'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+        {"no-norm-bench", 0, 0, 'T'}, {"conv-algo", 1, 0, 'c'}, {"help", 0, 0, 'h'},
+        {0, 0, 0, 0}};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
+        case 'c': {
+            int a = 0;
+            while (nb_conv_algo_names[a] && strcmp(nb_conv_algo_names[a], optarg))
+                a++;
+            if (!nb_conv_algo_names[a]) {
+                fprintf(stderr, "%s: bench: --conv-algo must be auto, im2col or winograd\n",
+                        prog);
+                return 2;
+            }
+            o.conv_algo = (enum nb_conv_algo)a;
+            break;
+        }
         case 'a':
             if (arch_parse(optarg, &o.arch) || (o.arch != NB_ARCH_CNN && o.arch != NB_ARCH_MLP)) {
                 fprintf(stderr, "%s: bench: --arch must be cnn or mlp\n", prog);
@@ -375,10 +388,10 @@ static int cmd_bench(int argc, char **argv)
         return 2;
     }
     nb_blas_set_threads(1);
-    const char *ca = getenv("NB_CONV_ALGO");
     printf("# normbench %s (%s), BLAS %s (kernels %s), 1 thread, conv algorithm %s\n",
            PACKAGE_VERSION, NB_GIT_REVISION, nb_blas_name(), nb_blas_core(),
-           ca && *ca ? ca : "auto (winograd for 3x3/s1/p1 with C >= 8)");
+           o.conv_algo == NB_CONV_AUTO ? "auto (winograd for 3x3/s1/p1 with C >= 8)"
+                                       : nb_conv_algo_names[o.conv_algo]);
     if (throughput && nb_bench_throughput(stdout, &o, &err)) {
         nb_error_print(stderr, prog, &err);
         return 1;

@@ -857,6 +857,7 @@ static void test_enum_tables(void)
         {"model", "placement", nb_norm_placement_names, NB_PLACE_COUNT},
         {"model", "init", nb_init_names, NB_INIT_COUNT},
         {"model", "dropout_place", nb_dropout_place_names, NB_DROPOUT_COUNT},
+        {"model", "conv_algo", nb_conv_algo_names, NB_CONV_ALGO_COUNT},
         {"norm", "type", nb_norm_type_names, NB_NORM_TYPE_COUNT},
         {"norm", "lp", nb_norm_lp_names, NB_LP_COUNT},
         {"optim", "schedule", nb_sched_names, NB_SCHED_COUNT},

@@ -499,13 +499,6 @@ static bool auto_is(struct nb_shape in, int out_c, int want)
 
 static void test_conv2d_winograd(void)
 {
-    /* the auto rule must not see a benchmark override from outside */
-    const char *env = getenv("NB_CONV_ALGO");
-    char saved[32] = "";
-    if (env)
-        snprintf(saved, sizeof saved, "%s", env);
-    unsetenv("NB_CONV_ALGO");
-
     /* c, h, w, o, (k, s, p = 3, 1, 1), bias, n.  Widths (and numbers of
      * tiles and kernels) exercise the kernels' 8-wide steps (with and
      * without an overlapping last step), 4-wide steps and scalar code;
@@ -563,29 +556,9 @@ static void test_conv2d_winograd(void)
        "conv2d auto: (1,28,28)->16 runs im2col");
     ok(auto_is((struct nb_shape){4, 9, 9}, 8, 1),
        "conv2d auto: (4,9,9)->8 runs im2col");
-    /* the benchmark override */
-    setenv("NB_CONV_ALGO", "im2col", 1);
-    ok(auto_is((struct nb_shape){16, 6, 6}, 8, 1),
-       "NB_CONV_ALGO=im2col: auto runs im2col");
-    setenv("NB_CONV_ALGO", "winograd", 1);
-    ok(auto_is((struct nb_shape){1, 6, 6}, 8, 2),
-       "NB_CONV_ALGO=winograd: auto runs Winograd");
-    struct nb_shape img = {2, 6, 6};
-    struct nb_conv2d_opts s2 = {.out_c = 4, .k = 3, .stride = 2, .pad = 1};
-    struct gc_layer t;
-    setup_or_bail(&t, &nb_conv2d_ops, "conv_env_s2", img, NULL, 2, &s2, 1);
-    ok(t.l.out.h == 3, "NB_CONV_ALGO=winograd: stride 2 still sets up "
-                       "(im2col)");
-    gc_free(&t);
-    setenv("NB_CONV_ALGO", "fft", 1);
-    struct nb_conv2d_opts a0 = {.out_c = 4, .k = 3, .stride = 1, .pad = 1};
-    expect_einval(&nb_conv2d_ops, "conv_env_bad", img, NULL, &a0,
-                  "NB_CONV_ALGO=fft");
-    unsetenv("NB_CONV_ALGO");
-    if (saved[0])
-        setenv("NB_CONV_ALGO", saved, 1);
 
     /* explicit Winograd on a shape it does not cover, unknown algo */
+    struct nb_shape img = {2, 6, 6};
     struct nb_conv2d_opts w5 = {.out_c = 4, .k = 5, .stride = 1, .pad = 2,
                                 .algo = 2};
     expect_einval(&nb_conv2d_ops, "conv_wino_k5", img, NULL, &w5,

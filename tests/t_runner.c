@@ -370,6 +370,7 @@ static void test_defaults(void)
     is_int(m->bias_before_norm, dm->bias_before_norm, "defaults agree: model.bias_before_norm");
     is_int(m->linear_norm, dm->linear_norm, "defaults agree: model.linear_norm");
     ok(m->dropout == dm->dropout, "defaults agree: model.dropout");
+    is_int(m->conv_algo, dm->conv_algo, "defaults agree: model.conv_algo");
     is_int(m->norm.type, dm->norm.type, "defaults agree: norm.type");
     is_int(m->norm.groups, dm->norm.groups, "defaults agree: norm.groups");
     ok(m->norm.eps == dm->norm.eps, "defaults agree: norm.eps");

@@ -36,6 +36,7 @@ static int bench_one(FILE *out, const struct nb_bench_opts *o,
     nb_model_desc_default(&d);
     d.arch = o->arch;
     d.norm.type = norm;
+    d.conv_algo = o->conv_algo;
     if (o->arch == NB_ARCH_MLP)
         d.input = (struct nb_shape){784, 1, 1};
     struct nb_model m;

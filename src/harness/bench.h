@@ -17,6 +17,7 @@ struct nb_bench_opts {
     int windows;                  /* timed windows (median taken) */
     int steps;                    /* steps per window */
     int warmup;
+    enum nb_conv_algo conv_algo;  /* [model] conv_algo of the models */
 };
 
 void nb_bench_opts_default(struct nb_bench_opts *o);

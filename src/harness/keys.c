@@ -116,6 +116,11 @@ const struct nb_key nb_keys[] = {
     K_ENUM("model", "dropout_place", "classifier", nb_dropout_place_names,
            "classifier: before the last linear layer; before_norm: before "
            "every norm"),
+    {"model", "conv_algo", NB_KEY_ENUM, "auto", 0, 0, nb_conv_algo_names,
+     "how 3x3 convolutions compute: auto (Winograd from 8 input channels, "
+     "im2col below), im2col, winograd (where the stride is 1); they round "
+     "differently, so a verdict can be checked against the choice",
+     NB_KF_ADDED, NULL, 0, NULL, "model.conv_algo"},
 
     /* [norm] */
     K_ENUM("norm", "type", "none", nb_norm_type_names, "normalization scheme"),

@@ -17,7 +17,7 @@
  *   caveats  = what a reader must know before trusting the verdict, in a
  *              few words (results/index.md shows it)
  *   robustness = how the verdict was checked against the BLAS kernels
- *              (OPENBLAS_CORETYPE) or NB_CONV_ALGO, written after those
+ *              (OPENBLAS_CORETYPE) or [model] conv_algo, written after those
  *              runs ("not checked" when absent)
  *   discussion = a paragraph written after the runs (repeatable, one
  *              paragraph each): how to read the results, what might

@@ -152,6 +152,7 @@ int nb_runcfg_from_run(const struct nb_run *run, struct nb_runcfg *rc,
     m->init_std = GD("model", "init_std");
     m->dropout = GD("model", "dropout");
     m->dropout_place = (enum nb_dropout_place)GE("model", "dropout_place");
+    m->conv_algo = (enum nb_conv_algo)GE("model", "conv_algo");
 
     /* [norm] */
     struct nb_norm_opts *n = &m->norm;

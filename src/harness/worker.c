@@ -230,8 +230,8 @@ static void meta_head(const struct wrun *w, const char *start, struct nb_text *t
     rn_kvf(t, "blas", "%s (kernels %s)", nb_blas_name(), nb_blas_core());
     {
         /* benchmarking knobs that change the arithmetic, if set */
-        const char *ca = getenv("NB_CONV_ALGO"), *ct = getenv("OPENBLAS_CORETYPE");
-        rn_kvf(t, "conv_algo", "%s", ca && *ca ? ca : "auto");
+        const char *ct = getenv("OPENBLAS_CORETYPE");
+        rn_kvf(t, "conv_algo", "%s", nb_run_get_str(w->run, "model", "conv_algo"));
         rn_kvf(t, "openblas_coretype", "%s", ct && *ct ? ct : "(unset)");
     }
     rn_kvf(t, "gsl", "%s", GSL_VERSION);

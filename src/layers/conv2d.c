@@ -83,7 +83,10 @@ struct wino_kernels {
     void (*fgrad)(float *dw, const float *du, int oc, float *t);
 };
 
-enum { CONV_AUTO = 0, CONV_IM2COL = 1, CONV_WINOGRAD = 2 };
+const char *const nb_conv_algo_names[NB_CONV_ALGO_COUNT + 1] = {
+    [NB_CONV_AUTO] = "auto", [NB_CONV_IM2COL] = "im2col", [NB_CONV_WINOGRAD] = "winograd",
+    [NB_CONV_ALGO_COUNT] = NULL,
+};
 
 struct conv_priv {
     struct conv_geom g; /* x (C, H, W) -> y (O, OH, OW) */
@@ -95,7 +98,7 @@ struct conv_priv {
     size_t col_floats;  /* scratch floats of col */
     int direct;         /* 1x1, stride 1, pad 0: col is x itself */
     int w_idx, b_idx;
-    int algo;           /* CONV_IM2COL or CONV_WINOGRAD; with Winograd,
+    int algo;           /* NB_CONV_IM2COL or NB_CONV_WINOGRAD; with Winograd,
                          * chunk and rows count samples and tile rows of
                          * one Winograd chunk, and: */
     struct wino_geom wg;
@@ -927,41 +930,26 @@ static void wino_backward(const struct nb_layer *l, const float *x,
 
 /* ---- the layer ------------------------------------------------------ */
 
-/* Resolves opts->algo (see nb_conv2d_opts) to CONV_IM2COL or
- * CONV_WINOGRAD.  The auto rule depends on the shapes only, so a model
- * picks the same algorithm on every run (NB_CONV_ALGO aside). */
+/* Resolves opts->algo (see nb_conv2d_opts) to NB_CONV_IM2COL or
+ * NB_CONV_WINOGRAD.  The auto rule depends on the shapes only, so a model
+ * picks the same algorithm on every run. */
 static int conv_pick_algo(const struct nb_layer *l,
                           const struct nb_conv2d_opts *o, int *algo,
                           struct nb_error *err)
 {
     const bool wino_ok = o->k == 3 && o->stride == 1 && o->pad == 1;
-    int a = o->algo;
-    if (a < CONV_AUTO || a > CONV_WINOGRAD)
+    int a = (int)o->algo;
+    if (a < NB_CONV_AUTO || a >= NB_CONV_ALGO_COUNT)
         return nb_error_set(err, NB_EINVAL, NULL, 0,
                             "layer %s: conv2d algo must be 0 (auto), "
                             "1 (im2col) or 2 (winograd), not %d", l->name, a);
-    if (a == CONV_WINOGRAD && !wino_ok)
+    if (a == NB_CONV_WINOGRAD && !wino_ok)
         return nb_error_set(err, NB_EINVAL, NULL, 0,
                             "layer %s: conv2d Winograd needs a 3x3 kernel, "
                             "stride 1 and padding 1 (got k %d, stride %d, "
                             "pad %d)", l->name, o->k, o->stride, o->pad);
-    if (a == CONV_AUTO) {
-        const char *env = getenv("NB_CONV_ALGO");
-        if (env && *env && strcmp(env, "auto") != 0) {
-            if (strcmp(env, "im2col") == 0)
-                a = CONV_IM2COL;
-            else if (strcmp(env, "winograd") == 0)
-                a = wino_ok ? CONV_WINOGRAD : CONV_IM2COL;
-            else
-                return nb_error_set(err, NB_EINVAL, NULL, 0,
-                                    "layer %s: NB_CONV_ALGO must be auto, "
-                                    "im2col or winograd, not '%s'", l->name,
-                                    env);
-        } else {
-            a = wino_ok && l->in.c >= CONV_WINO_MIN_C ? CONV_WINOGRAD
-                                                      : CONV_IM2COL;
-        }
-    }
+    if (a == NB_CONV_AUTO)
+        a = wino_ok && l->in.c >= CONV_WINO_MIN_C ? NB_CONV_WINOGRAD : NB_CONV_IM2COL;
     *algo = a;
     return 0;
 }
@@ -1080,7 +1068,7 @@ static int conv_setup(struct nb_layer *l, const void *opts,
     p->col_floats = chunk * (size_t)p->kk * rows * p->g.ow;
     /* scratch: col (K, chunk*rows*OW), then dWt (K, O) */
     l->scratch = p->direct ? 0 : p->col_floats + (size_t)p->kk * p->o;
-    if (p->algo == CONV_WINOGRAD)
+    if (p->algo == NB_CONV_WINOGRAD)
         wino_setup(l, p);
 
     p->w_idx = nb_layer_add_param(l, "weight", (size_t)p->o * p->kk,
@@ -1111,7 +1099,7 @@ static void conv_forward(struct nb_layer *l, const float *x, float *y, int n,
     const size_t ys = (size_t)O * P;            /* floats per y sample */
     const float *w = l->params[p->w_idx].value; /* w: (O, K) */
 
-    if (p->algo == CONV_WINOGRAD) {
+    if (p->algo == NB_CONV_WINOGRAD) {
         NB_ASSERT(l->ctx && l->ctx->scratch_count >= l->scratch);
         wino_forward(l, x, y, n); /* adds the bias */
         return;
@@ -1175,7 +1163,7 @@ static void conv_backward(struct nb_layer *l, const float *x, const float *y,
         }
     }
 
-    if (p->algo == CONV_WINOGRAD) {
+    if (p->algo == NB_CONV_WINOGRAD) {
         NB_ASSERT(l->ctx && l->ctx->scratch_count >= l->scratch);
         wino_backward(l, x, dy, dx, n);
         return;

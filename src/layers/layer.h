@@ -149,15 +149,20 @@ struct nb_linear_opts {
     int out;   /* output features */
     bool bias;
 };
+/* How a convolution computes: auto (Winograd F(2x2, 3x3) for 3x3,
+ * stride-1, pad-1 convolutions with 8 or more input channels, im2col +
+ * sgemm otherwise), im2col + sgemm, or Winograd (3x3, stride 1, pad 1
+ * only; setup fails otherwise).  The two round differently, so the choice
+ * is part of a run's arithmetic ([model] conv_algo). */
+enum nb_conv_algo { NB_CONV_AUTO = 0, NB_CONV_IM2COL, NB_CONV_WINOGRAD, NB_CONV_ALGO_COUNT };
+/* "auto", "im2col", "winograd" by enumerator, NULL-terminated (the config
+ * key model.conv_algo takes its values from it). */
+extern const char *const nb_conv_algo_names[];
+
 struct nb_conv2d_opts {
     int out_c, k, stride, pad;
     bool bias;
-    /* 0: auto (Winograd F(2x2, 3x3) for 3x3, stride-1, pad-1 convolutions
-     * with 8 or more input channels, im2col + sgemm otherwise; the
-     * environment variable NB_CONV_ALGO=im2col|winograd overrides auto, for
-     * benchmarks), 1: im2col + sgemm, 2: Winograd (3x3, stride 1, pad 1
-     * only; setup fails otherwise). */
-    int algo;
+    enum nb_conv_algo algo;
 };
 struct nb_pool_opts {
     int k, stride; /* max-pool window and stride */

@@ -47,6 +47,7 @@ void nb_model_desc_default(struct nb_model_desc *d)
     d->init = NB_INIT_KAIMING;
     d->init_std = 0.01;
     d->dropout_place = NB_DROPOUT_CLASSIFIER;
+    d->conv_algo = NB_CONV_AUTO;
     d->loss = NB_LOSS_XENT;
 }
 
@@ -169,9 +170,18 @@ static int push_block(struct builder *b, const struct nb_layer_ops *ops,
     return push_norm(b, dense);
 }
 
+/* The layer algorithm for a 3x3, pad-1 convolution at this stride under
+ * the model's conv_algo: Winograd only where it applies (stride 1). */
+static enum nb_conv_algo conv_algo_at(const struct builder *b, int stride)
+{
+    enum nb_conv_algo a = b->m->desc.conv_algo;
+    return a == NB_CONV_WINOGRAD && stride != 1 ? NB_CONV_IM2COL : a;
+}
+
 static int conv_block(struct builder *b, int out_c, int stride, bool act)
 {
-    struct nb_conv2d_opts o = {.out_c = out_c, .k = 3, .stride = stride, .pad = 1};
+    struct nb_conv2d_opts o = {.out_c = out_c, .k = 3, .stride = stride, .pad = 1,
+                               .algo = conv_algo_at(b, stride)};
     return push_block(b, &nb_conv2d_ops, K_CONV, "conv", &o, &o.bias, false, act);
 }
 
@@ -248,7 +258,8 @@ static int build_resnet(struct builder *b)
                     (rc = push_act(b)))
                     return rc;
             } else {
-                struct nb_conv2d_opts o = {.out_c = widths[s], .k = 3, .stride = 1, .pad = 1, .bias = true};
+                struct nb_conv2d_opts o = {.out_c = widths[s], .k = 3, .stride = 1, .pad = 1,
+                                           .bias = true, .algo = conv_algo_at(b, 1)};
                 if ((rc = push(b, &nb_conv2d_ops, K_CONV, "conv", &o, -1)) ||
                     (rc = push(b, &nb_add_ops, K_ADD, "add", NULL, skip)) ||
                     (rc = push_act(b)) || (rc = push_norm(b, false)))

@@ -66,6 +66,9 @@ struct nb_model_desc {
     double init_std;           /* NB_INIT_SMALL */
     double dropout;            /* 0 = none */
     enum nb_dropout_place dropout_place;
+    /* how the 3x3 convolutions compute: auto (conv2d's rule), im2col, or
+     * winograd wherever the shape allows (stride 1), im2col elsewhere */
+    enum nb_conv_algo conv_algo;
     enum nb_loss loss;
 };
 
