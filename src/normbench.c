@@ -1,6 +1,6 @@
 /* src/normbench.c - the command line: verbs over files a user can read.
  * The only place that maps a status to an exit code. */
-#include "config.h"
+#include <config.h> /* autoconf's */
 
 #include <getopt.h>
 #include <stdio.h>
@@ -14,15 +14,15 @@
 #include "buildinfo.h"
 #include "core/blas.h"
 #include "core/text.h"
-#include "harness/bench.h"
-#include "harness/config.h"
-#include "harness/runcfg.h"
-#include "harness/runner.h"
-#include "harness/reproduce.h"
-#include "harness/archive.h"
-#include "harness/summarize.h"
-#include "harness/sweep.h"
-#include "harness/train.h"
+#include "run/bench.h"
+#include "config/keys.h"
+#include "config/runcfg.h"
+#include "run/runner.h"
+#include "analyze/reproduce.h"
+#include "analyze/archive.h"
+#include "analyze/summarize.h"
+#include "config/sweep.h"
+#include "run/train.h"
 
 static const char *prog = "normbench";
 

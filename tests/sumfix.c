@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 
 #include "core/error.h"
-#include "harness/sweep.h"
+#include "config/sweep.h"
 #include "tap.h"
 
 double sumfix_acc(int n, int bs, int seed)

@@ -13,9 +13,9 @@
 #include <zlib.h>
 
 #include "core/error.h"
-#include "harness/archive.h"
-#include "harness/summarize.h"
-#include "harness/sweep.h"
+#include "analyze/archive.h"
+#include "analyze/summarize.h"
+#include "config/sweep.h"
 #include "sumfix.h"
 #include "tap.h"
 

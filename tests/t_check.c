@@ -9,10 +9,10 @@
 #include <sys/stat.h>
 
 #include "core/error.h"
-#include "harness/check.h"
-#include "harness/prereg.h"
-#include "harness/summarize.h"
-#include "harness/sweep.h"
+#include "analyze/check.h"
+#include "analyze/prereg.h"
+#include "analyze/summarize.h"
+#include "config/sweep.h"
 #include "sumfix.h"
 #include "tap.h"
 

@@ -9,8 +9,8 @@
 #include <sys/stat.h>
 
 #include "core/error.h"
-#include "harness/config.h"
-#include "harness/sweep.h"
+#include "config/keys.h"
+#include "config/sweep.h"
 #include "data/data.h"
 #include "layers/norm.h"
 #include "model/model.h"

@@ -2,7 +2,7 @@
  * written here, plain and gzip), synthetic sets, splits, corruptions,
  * changes of resolution, preparation from options, batching; and the real
  * Fashion-MNIST when it is installed (skipped with a reason otherwise). */
-#include "config.h"
+#include <config.h> /* autoconf's */
 
 #include <math.h>
 #include <stdint.h>

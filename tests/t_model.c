@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "core/rng.h"
-#include "harness/train.h"
+#include "run/train.h"
 #include "model/model.h"
 #include "tap.h"
 

@@ -14,7 +14,7 @@
 #include <gsl/gsl_vector.h>
 
 #include "core/rng.h"
-#include "harness/train.h"
+#include "run/train.h"
 #include "model/model.h"
 #include "probe/probe.h"
 #include "tap.h"

@@ -11,10 +11,10 @@
 
 #include "core/arena.h"
 #include "core/error.h"
-#include "harness/csvio.h"
-#include "harness/progress.h"
-#include "harness/runcfg.h"
-#include "harness/sweep.h"
+#include "run/csvio.h"
+#include "run/progress.h"
+#include "config/runcfg.h"
+#include "config/sweep.h"
 #include "layers/norm.h"
 #include "tap.h"
 

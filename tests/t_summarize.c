@@ -9,10 +9,10 @@
 #include <sys/stat.h>
 
 #include "core/error.h"
-#include "harness/config.h"
-#include "harness/csvio.h"
-#include "harness/summarize.h"
-#include "harness/sweep.h"
+#include "config/keys.h"
+#include "run/csvio.h"
+#include "analyze/summarize.h"
+#include "config/sweep.h"
 #include "sumfix.h"
 #include "tap.h"
 

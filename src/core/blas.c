@@ -1,5 +1,5 @@
 /* src/core/blas.c - see blas.h. */
-#include "config.h"
+#include <config.h> /* autoconf's */
 
 #include "core/blas.h"
 

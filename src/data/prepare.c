@@ -1,6 +1,6 @@
 /* src/data/prepare.c - the run's train / val / test sets from options,
  * over a small per-process cache of decoded raw sets. */
-#include "config.h"
+#include <config.h> /* autoconf's */
 
 #include "data/data.h"
 #include "data/data_impl.h"

@@ -15,9 +15,9 @@
 #include <string.h>
 
 #include "core/error.h"
-#include "harness/check.h"
-#include "harness/summarize.h"
-#include "harness/sweep.h"
+#include "analyze/check.h"
+#include "analyze/summarize.h"
+#include "config/sweep.h"
 #include "../sumfix.h"
 #include "fuzz_util.h"
 

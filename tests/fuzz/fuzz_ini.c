@@ -14,8 +14,8 @@
 #include <string.h>
 
 #include "core/error.h"
-#include "harness/config.h"
-#include "harness/sweep.h"
+#include "config/keys.h"
+#include "config/sweep.h"
 #include "fuzz_util.h"
 
 static FILE *devnull;

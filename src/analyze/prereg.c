@@ -1,0 +1,221 @@
+/* src/analyze/prereg.c - see prereg.h. */
+#include "analyze/prereg.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+unsigned long long nb_text_hash(unsigned long long h, const void *buf, size_t n)
+{
+    const unsigned char *p = buf;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 1099511628211ULL;
+    return h;
+}
+
+/* s with runs of whitespace collapsed to one space, trimmed (malloc'd). */
+static char *collapse_ws(const char *s)
+{
+    char *d = malloc(strlen(s) + 1);
+    if (!d)
+        return NULL;
+    size_t n = 0;
+    bool space = false;
+    for (; *s; s++) {
+        if (isspace((unsigned char)*s)) {
+            space = n > 0;
+            continue;
+        }
+        if (space)
+            d[n++] = ' ';
+        space = false;
+        d[n++] = *s;
+    }
+    d[n] = '\0';
+    return d;
+}
+
+int nb_prereg_file_hash(const char *path, char hex[17], struct nb_error *err)
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp)
+        return nb_error_set(err, NB_EIO, path, 0, "cannot read: %s", strerror(errno));
+    unsigned long long h = NB_TEXT_HASH_SEED;
+    char buf[8192];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, fp)) > 0)
+        h = nb_text_hash(h, buf, n);
+    bool bad = ferror(fp);
+    fclose(fp);
+    if (bad)
+        return nb_error_set(err, NB_EIO, path, 0, "read error");
+    snprintf(hex, 17, "%016llx", h);
+    return 0;
+}
+
+void nb_prereg_free(struct nb_prereg *p)
+{
+    if (!p)
+        return;
+    for (int i = 0; i < p->n_checks; i++) {
+        free(p->checks[i].name);
+        free(p->checks[i].expect);
+    }
+    free(p->checks);
+    memset(p, 0, sizeof *p);
+}
+
+int nb_prereg_read(const char *path, struct nb_prereg *p, struct nb_error *err)
+{
+    memset(p, 0, sizeof *p);
+    FILE *fp = fopen(path, "r");
+    if (!fp) {
+        if (errno == ENOENT)
+            return 0;
+        return nb_error_set(err, NB_EIO, path, 0, "cannot read: %s", strerror(errno));
+    }
+    p->present = true;
+    char line[8192];
+    int ln = 0, rc = 0;
+    struct nb_prereg_check *cur = NULL;
+    while (!rc && fgets(line, sizeof line, fp)) {
+        ln++;
+        size_t len = strlen(line);
+        if (len == sizeof line - 1 && line[len - 1] != '\n') {
+            rc = nb_error_set(err, NB_EFORMAT, path, ln, "line too long");
+            break;
+        }
+        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            line[--len] = '\0';
+        if (!len || line[0] == '#')
+            continue;
+        if (!strncmp(line, "[check ", 7) && line[len - 1] == ']') {
+            struct nb_prereg_check *c = realloc(p->checks, (size_t)(p->n_checks + 1) * sizeof *c);
+            if (!c) {
+                rc = nb_error_oom(err);
+                break;
+            }
+            p->checks = c;
+            cur = &c[p->n_checks++];
+            cur->expect = NULL;
+            cur->name = strndup(line + 7, len - 8);
+            if (!cur->name)
+                rc = nb_error_oom(err);
+            continue;
+        }
+        char *eq = strstr(line, " = ");
+        if (!eq) {
+            rc = nb_error_set(err, NB_EFORMAT, path, ln, "expected 'key = value' or '[check NAME]'");
+            break;
+        }
+        *eq = '\0';
+        const char *k = line, *v = eq + 3;
+        if (cur) {
+            if (!strcmp(k, "expect")) {
+                free(cur->expect);
+                if (!(cur->expect = collapse_ws(v)))
+                    rc = nb_error_oom(err);
+            }
+            /* hash: informative (the statement itself is compared) */
+            continue;
+        }
+        if (!strcmp(k, "experiment"))
+            snprintf(p->experiment, sizeof p->experiment, "%s", v);
+        else if (!strcmp(k, "experiment_hash"))
+            snprintf(p->experiment_hash, sizeof p->experiment_hash, "%s", v);
+        else if (!strcmp(k, "date"))
+            snprintf(p->date, sizeof p->date, "%s", v);
+        else if (!strcmp(k, "revision"))
+            snprintf(p->revision, sizeof p->revision, "%s", v);
+        else if (!strcmp(k, "runs_before"))
+            p->runs_before = strtol(v, NULL, 10);
+    }
+    fclose(fp);
+    for (int i = 0; !rc && i < p->n_checks; i++)
+        if (!p->checks[i].expect)
+            rc = nb_error_set(err, NB_EFORMAT, path, 0, "check %s has no 'expect'",
+                              p->checks[i].name);
+    if (rc)
+        nb_prereg_free(p);
+    return rc;
+}
+
+int nb_prereg_write(const char *path, const char *exp_path, const struct nb_check *c,
+                    int n, const char *date, const char *revision, long runs_before,
+                    struct nb_error *err)
+{
+    struct stat st;
+    if (stat(path, &st) == 0)
+        return nb_error_set(err, NB_EINVAL, path, 0,
+                            "exists: a registration is never rewritten (delete it with "
+                            "the runs to start afresh)");
+    char hex[17];
+    int rc = nb_prereg_file_hash(exp_path, hex, err);
+    if (rc)
+        return rc;
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *fp = fopen(tmp, "w");
+    if (!fp)
+        return nb_error_set(err, NB_EIO, tmp, 0, "cannot create: %s", strerror(errno));
+    fprintf(fp, "# Pre-registration, written by normbench before the first run of the "
+                "experiment below.\n"
+                "# A check whose statement differs from the one here is reported as post "
+                "hoc and does not\n"
+                "# count toward the verdict.  Never edit this file; to start afresh, "
+                "delete it with the runs.\n");
+    fprintf(fp, "experiment = %s\nexperiment_hash = %s\ndate = %s\nrevision = %s\n"
+                "runs_before = %ld\n",
+            exp_path, hex, date, revision, runs_before);
+    for (int i = 0; i < n; i++) {
+        char *t = collapse_ws(c[i].text);
+        if (!t) {
+            fclose(fp);
+            remove(tmp);
+            return nb_error_oom(err);
+        }
+        fprintf(fp, "\n[check %s]\nhash = %016llx\nexpect = %s\n", c[i].name,
+                nb_text_hash(NB_TEXT_HASH_SEED, t, strlen(t)), t);
+        free(t);
+    }
+    bool bad = ferror(fp);
+    if (fclose(fp) != 0 || bad) {
+        remove(tmp);
+        return nb_error_set(err, NB_EIO, tmp, 0, "write error");
+    }
+    if (rename(tmp, path) != 0) {
+        remove(tmp);
+        return nb_error_set(err, NB_EIO, path, 0, "cannot rename into place: %s",
+                            strerror(errno));
+    }
+    return 0;
+}
+
+static const char *const reg_names[NB_REG_COUNT] = {
+    "pre-registered", "post hoc: changed after the runs", "post hoc: added after the runs",
+    "post hoc: registered after runs existed", "post hoc: not pre-registered"};
+
+const char *nb_reg_name(int reg)
+{
+    return reg >= 0 && reg < NB_REG_COUNT ? reg_names[reg] : "?";
+}
+
+int nb_prereg_status(const struct nb_prereg *p, const struct nb_check *c)
+{
+    if (!p->present)
+        return NB_REG_NONE;
+    for (int i = 0; i < p->n_checks; i++) {
+        if (strcmp(p->checks[i].name, c->name))
+            continue;
+        char *t = collapse_ws(c->text);
+        bool same = t && !strcmp(t, p->checks[i].expect);
+        free(t);
+        if (!same)
+            return NB_REG_CHANGED;
+        return p->runs_before > 0 ? NB_REG_LATE : NB_REG_OK;
+    }
+    return NB_REG_ADDED;
+}

@@ -1,0 +1,598 @@
+/* src/config/runcfg.c - see runcfg.h. */
+#include "config/runcfg.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/text.h"
+#include "layers/norm.h"
+#include "model/model.h"
+
+#define GI(s, k) nb_run_get_int(run, s, k)
+#define GD(s, k) nb_run_get_double(run, s, k)
+#define GB(s, k) nb_run_get_bool(run, s, k)
+#define GE(s, k) nb_run_get_enum(run, s, k)
+#define GS(s, k) nb_run_get_str(run, s, k)
+
+/* renorm's schedule in the paper: 5k, 25k and 40k of 160k steps */
+#define RENORM_PAPER_STEPS 160000.0
+
+static int map_data(const struct nb_run *run, struct nb_data_opts *o,
+                    struct nb_error *err)
+{
+    nb_data_opts_default(o);
+    o->source = (enum nb_data_source)GE("data", "source");
+    const char *dir = GS("data", "dir");
+    if (strlen(dir) >= sizeof o->dir)
+        return nb_run_error(run, err, "data", "dir",
+                            "[data] dir is longer than %zu bytes",
+                            sizeof o->dir - 1);
+    snprintf(o->dir, sizeof o->dir, "%s", dir);
+    o->classes = (int)GI("data", "classes");
+    o->train_subset = (size_t)GI("data", "train_subset");
+    o->balanced = GB("data", "balanced");
+    o->val_split = GD("data", "val_split");
+    o->standardize = (enum nb_std_mode)GE("data", "standardize");
+    double mean[64], std[64];
+    int nm = nb_run_get_double_list(run, "data", "mean", mean, 64);
+    int ns = nb_run_get_double_list(run, "data", "std", std, 64);
+    for (int i = 1; i < nm && i < 64; i++)
+        if (mean[i] != mean[0])
+            return nb_run_error(run, err, "data", "mean",
+                                "per-channel means that differ are not "
+                                "supported: the data module standardizes "
+                                "every channel with one mean and std");
+    for (int i = 1; i < ns && i < 64; i++)
+        if (std[i] != std[0])
+            return nb_run_error(run, err, "data", "std",
+                                "per-channel stds that differ are not "
+                                "supported: the data module standardizes "
+                                "every channel with one mean and std");
+    if (nm > 0)
+        o->mean = (float)mean[0];
+    if (ns > 0)
+        o->std = (float)std[0];
+    o->corruption = (enum nb_corruption)GE("data", "corruption");
+    o->severity = (int)GI("data", "severity");
+    int side = (int)GI("data", "resize");
+    o->resize_h = o->resize_w = side;
+    o->resize_mode = (enum nb_resize_mode)GE("data", "resize_mode");
+    o->resize_apply = NB_APPLY_TRAIN | NB_APPLY_TEST;
+    o->fallback_to_synthetic = GB("data", "fallback");
+    if (o->source == NB_SRC_DLN) {
+        int d = (int)GI("model", "dln_dim");
+        o->synth.shape = (struct nb_shape){d, 1, 1};
+    }
+    return 0;
+}
+
+static int map_probe(const struct nb_run *run, struct nb_runcfg *rc,
+                     struct nb_error *err)
+{
+    struct nb_probe_opts *o = &rc->probe;
+    nb_probe_opts_default(o);
+    o->landscape = GB("probe", "landscape");
+    o->landscape_every = (long)GI("probe", "landscape_every");
+    o->eta_min = GD("probe", "eta_min");
+    o->eta_max = GD("probe", "eta_max");
+    o->eta_points = (int)GI("probe", "eta_points");
+    o->eta_spacing = (enum nb_probe_spacing)GE("probe", "eta_spacing");
+    o->ics = GB("probe", "ics");
+    o->ics_every = (long)GI("probe", "ics_every");
+    o->dist = GB("probe", "dist");
+    o->dist_every = (long)GI("probe", "dist_every");
+    o->gradstats = GB("probe", "gradstats");
+    o->hessian = GB("probe", "hessian");
+    o->hessian_every = (long)GI("probe", "hessian_every");
+    o->hessian_samples = (long)GI("probe", "hessian_samples");
+    o->hessian_mode = !strcmp(GS("probe", "hessian_mode"), "probe") ? NB_PROBE
+                                                                    : NB_EVAL;
+    o->slice = GB("probe", "slice");
+    long long at[NB_RUNCFG_MAX_SLICES];
+    int nat = nb_run_get_int_list(run, "probe", "slice_at", at, NB_RUNCFG_MAX_SLICES);
+    if (nat > NB_RUNCFG_MAX_SLICES)
+        return nb_run_error(run, err, "probe", "slice_at",
+                            "at most %d slice steps (got %d)",
+                            NB_RUNCFG_MAX_SLICES, nat);
+    for (int i = 0; i < nat; i++)
+        rc->slice_at[i] = (long)at[i];
+    o->slice_at = nat ? rc->slice_at : NULL;
+    o->n_slice_at = nat;
+    o->slice_dim = (int)GI("probe", "slice_dim");
+    o->slice_points = (int)GI("probe", "slice_points");
+    o->slice_range = GD("probe", "slice_range");
+    o->slice_samples = (long)GI("probe", "slice_samples");
+    o->slice_recompute_bn = GB("probe", "slice_recompute_bn");
+    rc->probes = o->landscape || o->ics || o->dist || o->gradstats ||
+                 o->hessian || o->slice;
+    if (!rc->probes)
+        return 0;
+    struct nb_error e;
+    nb_error_clear(&e);
+    if (nb_probe_opts_check(o, &e)) {
+        int k = nb_key_lookup_name(e.key);
+        return nb_run_error(run, err, "probe", k >= 0 ? nb_keys[k].key : "landscape", "%s",
+                            e.msg);
+    }
+    return 0;
+}
+
+int nb_runcfg_from_run(const struct nb_run *run, struct nb_runcfg *rc,
+                       struct nb_error *err)
+{
+    memset(rc, 0, sizeof *rc);
+    struct nb_train_spec *s = &rc->train;
+    nb_train_spec_default(s);
+    s->seed = run->seed;
+
+    /* [model] */
+    struct nb_model_desc *m = &s->model;
+    m->arch = (enum nb_arch)GE("model", "arch");
+    long long w[NB_MAX_WIDTHS];
+    int nw = nb_run_get_int_list(run, "model", "widths", w, NB_MAX_WIDTHS);
+    if (nw > NB_MAX_WIDTHS)
+        return nb_run_error(run, err, "model", "widths",
+                            "an mlp has at most %d hidden layers (got %d widths)",
+                            NB_MAX_WIDTHS, nw);
+    if (nw == 0 && m->arch == NB_ARCH_MLP)
+        return nb_run_error(run, err, "model", "widths",
+                            "an mlp needs at least one hidden width");
+    m->n_widths = nw;
+    for (int i = 0; i < nw; i++)
+        m->widths[i] = (int)w[i];
+    m->act = (enum nb_act)GE("model", "activation");
+    m->depth = (int)GI("model", "depth");
+    m->dln_layers = (int)GI("model", "dln_layers");
+    m->placement = (enum nb_norm_placement)GE("model", "placement");
+    m->bias_before_norm = GB("model", "bias_before_norm");
+    m->linear_norm = GB("model", "linear_norm");
+    m->zero_init_last_gamma = GB("model", "zero_init_last_gamma");
+    m->init = (enum nb_init)GE("model", "init");
+    m->init_std = GD("model", "init_std");
+    m->dropout = GD("model", "dropout");
+    m->dropout_place = (enum nb_dropout_place)GE("model", "dropout_place");
+    m->conv_algo = (enum nb_conv_algo)GE("model", "conv_algo");
+
+    /* [norm] */
+    struct nb_norm_opts *n = &m->norm;
+    nb_norm_opts_default(n);
+    n->type = (enum nb_norm_type)GE("norm", "type");
+    n->groups = (int)GI("norm", "groups");
+    n->lp = (enum nb_norm_lp)GE("norm", "lp");
+    n->affine = GB("norm", "affine");
+    n->eps = GD("norm", "eps");
+    if (nb_run_is_word(run, "norm", "momentum"))
+        n->momentum_cumulative = true;
+    else
+        n->momentum = GD("norm", "momentum");
+    n->momentum_keras = !strcmp(GS("norm", "momentum_convention"), "keras");
+    n->running_var_biased = !strcmp(GS("norm", "running_var"), "biased");
+    n->norm_batch = (int)GI("norm", "norm_batch");
+    n->ghost_update_per_step = !strcmp(GS("norm", "ghost_update"), "per_step");
+    n->sync = GB("norm", "sync");
+    n->devices = (int)GI("norm", "devices");
+    n->renorm = GB("norm", "renorm");
+    n->renorm_rmax = GD("norm", "renorm_rmax");
+    n->renorm_dmax = GD("norm", "renorm_dmax");
+    rc->auto_warmup = nb_run_is_word(run, "norm", "renorm_warmup");
+    rc->auto_rmax_steps = nb_run_is_word(run, "norm", "renorm_rmax_steps");
+    rc->auto_dmax_steps = nb_run_is_word(run, "norm", "renorm_dmax_steps");
+    if (!rc->auto_warmup)
+        n->renorm_warmup = (long)GI("norm", "renorm_warmup");
+    if (!rc->auto_rmax_steps)
+        n->renorm_rmax_steps = (long)GI("norm", "renorm_rmax_steps");
+    if (!rc->auto_dmax_steps)
+        n->renorm_dmax_steps = (long)GI("norm", "renorm_dmax_steps");
+    n->renorm_momentum = GD("norm", "renorm_momentum");
+    n->frozen_from = GB("norm", "frozen") ? (long)GI("norm", "frozen_from") : -1;
+    n->noisy = GB("norm", "noisy");
+    n->noise_mu = GD("norm", "noise_mu");
+    n->noise_sigma = GD("norm", "noise_sigma");
+    n->noise_rmu = GD("norm", "noise_rmu");
+    n->noise_rsigma = GD("norm", "noise_rsigma");
+    s->precise_bn = !strcmp(GS("norm", "eval_stats"), "precise");
+    s->target_bn = !strcmp(GS("norm", "eval_stats"), "target");
+    s->precise_samples = (int)GI("norm", "precise_samples");
+
+    /* [optim] */
+    nb_schedule_default(&s->sched, GD("optim", "lr"));
+    s->sgd.momentum = GD("optim", "momentum");
+    s->sgd.nesterov = GB("optim", "nesterov");
+    s->sgd.weight_decay = GD("optim", "weight_decay");
+    s->sgd.decay_norm_and_bias = GB("optim", "decay_norm_and_bias");
+    s->sgd.clip_norm = GD("optim", "clip_norm");
+    s->sched.kind = (enum nb_sched_kind)GE("optim", "schedule");
+    s->sched.step_size = (int)GI("optim", "step_size");
+    s->sched.gamma = GD("optim", "gamma");
+    long long ms[NB_MAX_MILESTONES];
+    int nms = nb_run_get_int_list(run, "optim", "milestones", ms, NB_MAX_MILESTONES);
+    if (nms > NB_MAX_MILESTONES)
+        return nb_run_error(run, err, "optim", "milestones",
+                            "at most %d milestones (got %d)", NB_MAX_MILESTONES,
+                            nms);
+    s->sched.n_milestones = nms;
+    for (int i = 0; i < nms; i++)
+        s->sched.milestones[i] = (int)ms[i];
+    s->sched.warmup_steps = (long)GI("optim", "warmup_steps");
+    s->sched.warmup_start = GD("optim", "warmup_start");
+
+    /* [train] */
+    s->batch = (int)GI("train", "batch");
+    s->epochs = (int)GI("train", "epochs");
+    s->max_steps = (long)GI("train", "max_steps");
+    s->eval_every = (long)GI("train", "eval_every");
+    s->eval_every_epoch = GB("train", "eval_every_epoch");
+    s->eval_samples = (int)GI("train", "eval_samples");
+    s->drop_last = GB("train", "drop_last");
+    s->diverge_loss = GD("train", "diverge_loss");
+    rc->threads = (int)GI("train", "threads");
+    rc->target_acc = GD("experiment", "target_accuracy");
+
+    /* [data] and the nominal shape until the data are loaded */
+    int r = map_data(run, &rc->data, err);
+    if (r || (r = map_probe(run, rc, err)))
+        return r;
+    int classes, tdim;
+    nb_runcfg_nominal(&rc->data, &m->input, &classes, &tdim);
+    m->outputs = classes > 0 ? classes : tdim;
+    m->loss = classes > 0 ? NB_LOSS_XENT : NB_LOSS_MSE;
+    return 0;
+}
+
+/* Resolves renorm's `auto` steps for a run of `total` steps. */
+static void resolve_renorm(struct nb_runcfg *rc, long total)
+{
+    struct nb_norm_opts *n = &rc->train.model.norm;
+    if (rc->auto_warmup)
+        n->renorm_warmup = lround((double)total * 5000.0 / RENORM_PAPER_STEPS);
+    if (rc->auto_dmax_steps)
+        n->renorm_dmax_steps = lround((double)total * 25000.0 / RENORM_PAPER_STEPS);
+    if (rc->auto_rmax_steps)
+        n->renorm_rmax_steps = lround((double)total * 40000.0 / RENORM_PAPER_STEPS);
+}
+
+static long total_steps(const struct nb_train_spec *s, size_t n)
+{
+    if (s->max_steps > 0)
+        return s->max_steps;
+    size_t b = (size_t)s->batch;
+    size_t spe = s->drop_last ? n / b : (n + b - 1) / b;
+    return (long)spe * s->epochs;
+}
+
+void nb_runcfg_bind_data(struct nb_runcfg *rc, const struct nb_data *d)
+{
+    struct nb_model_desc *m = &rc->train.model;
+    m->input = d->train.shape;
+    if (d->train.classes > 0) {
+        m->outputs = d->train.classes;
+        m->loss = NB_LOSS_XENT;
+    } else {
+        m->outputs = d->train.tdim;
+        m->loss = NB_LOSS_MSE;
+    }
+    resolve_renorm(rc, total_steps(&rc->train, d->train.n));
+}
+
+size_t nb_runcfg_nominal(const struct nb_data_opts *o, struct nb_shape *shape,
+                         int *classes, int *tdim)
+{
+    size_t n = 0;
+    *shape = (struct nb_shape){1, 28, 28};
+    *classes = 10;
+    *tdim = 0;
+    switch (o->source) {
+    case NB_SRC_FASHION_MNIST:
+    case NB_SRC_MNIST:
+        n = 60000;
+        break;
+    case NB_SRC_CIFAR10:
+        *shape = (struct nb_shape){3, 32, 32};
+        n = 50000;
+        break;
+    case NB_SRC_BLOBS:
+        n = o->synth.n_train ? o->synth.n_train : 10000;
+        if (o->synth.classes)
+            *classes = o->synth.classes;
+        if (o->synth.shape.c)
+            *shape = o->synth.shape;
+        break;
+    case NB_SRC_DLN: {
+        int d = o->synth.shape.c ? o->synth.shape.c : 10;
+        *shape = (struct nb_shape){d, 1, 1};
+        *classes = 0;
+        *tdim = d;
+        n = o->synth.n_train ? o->synth.n_train : 1000;
+        break;
+    }
+    default: /* idx: read from the files at run time */
+        if (o->classes > 0)
+            *classes = o->classes;
+        break;
+    }
+    if (o->resize_h > 0 && o->source != NB_SRC_DLN) {
+        shape->h = o->resize_h;
+        shape->w = o->resize_w;
+    }
+    if (n) {
+        size_t n_val = 0;
+        if (o->val_split > 0.0 && o->val_split < 1.0)
+            n_val = (size_t)floor(o->val_split * (double)n + 0.5);
+        else if (o->val_split >= 1.0)
+            n_val = (size_t)o->val_split;
+        n = n_val < n ? n - n_val : 0;
+        if (o->train_subset && o->train_subset < n)
+            n = o->train_subset;
+    }
+    return n;
+}
+
+/* ======================================================================
+ * The check
+ * ====================================================================== */
+
+/* A cached verdict: 0, or the key to blame with message and hint. */
+struct verdict {
+    uint64_t hash;
+    char *key;
+    int status;
+    const char *section, *name; /* blamed key (static strings) */
+    char msg[768];
+    char hint[256];
+};
+
+static struct verdict *cache;
+static size_t n_cache, cap_cache;
+
+void nb_runcfg_cache_clear(void)
+{
+    for (size_t i = 0; i < n_cache; i++)
+        free(cache[i].key);
+    free(cache);
+    cache = NULL;
+    n_cache = cap_cache = 0;
+}
+
+
+/* The part of a run that decides the model check: every [model] and
+ * [norm] key plus the loop and data facts the check uses. */
+static char *model_key(const struct nb_run *run, const struct nb_runcfg *rc,
+                       size_t ntrain)
+{
+    struct nb_text b = {0};
+    for (int i = 0; i < nb_n_keys; i++)
+        if (!strcmp(nb_keys[i].section, "model") ||
+            !strcmp(nb_keys[i].section, "norm"))
+            nb_text_printf(&b, "%s%s\n", nb_keys[i].key, run->vals[i]->text);
+    const struct nb_train_spec *s = &rc->train;
+    const struct nb_norm_opts *n = &s->model.norm;
+    char extra[256];
+    snprintf(extra, sizeof extra,
+             "batch %d drop_last %d input %dx%dx%d outputs %d loss %d n %zu "
+             "renorm %ld %ld %ld",
+             s->batch, (int)s->drop_last, s->model.input.c, s->model.input.h,
+             s->model.input.w, s->model.outputs, (int)s->model.loss, ntrain,
+             n->renorm_warmup, n->renorm_dmax_steps, n->renorm_rmax_steps);
+    nb_text_printf(&b, "%s\n", extra);
+    if (b.failed) {
+        free(b.s);
+        return NULL;
+    }
+    return b.s;
+}
+
+/* The config key a model error is about, as the module named it in
+ * e->key: "model.input" (the data's shape, which has no key) is data.resize
+ * when the data are resized, else model.arch; an error without a key is
+ * the architecture's. */
+static void blame(const struct nb_error *e, const struct nb_runcfg *rc, const char **sec,
+                  const char **key)
+{
+    int k = nb_key_lookup_name(e->key);
+    if (!strcmp(e->key, "model.input"))
+        k = nb_key_lookup_name(rc->data.resize_h ? "data.resize" : "model.arch");
+    if (k < 0)
+        k = nb_key_lookup_name("model.arch");
+    *sec = nb_keys[k].section;
+    *key = nb_keys[k].key;
+}
+
+/* The channel counts of the norm layers of desc (built with G = 1), as a
+ * hint of the group counts that would fit. */
+static void groups_hint(const struct nb_model_desc *desc, char *hint, size_t size)
+{
+    struct nb_model_desc d = *desc;
+    struct nb_model m;
+    struct nb_error e;
+    d.norm.groups = 1;
+    hint[0] = '\0';
+    if (nb_model_build(&m, &d, 2, 0, &e) == 0) {
+        int chans[64], nc = 0;
+        for (int i = 0; i < m.n_layers; i++) {
+            if (m.layers[i].ops != &nb_norm_ops)
+                continue;
+            int c = m.layers[i].in.c, seen = 0;
+            for (int j = 0; j < nc; j++)
+                seen |= chans[j] == c;
+            if (!seen && nc < 64)
+                chans[nc++] = c;
+        }
+        size_t k = (size_t)snprintf(hint, size, "the norm layers have");
+        for (int j = 0; j < nc && k < size; j++)
+            k += (size_t)snprintf(hint + k, size - k, "%s %d", j ? "," : "", chans[j]);
+        if (k < size)
+            k += (size_t)snprintf(hint + k, size - k, " channels; groups that divide "
+                                                      "them all:");
+        for (int g = 1; nc > 0 && g <= chans[0] && k < size; g++) {
+            int ok = 1;
+            for (int j = 0; j < nc; j++)
+                ok &= chans[j] % g == 0;
+            if (ok)
+                k += (size_t)snprintf(hint + k, size - k, " %d", g);
+        }
+        if (k < size)
+            snprintf(hint + k, size - k, " (or 0: per layer the largest divisor <= min(8, C/4))");
+    }
+    nb_model_free(&m);
+}
+
+/* Builds the model for a few samples and checks the training batches. */
+static void model_verdict(const struct nb_runcfg *rc, size_t ntrain,
+                          struct verdict *v)
+{
+    const struct nb_train_spec *s = &rc->train;
+    const struct nb_norm_opts *n = &s->model.norm;
+    bool bsets = n->type == NB_NORM_BATCH || n->type == NB_NORM_LP;
+    int B = s->batch;
+    /* A batch that behaves as the real one in every batch check: at most
+     * two samples per statistics set (ghost batch, device part). */
+    int small = B < 2 ? B : 2;
+    if (bsets && n->devices > 1)
+        small = n->devices * (B / n->devices < 2 ? B / n->devices : 2);
+    else if (bsets && n->norm_batch > 0)
+        small = B < 2 * n->norm_batch ? B : 2 * n->norm_batch;
+    if (small < 1)
+        small = 1;
+    int rem = (!s->drop_last && ntrain) ? (int)(ntrain % (size_t)B) : 0;
+    int mb = rem > small ? rem : small;
+    struct nb_model m;
+    struct nb_error e;
+    nb_error_clear(&e);
+    v->status = 0;
+    int r = nb_model_build(&m, &s->model, mb, 0, &e);
+    if (r == NB_ENOMEM) {
+        nb_model_free(&m);
+        return; /* cannot tell here; the run will say */
+    }
+    if (r) {
+        blame(&e, rc, &v->section, &v->name);
+        if (!strcmp(v->name, "groups"))
+            groups_hint(&s->model, v->hint, sizeof v->hint);
+        else if (!strcmp(v->name, "arch") && rc->train.model.arch == NB_ARCH_DLN)
+            snprintf(v->hint, sizeof v->hint,
+                     "a deep linear network needs [data] source = dln");
+        else if (!strcmp(v->name, "batch"))
+            snprintf(v->hint, sizeof v->hint,
+                     "use a batch of at least 2, a norm without batch "
+                     "statistics (layer, group), or frozen = true with "
+                     "frozen_from = 0");
+    } else if ((r = nb_model_check_batch(&m, small, &e))) {
+        blame(&e, rc, &v->section, &v->name);
+    } else if (rem && (r = nb_model_check_batch(&m, rem, &e))) {
+        v->section = "train";
+        v->name = "drop_last";
+        snprintf(v->hint, sizeof v->hint,
+                 "the last batch of an epoch has %d sample(s) (%zu %% %d): "
+                 "set drop_last = true", rem, ntrain, B);
+    }
+    nb_model_free(&m);
+    if (r) {
+        v->status = NB_EINVAL;
+        snprintf(v->msg, sizeof v->msg, "%s", e.msg);
+        if (!v->hint[0] && e.hint[0])
+            snprintf(v->hint, sizeof v->hint, "%s", e.hint);
+    }
+}
+
+static int divisors_hint(struct nb_error *err, int b)
+{
+    char buf[200];
+    size_t k = (size_t)snprintf(buf, sizeof buf, "divisors of %d:", b);
+    int shown = 0;
+    for (int d = 1; d <= b && k < sizeof buf; d++)
+        if (b % d == 0 && shown++ < 16)
+            k += (size_t)snprintf(buf + k, sizeof buf - k, " %d", d);
+    return nb_error_hint(err, "%s", buf);
+}
+
+int nb_runcfg_check(const struct nb_run *run, struct nb_error *err)
+{
+    struct nb_runcfg rc;
+    int r = nb_runcfg_from_run(run, &rc, err);
+    if (r)
+        return r;
+    const struct nb_train_spec *s = &rc.train;
+    const struct nb_norm_opts *n = &s->model.norm;
+    struct nb_shape shape;
+    int classes, tdim;
+    size_t ntrain = nb_runcfg_nominal(&rc.data, &shape, &classes, &tdim);
+
+    /* the data and the loop */
+    if (rc.data.train_subset && ntrain && rc.data.train_subset > ntrain)
+        return nb_run_error(run, err, "data", "train_subset",
+                            "train_subset = %zu but the training set has only "
+                            "%zu samples", rc.data.train_subset, ntrain);
+    if (ntrain && (size_t)s->batch > ntrain)
+        return nb_run_error(run, err, "train", "batch",
+                            "batch %d is larger than the training set (%zu "
+                            "samples)", s->batch, ntrain);
+
+    /* batch-statistics options that must fit the batch */
+    bool bsets = n->type == NB_NORM_BATCH || n->type == NB_NORM_LP;
+    if (bsets && n->norm_batch > 0 && n->devices > 1)
+        return nb_run_error(run, err, "norm", "devices",
+                            "give either norm_batch (%d) or devices (%d), not "
+                            "both", n->norm_batch, n->devices);
+    if (bsets && n->norm_batch > 0 && s->batch % n->norm_batch) {
+        nb_run_error(run, err, "norm", "norm_batch",
+                     "ghost batch norm_batch = %d does not divide [train] "
+                     "batch = %d", n->norm_batch, s->batch);
+        return divisors_hint(err, s->batch);
+    }
+    if (bsets && n->devices > 1 && s->batch % n->devices) {
+        nb_run_error(run, err, "norm", "devices",
+                     "devices = %d does not divide [train] batch = %d (every "
+                     "device gets the same share)", n->devices, s->batch);
+        return divisors_hint(err, s->batch);
+    }
+    if (s->model.dropout > 0 && s->model.dropout_place == NB_DROPOUT_BEFORE_NORM &&
+        n->type == NB_NORM_NONE)
+        return nb_run_error(run, err, "model", "dropout_place",
+                            "dropout_place = before_norm with norm type none: there is "
+                            "no norm to put dropout before, so dropout %g would apply "
+                            "nowhere (use dropout_place = classifier, or a norm)",
+                            s->model.dropout);
+    if (n->renorm && n->type != NB_NORM_BATCH)
+        return nb_run_error(run, err, "norm", "renorm",
+                            "renorm is defined for batch norm only (type = %s)",
+                            nb_norm_type_name(n->type));
+    resolve_renorm(&rc, ntrain ? total_steps(s, ntrain) : s->max_steps > 0
+                                                            ? s->max_steps
+                                                            : 160000);
+
+    /* the model, once per distinct model-relevant configuration */
+    char *key = model_key(run, &rc, ntrain);
+    if (!key)
+        return nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
+    uint64_t h = nb_fnv1a64(key, strlen(key));
+    struct verdict *v = NULL;
+    for (size_t i = 0; i < n_cache && !v; i++)
+        if (cache[i].hash == h && !strcmp(cache[i].key, key))
+            v = &cache[i];
+    if (v) {
+        free(key);
+    } else {
+        if (n_cache == cap_cache) {
+            size_t cap = cap_cache ? 2 * cap_cache : 16;
+            struct verdict *p = realloc(cache, cap * sizeof *p);
+            if (!p) {
+                free(key);
+                return nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
+            }
+            cache = p;
+            cap_cache = cap;
+        }
+        v = &cache[n_cache++];
+        memset(v, 0, sizeof *v);
+        v->hash = h;
+        v->key = key;
+        model_verdict(&rc, ntrain, v);
+    }
+    if (!v->status)
+        return 0;
+    nb_run_error(run, err, v->section, v->name, "%s", v->msg);
+    if (v->hint[0])
+        nb_error_hint(err, "%s", v->hint);
+    return NB_EINVAL;
+}

@@ -1,0 +1,110 @@
+/* src/run/runner.h - running a sweep: run directories, locks, the
+ * completion marker, a fork-based pool, signals and the summary.
+ *
+ * On disk, per experiment (EXP = RESULTS_DIR/NAME, [experiment] name and
+ * results_dir, the latter relative to the working directory):
+ *
+ *   EXP/RUN_ID/config.ini   the resolved config (reads back to RUN_ID)
+ *   EXP/RUN_ID/meta.txt     key = value: seeds, versions, host, times, status
+ *   EXP/RUN_ID/metrics.csv  one row per evaluation (deterministic)
+ *   EXP/RUN_ID/timing.csv   step and wall seconds of each evaluation
+ *   EXP/RUN_ID/probes.csv   probe rows, slice.csv slices (when probes are on)
+ *   EXP/RUN_ID/error.txt    why a run failed (no DONE then)
+ *   EXP/RUN_ID/DONE         written last, atomically (write, fsync, rename,
+ *                           fsync of the directory): status done or diverged
+ *   EXP/.locks/RUN_ID/      the claim of a run in flight (mkdir is atomic,
+ *                           also on NFS); its file `owner` names host, pids
+ *                           and start, and its mtime is the heartbeat
+ *   EXP/events.log          one line per start / end of a run (host, pid)
+ *   EXP/summary.csv         one row per run of the sweep
+ *
+ * A run is done when its DONE parses and names its run_id with status done
+ * or diverged; done runs are skipped.  A claim is stale, and is taken
+ * over, when every process it names on this host is gone, or when its
+ * heartbeat is older than stale_after seconds (other hosts).  A failed run
+ * (error while preparing data, building the model or writing files; a
+ * worker killed by a signal) leaves error.txt and no DONE, so the next
+ * `run` tries it again.
+ *
+ * The pool forks one worker process per run (at most `jobs` at a time),
+ * after the parent has decoded the data sets once (workers share those
+ * pages).  A worker sets its BLAS threads ([train] threads), trains,
+ * writes the files, and ends with _exit; a worker that crashes only fails
+ * its run.  SIGINT / SIGTERM / SIGHUP stop the pool: workers get SIGTERM,
+ * their claims are released, and the runs in flight are lost (nothing
+ * else).  On Linux a worker dies with its parent (PR_SET_PDEATHSIG), so a
+ * SIGKILLed pool leaves stale claims that the next `run` takes over. */
+#ifndef NB_HARNESS_RUNNER_H
+#define NB_HARNESS_RUNNER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "core/error.h"
+#include "run/progress.h"
+#include "config/sweep.h"
+
+struct nb_runner_opts {
+    int jobs;                 /* worker processes (>= 1) */
+    const char *results_dir;  /* NULL: the config's [experiment] results_dir */
+    const size_t *indices;    /* run only these (sweep indices); NULL: all */
+    size_t n_indices;
+    enum nb_progress_mode progress;
+    double stale_after;       /* seconds without heartbeat (default 300) */
+    bool summary;             /* rewrite EXP/summary.csv at the end */
+    FILE *out;                /* the closing table (stdout); NULL: none */
+};
+
+/* jobs 1, results_dir NULL, all runs, progress auto, stale_after 300,
+ * summary on, out NULL. */
+void nb_runner_opts_default(struct nb_runner_opts *o);
+
+struct nb_runner_report {
+    size_t total;     /* runs selected */
+    size_t skipped;   /* already done (or diverged) before this call */
+    size_t done, diverged, failed; /* outcomes of all selected runs */
+    size_t by_others; /* of those, finished by another process meanwhile */
+    int signal;       /* the signal that stopped the pool, 0 if none */
+    char summary_path[1100];
+};
+
+/* Runs the selected runs of sw (skipping done ones, waiting for runs that
+ * other processes hold, taking over stale claims), then writes the
+ * summary and the closing table.  Returns 0 when the pool ran (outcomes in
+ * rep; failed runs are not an error here), or a negative status with err
+ * filled when it could not (results directory not writable, ...). */
+int nb_runner_run(const struct nb_sweep *sw, const struct nb_runner_opts *o,
+                  struct nb_runner_report *rep, struct nb_error *err);
+
+enum nb_run_state {
+    NB_STATE_PENDING = 0, /* not started, killed, or its claim is stale */
+    NB_STATE_RUNNING,     /* claimed by a live process */
+    NB_STATE_DONE,
+    NB_STATE_DIVERGED,
+    NB_STATE_FAILED,      /* error.txt and no DONE */
+    NB_STATE_COUNT
+};
+
+/* "pending", "running", "done", "diverged", "failed". */
+const char *nb_run_state_name(enum nb_run_state s);
+
+/* EXP for sw (results_dir NULL: the config's) into buf; returns buf. */
+const char *nb_runner_exp_dir(const struct nb_sweep *sw,
+                              const char *results_dir, char *buf,
+                              size_t size);
+
+/* The state of run i of sw on disk. */
+enum nb_run_state nb_runner_state(const struct nb_sweep *sw, size_t i,
+                                  const char *results_dir,
+                                  double stale_after);
+
+/* Writes EXP/summary.csv (atomically) for every run of sw: index, run_id,
+ * status, run_dir, every config key (section.key), and the final metrics
+ * of done and diverged runs, read strictly back from their metrics.csv.
+ * Returns 0, or a negative status (err filled; e.g. a corrupt
+ * metrics.csv).  path_out (may be NULL) gets the file's path. */
+int nb_runner_summary(const struct nb_sweep *sw, const char *results_dir,
+                      char *path_out, size_t size, struct nb_error *err);
+
+#endif

@@ -1,0 +1,283 @@
+/* src/run/train.c - see train.h. */
+#include "run/train.h"
+
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/rng.h"
+
+#define MCOL(f, is_long, val) {#f, offsetof(struct nb_metrics, f), is_long, val}
+const struct nb_metrics_col nb_metrics_cols[NB_METRICS_N_COLS] = {
+    MCOL(step, true, false),        MCOL(epoch, false, false),
+    MCOL(lr, false, false),         MCOL(train_loss, false, false),
+    MCOL(train_acc, false, false),  MCOL(test_loss, false, false),
+    MCOL(test_acc, false, false),   MCOL(grad_norm, false, false),
+    MCOL(val_loss, false, true),    MCOL(val_acc, false, true)};
+#undef MCOL
+
+void nb_train_spec_default(struct nb_train_spec *s)
+{
+    memset(s, 0, sizeof *s);
+    nb_model_desc_default(&s->model);
+    nb_sgd_opts_default(&s->sgd);
+    nb_schedule_default(&s->sched, 0.1);
+    s->batch = 128;
+    s->epochs = 10;
+    s->eval_every_epoch = true;
+    s->drop_last = true;
+    s->diverge_loss = HUGE_VAL;
+    s->precise_samples = 1000;
+}
+
+/* Largest batch the model is built for: a multiple of the training batch
+ * of at least 128, so evaluation runs in big chunks and any ghost batch
+ * that divides the training batch divides it too. */
+static int model_batch(int batch)
+{
+    int k = (128 + batch - 1) / batch;
+    return batch * (k < 1 ? 1 : k);
+}
+
+/* Puts what failed in front of the reason nb_model_recompute_bn left in
+ * err: evaluation with precise or target statistics cannot go on. */
+static void recompute_failed(struct nb_error *err, const struct nb_train_spec *spec,
+                             long step)
+{
+    if (!err)
+        return;
+    char why[sizeof err->msg];
+    snprintf(why, sizeof why, "%s", err->msg);
+    snprintf(err->msg, sizeof err->msg,
+             "%s BN: cannot recompute the population statistics for the "
+             "evaluation at step %ld: %.600s",
+             spec->target_bn ? "target" : "precise", step, why);
+    if (!err->hint[0])
+        nb_error_hint(err, "the recomputation takes whole batches of %d "
+                      "(the training batch) from the %s set",
+                      spec->batch, spec->target_bn ? "test" : "training");
+}
+
+void nb_evaluate(struct nb_model *m, const struct nb_dataset *ds, int limit,
+                 double *loss, double *acc)
+{
+    struct nb_loader ld;
+    struct nb_error err;
+    *loss = *acc = NAN;
+    if (nb_loader_init(&ld, ds, m->max_batch, false, NULL, &err))
+        return;
+    nb_loader_epoch(&ld);
+    size_t want = (limit > 0 && (size_t)limit < ds->n) ? (size_t)limit : ds->n;
+    size_t done = 0;
+    double sl = 0;
+    long hits = 0;
+    const float *x, *t;
+    const int *y;
+    int n;
+    while (done < want && (n = nb_loader_next(&ld, &x, &y, &t)) > 0) {
+        if ((size_t)n > want - done)
+            n = (int)(want - done);
+        sl += nb_model_forward(m, x, y, t, n, NB_EVAL) * n;
+        if (y)
+            hits += nb_model_correct(m, y, n);
+        done += (size_t)n;
+    }
+    nb_loader_free(&ld);
+    if (done) {
+        *loss = sl / (double)done;
+        *acc = ds->y ? (double)hits / (double)done : NAN;
+    }
+}
+
+int nb_train(const struct nb_train_spec *spec, const struct nb_dataset *train,
+             const struct nb_dataset *test, const struct nb_train_hooks *hooks,
+             double target_acc, struct nb_train_result *res,
+             struct nb_error *err)
+{
+    return nb_train_val(spec, train, NULL, test, hooks, target_acc, res, err);
+}
+
+int nb_train_val(const struct nb_train_spec *spec, const struct nb_dataset *train,
+                 const struct nb_dataset *val, const struct nb_dataset *test,
+                 const struct nb_train_hooks *hooks, double target_acc,
+                 struct nb_train_result *res, struct nb_error *err)
+{
+    memset(res, 0, sizeof *res);
+    res->steps_to_target = -1;
+    if (spec->batch < 1)
+        return nb_error_set(err, NB_EINVAL, NULL, 0, "batch must be >= 1, not %d", spec->batch);
+    if (!train || train->n < 1)
+        return nb_error_set(err, NB_EINVAL, NULL, 0, "the training set is empty");
+    if ((size_t)spec->batch > train->n)
+        return nb_error_set(err, NB_EINVAL, NULL, 0,
+                            "batch %d is larger than the training set (%zu samples)",
+                            spec->batch, train->n);
+
+    struct nb_model m;
+    int rc = nb_model_build(&m, &spec->model, model_batch(spec->batch), spec->seed, err);
+    if (rc) {
+        nb_model_free(&m);
+        return rc;
+    }
+    /* Batch-norm needs more than one value per channel in training: check
+     * the regular batch and a final partial one. */
+    int rem = spec->drop_last ? 0 : (int)(train->n % (size_t)spec->batch);
+    if ((rc = nb_model_check_batch(&m, spec->batch, err)) ||
+        (rem && (rc = nb_model_check_batch(&m, rem, err)))) {
+        if (rem && rc)
+            nb_error_hint(err, "the last batch has %d sample(s): set drop_last = true", rem);
+        nb_model_free(&m);
+        return rc;
+    }
+
+    gsl_rng *data_rng = nb_rng_alloc(spec->seed, NB_STREAM_DATA);
+    m.ctx.rng_dropout = nb_rng_alloc(spec->seed, NB_STREAM_DROPOUT);
+    m.ctx.rng_noise = nb_rng_alloc(spec->seed, NB_STREAM_NOISE);
+    m.ctx.rng_probe = nb_rng_alloc(spec->seed, NB_STREAM_PROBE);
+    struct nb_loader ld;
+    memset(&ld, 0, sizeof ld);
+    float *saved_state = nb_alloc_floats(m.state.count ? m.state.count : 1);
+    if (!data_rng || !m.ctx.rng_dropout || !m.ctx.rng_noise || !m.ctx.rng_probe || !saved_state)
+        rc = nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
+    else
+        rc = nb_loader_init(&ld, train, spec->batch, spec->drop_last, data_rng, err);
+    if (rc)
+        goto out;
+
+    long spe = (long)nb_loader_batches(&ld);
+    struct nb_schedule sched = spec->sched;
+    sched.steps_per_epoch = spe;
+    long total = spec->max_steps > 0 ? spec->max_steps : spe * spec->epochs;
+    sched.total_steps = total;
+    struct nb_sgd sgd;
+    nb_sgd_init(&sgd, &spec->sgd);
+
+    double t0 = nb_now();
+    double acc_loss = 0, acc_gn = 0, lr = sched.lr;
+    long acc_hits = 0, acc_samples = 0, acc_steps = 0;
+    long step = 0;
+    bool stop = false;
+    for (int epoch = 0; !stop && step < total; epoch++) {
+        nb_loader_epoch(&ld);
+        const float *x, *t;
+        const int *y;
+        int n;
+        long in_epoch = 0;
+        while (!stop && step < total && (n = nb_loader_next(&ld, &x, &y, &t)) > 0) {
+            m.ctx.step = step;
+            double loss = nb_model_forward(&m, x, y, t, n, NB_TRAIN);
+            if (!isfinite(loss) || loss > spec->diverge_loss) {
+                res->status = NB_TRAIN_DIVERGED;
+                acc_loss += loss * n;
+                acc_samples += n;
+                stop = true;
+                break;
+            }
+            if (y)
+                acc_hits += nb_model_correct(&m, y, n);
+            nb_model_backward(&m, n);
+            lr = nb_schedule_lr(&sched, step);
+            if (hooks && hooks->on_step)
+                hooks->on_step(hooks->user, &m, x, y, t, n, step, lr);
+            acc_gn += nb_sgd_step(&sgd, &m, lr);
+            acc_loss += loss * n;
+            acc_samples += n;
+            acc_steps++;
+            step++;
+            bool end_epoch = ++in_epoch == spe;
+            bool last = step >= total;
+            bool due = (spec->eval_every > 0 && step % spec->eval_every == 0) ||
+                       (spec->eval_every_epoch && end_epoch) || last;
+            if (!due)
+                continue;
+            /* Population statistics recomputed for this evaluation only:
+             * the running statistics training keeps (EMA) are put back
+             * afterwards, so training is the same whatever eval_stats is. */
+            bool recompute = spec->precise_bn || (spec->target_bn && test && test->n > 0);
+            if (recompute) {
+                memcpy(saved_state, m.state.data, m.state.count * sizeof(float));
+                rc = nb_model_recompute_bn(&m, spec->target_bn ? test : train, spec->batch,
+                                           (size_t)spec->precise_samples, false, err);
+                if (rc) {
+                    /* evaluating with the training EMA instead would
+                     * measure something other than what was asked */
+                    recompute_failed(err, spec, step);
+                    stop = true;
+                    break;
+                }
+            }
+            struct nb_metrics row = {
+                .step = step,
+                .epoch = (double)step / (double)spe,
+                .lr = lr,
+                .train_loss = acc_samples ? acc_loss / acc_samples : NAN,
+                .train_acc = (acc_samples && y) ? (double)acc_hits / acc_samples : NAN,
+                .test_loss = NAN,
+                .test_acc = NAN,
+                .val_loss = NAN,
+                .val_acc = NAN,
+                .grad_norm = acc_steps ? acc_gn / acc_steps : NAN,
+            };
+            if (test && test->n > 0)
+                nb_evaluate(&m, test, spec->eval_samples, &row.test_loss, &row.test_acc);
+            if (val && val->n > 0)
+                nb_evaluate(&m, val, spec->eval_samples, &row.val_loss, &row.val_acc);
+            if (recompute)
+                memcpy(m.state.data, saved_state, m.state.count * sizeof(float));
+            row.time = nb_now() - t0;
+            if (!isfinite(row.test_loss) && test && test->n > 0) {
+                res->status = NB_TRAIN_DIVERGED;
+                stop = true;
+            }
+            if (isfinite(row.test_acc) && row.test_acc > res->best_test_acc)
+                res->best_test_acc = row.test_acc;
+            if (target_acc > 0 && res->steps_to_target < 0 && row.test_acc >= target_acc)
+                res->steps_to_target = step;
+            res->last = row;
+            if (hooks && hooks->on_metrics && hooks->on_metrics(hooks->user, &row)) {
+                res->status = NB_TRAIN_STOPPED;
+                stop = true;
+            }
+            acc_loss = acc_gn = 0;
+            acc_hits = acc_samples = acc_steps = 0;
+        }
+    }
+    if (rc) {
+        res->steps = step;
+        res->seconds = nb_now() - t0;
+        goto out;
+    }
+    if (res->status == NB_TRAIN_DIVERGED) {
+        /* keep a row that shows the divergence */
+        struct nb_metrics row = {
+            .step = step, .epoch = (double)step / (double)spe, .lr = lr,
+            .train_loss = acc_samples ? acc_loss / acc_samples : NAN,
+            .train_acc = NAN, .test_loss = NAN, .test_acc = NAN,
+            .val_loss = NAN, .val_acc = NAN,
+            .grad_norm = acc_steps ? acc_gn / acc_steps : NAN,
+            .time = nb_now() - t0,
+        };
+        res->last = row;
+        if (hooks && hooks->on_metrics)
+            hooks->on_metrics(hooks->user, &row);
+    }
+    res->steps = step;
+    res->seconds = nb_now() - t0;
+    if (hooks && hooks->on_end)
+        hooks->on_end(hooks->user, &m, res);
+out:
+    free(saved_state);
+    nb_loader_free(&ld);
+    if (data_rng)
+        gsl_rng_free(data_rng);
+    if (m.ctx.rng_dropout)
+        gsl_rng_free(m.ctx.rng_dropout);
+    if (m.ctx.rng_noise)
+        gsl_rng_free(m.ctx.rng_noise);
+    if (m.ctx.rng_probe)
+        gsl_rng_free(m.ctx.rng_probe);
+    nb_model_free(&m);
+    return rc;
+}

@@ -1,0 +1,118 @@
+/* src/run/train.h - the training loop every run shares.
+ *
+ * One run: build the model, then for each step take a batch from the
+ * training loader, forward (TRAIN), backward, let the step hook look at
+ * the model (probes: they must leave parameters, state, gradients and the
+ * training RNG streams as they found them), update with SGD, and every
+ * eval interval evaluate on the test set (EVAL) and emit a metrics row. */
+#ifndef NB_HARNESS_TRAIN_H
+#define NB_HARNESS_TRAIN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "data/data.h"
+#include "model/model.h"
+#include "optim/optim.h"
+
+struct nb_train_spec {
+    struct nb_model_desc model;
+    struct nb_sgd_opts sgd;
+    struct nb_schedule sched; /* lr and schedule; steps_per_epoch and
+                                 total_steps are filled by nb_train */
+    uint64_t seed;
+    int batch;
+    int epochs;
+    long max_steps;           /* > 0: stop after this many updates */
+    long eval_every;          /* > 0: evaluate every this many steps */
+    bool eval_every_epoch;    /* evaluate at the end of every epoch */
+    int eval_samples;         /* > 0: evaluate on the first N test samples */
+    bool drop_last;
+    double diverge_loss;      /* stop when the training loss exceeds this */
+    bool precise_bn;          /* recompute BN statistics before each eval */
+    bool target_bn;           /* ... on the evaluation data (domain shift) */
+    int precise_samples;      /* samples the recomputation uses */
+};
+
+/* The config table's defaults (keys.c; t_runner checks that an empty
+ * config resolves to exactly these): cnn, no norm, SGD lr 0.1 momentum
+ * 0.9, batch 128, 10 epochs, drop_last, no divergence limit. */
+void nb_train_spec_default(struct nb_train_spec *s);
+
+/* One row of metrics.csv. */
+struct nb_metrics {
+    long step;        /* updates done */
+    double epoch;     /* fractional epochs done */
+    double lr;        /* learning rate of the last update */
+    double train_loss, train_acc; /* over the interval since the last row */
+    double test_loss, test_acc;   /* NaN when no test set */
+    double val_loss, val_acc;     /* NaN when no validation set */
+    double grad_norm; /* mean gradient l2 norm over the interval */
+    double time;      /* seconds since the start of training */
+};
+
+/* The columns of a run's metrics.csv, in file order: one per field of
+ * struct nb_metrics but time (timing.csv has it, so metrics.csv is
+ * byte-identical between repeats); the val_only columns are written only
+ * when the run has a validation set.  The one list of them: the runner
+ * writes them, summarize reads them. */
+struct nb_metrics_col {
+    const char *name;
+    size_t offset;  /* of the field in struct nb_metrics */
+    bool is_long;   /* a long (step); else a double */
+    bool val_only;
+};
+enum { NB_METRICS_N_COLS = 10 };
+extern const struct nb_metrics_col nb_metrics_cols[NB_METRICS_N_COLS];
+
+enum nb_train_status { NB_TRAIN_DONE = 0, NB_TRAIN_DIVERGED, NB_TRAIN_STOPPED };
+
+struct nb_train_result {
+    enum nb_train_status status;
+    long steps;
+    struct nb_metrics last;
+    double best_test_acc;
+    long steps_to_target; /* -1 if never reached */
+    double seconds;
+};
+
+struct nb_train_hooks {
+    void *user;
+    /* Called after backward and before the update of every step. */
+    void (*on_step)(void *user, struct nb_model *m, const float *x,
+                    const int *y, const float *t, int n, long step, double lr);
+    /* Called for every metrics row; return non-zero to stop (an I/O error
+     * writing the row, say). */
+    int (*on_metrics)(void *user, const struct nb_metrics *row);
+    /* Called once after the last update (also after a divergence or a
+     * stop), with the final model, before it is freed; may be NULL.
+     * End-of-run probes (Hessian, slices) run here. */
+    void (*on_end)(void *user, struct nb_model *m,
+                   const struct nb_train_result *res);
+};
+
+/* Evaluates m on the first `limit` samples of ds (all when limit <= 0) in
+ * EVAL mode; returns mean loss and accuracy. */
+void nb_evaluate(struct nb_model *m, const struct nb_dataset *ds, int limit,
+                 double *loss, double *acc);
+
+/* Runs a whole training.  train must be non-empty; test may be NULL.
+ * target_acc > 0 fills steps_to_target.  Returns 0 (see res->status for
+ * diverged/stopped) or a negative status with err filled (bad spec, ...);
+ * with precise_bn or target_bn, population statistics that cannot be
+ * recomputed for an evaluation (a set smaller than one batch) fail the
+ * run there, before that evaluation's row. */
+int nb_train(const struct nb_train_spec *spec, const struct nb_dataset *train,
+             const struct nb_dataset *test, const struct nb_train_hooks *hooks,
+             double target_acc, struct nb_train_result *res,
+             struct nb_error *err);
+
+/* The same with a validation set (may be NULL or empty): every
+ * evaluation also measures val_loss and val_acc on it (at most
+ * eval_samples of it, like the test set), with the same statistics. */
+int nb_train_val(const struct nb_train_spec *spec, const struct nb_dataset *train,
+                 const struct nb_dataset *val, const struct nb_dataset *test,
+                 const struct nb_train_hooks *hooks, double target_acc,
+                 struct nb_train_result *res, struct nb_error *err);
+
+#endif
