@@ -71,9 +71,8 @@ void *sum_grow(void *arr, size_t *cap, size_t n, size_t size, size_t first);
 /* ---- sum_select.c ---- */
 
 /* Point filters (step, epoch, layer, param, param_value). */
-bool sum_point_matches(const struct nb_summary *s, const struct nb_sum_filter *f,
-                          int nf, long step, double epoch, int layer, int param,
-                          double pv);
+bool sum_point_matches(const struct nb_summary *s, const struct nb_sum_filter *f, int nf, long step,
+                       double epoch, int layer, int param, double pv);
 
 /* Steps per epoch of group g (its first run that knows), or NaN. */
 double sum_group_spe(const struct nb_summary *s, int g);
@@ -86,8 +85,8 @@ bool sum_same_point(const struct rawpt *a, const struct rawpt *b);
 
 /* The raw points of metric m in group g that pass the point filters. */
 int sum_gather_raw(const struct nb_summary *s, const struct nb_metric *m, int g,
-                      const struct nb_sum_filter *f, int nf, struct rawbuf *rb,
-                      int *layer_rank, bool *found_col);
+                   const struct nb_sum_filter *f, int nf, struct rawbuf *rb, int *layer_rank,
+                   bool *found_col);
 
 /* Ranks of the pooled strings (for sorting layers naturally: a layer
  * name's rank orders conv2 before conv10 only if named so; we sort by

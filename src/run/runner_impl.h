@@ -33,7 +33,8 @@ struct ctx {
 
 /* ---- rundir.c ---- */
 
-__attribute__((format(printf, 3, 4))) const char *rn_pathf(char *buf, size_t size, const char *fmt, ...);
+__attribute__((format(printf, 3, 4))) const char *rn_pathf(char *buf, size_t size, const char *fmt,
+                                                           ...);
 
 /* mkdir -p; 0 or NB_EIO with err naming the path. */
 int rn_mkdir_p(const char *path, struct nb_error *err);
@@ -49,14 +50,16 @@ long rn_read_small(const char *path, char *buf, size_t size);
 bool rn_kv_get(const char *text, const char *key, char *out, size_t size);
 
 /* Appends "key = value\n" to t (line breaks in the value become spaces). */
-__attribute__((format(printf, 3, 4))) void rn_kvf(struct nb_text *t, const char *key, const char *fmt, ...);
+__attribute__((format(printf, 3, 4))) void rn_kvf(struct nb_text *t, const char *key,
+                                                  const char *fmt, ...);
 
 /* The current UTC time as "YYYY-MM-DDTHH:MM:SSZ". */
 void rn_utc_now(char *buf, size_t size);
 
 /* The context of this invocation: the experiment and lock directories, the
  * host name, our pid and the start time. */
-void rn_ctx_init(struct ctx *c, const struct nb_sweep *sw, const char *results_dir, double stale_after);
+void rn_ctx_init(struct ctx *c, const struct nb_sweep *sw, const char *results_dir,
+                 double stale_after);
 
 /* EXP/RUN_ID of run r, into buf. */
 const char *rn_run_dir(const struct ctx *c, const struct nb_run *r, char *buf, size_t size);
@@ -65,13 +68,15 @@ const char *rn_run_dir(const struct ctx *c, const struct nb_run *r, char *buf, s
 const char *rn_lock_dir(const struct ctx *c, const struct nb_run *r, char *buf, size_t size);
 
 /* Appends one line to EXP/events.log (one write, O_APPEND). */
-__attribute__((format(printf, 4, 5))) void rn_event(const struct ctx *c, const char *what, const struct nb_run *r, const char *fmt, ...);
+__attribute__((format(printf, 4, 5))) void rn_event(const struct ctx *c, const char *what,
+                                                    const struct nb_run *r, const char *fmt, ...);
 
 /* NB_STATE_DONE / NB_STATE_DIVERGED when the run's DONE is valid, else -1. */
 int rn_done_state(const struct ctx *c, const struct nb_run *r);
 
 /* Writes lockdir/owner (host, pid and start time, worker, nonce). */
-int rn_owner_write(const struct ctx *c, const char *lockdir, long pid, long worker, const char *nonce);
+int rn_owner_write(const struct ctx *c, const char *lockdir, long pid, long worker,
+                   const char *nonce);
 
 /* Releases the claim at lockdir when it still carries our nonce. */
 void rn_lock_release(const char *lockdir, const char *nonce);
@@ -81,7 +86,8 @@ void rn_lock_release(const char *lockdir, const char *nonce);
  * CLAIM_DONE when it is done, CLAIM_BUSY when another live process holds
  * it, CLAIM_ERROR with err set. */
 enum { CLAIM_OK = 0, CLAIM_DONE, CLAIM_BUSY, CLAIM_ERROR };
-int rn_claim(const struct ctx *c, const struct nb_run *r, char *nonce, size_t nsize, struct nb_error *err);
+int rn_claim(const struct ctx *c, const struct nb_run *r, char *nonce, size_t nsize,
+             struct nb_error *err);
 
 /* ---- worker.c ---- */
 
