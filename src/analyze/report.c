@@ -765,8 +765,11 @@ static int cmp_row(const void *a, const void *b)
     return strcmp(((const struct idx_row *)a)->name, ((const struct idx_row *)b)->name);
 }
 
-int nb_index_write(const char *root, const char *experiments_dir, bool quick,
-                   struct nb_error *err)
+/* The index's rows: every experiment of experiments_dir (its claim, source
+ * and caveats) and every ROOT/NAME/verdict.txt (its verdict facts), into
+ * *rows_out (malloc'd, *n_out of them, unsorted). */
+static int index_rows(const char *root, const char *experiments_dir, struct idx_row **rows_out,
+                      int *n_out, struct nb_error *err)
 {
     struct idx_row *rows = NULL;
     int n = 0;
@@ -832,18 +835,15 @@ int nb_index_write(const char *root, const char *experiments_dir, bool quick,
     }
     if (d)
         closedir(d);
-    if (n > 1)
-        qsort(rows, (size_t)n, sizeof *rows, cmp_row);
-    char path[4200], tmp[4300];
-    snprintf(path, sizeof path, "%s/index.md", root);
-    FILE *fp;
-    int rc = nb_mkdirs(root, err);
-    if (!rc)
-        rc = write_atomic_begin(path, tmp, sizeof tmp, &fp, err);
-    if (rc) {
-        free(rows);
-        return rc;
-    }
+    *rows_out = rows;
+    *n_out = n;
+    return 0;
+}
+
+/* index.md's text: the heading, how to read it, and one table row per
+ * experiment. */
+static void index_text(FILE *fp, const struct idx_row *rows, int n, bool quick)
+{
     fprintf(fp, "# normbench results%s\n\n", quick ? " (quick runs)" : "");
     if (quick)
         fputs("> Quick runs (`normbench reproduce NAME --quick`) shrink data and steps to "
@@ -890,6 +890,29 @@ int nb_index_write(const char *root, const char *experiments_dir, bool quick,
         cell_str(fp, r->caveats[0] ? r->caveats : "-");
         fprintf(fp, " | %s | %s |\n", r->has ? r->runs : "-", r->has ? r->date : "-");
     }
+}
+
+int nb_index_write(const char *root, const char *experiments_dir, bool quick,
+                   struct nb_error *err)
+{
+    struct idx_row *rows = NULL;
+    int n = 0;
+    int rc = index_rows(root, experiments_dir, &rows, &n, err);
+    if (rc)
+        return rc;
+    if (n > 1)
+        qsort(rows, (size_t)n, sizeof *rows, cmp_row);
+    char path[4200], tmp[4300];
+    snprintf(path, sizeof path, "%s/index.md", root);
+    FILE *fp;
+    rc = nb_mkdirs(root, err);
+    if (!rc)
+        rc = write_atomic_begin(path, tmp, sizeof tmp, &fp, err);
+    if (rc) {
+        free(rows);
+        return rc;
+    }
+    index_text(fp, rows, n, quick);
     free(rows);
     return write_atomic_end(path, tmp, fp, err);
 }
