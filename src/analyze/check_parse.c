@@ -1,0 +1,791 @@
+/* src/analyze/check_parse.c - the check language's syntax tree, filters
+ * and parser; see check.h (evaluation: check.c). */
+#include "analyze/check.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <gsl/gsl_cdf.h>
+#include <gsl/gsl_rng.h>
+#include <gsl/gsl_sort.h>
+#include <gsl/gsl_statistics_double.h>
+
+#include "config/keys.h"
+#include "analyze/prereg.h"
+
+#include "analyze/check_impl.h"
+
+/* ======================================================================
+ * AST
+ * ====================================================================== */
+
+const char *const nb_check_agg_names[A_COUNT_ + 1] = {
+    "at", "mean", "median", "min", "max", "sum", "std", "range", "count",
+    "first", "last", "rankcorr"};
+
+
+
+static void node_free(struct nb_check_node *n)
+{
+    if (!n)
+        return;
+    node_free(n->a);
+    node_free(n->b);
+    nb_metric_free(&n->metric);
+    nb_filters_free(n->f, n->nf);
+    nb_summary_prepared_free(n->prep);
+    free(n->text);
+    free(n);
+}
+
+void nb_check_free(struct nb_check *c)
+{
+    if (!c)
+        return;
+    free(c->name);
+    free(c->about);
+    free(c->text);
+    free(c->file);
+    node_free(c->lhs);
+    node_free(c->rhs);
+    memset(c, 0, sizeof *c);
+}
+
+void nb_filters_free(struct nb_sum_filter *f, int n)
+{
+    if (!f)
+        return;
+    for (int i = 0; i < n; i++)
+        nb_sum_filter_free(&f[i]);
+    free(f);
+}
+
+/* ======================================================================
+ * Filters
+ * ====================================================================== */
+
+static const struct {
+    const char *name;
+    int key;
+} pseudo_keys[] = {{"step", NB_FK_STEP},
+                   {"epoch", NB_FK_EPOCH},
+                   {"layer", NB_FK_LAYER},
+                   {"param", NB_FK_PARAM},
+                   {"param_value", NB_FK_PARAM_VALUE}};
+#define N_PSEUDO ((int)(sizeof pseudo_keys / sizeof pseudo_keys[0]))
+
+static bool is_ident_char(int c)
+{
+    return isalnum(c) || c == '_' || c == '.';
+}
+
+static char *trim_dup(const char *s, size_t n)
+{
+    while (n && isspace((unsigned char)*s))
+        s++, n--;
+    while (n && isspace((unsigned char)s[n - 1]))
+        n--;
+    char *d = malloc(n + 1);
+    if (d) {
+        memcpy(d, s, n);
+        d[n] = '\0';
+    }
+    return d;
+}
+
+/* Resolves a key name; returns 0 with *key set, or NB_EINVAL. */
+static int resolve_key(const char *name, const char *ctx, const char *file, int line,
+                       int *key, struct nb_error *err)
+{
+    for (int i = 0; i < N_PSEUDO; i++)
+        if (!strcmp(name, pseudo_keys[i].name)) {
+            *key = pseudo_keys[i].key;
+            return 0;
+        }
+    int k = nb_key_lookup_name(name);
+    /* the short names of labels: bs, G (lr is unique anyway) */
+    if (!strcmp(name, "bs"))
+        k = nb_key_lookup("train", "batch");
+    else if (!strcmp(name, "G"))
+        k = nb_key_lookup("norm", "groups");
+    if (k >= 0) {
+        *key = k;
+        return 0;
+    }
+    if (k == -2) {
+        char alts[256] = "";
+        size_t n = 0;
+        for (int i = 0; i < nb_n_keys; i++)
+            if (!strcmp(nb_keys[i].key, name))
+                n += (size_t)snprintf(alts + n, n < sizeof alts ? sizeof alts - n : 0,
+                                      "%s%s.%s", n ? " or " : "", nb_keys[i].section,
+                                      nb_keys[i].key);
+        return nb_error_set(err, NB_EINVAL, file, line, "%s: ambiguous key '%s' (%s)",
+                            ctx, name, alts);
+    }
+    nb_error_set(err, NB_EINVAL, file, line, "%s: unknown key '%s'", ctx, name);
+    const char *cands[512];
+    char full[512][96];
+    int nc = 0;
+    for (int i = 0; i < nb_n_keys && nc < 500; i++) {
+        snprintf(full[nc], sizeof full[nc], "%s.%s", nb_keys[i].section, nb_keys[i].key);
+        cands[nc] = full[nc];
+        nc++;
+    }
+    for (int i = 0; i < N_PSEUDO; i++)
+        cands[nc++] = pseudo_keys[i].name;
+    const char *near = nb_closest(name, cands, nc);
+    if (near)
+        nb_error_hint(err, "did you mean '%s'?", near);
+    return NB_EINVAL;
+}
+
+static bool parse_number(const char *s, double *v)
+{
+    if (!*s)
+        return false;
+    char *end;
+    errno = 0;
+    double x = strtod(s, &end);
+    if (end == s || *end)
+        return false;
+    *v = x;
+    return true;
+}
+
+static bool key_numeric(int key)
+{
+    if (key == NB_FK_STEP || key == NB_FK_EPOCH || key == NB_FK_PARAM_VALUE)
+        return true;
+    if (key < 0)
+        return false;
+    return nb_keys[key].type == NB_KEY_INT || nb_keys[key].type == NB_KEY_FLOAT;
+}
+
+int nb_filter_parse(const char *text, const char *ctx, const char *file,
+                    int line, struct nb_sum_filter *f, struct nb_error *err)
+{
+    memset(f, 0, sizeof *f);
+    const char *p = text;
+    while (isspace((unsigned char)*p))
+        p++;
+    const char *k0 = p;
+    while (is_ident_char((unsigned char)*p))
+        p++;
+    if (p == k0)
+        return nb_error_set(err, NB_EINVAL, file, line,
+                            "%s: expected a filter KEY=VALUE, got '%s'", ctx, text);
+    char key[128];
+    snprintf(key, sizeof key, "%.*s", (int)(p - k0), k0);
+    while (isspace((unsigned char)*p))
+        p++;
+    enum nb_cmp op;
+    if (!strncmp(p, "<=", 2))
+        op = NB_CMP_LE, p += 2;
+    else if (!strncmp(p, ">=", 2))
+        op = NB_CMP_GE, p += 2;
+    else if (!strncmp(p, "!=", 2))
+        op = NB_CMP_NE, p += 2;
+    else if (!strncmp(p, "==", 2))
+        op = NB_CMP_EQ, p += 2;
+    else if (*p == '=')
+        op = NB_CMP_EQ, p++;
+    else if (*p == '<')
+        op = NB_CMP_LT, p++;
+    else if (*p == '>')
+        op = NB_CMP_GT, p++;
+    else
+        return nb_error_set(err, NB_EINVAL, file, line,
+                            "%s: filter '%s' needs an operator (=, !=, <, <=, >, >=) "
+                            "after '%s'",
+                            ctx, text, key);
+    int k;
+    int rc = resolve_key(key, ctx, file, line, &k, err);
+    if (rc)
+        return rc;
+    char *val = trim_dup(p, strlen(p));
+    if (!val)
+        return nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
+    f->key = k;
+    f->op = op;
+    f->text = trim_dup(text, strlen(text));
+    if (!f->text) {
+        free(val);
+        return nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
+    }
+    if (!*val) {
+        free(val);
+        nb_sum_filter_free(f);
+        return nb_error_set(err, NB_EINVAL, file, line, "%s: filter '%s' has no value",
+                            ctx, text);
+    }
+    char *dots = strstr(val, "..");
+    if (dots) {
+        *dots = '\0';
+        double lo, hi;
+        char *a = trim_dup(val, strlen(val)), *b = trim_dup(dots + 2, strlen(dots + 2));
+        bool ok = a && b && parse_number(a, &lo) && parse_number(b, &hi);
+        free(a);
+        free(b);
+        free(val);
+        if (!ok || (op != NB_CMP_EQ && op != NB_CMP_NE) || !key_numeric(k) || lo > hi) {
+            int r = nb_error_set(err, NB_EINVAL, file, line,
+                                 "%s: bad range in filter '%s' (KEY=LO..HI with numbers "
+                                 "LO <= HI, on a numeric key)",
+                                 ctx, f->text);
+            nb_sum_filter_free(f);
+            return r;
+        }
+        f->range = true;
+        f->lo = lo;
+        f->hi = hi;
+        return 0;
+    }
+    /* alternatives */
+    int n = 1;
+    for (char *q = val; *q; q++)
+        n += *q == '|';
+    if (n > 1 && op != NB_CMP_EQ && op != NB_CMP_NE) {
+        free(val);
+        int r = nb_error_set(err, NB_EINVAL, file, line,
+                             "%s: alternatives (a|b) need = or != in filter '%s'", ctx,
+                             f->text);
+        nb_sum_filter_free(f);
+        return r;
+    }
+    f->vals = calloc((size_t)n, sizeof *f->vals);
+    f->num = calloc((size_t)n, sizeof *f->num);
+    if (!f->vals || !f->num) {
+        free(val);
+        nb_sum_filter_free(f);
+        return nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
+    }
+    char *q = val;
+    for (int i = 0; i < n; i++) {
+        char *bar = strchr(q, '|');
+        size_t len = bar ? (size_t)(bar - q) : strlen(q);
+        char *v = trim_dup(q, len);
+        if (!v || !*v) {
+            free(v);
+            free(val);
+            int r = nb_error_set(err, NB_EINVAL, file, line,
+                                 "%s: empty value in filter '%s'", ctx, f->text);
+            nb_sum_filter_free(f);
+            return r;
+        }
+        if (k >= 0) { /* check and canonicalize against the key table */
+            char *canon = NULL;
+            struct nb_error e2;
+            nb_error_clear(&e2);
+            if (nb_key_canon(&nb_keys[k], v, file, line, &canon, &e2)) {
+                nb_error_set(err, NB_EINVAL, file, line, "%s: filter '%s': %s", ctx,
+                             f->text, e2.msg);
+                if (e2.hint[0])
+                    nb_error_hint(err, "%s", e2.hint);
+                free(v);
+                free(val);
+                nb_sum_filter_free(f);
+                return NB_EINVAL;
+            }
+            free(v);
+            v = canon;
+        }
+        f->vals[i] = v;
+        f->n_vals = i + 1;
+        if (!parse_number(v, &f->num[i]))
+            f->num[i] = NAN;
+        if (op != NB_CMP_EQ && op != NB_CMP_NE && (isnan(f->num[i]) || !key_numeric(k))) {
+            free(val);
+            int r = nb_error_set(err, NB_EINVAL, file, line,
+                                 "%s: '%s' compares with %s, which needs a number on a "
+                                 "numeric key",
+                                 ctx, f->text, nb_cmp_str(op));
+            nb_sum_filter_free(f);
+            return r;
+        }
+        q = bar ? bar + 1 : q + len;
+    }
+    free(val);
+    return 0;
+}
+
+/* Splits at top-level commas (not inside parentheses). */
+int nb_filters_parse(const char *text, const char *ctx, const char *file,
+                     int line, struct nb_sum_filter **f, int *n,
+                     struct nb_error *err)
+{
+    *f = NULL;
+    *n = 0;
+    const char *p = text;
+    while (isspace((unsigned char)*p))
+        p++;
+    if (!*p)
+        return 0;
+    int cap = 1;
+    for (const char *q = p; *q; q++)
+        cap += *q == ',';
+    struct nb_sum_filter *arr = calloc((size_t)cap, sizeof *arr);
+    if (!arr)
+        return nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
+    int cnt = 0;
+    while (*p) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        char *part = trim_dup(p, len);
+        if (!part) {
+            nb_filters_free(arr, cnt);
+            return nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
+        }
+        int rc = nb_filter_parse(part, ctx, file, line, &arr[cnt], err);
+        free(part);
+        if (rc) {
+            nb_filters_free(arr, cnt);
+            return rc;
+        }
+        cnt++;
+        if (!comma)
+            break;
+        p = comma + 1;
+    }
+    *f = arr;
+    *n = cnt;
+    return 0;
+}
+
+/* ======================================================================
+ * The parser
+ * ====================================================================== */
+
+struct parser {
+    const char *src;
+    const char *p;
+    const char *ctx;   /* "check NAME" */
+    const char *file;
+    int line;
+    struct nb_error *err;
+    int status;
+    int depth;         /* nesting of unary operators and parentheses */
+};
+
+/* Nesting deeper than this is an error, not a stack overflow (found by
+ * fuzz_check). */
+#define MAX_NESTING 100
+
+static void skip_ws(struct parser *ps)
+{
+    while (isspace((unsigned char)*ps->p))
+        ps->p++;
+}
+
+__attribute__((format(printf, 2, 3))) static struct nb_check_node *
+perr(struct parser *ps, const char *fmt, ...)
+{
+    if (ps->status)
+        return NULL;
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    int col = (int)(ps->p - ps->src) + 1;
+    if (*ps->p)
+        nb_error_set(ps->err, NB_EINVAL, ps->file, ps->line, "%s: %s at column %d, near '%.30s'",
+                     ps->ctx, msg, col, ps->p);
+    else
+        nb_error_set(ps->err, NB_EINVAL, ps->file, ps->line, "%s: %s at the end", ps->ctx,
+                     msg);
+    ps->status = NB_EINVAL;
+    return NULL;
+}
+
+static struct nb_check_node *new_node(struct parser *ps, enum ntype t)
+{
+    struct nb_check_node *n = calloc(1, sizeof *n);
+    if (!n && !ps->status) {
+        nb_error_set(ps->err, NB_ENOMEM, NULL, 0, "out of memory");
+        ps->status = NB_ENOMEM;
+    }
+    if (n) {
+        n->type = t;
+        n->xkey = -1000;
+    }
+    return n;
+}
+
+static struct nb_check_node *parse_expr(struct parser *ps);
+
+/* The raw text of one argument: up to a top-level ',' or ')'. */
+static char *take_arg(struct parser *ps)
+{
+    skip_ws(ps);
+    const char *s = ps->p;
+    int depth = 0;
+    while (*ps->p && !(depth == 0 && (*ps->p == ',' || *ps->p == ')'))) {
+        if (*ps->p == '(')
+            depth++;
+        else if (*ps->p == ')')
+            depth--;
+        ps->p++;
+    }
+    return trim_dup(s, (size_t)(ps->p - s));
+}
+
+static struct nb_check_node *parse_call(struct parser *ps, const char *name,
+                                        const char *start)
+{
+    /* ps->p is just after '(' */
+    if (!strcmp(name, "abs")) {
+        struct nb_check_node *n = new_node(ps, N_ABS);
+        if (!n)
+            return NULL;
+        n->a = parse_expr(ps);
+        skip_ws(ps);
+        if (!n->a || *ps->p != ')') {
+            node_free(n);
+            return perr(ps, "expected ')' to close abs(");
+        }
+        ps->p++;
+        return n;
+    }
+    int agg = -1;
+    for (int i = 0; i < A_COUNT_; i++)
+        if (!strcmp(nb_check_agg_names[i], name))
+            agg = i;
+    if (agg < 0) {
+        const char *cands[A_COUNT_ + 1];
+        for (int i = 0; i < A_COUNT_; i++)
+            cands[i] = nb_check_agg_names[i];
+        cands[A_COUNT_] = "abs";
+        const char *near = nb_closest(name, cands, A_COUNT_ + 1);
+        ps->p = start;
+        perr(ps, "unknown function '%s' (at mean median min max sum std range count "
+                 "first last rankcorr abs)",
+             name);
+        if (near)
+            nb_error_hint(ps->err, "did you mean '%s'?", near);
+        return NULL;
+    }
+    struct nb_check_node *n = new_node(ps, N_AGG);
+    if (!n)
+        return NULL;
+    n->agg = agg;
+    skip_ws(ps);
+    const char *arg0 = ps->p;
+    while (is_ident_char((unsigned char)*ps->p))
+        ps->p++;
+    char *metric = trim_dup(arg0, (size_t)(ps->p - arg0));
+    if (!metric) {
+        node_free(n);
+        return perr(ps, "out of memory");
+    }
+    if (!*metric) {
+        free(metric);
+        node_free(n);
+        return perr(ps, "%s( needs a metric as its first argument", name);
+    }
+    skip_ws(ps);
+    if (*ps->p != ',' && *ps->p != ')') {
+        free(metric);
+        node_free(n);
+        return perr(ps, "expected ',' or ')' after the metric");
+    }
+    struct nb_error e2;
+    nb_error_clear(&e2);
+    if (nb_metric_parse(metric, ps->file, ps->line, &n->metric, &e2)) {
+        free(metric);
+        node_free(n);
+        nb_error_set(ps->err, e2.status, ps->file, ps->line, "%s: %s", ps->ctx, e2.msg);
+        if (e2.hint[0])
+            nb_error_hint(ps->err, "%s", e2.hint);
+        ps->status = e2.status;
+        return NULL;
+    }
+    free(metric);
+    if (agg == A_RANKCORR) {
+        if (*ps->p != ',') {
+            node_free(n);
+            return perr(ps, "rankcorr(METRIC, KEY, ...) needs a key after the metric");
+        }
+        ps->p++;
+        char *key = take_arg(ps);
+        if (!key) {
+            node_free(n);
+            return perr(ps, "out of memory");
+        }
+        int k;
+        if (!*key || strpbrk(key, "=<>!")) {
+            free(key);
+            node_free(n);
+            return perr(ps, "rankcorr's second argument must be a key (train.batch, step, ...)");
+        }
+        if (resolve_key(key, ps->ctx, ps->file, ps->line, &k, ps->err)) {
+            free(key);
+            node_free(n);
+            ps->status = NB_EINVAL;
+            return NULL;
+        }
+        free(key);
+        if (!(k >= 0 || k == NB_FK_STEP || k == NB_FK_EPOCH)) {
+            node_free(n);
+            return perr(ps, "rankcorr's key must be a config key, step or epoch");
+        }
+        n->xkey = k;
+    }
+    while (*ps->p == ',') {
+        ps->p++;
+        const char *fs = ps->p;
+        char *ft = take_arg(ps);
+        if (!ft) {
+            node_free(n);
+            return perr(ps, "out of memory");
+        }
+        struct nb_sum_filter *nf = realloc(n->f, (size_t)(n->nf + 1) * sizeof *nf);
+        if (!nf) {
+            free(ft);
+            node_free(n);
+            return perr(ps, "out of memory");
+        }
+        n->f = nf;
+        if (!*ft) {
+            free(ft);
+            node_free(n);
+            ps->p = fs;
+            return perr(ps, "empty filter");
+        }
+        int rc = nb_filter_parse(ft, ps->ctx, ps->file, ps->line, &n->f[n->nf], ps->err);
+        free(ft);
+        if (rc) {
+            ps->status = rc;
+            node_free(n);
+            return NULL;
+        }
+        n->nf++;
+    }
+    if (*ps->p != ')') {
+        node_free(n);
+        return perr(ps, "expected ')' to close %s(", name);
+    }
+    ps->p++;
+    n->text = trim_dup(start, (size_t)(ps->p - start));
+    /* filters that cannot apply to the metric are parse errors */
+    for (int i = 0; i < n->nf; i++) {
+        int k = n->f[i].key;
+        bool probe_key = k == NB_FK_LAYER || k == NB_FK_PARAM || k == NB_FK_PARAM_VALUE;
+        bool step_key = k == NB_FK_STEP || k == NB_FK_EPOCH;
+        if ((probe_key && n->metric.kind != NB_MK_PROBE) ||
+            (step_key && n->metric.kind == NB_MK_SCALAR)) {
+            nb_error_set(ps->err, NB_EINVAL, ps->file, ps->line,
+                         "%s: filter '%s' does not apply to %s (a %s)", ps->ctx,
+                         n->f[i].text, n->metric.text,
+                         n->metric.kind == NB_MK_SCALAR ? "per-run scalar"
+                                                        : "per-step metrics column");
+            ps->status = NB_EINVAL;
+            node_free(n);
+            return NULL;
+        }
+    }
+    if (agg == A_RANKCORR && (n->xkey == NB_FK_STEP || n->xkey == NB_FK_EPOCH) &&
+        n->metric.kind == NB_MK_SCALAR) {
+        const char *what = n->xkey == NB_FK_STEP ? "step" : "epoch";
+        node_free(n);
+        return perr(ps, "rankcorr over %s needs a per-step metric", what);
+    }
+    return n;
+}
+
+static struct nb_check_node *parse_primary(struct parser *ps)
+{
+    skip_ws(ps);
+    const char *start = ps->p;
+    if (*ps->p == '(') {
+        ps->p++;
+        struct nb_check_node *n = parse_expr(ps);
+        skip_ws(ps);
+        if (!n)
+            return NULL;
+        if (*ps->p != ')') {
+            node_free(n);
+            return perr(ps, "expected ')'");
+        }
+        ps->p++;
+        return n;
+    }
+    if (isdigit((unsigned char)*ps->p) || *ps->p == '.') {
+        char *end;
+        double v = strtod(ps->p, &end);
+        if (end == ps->p)
+            return perr(ps, "bad number");
+        ps->p = end;
+        struct nb_check_node *n = new_node(ps, N_NUM);
+        if (n)
+            n->num = v;
+        return n;
+    }
+    if (isalpha((unsigned char)*ps->p) || *ps->p == '_') {
+        while (is_ident_char((unsigned char)*ps->p))
+            ps->p++;
+        char name[64];
+        snprintf(name, sizeof name, "%.*s", (int)(ps->p - start), start);
+        skip_ws(ps);
+        if (*ps->p != '(') {
+            ps->p = start;
+            return perr(ps, "expected a number or a function call such as "
+                            "mean(METRIC, KEY=VALUE), not a bare name");
+        }
+        ps->p++;
+        return parse_call(ps, name, start);
+    }
+    if (!*ps->p)
+        return perr(ps, "expected a number or a function call");
+    return perr(ps, "unexpected character '%c'", *ps->p);
+}
+
+static struct nb_check_node *parse_unary_(struct parser *ps);
+
+static struct nb_check_node *parse_unary(struct parser *ps)
+{
+    if (ps->depth >= MAX_NESTING)
+        return perr(ps, "nested more than %d deep", MAX_NESTING);
+    ps->depth++;
+    struct nb_check_node *n = parse_unary_(ps);
+    ps->depth--;
+    return n;
+}
+
+static struct nb_check_node *parse_unary_(struct parser *ps)
+{
+    skip_ws(ps);
+    if (*ps->p == '-') {
+        ps->p++;
+        struct nb_check_node *a = parse_unary(ps);
+        if (!a)
+            return NULL;
+        struct nb_check_node *n = new_node(ps, N_NEG);
+        if (!n) {
+            node_free(a);
+            return NULL;
+        }
+        n->a = a;
+        return n;
+    }
+    if (*ps->p == '+')
+        ps->p++;
+    return parse_primary(ps);
+}
+
+/* A left-associative chain of operand (op1 | op2) operand ..., the
+ * operands parsed by sub, the operators making nodes t1 and t2. */
+static struct nb_check_node *parse_binary(struct parser *ps,
+                                          struct nb_check_node *(*sub)(struct parser *),
+                                          char op1, enum ntype t1, char op2, enum ntype t2)
+{
+    struct nb_check_node *l = sub(ps);
+    while (l) {
+        skip_ws(ps);
+        enum ntype t;
+        if (*ps->p == op1)
+            t = t1;
+        else if (*ps->p == op2)
+            t = t2;
+        else
+            break;
+        ps->p++;
+        struct nb_check_node *r = sub(ps);
+        if (!r) {
+            node_free(l);
+            return NULL;
+        }
+        struct nb_check_node *n = new_node(ps, t);
+        if (!n) {
+            node_free(l);
+            node_free(r);
+            return NULL;
+        }
+        n->a = l;
+        n->b = r;
+        l = n;
+    }
+    return l;
+}
+
+static struct nb_check_node *parse_term(struct parser *ps)
+{
+    return parse_binary(ps, parse_unary, '*', N_MUL, '/', N_DIV);
+}
+
+static struct nb_check_node *parse_expr(struct parser *ps)
+{
+    return parse_binary(ps, parse_term, '+', N_ADD, '-', N_SUB);
+}
+
+bool nb_check_node_has_agg(const struct nb_check_node *n)
+{
+    return n && (n->type == N_AGG || nb_check_node_has_agg(n->a) || nb_check_node_has_agg(n->b));
+}
+
+int nb_check_parse(const char *name, const char *text, const char *file,
+                   int line, struct nb_check *c, struct nb_error *err)
+{
+    memset(c, 0, sizeof *c);
+    char ctx[200];
+    snprintf(ctx, sizeof ctx, "check %s", name);
+    struct parser ps = {.src = text, .p = text, .ctx = ctx, .file = file, .line = line,
+                        .err = err};
+    c->name = strdup(name);
+    c->text = trim_dup(text, strlen(text));
+    c->file = strdup(file ? file : "");
+    c->line = line;
+    if (!c->name || !c->text || !c->file) {
+        nb_check_free(c);
+        return nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
+    }
+    skip_ws(&ps);
+    if (!*ps.p) {
+        nb_check_free(c);
+        return nb_error_set(err, NB_EINVAL, file, line, "%s: empty statement", ctx);
+    }
+    c->lhs = parse_expr(&ps);
+    if (c->lhs) {
+        skip_ws(&ps);
+        const char *p = ps.p;
+        if (!strncmp(p, "<=", 2))
+            c->op = NB_CMP_LE, ps.p += 2;
+        else if (!strncmp(p, ">=", 2))
+            c->op = NB_CMP_GE, ps.p += 2;
+        else if (!strncmp(p, "==", 2))
+            c->op = NB_CMP_EQ, ps.p += 2;
+        else if (!strncmp(p, "!=", 2))
+            c->op = NB_CMP_NE, ps.p += 2;
+        else if (*p == '<')
+            c->op = NB_CMP_LT, ps.p++;
+        else if (*p == '>')
+            c->op = NB_CMP_GT, ps.p++;
+        else if (*p == '=')
+            perr(&ps, "use '==' to compare for equality");
+        else
+            perr(&ps, "expected a comparison (<, <=, >, >=, ==, !=)");
+        if (!ps.status) {
+            c->rhs = parse_expr(&ps);
+            skip_ws(&ps);
+            if (c->rhs && *ps.p) {
+                if (strchr("<>=!", *ps.p))
+                    perr(&ps, "only one comparison per check");
+                else
+                    perr(&ps, "unexpected text after the statement");
+            }
+        }
+    }
+    if (!ps.status && !nb_check_node_has_agg(c->lhs) && !nb_check_node_has_agg(c->rhs))
+        perr(&ps, "the statement measures nothing (no function over a metric)");
+    if (ps.status) {
+        nb_check_free(c);
+        return ps.status;
+    }
+    return 0;
+}
+
