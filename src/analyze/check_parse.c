@@ -435,10 +435,148 @@ static char *take_arg(struct parser *ps)
     return trim_dup(s, (size_t)(ps->p - s));
 }
 
+/* The first argument of an aggregate call, its metric, into n->metric;
+ * 0, or -1 with the error set (n is the caller's to free). */
+static int parse_call_metric(struct parser *ps, struct nb_check_node *n, const char *name)
+{
+    skip_ws(ps);
+    const char *arg0 = ps->p;
+    while (is_ident_char((unsigned char)*ps->p))
+        ps->p++;
+    char *metric = trim_dup(arg0, (size_t)(ps->p - arg0));
+    if (!metric) {
+        perr(ps, "out of memory");
+        return -1;
+    }
+    if (!*metric) {
+        free(metric);
+        perr(ps, "%s( needs a metric as its first argument", name);
+        return -1;
+    }
+    skip_ws(ps);
+    if (*ps->p != ',' && *ps->p != ')') {
+        free(metric);
+        perr(ps, "expected ',' or ')' after the metric");
+        return -1;
+    }
+    struct nb_error e2;
+    nb_error_clear(&e2);
+    if (nb_metric_parse(metric, ps->file, ps->line, &n->metric, &e2)) {
+        free(metric);
+        nb_error_set(ps->err, e2.status, ps->file, ps->line, "%s: %s", ps->ctx, e2.msg);
+        if (e2.hint[0])
+            nb_error_hint(ps->err, "%s", e2.hint);
+        ps->status = e2.status;
+        return -1;
+    }
+    free(metric);
+    return 0;
+}
+
+/* rankcorr's second argument, the key its values are ranked against, into
+ * n->xkey; 0, or -1 with the error set. */
+static int parse_call_rankkey(struct parser *ps, struct nb_check_node *n)
+{
+    if (*ps->p != ',') {
+        perr(ps, "rankcorr(METRIC, KEY, ...) needs a key after the metric");
+        return -1;
+    }
+    ps->p++;
+    char *key = take_arg(ps);
+    if (!key) {
+        perr(ps, "out of memory");
+        return -1;
+    }
+    int k;
+    if (!*key || strpbrk(key, "=<>!")) {
+        free(key);
+        perr(ps, "rankcorr's second argument must be a key (train.batch, step, ...)");
+        return -1;
+    }
+    if (resolve_key(key, ps->ctx, ps->file, ps->line, &k, ps->err)) {
+        free(key);
+        ps->status = NB_EINVAL;
+        return -1;
+    }
+    free(key);
+    if (!(k >= 0 || k == NB_FK_STEP || k == NB_FK_EPOCH)) {
+        perr(ps, "rankcorr's key must be a config key, step or epoch");
+        return -1;
+    }
+    n->xkey = k;
+    return 0;
+}
+
+/* The call's filters (", KEY=VALUE" ...) into n->f; 0, or -1 with the
+ * error set. */
+static int parse_call_filters(struct parser *ps, struct nb_check_node *n)
+{
+    while (*ps->p == ',') {
+        ps->p++;
+        const char *fs = ps->p;
+        char *ft = take_arg(ps);
+        if (!ft) {
+            perr(ps, "out of memory");
+            return -1;
+        }
+        struct nb_sum_filter *nf = realloc(n->f, (size_t)(n->nf + 1) * sizeof *nf);
+        if (!nf) {
+            free(ft);
+            perr(ps, "out of memory");
+            return -1;
+        }
+        n->f = nf;
+        if (!*ft) {
+            free(ft);
+            ps->p = fs;
+            perr(ps, "empty filter");
+            return -1;
+        }
+        int rc = nb_filter_parse(ft, ps->ctx, ps->file, ps->line, &n->f[n->nf], ps->err);
+        free(ft);
+        if (rc) {
+            ps->status = rc;
+            return -1;
+        }
+        n->nf++;
+    }
+    return 0;
+}
+
+/* Filters and a rankcorr key that cannot apply to the call's metric are
+ * parse errors: 0, or -1 with the error set. */
+static int check_call_applies(struct parser *ps, const struct nb_check_node *n)
+{
+    for (int i = 0; i < n->nf; i++) {
+        int k = n->f[i].key;
+        bool probe_key = k == NB_FK_LAYER || k == NB_FK_PARAM || k == NB_FK_PARAM_VALUE;
+        bool step_key = k == NB_FK_STEP || k == NB_FK_EPOCH;
+        if ((probe_key && n->metric.kind != NB_MK_PROBE) ||
+            (step_key && n->metric.kind == NB_MK_SCALAR)) {
+            nb_error_set(ps->err, NB_EINVAL, ps->file, ps->line,
+                         "%s: filter '%s' does not apply to %s (a %s)", ps->ctx,
+                         n->f[i].text, n->metric.text,
+                         n->metric.kind == NB_MK_SCALAR ? "per-run scalar"
+                                                        : "per-step metrics column");
+            ps->status = NB_EINVAL;
+            return -1;
+        }
+    }
+    if (n->agg == A_RANKCORR && (n->xkey == NB_FK_STEP || n->xkey == NB_FK_EPOCH) &&
+        n->metric.kind == NB_MK_SCALAR) {
+        perr(ps, "rankcorr over %s needs a per-step metric",
+             n->xkey == NB_FK_STEP ? "step" : "epoch");
+        return -1;
+    }
+    return 0;
+}
+
+/* A call NAME( ... ): abs(EXPR), or an aggregate over the runs
+ * AGG(METRIC[, KEY for rankcorr][, FILTER...]).  ps->p is just after '(';
+ * start is where NAME begins.  NULL with the error set on failure. */
 static struct nb_check_node *parse_call(struct parser *ps, const char *name,
                                         const char *start)
 {
-    /* ps->p is just after '(' */
     if (!strcmp(name, "abs")) {
         struct nb_check_node *n = new_node(ps, N_ABS);
         if (!n)
@@ -474,97 +612,10 @@ static struct nb_check_node *parse_call(struct parser *ps, const char *name,
     if (!n)
         return NULL;
     n->agg = agg;
-    skip_ws(ps);
-    const char *arg0 = ps->p;
-    while (is_ident_char((unsigned char)*ps->p))
-        ps->p++;
-    char *metric = trim_dup(arg0, (size_t)(ps->p - arg0));
-    if (!metric) {
+    if (parse_call_metric(ps, n, name) || (agg == A_RANKCORR && parse_call_rankkey(ps, n)) ||
+        parse_call_filters(ps, n)) {
         node_free(n);
-        return perr(ps, "out of memory");
-    }
-    if (!*metric) {
-        free(metric);
-        node_free(n);
-        return perr(ps, "%s( needs a metric as its first argument", name);
-    }
-    skip_ws(ps);
-    if (*ps->p != ',' && *ps->p != ')') {
-        free(metric);
-        node_free(n);
-        return perr(ps, "expected ',' or ')' after the metric");
-    }
-    struct nb_error e2;
-    nb_error_clear(&e2);
-    if (nb_metric_parse(metric, ps->file, ps->line, &n->metric, &e2)) {
-        free(metric);
-        node_free(n);
-        nb_error_set(ps->err, e2.status, ps->file, ps->line, "%s: %s", ps->ctx, e2.msg);
-        if (e2.hint[0])
-            nb_error_hint(ps->err, "%s", e2.hint);
-        ps->status = e2.status;
         return NULL;
-    }
-    free(metric);
-    if (agg == A_RANKCORR) {
-        if (*ps->p != ',') {
-            node_free(n);
-            return perr(ps, "rankcorr(METRIC, KEY, ...) needs a key after the metric");
-        }
-        ps->p++;
-        char *key = take_arg(ps);
-        if (!key) {
-            node_free(n);
-            return perr(ps, "out of memory");
-        }
-        int k;
-        if (!*key || strpbrk(key, "=<>!")) {
-            free(key);
-            node_free(n);
-            return perr(ps, "rankcorr's second argument must be a key (train.batch, step, ...)");
-        }
-        if (resolve_key(key, ps->ctx, ps->file, ps->line, &k, ps->err)) {
-            free(key);
-            node_free(n);
-            ps->status = NB_EINVAL;
-            return NULL;
-        }
-        free(key);
-        if (!(k >= 0 || k == NB_FK_STEP || k == NB_FK_EPOCH)) {
-            node_free(n);
-            return perr(ps, "rankcorr's key must be a config key, step or epoch");
-        }
-        n->xkey = k;
-    }
-    while (*ps->p == ',') {
-        ps->p++;
-        const char *fs = ps->p;
-        char *ft = take_arg(ps);
-        if (!ft) {
-            node_free(n);
-            return perr(ps, "out of memory");
-        }
-        struct nb_sum_filter *nf = realloc(n->f, (size_t)(n->nf + 1) * sizeof *nf);
-        if (!nf) {
-            free(ft);
-            node_free(n);
-            return perr(ps, "out of memory");
-        }
-        n->f = nf;
-        if (!*ft) {
-            free(ft);
-            node_free(n);
-            ps->p = fs;
-            return perr(ps, "empty filter");
-        }
-        int rc = nb_filter_parse(ft, ps->ctx, ps->file, ps->line, &n->f[n->nf], ps->err);
-        free(ft);
-        if (rc) {
-            ps->status = rc;
-            node_free(n);
-            return NULL;
-        }
-        n->nf++;
     }
     if (*ps->p != ')') {
         node_free(n);
@@ -572,28 +623,9 @@ static struct nb_check_node *parse_call(struct parser *ps, const char *name,
     }
     ps->p++;
     n->text = trim_dup(start, (size_t)(ps->p - start));
-    /* filters that cannot apply to the metric are parse errors */
-    for (int i = 0; i < n->nf; i++) {
-        int k = n->f[i].key;
-        bool probe_key = k == NB_FK_LAYER || k == NB_FK_PARAM || k == NB_FK_PARAM_VALUE;
-        bool step_key = k == NB_FK_STEP || k == NB_FK_EPOCH;
-        if ((probe_key && n->metric.kind != NB_MK_PROBE) ||
-            (step_key && n->metric.kind == NB_MK_SCALAR)) {
-            nb_error_set(ps->err, NB_EINVAL, ps->file, ps->line,
-                         "%s: filter '%s' does not apply to %s (a %s)", ps->ctx,
-                         n->f[i].text, n->metric.text,
-                         n->metric.kind == NB_MK_SCALAR ? "per-run scalar"
-                                                        : "per-step metrics column");
-            ps->status = NB_EINVAL;
-            node_free(n);
-            return NULL;
-        }
-    }
-    if (agg == A_RANKCORR && (n->xkey == NB_FK_STEP || n->xkey == NB_FK_EPOCH) &&
-        n->metric.kind == NB_MK_SCALAR) {
-        const char *what = n->xkey == NB_FK_STEP ? "step" : "epoch";
+    if (check_call_applies(ps, n)) {
         node_free(n);
-        return perr(ps, "rankcorr over %s needs a per-step metric", what);
+        return NULL;
     }
     return n;
 }
