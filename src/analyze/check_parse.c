@@ -167,86 +167,56 @@ static bool key_numeric(int key)
     return nb_keys[key].type == NB_KEY_INT || nb_keys[key].type == NB_KEY_FLOAT;
 }
 
-int nb_filter_parse(const char *text, const char *ctx, const char *file,
-                    int line, struct nb_sum_filter *f, struct nb_error *err)
+/* The comparison at *p ("<=", "=", ...), advancing *p past it; false when
+ * there is none. */
+static bool parse_cmp(const char **p, enum nb_cmp *op)
 {
-    memset(f, 0, sizeof *f);
-    const char *p = text;
-    while (isspace((unsigned char)*p))
-        p++;
-    const char *k0 = p;
-    while (is_ident_char((unsigned char)*p))
-        p++;
-    if (p == k0)
-        return nb_error_set(err, NB_EINVAL, file, line,
-                            "%s: expected a filter KEY=VALUE, got '%s'", ctx, text);
-    char key[128];
-    snprintf(key, sizeof key, "%.*s", (int)(p - k0), k0);
-    while (isspace((unsigned char)*p))
-        p++;
-    enum nb_cmp op;
-    if (!strncmp(p, "<=", 2))
-        op = NB_CMP_LE, p += 2;
-    else if (!strncmp(p, ">=", 2))
-        op = NB_CMP_GE, p += 2;
-    else if (!strncmp(p, "!=", 2))
-        op = NB_CMP_NE, p += 2;
-    else if (!strncmp(p, "==", 2))
-        op = NB_CMP_EQ, p += 2;
-    else if (*p == '=')
-        op = NB_CMP_EQ, p++;
-    else if (*p == '<')
-        op = NB_CMP_LT, p++;
-    else if (*p == '>')
-        op = NB_CMP_GT, p++;
-    else
-        return nb_error_set(err, NB_EINVAL, file, line,
-                            "%s: filter '%s' needs an operator (=, !=, <, <=, >, >=) "
-                            "after '%s'",
-                            ctx, text, key);
-    int k;
-    int rc = resolve_key(key, ctx, file, line, &k, err);
-    if (rc)
-        return rc;
-    char *val = trim_dup(p, strlen(p));
-    if (!val)
-        return nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
-    f->key = k;
-    f->op = op;
-    f->text = trim_dup(text, strlen(text));
-    if (!f->text) {
-        free(val);
-        return nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
-    }
-    if (!*val) {
-        free(val);
-        nb_sum_filter_free(f);
-        return nb_error_set(err, NB_EINVAL, file, line, "%s: filter '%s' has no value",
-                            ctx, text);
-    }
-    char *dots = strstr(val, "..");
-    if (dots) {
-        *dots = '\0';
-        double lo, hi;
-        char *a = trim_dup(val, strlen(val)), *b = trim_dup(dots + 2, strlen(dots + 2));
-        bool ok = a && b && parse_number(a, &lo) && parse_number(b, &hi);
-        free(a);
-        free(b);
-        free(val);
-        if (!ok || (op != NB_CMP_EQ && op != NB_CMP_NE) || !key_numeric(k) || lo > hi) {
-            int r = nb_error_set(err, NB_EINVAL, file, line,
-                                 "%s: bad range in filter '%s' (KEY=LO..HI with numbers "
-                                 "LO <= HI, on a numeric key)",
-                                 ctx, f->text);
-            nb_sum_filter_free(f);
-            return r;
+    static const struct {
+        const char *text;
+        enum nb_cmp op;
+    } ops[] = {{"<=", NB_CMP_LE}, {">=", NB_CMP_GE}, {"!=", NB_CMP_NE}, {"==", NB_CMP_EQ},
+               {"=", NB_CMP_EQ},  {"<", NB_CMP_LT},  {">", NB_CMP_GT}};
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+        if (!strncmp(*p, ops[i].text, strlen(ops[i].text))) {
+            *op = ops[i].op;
+            *p += strlen(ops[i].text);
+            return true;
         }
-        f->range = true;
-        f->lo = lo;
-        f->hi = hi;
-        return 0;
+    return false;
+}
+
+/* f's value "LO..HI" (val, which this frees; dots points at its ".."):
+ * 0, or an error with f freed. */
+static int filter_range(struct nb_sum_filter *f, char *val, char *dots, int k, enum nb_cmp op,
+                        const char *ctx, const char *file, int line, struct nb_error *err)
+{
+    *dots = '\0';
+    double lo, hi;
+    char *a = trim_dup(val, strlen(val)), *b = trim_dup(dots + 2, strlen(dots + 2));
+    bool ok = a && b && parse_number(a, &lo) && parse_number(b, &hi);
+    free(a);
+    free(b);
+    free(val);
+    if (!ok || (op != NB_CMP_EQ && op != NB_CMP_NE) || !key_numeric(k) || lo > hi) {
+        int r = nb_error_set(err, NB_EINVAL, file, line,
+                             "%s: bad range in filter '%s' (KEY=LO..HI with numbers "
+                             "LO <= HI, on a numeric key)",
+                             ctx, f->text);
+        nb_sum_filter_free(f);
+        return r;
     }
-    /* alternatives */
+    f->range = true;
+    f->lo = lo;
+    f->hi = hi;
+    return 0;
+}
+
+/* f's value "A|B|..." (val, which this frees), each checked and made
+ * canonical against key k: 0, or an error with f freed. */
+static int filter_alternatives(struct nb_sum_filter *f, char *val, int k, enum nb_cmp op,
+                               const char *ctx, const char *file, int line,
+                               struct nb_error *err)
+{
     int n = 1;
     for (char *q = val; *q; q++)
         n += *q == '|';
@@ -312,6 +282,57 @@ int nb_filter_parse(const char *text, const char *ctx, const char *file,
     }
     free(val);
     return 0;
+}
+
+/* One filter KEY OP VALUE (VALUE: a value, A|B alternatives or a LO..HI
+ * range) into f: 0, or an error with f left freed. */
+int nb_filter_parse(const char *text, const char *ctx, const char *file,
+                    int line, struct nb_sum_filter *f, struct nb_error *err)
+{
+    memset(f, 0, sizeof *f);
+    const char *p = text;
+    while (isspace((unsigned char)*p))
+        p++;
+    const char *k0 = p;
+    while (is_ident_char((unsigned char)*p))
+        p++;
+    if (p == k0)
+        return nb_error_set(err, NB_EINVAL, file, line,
+                            "%s: expected a filter KEY=VALUE, got '%s'", ctx, text);
+    char key[128];
+    snprintf(key, sizeof key, "%.*s", (int)(p - k0), k0);
+    while (isspace((unsigned char)*p))
+        p++;
+    enum nb_cmp op;
+    if (!parse_cmp(&p, &op))
+        return nb_error_set(err, NB_EINVAL, file, line,
+                            "%s: filter '%s' needs an operator (=, !=, <, <=, >, >=) "
+                            "after '%s'",
+                            ctx, text, key);
+    int k;
+    int rc = resolve_key(key, ctx, file, line, &k, err);
+    if (rc)
+        return rc;
+    char *val = trim_dup(p, strlen(p));
+    if (!val)
+        return nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
+    f->key = k;
+    f->op = op;
+    f->text = trim_dup(text, strlen(text));
+    if (!f->text) {
+        free(val);
+        return nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
+    }
+    if (!*val) {
+        free(val);
+        nb_sum_filter_free(f);
+        return nb_error_set(err, NB_EINVAL, file, line, "%s: filter '%s' has no value",
+                            ctx, text);
+    }
+    char *dots = strstr(val, "..");
+    if (dots)
+        return filter_range(f, val, dots, k, op, ctx, file, line, err);
+    return filter_alternatives(f, val, k, op, ctx, file, line, err);
 }
 
 /* Splits at top-level commas (not inside parentheses). */
