@@ -291,6 +291,88 @@ static bool seeds_paired(const struct nb_summary *s)
     return true;
 }
 
+/* The old per-seed evaluation into r: every group's k-th seed alone, for
+ * each k.  0, or NB_ENOMEM. */
+static int eval_per_seed(const struct nb_check *c, const struct nb_summary *s,
+                         struct nb_check_result *r, struct nb_error *e)
+{
+    struct evalctx ec = {.s = s, .err = e};
+    for (int k = 0; k < r->n_reps; k++) {
+        bool h;
+        nb_error_clear(e);
+        ec.mode = k;
+        int rk = eval_sides(c, &ec, &r->rep_lhs[k], &r->rep_rhs[k], &h);
+        if (rk == NB_ENOMEM)
+            return NB_ENOMEM;
+        r->rep_holds[k] = rk ? -1 : h;
+        r->n_hold += !rk && h;
+        r->n_fail += !rk && !h;
+        r->n_na += rk != 0;
+    }
+    return 0;
+}
+
+/* One bootstrap draw's weights w[g * max_reps + k]: the replicates resampled
+ * with replacement, the same draw for every group when paired (the groups
+ * share their seeds), else each group on its own; cnt has max_reps room. */
+static void resample(const struct nb_summary *s, bool paired, gsl_rng *rng, int *cnt, double *w)
+{
+    if (paired) {
+        for (int k = 0; k < s->max_reps; k++)
+            cnt[k] = 0;
+        for (int k = 0; k < s->max_reps; k++)
+            cnt[gsl_rng_uniform_int(rng, (unsigned long)s->max_reps)]++;
+        for (int g = 0; g < s->n_groups; g++)
+            for (int k = 0; k < s->max_reps; k++)
+                w[(size_t)g * (size_t)s->max_reps + (size_t)k] = cnt[k];
+        return;
+    }
+    for (int g = 0; g < s->n_groups; g++) {
+        int ng = s->groups[g].n_runs;
+        double *wg = w + (size_t)g * (size_t)s->max_reps;
+        for (int k = 0; k < s->max_reps; k++)
+            wg[k] = 0;
+        for (int k = 0; k < ng; k++)
+            wg[gsl_rng_uniform_int(rng, (unsigned long)ng)] += 1;
+    }
+}
+
+/* The interval from the sorted bootstrap effects boot[0..nb) and the
+ * outcome: Hesterberg's expanded percentile interval (the percentile
+ * bootstrap's tails taken at the level a t-interval would use, with the
+ * sqrt(n/(n-1)) widening, which corrects the percentile interval's
+ * narrowness with few seeds); pass or fail when it lies on one side of the
+ * threshold and the point statement agrees, else inconclusive with about
+ * the seeds that would decide it. */
+static void decide(const struct nb_check *c, struct nb_check_result *r, bool holds,
+                   const double *boot, int nb)
+{
+    double nn = (double)r->n;
+    double tq = gsl_cdf_tdist_Pinv(1 - (1 - NB_CHECK_CI_LEVEL) / 2, nn - 1);
+    double a2 = gsl_cdf_ugaussian_P(-sqrt(nn / (nn - 1)) * tq);
+    r->lo = gsl_stats_quantile_from_sorted_data(boot, 1, (size_t)nb, a2);
+    r->hi = gsl_stats_quantile_from_sorted_data(boot, 1, (size_t)nb, 1 - a2);
+    bool below = c->op == NB_CMP_LT || c->op == NB_CMP_LE; /* the claim: effect < thr */
+    bool on_side = below ? (c->op == NB_CMP_LT ? r->hi < r->threshold : r->hi <= r->threshold)
+                         : (c->op == NB_CMP_GT ? r->lo > r->threshold : r->lo >= r->threshold);
+    bool off_side = below ? (c->op == NB_CMP_LT ? r->lo >= r->threshold : r->lo > r->threshold)
+                          : (c->op == NB_CMP_GT ? r->hi <= r->threshold : r->hi < r->threshold);
+    if (on_side && holds) {
+        r->outcome = NB_OUT_PASS;
+    } else if (off_side && !holds) {
+        r->outcome = NB_OUT_FAIL;
+    } else {
+        r->outcome = NB_OUT_INCONCLUSIVE;
+        /* the interval narrows as 1/sqrt(n): the seeds at which its half
+         * width would equal the distance of the effect from the threshold */
+        double d = fabs(r->effect - r->threshold), h = (r->hi - r->lo) / 2;
+        double need = d > 0 ? ceil(nn * (h / d) * (h / d)) : INFINITY;
+        r->seeds_needed = need > 10000 || !isfinite(need) ? -1
+                          : need <= nn                   ? r->n + 1
+                                                         : (int)need;
+    }
+}
+
 int nb_check_eval(const struct nb_check *c, const struct nb_summary *s,
                   struct nb_check_result *r, struct nb_error *err)
 {
@@ -308,7 +390,7 @@ int nb_check_eval(const struct nb_check *c, const struct nb_summary *s,
     gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
     int rc = 0;
     if (!r->rep_lhs || !r->rep_rhs || !r->rep_holds || !w || !boot || !cnt || !rng) {
-        rc = nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
+        rc = nb_error_oom(err);
         goto out;
     }
     struct nb_error e;
@@ -317,25 +399,14 @@ int nb_check_eval(const struct nb_check *c, const struct nb_summary *s,
     struct evalctx ec = {.s = s, .mode = NB_SEL_MEAN, .err = &e};
     int rm = eval_sides(c, &ec, &r->lhs, &r->rhs, &holds);
     if (rm == NB_ENOMEM) {
-        rc = nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
+        rc = nb_error_oom(err);
         goto out;
     }
     if (rm)
         snprintf(r->why, sizeof r->why, "%.590s", e.msg);
-    /* the old per-seed evaluation: every group's k-th seed alone */
-    for (int k = 0; k < r->n_reps; k++) {
-        bool h;
-        nb_error_clear(&e);
-        ec.mode = k;
-        int rk = eval_sides(c, &ec, &r->rep_lhs[k], &r->rep_rhs[k], &h);
-        if (rk == NB_ENOMEM) {
-            rc = nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
-            goto out;
-        }
-        r->rep_holds[k] = rk ? -1 : h;
-        r->n_hold += !rk && h;
-        r->n_fail += !rk && !h;
-        r->n_na += rk != 0;
+    if (eval_per_seed(c, s, r, &e) == NB_ENOMEM) {
+        rc = nb_error_oom(err);
+        goto out;
     }
     r->n = r->n_hold + r->n_fail;
     r->paired = seeds_paired(s);
@@ -361,40 +432,22 @@ int nb_check_eval(const struct nb_check *c, const struct nb_summary *s,
                  r->n);
         goto out;
     }
-    /* The bootstrap over seeds: resample the replicates with replacement
-     * (the same draw for every group when the groups share their seeds),
-     * evaluate the whole statement on the weighted means. */
+    /* The bootstrap over seeds: resample the replicates, evaluate the
+     * whole statement on the weighted means. */
     gsl_rng_set(rng, (unsigned long)(nb_text_hash(NB_TEXT_HASH_SEED, c->name, strlen(c->name)) ^
                                       0x9e3779b97f4a7c15ULL));
     prepare_tree(c->lhs, s);
     prepare_tree(c->rhs, s);
     int nb = 0, bad = 0;
     for (int b = 0; b < NB_CHECK_N_BOOT; b++) {
-        if (r->paired) {
-            for (size_t k = 0; k < n; k++)
-                cnt[k] = 0;
-            for (int k = 0; k < s->max_reps; k++)
-                cnt[gsl_rng_uniform_int(rng, (unsigned long)s->max_reps)]++;
-            for (int g = 0; g < s->n_groups; g++)
-                for (int k = 0; k < s->max_reps; k++)
-                    w[(size_t)g * (size_t)s->max_reps + (size_t)k] = cnt[k];
-        } else {
-            for (int g = 0; g < s->n_groups; g++) {
-                int ng = s->groups[g].n_runs;
-                double *wg = w + (size_t)g * (size_t)s->max_reps;
-                for (int k = 0; k < s->max_reps; k++)
-                    wg[k] = 0;
-                for (int k = 0; k < ng; k++)
-                    wg[gsl_rng_uniform_int(rng, (unsigned long)ng)] += 1;
-            }
-        }
+        resample(s, r->paired, rng, cnt, w);
         double l, rr;
         bool h;
         nb_error_clear(&e);
         struct evalctx eb = {.s = s, .mode = NB_SEL_MEAN, .w = w, .err = &e};
         int rb = eval_sides(c, &eb, &l, &rr, &h);
         if (rb == NB_ENOMEM) {
-            rc = nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
+            rc = nb_error_oom(err);
             goto out;
         }
         if (rb || !isfinite(effect_of(c, l, rr)))
@@ -410,35 +463,8 @@ int nb_check_eval(const struct nb_check *c, const struct nb_summary *s,
                  bad, NB_CHECK_N_BOOT, e.msg);
         goto out;
     }
-    /* Hesterberg's expanded percentile interval: the percentile
-     * bootstrap's tails taken at the level a t-interval would use, with
-     * the sqrt(n/(n-1)) widening, which corrects the percentile
-     * interval's narrowness with few seeds. */
-    double nn = (double)r->n;
-    double tq = gsl_cdf_tdist_Pinv(1 - (1 - NB_CHECK_CI_LEVEL) / 2, nn - 1);
-    double a2 = gsl_cdf_ugaussian_P(-sqrt(nn / (nn - 1)) * tq);
     gsl_sort(boot, 1, (size_t)nb);
-    r->lo = gsl_stats_quantile_from_sorted_data(boot, 1, (size_t)nb, a2);
-    r->hi = gsl_stats_quantile_from_sorted_data(boot, 1, (size_t)nb, 1 - a2);
-    bool below = c->op == NB_CMP_LT || c->op == NB_CMP_LE; /* the claim: effect < thr */
-    bool on_side = below ? (c->op == NB_CMP_LT ? r->hi < r->threshold : r->hi <= r->threshold)
-                         : (c->op == NB_CMP_GT ? r->lo > r->threshold : r->lo >= r->threshold);
-    bool off_side = below ? (c->op == NB_CMP_LT ? r->lo >= r->threshold : r->lo > r->threshold)
-                          : (c->op == NB_CMP_GT ? r->hi <= r->threshold : r->hi < r->threshold);
-    if (on_side && holds)
-        r->outcome = NB_OUT_PASS;
-    else if (off_side && !holds)
-        r->outcome = NB_OUT_FAIL;
-    else {
-        r->outcome = NB_OUT_INCONCLUSIVE;
-        /* the interval narrows as 1/sqrt(n): the seeds at which its half
-         * width would equal the distance of the effect from the threshold */
-        double d = fabs(r->effect - r->threshold), h = (r->hi - r->lo) / 2;
-        double need = d > 0 ? ceil(nn * (h / d) * (h / d)) : INFINITY;
-        r->seeds_needed = need > 10000 || !isfinite(need) ? -1
-                          : need <= nn                   ? r->n + 1
-                                                         : (int)need;
-    }
+    decide(c, r, holds, boot, nb);
 out:
     prepare_tree(c->lhs, NULL);
     prepare_tree(c->rhs, NULL);
