@@ -13,7 +13,9 @@
 #      synthetic blobs): the same run_ids, steps and columns, every value
 #      within a relative 1e-4 of tests/data/pins/test-tiny-metrics.csv
 #      (OpenBLAS's AVX2 and AVX-512 kernels differ by about 4e-7; a change
-#      in behaviour moves them by far more).
+#      in behaviour moves them by far more);
+#   4. a tiny cnn with batch norm on blobs (tests/data/pins/cnn-metrics.csv:
+#      its run_id, then its metrics.csv), within the same tolerance.
 #
 # When a change is meant to alter one of them (a new key, a new metric),
 # regenerate the pin in the same commit and say so:
@@ -98,6 +100,30 @@ paste -d '\n' "$P/test-tiny-metrics.csv" "$W/long/metrics.csv" | awk -F, '
 ' >"$W/cmp.out"
 rc=$?
 cat "$W/cmp.out"
+check "  every value within a relative 1e-4 of the pin" [ $rc -eq 0 ]
+
+# 4. a tiny cnn with batch norm (convolutions by im2col and Winograd, the
+# norm's forward and backward): its metrics within the same tolerance
+printf '[experiment]\nname = cnnpin\n[model]\narch = cnn\n[norm]\ntype = batch\n[optim]\nlr = 0.02\n[train]\nbatch = 16\nmax_steps = 6\neval_every = 3\neval_samples = 100\n[data]\nsource = blobs\ntrain_subset = 128\n' >"$W/cnnpin.ini"
+"$NB" run "$W/cnnpin.ini" -q --results-dir "$W/rc" >/dev/null 2>&1
+check "the tiny cnn runs" [ $? -eq 0 ]
+got=$(ls "$W"/rc/cnnpin/*/metrics.csv 2>/dev/null | head -n 1)
+check "  under its pinned run_id" [ "$(basename "$(dirname "${got:-x/x}")")" = "$(sed -n 1p "$P/cnn-metrics.csv")" ]
+check "  with the pinned steps" \
+    [ "$(cut -d, -f1-2 "${got:-/dev/null}")" = "$(tail -n +2 "$P/cnn-metrics.csv" | cut -d, -f1-2)" ]
+tail -n +2 "$P/cnn-metrics.csv" | paste -d '\n' - "${got:-/dev/null}" | awk -F, '
+    NR % 2 == 1 { split($0, want, ","); next }
+    NR > 2 {
+        for (i = 3; i <= NF; i++) {
+            a = want[i] + 0; b = $i + 0; d = a - b; if (d < 0) d = -d
+            s = a < 0 ? -a : a; if (s < 1e-12) s = 1e-12
+            if (d / s > m) { m = d / s; where = "row " (NR / 2) " column " i }
+        }
+    }
+    END { printf "# cnn: largest relative difference %.3g (%s)\n", m, where; exit m <= 1e-4 ? 0 : 1 }
+' >"$W/cmpc.out"
+rc=$?
+cat "$W/cmpc.out"
 check "  every value within a relative 1e-4 of the pin" [ $rc -eq 0 ]
 
 echo "1..$n"
