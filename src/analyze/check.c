@@ -31,6 +31,9 @@ struct evalctx {
     struct nb_error *err;
 };
 
+/* An aggregate call's value: the metric's points through its filters
+ * (prepared ones under the bootstrap's weights), reduced by the aggregate;
+ * an error when there are none. */
 static int eval_agg(const struct nb_check_node *n, struct evalctx *ec, double *out)
 {
     struct nb_sum_point *pts;
@@ -148,6 +151,7 @@ static int eval_agg(const struct nb_check_node *n, struct evalctx *ec, double *o
     return 0;
 }
 
+/* The value of the tree under n. */
 static int eval_node(const struct nb_check_node *n, struct evalctx *ec, double *out)
 {
     double a = 0, b = 0;
@@ -183,6 +187,7 @@ static int eval_node(const struct nb_check_node *n, struct evalctx *ec, double *
     return 0;
 }
 
+/* Does a OP b hold? */
 static bool compare(double a, enum nb_cmp op, double b)
 {
     switch (op) {
@@ -196,6 +201,8 @@ static bool compare(double a, enum nb_cmp op, double b)
     }
 }
 
+/* Both sides of check c and whether the statement holds; 0, an error (in
+ * ec's err) when a side cannot be evaluated, or NB_ENOMEM. */
 static int eval_sides(const struct nb_check *c, struct evalctx *ec, double *lhs, double *rhs,
                       bool *holds)
 {

@@ -30,6 +30,7 @@ const char *const nb_check_agg_names[A_COUNT_ + 1] = {
 
 
 
+/* Frees the tree under n (NULL is fine). */
 static void node_free(struct nb_check_node *n)
 {
     if (!n)
@@ -79,11 +80,14 @@ static const struct {
                    {"param_value", NB_FK_PARAM_VALUE}};
 #define N_PSEUDO ((int)(sizeof pseudo_keys / sizeof pseudo_keys[0]))
 
+/* May c be part of a metric or key name (letters, digits, '_' and '.')? */
 static bool is_ident_char(int c)
 {
     return isalnum(c) || c == '_' || c == '.';
 }
 
+/* The n bytes at s without surrounding white space, malloc'd (NULL when out
+ * of memory). */
 static char *trim_dup(const char *s, size_t n)
 {
     while (n && isspace((unsigned char)*s))
@@ -145,6 +149,7 @@ static int resolve_key(const char *name, const char *ctx, const char *file, int 
     return NB_EINVAL;
 }
 
+/* Parses s fully as a finite double; false when it is not one. */
 static bool parse_number(const char *s, double *v)
 {
     if (!*s)
@@ -158,6 +163,8 @@ static bool parse_number(const char *s, double *v)
     return true;
 }
 
+/* Does filter key `key` (a config key or step, epoch, param_value) take
+ * numbers? */
 static bool key_numeric(int key)
 {
     if (key == NB_FK_STEP || key == NB_FK_EPOCH || key == NB_FK_PARAM_VALUE)
@@ -397,12 +404,15 @@ struct parser {
  * fuzz_check). */
 #define MAX_NESTING 100
 
+/* Advances the parser past white space. */
 static void skip_ws(struct parser *ps)
 {
     while (isspace((unsigned char)*ps->p))
         ps->p++;
 }
 
+/* Sets the parser's first error ("FILE:LINE: CHECK: message at column N,
+ * near ..." or "at the end"); returns NULL so callers can `return perr(...)`. */
 __attribute__((format(printf, 2, 3))) static struct nb_check_node *
 perr(struct parser *ps, const char *fmt, ...)
 {
@@ -424,6 +434,7 @@ perr(struct parser *ps, const char *fmt, ...)
     return NULL;
 }
 
+/* A zeroed node of type t, or NULL with the parser's error set. */
 static struct nb_check_node *new_node(struct parser *ps, enum ntype t)
 {
     struct nb_check_node *n = calloc(1, sizeof *n);
@@ -651,6 +662,7 @@ static struct nb_check_node *parse_call(struct parser *ps, const char *name,
     return n;
 }
 
+/* A number, a parenthesized expression or a call NAME(...). */
 static struct nb_check_node *parse_primary(struct parser *ps)
 {
     skip_ws(ps);
@@ -700,6 +712,8 @@ static struct nb_check_node *parse_primary(struct parser *ps)
 
 static struct nb_check_node *parse_unary_(struct parser *ps);
 
+/* A unary expression, counting the nesting so a deep input is an error, not
+ * a stack overflow. */
 static struct nb_check_node *parse_unary(struct parser *ps)
 {
     if (ps->depth >= MAX_NESTING)
@@ -710,6 +724,7 @@ static struct nb_check_node *parse_unary(struct parser *ps)
     return n;
 }
 
+/* '-' UNARY or a primary (parse_unary's body). */
 static struct nb_check_node *parse_unary_(struct parser *ps)
 {
     skip_ws(ps);
@@ -766,11 +781,13 @@ static struct nb_check_node *parse_binary(struct parser *ps,
     return l;
 }
 
+/* Products and quotients of unary expressions. */
 static struct nb_check_node *parse_term(struct parser *ps)
 {
     return parse_binary(ps, parse_unary, '*', N_MUL, '/', N_DIV);
 }
 
+/* Sums and differences of terms: a whole expression. */
 static struct nb_check_node *parse_expr(struct parser *ps)
 {
     return parse_binary(ps, parse_term, '+', N_ADD, '-', N_SUB);

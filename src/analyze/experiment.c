@@ -61,6 +61,7 @@ struct lctx {
     int claim_line;
 };
 
+/* Is s a usable experiment name (letters, digits, _ - .; not empty)? */
 static bool valid_name(const char *s)
 {
     if (!*s)
@@ -71,6 +72,7 @@ static bool valid_name(const char *s)
     return true;
 }
 
+/* Replaces *dst with a copy of v; 0 or NB_ENOMEM. */
 static int set_str(char **dst, const char *v, struct nb_error *err)
 {
     free(*dst);
@@ -78,6 +80,8 @@ static int set_str(char **dst, const char *v, struct nb_error *err)
     return *dst ? 0 : nb_error_oom(err);
 }
 
+/* Makes room for element n of *p (n elements of elem bytes), the new one
+ * zeroed; 0 or NB_ENOMEM. */
 static int grow(void **p, int n, size_t elem, struct nb_error *err)
 {
     void *q = realloc(*p, (size_t)(n + 1) * elem);
@@ -114,6 +118,7 @@ enum check_key { CK_EXPECT, CK_ABOUT, CK_CENTRAL, CK_COUNT };
 static const char *const check_keys[CK_COUNT + 1] = {
     [CK_EXPECT] = "expect", [CK_ABOUT] = "about", [CK_CENTRAL] = "central"};
 
+/* Index of k in the NULL-terminated list l, or -1. */
 static int key_in(const char *const *l, const char *k)
 {
     for (int i = 0; l[i]; i++)
@@ -122,6 +127,7 @@ static int key_in(const char *const *l, const char *k)
     return -1;
 }
 
+/* Length of the NULL-terminated list l. */
 static int list_n(const char *const *l)
 {
     int n = 0;
@@ -130,6 +136,8 @@ static int list_n(const char *const *l)
     return n;
 }
 
+/* The error for a key not in section secname's list l, with a did-you-mean
+ * hint. */
 static int unknown_key(const struct nb_ini_item *it, const char *const *l, const char *secname,
                        struct nb_error *err)
 {
@@ -141,6 +149,8 @@ static int unknown_key(const struct nb_ini_item *it, const char *const *l, const
     return NB_EINVAL;
 }
 
+/* A key given twice in one section is an error unless repeatable; records
+ * it as seen. */
 static int seen_check(struct lctx *c, const struct nb_ini_item *it, bool repeatable,
                       struct nb_error *err)
 {
@@ -160,6 +170,9 @@ static int seen_check(struct lctx *c, const struct nb_ini_item *it, bool repeata
     return 0;
 }
 
+/* Starts a section: [experiment], [quick SECTION], [figure NAME], [table
+ * NAME] or [check NAME] (a new figure, table or check), refusing others and
+ * repeats. */
 static int section_header(struct lctx *c, const struct nb_ini_item *it, struct nb_error *err)
 {
     struct nb_experiment *e = c->e;
@@ -278,6 +291,8 @@ static int section_header(struct lctx *c, const struct nb_ini_item *it, struct n
     return 0;
 }
 
+/* A key name as an experiment file writes it (section.key, a unique bare
+ * key, bs or G) to its index in the key table. */
 static int resolve_key_name(const char *v, const char *file, int line, const char *what,
                             int *out, struct nb_error *err)
 {
@@ -297,6 +312,8 @@ static int resolve_key_name(const char *v, const char *file, int line, const cha
     return 0;
 }
 
+/* A per-run scalar's name to its index, with a did-you-mean hint when it is
+ * not one. */
 static int scalar_of(const char *v, const char *file, int line, const char *what, int *out,
                      struct nb_error *err)
 {
@@ -599,6 +616,7 @@ static int handler(void *user, const struct nb_ini_item *it, struct nb_error *er
     return nb_error_set(err, NB_EINVAL, it->file, it->line, "internal: bad section");
 }
 
+/* Frees the raw figure and table fields kept while the file is read. */
 static void raw_free(struct lctx *c)
 {
     struct nb_experiment *e = c->e;

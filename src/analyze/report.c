@@ -71,6 +71,8 @@ static void cell_str(FILE *fp, const char *s)
     }
 }
 
+/* Compares two values, numerically when both parse fully as numbers, else
+ * as strings. */
 static int cmp_val_str(const char *a, const char *b)
 {
     char *ea, *eb;
@@ -141,6 +143,8 @@ static int cell_stats(const struct nb_summary *s, const struct nb_exp_table *t,
     return n;
 }
 
+/* The paper's number for cell (row, col) of table t (col NULL: a table
+ * without columns), or NULL. */
 static const struct nb_exp_paper *paper_at(const struct nb_exp_table *t, const char *row,
                                            const char *col)
 {
@@ -157,6 +161,7 @@ static const struct nb_exp_paper *paper_at(const struct nb_exp_table *t, const c
     return NULL;
 }
 
+/* A key's column title: section.key. */
 static const char *key_title(int k)
 {
     return nb_keys[k].full;
@@ -196,6 +201,9 @@ static void write_test_noise(FILE *fp, const struct nb_summary *s, const struct 
             fnum(100 * p, b1, sizeof b1), n, fnum(100 * sqrt(p * (1 - p) / (double)n), b2, sizeof b2));
 }
 
+/* Writes table t as Markdown: mean +- sd over seeds per cell (n when runs
+ * are missing), the paper's numbers beside them, the caption, and the
+ * test-set noise line under a test-error table. */
 static void write_table(FILE *fp, const struct nb_summary *s, const struct nb_exp_table *t)
 {
     const char **rows = NULL, **cols = NULL;
@@ -261,6 +269,7 @@ static void write_table(FILE *fp, const struct nb_summary *s, const struct nb_ex
     free(rows), free(cols);
 }
 
+/* A check outcome in bold for the report. */
 static const char *outcome_mark(int o)
 {
     switch (o) {
@@ -306,11 +315,15 @@ static const char *claim_str(const struct nb_check *c, const struct nb_check_res
     return buf;
 }
 
+/* Check i's pre-registration status (NB_REG_NONE when the report has none). */
 static int reg_of(const struct nb_report_in *in, int i)
 {
     return in->reg ? in->reg[i] : NB_REG_NONE;
 }
 
+/* Writes the Checks section: how to read it, then one row per check with
+ * its statement, effect, 95 % interval, n, outcome and registration, and
+ * the per-seed column. */
 static void write_checks(FILE *fp, const struct nb_report_in *in)
 {
     const struct nb_experiment *e = in->e;
@@ -390,6 +403,8 @@ static void write_checks(FILE *fp, const struct nb_report_in *in)
     fputc('\n', fp);
 }
 
+/* Writes the table of groups: runs, done, diverged, missing and the main
+ * scalars' mean +- sd. */
 static void write_groups(FILE *fp, const struct nb_summary *s)
 {
     char b1[160];
@@ -445,6 +460,8 @@ static int names_with(FILE *fp, const struct nb_report_in *in, int o, bool post_
     return k;
 }
 
+/* Writes the verdict line and the sentence that explains it (missing runs,
+ * too few seeds, central check, post hoc checks). */
 static void verdict_text(FILE *fp, const struct nb_report_in *in)
 {
     const struct nb_experiment *e = in->e;
@@ -494,6 +511,8 @@ static void verdict_text(FILE *fp, const struct nb_report_in *in)
     fputs(".\n\n", fp);
 }
 
+/* Opens PATH.tmp for writing (the caller writes, then write_atomic_end
+ * renames). */
 static int write_atomic_begin(const char *path, char *tmp, size_t n, FILE **fp,
                               struct nb_error *err)
 {
@@ -530,6 +549,8 @@ static void write_prereg(FILE *fp, const struct nb_report_in *in)
     fputs("\n", fp);
 }
 
+/* Closes fp and renames tmp to path; on a write error removes tmp and
+ * leaves path as it was. */
 static int write_atomic_end(const char *path, const char *tmp, FILE *fp, struct nb_error *err)
 {
     int bad = ferror(fp);
@@ -710,6 +731,8 @@ struct idx_row {
     bool legacy;  /* written before intervals and pre-registration */
 };
 
+/* Reads a verdict.txt's key = value lines into r (r->legacy stays true for
+ * one written before pre-registration). */
 static void kv_read(const char *path, struct idx_row *r)
 {
     FILE *fp = fopen(path, "r");
@@ -760,6 +783,7 @@ static void kv_read(const char *path, struct idx_row *r)
     fclose(fp);
 }
 
+/* qsort order of index rows: by experiment name. */
 static int cmp_row(const void *a, const void *b)
 {
     return strcmp(((const struct idx_row *)a)->name, ((const struct idx_row *)b)->name);

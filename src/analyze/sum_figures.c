@@ -130,6 +130,7 @@ static int make_series(const struct nb_summary *s, int x, const struct nb_fig_sp
     return ns;
 }
 
+/* Frees n series labels and the array (NULL is fine). */
 static void free_labels(char **lab, int n)
 {
     if (!lab)
@@ -305,6 +306,7 @@ struct fig_series {
     int ns;
 };
 
+/* Frees a figure's series assignment, labels and styles; leaves fs zeroed. */
 static void fig_series_free(struct fig_series *fs)
 {
     free(fs->series), free(fs->gl), free(fs->first), free(fs->ci), free(fs->di);
@@ -362,6 +364,7 @@ struct agg {
     size_t cnt;
 };
 
+/* Frees an aggregate's arrays; leaves a zeroed. */
 static void agg_free(struct agg *a)
 {
     free(a->step), free(a->epoch), free(a->mean), free(a->min), free(a->max);
@@ -440,6 +443,8 @@ static long agg_find(const struct agg *a, long step, int layer, size_t from)
     return -1;
 }
 
+/* vs_batch / vs_lr: per series and x, the scalar's mean, sd, min, max and n
+ * over seeds (diverged runs counted apart). */
 static int fig_vs(const struct nb_summary *s, const struct nb_fig_spec *f,
                   struct nb_csvw *w, struct nb_error *err)
 {
@@ -483,6 +488,8 @@ static int fig_vs(const struct nb_summary *s, const struct nb_fig_spec *f,
     return rc;
 }
 
+/* hessian: per series and x (model.depth by default), lambda_max and trace,
+ * mean, min and max over seeds. */
 static int fig_hessian(const struct nb_summary *s, const struct nb_fig_spec *f,
                        struct nb_csvw *w, struct nb_error *err)
 {
@@ -551,6 +558,8 @@ static int fig_hessian(const struct nb_summary *s, const struct nb_fig_spec *f,
     return rc;
 }
 
+/* curves: per group and evaluation step, training loss and test error, mean
+ * and band over seeds. */
 static int fig_curves(const struct nb_summary *s, const struct nb_fig_spec *f,
                       struct nb_csvw *w, struct nb_error *err)
 {
@@ -629,6 +638,8 @@ static int fig_curves(const struct nb_summary *s, const struct nb_fig_spec *f,
     return rc;
 }
 
+/* landscape: per group and probe step, the loss and gradient-change bands,
+ * beta_eff and the loss, mean over seeds with their ranges. */
 static int fig_landscape(const struct nb_summary *s, const struct nb_fig_spec *f,
                          struct nb_csvw *w, struct nb_error *err)
 {
@@ -793,6 +804,8 @@ static int group_slices(const struct nb_summary *s, int g, int dim,
     return n;
 }
 
+/* slice1d / slice2d: per group and slice, the loss (and accuracy) along the
+ * slice's grid, mean, min and max over seeds. */
 static int fig_slice(const struct nb_summary *s, const struct nb_fig_spec *f,
                      struct nb_csvw *w, struct nb_error *err)
 {

@@ -192,6 +192,9 @@ static double read_wall_time(const char *dir)
     return v;
 }
 
+/* The run's per-run scalars from its metrics table: final, best and
+ * validation-selected test metrics, final training metrics, steps, epochs,
+ * steps to target, wall time, diverged. */
 static void compute_scalars(struct nb_sum_run *r)
 {
     const struct nb_sum_table *t = &r->metrics;
@@ -293,6 +296,8 @@ struct preader {
     int nhdr, caphdr;
 };
 
+/* Records the probes.csv reader's first error (a message with one %s
+ * argument). */
 static void pr_fail(struct preader *p, int st, const char *fmt, const char *a)
 {
     if (p->status)
@@ -301,6 +306,8 @@ static void pr_fail(struct preader *p, int st, const char *fmt, const char *a)
     nb_error_set(p->err, st, p->path, (int)p->line, fmt, a);
 }
 
+/* libcsv field callback: keeps the header's names, or the needed fields of
+ * a row. */
 static void pr_field(void *data, size_t len, void *user)
 {
     struct preader *p = user;
@@ -332,6 +339,8 @@ static void pr_field(void *data, size_t len, void *user)
         }
 }
 
+/* libcsv row callback: maps the header's columns, then turns each row into
+ * a probe point of the run (strings interned). */
 static void pr_row(int c, void *user)
 {
     struct preader *p = user;
@@ -424,6 +433,7 @@ void *sum_grow(void *arr, size_t *cap, size_t n, size_t size, size_t first)
     return p;
 }
 
+/* Appends a probe point to run r; 0 or NB_ENOMEM. */
 static int push_prow(struct nb_sum_run *r, const struct nb_sum_prow *row)
 {
     void *g = sum_grow(r->probes, &r->cap_probes, r->n_probes, sizeof *row, 256);
@@ -539,6 +549,8 @@ struct slice_build {
     size_t in_scan;   /* points in the current scan */
 };
 
+/* Appends one slice point (a, b, loss, acc) to b; 0, or -1 when out of
+ * memory. */
 static int sb_push(struct slice_build *b, const double v[4])
 {
     if (b->n == b->cap) {
@@ -567,6 +579,7 @@ static int sb_push(struct slice_build *b, const double v[4])
     return 0;
 }
 
+/* Ends the current scan of a slice: its length must match the first scan's. */
 static void sb_end_scan(struct slice_build *b)
 {
     if (b->in_scan == 0)
@@ -735,6 +748,8 @@ out:
     return rc;
 }
 
+/* Appends the keys not yet listed to the summary's axis order; 0 or
+ * NB_ENOMEM. */
 static int add_axes(struct nb_summary *s, const int *keys, int n)
 {
     for (int i = 0; i < n; i++) {
@@ -822,6 +837,7 @@ int nb_summary_add_run_dir(struct nb_summary *s, const char *run_dir,
     return 0;
 }
 
+/* qsort order of string pointers, by strcmp. */
 static int cmp_str_ptr(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);

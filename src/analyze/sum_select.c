@@ -42,6 +42,7 @@ static int step_metric_names(const char **names)
     return n;
 }
 
+/* Is name a per-step metric a check may name? */
 static bool is_step_metric(const char *name)
 {
     const char *names[NB_METRICS_N_COLS + 2];
@@ -210,6 +211,7 @@ static bool filter_text(const struct nb_sum_filter *f, const char *v)
     }
 }
 
+/* Does the number x (as its canonical text) pass filter f? NaN never does. */
 static bool filter_num(const struct nb_sum_filter *f, double x)
 {
     char buf[64];
@@ -278,6 +280,7 @@ struct pts {
     size_t n, cap;
 };
 
+/* Appends a selected point; 0 or NB_ENOMEM. */
 static int pts_push(struct pts *a, const struct nb_sum_point *p)
 {
     void *g = sum_grow(a->p, &a->cap, a->n, sizeof *p, 64);
@@ -289,6 +292,8 @@ static int pts_push(struct pts *a, const struct nb_sum_point *p)
 }
 
 
+/* The rank of pooled string id among all pooled strings by strcmp (-1 for
+ * none): a stable sort key. */
 static int str_order(const struct nb_summary *s, int id)
 {
     /* rank of the name among all pooled strings (stable, by strcmp) */
@@ -381,6 +386,7 @@ static int collapse(const struct nb_summary *s, int g, struct rawpt *raw, size_t
 }
 
 
+/* Appends a raw point; 0 or NB_ENOMEM. */
 static int raw_push(struct rawbuf *b, const struct rawpt *p)
 {
     void *g = sum_grow(b->p, &b->cap, b->n, sizeof *p, 256);
@@ -466,6 +472,9 @@ int *sum_string_ranks(const struct nb_summary *s)
     return rank;
 }
 
+/* nb_summary_select_w's work: gathers metric m's raw points per group
+ * through the filters and collapses them by mode (mean over seeds, one
+ * replicate, or weighted by w). */
 static int select_impl(const struct nb_summary *s, const struct nb_metric *m,
                        const struct nb_sum_filter *f, int nf, int mode, const double *w,
                        struct nb_sum_point **out, size_t *n, struct nb_error *err);
@@ -571,6 +580,7 @@ int nb_summary_select_prepared(const struct nb_summary *s, const struct nb_sum_p
     return 0;
 }
 
+/* (Declared above, with its contract.) */
 static int select_impl(const struct nb_summary *s, const struct nb_metric *m,
                        const struct nb_sum_filter *f, int nf, int mode, const double *w,
                        struct nb_sum_point **out, size_t *n, struct nb_error *err)

@@ -33,6 +33,8 @@ struct hdr {
     int n, cap, nown;
 };
 
+/* Appends a column name to h (copied when copy, else borrowed); 0 or
+ * NB_ENOMEM. */
 static int hdr_add(struct hdr *h, const char *name, bool copy)
 {
     if (h->n == h->cap) {
@@ -58,6 +60,7 @@ static int hdr_add(struct hdr *h, const char *name, bool copy)
     return 0;
 }
 
+/* Frees h's names it owns and its arrays; leaves h zeroed. */
 static void hdr_free(struct hdr *h)
 {
     for (int i = 0; i < h->nown; i++)
@@ -67,6 +70,8 @@ static void hdr_free(struct hdr *h)
     memset(h, 0, sizeof *h);
 }
 
+/* Appends the summary's varying keys as section.key columns; 0 or
+ * NB_ENOMEM. */
 static int hdr_keys(struct hdr *h, const struct nb_summary *s)
 {
     for (int j = 0; j < s->n_vary; j++) {
@@ -79,6 +84,8 @@ static int hdr_keys(struct hdr *h, const struct nb_summary *s)
     return 0;
 }
 
+/* Appends BASE_SUFFIX for every suffix in suf (NULL-terminated); 0 or
+ * NB_ENOMEM. */
 static int hdr_suffixed(struct hdr *h, const char *base, const char *const *suf)
 {
     for (int i = 0; suf[i]; i++) {
@@ -90,6 +97,7 @@ static int hdr_suffixed(struct hdr *h, const char *base, const char *const *suf)
     return 0;
 }
 
+/* Writes group g's values of the varying keys. */
 static void w_keys(struct nb_csvw *w, const struct nb_summary *s, int g)
 {
     for (int j = 0; j < s->n_vary; j++)
@@ -105,6 +113,7 @@ void sum_w_num(struct nb_csvw *w, double v)
         nb_csvw_double(w, v);
 }
 
+/* DIR/NAME, malloc'd (NULL when out of memory). */
 static char *join_path(const char *dir, const char *name)
 {
     size_t n = strlen(dir) + strlen(name) + 2;
@@ -114,6 +123,8 @@ static char *join_path(const char *dir, const char *name)
     return p;
 }
 
+/* runs.csv: one row per run with its keys, status, seed and every per-run
+ * scalar. */
 static int write_runs(const struct nb_summary *s, const char *path,
                       struct nb_error *err)
 {
@@ -155,6 +166,8 @@ static int write_runs(const struct nb_summary *s, const char *path,
 static const char *const suf5[] = {"mean", "std", "min", "max", "median", "n", NULL};
 static const char *const suf4[] = {"mean", "std", "min", "max", NULL};
 
+/* groups.csv: one row per group with its keys, counts and mean, std, min,
+ * max and n of every scalar over its seeds. */
 static int write_groups(const struct nb_summary *s, const char *path,
                         struct nb_error *err)
 {
@@ -214,6 +227,7 @@ static int write_groups(const struct nb_summary *s, const char *path,
     return rc ? rc : rc2;
 }
 
+/* qsort order of longs, ascending. */
 static int cmp_long(const void *a, const void *b)
 {
     long x = *(const long *)a, y = *(const long *)b;
@@ -272,6 +286,8 @@ long sum_row_at_step(const struct nb_sum_run *r, long step)
     return -1;
 }
 
+/* curves.csv: per group and evaluation step (aligned across seeds), mean,
+ * std, min and max of every metrics.csv column and the derived errors. */
 static int write_curves(const struct nb_summary *s, const char *path,
                         struct nb_error *err)
 {
@@ -363,6 +379,8 @@ struct prow_ex {
     double value;
 };
 
+/* qsort order of probe rows: probe, layer, param, param value, stat, step
+ * (by the string ranks precomputed in the row). */
 static int cmp_prow_ex(const void *pa, const void *pb)
 {
     const struct prow_ex *a = pa, *b = pb;
@@ -386,6 +404,8 @@ static int cmp_prow_ex(const void *pa, const void *pb)
     return 0;
 }
 
+/* Do a and b aggregate into one probes.csv row (same probe, stat, layer,
+ * param and value, step)? */
 static bool prow_same(const struct prow_ex *a, const struct prow_ex *b)
 {
     return a->probe == b->probe && a->stat == b->stat && a->layer == b->layer &&
@@ -393,6 +413,8 @@ static bool prow_same(const struct prow_ex *a, const struct prow_ex *b)
            (a->pv == b->pv || (isnan(a->pv) && isnan(b->pv)));
 }
 
+/* probes.csv: per group, probe, layer, parameter, stat and step, the mean,
+ * std, min and max over seeds. */
 static int write_probes(const struct nb_summary *s, const char *path,
                         struct nb_error *err)
 {
