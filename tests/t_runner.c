@@ -384,6 +384,23 @@ static void test_defaults(void)
     is_int((long long)rc.data.train_subset, (long long)dd.train_subset,
            "defaults agree: data.train_subset");
     ok(rc.data.val_split == dd.val_split, "defaults agree: data.val_split");
+    struct nb_probe_opts dp;
+    nb_probe_opts_default(&dp);
+    const struct nb_probe_opts *po = &rc.probe;
+    is_int(po->landscape_every, dp.landscape_every, "defaults agree: probe.landscape_every");
+    ok(po->eta_min == dp.eta_min && po->eta_max == dp.eta_max,
+       "defaults agree: probe.eta_min, eta_max");
+    is_int(po->eta_points, dp.eta_points, "defaults agree: probe.eta_points");
+    is_int(po->eta_spacing, dp.eta_spacing, "defaults agree: probe.eta_spacing");
+    is_int(po->ics_every, dp.ics_every, "defaults agree: probe.ics_every");
+    is_int(po->dist_every, dp.dist_every, "defaults agree: probe.dist_every");
+    is_int(po->hessian_every, dp.hessian_every, "defaults agree: probe.hessian_every");
+    is_int(po->hessian_samples, dp.hessian_samples, "defaults agree: probe.hessian_samples");
+    is_int(po->hessian_mode, dp.hessian_mode, "defaults agree: probe.hessian_mode");
+    is_int(po->slice_dim, dp.slice_dim, "defaults agree: probe.slice_dim");
+    is_int(po->slice_points, dp.slice_points, "defaults agree: probe.slice_points");
+    ok(po->slice_range == dp.slice_range, "defaults agree: probe.slice_range");
+    is_int(po->slice_samples, dp.slice_samples, "defaults agree: probe.slice_samples");
     nb_sweep_free(&sw);
 }
 

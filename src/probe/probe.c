@@ -75,7 +75,7 @@ void nb_probe_opts_default(struct nb_probe_opts *o)
     o->slice_dim = 1;
     o->slice_points = 51;
     o->slice_range = 1.0;
-    o->slice_samples = 0;
+    o->slice_samples = 1000;
 }
 
 /* an option error naming its config key (core/error.h) */
