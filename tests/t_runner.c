@@ -376,6 +376,33 @@ static void test_defaults(void)
     ok(m->norm.eps == dm->norm.eps, "defaults agree: norm.eps");
     ok(m->norm.momentum == dm->norm.momentum, "defaults agree: norm.momentum");
     is_int(m->norm.affine, dm->norm.affine, "defaults agree: norm.affine");
+    const struct nb_norm_opts *no = &m->norm, *dn = &dm->norm;
+    is_int(no->lp, dn->lp, "defaults agree: norm.lp");
+    is_int(no->momentum_cumulative, dn->momentum_cumulative, "defaults agree: norm.momentum none");
+    is_int(no->momentum_keras, dn->momentum_keras, "defaults agree: norm.momentum_convention");
+    is_int(no->running_var_biased, dn->running_var_biased, "defaults agree: norm.running_var");
+    is_int(no->norm_batch, dn->norm_batch, "defaults agree: norm.norm_batch");
+    is_int(no->ghost_update_per_step, dn->ghost_update_per_step,
+           "defaults agree: norm.ghost_update");
+    is_int(no->sync, dn->sync, "defaults agree: norm.sync");
+    is_int(no->devices, dn->devices, "defaults agree: norm.devices");
+    is_int(no->renorm, dn->renorm, "defaults agree: norm.renorm");
+    ok(no->renorm_rmax == dn->renorm_rmax && no->renorm_dmax == dn->renorm_dmax,
+       "defaults agree: norm.renorm_rmax, renorm_dmax");
+    ok(no->renorm_momentum == dn->renorm_momentum, "defaults agree: norm.renorm_momentum");
+    is_int(no->frozen_from, dn->frozen_from, "defaults agree: norm.frozen_from");
+    is_int(no->noisy, dn->noisy, "defaults agree: norm.noisy");
+    ok(no->noise_mu == dn->noise_mu && no->noise_sigma == dn->noise_sigma &&
+           no->noise_rmu == dn->noise_rmu && no->noise_rsigma == dn->noise_rsigma,
+       "defaults agree: norm.noise_mu, noise_sigma, noise_rmu, noise_rsigma");
+    ok(m->init_std == dm->init_std, "defaults agree: model.init_std");
+    is_int(m->zero_init_last_gamma, dm->zero_init_last_gamma,
+           "defaults agree: model.zero_init_last_gamma");
+    is_int(m->dropout_place, dm->dropout_place, "defaults agree: model.dropout_place");
+    is_int(m->n_widths, dm->n_widths, "defaults agree: model.widths (count)");
+    ok(m->n_widths == dm->n_widths && !memcmp(m->widths, dm->widths,
+                                               (size_t)dm->n_widths * sizeof *dm->widths),
+       "defaults agree: model.widths");
     struct nb_data_opts dd;
     nb_data_opts_default(&dd);
     is_int(rc.data.source, dd.source, "defaults agree: data.source");
