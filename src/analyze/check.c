@@ -135,17 +135,23 @@ static int eval_agg(const struct nb_check_node *n, struct evalctx *ec, double *o
         free(work);
         break;
     }
-    default:
+    case A_MEAN:
+    case A_MEDIAN:
+    case A_MIN:
+    case A_MAX:
+    case A_STD:
+    case A_RANGE:
+    case A_COUNT: /* returned above */
+    case A_COUNT_:
         nb_stats(v, np, &mean, &sd, &mn, &mx, &med);
-        switch (n->agg) {
-        case A_MEAN: *out = mean; break;
-        case A_MEDIAN: *out = med; break;
-        case A_MIN: *out = mn; break;
-        case A_MAX: *out = mx; break;
-        case A_STD: *out = sd; break;
-        case A_RANGE: *out = mx - mn; break;
-        default: *out = NAN; break;
-        }
+        *out = n->agg == A_MEAN     ? mean
+               : n->agg == A_MEDIAN ? med
+               : n->agg == A_MIN    ? mn
+               : n->agg == A_MAX    ? mx
+               : n->agg == A_STD    ? sd
+               : n->agg == A_RANGE  ? mx - mn
+                                    : NAN;
+        break;
     }
     free(v), free(x), free(pts);
     return 0;
@@ -168,7 +174,10 @@ static int eval_node(const struct nb_check_node *n, struct evalctx *ec, double *
             return rc;
         *out = n->type == N_NEG ? -a : fabs(a);
         return 0;
-    default:
+    case N_ADD:
+    case N_SUB:
+    case N_MUL:
+    case N_DIV:
         break;
     }
     if ((rc = eval_node(n->a, ec, &a)) || (rc = eval_node(n->b, ec, &b)))
@@ -182,7 +191,10 @@ static int eval_node(const struct nb_check_node *n, struct evalctx *ec, double *
             return nb_error_set(ec->err, NB_ERANGE, NULL, 0, "division by zero (%g / 0)", a);
         *out = a / b;
         break;
-    default: *out = NAN; break;
+    case N_NUM: /* handled above */
+    case N_AGG:
+    case N_NEG:
+    case N_ABS: *out = NAN; break;
     }
     return 0;
 }
@@ -197,8 +209,9 @@ static bool compare(double a, enum nb_cmp op, double b)
     case NB_CMP_LE: return a <= b;
     case NB_CMP_GT: return a > b;
     case NB_CMP_GE: return a >= b;
-    default: return false;
+    case NB_CMP_COUNT: break;
     }
+    return false;
 }
 
 /* Both sides of check c and whether the statement holds; 0, an error (in

@@ -16,7 +16,7 @@ struct nb_check_node {
     enum ntype type;
     double num;
     struct nb_check_node *a, *b;
-    int agg;
+    enum agg agg;
     struct nb_metric metric;
     int xkey;                 /* rankcorr: config key, NB_FK_STEP or NB_FK_EPOCH */
     struct nb_sum_filter *f;

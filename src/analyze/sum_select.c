@@ -207,8 +207,11 @@ static bool filter_text(const struct nb_sum_filter *f, const char *v)
     case NB_CMP_LE: return x <= y;
     case NB_CMP_GT: return x > y;
     case NB_CMP_GE: return x >= y;
-    default: return false;
+    case NB_CMP_EQ: /* handled above */
+    case NB_CMP_NE:
+    case NB_CMP_COUNT: break;
     }
+    return false;
 }
 
 /* Does the number x (as its canonical text) pass filter f? NaN never does. */

@@ -409,8 +409,9 @@ static const char *type_name(const struct nb_key *k)
     case NB_KEY_FLOAT_LIST: return "float list";
     case NB_KEY_NAMES: return "key names";
     case NB_KEY_RULES: return "rules";
-    default: return "?";
+    case NB_KEY_TYPE_COUNT: break;
     }
+    return "?";
 }
 
 char *nb_format_double(double v, char *buf, size_t size)
@@ -712,7 +713,9 @@ int nb_key_canon(const struct nb_key *k, const char *text, const char *file,
         free(copy);
         break;
     }
-    default:
+    case NB_KEY_NAMES: /* zip and exclude: parsed by config.c */
+    case NB_KEY_RULES:
+    case NB_KEY_TYPE_COUNT:
         rc = nb_error_set(err, NB_EINVAL, file, line,
                           "[%s] %s takes no plain value", k->section, k->key);
         break;

@@ -306,7 +306,8 @@ size_t nb_runcfg_nominal(const struct nb_data_opts *o, struct nb_shape *shape,
         n = o->synth.n_train ? o->synth.n_train : 1000;
         break;
     }
-    default: /* idx: read from the files at run time */
+    case NB_SRC_IDX: /* read from the files at run time */
+    case NB_SRC_COUNT:
         if (o->classes > 0)
             *classes = o->classes;
         break;
