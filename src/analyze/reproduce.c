@@ -511,183 +511,219 @@ static const char *utc_now(char *buf, size_t n)
     return buf;
 }
 
-int nb_reproduce(const char *experiment, const struct nb_repro_opts *o,
-                 struct nb_repro_result *res, struct nb_error *err)
-{
-    memset(res, 0, sizeof *res);
-    res->verdict = -1;
-    char epath[PATH_SZ];
-    int rc = nb_experiment_find(experiment, epath, sizeof epath, err);
-    if (rc)
-        return rc;
+/* The state of one nb_reproduce call, shared by its steps; repro_free
+ * frees what they made. */
+struct repro {
+    const struct nb_repro_opts *o;
     struct nb_experiment e;
-    if ((rc = nb_experiment_load(epath, &e, err)))
-        return rc;
-    int n = e.n_configs;
-    struct cfgrun *cr = calloc((size_t)n, sizeof *cr);
+    char epath[PATH_SZ];
+    int n;             /* e.n_configs */
+    struct cfgrun *cr; /* [n] */
     struct nb_summary s;
-    nb_summary_init(&s);
-    struct nb_archive old, arch;
-    bool have_old = false, built = false, staged = false;
-    char stage[PATH_SZ];
-    struct nb_check_result *results = calloc((size_t)e.n_checks + 1, sizeof *results);
-    struct nb_report_fig *figs = calloc((size_t)e.n_figs + 1, sizeof *figs);
-    char(*fig_file)[PATH_SZ] = calloc((size_t)e.n_figs + 1, sizeof *fig_file);
-    char(*fig_table)[PATH_SZ] = calloc((size_t)e.n_figs + 1, sizeof *fig_table);
-    char(*fig_why)[600] = calloc((size_t)e.n_figs + 1, sizeof *fig_why);
-    struct nb_report_cfg *rcfg = calloc((size_t)n, sizeof *rcfg);
-    int *reg = calloc((size_t)e.n_checks + 1, sizeof *reg);
-    struct nb_prereg prereg = {0};
-    if (!cr || !results || !figs || !fig_file || !fig_table || !fig_why || !rcfg || !reg) {
-        rc = nb_error_oom(err);
-        goto out;
-    }
-    /* ROOT from the first config (the original) */
+    struct nb_archive old, arch; /* on disk (have_old), of these runs (built) */
+    bool have_old, built, staged;
+    bool complete;     /* no run failed or pending */
+    bool save_archive; /* arch replaces old */
     char root[PATH_SZ], report_dir[PATH_SZ + 256];
+    char ppath[PATH_SZ + 400]; /* the pre-registration */
+    char cmd[PATH_SZ + 128];   /* the command that makes the runs */
+    char adir[PATH_SZ + 300];  /* the archive */
+    char stage[PATH_SZ], tdir[PATH_SZ + 300];
+    struct nb_check_result *results;
+    struct nb_report_fig *figs;
+    char (*fig_file)[PATH_SZ];
+    char (*fig_table)[PATH_SZ];
+    char (*fig_why)[600];
+    struct nb_report_cfg *rcfg;
+    int *reg;
+    struct nb_prereg prereg;
+};
+
+/* The arrays of R sized by its experiment; returns a status. */
+static int repro_alloc(struct repro *R, struct nb_error *err)
+{
+    const struct nb_experiment *e = &R->e;
+    R->cr = calloc((size_t)R->n, sizeof *R->cr);
+    R->results = calloc((size_t)e->n_checks + 1, sizeof *R->results);
+    R->figs = calloc((size_t)e->n_figs + 1, sizeof *R->figs);
+    R->fig_file = calloc((size_t)e->n_figs + 1, sizeof *R->fig_file);
+    R->fig_table = calloc((size_t)e->n_figs + 1, sizeof *R->fig_table);
+    R->fig_why = calloc((size_t)e->n_figs + 1, sizeof *R->fig_why);
+    R->rcfg = calloc((size_t)R->n, sizeof *R->rcfg);
+    R->reg = calloc((size_t)e->n_checks + 1, sizeof *R->reg);
+    if (!R->cr || !R->results || !R->figs || !R->fig_file || !R->fig_table || !R->fig_why ||
+        !R->rcfg || !R->reg)
+        return nb_error_oom(err);
+    return 0;
+}
+
+/* Sets ROOT (from the first config, the original) and ROOT/NAME, makes
+ * the latter, and loads every config: through an overlay under
+ * ROOT/NAME/configs with --quick or --results; returns a status. */
+static int repro_load_configs(struct repro *R, struct nb_error *err)
+{
+    const struct nb_repro_opts *o = R->o;
+    const struct nb_experiment *e = &R->e;
+    int rc;
     {
         struct nb_sweep sw0;
-        if ((rc = nb_sweep_load(e.config_paths[0], &sw0, err)))
-            goto out;
-        const char *rd = o->results ? o->results
-                                    : nb_run_get_str(&sw0.runs[0], "experiment", "results_dir");
-        snprintf(root, sizeof root, "%s%s", rd[0] ? rd : ".", o->quick ? "/quick" : "");
+        if ((rc = nb_sweep_load(e->config_paths[0], &sw0, err)))
+            return rc;
+        const char *rd =
+            o->results ? o->results : nb_run_get_str(&sw0.runs[0], "experiment", "results_dir");
+        snprintf(R->root, sizeof R->root, "%s%s", rd[0] ? rd : ".", o->quick ? "/quick" : "");
         nb_sweep_free(&sw0);
     }
-    snprintf(report_dir, sizeof report_dir, "%s/%s", root, e.name);
-    if ((rc = nb_mkdirs(report_dir, err)))
-        goto out;
+    snprintf(R->report_dir, sizeof R->report_dir, "%s/%s", R->root, e->name);
+    if ((rc = nb_mkdirs(R->report_dir, err)))
+        return rc;
     bool overlay = o->quick || o->results;
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < R->n; i++) {
+        struct cfgrun *c = &R->cr[i];
         if (overlay) {
             struct nb_sweep orig;
-            if ((rc = nb_sweep_load(e.config_paths[i], &orig, err)))
-                goto out;
+            if ((rc = nb_sweep_load(e->config_paths[i], &orig, err)))
+                return rc;
             char name[256];
-            snprintf(name, sizeof name, "%s",
-                     nb_run_get_str(&orig.runs[0], "experiment", "name"));
+            snprintf(name, sizeof name, "%s", nb_run_get_str(&orig.runs[0], "experiment", "name"));
             nb_sweep_free(&orig);
             char cdir[PATH_SZ + 300];
-            snprintf(cdir, sizeof cdir, "%s/configs", report_dir);
+            snprintf(cdir, sizeof cdir, "%s/configs", R->report_dir);
             if ((rc = nb_mkdirs(cdir, err)))
-                goto out;
-            snprintf(cr[i].path, sizeof cr[i].path, "%.3000s/%.900s", cdir,
-                     base_of(e.config_paths[i]));
-            if ((rc = write_overlay(cr[i].path, e.config_paths[i], root, name, &e, o->quick,
-                                    err)))
-                goto out;
+                return rc;
+            snprintf(c->path, sizeof c->path, "%.3000s/%.900s", cdir, base_of(e->config_paths[i]));
+            if ((rc = write_overlay(c->path, e->config_paths[i], R->root, name, e, o->quick, err)))
+                return rc;
         } else {
-            snprintf(cr[i].path, sizeof cr[i].path, "%s", e.config_paths[i]);
+            snprintf(c->path, sizeof c->path, "%s", e->config_paths[i]);
         }
-        if ((rc = nb_sweep_load_checked(cr[i].path, nb_runcfg_check, &cr[i].sw, err)))
-            goto out;
-        cr[i].loaded = true;
-        nb_runner_exp_dir(&cr[i].sw, NULL, cr[i].exp_dir, sizeof cr[i].exp_dir);
+        if ((rc = nb_sweep_load_checked(c->path, nb_runcfg_check, &c->sw, err)))
+            return rc;
+        c->loaded = true;
+        nb_runner_exp_dir(&c->sw, NULL, c->exp_dir, sizeof c->exp_dir);
     }
-    /* pre-register the checks before the first run */
-    char ppath[PATH_SZ + 400];
-    snprintf(ppath, sizeof ppath, "%s/%s", report_dir, NB_PREREG_FILE);
-    if (o->run && access(ppath, F_OK) != 0) {
-        long before = 0;
-        for (int i = 0; i < n; i++)
-            for (size_t k = 0; k < cr[i].sw.n_runs; k++) {
-                char dpath[PATH_SZ + 64];
-                snprintf(dpath, sizeof dpath, "%.3000s/%s/DONE", cr[i].exp_dir,
-                         cr[i].sw.runs[k].run_id);
-                before += access(dpath, F_OK) == 0;
-            }
-        char when[64];
-        if ((rc = nb_prereg_write(ppath, epath, e.checks, e.n_checks, utc_now(when, sizeof when),
-                                  NB_GIT_REVISION, before, err)))
-            goto out;
-        say(o, "%s: checks pre-registered in %s%s", e.name, ppath,
-            before ? " (after runs existed: they will be marked post hoc)" : "");
-    }
-    /* run */
-    if (o->run) {
-        for (int i = 0; i < n; i++) {
-            say(o, "%s: %zu runs of %s, %d at a time, into %s/", e.name, cr[i].sw.n_runs,
-                cr[i].path, o->jobs, cr[i].exp_dir);
-            struct nb_runner_opts ro;
-            nb_runner_opts_default(&ro);
-            ro.jobs = o->jobs > 0 ? o->jobs : 1;
-            ro.progress = o->progress;
-            struct nb_runner_report rep;
-            if ((rc = nb_runner_run(&cr[i].sw, &ro, &rep, err)))
-                goto out;
-            say(o, "%s: %zu done, %zu diverged, %zu failed (%zu were done before)",
-                base_of(cr[i].path), rep.done, rep.diverged, rep.failed, rep.skipped);
-            if (rep.signal) {
-                rc = nb_error_set(err, NB_EIO, NULL, 0, "stopped by signal %d", rep.signal);
-                goto out;
-            }
+    return 0;
+}
+
+/* Sets the pre-registration's path and, when this call runs and there is
+ * none yet, writes it (the checks, before the first run); returns a
+ * status. */
+static int repro_preregister(struct repro *R, struct nb_error *err)
+{
+    snprintf(R->ppath, sizeof R->ppath, "%s/%s", R->report_dir, NB_PREREG_FILE);
+    if (!R->o->run || access(R->ppath, F_OK) == 0)
+        return 0;
+    long before = 0;
+    for (int i = 0; i < R->n; i++)
+        for (size_t k = 0; k < R->cr[i].sw.n_runs; k++) {
+            char dpath[PATH_SZ + 64];
+            snprintf(dpath, sizeof dpath, "%.3000s/%s/DONE", R->cr[i].exp_dir,
+                     R->cr[i].sw.runs[k].run_id);
+            before += access(dpath, F_OK) == 0;
         }
+    char when[64];
+    int rc = nb_prereg_write(R->ppath, R->epath, R->e.checks, R->e.n_checks,
+                             utc_now(when, sizeof when), NB_GIT_REVISION, before, err);
+    if (rc)
+        return rc;
+    say(R->o, "%s: checks pre-registered in %s%s", R->e.name, R->ppath,
+        before ? " (after runs existed: they will be marked post hoc)" : "");
+    return 0;
+}
+
+/* Runs every config's sweep; returns a status (NB_EIO when a signal
+ * stopped it). */
+static int repro_run(struct repro *R, struct nb_error *err)
+{
+    const struct nb_repro_opts *o = R->o;
+    for (int i = 0; i < R->n; i++) {
+        struct cfgrun *c = &R->cr[i];
+        say(o, "%s: %zu runs of %s, %d at a time, into %s/", R->e.name, c->sw.n_runs, c->path,
+            o->jobs, c->exp_dir);
+        struct nb_runner_opts ro;
+        nb_runner_opts_default(&ro);
+        ro.jobs = o->jobs > 0 ? o->jobs : 1;
+        ro.progress = o->progress;
+        struct nb_runner_report rep;
+        int rc = nb_runner_run(&c->sw, &ro, &rep, err);
+        if (rc)
+            return rc;
+        say(o, "%s: %zu done, %zu diverged, %zu failed (%zu were done before)", base_of(c->path),
+            rep.done, rep.diverged, rep.failed, rep.skipped);
+        if (rep.signal)
+            return nb_error_set(err, NB_EIO, NULL, 0, "stopped by signal %d", rep.signal);
     }
-    /* the command that makes the runs (no -j: the report is the same for
-     * any number of workers) */
-    char cmd[PATH_SZ + 128], shown[PATH_SZ];
-    {
-        /* an experiment of an experiments/ folder by its name (how it was
-         * given does not change the report), any other by its path */
-        char edir[PATH_SZ];
-        dir_of(epath, edir, sizeof edir);
-        const char *base = base_of(epath);
-        size_t bl = strlen(base);
-        if (!strcmp(base_of(edir), "experiments") && bl > 4 && !strcmp(base + bl - 4, ".ini"))
-            snprintf(shown, sizeof shown, "%.*s", (int)(bl - 4), base);
-        else
-            snprintf(shown, sizeof shown, "%s", epath);
+    return 0;
+}
+
+/* Sets R->cmd, the command that makes the runs (no -j: the report is the
+ * same for any number of workers). */
+static void repro_command(struct repro *R)
+{
+    const struct nb_repro_opts *o = R->o;
+    char shown[PATH_SZ];
+    /* an experiment of an experiments/ folder by its name (how it was
+     * given does not change the report), any other by its path */
+    char edir[PATH_SZ];
+    dir_of(R->epath, edir, sizeof edir);
+    const char *base = base_of(R->epath);
+    size_t bl = strlen(base);
+    if (!strcmp(base_of(edir), "experiments") && bl > 4 && !strcmp(base + bl - 4, ".ini"))
+        snprintf(shown, sizeof shown, "%.*s", (int)(bl - 4), base);
+    else
+        snprintf(shown, sizeof shown, "%s", R->epath);
+    snprintf(R->cmd, sizeof R->cmd, "normbench reproduce %s%s%s%s", shown,
+             o->quick ? " --quick" : "", o->results ? " --results " : "",
+             o->results ? o->results : "");
+}
+
+/* Loads the archive (the data of runs whose directories are gone), adds
+ * every config's runs to the summary and groups them; without running,
+ * refuses when a run has no data; returns a status. */
+static int repro_summarize(struct repro *R, struct nb_error *err)
+{
+    snprintf(R->adir, sizeof R->adir, "%s/archive", R->report_dir);
+    struct nb_error e2;
+    nb_error_clear(&e2);
+    int rc = nb_archive_load(R->adir, &R->old, &e2);
+    if (rc && rc != NB_ENOENT) {
+        *err = e2;
+        return rc;
     }
-    snprintf(cmd, sizeof cmd, "normbench reproduce %s%s%s%s", shown, o->quick ? " --quick" : "",
-             o->results ? " --results " : "", o->results ? o->results : "");
-    /* the archive: the data of runs whose directories are gone */
-    char adir[PATH_SZ + 300];
-    snprintf(adir, sizeof adir, "%s/archive", report_dir);
-    {
-        struct nb_error e2;
-        nb_error_clear(&e2);
-        int r = nb_archive_load(adir, &old, &e2);
-        if (r && r != NB_ENOENT) {
-            *err = e2;
-            rc = r;
-            goto out;
-        }
-        have_old = r == 0;
-        if (have_old)
-            nb_summary_set_fallback(&s, nb_archive_fallback, &old);
+    R->have_old = rc == 0;
+    if (R->have_old)
+        nb_summary_set_fallback(&R->s, nb_archive_fallback, &R->old);
+    for (int i = 0; i < R->n; i++) {
+        struct cfgrun *c = &R->cr[i];
+        c->first = R->s.n_runs;
+        if ((rc = nb_summary_add_sweep(&R->s, &c->sw, c->exp_dir, err)))
+            return rc;
+        c->n = R->s.n_runs - c->first;
     }
-    /* summarize */
-    for (int i = 0; i < n; i++) {
-        cr[i].first = s.n_runs;
-        if ((rc = nb_summary_add_sweep(&s, &cr[i].sw, cr[i].exp_dir, err)))
-            goto out;
-        cr[i].n = s.n_runs - cr[i].first;
-    }
-    if ((rc = nb_summary_group(&s, err)))
-        goto out;
+    if ((rc = nb_summary_group(&R->s, err)))
+        return rc;
     /* without running, every run must have its data: never a report, a
      * table or a figure of fewer runs over the ones there are */
-    if (!o->run && (rc = nb_repro_missing(&s, report_dir, adir, cmd, err)))
-        goto out;
-    snprintf(stage, sizeof stage, "%.3000s/.staging-%ld", report_dir, (long)getpid());
-    stage_remove(stage);
-    if ((rc = nb_mkdirs(stage, err)))
-        goto out;
-    staged = true;
-    char tdir[PATH_SZ + 300];
-    snprintf(tdir, sizeof tdir, "%s/tables", stage);
-    if ((rc = nb_summary_write_tables(&s, tdir, err)))
-        goto out;
+    if (!R->o->run)
+        return nb_repro_missing(&R->s, R->report_dir, R->adir, R->cmd, err);
+    return 0;
+}
+
+/* Fills the report's per-config counts and R->complete. */
+static void repro_count(struct repro *R)
+{
     bool complete = true;
-    for (int i = 0; i < n; i++) {
-        struct nb_report_cfg *c = &rcfg[i];
-        c->path = cr[i].path;
-        c->exp_dir = cr[i].exp_dir;
-        c->total = cr[i].n;
+    for (int i = 0; i < R->n; i++) {
+        struct nb_report_cfg *c = &R->rcfg[i];
+        const struct cfgrun *cr = &R->cr[i];
+        c->path = cr->path;
+        c->exp_dir = cr->exp_dir;
+        c->total = cr->n;
         /* runs are in insertion order until grouping sorts nothing in
          * sweep mode: count by run_id membership */
-        for (size_t k = 0; k < s.n_runs; k++) {
-            const struct nb_sum_run *r = &s.runs[k];
-            if (r->order < (long)cr[i].first || r->order >= (long)(cr[i].first + cr[i].n))
+        for (size_t k = 0; k < R->s.n_runs; k++) {
+            const struct nb_sum_run *r = &R->s.runs[k];
+            if (r->order < (long)cr->first || r->order >= (long)(cr->first + cr->n))
                 continue;
             c->done += r->status == NB_SUM_DONE;
             c->diverged += r->status == NB_SUM_DIVERGED;
@@ -696,13 +732,21 @@ int nb_reproduce(const char *experiment, const struct nb_repro_opts *o,
         }
         complete &= c->failed == 0 && c->pending == 0;
     }
-    res->complete = complete;
-    /* figures */
+    R->complete = complete;
+}
+
+/* Draws the figures into the staging area (when asked) and says why
+ * each one was not; returns a status, NB_EIO for `plot` (no report)
+ * when no figure was drawn. */
+static int repro_figures(struct repro *R, struct nb_repro_result *res, struct nb_error *err)
+{
+    const struct nb_repro_opts *o = R->o;
+    const struct nb_experiment *e = &R->e;
     char plots[PATH_SZ], plots_gp[PATH_SZ];
-    const char *pd = find_plots(o->plots_dir, epath, plots, sizeof plots);
-    res->figs_total = e.n_figs;
-    for (int i = 0; i < e.n_figs; i++)
-        figs[i].why = "figures were not requested";
+    const char *pd = find_plots(o->plots_dir, R->epath, plots, sizeof plots);
+    res->figs_total = e->n_figs;
+    for (int i = 0; i < e->n_figs; i++)
+        R->figs[i].why = "figures were not requested";
     if (o->figures) {
         if (!pd)
             say(o, "no plots/ directory with the gnuplot scripts (--plots DIR): figures "
@@ -710,132 +754,193 @@ int nb_reproduce(const char *experiment, const struct nb_repro_opts *o,
         else if (!nb_gnuplot_path(plots_gp, sizeof plots_gp))
             say(o, "gnuplot not found: figures skipped (apt-get install gnuplot-nox "
                    "fonts-liberation)");
-        if ((rc = draw_figures(&e, &s, stage, pd, o->formats, o, figs, fig_file,
-                               fig_table, fig_why, &res->figs_drawn, &res->figs_failed,
-                               err)))
-            goto out;
+        int rc = draw_figures(e, &R->s, R->stage, pd, o->formats, o, R->figs, R->fig_file,
+                              R->fig_table, R->fig_why, &res->figs_drawn, &res->figs_failed, err);
+        if (rc)
+            return rc;
         /* a message that points at a gnuplot log: where the log will be */
-        size_t sl = strlen(stage);
-        for (int i = 0; i < e.n_figs; i++) {
-            char *p = strstr(fig_why[i], stage);
+        size_t sl = strlen(R->stage);
+        for (int i = 0; i < e->n_figs; i++) {
+            char *p = strstr(R->fig_why[i], R->stage);
             if (p) {
                 char tail[600];
                 snprintf(tail, sizeof tail, "%s", p + sl);
                 *p = '\0';
-                size_t used = strlen(fig_why[i]);
-                snprintf(p, sizeof fig_why[i] - used, "%s%s", report_dir, tail);
+                size_t used = strlen(R->fig_why[i]);
+                snprintf(p, sizeof R->fig_why[i] - used, "%s%s", R->report_dir, tail);
             }
         }
     }
-    snprintf(res->figures, sizeof res->figures, "%.2000s/figures", report_dir);
-    if (!o->report && o->figures && res->figs_drawn == 0) {
+    snprintf(res->figures, sizeof res->figures, "%.2000s/figures", R->report_dir);
+    if (!o->report && o->figures && res->figs_drawn == 0)
         /* plot: figures that were drawn before stay as they are */
-        rc = nb_error_set(err, NB_EIO, NULL, 0,
-                          "%s: no figure drawn (%d in the experiment; the messages above "
-                          "say why); nothing was written",
-                          e.name, e.n_figs);
-        goto out;
+        return nb_error_set(err, NB_EIO, NULL, 0,
+                            "%s: no figure drawn (%d in the experiment; the messages above "
+                            "say why); nothing was written",
+                            e->name, e->n_figs);
+    return 0;
+}
+
+/* Evaluates the checks against their registration, the verdict, builds
+ * the archive of these runs and writes report.md and verdict.txt into
+ * the staging area; returns a status. */
+static int repro_report(struct repro *R, struct nb_repro_result *res, struct nb_error *err)
+{
+    const struct nb_repro_opts *o = R->o;
+    struct nb_experiment *e = &R->e;
+    int rc = nb_prereg_read(R->ppath, &R->prereg, err);
+    if (rc)
+        return rc;
+    for (int i = 0; i < e->n_checks; i++) {
+        if ((rc = nb_check_eval(&e->checks[i], &R->s, &R->results[i], err)))
+            return rc;
+        R->reg[i] = nb_prereg_status(&R->prereg, &e->checks[i]);
+        R->results[i].post_hoc = R->reg[i] != NB_REG_OK;
+        res->checks_pass += R->results[i].outcome == NB_OUT_PASS;
     }
-    bool save_archive = false;
-    if (o->report) {
-        /* checks, their registration, verdict, report */
-        if ((rc = nb_prereg_read(ppath, &prereg, err)))
-            goto out;
-        for (int i = 0; i < e.n_checks; i++) {
-            if ((rc = nb_check_eval(&e.checks[i], &s, &results[i], err)))
-                goto out;
-            reg[i] = nb_prereg_status(&prereg, &e.checks[i]);
-            results[i].post_hoc = reg[i] != NB_REG_OK;
-            res->checks_pass += results[i].outcome == NB_OUT_PASS;
-        }
-        res->checks_total = e.n_checks;
-        res->verdict = nb_verdict_of(e.checks, results, e.n_checks, complete);
-        /* the archive of these runs; its meta facts say when, by what and
-         * where they were made (not when this report was written) */
-        if ((rc = nb_archive_build(&s, have_old ? &old : NULL, &arch, err)))
-            goto out;
-        built = true;
-        struct nb_archive_facts facts;
-        nb_archive_facts(&arch, &facts);
-        /* never an archive of fewer finished runs over one of more (runs
-         * that failed here, a config that lost runs) */
-        size_t fin_new = nb_archive_finished(&arch), fin_old = 0;
-        if (have_old)
-            fin_old = nb_archive_finished(&old);
-        save_archive = arch.n_runs > 0 && (!have_old || fin_new >= fin_old);
-        if (have_old && fin_new < fin_old)
-            say(o, "%s kept as it is: it has %zu finished runs, these results %zu", adir,
-                fin_old, fin_new);
-        struct nb_report_in in = {.e = &e, .s = &s, .results = results, .figs = figs,
-                                  .cfgs = rcfg, .quick = o->quick, .verdict = res->verdict,
-                                  .complete = complete, .tables_dir = "tables", .command = cmd,
-                                  .reg = reg, .prereg = &prereg,
-                                  .when = facts.when[0] ? facts.when : NULL,
-                                  .version = facts.version, .machine = facts.machine,
-                                  .n_test = facts.n_test};
-        char path[PATH_SZ + 300];
-        snprintf(path, sizeof path, "%s/report.md", stage);
-        if ((rc = nb_report_write(path, &in, err)))
-            goto out;
-        snprintf(path, sizeof path, "%s/verdict.txt", stage);
-        if ((rc = nb_verdict_write(path, &in, err)))
-            goto out;
-    }
-    /* everything is written: into place */
-    {
-        char final[PATH_SZ + 300], sdir[PATH_SZ + 300];
-        snprintf(final, sizeof final, "%s/tables", report_dir);
+    res->checks_total = e->n_checks;
+    res->verdict = nb_verdict_of(e->checks, R->results, e->n_checks, R->complete);
+    /* the archive of these runs; its meta facts say when, by what and
+     * where they were made (not when this report was written) */
+    if ((rc = nb_archive_build(&R->s, R->have_old ? &R->old : NULL, &R->arch, err)))
+        return rc;
+    R->built = true;
+    struct nb_archive_facts facts;
+    nb_archive_facts(&R->arch, &facts);
+    /* never an archive of fewer finished runs over one of more (runs
+     * that failed here, a config that lost runs) */
+    size_t fin_new = nb_archive_finished(&R->arch), fin_old = 0;
+    if (R->have_old)
+        fin_old = nb_archive_finished(&R->old);
+    R->save_archive = R->arch.n_runs > 0 && (!R->have_old || fin_new >= fin_old);
+    if (R->have_old && fin_new < fin_old)
+        say(o, "%s kept as it is: it has %zu finished runs, these results %zu", R->adir, fin_old,
+            fin_new);
+    struct nb_report_in in = { .e = e,
+                               .s = &R->s,
+                               .results = R->results,
+                               .figs = R->figs,
+                               .cfgs = R->rcfg,
+                               .quick = o->quick,
+                               .verdict = res->verdict,
+                               .complete = R->complete,
+                               .tables_dir = "tables",
+                               .command = R->cmd,
+                               .reg = R->reg,
+                               .prereg = &R->prereg,
+                               .when = facts.when[0] ? facts.when : NULL,
+                               .version = facts.version,
+                               .machine = facts.machine,
+                               .n_test = facts.n_test };
+    char path[PATH_SZ + 300];
+    snprintf(path, sizeof path, "%s/report.md", R->stage);
+    if ((rc = nb_report_write(path, &in, err)))
+        return rc;
+    snprintf(path, sizeof path, "%s/verdict.txt", R->stage);
+    return nb_verdict_write(path, &in, err);
+}
+
+/* Moves what was staged into place (tables, figures when drawn, report,
+ * verdict and archive with a report); returns a status. */
+static int repro_commit(struct repro *R, struct nb_error *err)
+{
+    char final[PATH_SZ + 300], sdir[PATH_SZ + 300];
+    snprintf(final, sizeof final, "%s/tables", R->report_dir);
+    int rc = nb_mkdirs(final, err);
+    if (rc)
+        return rc;
+    for (int i = 0; nb_sum_table_files[i]; i++)
+        if ((rc = stage_commit(R->tdir, final, nb_sum_table_files[i], err)))
+            return rc;
+    if (R->o->figures) {
+        snprintf(final, sizeof final, "%s/figures", R->report_dir);
+        snprintf(sdir, sizeof sdir, "%s/figures", R->stage);
         if ((rc = nb_mkdirs(final, err)))
-            goto out;
-        for (int i = 0; nb_sum_table_files[i]; i++)
-            if ((rc = stage_commit(tdir, final, nb_sum_table_files[i], err)))
-                goto out;
-        if (o->figures) {
-            snprintf(final, sizeof final, "%s/figures", report_dir);
-            snprintf(sdir, sizeof sdir, "%s/figures", stage);
-            if ((rc = nb_mkdirs(final, err)))
-                goto out;
-            for (int i = 0; i < e.n_figs; i++)
-                for (int k = 0; fig_sfx[k]; k++) {
-                    char name[400];
-                    snprintf(name, sizeof name, "%.300s.%s", e.figs[i].name, fig_sfx[k]);
-                    if ((rc = stage_commit(sdir, final, name, err)))
-                        goto out;
-                }
-        }
-        if (o->report) {
-            if ((rc = stage_commit(stage, report_dir, "report.md", err)) ||
-                (rc = stage_commit(stage, report_dir, "verdict.txt", err)))
-                goto out;
-            if (save_archive && (rc = nb_archive_save(&arch, adir, err)))
-                goto out;
-        }
+            return rc;
+        for (int i = 0; i < R->e.n_figs; i++)
+            for (int k = 0; fig_sfx[k]; k++) {
+                char name[400];
+                snprintf(name, sizeof name, "%.300s.%s", R->e.figs[i].name, fig_sfx[k]);
+                if ((rc = stage_commit(sdir, final, name, err)))
+                    return rc;
+            }
     }
+    if (R->o->report) {
+        if ((rc = stage_commit(R->stage, R->report_dir, "report.md", err)) ||
+            (rc = stage_commit(R->stage, R->report_dir, "verdict.txt", err)))
+            return rc;
+        if (R->save_archive && (rc = nb_archive_save(&R->arch, R->adir, err)))
+            return rc;
+    }
+    return 0;
+}
+
+/* Frees what the steps made (the experiment included) and removes the
+ * staging area. */
+static void repro_free(struct repro *R)
+{
+    if (R->staged)
+        stage_remove(R->stage);
+    if (R->have_old)
+        nb_archive_free(&R->old);
+    if (R->built)
+        nb_archive_free(&R->arch);
+    for (int i = 0; i < R->e.n_checks && R->results; i++)
+        nb_check_result_free(&R->results[i]);
+    free(R->results);
+    free(R->figs), free(R->fig_file), free(R->fig_table), free(R->fig_why), free(R->rcfg),
+        free(R->reg);
+    nb_prereg_free(&R->prereg);
+    for (int i = 0; R->cr && i < R->n; i++)
+        if (R->cr[i].loaded)
+            nb_sweep_free(&R->cr[i].sw);
+    free(R->cr);
+    nb_summary_free(&R->s);
+    nb_experiment_free(&R->e);
+}
+
+int nb_reproduce(const char *experiment, const struct nb_repro_opts *o,
+                 struct nb_repro_result *res, struct nb_error *err)
+{
+    memset(res, 0, sizeof *res);
+    res->verdict = -1;
+    struct repro R = { .o = o };
+    int rc = nb_experiment_find(experiment, R.epath, sizeof R.epath, err);
+    if (rc)
+        return rc;
+    if ((rc = nb_experiment_load(R.epath, &R.e, err)))
+        return rc;
+    R.n = R.e.n_configs;
+    nb_summary_init(&R.s);
+    if ((rc = repro_alloc(&R, err)) || (rc = repro_load_configs(&R, err)) ||
+        (rc = repro_preregister(&R, err)) || (o->run && (rc = repro_run(&R, err))))
+        goto out;
+    repro_command(&R);
+    if ((rc = repro_summarize(&R, err)))
+        goto out;
+    snprintf(R.stage, sizeof R.stage, "%.3000s/.staging-%ld", R.report_dir, (long)getpid());
+    stage_remove(R.stage);
+    if ((rc = nb_mkdirs(R.stage, err)))
+        goto out;
+    R.staged = true;
+    snprintf(R.tdir, sizeof R.tdir, "%s/tables", R.stage);
+    if ((rc = nb_summary_write_tables(&R.s, R.tdir, err)))
+        goto out;
+    repro_count(&R);
+    res->complete = R.complete;
+    if ((rc = repro_figures(&R, res, err)) || (o->report && (rc = repro_report(&R, res, err))) ||
+        (rc = repro_commit(&R, err)))
+        goto out;
+    /* everything is in place: the index of the results */
     if (!o->report)
         goto out;
-    snprintf(res->report, sizeof res->report, "%.2000s/report.md", report_dir);
+    snprintf(res->report, sizeof res->report, "%.2000s/report.md", R.report_dir);
     char edir[PATH_SZ];
-    dir_of(epath, edir, sizeof edir);
-    if ((rc = nb_index_write(root, edir, o->quick, err)))
+    dir_of(R.epath, edir, sizeof edir);
+    if ((rc = nb_index_write(R.root, edir, o->quick, err)))
         goto out;
-    snprintf(res->index, sizeof res->index, "%.2000s/index.md", root);
+    snprintf(res->index, sizeof res->index, "%.2000s/index.md", R.root);
 out:
-    if (staged)
-        stage_remove(stage);
-    if (have_old)
-        nb_archive_free(&old);
-    if (built)
-        nb_archive_free(&arch);
-    for (int i = 0; i < e.n_checks && results; i++)
-        nb_check_result_free(&results[i]);
-    free(results);
-    free(figs), free(fig_file), free(fig_table), free(fig_why), free(rcfg), free(reg);
-    nb_prereg_free(&prereg);
-    for (int i = 0; cr && i < n; i++)
-        if (cr[i].loaded)
-            nb_sweep_free(&cr[i].sw);
-    free(cr);
-    nb_summary_free(&s);
-    nb_experiment_free(&e);
+    repro_free(&R);
     return rc;
 }
