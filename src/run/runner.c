@@ -306,64 +306,310 @@ static void print_table(FILE *out, const struct ctx *c, const size_t *sel,
     fflush(out);
 }
 
+/* The state of one nb_runner_run call: the runs selected, where each one
+ * stands, and the workers running them. */
+struct pool {
+    struct ctx c;
+    const struct nb_sweep *sw;
+    const struct nb_runner_opts *o;
+    struct nb_runner_report *rep;
+    int jobs;
+    size_t n;      /* runs selected */
+    size_t *sel;   /* [n]: sweep indices */
+    size_t *queue; /* [n]: positions in sel to start, [qpos, nq) */
+    size_t nq, qpos;
+    size_t *held; /* [n]: positions in sel that others hold, [0, nheld) */
+    size_t nheld;
+    struct outcome *oc;  /* [n] */
+    struct worker *wks;  /* [jobs] */
+    struct pollfd *pfds; /* [jobs] */
+    int *pslot;          /* [jobs]: the worker of each pfds entry */
+    int active;          /* workers running */
+    struct nb_progress pg;
+};
+
+/* Selects the runs (o->indices or all), records those done before and
+ * queues the rest; returns a status. */
+static int pool_select(struct pool *P, struct nb_error *err)
+{
+    const struct nb_runner_opts *o = P->o;
+    for (size_t k = 0; k < P->n; k++) {
+        P->sel[k] = o->indices ? o->indices[k] : k;
+        NB_ASSERT(P->sel[k] < P->sw->n_runs);
+    }
+    P->rep->total = P->n;
+    /* what is done already */
+    for (size_t k = 0; k < P->n; k++) {
+        int d = rn_done_state(&P->c, &P->sw->runs[P->sel[k]]);
+        if (d >= 0) {
+            P->oc[k].state = d;
+            P->oc[k].skipped = true;
+            P->rep->skipped++;
+        } else {
+            P->oc[k].state = NB_STATE_PENDING;
+            P->queue[P->nq++] = k;
+        }
+    }
+    if (nb_progress_init(&P->pg, o->progress, stderr, P->n, P->jobs))
+        return nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
+    nb_progress_skip(&P->pg, P->rep->skipped);
+    if (P->nq) {
+        size_t *todo = malloc(P->nq * sizeof *todo);
+        if (todo) {
+            for (size_t k = 0; k < P->nq; k++)
+                todo[k] = P->sel[P->queue[k]];
+            predecode(P->sw, todo, P->nq);
+            free(todo);
+        }
+    }
+    return 0;
+}
+
+/* Starts queued runs while a worker is free: claims each one (a run that
+ * another process finished is recorded, one it holds is held) and forks
+ * its worker. */
+static void pool_start(struct pool *P)
+{
+    struct ctx *c = &P->c;
+    while (P->active < P->jobs && P->qpos < P->nq && !stop_signal) {
+        size_t k = P->queue[P->qpos++];
+        struct outcome *oc = &P->oc[k];
+        const struct nb_run *r = &P->sw->runs[P->sel[k]];
+        char nonce[32];
+        struct nb_error e;
+        nb_error_clear(&e);
+        int cl = rn_claim(c, r, nonce, sizeof nonce, &e);
+        if (cl == CLAIM_DONE) {
+            oc->state = rn_done_state(c, r);
+            if (oc->state < 0)
+                oc->state = NB_STATE_DONE;
+            oc->by_other = true;
+            P->rep->by_others++;
+            snprintf(oc->note, sizeof oc->note, "by another process");
+            nb_progress_end(&P->pg, -1,
+                            oc->state == NB_STATE_DIVERGED ? NB_PROG_DIVERGED : NB_PROG_DONE);
+            continue;
+        }
+        if (cl == CLAIM_BUSY) {
+            P->held[P->nheld++] = k;
+            P->pg.waiting = P->nheld;
+            continue;
+        }
+        if (cl == CLAIM_ERROR) {
+            oc->state = NB_STATE_FAILED;
+            nb_error_format(&e, oc->note, sizeof oc->note);
+            nb_progress_end(&P->pg, -1, NB_PROG_FAILED);
+            nb_progress_log(&P->pg, "run %zu: %s", r->index, oc->note);
+            continue;
+        }
+        int slot = 0;
+        while (P->wks[slot].pid > 0)
+            slot++;
+        int fd;
+        pid_t pid = spawn(c, P->sel[k], nonce, P->wks, P->jobs, &fd, &e);
+        if (pid < 0) {
+            char lockdir[PATH_SZ];
+            rn_lock_release(rn_lock_dir(c, r, lockdir, sizeof lockdir), nonce);
+            oc->state = NB_STATE_FAILED;
+            nb_error_format(&e, oc->note, sizeof oc->note);
+            nb_progress_end(&P->pg, -1, NB_PROG_FAILED);
+            nb_progress_log(&P->pg, "run %zu: %s", r->index, oc->note);
+            continue;
+        }
+        P->wks[slot] = (struct worker){ .pid = pid, .fd = fd, .run = k };
+        snprintf(P->wks[slot].nonce, sizeof P->wks[slot].nonce, "%s", nonce);
+        oc->state = NB_STATE_RUNNING;
+        P->active++;
+        nb_progress_start(&P->pg, slot, r->index);
+    }
+}
+
+/* Worker j closed its pipe: waits for it, records its run's outcome (the
+ * disk decides, not the exit code) and releases the run's claim. */
+static void pool_reap(struct pool *P, int j)
+{
+    struct ctx *c = &P->c;
+    struct worker *wk = &P->wks[j];
+    int ws = 0;
+    while (waitpid(wk->pid, &ws, 0) < 0 && errno == EINTR)
+        ;
+    close(wk->fd);
+    size_t k = wk->run;
+    struct outcome *oc = &P->oc[k];
+    const struct nb_run *r = &P->sw->runs[P->sel[k]];
+    char lockdir[PATH_SZ];
+    rn_lock_dir(c, r, lockdir, sizeof lockdir);
+    int d = rn_done_state(c, r); /* the disk, not the exit code, decides */
+    if (d >= 0) {
+        oc->state = d;
+    } else if (WIFSIGNALED(ws) && stop_signal) {
+        oc->state = NB_STATE_PENDING;
+        snprintf(oc->note, sizeof oc->note, "interrupted");
+        rn_event(c, "interrupted", r, "signal %d", WTERMSIG(ws));
+    } else {
+        oc->state = NB_STATE_FAILED;
+        char why[256] = "";
+        if (WIFSIGNALED(ws))
+            snprintf(why, sizeof why, "the worker was killed by signal %d (%s)", WTERMSIG(ws),
+                     strsignal(WTERMSIG(ws)));
+        else if (!WIFEXITED(ws) || WEXITSTATUS(ws) != W_FAILED)
+            snprintf(why, sizeof why, "the worker exited with status %d and no DONE",
+                     WIFEXITED(ws) ? WEXITSTATUS(ws) : -1);
+        if (why[0])
+            record_crash(c, r, why);
+        failure_note(c, r, oc->note, sizeof oc->note);
+    }
+    rn_lock_release(lockdir, wk->nonce);
+    wk->pid = 0;
+    P->active--;
+    if (oc->state == NB_STATE_PENDING) {
+        P->pg.slots[j].active = false;
+    } else {
+        nb_progress_end(&P->pg, j,
+                        oc->state == NB_STATE_DONE       ? NB_PROG_DONE
+                        : oc->state == NB_STATE_DIVERGED ? NB_PROG_DIVERGED
+                                                         : NB_PROG_FAILED);
+    }
+    if (oc->state == NB_STATE_FAILED)
+        nb_progress_log(&P->pg, "run %zu failed: %s", r->index, oc->note);
+    else if (oc->state == NB_STATE_DIVERGED)
+        nb_progress_log(&P->pg, "run %zu diverged", r->index);
+}
+
+/* Waits (at most a progress tick) for the workers' output and reads it,
+ * reaping the workers that exit; returns a status (a failed poll sets
+ * stop_signal). */
+static int pool_wait(struct pool *P, struct nb_error *err)
+{
+    int np = 0;
+    for (int j = 0; j < P->jobs; j++)
+        if (P->wks[j].pid > 0) {
+            P->pfds[np] = (struct pollfd){ .fd = P->wks[j].fd, .events = POLLIN };
+            P->pslot[np++] = j;
+        }
+    int timeout = P->pg.mode == NB_PROGRESS_BAR ? 100 : 1000;
+    int pr = poll(P->pfds, (nfds_t)np, timeout);
+    if (pr < 0 && errno != EINTR) {
+        int rc = nb_error_set(err, NB_EIO, NULL, 0, "poll: %s", strerror(errno));
+        stop_signal = SIGTERM;
+        return rc;
+    }
+    for (int q = 0; pr > 0 && q < np; q++) {
+        if (!P->pfds[q].revents)
+            continue;
+        int j = P->pslot[q];
+        if (worker_read(&P->wks[j], &P->pg, j))
+            continue;
+        /* end of file: the worker is exiting */
+        pool_reap(P, j);
+    }
+    return 0;
+}
+
+/* Looks again at the runs other processes hold: records those they
+ * finished or failed, requeues those released or stale. */
+static void pool_recheck_held(struct pool *P)
+{
+    struct ctx *c = &P->c;
+    /* queue holds n entries: drop the started prefix before
+     * re-queueing (a pending run is queued or held, never both) */
+    memmove(P->queue, P->queue + P->qpos, (P->nq - P->qpos) * sizeof *P->queue);
+    P->nq -= P->qpos;
+    P->qpos = 0;
+    size_t keep = 0;
+    for (size_t h = 0; h < P->nheld; h++) {
+        size_t k = P->held[h];
+        struct outcome *oc = &P->oc[k];
+        const struct nb_run *r = &P->sw->runs[P->sel[k]];
+        int d = rn_done_state(c, r);
+        enum nb_run_state st =
+            d >= 0 ? (enum nb_run_state)d
+                   : nb_runner_state(P->sw, P->sel[k], P->o->results_dir, P->o->stale_after);
+        if (d >= 0) {
+            oc->state = d;
+            oc->by_other = true;
+            P->rep->by_others++;
+            snprintf(oc->note, sizeof oc->note, "by another process");
+            nb_progress_end(&P->pg, -1, d == NB_STATE_DIVERGED ? NB_PROG_DIVERGED : NB_PROG_DONE);
+        } else if (st == NB_STATE_RUNNING) {
+            P->held[keep++] = k;
+        } else if (st == NB_STATE_FAILED && error_since(c, r)) {
+            oc->state = NB_STATE_FAILED;
+            oc->by_other = true;
+            failure_note(c, r, oc->note, sizeof oc->note);
+            nb_progress_end(&P->pg, -1, NB_PROG_FAILED);
+        } else {
+            /* released or stale: ours to run */
+            P->queue[P->nq++] = k;
+        }
+    }
+    P->nheld = keep;
+    P->pg.waiting = P->nheld;
+}
+
+/* After a signal: stops the workers, records their runs as interrupted
+ * (unless they finished) and releases their claims. */
+static void pool_stop(struct pool *P)
+{
+    struct ctx *c = &P->c;
+    for (int j = 0; j < P->jobs; j++)
+        if (P->wks[j].pid > 0)
+            kill(P->wks[j].pid, SIGTERM);
+    for (int j = 0; j < P->jobs; j++) {
+        struct worker *wk = &P->wks[j];
+        if (wk->pid <= 0)
+            continue;
+        int ws;
+        while (waitpid(wk->pid, &ws, 0) < 0 && errno == EINTR)
+            ;
+        close(wk->fd);
+        struct outcome *oc = &P->oc[wk->run];
+        const struct nb_run *r = &P->sw->runs[P->sel[wk->run]];
+        char lockdir[PATH_SZ];
+        int d = rn_done_state(c, r);
+        if (d >= 0) {
+            oc->state = d;
+        } else {
+            oc->state = NB_STATE_PENDING;
+            snprintf(oc->note, sizeof oc->note, "interrupted");
+            rn_event(c, "interrupted", r, "signal %d", (int)stop_signal);
+        }
+        rn_lock_release(rn_lock_dir(c, r, lockdir, sizeof lockdir), wk->nonce);
+        wk->pid = 0;
+    }
+    P->rep->signal = stop_signal;
+    nb_progress_log(&P->pg,
+                    "interrupted by signal %d: the runs in flight are lost; "
+                    "run the same command again to finish the rest",
+                    (int)stop_signal);
+}
+
 int nb_runner_run(const struct nb_sweep *sw, const struct nb_runner_opts *o,
                   struct nb_runner_report *rep, struct nb_error *err)
 {
     memset(rep, 0, sizeof *rep);
-    struct ctx c;
-    rn_ctx_init(&c, sw, o->results_dir, o->stale_after);
-    int jobs = o->jobs > 0 ? o->jobs : 1;
-    int rc = rn_mkdir_p(c.locks, err);
+    struct pool P = { .sw = sw, .o = o, .rep = rep };
+    rn_ctx_init(&P.c, sw, o->results_dir, o->stale_after);
+    P.jobs = o->jobs > 0 ? o->jobs : 1;
+    int rc = rn_mkdir_p(P.c.locks, err);
     if (rc)
         return rc;
 
     size_t n = o->indices ? o->n_indices : sw->n_runs;
-    size_t *sel = malloc((n ? n : 1) * sizeof *sel);
-    size_t *queue = malloc((n ? n : 1) * sizeof *queue); /* positions in sel */
-    size_t *held = malloc((n ? n : 1) * sizeof *held);
-    struct outcome *oc = calloc(n ? n : 1, sizeof *oc);
-    struct worker *wks = calloc((size_t)jobs, sizeof *wks);
-    struct pollfd *pfds = calloc((size_t)jobs, sizeof *pfds);
-    int *pslot = calloc((size_t)jobs, sizeof *pslot);
-    struct nb_progress pg;
-    memset(&pg, 0, sizeof pg);
-    if (!sel || !queue || !held || !oc || !wks || !pfds || !pslot) {
+    P.n = n;
+    P.sel = malloc((n ? n : 1) * sizeof *P.sel);
+    P.queue = malloc((n ? n : 1) * sizeof *P.queue);
+    P.held = malloc((n ? n : 1) * sizeof *P.held);
+    P.oc = calloc(n ? n : 1, sizeof *P.oc);
+    P.wks = calloc((size_t)P.jobs, sizeof *P.wks);
+    P.pfds = calloc((size_t)P.jobs, sizeof *P.pfds);
+    P.pslot = calloc((size_t)P.jobs, sizeof *P.pslot);
+    if (!P.sel || !P.queue || !P.held || !P.oc || !P.wks || !P.pfds || !P.pslot) {
         rc = nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
         goto out;
     }
-    for (size_t k = 0; k < n; k++) {
-        sel[k] = o->indices ? o->indices[k] : k;
-        NB_ASSERT(sel[k] < sw->n_runs);
-    }
-    rep->total = n;
-
-    /* what is done already */
-    size_t nq = 0, qpos = 0, nheld = 0;
-    for (size_t k = 0; k < n; k++) {
-        int d = rn_done_state(&c, &sw->runs[sel[k]]);
-        if (d >= 0) {
-            oc[k].state = d;
-            oc[k].skipped = true;
-            rep->skipped++;
-        } else {
-            oc[k].state = NB_STATE_PENDING;
-            queue[nq++] = k;
-        }
-    }
-    if (nb_progress_init(&pg, o->progress, stderr, n, jobs)) {
-        rc = nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
+    if ((rc = pool_select(&P, err)))
         goto out;
-    }
-    nb_progress_skip(&pg, rep->skipped);
-    if (nq) {
-        size_t *todo = malloc(nq * sizeof *todo);
-        if (todo) {
-            for (size_t k = 0; k < nq; k++)
-                todo[k] = sel[queue[k]];
-            predecode(sw, todo, nq);
-            free(todo);
-        }
-    }
 
     struct sigaction sa, old_int, old_term, old_hup, old_pipe;
     memset(&sa, 0, sizeof sa);
@@ -376,241 +622,63 @@ int nb_runner_run(const struct nb_sweep *sw, const struct nb_runner_opts *o,
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, &old_pipe);
 
-    int active = 0;
     double last_held_check = nb_now();
-    nb_progress_tick(&pg, true);
+    nb_progress_tick(&P.pg, true);
     while (!stop_signal) {
-        /* start runs while there are free workers */
-        while (active < jobs && qpos < nq && !stop_signal) {
-            size_t k = queue[qpos++];
-            const struct nb_run *r = &sw->runs[sel[k]];
-            char nonce[32];
-            struct nb_error e;
-            nb_error_clear(&e);
-            int cl = rn_claim(&c, r, nonce, sizeof nonce, &e);
-            if (cl == CLAIM_DONE) {
-                oc[k].state = rn_done_state(&c, r);
-                if (oc[k].state < 0)
-                    oc[k].state = NB_STATE_DONE;
-                oc[k].by_other = true;
-                rep->by_others++;
-                snprintf(oc[k].note, sizeof oc[k].note, "by another process");
-                nb_progress_end(&pg, -1, oc[k].state == NB_STATE_DIVERGED
-                                             ? NB_PROG_DIVERGED
-                                             : NB_PROG_DONE);
-                continue;
-            }
-            if (cl == CLAIM_BUSY) {
-                held[nheld++] = k;
-                pg.waiting = nheld;
-                continue;
-            }
-            if (cl == CLAIM_ERROR) {
-                oc[k].state = NB_STATE_FAILED;
-                nb_error_format(&e, oc[k].note, sizeof oc[k].note);
-                nb_progress_end(&pg, -1, NB_PROG_FAILED);
-                nb_progress_log(&pg, "run %zu: %s", r->index, oc[k].note);
-                continue;
-            }
-            int slot = 0;
-            while (wks[slot].pid > 0)
-                slot++;
-            int fd;
-            pid_t pid = spawn(&c, sel[k], nonce, wks, jobs, &fd, &e);
-            if (pid < 0) {
-                char lockdir[PATH_SZ];
-                rn_lock_release(rn_lock_dir(&c, r, lockdir, sizeof lockdir), nonce);
-                oc[k].state = NB_STATE_FAILED;
-                nb_error_format(&e, oc[k].note, sizeof oc[k].note);
-                nb_progress_end(&pg, -1, NB_PROG_FAILED);
-                nb_progress_log(&pg, "run %zu: %s", r->index, oc[k].note);
-                continue;
-            }
-            wks[slot] = (struct worker){.pid = pid, .fd = fd, .run = k};
-            snprintf(wks[slot].nonce, sizeof wks[slot].nonce, "%s", nonce);
-            oc[k].state = NB_STATE_RUNNING;
-            active++;
-            nb_progress_start(&pg, slot, r->index);
-        }
-        if (active == 0 && qpos >= nq && nheld == 0)
+        pool_start(&P);
+        if (P.active == 0 && P.qpos >= P.nq && P.nheld == 0)
             break;
-
         /* wait for output, exits, or time to look at held runs */
-        int np = 0;
-        for (int j = 0; j < jobs; j++)
-            if (wks[j].pid > 0) {
-                pfds[np] = (struct pollfd){.fd = wks[j].fd, .events = POLLIN};
-                pslot[np++] = j;
-            }
-        int timeout = pg.mode == NB_PROGRESS_BAR ? 100 : 1000;
-        int pr = poll(pfds, (nfds_t)np, timeout);
-        if (pr < 0 && errno != EINTR) {
-            rc = nb_error_set(err, NB_EIO, NULL, 0, "poll: %s", strerror(errno));
-            stop_signal = SIGTERM;
+        if ((rc = pool_wait(&P, err)))
             break;
-        }
-        for (int q = 0; pr > 0 && q < np; q++) {
-            if (!pfds[q].revents)
-                continue;
-            int j = pslot[q];
-            struct worker *wk = &wks[j];
-            if (worker_read(wk, &pg, j))
-                continue;
-            /* end of file: the worker is exiting */
-            int ws = 0;
-            while (waitpid(wk->pid, &ws, 0) < 0 && errno == EINTR)
-                ;
-            close(wk->fd);
-            size_t k = wk->run;
-            const struct nb_run *r = &sw->runs[sel[k]];
-            char lockdir[PATH_SZ];
-            rn_lock_dir(&c, r, lockdir, sizeof lockdir);
-            int d = rn_done_state(&c, r); /* the disk, not the exit code, decides */
-            if (d >= 0) {
-                oc[k].state = d;
-            } else if (WIFSIGNALED(ws) && stop_signal) {
-                oc[k].state = NB_STATE_PENDING;
-                snprintf(oc[k].note, sizeof oc[k].note, "interrupted");
-                rn_event(&c, "interrupted", r, "signal %d", WTERMSIG(ws));
-            } else {
-                oc[k].state = NB_STATE_FAILED;
-                char why[256] = "";
-                if (WIFSIGNALED(ws))
-                    snprintf(why, sizeof why, "the worker was killed by signal %d (%s)",
-                             WTERMSIG(ws), strsignal(WTERMSIG(ws)));
-                else if (!WIFEXITED(ws) || WEXITSTATUS(ws) != W_FAILED)
-                    snprintf(why, sizeof why, "the worker exited with status %d and no DONE",
-                             WIFEXITED(ws) ? WEXITSTATUS(ws) : -1);
-                if (why[0])
-                    record_crash(&c, r, why);
-                failure_note(&c, r, oc[k].note, sizeof oc[k].note);
-            }
-            rn_lock_release(lockdir, wk->nonce);
-            wk->pid = 0;
-            active--;
-            if (oc[k].state == NB_STATE_PENDING) {
-                pg.slots[j].active = false;
-            } else {
-                nb_progress_end(&pg, j, oc[k].state == NB_STATE_DONE ? NB_PROG_DONE
-                                        : oc[k].state == NB_STATE_DIVERGED
-                                            ? NB_PROG_DIVERGED
-                                            : NB_PROG_FAILED);
-            }
-            if (oc[k].state == NB_STATE_FAILED)
-                nb_progress_log(&pg, "run %zu failed: %s", r->index, oc[k].note);
-            else if (oc[k].state == NB_STATE_DIVERGED)
-                nb_progress_log(&pg, "run %zu diverged", r->index);
-        }
-
         /* runs that other processes hold */
         double now = nb_now();
-        if (nheld && now - last_held_check >= 1.0) {
+        if (P.nheld && now - last_held_check >= 1.0) {
             last_held_check = now;
-            /* queue holds n entries: drop the started prefix before
-             * re-queueing (a pending run is queued or held, never both) */
-            memmove(queue, queue + qpos, (nq - qpos) * sizeof *queue);
-            nq -= qpos;
-            qpos = 0;
-            size_t keep = 0;
-            for (size_t h = 0; h < nheld; h++) {
-                size_t k = held[h];
-                const struct nb_run *r = &sw->runs[sel[k]];
-                int d = rn_done_state(&c, r);
-                enum nb_run_state st = d >= 0 ? (enum nb_run_state)d
-                                              : nb_runner_state(sw, sel[k], o->results_dir,
-                                                                o->stale_after);
-                if (d >= 0) {
-                    oc[k].state = d;
-                    oc[k].by_other = true;
-                    rep->by_others++;
-                    snprintf(oc[k].note, sizeof oc[k].note, "by another process");
-                    nb_progress_end(&pg, -1, d == NB_STATE_DIVERGED ? NB_PROG_DIVERGED
-                                                                    : NB_PROG_DONE);
-                } else if (st == NB_STATE_RUNNING) {
-                    held[keep++] = k;
-                } else if (st == NB_STATE_FAILED && error_since(&c, r)) {
-                    oc[k].state = NB_STATE_FAILED;
-                    oc[k].by_other = true;
-                    failure_note(&c, r, oc[k].note, sizeof oc[k].note);
-                    nb_progress_end(&pg, -1, NB_PROG_FAILED);
-                } else {
-                    /* released or stale: ours to run */
-                    queue[nq++] = k;
-                }
-            }
-            nheld = keep;
-            pg.waiting = nheld;
+            pool_recheck_held(&P);
         }
-        nb_progress_tick(&pg, false);
+        nb_progress_tick(&P.pg, false);
     }
 
-    if (stop_signal) {
-        for (int j = 0; j < jobs; j++)
-            if (wks[j].pid > 0)
-                kill(wks[j].pid, SIGTERM);
-        for (int j = 0; j < jobs; j++) {
-            if (wks[j].pid <= 0)
-                continue;
-            int ws;
-            while (waitpid(wks[j].pid, &ws, 0) < 0 && errno == EINTR)
-                ;
-            close(wks[j].fd);
-            size_t k = wks[j].run;
-            const struct nb_run *r = &sw->runs[sel[k]];
-            char lockdir[PATH_SZ];
-            int d = rn_done_state(&c, r);
-            if (d >= 0) {
-                oc[k].state = d;
-            } else {
-                oc[k].state = NB_STATE_PENDING;
-                snprintf(oc[k].note, sizeof oc[k].note, "interrupted");
-                rn_event(&c, "interrupted", r, "signal %d", (int)stop_signal);
-            }
-            rn_lock_release(rn_lock_dir(&c, r, lockdir, sizeof lockdir), wks[j].nonce);
-            wks[j].pid = 0;
-        }
-        rep->signal = stop_signal;
-        nb_progress_log(&pg, "interrupted by signal %d: the runs in flight are lost; "
-                             "run the same command again to finish the rest",
-                        (int)stop_signal);
-    }
+    if (stop_signal)
+        pool_stop(&P);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
     sigaction(SIGHUP, &old_hup, NULL);
     sigaction(SIGPIPE, &old_pipe, NULL);
-    nb_progress_finish(&pg);
+    nb_progress_finish(&P.pg);
 
     for (size_t k = 0; k < n; k++) {
-        if (oc[k].state == NB_STATE_DONE)
+        if (P.oc[k].state == NB_STATE_DONE)
             rep->done++;
-        else if (oc[k].state == NB_STATE_DIVERGED)
+        else if (P.oc[k].state == NB_STATE_DIVERGED)
             rep->diverged++;
-        else if (oc[k].state == NB_STATE_FAILED)
+        else if (P.oc[k].state == NB_STATE_FAILED)
             rep->failed++;
     }
     if (o->summary && !rc) {
         struct nb_error e;
         nb_error_clear(&e);
-        if (nb_runner_summary(sw, o->results_dir, rep->summary_path,
-                              sizeof rep->summary_path, &e)) {
+        if (nb_runner_summary(sw, o->results_dir, rep->summary_path, sizeof rep->summary_path,
+                              &e)) {
             char msg[1200];
-            nb_progress_log(&pg, "summary: %s", nb_error_format(&e, msg, sizeof msg));
+            nb_progress_log(&P.pg, "summary: %s", nb_error_format(&e, msg, sizeof msg));
             if (!rep->summary_path[0])
                 fprintf(stderr, "normbench: summary: %s\n", msg);
         }
     }
     if (o->out && !rc)
-        print_table(o->out, &c, sel, n, oc, rep);
+        print_table(o->out, &P.c, P.sel, n, P.oc, rep);
 
 out:
-    nb_progress_free(&pg);
-    free(sel);
-    free(queue);
-    free(held);
-    free(oc);
-    free(wks);
-    free(pfds);
-    free(pslot);
+    nb_progress_free(&P.pg);
+    free(P.sel);
+    free(P.queue);
+    free(P.held);
+    free(P.oc);
+    free(P.wks);
+    free(P.pfds);
+    free(P.pslot);
     return rc;
 }
 
