@@ -375,39 +375,19 @@ static int build_values(struct nb_sweep *sw, struct nb_error *err)
     return 0;
 }
 
-static int expand(struct nb_sweep *sw, nb_run_check_fn check,
-                  struct nb_error *err)
+/* The sweep's axes as dims (each zip one dim, each other list key one,
+ * seeds none) in product order, after checking the zips; n_dims gets
+ * their count; returns a status. */
+static int build_dims(const struct nb_config *cfg, struct dim *dims, int *n_dims,
+                      struct nb_error *err)
 {
-    struct nb_sweep_store *st = sw->store;
-    struct nb_config *cfg = &st->cfg;
     int iseeds = nb_key_lookup("experiment", "seeds");
-    int iname = nb_key_lookup("experiment", "name");
-    int rc = build_values(sw, err);
-    if (rc)
-        return rc;
-
-    /* base values and axes */
-    const struct nb_val **base = calloc((size_t)nb_n_keys, sizeof *base);
     int *zip_of = malloc((size_t)nb_n_keys * sizeof *zip_of);
-    struct dim *dims = calloc((size_t)nb_n_keys, sizeof *dims);
-    size_t *ctr = calloc((size_t)nb_n_keys + 1, sizeof *ctr);
-    const struct nb_val **cur = calloc((size_t)nb_n_keys, sizeof *cur);
-    struct nb_run **order = NULL;
-    size_t cap_runs = 0;
-    int n_dims = 0;
-    if (!base || !zip_of || !dims || !ctr || !cur) {
-        rc = nb_error_oom(err);
-        goto out;
-    }
-    for (int i = 0; i < nb_n_keys; i++) {
+    int rc = 0, nd = 0;
+    if (!zip_of)
+        return nb_error_oom(err);
+    for (int i = 0; i < nb_n_keys; i++)
         zip_of[i] = -1;
-        if (nb_keys[i].flags & NB_KF_STRUCT)
-            continue;
-        base[i] = st->setvals[i] ? &st->setvals[i][0] : &st->defvals[i];
-    }
-    if (st->name)
-        base[iname] = &st->name_val;
-
     for (int z = 0; z < cfg->n_zips; z++) {
         const struct nb_zip *zp = &cfg->zips[z];
         for (int j = 0; j < zp->n; j++) {
@@ -416,31 +396,29 @@ static int expand(struct nb_sweep *sw, nb_run_check_fn check,
             if (!cfg->set[k].is_axis) {
                 rc = nb_error_set(err, NB_EINVAL, zp->file, zp->key_line[j],
                                   "zip: %s.%s is not a sweep axis (it has a "
-                                  "single value)", key->section, key->key);
+                                  "single value)",
+                                  key->section, key->key);
                 goto out;
             }
             if (zip_of[k] >= 0) {
                 rc = nb_error_set(err, NB_EINVAL, zp->file, zp->key_line[j],
-                                  "zip: %s.%s is already zipped at %s:%d",
-                                  key->section, key->key,
-                                  cfg->zips[zip_of[k]].file,
-                                  cfg->zips[zip_of[k]].line);
+                                  "zip: %s.%s is already zipped at %s:%d", key->section, key->key,
+                                  cfg->zips[zip_of[k]].file, cfg->zips[zip_of[k]].line);
                 goto out;
             }
             zip_of[k] = z;
             if (cfg->set[k].n_items != cfg->set[zp->keys[0]].n_items) {
                 const struct nb_key *k0 = &nb_keys[zp->keys[0]];
                 rc = nb_error_set(err, NB_EINVAL, zp->file, zp->line,
-                                  "zip: %s.%s has %d values but %s.%s has %d",
-                                  k0->section, k0->key,
-                                  cfg->set[zp->keys[0]].n_items, key->section,
-                                  key->key, cfg->set[k].n_items);
+                                  "zip: %s.%s has %d values but %s.%s has %d", k0->section, k0->key,
+                                  cfg->set[zp->keys[0]].n_items, key->section, key->key,
+                                  cfg->set[k].n_items);
                 nb_error_hint(err, "zipped axes advance together and need "
                                    "the same number of values");
                 goto out;
             }
         }
-        struct dim *d = &dims[n_dims++];
+        struct dim *d = &dims[nd++];
         d->n_members = zp->n;
         d->members = zp->keys;
         d->n_vals = cfg->set[zp->keys[0]].n_items;
@@ -450,46 +428,49 @@ static int expand(struct nb_sweep *sw, nb_run_check_fn check,
                 d->seq = cfg->set[zp->keys[j]].seq;
     }
     for (int i = 0; i < nb_n_keys; i++) {
-        if (i == iseeds || !cfg->set[i].value || !cfg->set[i].is_axis ||
-            zip_of[i] >= 0)
+        if (i == iseeds || !cfg->set[i].value || !cfg->set[i].is_axis || zip_of[i] >= 0)
             continue;
-        struct dim *d = &dims[n_dims++];
+        struct dim *d = &dims[nd++];
         d->single = i;
         d->n_members = 1;
         d->n_vals = cfg->set[i].n_items;
         d->seq = cfg->set[i].seq;
     }
-    qsort(dims, (size_t)n_dims, sizeof *dims, cmp_dim);
-    for (int i = 0; i < n_dims; i++)
+    qsort(dims, (size_t)nd, sizeof *dims, cmp_dim);
+    for (int i = 0; i < nd; i++)
         if (dims[i].n_members == 1)
             dims[i].members = &dims[i].single; /* qsort moved it */
+    *n_dims = nd;
+out:
+    free(zip_of);
+    return rc;
+}
 
-    /* swept keys, product order, seeds last */
-    sw->swept = malloc(((size_t)nb_n_keys + 1) * sizeof *sw->swept);
-    if (!sw->swept) {
-        rc = nb_error_oom(err);
-        goto out;
-    }
-    for (int d = 0; d < n_dims; d++)
-        for (int j = 0; j < dims[d].n_members; j++)
-            sw->swept[sw->n_swept++] = dims[d].members[j];
-    int seeds_axis = cfg->set[iseeds].value && cfg->set[iseeds].is_axis;
-    if (seeds_axis)
-        sw->swept[sw->n_swept++] = iseeds;
+/* Fills st->slots with the values of every combination no exclude rule
+ * drops: an odometer over dims (first outermost), seeds innermost, each
+ * key not on an axis at base; n_out gets their count; returns a status
+ * (NB_EINVAL for too many combinations, or none left). */
+static int enumerate(struct nb_sweep *sw, const struct dim *dims, int n_dims,
+                     const struct nb_val **base, size_t *n_out, struct nb_error *err)
+{
+    struct nb_sweep_store *st = sw->store;
+    const struct nb_config *cfg = &st->cfg;
+    int iseeds = nb_key_lookup("experiment", "seeds");
     int n_seeds = cfg->set[iseeds].value ? cfg->set[iseeds].n_items : 1;
-
     double total = n_seeds;
     for (int d = 0; d < n_dims; d++)
         total *= dims[d].n_vals;
-    if (total > NB_MAX_RUNS) {
-        rc = nb_error_set(err, NB_EINVAL, cfg->path, 0,
-                          "the sweep has %.0f combinations (more than %d)",
-                          total, NB_MAX_RUNS);
+    if (total > NB_MAX_RUNS)
+        return nb_error_set(err, NB_EINVAL, cfg->path, 0,
+                            "the sweep has %.0f combinations (more than %d)", total, NB_MAX_RUNS);
+    size_t *ctr = calloc((size_t)nb_n_keys + 1, sizeof *ctr);
+    const struct nb_val **cur = calloc((size_t)nb_n_keys, sizeof *cur);
+    size_t n_combos = (size_t)total, n_runs = 0, cap_runs = 0;
+    int rc = 0;
+    if (!ctr || !cur) {
+        rc = nb_error_oom(err);
         goto out;
     }
-
-    /* odometer over dims (first outermost), seeds innermost */
-    size_t n_combos = (size_t)total, n_runs = 0;
     for (size_t c = 0; c < n_combos; c++) {
         size_t rem = c;
         int s = (int)(rem % (size_t)n_seeds);
@@ -513,8 +494,7 @@ static int expand(struct nb_sweep *sw, nb_run_check_fn check,
             continue;
         if (n_runs == cap_runs) {
             size_t cap = cap_runs ? 2 * cap_runs : 16;
-            const struct nb_val **sl =
-                realloc(st->slots, cap * (size_t)nb_n_keys * sizeof *sl);
+            const struct nb_val **sl = realloc(st->slots, cap * (size_t)nb_n_keys * sizeof *sl);
             if (!sl) {
                 rc = nb_error_oom(err);
                 goto out;
@@ -522,89 +502,143 @@ static int expand(struct nb_sweep *sw, nb_run_check_fn check,
             st->slots = sl;
             cap_runs = cap;
         }
-        memcpy(st->slots + n_runs * (size_t)nb_n_keys, cur,
-               (size_t)nb_n_keys * sizeof *cur);
+        memcpy(st->slots + n_runs * (size_t)nb_n_keys, cur, (size_t)nb_n_keys * sizeof *cur);
         n_runs++;
     }
-    if (n_runs == 0) {
+    if (n_runs == 0)
         rc = nb_error_set(err, NB_EINVAL, cfg->rules[0].file, cfg->rules[0].line,
                           "exclude rules remove every combination: the sweep "
                           "has no runs");
-        goto out;
-    }
+    *n_out = n_runs;
+out:
+    free(ctr);
+    free(cur);
+    return rc;
+}
 
+/* Makes sw->runs from the n_runs slots: values, seed, the built-in checks
+ * and check (when non-NULL), hash and run_id; returns a status, err
+ * naming the run that failed a check. */
+static int make_runs(struct nb_sweep *sw, size_t n_runs, nb_run_check_fn check,
+                     struct nb_error *err)
+{
+    int iseeds = nb_key_lookup("experiment", "seeds");
     sw->runs = calloc(n_runs, sizeof *sw->runs);
-    if (!sw->runs) {
-        rc = nb_error_oom(err);
-        goto out;
-    }
+    if (!sw->runs)
+        return nb_error_oom(err);
     sw->n_runs = n_runs;
     for (size_t i = 0; i < n_runs; i++) {
         struct nb_run *run = &sw->runs[i];
         run->index = i;
-        run->vals = st->slots + i * (size_t)nb_n_keys;
+        run->vals = sw->store->slots + i * (size_t)nb_n_keys;
         run->n_swept = sw->n_swept;
         run->swept = sw->swept;
         run->seed = strtoull(run->vals[iseeds]->text, NULL, 10);
-        if ((rc = nb_run_check_builtin(run, err)) ||
-            (check && (rc = check(run, err)))) {
+        int rc;
+        if ((rc = nb_run_check_builtin(run, err)) || (check && (rc = check(run, err)))) {
             add_run_context(run, err);
-            goto out;
+            return rc;
         }
         char *text = nb_run_canonical(run);
-        if (!text) {
-            rc = nb_error_oom(err);
-            goto out;
-        }
+        if (!text)
+            return nb_error_oom(err);
         run->hash = nb_fnv1a64(text, strlen(text));
         free(text);
         snprintf(run->run_id, sizeof run->run_id, "%016" PRIx64, run->hash);
     }
+    return 0;
+}
 
-    /* distinct configurations give distinct ids; check anyway */
-    order = malloc(n_runs * sizeof *order);
-    if (!order) {
-        rc = nb_error_oom(err);
-        goto out;
-    }
+/* Distinct configurations give distinct ids; checks it anyway: returns
+ * NB_EINVAL when two runs share a run_id (err says in which keys, which
+ * change nothing, they differ), else a status. */
+static int check_run_ids(const struct nb_sweep *sw, struct nb_error *err)
+{
+    size_t n_runs = sw->n_runs;
+    const struct nb_run **order = malloc(n_runs * sizeof *order);
+    int rc = 0;
+    if (!order)
+        return nb_error_oom(err);
     for (size_t i = 0; i < n_runs; i++)
         order[i] = &sw->runs[i];
     qsort(order, n_runs, sizeof *order, cmp_run_hash);
-    for (size_t i = 1; i < n_runs; i++)
-        if (order[i]->hash == order[i - 1]->hash) {
-            size_t a = order[i - 1]->index, b = order[i]->index;
-            /* the keys in which they differ change nothing (no_op) */
-            char diff[512] = "";
-            size_t dl = 0;
-            for (int k = 0; k < nb_n_keys && dl < sizeof diff; k++) {
-                const struct nb_key *key = &nb_keys[k];
-                if (key->flags & (NB_KF_STRUCT | NB_KF_META) ||
-                    !strcmp(key->section, "experiment"))
-                    continue;
-                const char *va = order[i - 1]->vals[k]->text, *vb = order[i]->vals[k]->text;
-                if (strcmp(va, vb))
-                    dl += (size_t)snprintf(diff + dl, sizeof diff - dl, "%s%s.%s = %s / %s",
-                                           dl ? ", " : "", key->section, key->key, va, vb);
-            }
-            rc = nb_error_set(err, NB_EINVAL, cfg->path, 0,
-                              "runs %zu and %zu have the same run_id %s%s%s%s",
-                              a < b ? a : b, a < b ? b : a, order[i]->run_id,
-                              diff[0] ? ": they differ only in " : "", diff,
-                              diff[0] ? ", which changes nothing in these runs" : "");
-            if (diff[0])
-                nb_error_hint(err, "sweep only settings that change the run (threads never "
-                                   "does; bias_before_norm needs a norm after the layer, "
-                                   "dropout_place needs dropout)");
-            goto out;
+    for (size_t i = 1; i < n_runs && !rc; i++) {
+        if (order[i]->hash != order[i - 1]->hash)
+            continue;
+        size_t a = order[i - 1]->index, b = order[i]->index;
+        /* the keys in which they differ change nothing (no_op) */
+        char diff[512] = "";
+        size_t dl = 0;
+        for (int k = 0; k < nb_n_keys && dl < sizeof diff; k++) {
+            const struct nb_key *key = &nb_keys[k];
+            if (key->flags & (NB_KF_STRUCT | NB_KF_META) || !strcmp(key->section, "experiment"))
+                continue;
+            const char *va = order[i - 1]->vals[k]->text, *vb = order[i]->vals[k]->text;
+            if (strcmp(va, vb))
+                dl += (size_t)snprintf(diff + dl, sizeof diff - dl, "%s%s.%s = %s / %s",
+                                       dl ? ", " : "", key->section, key->key, va, vb);
         }
-
-out:
+        rc = nb_error_set(err, NB_EINVAL, sw->store->cfg.path, 0,
+                          "runs %zu and %zu have the same run_id %s%s%s%s", a < b ? a : b,
+                          a < b ? b : a, order[i]->run_id, diff[0] ? ": they differ only in " : "",
+                          diff, diff[0] ? ", which changes nothing in these runs" : "");
+        if (diff[0])
+            nb_error_hint(err, "sweep only settings that change the run (threads never "
+                               "does; bias_before_norm needs a norm after the layer, "
+                               "dropout_place needs dropout)");
+    }
     free(order);
+    return rc;
+}
+
+static int expand(struct nb_sweep *sw, nb_run_check_fn check, struct nb_error *err)
+{
+    struct nb_sweep_store *st = sw->store;
+    struct nb_config *cfg = &st->cfg;
+    int iseeds = nb_key_lookup("experiment", "seeds");
+    int iname = nb_key_lookup("experiment", "name");
+    int rc = build_values(sw, err);
+    if (rc)
+        return rc;
+
+    /* base values and axes */
+    const struct nb_val **base = calloc((size_t)nb_n_keys, sizeof *base);
+    struct dim *dims = calloc((size_t)nb_n_keys, sizeof *dims);
+    int n_dims = 0;
+    size_t n_runs = 0;
+    if (!base || !dims) {
+        rc = nb_error_oom(err);
+        goto out;
+    }
+    for (int i = 0; i < nb_n_keys; i++) {
+        if (nb_keys[i].flags & NB_KF_STRUCT)
+            continue;
+        base[i] = st->setvals[i] ? &st->setvals[i][0] : &st->defvals[i];
+    }
+    if (st->name)
+        base[iname] = &st->name_val;
+    if ((rc = build_dims(cfg, dims, &n_dims, err)))
+        goto out;
+
+    /* swept keys, product order, seeds last */
+    sw->swept = malloc(((size_t)nb_n_keys + 1) * sizeof *sw->swept);
+    if (!sw->swept) {
+        rc = nb_error_oom(err);
+        goto out;
+    }
+    for (int d = 0; d < n_dims; d++)
+        for (int j = 0; j < dims[d].n_members; j++)
+            sw->swept[sw->n_swept++] = dims[d].members[j];
+    if (cfg->set[iseeds].value && cfg->set[iseeds].is_axis)
+        sw->swept[sw->n_swept++] = iseeds;
+
+    if ((rc = enumerate(sw, dims, n_dims, base, &n_runs, err)) ||
+        (rc = make_runs(sw, n_runs, check, err)))
+        goto out;
+    rc = check_run_ids(sw, err);
+out:
     free(base);
-    free(zip_of);
     free(dims);
-    free(ctr);
-    free(cur);
     return rc;
 }
 
