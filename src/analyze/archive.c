@@ -524,52 +524,42 @@ static void kv(const char *text, const char *key, char *out, size_t size)
     }
 }
 
-int nb_archive_build(const struct nb_summary *s, const struct nb_archive *old,
-                     struct nb_archive *out, struct nb_error *err)
+/* What nb_archive_build gathers: per run that is not pending and per
+ * data table, its rows (from the run directory, or from the old archive
+ * for a run read from it), and per table the union of the columns. */
+struct gather {
+    size_t n;
+    const struct nb_sum_run **runs;          /* [n] */
+    const struct nb_ar_run **from;           /* [n]: its entry in old, or NULL */
+    struct view (*v)[NB_AR_COUNT];           /* [n] */
+    struct nb_csv_table (*own)[NB_AR_COUNT]; /* [n]: the tables of its directory */
+    char **meta;                             /* [n]: its meta.txt, or NULL */
+    char **cols[NB_AR_COUNT];                /* names borrowed from the tables */
+    int ncols[NB_AR_COUNT];
+};
+
+/* Reads the rows of every run of g (its directory's files, or its entry
+ * in old) into g->v; returns a status. */
+static int gather_rows(struct gather *g, const struct nb_archive *old, struct nb_error *err)
 {
-    memset(out, 0, sizeof *out);
-    size_t n = 0;
-    for (size_t i = 0; i < s->n_runs; i++)
-        n += s->runs[i].status != NB_SUM_PENDING;
-    /* per run and table: the rows, from the run directory or old */
-    struct view(*v)[NB_AR_COUNT] = calloc(n + 1, sizeof *v);
-    struct nb_csv_table(*own)[NB_AR_COUNT] = calloc(n + 1, sizeof *own);
-    char **meta = calloc(n + 1, sizeof *meta);
-    const struct nb_sum_run **runs = calloc(n + 1, sizeof *runs);
-    const struct nb_ar_run **from = calloc(n + 1, sizeof *from);
-    char **cols[NB_AR_COUNT] = {0};
-    int ncols[NB_AR_COUNT] = {0};
-    struct nb_text b[NB_AR_COUNT];
-    memset(b, 0, sizeof b);
+    static const char *const fn[NB_AR_COUNT] = { NULL, "metrics.csv", "probes.csv", "slice.csv" };
     int rc = 0;
-    if (!v || !own || !meta || !runs || !from) {
-        rc = nb_error_oom(err);
-        goto done;
-    }
-    size_t m = 0;
-    for (size_t i = 0; i < s->n_runs; i++)
-        if (s->runs[i].status != NB_SUM_PENDING)
-            runs[m++] = &s->runs[i];
-    for (size_t i = 0; i < n && !rc; i++) {
-        const struct nb_sum_run *r = runs[i];
+    for (size_t i = 0; i < g->n && !rc; i++) {
+        const struct nb_sum_run *r = g->runs[i];
         if (r->archived) {
-            from[i] = old ? find_run(old, r->run_id) : NULL;
-            if (!from[i]) {
-                rc = nb_error_set(err, NB_EINVAL, NULL, 0,
-                                  "run %s was read from an archive that is gone", r->run_id);
-                break;
-            }
+            g->from[i] = old ? find_run(old, r->run_id) : NULL;
+            if (!g->from[i])
+                return nb_error_set(err, NB_EINVAL, NULL, 0,
+                                    "run %s was read from an archive that is gone", r->run_id);
             for (int t = NB_AR_METRICS; t < NB_AR_COUNT; t++)
-                v[i][t] = (struct view){&old->t[t], 1 + old->n_keys, from[i]->first[t],
-                                        from[i]->end[t]};
+                g->v[i][t] = (struct view){ &old->t[t], 1 + old->n_keys, g->from[i]->first[t],
+                                            g->from[i]->end[t] };
             continue;
         }
         char path[4200];
-        static const char *const fn[NB_AR_COUNT] = {NULL, "metrics.csv", "probes.csv",
-                                                    "slice.csv"};
         size_t len;
         snprintf(path, sizeof path, "%s/meta.txt", r->dir);
-        rc = slurp(path, &meta[i], &len, err);
+        rc = slurp(path, &g->meta[i], &len, err);
         if (rc == NB_ENOENT)
             rc = 0;
         for (int t = NB_AR_METRICS; t < NB_AR_COUNT && !rc; t++) {
@@ -577,24 +567,168 @@ int nb_archive_build(const struct nb_summary *s, const struct nb_archive *old,
             snprintf(path, sizeof path, "%s/%s", r->dir, fn[t]);
             if (r->status == NB_SUM_FAILED || stat(path, &st) != 0)
                 continue;
-            rc = t == NB_AR_SLICES ? read_slice_file(path, &own[i][t], err)
-                                   : nb_csv_read(path, &own[i][t], err);
-            v[i][t] = (struct view){&own[i][t], 0, 0, own[i][t].nrows};
+            rc = t == NB_AR_SLICES ? read_slice_file(path, &g->own[i][t], err)
+                                   : nb_csv_read(path, &g->own[i][t], err);
+            g->v[i][t] = (struct view){ &g->own[i][t], 0, 0, g->own[i][t].nrows };
         }
     }
-    /* slices.csv starts with slice and scan even when no run has a slice */
-    if (!rc && !(cols[NB_AR_SLICES] = malloc(2 * sizeof **cols)))
-        rc = nb_error_oom(err);
-    if (!rc) {
-        cols[NB_AR_SLICES][0] = (char *)slice_cols[0];
-        cols[NB_AR_SLICES][1] = (char *)slice_cols[1];
-        ncols[NB_AR_SLICES] = 2;
+    return rc;
+}
+
+/* The columns of each data table over every run's rows, first seen
+ * first (slices.csv's start with slice and scan even when no run has a
+ * slice); returns a status. */
+static int gather_columns(struct gather *g, struct nb_error *err)
+{
+    if (!(g->cols[NB_AR_SLICES] = malloc(2 * sizeof **g->cols)))
+        return nb_error_oom(err);
+    g->cols[NB_AR_SLICES][0] = (char *)slice_cols[0];
+    g->cols[NB_AR_SLICES][1] = (char *)slice_cols[1];
+    g->ncols[NB_AR_SLICES] = 2;
+    for (int t = NB_AR_METRICS; t < NB_AR_COUNT; t++)
+        for (size_t i = 0; i < g->n; i++)
+            if (g->v[i][t].r1 > g->v[i][t].r0 && add_names(&g->cols[t], &g->ncols[t], &g->v[i][t]))
+                return nb_error_oom(err);
+    return 0;
+}
+
+/* Frees what g holds (in any state gathering left it). */
+static void gather_free(struct gather *g)
+{
+    for (size_t i = 0; g->v && g->own && g->meta && i < g->n; i++) {
+        for (int t = 0; t < NB_AR_COUNT; t++)
+            nb_csv_table_free(&g->own[i][t]);
+        free(g->meta[i]);
     }
-    for (int t = NB_AR_METRICS; t < NB_AR_COUNT && !rc; t++)
-        for (size_t i = 0; i < n && !rc; i++)
-            if (v[i][t].r1 > v[i][t].r0 && add_names(&cols[t], &ncols[t], &v[i][t]))
-                rc = nb_error_oom(err);
+    for (int t = 0; t < NB_AR_COUNT; t++)
+        free(g->cols[t]);
+    free(g->v), free(g->own), free(g->meta), free(g->runs), free(g->from);
+}
+
+/* Appends the header line of each table to b: the fixed columns, the
+ * keys (out->keys), then the table's own. */
+static void put_headers(struct nb_text *b, const struct nb_archive *out, const struct gather *g)
+{
+    for (int c = 0; run_cols[c]; c++)
+        sb_field(&b[NB_AR_RUNS], run_cols[c], c == 0);
+    for (int k = 0; k < out->n_keys; k++)
+        sb_field(&b[NB_AR_RUNS], out->keys[k], false);
+    sb_field(&b[NB_AR_RUNS], nb_sum_scalar_name(NB_SC_WALL_TIME), false);
+    for (int c = 0; meta_keys[c]; c++)
+        sb_field(&b[NB_AR_RUNS], meta_keys[c], false);
+    nb_text_put(&b[NB_AR_RUNS], "\n", 1);
+    for (int t = NB_AR_METRICS; t < NB_AR_COUNT; t++) {
+        sb_field(&b[t], "run_id", true);
+        for (int k = 0; k < out->n_keys; k++)
+            sb_field(&b[t], out->keys[k], false);
+        for (int c = 0; c < g->ncols[t]; c++)
+            sb_field(&b[t], g->cols[t][c], false);
+        nb_text_put(&b[t], "\n", 1);
+    }
+}
+
+/* Appends run i of g to b: its runs.csv row (meta facts from meta.txt or
+ * the old archive) and its rows of each data table; returns a status. */
+static int put_run(struct nb_text *b, const struct gather *g, size_t i, const struct nb_summary *s,
+                   const struct nb_archive *old, struct nb_error *err)
+{
+    int kexp = nb_key_lookup("experiment", "name");
+    const struct nb_sum_run *r = g->runs[i];
+    struct nb_text *rb = &b[NB_AR_RUNS];
+    char num[64];
+    sb_field(rb, r->run_id, true);
+    sb_field(rb, kexp >= 0 ? r->vals[kexp] : NULL, false);
+    sb_field(rb, nb_sum_status_name(r->status), false);
+    snprintf(num, sizeof num, "%llu", r->seed);
+    sb_field(rb, num, false);
+    for (int k = 0; k < s->n_vary; k++)
+        sb_field(rb, r->vals[s->vary[k]], false);
+    sb_field(rb, nb_format_double(r->sc[NB_SC_WALL_TIME], num, sizeof num), false);
+    for (int c = 0; meta_keys[c]; c++) {
+        char val[1024];
+        if (g->from[i]) {
+            int oc = col(&old->t[NB_AR_RUNS], meta_keys[c]);
+            const char *x = oc >= 0 ? nb_csv_cell(&old->t[NB_AR_RUNS], g->from[i]->row, oc) : NULL;
+            snprintf(val, sizeof val, "%s", x ? x : "");
+        } else {
+            kv(g->meta[i], meta_keys[c], val, sizeof val);
+        }
+        sb_field(rb, val[0] ? val : NULL, false);
+    }
+    nb_text_put(rb, "\n", 1);
+    for (int t = NB_AR_METRICS; t < NB_AR_COUNT; t++) {
+        const struct view *w = &g->v[i][t];
+        if (w->r1 <= w->r0)
+            continue;
+        int *map = calloc((size_t)g->ncols[t] + 1, sizeof *map);
+        if (!map)
+            return nb_error_oom(err);
+        for (int c = 0; c < g->ncols[t]; c++) {
+            map[c] = -1;
+            for (int j = w->c0; j < w->t->ncols; j++)
+                if (!strcmp(w->t->header[j], g->cols[t][c]))
+                    map[c] = j;
+        }
+        for (size_t row = w->r0; row < w->r1; row++) {
+            sb_field(&b[t], r->run_id, true);
+            for (int k = 0; k < s->n_vary; k++)
+                sb_field(&b[t], r->vals[s->vary[k]], false);
+            for (int c = 0; c < g->ncols[t]; c++)
+                sb_field(&b[t], map[c] >= 0 ? nb_csv_cell(w->t, row, map[c]) : NULL, false);
+            nb_text_put(&b[t], "\n", 1);
+        }
+        free(map);
+    }
+    return 0;
+}
+
+/* Moves the texts of b into out and parses them (the facts and the save
+ * read the same tables), then indexes them; returns a status. */
+static int parse_built(struct nb_archive *out, struct nb_text *b, struct nb_error *err)
+{
+    char names[NB_AR_COUNT][4200];
+    int rc = 0;
+    for (int t = 0; t < NB_AR_COUNT && !rc; t++) {
+        snprintf(names[t], sizeof names[t], "(archive being built)/%s.csv", files[t]);
+        out->text[t] = b[t].s;
+        out->len[t] = b[t].n;
+        b[t].s = NULL;
+        rc = nb_csv_read_mem(out->text[t], out->len[t], names[t], &out->t[t], err);
+    }
     if (rc)
+        return rc;
+    for (int k = 0; k < out->n_keys; k++)
+        free(out->keys[k]);
+    free(out->keys);
+    out->keys = NULL;
+    return index_tables(out, names, err);
+}
+
+int nb_archive_build(const struct nb_summary *s, const struct nb_archive *old,
+                     struct nb_archive *out, struct nb_error *err)
+{
+    memset(out, 0, sizeof *out);
+    struct gather g = { 0 };
+    struct nb_text b[NB_AR_COUNT];
+    memset(b, 0, sizeof b);
+    for (size_t i = 0; i < s->n_runs; i++)
+        g.n += s->runs[i].status != NB_SUM_PENDING;
+    /* per run and table: the rows, from the run directory or old */
+    g.v = calloc(g.n + 1, sizeof *g.v);
+    g.own = calloc(g.n + 1, sizeof *g.own);
+    g.meta = calloc(g.n + 1, sizeof *g.meta);
+    g.runs = calloc(g.n + 1, sizeof *g.runs);
+    g.from = calloc(g.n + 1, sizeof *g.from);
+    int rc = 0;
+    if (!g.v || !g.own || !g.meta || !g.runs || !g.from) {
+        rc = nb_error_oom(err);
+        goto done;
+    }
+    size_t m = 0;
+    for (size_t i = 0; i < s->n_runs; i++)
+        if (s->runs[i].status != NB_SUM_PENDING)
+            g.runs[m++] = &s->runs[i];
+    if ((rc = gather_rows(&g, old, err)) || (rc = gather_columns(&g, err)))
         goto done;
     /* the key columns: the summary's varying keys */
     char kname[256];
@@ -611,108 +745,20 @@ int nb_archive_build(const struct nb_summary *s, const struct nb_archive *old,
             goto done;
         }
     }
-    /* headers */
-    for (int c = 0; run_cols[c]; c++)
-        sb_field(&b[NB_AR_RUNS], run_cols[c], c == 0);
-    for (int k = 0; k < out->n_keys; k++)
-        sb_field(&b[NB_AR_RUNS], out->keys[k], false);
-    sb_field(&b[NB_AR_RUNS], nb_sum_scalar_name(NB_SC_WALL_TIME), false);
-    for (int c = 0; meta_keys[c]; c++)
-        sb_field(&b[NB_AR_RUNS], meta_keys[c], false);
-    nb_text_put(&b[NB_AR_RUNS], "\n", 1);
-    for (int t = NB_AR_METRICS; t < NB_AR_COUNT; t++) {
-        sb_field(&b[t], "run_id", true);
-        for (int k = 0; k < out->n_keys; k++)
-            sb_field(&b[t], out->keys[k], false);
-        for (int c = 0; c < ncols[t]; c++)
-            sb_field(&b[t], cols[t][c], false);
-        nb_text_put(&b[t], "\n", 1);
-    }
-    /* rows */
-    int kexp = nb_key_lookup("experiment", "name");
-    for (size_t i = 0; i < n; i++) {
-        const struct nb_sum_run *r = runs[i];
-        struct nb_text *rb = &b[NB_AR_RUNS];
-        char num[64];
-        sb_field(rb, r->run_id, true);
-        sb_field(rb, kexp >= 0 ? r->vals[kexp] : NULL, false);
-        sb_field(rb, nb_sum_status_name(r->status), false);
-        snprintf(num, sizeof num, "%llu", r->seed);
-        sb_field(rb, num, false);
-        for (int k = 0; k < s->n_vary; k++)
-            sb_field(rb, r->vals[s->vary[k]], false);
-        sb_field(rb, nb_format_double(r->sc[NB_SC_WALL_TIME], num, sizeof num), false);
-        for (int c = 0; meta_keys[c]; c++) {
-            char val[1024];
-            if (from[i]) {
-                int oc = col(&old->t[NB_AR_RUNS], meta_keys[c]);
-                const char *x = oc >= 0 ? nb_csv_cell(&old->t[NB_AR_RUNS], from[i]->row, oc)
-                                        : NULL;
-                snprintf(val, sizeof val, "%s", x ? x : "");
-            } else {
-                kv(meta[i], meta_keys[c], val, sizeof val);
-            }
-            sb_field(rb, val[0] ? val : NULL, false);
-        }
-        nb_text_put(rb, "\n", 1);
-        for (int t = NB_AR_METRICS; t < NB_AR_COUNT; t++) {
-            const struct view *w = &v[i][t];
-            if (w->r1 <= w->r0)
-                continue;
-            int *map = calloc((size_t)ncols[t] + 1, sizeof *map);
-            if (!map) {
-                rc = nb_error_oom(err);
-                goto done;
-            }
-            for (int c = 0; c < ncols[t]; c++) {
-                map[c] = -1;
-                for (int j = w->c0; j < w->t->ncols; j++)
-                    if (!strcmp(w->t->header[j], cols[t][c]))
-                        map[c] = j;
-            }
-            for (size_t row = w->r0; row < w->r1; row++) {
-                sb_field(&b[t], r->run_id, true);
-                for (int k = 0; k < s->n_vary; k++)
-                    sb_field(&b[t], r->vals[s->vary[k]], false);
-                for (int c = 0; c < ncols[t]; c++)
-                    sb_field(&b[t], map[c] >= 0 ? nb_csv_cell(w->t, row, map[c]) : NULL, false);
-                nb_text_put(&b[t], "\n", 1);
-            }
-            free(map);
-        }
-    }
+    put_headers(b, out, &g);
+    for (size_t i = 0; i < g.n; i++)
+        if ((rc = put_run(b, &g, i, s, old, err)))
+            goto done;
     for (int t = 0; t < NB_AR_COUNT; t++)
         if (b[t].failed) {
             rc = nb_error_oom(err);
             goto done;
         }
-    /* parse what was built: the facts and the save read the same tables */
-    char names[NB_AR_COUNT][4200];
-    for (int t = 0; t < NB_AR_COUNT && !rc; t++) {
-        snprintf(names[t], sizeof names[t], "(archive being built)/%s.csv", files[t]);
-        out->text[t] = b[t].s;
-        out->len[t] = b[t].n;
-        b[t].s = NULL;
-        rc = nb_csv_read_mem(out->text[t], out->len[t], names[t], &out->t[t], err);
-    }
-    if (!rc) {
-        for (int k = 0; k < out->n_keys; k++)
-            free(out->keys[k]);
-        free(out->keys);
-        out->keys = NULL;
-        rc = index_tables(out, names, err);
-    }
+    rc = parse_built(out, b, err);
 done:
-    for (size_t i = 0; v && own && meta && i < n; i++) {
-        for (int t = 0; t < NB_AR_COUNT; t++)
-            nb_csv_table_free(&own[i][t]);
-        free(meta[i]);
-    }
-    for (int t = 0; t < NB_AR_COUNT; t++) {
-        free(cols[t]);
+    gather_free(&g);
+    for (int t = 0; t < NB_AR_COUNT; t++)
         free(b[t].s);
-    }
-    free(v), free(own), free(meta), free(runs), free(from);
     if (rc)
         nb_archive_free(out);
     return rc;
