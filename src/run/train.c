@@ -99,6 +99,196 @@ int nb_train(const struct nb_train_spec *spec, const struct nb_dataset *train,
     return nb_train_val(spec, train, NULL, test, hooks, target_acc, res, err);
 }
 
+/* The state of one nb_train_val call, shared by its steps. */
+struct trainer {
+    const struct nb_train_spec *spec;
+    const struct nb_dataset *train, *val, *test;
+    const struct nb_train_hooks *hooks;
+    double target_acc;
+    struct nb_train_result *res;
+    struct nb_model m;
+    gsl_rng *data_rng;
+    struct nb_loader ld;
+    float *saved_state; /* the running statistics while an evaluation recomputes them */
+    struct nb_schedule sched;
+    struct nb_sgd sgd;
+    long spe, total; /* steps per epoch, steps planned */
+    long step;       /* steps taken */
+    double t0, lr;   /* the start, the last step's learning rate */
+    /* since the last evaluation */
+    double acc_loss, acc_gn;
+    long acc_hits, acc_samples, acc_steps;
+};
+
+/* Builds T->m and checks that batch norm gets more than one value per
+ * channel in training, in the regular batch and a final partial one;
+ * returns a status (the model freed on failure). */
+static int trainer_build(struct trainer *T, struct nb_error *err)
+{
+    const struct nb_train_spec *spec = T->spec;
+    int rc = nb_model_build(&T->m, &spec->model, model_batch(spec->batch), spec->seed, err);
+    if (rc) {
+        nb_model_free(&T->m);
+        return rc;
+    }
+    int rem = spec->drop_last ? 0 : (int)(T->train->n % (size_t)spec->batch);
+    if ((rc = nb_model_check_batch(&T->m, spec->batch, err)) ||
+        (rem && (rc = nb_model_check_batch(&T->m, rem, err)))) {
+        if (rem && rc)
+            nb_error_hint(err, "the last batch has %d sample(s): set drop_last = true", rem);
+        nb_model_free(&T->m);
+        return rc;
+    }
+    return 0;
+}
+
+/* The random streams, the buffer of the saved state and the loader of T;
+ * returns a status (trainer_free frees what was made). */
+static int trainer_alloc(struct trainer *T, struct nb_error *err)
+{
+    const struct nb_train_spec *spec = T->spec;
+    struct nb_model *m = &T->m;
+    T->data_rng = nb_rng_alloc(spec->seed, NB_STREAM_DATA);
+    m->ctx.rng_dropout = nb_rng_alloc(spec->seed, NB_STREAM_DROPOUT);
+    m->ctx.rng_noise = nb_rng_alloc(spec->seed, NB_STREAM_NOISE);
+    m->ctx.rng_probe = nb_rng_alloc(spec->seed, NB_STREAM_PROBE);
+    T->saved_state = nb_alloc_floats(m->state.count ? m->state.count : 1);
+    if (!T->data_rng || !m->ctx.rng_dropout || !m->ctx.rng_noise || !m->ctx.rng_probe ||
+        !T->saved_state)
+        return nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
+    return nb_loader_init(&T->ld, T->train, spec->batch, spec->drop_last, T->data_rng, err);
+}
+
+/* Frees what trainer_build and trainer_alloc made. */
+static void trainer_free(struct trainer *T)
+{
+    free(T->saved_state);
+    nb_loader_free(&T->ld);
+    if (T->data_rng)
+        gsl_rng_free(T->data_rng);
+    if (T->m.ctx.rng_dropout)
+        gsl_rng_free(T->m.ctx.rng_dropout);
+    if (T->m.ctx.rng_noise)
+        gsl_rng_free(T->m.ctx.rng_noise);
+    if (T->m.ctx.rng_probe)
+        gsl_rng_free(T->m.ctx.rng_probe);
+    nb_model_free(&T->m);
+}
+
+/* The evaluation after step T->step (labels: the last batch had labels):
+ * the metrics row, from population statistics recomputed for it when
+ * asked, into the result and on_metrics; then the accumulators restart.
+ * Sets *stop on divergence or when on_metrics asks; returns a status
+ * (the statistics could not be recomputed). */
+static int train_evaluate(struct trainer *T, bool labels, bool *stop, struct nb_error *err)
+{
+    const struct nb_train_spec *spec = T->spec;
+    const struct nb_dataset *test = T->test, *val = T->val;
+    const struct nb_train_hooks *hooks = T->hooks;
+    struct nb_train_result *res = T->res;
+    struct nb_model *m = &T->m;
+    /* Population statistics recomputed for this evaluation only:
+     * the running statistics training keeps (EMA) are put back
+     * afterwards, so training is the same whatever eval_stats is. */
+    bool recompute = spec->precise_bn || (spec->target_bn && test && test->n > 0);
+    if (recompute) {
+        memcpy(T->saved_state, m->state.data, m->state.count * sizeof(float));
+        int rc = nb_model_recompute_bn(m, spec->target_bn ? test : T->train, spec->batch,
+                                       (size_t)spec->precise_samples, false, err);
+        if (rc) {
+            /* evaluating with the training EMA instead would
+             * measure something other than what was asked */
+            recompute_failed(err, spec, T->step);
+            return rc;
+        }
+    }
+    struct nb_metrics row = {
+        .step = T->step,
+        .epoch = (double)T->step / (double)T->spe,
+        .lr = T->lr,
+        .train_loss = T->acc_samples ? T->acc_loss / T->acc_samples : NAN,
+        .train_acc = (T->acc_samples && labels) ? (double)T->acc_hits / T->acc_samples : NAN,
+        .test_loss = NAN,
+        .test_acc = NAN,
+        .val_loss = NAN,
+        .val_acc = NAN,
+        .grad_norm = T->acc_steps ? T->acc_gn / T->acc_steps : NAN,
+    };
+    if (test && test->n > 0)
+        nb_evaluate(m, test, spec->eval_samples, &row.test_loss, &row.test_acc);
+    if (val && val->n > 0)
+        nb_evaluate(m, val, spec->eval_samples, &row.val_loss, &row.val_acc);
+    if (recompute)
+        memcpy(m->state.data, T->saved_state, m->state.count * sizeof(float));
+    row.time = nb_now() - T->t0;
+    if (!isfinite(row.test_loss) && test && test->n > 0) {
+        res->status = NB_TRAIN_DIVERGED;
+        *stop = true;
+    }
+    if (isfinite(row.test_acc) && row.test_acc > res->best_test_acc)
+        res->best_test_acc = row.test_acc;
+    if (T->target_acc > 0 && res->steps_to_target < 0 && row.test_acc >= T->target_acc)
+        res->steps_to_target = T->step;
+    res->last = row;
+    if (hooks && hooks->on_metrics && hooks->on_metrics(hooks->user, &row)) {
+        res->status = NB_TRAIN_STOPPED;
+        *stop = true;
+    }
+    T->acc_loss = T->acc_gn = 0;
+    T->acc_hits = T->acc_samples = T->acc_steps = 0;
+    return 0;
+}
+
+/* Trains until the planned steps are taken, the loss diverges or a hook
+ * stops it, evaluating when due; returns a status (an evaluation that
+ * failed). */
+static int train_loop(struct trainer *T, struct nb_error *err)
+{
+    const struct nb_train_spec *spec = T->spec;
+    const struct nb_train_hooks *hooks = T->hooks;
+    struct nb_model *m = &T->m;
+    bool stop = false;
+    for (int epoch = 0; !stop && T->step < T->total; epoch++) {
+        nb_loader_epoch(&T->ld);
+        const float *x, *t;
+        const int *y;
+        int n;
+        long in_epoch = 0;
+        while (!stop && T->step < T->total && (n = nb_loader_next(&T->ld, &x, &y, &t)) > 0) {
+            m->ctx.step = T->step;
+            double loss = nb_model_forward(m, x, y, t, n, NB_TRAIN);
+            if (!isfinite(loss) || loss > spec->diverge_loss) {
+                T->res->status = NB_TRAIN_DIVERGED;
+                T->acc_loss += loss * n;
+                T->acc_samples += n;
+                stop = true;
+                break;
+            }
+            if (y)
+                T->acc_hits += nb_model_correct(m, y, n);
+            nb_model_backward(m, n);
+            T->lr = nb_schedule_lr(&T->sched, T->step);
+            if (hooks && hooks->on_step)
+                hooks->on_step(hooks->user, m, x, y, t, n, T->step, T->lr);
+            T->acc_gn += nb_sgd_step(&T->sgd, m, T->lr);
+            T->acc_loss += loss * n;
+            T->acc_samples += n;
+            T->acc_steps++;
+            T->step++;
+            bool end_epoch = ++in_epoch == T->spe;
+            bool last = T->step >= T->total;
+            bool due = (spec->eval_every > 0 && T->step % spec->eval_every == 0) ||
+                       (spec->eval_every_epoch && end_epoch) || last;
+            if (!due)
+                continue;
+            int rc = train_evaluate(T, y != NULL, &stop, err);
+            if (rc)
+                return rc;
+        }
+    }
+    return 0;
+}
+
 int nb_train_val(const struct nb_train_spec *spec, const struct nb_dataset *train,
                  const struct nb_dataset *val, const struct nb_dataset *test,
                  const struct nb_train_hooks *hooks, double target_acc,
@@ -115,169 +305,52 @@ int nb_train_val(const struct nb_train_spec *spec, const struct nb_dataset *trai
                             "batch %d is larger than the training set (%zu samples)",
                             spec->batch, train->n);
 
-    struct nb_model m;
-    int rc = nb_model_build(&m, &spec->model, model_batch(spec->batch), spec->seed, err);
-    if (rc) {
-        nb_model_free(&m);
-        return rc;
-    }
-    /* Batch-norm needs more than one value per channel in training: check
-     * the regular batch and a final partial one. */
-    int rem = spec->drop_last ? 0 : (int)(train->n % (size_t)spec->batch);
-    if ((rc = nb_model_check_batch(&m, spec->batch, err)) ||
-        (rem && (rc = nb_model_check_batch(&m, rem, err)))) {
-        if (rem && rc)
-            nb_error_hint(err, "the last batch has %d sample(s): set drop_last = true", rem);
-        nb_model_free(&m);
-        return rc;
-    }
-
-    gsl_rng *data_rng = nb_rng_alloc(spec->seed, NB_STREAM_DATA);
-    m.ctx.rng_dropout = nb_rng_alloc(spec->seed, NB_STREAM_DROPOUT);
-    m.ctx.rng_noise = nb_rng_alloc(spec->seed, NB_STREAM_NOISE);
-    m.ctx.rng_probe = nb_rng_alloc(spec->seed, NB_STREAM_PROBE);
-    struct nb_loader ld;
-    memset(&ld, 0, sizeof ld);
-    float *saved_state = nb_alloc_floats(m.state.count ? m.state.count : 1);
-    if (!data_rng || !m.ctx.rng_dropout || !m.ctx.rng_noise || !m.ctx.rng_probe || !saved_state)
-        rc = nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
-    else
-        rc = nb_loader_init(&ld, train, spec->batch, spec->drop_last, data_rng, err);
+    struct trainer T = { .spec = spec,
+                         .train = train,
+                         .val = val,
+                         .test = test,
+                         .hooks = hooks,
+                         .target_acc = target_acc,
+                         .res = res };
+    int rc = trainer_build(&T, err);
     if (rc)
+        return rc;
+    if ((rc = trainer_alloc(&T, err)))
         goto out;
 
-    long spe = (long)nb_loader_batches(&ld);
-    struct nb_schedule sched = spec->sched;
-    sched.steps_per_epoch = spe;
-    long total = spec->max_steps > 0 ? spec->max_steps : spe * spec->epochs;
-    sched.total_steps = total;
-    struct nb_sgd sgd;
-    nb_sgd_init(&sgd, &spec->sgd);
-
-    double t0 = nb_now();
-    double acc_loss = 0, acc_gn = 0, lr = sched.lr;
-    long acc_hits = 0, acc_samples = 0, acc_steps = 0;
-    long step = 0;
-    bool stop = false;
-    for (int epoch = 0; !stop && step < total; epoch++) {
-        nb_loader_epoch(&ld);
-        const float *x, *t;
-        const int *y;
-        int n;
-        long in_epoch = 0;
-        while (!stop && step < total && (n = nb_loader_next(&ld, &x, &y, &t)) > 0) {
-            m.ctx.step = step;
-            double loss = nb_model_forward(&m, x, y, t, n, NB_TRAIN);
-            if (!isfinite(loss) || loss > spec->diverge_loss) {
-                res->status = NB_TRAIN_DIVERGED;
-                acc_loss += loss * n;
-                acc_samples += n;
-                stop = true;
-                break;
-            }
-            if (y)
-                acc_hits += nb_model_correct(&m, y, n);
-            nb_model_backward(&m, n);
-            lr = nb_schedule_lr(&sched, step);
-            if (hooks && hooks->on_step)
-                hooks->on_step(hooks->user, &m, x, y, t, n, step, lr);
-            acc_gn += nb_sgd_step(&sgd, &m, lr);
-            acc_loss += loss * n;
-            acc_samples += n;
-            acc_steps++;
-            step++;
-            bool end_epoch = ++in_epoch == spe;
-            bool last = step >= total;
-            bool due = (spec->eval_every > 0 && step % spec->eval_every == 0) ||
-                       (spec->eval_every_epoch && end_epoch) || last;
-            if (!due)
-                continue;
-            /* Population statistics recomputed for this evaluation only:
-             * the running statistics training keeps (EMA) are put back
-             * afterwards, so training is the same whatever eval_stats is. */
-            bool recompute = spec->precise_bn || (spec->target_bn && test && test->n > 0);
-            if (recompute) {
-                memcpy(saved_state, m.state.data, m.state.count * sizeof(float));
-                rc = nb_model_recompute_bn(&m, spec->target_bn ? test : train, spec->batch,
-                                           (size_t)spec->precise_samples, false, err);
-                if (rc) {
-                    /* evaluating with the training EMA instead would
-                     * measure something other than what was asked */
-                    recompute_failed(err, spec, step);
-                    stop = true;
-                    break;
-                }
-            }
-            struct nb_metrics row = {
-                .step = step,
-                .epoch = (double)step / (double)spe,
-                .lr = lr,
-                .train_loss = acc_samples ? acc_loss / acc_samples : NAN,
-                .train_acc = (acc_samples && y) ? (double)acc_hits / acc_samples : NAN,
-                .test_loss = NAN,
-                .test_acc = NAN,
-                .val_loss = NAN,
-                .val_acc = NAN,
-                .grad_norm = acc_steps ? acc_gn / acc_steps : NAN,
-            };
-            if (test && test->n > 0)
-                nb_evaluate(&m, test, spec->eval_samples, &row.test_loss, &row.test_acc);
-            if (val && val->n > 0)
-                nb_evaluate(&m, val, spec->eval_samples, &row.val_loss, &row.val_acc);
-            if (recompute)
-                memcpy(m.state.data, saved_state, m.state.count * sizeof(float));
-            row.time = nb_now() - t0;
-            if (!isfinite(row.test_loss) && test && test->n > 0) {
-                res->status = NB_TRAIN_DIVERGED;
-                stop = true;
-            }
-            if (isfinite(row.test_acc) && row.test_acc > res->best_test_acc)
-                res->best_test_acc = row.test_acc;
-            if (target_acc > 0 && res->steps_to_target < 0 && row.test_acc >= target_acc)
-                res->steps_to_target = step;
-            res->last = row;
-            if (hooks && hooks->on_metrics && hooks->on_metrics(hooks->user, &row)) {
-                res->status = NB_TRAIN_STOPPED;
-                stop = true;
-            }
-            acc_loss = acc_gn = 0;
-            acc_hits = acc_samples = acc_steps = 0;
-        }
-    }
-    if (rc) {
-        res->steps = step;
-        res->seconds = nb_now() - t0;
-        goto out;
-    }
-    if (res->status == NB_TRAIN_DIVERGED) {
+    T.spe = (long)nb_loader_batches(&T.ld);
+    T.sched = spec->sched;
+    T.sched.steps_per_epoch = T.spe;
+    T.total = spec->max_steps > 0 ? spec->max_steps : T.spe * spec->epochs;
+    T.sched.total_steps = T.total;
+    nb_sgd_init(&T.sgd, &spec->sgd);
+    T.t0 = nb_now();
+    T.lr = T.sched.lr;
+    rc = train_loop(&T, err);
+    if (!rc && res->status == NB_TRAIN_DIVERGED) {
         /* keep a row that shows the divergence */
         struct nb_metrics row = {
-            .step = step, .epoch = (double)step / (double)spe, .lr = lr,
-            .train_loss = acc_samples ? acc_loss / acc_samples : NAN,
-            .train_acc = NAN, .test_loss = NAN, .test_acc = NAN,
-            .val_loss = NAN, .val_acc = NAN,
-            .grad_norm = acc_steps ? acc_gn / acc_steps : NAN,
-            .time = nb_now() - t0,
+            .step = T.step,
+            .epoch = (double)T.step / (double)T.spe,
+            .lr = T.lr,
+            .train_loss = T.acc_samples ? T.acc_loss / T.acc_samples : NAN,
+            .train_acc = NAN,
+            .test_loss = NAN,
+            .test_acc = NAN,
+            .val_loss = NAN,
+            .val_acc = NAN,
+            .grad_norm = T.acc_steps ? T.acc_gn / T.acc_steps : NAN,
+            .time = nb_now() - T.t0,
         };
         res->last = row;
         if (hooks && hooks->on_metrics)
             hooks->on_metrics(hooks->user, &row);
     }
-    res->steps = step;
-    res->seconds = nb_now() - t0;
-    if (hooks && hooks->on_end)
-        hooks->on_end(hooks->user, &m, res);
+    res->steps = T.step;
+    res->seconds = nb_now() - T.t0;
+    if (!rc && hooks && hooks->on_end)
+        hooks->on_end(hooks->user, &T.m, res);
 out:
-    free(saved_state);
-    nb_loader_free(&ld);
-    if (data_rng)
-        gsl_rng_free(data_rng);
-    if (m.ctx.rng_dropout)
-        gsl_rng_free(m.ctx.rng_dropout);
-    if (m.ctx.rng_noise)
-        gsl_rng_free(m.ctx.rng_noise);
-    if (m.ctx.rng_probe)
-        gsl_rng_free(m.ctx.rng_probe);
-    nb_model_free(&m);
+    trainer_free(&T);
     return rc;
 }
