@@ -349,72 +349,186 @@ static int check_opts(const struct nb_layer *l, const struct nb_norm_opts *o,
     return NB_OK;
 }
 
-static int norm_setup(struct nb_layer *l, const void *opts,
-                      struct nb_error *err)
+/* Checks the options o and that they fit layer l's input (the group
+ * count, more than one element per group, more than one value per
+ * channel in training); returns a status, with the group count in
+ * *groups. */
+static int norm_validate(const struct nb_layer *l, const struct nb_norm_opts *o, int *groups,
+                         struct nb_error *err)
+{
+    int rc = check_opts(l, o, err);
+    if (rc)
+        return rc;
+
+    const char *nm = l->name, *tn = nb_norm_type_name(o->type);
+    const int C = l->in.c, HW = l->in.h * l->in.w, mb = l->max_batch;
+    int G = 1;
+    switch (o->type) {
+    case NB_NORM_INSTANCE:
+        if (HW == 1)
+            return EINVAL_K("norm.type",
+                            "layer %s: instance norm needs more than one "
+                            "element per channel (input %dx%dx%d has H x W "
+                            "= 1); use layer or group norm on (N, C) outputs",
+                            nm, C, l->in.h, l->in.w);
+        G = C;
+        break;
+    case NB_NORM_GROUP:
+        G = o->groups ? o->groups : nb_norm_default_groups(C);
+        if (G < 1 || C % G != 0)
+            return EINVAL_K("norm.groups",
+                            "layer %s: group norm needs the group count to "
+                            "divide the channels (G = %d, C = %d)",
+                            nm, G, C);
+        break;
+    case NB_NORM_NONE:
+    case NB_NORM_BATCH:
+    case NB_NORM_LAYER:
+    case NB_NORM_LP: break;
+    case NB_NORM_TYPE_COUNT: NB_ASSERT(!"type refused by check_opts"); break;
+    }
+    bool bsets = o->type == NB_NORM_BATCH || o->type == NB_NORM_LP;
+    bool sampled =
+        o->type == NB_NORM_LAYER || o->type == NB_NORM_GROUP || o->type == NB_NORM_INSTANCE;
+    if (sampled && (C / G) * HW == 1)
+        return EINVAL_K(o->type == NB_NORM_GROUP ? "norm.groups" : "norm.type",
+                        "layer %s: %s norm over one element per group (C/G = "
+                        "%d, H x W = %d) would map every value to beta",
+                        nm, tn, C / G, HW);
+    if (bsets && o->frozen_from != 0) {
+        if ((long)mb * HW == 1)
+            return EINVAL_K("train.batch",
+                            "layer %s: %s norm needs more than one value per "
+                            "channel in training (batch %d x %d x %d = 1)",
+                            nm, tn, mb, l->in.h, l->in.w);
+        if (!o->sync && o->norm_batch > 0 && (long)o->norm_batch * HW == 1)
+            return EINVAL_K("norm.norm_batch",
+                            "layer %s: %s norm needs more than one value per "
+                            "channel in training (norm batch %d x %d x %d = 1)",
+                            nm, tn, o->norm_batch, l->in.h, l->in.w);
+        if (!o->sync && o->devices > 1 && (long)(mb / o->devices) * HW <= 1)
+            return EINVAL_K("norm.devices",
+                            "layer %s: %s norm needs more than one value per "
+                            "channel in training (%d devices share a batch of "
+                            "%d, parts of %d x %d x %d)",
+                            nm, tn, o->devices, mb, mb / o->devices, l->in.h, l->in.w);
+    }
+    *groups = G;
+    return NB_OK;
+}
+
+/* Declares l's parameters (gamma and beta with affine) and state (the
+ * running statistics of batch and Lp norm, renorm's), their indices
+ * into P; returns a status. */
+static int norm_declare(struct nb_layer *l, struct norm_priv *P, struct nb_error *err)
+{
+    const struct nb_norm_opts *o = &P->o;
+    const int C = P->C;
+    if (o->type != NB_NORM_NONE && o->affine) {
+        if ((P->p_gamma = nb_layer_add_param(l, "gamma", C, NB_PARAM_NORM, err)) < 0 ||
+            (P->p_beta = nb_layer_add_param(l, "beta", C, NB_PARAM_NORM, err)) < 0)
+            return NB_EINVAL;
+    }
+    if (P->bsets) {
+        if ((P->s_mean = nb_layer_add_state(l, "running_mean", C, err)) < 0 ||
+            (P->s_var = nb_layer_add_state(
+                 l, o->type == NB_NORM_LP ? "running_scale" : "running_var", C, err)) < 0 ||
+            (P->s_nbt = nb_layer_add_state(l, "num_batches_tracked", 1, err)) < 0)
+            return NB_EINVAL;
+        if (o->renorm && ((P->s_rn_mean = nb_layer_add_state(l, "renorm_mean", C, err)) < 0 ||
+                          (P->s_rn_std = nb_layer_add_state(l, "renorm_std", C, err)) < 0))
+            return NB_EINVAL;
+    }
+    return NB_OK;
+}
+
+/* Allocates P's caches for batches of up to l->max_batch (those its type
+ * and options use; ones and zeros filled); returns a status. */
+static int norm_allocate(const struct nb_layer *l, struct norm_priv *P, struct nb_error *err)
+{
+    const struct nb_norm_opts *o = &P->o;
+    const int C = P->C, HW = P->HW, mb = l->max_batch;
+    const bool bsets = P->bsets;
+    size_t planes = (size_t)mb * C, S = P->max_sets;
+    bool okay = true;
+#define ALLOC_(ptr, count)                                                                         \
+    do {                                                                                           \
+        (ptr) = zalloc((count), sizeof *(ptr));                                                    \
+        okay = okay && (ptr) != NULL;                                                              \
+    } while (0)
+    if (bsets && (HW > 1 || !P->moments)) {
+        ALLOC_(P->pa, planes);
+        ALLOC_(P->pb, planes);
+    }
+    if (o->type != NB_NORM_NONE) {
+        ALLOC_(P->smean, S);
+        ALLOC_(P->svar, S);
+        ALLOC_(P->srstd, S);
+        ALLOC_(P->g1, S);
+        ALLOC_(P->g2, S);
+        ALLOC_(P->cda, C);
+        ALLOC_(P->cdb, C);
+        ALLOC_(P->coef_a, C);
+        ALLOC_(P->coef_mu, C);
+        ALLOC_(P->coef_b, C);
+        ALLOC_(P->coef_c0, C);
+        ALLOC_(P->ones, C);
+        ALLOC_(P->zeros, C);
+    }
+    if (o->type == NB_NORM_LP && P->lp_p == 0)
+        ALLOC_(P->sarg, S);
+    if (bsets) {
+        ALLOC_(P->scnt, S);
+        ALLOC_(P->sr, S);
+        ALLOC_(P->sd, S);
+        ALLOC_(P->pstart, (size_t)P->max_parts + 1);
+        ALLOC_(P->tmu, C);
+        ALLOC_(P->tv, C);
+        ALLOC_(P->ts, C);
+        ALLOC_(P->pop_sum, C);
+        ALLOC_(P->pop_sum2, C);
+        ALLOC_(P->pop_mean_sum, C);
+        ALLOC_(P->pop_var_sum, C);
+    }
+    if (o->noisy) {
+        size_t total = (size_t)mb * P->numel;
+        okay = okay && (P->ns = nb_alloc_floats(total)) != NULL;
+        okay = okay && (P->dyn = nb_alloc_floats(total)) != NULL;
+        ALLOC_(P->nmu, C);
+        ALLOC_(P->nsig, C);
+    }
+#undef ALLOC_
+    if (okay && P->ones)
+        for (int c = 0; c < C; c++)
+            P->ones[c] = 1.0f;
+    if (!okay)
+        return nb_error_set(err, NB_ENOMEM, NULL, 0,
+                            "layer %s: out of memory for the norm caches "
+                            "(batch %d, %d x %d x %d)",
+                            l->name, mb, C, l->in.h, l->in.w);
+    return NB_OK;
+}
+
+/* Setup: validate the options, lay out the private state, declare the
+ * parameters and state, allocate the caches. */
+static int norm_setup(struct nb_layer *l, const void *opts, struct nb_error *err)
 {
     struct nb_norm_opts o;
     if (opts)
         o = *(const struct nb_norm_opts *)opts;
     else
         nb_norm_opts_default(&o);
-    int rc = check_opts(l, &o, err);
+    int G = 1;
+    int rc = norm_validate(l, &o, &G, err);
     if (rc)
         return rc;
 
-    const char *nm = l->name, *tn = nb_norm_type_name(o.type);
+    const char *nm = l->name;
     const int C = l->in.c, HW = l->in.h * l->in.w, mb = l->max_batch;
-    int G = 1;
-    switch (o.type) {
-    case NB_NORM_INSTANCE:
-        if (HW == 1)
-            return EINVAL_K("norm.type", "layer %s: instance norm needs more than one "
-                           "element per channel (input %dx%dx%d has H x W "
-                           "= 1); use layer or group norm on (N, C) outputs",
-                           nm, C, l->in.h, l->in.w);
-        G = C;
-        break;
-    case NB_NORM_GROUP:
-        G = o.groups ? o.groups : nb_norm_default_groups(C);
-        if (G < 1 || C % G != 0)
-            return EINVAL_K("norm.groups", "layer %s: group norm needs the group count to "
-                           "divide the channels (G = %d, C = %d)", nm, G, C);
-        break;
-    case NB_NORM_NONE:
-    case NB_NORM_BATCH:
-    case NB_NORM_LAYER:
-    case NB_NORM_LP:
-        break;
-    case NB_NORM_TYPE_COUNT:
-        NB_ASSERT(!"type refused by check_opts");
-        break;
-    }
     bool bsets = o.type == NB_NORM_BATCH || o.type == NB_NORM_LP;
-    bool sampled = o.type == NB_NORM_LAYER || o.type == NB_NORM_GROUP ||
-                   o.type == NB_NORM_INSTANCE;
-    if (sampled && (C / G) * HW == 1)
-        return EINVAL_K(o.type == NB_NORM_GROUP ? "norm.groups" : "norm.type", "layer %s: %s norm over one element per group (C/G = "
-                       "%d, H x W = %d) would map every value to beta", nm,
-                       tn, C / G, HW);
-    if (bsets && o.frozen_from != 0) {
-        if ((long)mb * HW == 1)
-            return EINVAL_K("train.batch", "layer %s: %s norm needs more than one value per "
-                           "channel in training (batch %d x %d x %d = 1)", nm,
-                           tn, mb, l->in.h, l->in.w);
-        if (!o.sync && o.norm_batch > 0 && (long)o.norm_batch * HW == 1)
-            return EINVAL_K("norm.norm_batch", "layer %s: %s norm needs more than one value per "
-                           "channel in training (norm batch %d x %d x %d = 1)",
-                           nm, tn, o.norm_batch, l->in.h, l->in.w);
-        if (!o.sync && o.devices > 1 && (long)(mb / o.devices) * HW <= 1)
-            return EINVAL_K("norm.devices", "layer %s: %s norm needs more than one value per "
-                           "channel in training (%d devices share a batch of "
-                           "%d, parts of %d x %d x %d)", nm, tn, o.devices,
-                           mb, mb / o.devices, l->in.h, l->in.w);
-    }
-
     struct norm_priv *P = zalloc(1, sizeof *P);
     if (!P)
-        return nb_error_set(err, NB_ENOMEM, NULL, 0,
-                            "layer %s: out of memory", nm);
+        return nb_error_set(err, NB_ENOMEM, NULL, 0, "layer %s: out of memory", nm);
     l->priv = P;
     P->o = o;
     P->o.groups = G;
@@ -438,86 +552,9 @@ static int norm_setup(struct nb_layer *l, const void *opts,
     P->max_sets = bsets ? (size_t)P->max_parts * C : (size_t)mb * G;
     l->out = l->in;
     l->scratch = 0;
-
-    if (o.type != NB_NORM_NONE && o.affine) {
-        if ((P->p_gamma = nb_layer_add_param(l, "gamma", C, NB_PARAM_NORM,
-                                             err)) < 0 ||
-            (P->p_beta = nb_layer_add_param(l, "beta", C, NB_PARAM_NORM,
-                                            err)) < 0)
-            return NB_EINVAL;
-    }
-    if (bsets) {
-        if ((P->s_mean = nb_layer_add_state(l, "running_mean", C, err)) < 0 ||
-            (P->s_var = nb_layer_add_state(
-                 l, o.type == NB_NORM_LP ? "running_scale" : "running_var", C,
-                 err)) < 0 ||
-            (P->s_nbt = nb_layer_add_state(l, "num_batches_tracked", 1,
-                                           err)) < 0)
-            return NB_EINVAL;
-        if (o.renorm &&
-            ((P->s_rn_mean = nb_layer_add_state(l, "renorm_mean", C, err)) < 0 ||
-             (P->s_rn_std = nb_layer_add_state(l, "renorm_std", C, err)) < 0))
-            return NB_EINVAL;
-    }
-
-    size_t planes = (size_t)mb * C, S = P->max_sets;
-    bool okay = true;
-#define ALLOC_(ptr, count)                                                  \
-    do {                                                                    \
-        (ptr) = zalloc((count), sizeof *(ptr));                             \
-        okay = okay && (ptr) != NULL;                                       \
-    } while (0)
-    if (bsets && (HW > 1 || !P->moments)) {
-        ALLOC_(P->pa, planes);
-        ALLOC_(P->pb, planes);
-    }
-    if (o.type != NB_NORM_NONE) {
-        ALLOC_(P->smean, S);
-        ALLOC_(P->svar, S);
-        ALLOC_(P->srstd, S);
-        ALLOC_(P->g1, S);
-        ALLOC_(P->g2, S);
-        ALLOC_(P->cda, C);
-        ALLOC_(P->cdb, C);
-        ALLOC_(P->coef_a, C);
-        ALLOC_(P->coef_mu, C);
-        ALLOC_(P->coef_b, C);
-        ALLOC_(P->coef_c0, C);
-        ALLOC_(P->ones, C);
-        ALLOC_(P->zeros, C);
-    }
-    if (o.type == NB_NORM_LP && P->lp_p == 0)
-        ALLOC_(P->sarg, S);
-    if (bsets) {
-        ALLOC_(P->scnt, S);
-        ALLOC_(P->sr, S);
-        ALLOC_(P->sd, S);
-        ALLOC_(P->pstart, (size_t)P->max_parts + 1);
-        ALLOC_(P->tmu, C);
-        ALLOC_(P->tv, C);
-        ALLOC_(P->ts, C);
-        ALLOC_(P->pop_sum, C);
-        ALLOC_(P->pop_sum2, C);
-        ALLOC_(P->pop_mean_sum, C);
-        ALLOC_(P->pop_var_sum, C);
-    }
-    if (o.noisy) {
-        size_t total = (size_t)mb * P->numel;
-        okay = okay && (P->ns = nb_alloc_floats(total)) != NULL;
-        okay = okay && (P->dyn = nb_alloc_floats(total)) != NULL;
-        ALLOC_(P->nmu, C);
-        ALLOC_(P->nsig, C);
-    }
-#undef ALLOC_
-    if (okay && P->ones)
-        for (int c = 0; c < C; c++)
-            P->ones[c] = 1.0f;
-    if (!okay)
-        return nb_error_set(err, NB_ENOMEM, NULL, 0,
-                            "layer %s: out of memory for the norm caches "
-                            "(batch %d, %d x %d x %d)", nm, mb, C, l->in.h,
-                            l->in.w);
-    return NB_OK;
+    if ((rc = norm_declare(l, P, err)))
+        return rc;
+    return norm_allocate(l, P, err);
 }
 
 static void norm_init(struct nb_layer *l)
