@@ -350,6 +350,98 @@ static int close_outputs(struct wrun *w, struct nb_error *err)
     return rc;
 }
 
+/* Resolves run w's config and loads its data (both described in head),
+ * then opens metrics.csv, timing.csv and, when the run has probes, their
+ * files; returns a status. */
+static int run_open(struct wrun *w, struct nb_runcfg *rc, struct nb_data *data,
+                    struct nb_text *head, struct nb_error *err)
+{
+    char path[PATH_SZ + 16];
+    int r;
+    if ((r = nb_runcfg_from_run(w->run, rc, err)))
+        return r;
+    nb_blas_set_threads(rc->threads);
+    rn_kvf(head, "blas_threads", "%d", nb_blas_threads());
+    if ((r = nb_data_prepare(&rc->data, w->run->seed, data, err)))
+        return r;
+    nb_runcfg_bind_data(rc, data);
+    char desc[512];
+    rn_kvf(head, "data", "%s", nb_data_describe(data, desc, sizeof desc));
+    if (data->notice[0])
+        rn_kvf(head, "data_notice", "%s", data->notice);
+    rn_kvf(head, "data_load_seconds", "%.3f", data->load_seconds);
+    rn_kvf(head, "data_from_cache", "%s", data->from_cache ? "true" : "false");
+    {
+        size_t b = (size_t)rc->train.batch, n = data->train.n;
+        w->spe = (long)(rc->train.drop_last ? n / b : (n + b - 1) / b);
+        w->total = rc->train.max_steps > 0 ? rc->train.max_steps : w->spe * rc->train.epochs;
+        w->epochs = w->spe > 0 ? (double)w->total / (double)w->spe : 0;
+    }
+    w->has_val = data->val.n > 0;
+    const char *mcols[NB_METRICS_N_COLS];
+    int n_mcols = 0;
+    for (int i = 0; i < NB_METRICS_N_COLS; i++)
+        if (w->has_val || !nb_metrics_cols[i].val_only)
+            mcols[n_mcols++] = nb_metrics_cols[i].name;
+    rn_kvf(head, "steps_planned", "%ld", w->total);
+    rn_kvf(head, "steps_per_epoch", "%ld", w->spe);
+    if ((r = nb_csvw_open(&w->metrics, rn_pathf(path, sizeof path, "%s/metrics.csv", w->dir), mcols,
+                          n_mcols, err)) ||
+        (r = nb_csvw_open(&w->timing, rn_pathf(path, sizeof path, "%s/timing.csv", w->dir),
+                          timing_cols, 2, err)))
+        return r;
+    if (rc->probes && (r = probe_attach(w, rc, data, err)))
+        return r;
+    return 0;
+}
+
+/* Records the failure err: error.txt (message, hint, end time) and the
+ * status and error of meta.txt's tail. */
+static void record_failure(const struct wrun *w, const struct nb_error *err, const char *end,
+                           struct nb_text *tail)
+{
+    char path[PATH_SZ + 16], msg[1200];
+    nb_error_format(err, msg, sizeof msg);
+    struct nb_text et = { 0 };
+    rn_kvf(&et, "error", "%s", msg);
+    if (err->hint[0])
+        rn_kvf(&et, "hint", "%s", err->hint);
+    rn_kvf(&et, "end_utc", "%s", end);
+    if (et.s)
+        rn_write_atomic(rn_pathf(path, sizeof path, "%s/error.txt", w->dir), et.s, true, NULL);
+    free(et.s);
+    rn_kvf(tail, "status", "failed");
+    rn_kvf(tail, "error", "%s", msg);
+}
+
+/* Writes DONE, the mark of a finished run; returns false when it could
+ * not (error.txt then says so). */
+static bool write_done(const struct wrun *w, const char *status, const struct nb_train_result *res,
+                       double wall, const char *end)
+{
+    char path[PATH_SZ + 16], num[40];
+    struct nb_text done = { 0 };
+    struct nb_error e2;
+    bool ok = true;
+    rn_kvf(&done, "run_id", "%s", w->run->run_id);
+    rn_kvf(&done, "status", "%s", status);
+    rn_kvf(&done, "steps", "%ld", res->steps);
+    rn_kvf(&done, "metrics_rows", "%ld", w->rows);
+    rn_kvf(&done, "final_test_acc", "%s", nb_format_double(res->last.test_acc, num, sizeof num));
+    rn_kvf(&done, "best_test_acc", "%s", nb_format_double(res->best_test_acc, num, sizeof num));
+    rn_kvf(&done, "wall_seconds", "%.3f", wall);
+    rn_kvf(&done, "end_utc", "%s", end);
+    rn_kvf(&done, "host", "%s", w->c->host);
+    if (!done.s ||
+        rn_write_atomic(rn_pathf(path, sizeof path, "%s/DONE", w->dir), done.s, true, &e2)) {
+        ok = false;
+        rn_write_atomic(rn_pathf(path, sizeof path, "%s/error.txt", w->dir),
+                        "error = cannot write DONE\n", true, NULL);
+    }
+    free(done.s);
+    return ok;
+}
+
 /* Runs sweep run i in this process; returns W_DONE, W_DIVERGED or
  * W_FAILED (error.txt written). */
 int rn_run_one(const struct ctx *c, size_t i, const char *nonce, int fd)
@@ -393,39 +485,7 @@ int rn_run_one(const struct ctx *c, size_t i, const char *nonce, int fd)
     tail = (struct nb_text){0};
     rn_event(c, "start", run, NULL);
 
-    if ((r = nb_runcfg_from_run(run, &rc, &err)))
-        goto out;
-    nb_blas_set_threads(rc.threads);
-    rn_kvf(&head, "blas_threads", "%d", nb_blas_threads());
-    if ((r = nb_data_prepare(&rc.data, run->seed, &data, &err)))
-        goto out;
-    nb_runcfg_bind_data(&rc, &data);
-    char desc[512];
-    rn_kvf(&head, "data", "%s", nb_data_describe(&data, desc, sizeof desc));
-    if (data.notice[0])
-        rn_kvf(&head, "data_notice", "%s", data.notice);
-    rn_kvf(&head, "data_load_seconds", "%.3f", data.load_seconds);
-    rn_kvf(&head, "data_from_cache", "%s", data.from_cache ? "true" : "false");
-    {
-        size_t b = (size_t)rc.train.batch, n = data.train.n;
-        w.spe = (long)(rc.train.drop_last ? n / b : (n + b - 1) / b);
-        w.total = rc.train.max_steps > 0 ? rc.train.max_steps : w.spe * rc.train.epochs;
-        w.epochs = w.spe > 0 ? (double)w.total / (double)w.spe : 0;
-    }
-    w.has_val = data.val.n > 0;
-    const char *mcols[NB_METRICS_N_COLS];
-    int n_mcols = 0;
-    for (int i = 0; i < NB_METRICS_N_COLS; i++)
-        if (w.has_val || !nb_metrics_cols[i].val_only)
-            mcols[n_mcols++] = nb_metrics_cols[i].name;
-    rn_kvf(&head, "steps_planned", "%ld", w.total);
-    rn_kvf(&head, "steps_per_epoch", "%ld", w.spe);
-    if ((r = nb_csvw_open(&w.metrics, rn_pathf(path, sizeof path, "%s/metrics.csv", w.dir),
-                          mcols, n_mcols, &err)) ||
-        (r = nb_csvw_open(&w.timing, rn_pathf(path, sizeof path, "%s/timing.csv", w.dir),
-                          timing_cols, 2, &err)))
-        goto out;
-    if (rc.probes && (r = probe_attach(&w, &rc, &data, &err)))
+    if ((r = run_open(&w, &rc, &data, &head, &err)))
         goto out;
     w_send(&w, 0, 0);
 
@@ -450,19 +510,7 @@ out:;
     rn_utc_now(end, sizeof end);
     if (r) {
         close_outputs(&w, NULL);
-        char msg[1200];
-        nb_error_format(&err, msg, sizeof msg);
-        struct nb_text et = {0};
-        rn_kvf(&et, "error", "%s", msg);
-        if (err.hint[0])
-            rn_kvf(&et, "hint", "%s", err.hint);
-        rn_kvf(&et, "end_utc", "%s", end);
-        if (et.s)
-            rn_write_atomic(rn_pathf(path, sizeof path, "%s/error.txt", w.dir), et.s, true,
-                         NULL);
-        free(et.s);
-        rn_kvf(&tail, "status", "failed");
-        rn_kvf(&tail, "error", "%s", msg);
+        record_failure(&w, &err, end, &tail);
     } else {
         rn_kvf(&tail, "status", "%s", status);
     }
@@ -483,26 +531,8 @@ out:;
         r = e2.status;
         code = W_FAILED;
     }
-    if (!r) {
-        struct nb_text done = {0};
-        char num[40];
-        rn_kvf(&done, "run_id", "%s", run->run_id);
-        rn_kvf(&done, "status", "%s", status);
-        rn_kvf(&done, "steps", "%ld", res.steps);
-        rn_kvf(&done, "metrics_rows", "%ld", w.rows);
-        rn_kvf(&done, "final_test_acc", "%s", nb_format_double(res.last.test_acc, num, sizeof num));
-        rn_kvf(&done, "best_test_acc", "%s", nb_format_double(res.best_test_acc, num, sizeof num));
-        rn_kvf(&done, "wall_seconds", "%.3f", wall);
-        rn_kvf(&done, "end_utc", "%s", end);
-        rn_kvf(&done, "host", "%s", c->host);
-        if (!done.s || rn_write_atomic(rn_pathf(path, sizeof path, "%s/DONE", w.dir), done.s,
-                                    true, &e2)) {
-            code = W_FAILED;
-            rn_write_atomic(rn_pathf(path, sizeof path, "%s/error.txt", w.dir),
-                         "error = cannot write DONE\n", true, NULL);
-        }
-        free(done.s);
-    }
+    if (!r && !write_done(&w, status, &res, wall, end))
+        code = W_FAILED;
     rn_event(c, code == W_FAILED ? "failed" : status, run, "%.3fs", wall);
     nb_probe_free(&w.probe);
     nb_data_free(&data);
