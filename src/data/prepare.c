@@ -330,23 +330,11 @@ static gsl_rng *derived_rng(uint64_t seed, uint64_t purpose)
 #define PURPOSE_SPLIT 0x73706c6974ULL   /* "split" */
 #define PURPOSE_CORRUPT 0x636f7272ULL   /* "corr" */
 
-int nb_data_prepare(const struct nb_data_opts *o, uint64_t seed,
-                    struct nb_data *out, struct nb_error *err)
+/* Step 1: the raw train and test pair of o's source into out, decoded
+ * once per process (Fashion-MNIST missing: the synthetic set, when
+ * allowed, else a hint); returns a status. */
+static int load_raw(const struct nb_data_opts *o, struct nb_data *out, struct nb_error *err)
 {
-    gsl_rng *rng = NULL;
-    struct nb_error local;
-    int rc;
-    if (!err)
-        err = &local;
-    memset(out, 0, sizeof *out);
-    out->std = 1.0f;
-    if ((rc = check_opts(o, err)))
-        return rc;
-    out->source = o->source;
-    out->corruption = o->corruption;
-    out->severity = o->corruption != NB_CORRUPT_NONE ? o->severity : 0;
-
-    /* 1. the raw pair, decoded once per process */
     const char *dir = o->dir;
     if (o->source == NB_SRC_FASHION_MNIST && !dir[0])
         dir = NB_FASHION_MNIST_DIR;
@@ -354,8 +342,8 @@ int nb_data_prepare(const struct nb_data_opts *o, uint64_t seed,
         return nb_error_set(err, NB_EINVAL, NULL, 0,
                             "data source %s needs a directory (none given)",
                             nb_data_source_name(o->source));
-    struct raw_req q = {o->source, dir, o};
-    rc = raw_get(&q, out, err);
+    struct raw_req q = { o->source, dir, o };
+    int rc = raw_get(&q, out, err);
     if (rc == NB_ENOENT && o->source == NB_SRC_FASHION_MNIST) {
         struct nb_error why = *err;
         struct stat st;
@@ -373,93 +361,81 @@ int nb_data_prepare(const struct nb_data_opts *o, uint64_t seed,
                                 "Fashion-MNIST files)");
         }
     }
-    if (rc)
-        goto fail;
-    const enum nb_data_source src = out->source;
-    rename_set(&out->train, src, "train");
-    rename_set(&out->test, src, "test");
+    return rc;
+}
 
-    /* 2. validation split and training subset: views of the raw train */
-    /* with a subset, the validation set comes out of it: a subset of 1000
-     * with val_split 0.1 is 900 training and 100 validation samples */
+/* Step 2: the validation split and the training subset, views of the raw
+ * training set (with a subset, the validation set comes out of it: a
+ * subset of 1000 with val_split 0.1 is 900 training and 100 validation
+ * samples); returns a status. */
+static int split_train(const struct nb_data_opts *o, uint64_t seed, struct nb_data *out,
+                       struct nb_error *err)
+{
     size_t ntrain_all = o->train_subset ? o->train_subset : out->train.n;
     size_t n_val = 0, n_sub = o->train_subset;
     if (o->val_split > 0.0 && o->val_split < 1.0)
         n_val = (size_t)floor(o->val_split * (double)ntrain_all + 0.5);
     else if (o->val_split >= 1.0)
         n_val = (size_t)o->val_split;
-    if (n_sub && n_val >= n_sub) {
-        rc = nb_error_set(err, NB_EINVAL, NULL, 0,
-                          "val_split %g leaves no training sample of train_subset %zu",
-                          o->val_split, n_sub);
-        goto fail;
-    }
+    if (n_sub && n_val >= n_sub)
+        return nb_error_set(err, NB_EINVAL, NULL, 0,
+                            "val_split %g leaves no training sample of train_subset %zu",
+                            o->val_split, n_sub);
     if (n_sub)
         n_sub -= n_val;
-    if (n_val || o->train_subset) {
-        struct nb_dataset raw = out->train, tr, va;
-        rng = derived_rng(o->split_seed ? o->split_seed : seed, PURPOSE_SPLIT);
-        if (!rng) {
-            rc = nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
-            goto fail;
-        }
-        rc = nb_data_split(&raw, n_val, n_sub, o->balanced, rng, &tr, &va, err);
-        gsl_rng_free(rng);
-        rng = NULL;
-        if (rc)
-            goto fail;
-        nb_dataset_free(&out->train);
-        out->train = tr;
-        out->val = va;
-        if (n_val)
-            rename_set(&out->val, src, "val");
-    }
+    if (!n_val && !o->train_subset)
+        return 0;
+    struct nb_dataset raw = out->train, tr, va;
+    gsl_rng *rng = derived_rng(o->split_seed ? o->split_seed : seed, PURPOSE_SPLIT);
+    if (!rng)
+        return nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
+    int rc = nb_data_split(&raw, n_val, n_sub, o->balanced, rng, &tr, &va, err);
+    gsl_rng_free(rng);
+    if (rc)
+        return rc;
+    nb_dataset_free(&out->train);
+    out->train = tr;
+    out->val = va;
+    if (n_val)
+        rename_set(&out->val, out->source, "val");
+    return 0;
+}
 
-    /* 3. change of resolution */
-    if (o->resize_h) {
-        if (o->resize_apply & NB_APPLY_TRAIN) {
-            if ((rc = nb_data_resize(&out->train, o->resize_h, o->resize_w,
-                                     o->resize_mode, err)))
-                goto fail;
-            if (out->val.n &&
-                (rc = nb_data_resize(&out->val, o->resize_h, o->resize_w,
-                                     o->resize_mode, err)))
-                goto fail;
-        }
-        if ((o->resize_apply & NB_APPLY_TEST) &&
-            (rc = nb_data_resize(&out->test, o->resize_h, o->resize_w,
-                                 o->resize_mode, err)))
-            goto fail;
+/* Step 3: the change of resolution of the sets it applies to; returns a
+ * status. */
+static int resize_sets(const struct nb_data_opts *o, struct nb_data *out, struct nb_error *err)
+{
+    int rc;
+    if (o->resize_apply & NB_APPLY_TRAIN) {
+        if ((rc = nb_data_resize(&out->train, o->resize_h, o->resize_w, o->resize_mode, err)))
+            return rc;
+        if (out->val.n &&
+            (rc = nb_data_resize(&out->val, o->resize_h, o->resize_w, o->resize_mode, err)))
+            return rc;
     }
+    if ((o->resize_apply & NB_APPLY_TEST) &&
+        (rc = nb_data_resize(&out->test, o->resize_h, o->resize_w, o->resize_mode, err)))
+        return rc;
+    return 0;
+}
 
-    /* 4. test corruption, in pixel space */
-    if (o->corruption != NB_CORRUPT_NONE) {
-        rng = derived_rng(seed, PURPOSE_CORRUPT);
-        if (!rng) {
-            rc = nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
-            goto fail;
-        }
-        rc = nb_data_corrupt(&out->test, o->corruption, o->severity, rng, err);
-        gsl_rng_free(rng);
-        rng = NULL;
-        if (rc)
-            goto fail;
-    }
-
-    /* 5. standardization on read, the same for all three sets */
+/* Step 5: the standardization on read (given, the source's default,
+ * computed from the training set, or none), the same for all three
+ * sets; returns a status. */
+static int standardize(const struct nb_data_opts *o, struct nb_data *out, struct nb_error *err)
+{
     int mode = o->standardize;
     float mean = o->mean, std = o->std;
     if (mode == NB_STD_DEFAULT)
-        default_standardization(src, &mode, &mean, &std);
+        default_standardization(out->source, &mode, &mean, &std);
     if (mode == NB_STD_COMPUTED) {
         double m, s;
         nb_dataset_moments(&out->train, false, &m, &s);
-        if (!(s > 0.0)) {
-            rc = nb_error_set(err, NB_ERANGE, NULL, 0,
-                              "%s: cannot standardize: the training data "
-                              "have standard deviation %g", out->train.name, s);
-            goto fail;
-        }
+        if (!(s > 0.0))
+            return nb_error_set(err, NB_ERANGE, NULL, 0,
+                                "%s: cannot standardize: the training data "
+                                "have standard deviation %g",
+                                out->train.name, s);
         mean = (float)m;
         std = (float)s;
     } else if (mode == NB_STD_NONE) {
@@ -470,9 +446,56 @@ int nb_data_prepare(const struct nb_data_opts *o, uint64_t seed,
     out->std = std;
     out->train.mean = out->val.mean = out->test.mean = mean;
     out->train.std = out->val.std = out->test.std = std;
+    return 0;
+}
+
+int nb_data_prepare(const struct nb_data_opts *o, uint64_t seed,
+                    struct nb_data *out, struct nb_error *err)
+{
+    struct nb_error local;
+    int rc;
+    if (!err)
+        err = &local;
+    memset(out, 0, sizeof *out);
+    out->std = 1.0f;
+    if ((rc = check_opts(o, err)))
+        return rc;
+    out->source = o->source;
+    out->corruption = o->corruption;
+    out->severity = o->corruption != NB_CORRUPT_NONE ? o->severity : 0;
+
+    /* 1. the raw pair, decoded once per process */
+    if ((rc = load_raw(o, out, err)))
+        goto fail;
+    rename_set(&out->train, out->source, "train");
+    rename_set(&out->test, out->source, "test");
+
+    /* 2. validation split and training subset: views of the raw train */
+    if ((rc = split_train(o, seed, out, err)))
+        goto fail;
+
+    /* 3. change of resolution */
+    if (o->resize_h && (rc = resize_sets(o, out, err)))
+        goto fail;
+
+    /* 4. test corruption, in pixel space */
+    if (o->corruption != NB_CORRUPT_NONE) {
+        gsl_rng *rng = derived_rng(seed, PURPOSE_CORRUPT);
+        if (!rng) {
+            rc = nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
+            goto fail;
+        }
+        rc = nb_data_corrupt(&out->test, o->corruption, o->severity, rng, err);
+        gsl_rng_free(rng);
+        if (rc)
+            goto fail;
+    }
+
+    /* 5. standardization on read, the same for all three sets */
+    if ((rc = standardize(o, out, err)))
+        goto fail;
     return NB_OK;
 fail:
-    gsl_rng_free(rng);
     nb_data_free(out);
     return rc;
 }
