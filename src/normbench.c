@@ -175,7 +175,11 @@ static int tt_override(struct nb_text *t, const char *verb, const char *arg)
     return 0;
 }
 
-static int cmd_train(int argc, char **argv)
+/* train's arguments into t, a config text: CONFIG (first) as an include,
+ * then SECTION.KEY=VALUE and the shorthand options in command-line order;
+ * returns -1 to go on, or the exit status (0 after --help) after printing
+ * why. */
+static int tt_parse(int argc, char **argv, struct nb_text *t)
 {
     /* the shorthand options: which key each sets */
     static const struct { int c; const char *opt, *section, *key; } keyopt[] = {
@@ -194,36 +198,36 @@ static int cmd_train(int argc, char **argv)
         {"seed", 1, 0, 's'}, {"data", 1, 0, 'd'}, {"dir", 1, 0, 'D'},
         {"subset", 1, 0, 'u'}, {"eval-every", 1, 0, 'E'}, {"threads", 1, 0, 't'},
         {"fallback", 0, 0, 'F'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
-    struct nb_text t = {0};
-    int c, rc = 2;
+    int c;
     bool cfg_seen = false;
     optind = 1;
     /* '-' as the first character: non-options come back in order as 1 */
     while ((c = getopt_long(argc, argv, "-h", opts, NULL)) != -1) {
         if (c == 1) {
             if (strchr(optarg, '=')) {
-                if (tt_override(&t, "train", optarg))
-                    goto out;
-            } else if (!cfg_seen && t.n == 0) {
+                if (tt_override(t, "train", optarg))
+                    return 2;
+            } else if (!cfg_seen && t->n == 0) {
                 if (path_check("train", "CONFIG", optarg))
-                    goto out;
+                    return 2;
                 /* the config first, so that everything after overrides it */
-                nb_text_printf(&t, "include = %s\n", optarg);
+                nb_text_printf(t, "include = %s\n", optarg);
                 cfg_seen = true;
             } else {
-                fprintf(stderr, "%s: train: unexpected argument '%s' (CONFIG comes first; "
-                                "keys are SECTION.KEY=VALUE)\n", prog, optarg);
-                goto out;
+                fprintf(stderr,
+                        "%s: train: unexpected argument '%s' (CONFIG comes first; "
+                        "keys are SECTION.KEY=VALUE)\n",
+                        prog, optarg);
+                return 2;
             }
             continue;
         }
         if (c == 'h') {
             usage(stdout);
-            rc = 0;
-            goto out;
+            return 0;
         }
         if (c == 'F') {
-            nb_text_printf(&t, "[data]\nfallback = true\n");
+            nb_text_printf(t, "[data]\nfallback = true\n");
             continue;
         }
         size_t i = 0;
@@ -231,85 +235,106 @@ static int cmd_train(int argc, char **argv)
             i++;
         if (i == sizeof keyopt / sizeof keyopt[0]) {
             usage(stderr);
-            goto out;
+            return 2;
         }
         if (c == 'D' && path_check("train", "--dir", optarg))
-            goto out;
+            return 2;
         if (opt_check("train", keyopt[i].opt, keyopt[i].section, keyopt[i].key, optarg))
-            goto out;
-        nb_text_printf(&t, "[%s]\n%s = %s\n", keyopt[i].section, keyopt[i].key, optarg);
+            return 2;
+        nb_text_printf(t, "[%s]\n%s = %s\n", keyopt[i].section, keyopt[i].key, optarg);
     }
-    if (t.failed) {
+    if (t->failed) {
         fprintf(stderr, "%s: train: out of memory\n", prog);
-        rc = 1;
-        goto out;
+        return 1;
     }
-    if (!t.s)
-        nb_text_puts(&t, "\n");
-    struct nb_error err;
-    nb_error_clear(&err);
+    if (!t->s)
+        nb_text_puts(t, "\n");
+    return -1;
+}
+
+/* The one run of train's config text, with the checks `run` makes,
+ * resolved into cfg and seed; returns -1 to go on, or the exit status
+ * after printing why not. */
+static int tt_load(const char *text, struct nb_runcfg *cfg, uint64_t *seed, struct nb_error *err)
+{
     struct nb_sweep sw;
     /* the checks `run` makes, at the argument's line of the text */
-    int r = nb_sweep_load_text("command line", t.s, nb_runcfg_check, &sw, &err);
+    int r = nb_sweep_load_text("command line", text, nb_runcfg_check, &sw, err);
     if (r) { /* a config error, as `run` */
-        nb_error_print(stderr, prog, &err);
-        goto out;
+        nb_error_print(stderr, prog, err);
+        return 2;
     }
     if (sw.n_runs != 1) {
-        fprintf(stderr, "%s: train: the config is a sweep of %zu runs; train makes one "
-                        "(use `normbench run`)\n", prog, sw.n_runs);
+        fprintf(stderr,
+                "%s: train: the config is a sweep of %zu runs; train makes one "
+                "(use `normbench run`)\n",
+                prog, sw.n_runs);
         nb_sweep_free(&sw);
-        goto out;
+        return 2;
     }
-    struct nb_runcfg cfg;
-    r = nb_runcfg_from_run(&sw.runs[0], &cfg, &err);
-    uint64_t seed = sw.runs[0].seed;
+    r = nb_runcfg_from_run(&sw.runs[0], cfg, err);
+    *seed = sw.runs[0].seed;
     nb_sweep_free(&sw);
     if (r) {
-        nb_error_print(stderr, prog, &err);
-        rc = exit_status(r);
-        goto out;
+        nb_error_print(stderr, prog, err);
+        return exit_status(r);
     }
-    if (cfg.probes)
+    return -1;
+}
+
+/* Trains cfg's model on its data, printing every evaluation and the
+ * result; returns the exit status. */
+static int tt_train(struct nb_runcfg *cfg, uint64_t seed, struct nb_error *err)
+{
+    if (cfg->probes)
         fprintf(stderr, "%s: train: the config's probes are not run here (use `normbench run`)\n",
                 prog);
-    nb_blas_set_threads(cfg.threads);
+    nb_blas_set_threads(cfg->threads);
     struct nb_data data;
-    r = nb_data_prepare(&cfg.data, seed, &data, &err);
+    int r = nb_data_prepare(&cfg->data, seed, &data, err);
     if (r) {
-        nb_error_print(stderr, prog, &err);
-        rc = exit_status(r);
-        goto out;
+        nb_error_print(stderr, prog, err);
+        return exit_status(r);
     }
     if (data.notice[0])
         fprintf(stderr, "%s: %s\n", prog, data.notice);
-    nb_runcfg_bind_data(&cfg, &data);
-    const struct nb_train_spec *spec = &cfg.train;
+    nb_runcfg_bind_data(cfg, &data);
+    const struct nb_train_spec *spec = &cfg->train;
     char desc[512];
     fprintf(stderr, "%s: %s; %s norm=%s batch=%d lr=%g momentum=%g seed=%llu blas=%s\n", prog,
             nb_data_describe(&data, desc, sizeof desc), nb_arch_name(spec->model.arch),
             nb_norm_type_name(spec->model.norm.type), spec->batch, spec->sched.lr,
             spec->sgd.momentum, (unsigned long long)spec->seed, nb_blas_name());
-    struct nb_train_hooks hooks = {.on_metrics = train_print};
+    struct nb_train_hooks hooks = { .on_metrics = train_print };
     struct nb_train_result res;
-    r = nb_train_val(spec, &data.train, &data.val, &data.test, &hooks, cfg.target_acc, &res,
-                     &err);
+    r = nb_train_val(spec, &data.train, &data.val, &data.test, &hooks, cfg->target_acc, &res, err);
     nb_data_free(&data);
     if (r) { /* NB_EINVAL: the options do not fit the data (batch > set) */
-        nb_error_print(stderr, prog, &err);
-        rc = exit_status(r);
-        goto out;
+        nb_error_print(stderr, prog, err);
+        return exit_status(r);
     }
     if (res.status == NB_TRAIN_DIVERGED) {
         fprintf(stderr, "%s: training diverged at step %ld\n", prog, res.steps);
-        rc = 1;
-        goto out;
+        return 1;
     }
     printf("final: steps %ld  test loss %.4f  test accuracy %.4f  (%.1f s, %.0f img/s)\n",
            res.steps, res.last.test_loss, res.last.test_acc, res.seconds,
            res.steps * (double)spec->batch / res.seconds);
-    rc = 0;
-out:
+    return 0;
+}
+
+static int cmd_train(int argc, char **argv)
+{
+    struct nb_text t = { 0 };
+    struct nb_error err;
+    nb_error_clear(&err);
+    struct nb_runcfg cfg;
+    uint64_t seed;
+    int rc = tt_parse(argc, argv, &t);
+    if (rc < 0)
+        rc = tt_load(t.s, &cfg, &seed, &err);
+    if (rc < 0)
+        rc = tt_train(&cfg, seed, &err);
     nb_text_free(&t);
     return rc;
 }
@@ -473,6 +498,44 @@ static int cmp_size(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* run's selection: the runs named by run_id added to the indices, each
+ * index checked against sw, then sorted without duplicates into
+ * o->indices; returns 0, or 2 after printing why. */
+static int run_select(const struct nb_sweep *sw, const char *const *run_ids, int n_ids,
+                      size_t **idx, size_t *n_idx, size_t *cap_idx, struct nb_runner_opts *o)
+{
+    int status = 0;
+    for (int k = 0; k < n_ids; k++) {
+        long i = nb_sweep_find(sw, run_ids[k]);
+        if (i < 0) {
+            fprintf(stderr, "%s: run: no run with run_id %s in %s\n", prog, run_ids[k], sw->path);
+            status = 2;
+        } else {
+            char num[32];
+            snprintf(num, sizeof num, "%ld", i);
+            parse_indices(num, idx, n_idx, cap_idx);
+        }
+    }
+    for (size_t k = 0; k < *n_idx && !status; k++)
+        if ((*idx)[k] >= sw->n_runs) {
+            fprintf(stderr, "%s: run: index %zu is out of range: %s has %zu runs (0..%zu)\n", prog,
+                    (*idx)[k], sw->path, sw->n_runs, sw->n_runs - 1);
+            status = 2;
+        }
+    if (!status && *n_idx) {
+        size_t *v = *idx;
+        qsort(v, *n_idx, sizeof *v, cmp_size);
+        size_t m = 0;
+        for (size_t k = 0; k < *n_idx; k++)
+            if (m == 0 || v[k] != v[m - 1])
+                v[m++] = v[k];
+        *n_idx = m;
+        o->indices = v;
+        o->n_indices = m;
+    }
+    return status;
+}
+
 static int cmd_run(int argc, char **argv)
 {
     struct nb_runner_opts o;
@@ -553,33 +616,7 @@ static int cmd_run(int argc, char **argv)
         free(idx);
         return status;
     }
-    for (int k = 0; k < n_ids; k++) {
-        long i = nb_sweep_find(&sw, run_ids[k]);
-        if (i < 0) {
-            fprintf(stderr, "%s: run: no run with run_id %s in %s\n", prog, run_ids[k], sw.path);
-            status = 2;
-        } else {
-            char num[32];
-            snprintf(num, sizeof num, "%ld", i);
-            parse_indices(num, &idx, &n_idx, &cap_idx);
-        }
-    }
-    for (size_t k = 0; k < n_idx && !status; k++)
-        if (idx[k] >= sw.n_runs) {
-            fprintf(stderr, "%s: run: index %zu is out of range: %s has %zu runs (0..%zu)\n",
-                    prog, idx[k], sw.path, sw.n_runs, sw.n_runs - 1);
-            status = 2;
-        }
-    if (!status && n_idx) {
-        qsort(idx, n_idx, sizeof *idx, cmp_size);
-        size_t m = 0;
-        for (size_t k = 0; k < n_idx; k++)
-            if (m == 0 || idx[k] != idx[m - 1])
-                idx[m++] = idx[k];
-        n_idx = m;
-        o.indices = idx;
-        o.n_indices = n_idx;
-    }
+    status = run_select(&sw, run_ids, n_ids, &idx, &n_idx, &cap_idx, &o);
     if (!status) {
         struct nb_runner_report rep;
         struct nb_error err;
@@ -751,9 +788,16 @@ static int cmd_config(int argc, char **argv)
 
 /* ---- summarize, plot, reproduce (harness/summarize.h, reproduce.h) ---- */
 
-static int cmd_summarize(int argc, char **argv)
+/* summarize's options and its argument. */
+struct sum_args {
+    const char *out, *results_dir, *archive, *long_dir;
+    const char *what; /* CONFIG or DIR */
+};
+
+/* summarize's command line into a; returns -1 to go on, or the exit
+ * status (0 after --help) after printing why. */
+static int sum_parse(int argc, char **argv, struct sum_args *a)
 {
-    const char *out = NULL, *results_dir = NULL, *archive = NULL, *long_dir = NULL;
     static const struct option opts[] = {{"out", 1, 0, 'o'},     {"results-dir", 1, 0, 'r'},
                                          {"archive", 1, 0, 'a'}, {"long", 1, 0, 'l'},
                                          {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
@@ -764,22 +808,22 @@ static int cmd_summarize(int argc, char **argv)
         case 'o':
             if (path_check("summarize", "--out", optarg))
                 return 2;
-            out = optarg;
+            a->out = optarg;
             break;
         case 'r':
             if (path_check("summarize", "--results-dir", optarg))
                 return 2;
-            results_dir = optarg;
+            a->results_dir = optarg;
             break;
         case 'a':
             if (path_check("summarize", "--archive", optarg))
                 return 2;
-            archive = optarg;
+            a->archive = optarg;
             break;
         case 'l':
             if (path_check("summarize", "--long", optarg))
                 return 2;
-            long_dir = optarg;
+            a->long_dir = optarg;
             break;
         case 'h':
             printf("usage: normbench summarize CONFIG|RESULTS_DIR [-o DIR] [--results-dir DIR]\n"
@@ -805,7 +849,18 @@ static int cmd_summarize(int argc, char **argv)
     }
     if (path_check("summarize", "CONFIG|DIR", argv[optind]))
         return 2;
-    const char *what = argv[optind];
+    a->what = argv[optind];
+    return -1;
+}
+
+static int cmd_summarize(int argc, char **argv)
+{
+    struct sum_args a = { 0 };
+    int rc = sum_parse(argc, argv, &a);
+    if (rc >= 0)
+        return rc;
+    const char *what = a.what, *out = a.out, *results_dir = a.results_dir, *archive = a.archive,
+               *long_dir = a.long_dir;
     struct nb_error err;
     nb_error_clear(&err);
     struct nb_summary s;
@@ -814,7 +869,6 @@ static int cmd_summarize(int argc, char **argv)
     struct stat st;
     struct nb_archive arch;
     bool have_arch = false;
-    int rc;
     if (stat(what, &st) == 0 && S_ISDIR(st.st_mode)) {
         snprintf(exp, sizeof exp, "%s", what);
         rc = nb_summary_add_dir(&s, what, &err);
