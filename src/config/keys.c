@@ -600,6 +600,67 @@ static int canon_number(const struct nb_key *k, const char *s, int is_int,
     return sb_puts(out, buf) ? nb_error_oom(err) : 0;
 }
 
+/* Checks that text is one of k's enum values and appends it to out;
+ * returns a status (the hint names the closest value, or them all). */
+static int canon_enum(const struct nb_key *k, const char *text, const char *file, int line,
+                      struct nb_text *out, struct nb_error *err)
+{
+    int found = 0;
+    for (int i = 0; k->enum_values[i]; i++)
+        if (!strcmp(text, k->enum_values[i]))
+            found = 1;
+    if (!found) {
+        char list[200];
+        int n = 0;
+        while (k->enum_values[n])
+            n++;
+        enum_list(k, ", ", list, sizeof list);
+        int rc = nb_error_set(err, NB_EINVAL, file, line, "bad value '%s' for [%s] %s", text,
+                              k->section, k->key);
+        const char *c = nb_closest(text, k->enum_values, n);
+        if (c)
+            nb_error_hint(err, "did you mean '%s'? allowed values: %s", c, list);
+        else
+            nb_error_hint(err, "allowed values: %s", list);
+        return rc;
+    }
+    return sb_puts(out, text) ? nb_error_oom(err) : 0;
+}
+
+/* Checks every number of the list text (strictly increasing when k says
+ * so) and appends their canonical forms, one space apart, to out;
+ * returns a status. */
+static int canon_list(const struct nb_key *k, const char *text, const char *file, int line,
+                      struct nb_text *out, struct nb_error *err)
+{
+    char *copy = strdup(text), *save = NULL;
+    double prev = -HUGE_VAL;
+    int first = 1, rc = 0;
+    if (!copy)
+        return nb_error_oom(err);
+    for (char *tok = strtok_r(copy, " \t", &save); tok; tok = strtok_r(NULL, " \t", &save)) {
+        size_t at = out->n;
+        if (!first && sb_puts(out, " ")) {
+            rc = nb_error_oom(err);
+            break;
+        }
+        rc = canon_number(k, tok, k->type == NB_KEY_INT_LIST, file, line, out, err);
+        if (rc)
+            break;
+        double v = strtod(out->s + at + !first, NULL);
+        if ((k->flags & NB_KF_INCREASING) && v <= prev) {
+            rc = nb_error_set(err, NB_EINVAL, file, line,
+                              "[%s] %s must be strictly increasing ('%s')", k->section, k->key,
+                              text);
+            break;
+        }
+        prev = v;
+        first = 0;
+    }
+    free(copy);
+    return rc;
+}
+
 int nb_key_canon(const struct nb_key *k, const char *text, const char *file,
                  int line, char **out, struct nb_error *err)
 {
@@ -643,31 +704,9 @@ int nb_key_canon(const struct nb_key *k, const char *text, const char *file,
         rc = sb_puts(&b, v ? "true" : "false") ? nb_error_oom(err) : 0;
         break;
     }
-    case NB_KEY_ENUM: {
-        int found = 0;
-        for (int i = 0; k->enum_values[i]; i++)
-            if (!strcmp(text, k->enum_values[i]))
-                found = 1;
-        if (!found) {
-            char list[200];
-            int n = 0;
-            while (k->enum_values[n])
-                n++;
-            enum_list(k, ", ", list, sizeof list);
-            rc = nb_error_set(err, NB_EINVAL, file, line,
-                              "bad value '%s' for [%s] %s", text, k->section,
-                              k->key);
-            const char *c = nb_closest(text, k->enum_values, n);
-            if (c)
-                nb_error_hint(err, "did you mean '%s'? allowed values: %s", c,
-                              list);
-            else
-                nb_error_hint(err, "allowed values: %s", list);
-            break;
-        }
-        rc = sb_puts(&b, text) ? nb_error_oom(err) : 0;
+    case NB_KEY_ENUM:
+        rc = canon_enum(k, text, file, line, &b, err);
         break;
-    }
     case NB_KEY_STRING:
         if (k->flags & NB_KF_IDENT)
             for (const char *p = text; *p; p++)
@@ -681,38 +720,9 @@ int nb_key_canon(const struct nb_key *k, const char *text, const char *file,
         rc = sb_puts(&b, text) ? nb_error_oom(err) : 0;
         break;
     case NB_KEY_INT_LIST:
-    case NB_KEY_FLOAT_LIST: {
-        char *copy = strdup(text), *save = NULL;
-        double prev = -HUGE_VAL;
-        int first = 1;
-        if (!copy) {
-            rc = nb_error_oom(err);
-            break;
-        }
-        for (char *tok = strtok_r(copy, " \t", &save); tok;
-             tok = strtok_r(NULL, " \t", &save)) {
-            size_t at = b.n;
-            if (!first && sb_puts(&b, " ")) {
-                rc = nb_error_oom(err);
-                break;
-            }
-            rc = canon_number(k, tok, k->type == NB_KEY_INT_LIST, file, line,
-                              &b, err);
-            if (rc)
-                break;
-            double v = strtod(b.s + at + !first, NULL);
-            if ((k->flags & NB_KF_INCREASING) && v <= prev) {
-                rc = nb_error_set(err, NB_EINVAL, file, line,
-                                  "[%s] %s must be strictly increasing ('%s')",
-                                  k->section, k->key, text);
-                break;
-            }
-            prev = v;
-            first = 0;
-        }
-        free(copy);
+    case NB_KEY_FLOAT_LIST:
+        rc = canon_list(k, text, file, line, &b, err);
         break;
-    }
     case NB_KEY_NAMES: /* zip and exclude: parsed by config.c */
     case NB_KEY_RULES:
     case NB_KEY_TYPE_COUNT:
