@@ -400,12 +400,11 @@ static int cmp_seed_ctx(const void *pa, const void *pb, void *ctx)
     return a->order < b->order ? -1 : a->order > b->order;
 }
 
-int nb_summary_group(struct nb_summary *s, struct nb_error *err)
+/* The varying keys into s->vary: those not on a sweep axis first (in
+ * table order), then the sweeps' axes in product order; returns a
+ * status. */
+static int find_vary(struct nb_summary *s, struct nb_error *err)
 {
-    if (s->groups)
-        return nb_error_set(err, NB_EINVAL, NULL, 0, "summary already grouped");
-    /* varying keys: those not in a sweep first (table order), then the
-     * sweeps' axes in product order */
     int *vary = malloc(((size_t)nb_n_keys + 1) * sizeof *vary);
     bool *is_vary = calloc((size_t)nb_n_keys + 1, sizeof *is_vary);
     if (!vary || !is_vary) {
@@ -428,12 +427,58 @@ int nb_summary_group(struct nb_summary *s, struct nb_error *err)
             vary[nv++] = k;
     }
     for (int j = 0; j < s->n_axis; j++)
-        if (s->axis_order[j] >= 0 && s->axis_order[j] < nb_n_keys &&
-            is_vary[s->axis_order[j]])
+        if (s->axis_order[j] >= 0 && s->axis_order[j] < nb_n_keys && is_vary[s->axis_order[j]])
             vary[nv++] = s->axis_order[j];
     free(is_vary);
     s->vary = vary;
     s->n_vary = nv;
+    return 0;
+}
+
+/* Group G of s: its runs in replicate order (seed, then order), their
+ * counts, its label (the label keys' values) and title; returns a
+ * status. */
+static int finish_group(struct nb_summary *s, struct nb_sum_group *G, struct nb_error *err)
+{
+    qsort_r(G->runs, (size_t)G->n_runs, sizeof *G->runs, cmp_seed_ctx, s);
+    for (int i = 0; i < G->n_runs; i++) {
+        struct nb_sum_run *r = &s->runs[G->runs[i]];
+        r->rep = i;
+        G->n_done += r->status == NB_SUM_DONE;
+        G->n_diverged += r->status == NB_SUM_DIVERGED;
+        G->n_missing += r->status == NB_SUM_FAILED || r->status == NB_SUM_PENDING;
+    }
+    if (G->n_runs > s->max_reps)
+        s->max_reps = G->n_runs;
+    char label[1024] = "";
+    const struct nb_sum_run *r0 = &s->runs[G->runs[0]];
+    for (int j = 0; j < s->n_vary; j++)
+        if (s->in_label[j])
+            sum_label_append(label, sizeof label, s->vary[j], rval(r0, s->vary[j]));
+    if (!label[0])
+        snprintf(label, sizeof label, "all runs");
+    char title[1200];
+    int n = G->n_done + G->n_diverged;
+    int len = snprintf(title, sizeof title, "%s (n=%d", label, n);
+    if (G->n_diverged)
+        len += snprintf(title + len, sizeof title - (size_t)len, "; %d diverged", G->n_diverged);
+    if (G->n_missing)
+        len += snprintf(title + len, sizeof title - (size_t)len, "; %d missing", G->n_missing);
+    snprintf(title + len, sizeof title - (size_t)len, ")");
+    if (!(G->label = strdup(label)) || !(G->title = strdup(title)))
+        return nb_error_oom(err);
+    return 0;
+}
+
+int nb_summary_group(struct nb_summary *s, struct nb_error *err)
+{
+    if (s->groups)
+        return nb_error_set(err, NB_EINVAL, NULL, 0, "summary already grouped");
+    int rc = find_vary(s, err);
+    if (rc)
+        return rc;
+    const int *vary = s->vary;
+    const int nv = s->n_vary;
     if (s->sort_runs && s->n_runs > 1) {
         qsort_r(s->runs, s->n_runs, sizeof *s->runs, cmp_runs, s);
     }
@@ -477,38 +522,9 @@ int nb_summary_group(struct nb_summary *s, struct nb_error *err)
     free(keep);
     /* replicates, labels, counts */
     s->max_reps = 0;
-    for (int g = 0; g < s->n_groups; g++) {
-        struct nb_sum_group *G = &s->groups[g];
-        qsort_r(G->runs, (size_t)G->n_runs, sizeof *G->runs, cmp_seed_ctx, s);
-        for (int i = 0; i < G->n_runs; i++) {
-            struct nb_sum_run *r = &s->runs[G->runs[i]];
-            r->rep = i;
-            G->n_done += r->status == NB_SUM_DONE;
-            G->n_diverged += r->status == NB_SUM_DIVERGED;
-            G->n_missing += r->status == NB_SUM_FAILED || r->status == NB_SUM_PENDING;
-        }
-        if (G->n_runs > s->max_reps)
-            s->max_reps = G->n_runs;
-        char label[1024] = "";
-        const struct nb_sum_run *r0 = &s->runs[G->runs[0]];
-        for (int j = 0; j < nv; j++)
-            if (s->in_label[j])
-                sum_label_append(label, sizeof label, vary[j], rval(r0, vary[j]));
-        if (!label[0])
-            snprintf(label, sizeof label, "all runs");
-        char title[1200];
-        int n = G->n_done + G->n_diverged;
-        int len = snprintf(title, sizeof title, "%s (n=%d", label, n);
-        if (G->n_diverged)
-            len += snprintf(title + len, sizeof title - (size_t)len, "; %d diverged",
-                            G->n_diverged);
-        if (G->n_missing)
-            len += snprintf(title + len, sizeof title - (size_t)len, "; %d missing",
-                            G->n_missing);
-        snprintf(title + len, sizeof title - (size_t)len, ")");
-        if (!(G->label = strdup(label)) || !(G->title = strdup(title)))
-            return nb_error_oom(err);
-    }
+    for (int g = 0; g < s->n_groups; g++)
+        if ((rc = finish_group(s, &s->groups[g], err)))
+            return rc;
     /* per-step metric columns: the union, in first-seen order */
     for (size_t i = 0; i < s->n_runs; i++) {
         const struct nb_sum_table *t = &s->runs[i].metrics;
