@@ -118,44 +118,13 @@ static int map_probe(const struct nb_run *run, struct nb_runcfg *rc,
     return 0;
 }
 
-int nb_runcfg_from_run(const struct nb_run *run, struct nb_runcfg *rc,
-                       struct nb_error *err)
+/* [norm] into the norm options of rc's model, its evaluation
+ * statistics into rc's training spec and renorm's `auto` steps into
+ * rc's flags. */
+static void map_norm(const struct nb_run *run, struct nb_runcfg *rc)
 {
-    memset(rc, 0, sizeof *rc);
+    struct nb_norm_opts *n = &rc->train.model.norm;
     struct nb_train_spec *s = &rc->train;
-    nb_train_spec_default(s);
-    s->seed = run->seed;
-
-    /* [model] */
-    struct nb_model_desc *m = &s->model;
-    m->arch = (enum nb_arch)GE("model", "arch");
-    long long w[NB_MAX_WIDTHS];
-    int nw = nb_run_get_int_list(run, "model", "widths", w, NB_MAX_WIDTHS);
-    if (nw > NB_MAX_WIDTHS)
-        return nb_run_error(run, err, "model", "widths",
-                            "an mlp has at most %d hidden layers (got %d widths)",
-                            NB_MAX_WIDTHS, nw);
-    if (nw == 0 && m->arch == NB_ARCH_MLP)
-        return nb_run_error(run, err, "model", "widths",
-                            "an mlp needs at least one hidden width");
-    m->n_widths = nw;
-    for (int i = 0; i < nw; i++)
-        m->widths[i] = (int)w[i];
-    m->act = (enum nb_act)GE("model", "activation");
-    m->depth = (int)GI("model", "depth");
-    m->dln_layers = (int)GI("model", "dln_layers");
-    m->placement = (enum nb_norm_placement)GE("model", "placement");
-    m->bias_before_norm = GB("model", "bias_before_norm");
-    m->linear_norm = GB("model", "linear_norm");
-    m->zero_init_last_gamma = GB("model", "zero_init_last_gamma");
-    m->init = (enum nb_init)GE("model", "init");
-    m->init_std = GD("model", "init_std");
-    m->dropout = GD("model", "dropout");
-    m->dropout_place = (enum nb_dropout_place)GE("model", "dropout_place");
-    m->conv_algo = (enum nb_conv_algo)GE("model", "conv_algo");
-
-    /* [norm] */
-    struct nb_norm_opts *n = &m->norm;
     nb_norm_opts_default(n);
     n->type = (enum nb_norm_type)GE("norm", "type");
     n->groups = (int)GI("norm", "groups");
@@ -194,6 +163,46 @@ int nb_runcfg_from_run(const struct nb_run *run, struct nb_runcfg *rc,
     s->precise_bn = !strcmp(GS("norm", "eval_stats"), "precise");
     s->target_bn = !strcmp(GS("norm", "eval_stats"), "target");
     s->precise_samples = (int)GI("norm", "precise_samples");
+}
+
+int nb_runcfg_from_run(const struct nb_run *run, struct nb_runcfg *rc,
+                       struct nb_error *err)
+{
+    memset(rc, 0, sizeof *rc);
+    struct nb_train_spec *s = &rc->train;
+    nb_train_spec_default(s);
+    s->seed = run->seed;
+
+    /* [model] */
+    struct nb_model_desc *m = &s->model;
+    m->arch = (enum nb_arch)GE("model", "arch");
+    long long w[NB_MAX_WIDTHS];
+    int nw = nb_run_get_int_list(run, "model", "widths", w, NB_MAX_WIDTHS);
+    if (nw > NB_MAX_WIDTHS)
+        return nb_run_error(run, err, "model", "widths",
+                            "an mlp has at most %d hidden layers (got %d widths)",
+                            NB_MAX_WIDTHS, nw);
+    if (nw == 0 && m->arch == NB_ARCH_MLP)
+        return nb_run_error(run, err, "model", "widths",
+                            "an mlp needs at least one hidden width");
+    m->n_widths = nw;
+    for (int i = 0; i < nw; i++)
+        m->widths[i] = (int)w[i];
+    m->act = (enum nb_act)GE("model", "activation");
+    m->depth = (int)GI("model", "depth");
+    m->dln_layers = (int)GI("model", "dln_layers");
+    m->placement = (enum nb_norm_placement)GE("model", "placement");
+    m->bias_before_norm = GB("model", "bias_before_norm");
+    m->linear_norm = GB("model", "linear_norm");
+    m->zero_init_last_gamma = GB("model", "zero_init_last_gamma");
+    m->init = (enum nb_init)GE("model", "init");
+    m->init_std = GD("model", "init_std");
+    m->dropout = GD("model", "dropout");
+    m->dropout_place = (enum nb_dropout_place)GE("model", "dropout_place");
+    m->conv_algo = (enum nb_conv_algo)GE("model", "conv_algo");
+
+    /* [norm] */
+    map_norm(run, rc);
 
     /* [optim] */
     nb_schedule_default(&s->sched, GD("optim", "lr"));
