@@ -591,6 +591,9 @@ static int check_run_ids(const struct nb_sweep *sw, struct nb_error *err)
     return rc;
 }
 
+/* Expands the config in sw's store into sw's runs: the values, the axes,
+ * the combinations, the runs with their checks and run_ids; returns a
+ * status (sweep_load frees sw on failure). */
 static int expand(struct nb_sweep *sw, nb_run_check_fn check, struct nb_error *err)
 {
     struct nb_sweep_store *st = sw->store;
