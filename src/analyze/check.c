@@ -31,6 +31,53 @@ struct evalctx {
     struct nb_error *err;
 };
 
+/* rankcorr's value: Spearman's rank correlation (average ranks for ties;
+ * NaN when one side is constant) of the points' values with the call's key
+ * (a config key's value, the step or the epoch), over the points where
+ * that is finite; x and v have room for np values.  0 or an error. */
+static int rank_correlation(const struct nb_check_node *n, const struct evalctx *ec,
+                            const struct nb_sum_point *pts, size_t np, double *x, double *v,
+                            double *out)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < np; i++) {
+        double xv;
+        if (n->xkey == NB_FK_STEP)
+            xv = (double)pts[i].step;
+        else if (n->xkey == NB_FK_EPOCH)
+            xv = pts[i].epoch;
+        else {
+            char *end;
+            const char *t = nb_summary_group_val(ec->s, pts[i].group, n->xkey);
+            xv = strtod(t, &end);
+            if (end == t || *end)
+                return nb_error_set(ec->err, NB_EINVAL, NULL, 0,
+                                    "%s: key value '%s' is not a number", n->text, t);
+        }
+        if (isfinite(xv)) {
+            x[k] = xv;
+            v[k] = pts[i].value;
+            k++;
+        }
+    }
+    if (k < 3) {
+        return nb_error_set(ec->err, NB_ENOENT, NULL, 0,
+                            "%s needs at least 3 values, has %zu", n->text, k);
+    }
+    double *work = malloc(2 * k * sizeof *work);
+    if (!work) {
+        return nb_error_set(ec->err, NB_ENOMEM, NULL, 0, "out of memory");
+    }
+    /* Spearman's rho with average ranks for ties; NaN when one side
+     * is constant */
+    bool xc = true, vc = true;
+    for (size_t i = 1; i < k; i++)
+        xc &= x[i] == x[0], vc &= v[i] == v[0];
+    *out = xc || vc ? NAN : gsl_stats_spearman(x, 1, v, 1, k, work);
+    free(work);
+    return 0;
+}
+
 /* An aggregate call's value: the metric's points through its filters
  * (prepared ones under the bootstrap's weights), reduced by the aggregate;
  * an error when there are none. */
@@ -92,49 +139,12 @@ static int eval_agg(const struct nb_check_node *n, struct evalctx *ec, double *o
         *out = t;
         break;
     }
-    case A_RANKCORR: {
-        size_t k = 0;
-        for (size_t i = 0; i < np; i++) {
-            double xv;
-            if (n->xkey == NB_FK_STEP)
-                xv = (double)pts[i].step;
-            else if (n->xkey == NB_FK_EPOCH)
-                xv = pts[i].epoch;
-            else {
-                char *end;
-                const char *t = nb_summary_group_val(ec->s, pts[i].group, n->xkey);
-                xv = strtod(t, &end);
-                if (end == t || *end) {
-                    free(v), free(x), free(pts);
-                    return nb_error_set(ec->err, NB_EINVAL, NULL, 0,
-                                        "%s: key value '%s' is not a number", n->text, t);
-                }
-            }
-            if (isfinite(xv)) {
-                x[k] = xv;
-                v[k] = pts[i].value;
-                k++;
-            }
-        }
-        if (k < 3) {
+    case A_RANKCORR:
+        if ((rc = rank_correlation(n, ec, pts, np, x, v, out))) {
             free(v), free(x), free(pts);
-            return nb_error_set(ec->err, NB_ENOENT, NULL, 0,
-                                "%s needs at least 3 values, has %zu", n->text, k);
+            return rc;
         }
-        double *work = malloc(2 * k * sizeof *work);
-        if (!work) {
-            free(v), free(x), free(pts);
-            return nb_error_set(ec->err, NB_ENOMEM, NULL, 0, "out of memory");
-        }
-        /* Spearman's rho with average ranks for ties; NaN when one side
-         * is constant */
-        bool xc = true, vc = true;
-        for (size_t i = 1; i < k; i++)
-            xc &= x[i] == x[0], vc &= v[i] == v[0];
-        *out = xc || vc ? NAN : gsl_stats_spearman(x, 1, v, 1, k, work);
-        free(work);
         break;
-    }
     case A_MEAN:
     case A_MEDIAN:
     case A_MIN:
