@@ -37,6 +37,7 @@
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_rng.h>
 
+#include "layers/norm_impl.h"
 #include "layers/norm_kernels.h"
 
 /* Names by enumerator, sized by the initializer: the assertions fail when
@@ -149,131 +150,6 @@ void nb_norm_renorm_limits(const struct nb_norm_opts *o, long step,
                  o->renorm_dmax);
 }
 
-/* ---- private state ------------------------------------------------------ */
-
-struct norm_priv {
-    struct nb_norm_opts o;
-    int C, HW, G, cpg;   /* channels, plane size, groups, channels/group */
-    size_t numel;        /* C * HW */
-    bool bsets;          /* batch or lp: statistics over samples */
-    bool moments;        /* mean/variance (not the lp scale) */
-    int lp_p;            /* 1, 2, or 0 for inf */
-    int max_parts;
-    size_t max_sets;
-    int p_gamma, p_beta;                          /* -1 when absent */
-    int s_mean, s_var, s_nbt, s_rn_mean, s_rn_std; /* -1 when absent */
-
-    /* caches, sized at setup */
-    double *pa, *pb;     /* (max_batch, C): plane partials (batch sets
-                            on planes, and lp) */
-    double *smean;       /* (max_sets): set mean */
-    double *svar;        /* (max_sets): biased var (lp: sum/max quantity) */
-    double *srstd;       /* (max_sets): 1/sigma (lp: 1/D) */
-    double *g1, *g2;     /* (max_sets): backward set sums */
-    double *scnt;        /* batch sets (max_sets): elements in the set */
-    double *sr, *sd;     /* batch sets (max_sets): renorm r, d (1, 0
-                            otherwise) */
-    size_t *sarg;        /* (max_sets): lp inf, flat index of the max */
-    int *pstart;         /* (max_parts + 1): part bounds */
-    double *cda, *cdb;   /* (C): dgamma, dbeta accumulators */
-    double *tmu, *tv, *ts; /* (C): running-update temporaries */
-    /* (C): per-channel coefficients of one part's elementwise pass */
-    float *coef_a;  /* forward: a in y = a (x - mu) + b; backward: A */
-    float *coef_mu; /* the set mean mu, as float */
-    float *coef_b;  /* forward: b; backward: B in dx = A dy + B (x - mu) + C0
-                       (lp 1: E, the sign term's coefficient) */
-    float *coef_c0; /* backward: C0 */
-    float *ones, *zeros; /* (C): gamma and beta when affine is off */
-    float *ns, *dyn;     /* (max_batch, C, H, W): noise scale s, dy * s */
-    double *nmu, *nsig;  /* (C): noise distribution of this forward */
-
-    /* what the most recent forward did (backward repeats it) */
-    int n;
-    bool fixed;  /* statistics were constants (EVAL, frozen) */
-    bool noised; /* noise was applied */
-    int nparts;  /* batch sets: parts of the final sets */
-
-    /* population statistics (nb_norm_recompute_*) */
-    bool pop_on;       /* TRAIN forwards accumulate (begin .. end) */
-    long pop_batches;  /* parts accumulated (each sub-batch of a forward) */
-    double pop_count;  /* elements per channel accumulated (M) */
-    double *pop_sum;   /* (C): sum of m mu over the sets */
-    double *pop_sum2;  /* (C): sum of m (mu^2 + var); lp: of the quantity
-                          (inf: its max) */
-    double *pop_mean_sum; /* (C): sum of the set means (fvcore average) */
-    double *pop_var_sum;  /* (C): sum of the sets' variance estimates
-                             (fvcore average) */
-};
-
-static void *zalloc(size_t n, size_t size)
-{
-    if (n == 0)
-        n = 1;
-    if (n > SIZE_MAX / size)
-        return NULL;
-    return calloc(n, size);
-}
-
-static float *state_of(struct nb_layer *l, int i)
-{
-    return i >= 0 ? l->state[i].value : NULL;
-}
-
-static bool frozen_active(const struct norm_priv *P, const struct nb_layer *l)
-{
-    return P->o.frozen_from >= 0 && l->ctx && l->ctx->step >= P->o.frozen_from;
-}
-
-/* momentum as the weight of the new value (PyTorch convention) */
-static double torch_momentum(const struct norm_priv *P, double m)
-{
-    return P->o.momentum_keras ? 1.0 - m : m;
-}
-
-/* Number of parts and the range [*s, *e) of part k for a batch of n. */
-static int part_count(const struct nb_norm_opts *o, int n)
-{
-    if (o->devices > 1)
-        return o->devices;
-    if (o->norm_batch > 0)
-        return (n + o->norm_batch - 1) / o->norm_batch;
-    return 1;
-}
-
-static void part_range(const struct nb_norm_opts *o, int n, int k, int *s,
-                       int *e)
-{
-    if (o->devices > 1) {
-        *s = (int)((long)k * n / o->devices);
-        *e = (int)((long)(k + 1) * n / o->devices);
-    } else if (o->norm_batch > 0) {
-        *s = k * o->norm_batch;
-        *e = *s + o->norm_batch < n ? *s + o->norm_batch : n;
-    } else {
-        *s = 0;
-        *e = n;
-    }
-}
-
-/* EVAL statistics of channel c as (mu, 1/sigma). */
-static void eval_stats(const struct norm_priv *P, const struct nb_layer *l,
-                       int c, double *mu, double *rstd)
-{
-    const float *m = l->state[P->s_mean].value;
-    if (P->o.type == NB_NORM_LP) {
-        *mu = m[c];
-        *rstd = 1.0 / (double)l->state[P->s_var].value[c];
-    } else if (P->o.renorm) {
-        double sd = l->state[P->s_rn_std].value[c];
-        double fl = sqrt(P->o.eps);
-        *mu = l->state[P->s_rn_mean].value[c];
-        *rstd = 1.0 / (sd > fl ? sd : fl);
-    } else {
-        *mu = m[c];
-        *rstd = 1.0 / sqrt((double)l->state[P->s_var].value[c] + P->o.eps);
-    }
-}
-
 /* ---- setup -------------------------------------------------------------- */
 
 static void norm_destroy(struct nb_layer *l)
@@ -295,9 +171,6 @@ static void norm_destroy(struct nb_layer *l)
     l->priv = NULL;
 }
 
-#define EINVAL_(...) nb_error_set(err, NB_EINVAL, NULL, 0, __VA_ARGS__)
-/* the same, naming the config key the error is about (core/error.h) */
-#define EINVAL_K(key, ...) (EINVAL_(__VA_ARGS__), nb_error_key(err, key))
 
 static int check_opts(const struct nb_layer *l, const struct nb_norm_opts *o,
                       struct nb_error *err)
@@ -581,31 +454,6 @@ static void norm_init(struct nb_layer *l)
 }
 
 /* ---- forward ------------------------------------------------------------ */
-
-static inline float gamma_of(const struct norm_priv *P,
-                             const struct nb_layer *l, int c)
-{
-    return P->p_gamma >= 0 ? l->params[P->p_gamma].value[c] : 1.0f;
-}
-
-static inline float beta_of(const struct norm_priv *P,
-                            const struct nb_layer *l, int c)
-{
-    return P->p_beta >= 0 ? l->params[P->p_beta].value[c] : 0.0f;
-}
-
-/* (C) gamma and beta, or ones and zeros without affine */
-static inline const float *gammas(const struct norm_priv *P,
-                                  const struct nb_layer *l)
-{
-    return P->p_gamma >= 0 ? l->params[P->p_gamma].value : P->ones;
-}
-
-static inline const float *betas(const struct norm_priv *P,
-                                 const struct nb_layer *l)
-{
-    return P->p_beta >= 0 ? l->params[P->p_beta].value : P->zeros;
-}
 
 /* Plane partials of batch sets: pa = plane mean, pb = M2 (moments) or the
  * lp quantity (sum |x|, sum x^2, max |x|). */
@@ -1302,117 +1150,3 @@ const struct nb_layer_ops nb_norm_ops = {
     .destroy = norm_destroy,
 };
 
-/* ---- public helpers ----------------------------------------------------- */
-
-int nb_norm_check_batch(const struct nb_layer *l, int n, struct nb_error *err)
-{
-    if (!l || l->ops != &nb_norm_ops || !l->priv)
-        return NB_OK;
-    const struct norm_priv *P = l->priv;
-    if (n < 1 || n > l->max_batch)
-        return EINVAL_K("train.batch", "layer %s: a batch of %d samples is outside 1..%d "
-                       "(the batch size the model was built for)", l->name, n,
-                       l->max_batch);
-    if (!P->bsets || P->o.frozen_from == 0)
-        return NB_OK;
-    const char *tn = nb_norm_type_name(P->o.type);
-    const long HW = P->HW;
-    if (P->o.sync || part_count(&P->o, n) == 1) {
-        if ((long)n * HW <= 1)
-            return EINVAL_K("train.batch", "layer %s: %s norm needs more than one value per "
-                           "channel in training (batch %d x %d x %d = %ld)",
-                           l->name, tn, n, l->in.h, l->in.w, (long)n * HW);
-        return NB_OK;
-    }
-    int K = part_count(&P->o, n);
-    for (int k = 0; k < K; k++) {
-        int s, e;
-        part_range(&P->o, n, k, &s, &e);
-        if (e > s && (long)(e - s) * HW <= 1)
-            return EINVAL_K(P->o.devices > 1 ? "norm.devices" : "norm.norm_batch",
-                            "layer %s: %s norm needs more than one value per "
-                           "channel in training (batch %d: %s %d of %d has "
-                           "%d x %d x %d = %ld)", l->name, tn, n,
-                           P->o.devices > 1 ? "device part" : "sub-batch",
-                           k + 1, K, e - s, l->in.h, l->in.w,
-                           (long)(e - s) * HW);
-    }
-    return NB_OK;
-}
-
-void nb_norm_recompute_begin(struct nb_layer *l)
-{
-    if (!l || l->ops != &nb_norm_ops || !l->priv)
-        return;
-    struct norm_priv *P = l->priv;
-    if (!P->bsets)
-        return;
-    P->pop_on = true;
-    P->pop_batches = 0;
-    P->pop_count = 0;
-    for (int c = 0; c < P->C; c++)
-        P->pop_sum[c] = P->pop_sum2[c] = P->pop_mean_sum[c] =
-            P->pop_var_sum[c] = 0;
-}
-
-int nb_norm_recompute_end(struct nb_layer *l, bool fvcore_average)
-{
-    if (!l || l->ops != &nb_norm_ops || !l->priv)
-        return 0;
-    struct norm_priv *P = l->priv;
-    if (!P->bsets || !P->pop_on)
-        return 0;
-    P->pop_on = false;
-    if (P->pop_batches == 0)
-        return 0;
-    float *rm = state_of(l, P->s_mean), *rv = state_of(l, P->s_var);
-    const double M = P->pop_count, B = (double)P->pop_batches, eps = P->o.eps;
-    for (int c = 0; c < P->C; c++) {
-        double mu, v;
-        if (fvcore_average) {
-            mu = P->pop_mean_sum[c] / B;
-            v = P->pop_var_sum[c] / B;
-        } else if (P->moments) {
-            mu = P->pop_sum[c] / M;
-            v = P->pop_sum2[c] / M - mu * mu;
-            v = v > 0 ? v : 0;
-            if (!P->o.running_var_biased && M > 1)
-                v *= M / (M - 1);
-        } else {
-            mu = P->pop_sum[c] / M;
-            double q = P->pop_sum2[c];
-            v = P->lp_p == 1 ? q / M + eps
-                : P->lp_p == 2 ? sqrt(q / M + eps)
-                               : q + eps;
-        }
-        rm[c] = (float)mu;
-        rv[c] = (float)v;
-        if (P->o.renorm) {
-            l->state[P->s_rn_mean].value[c] = (float)mu;
-            l->state[P->s_rn_std].value[c] = (float)sqrt(v + eps);
-        }
-    }
-    return (int)P->pop_batches;
-}
-
-int nb_norm_fold(const struct nb_layer *norm, float *w, float *b, int out,
-                 size_t per_out)
-{
-    if (!norm || norm->ops != &nb_norm_ops || !norm->priv)
-        return NB_EINVAL;
-    const struct norm_priv *P = norm->priv;
-    if (P->o.type == NB_NORM_NONE)
-        return NB_OK;
-    if (!P->bsets || out != P->C)
-        return NB_EINVAL;
-    for (int c = 0; c < out; c++) {
-        double mu, rstd;
-        eval_stats(P, norm, c, &mu, &rstd);
-        double s = (double)gamma_of(P, norm, c) * rstd;
-        float *row = w + (size_t)c * per_out;
-        for (size_t j = 0; j < per_out; j++)
-            row[j] = (float)(row[j] * s);
-        b[c] = (float)(((double)b[c] - mu) * s + beta_of(P, norm, c));
-    }
-    return NB_OK;
-}
