@@ -557,6 +557,7 @@ static int cmd_run(int argc, char **argv)
             if (parse_count(optarg, 0, 4096, &v) || v != (int)v) {
                 fprintf(stderr, "%s: run: -j takes a count (0 = one per CPU), not '%s'\n", prog, optarg);
                 status = 2;
+                break;
             }
             o.jobs = (int)v;
             if (o.jobs == 0) {

@@ -93,8 +93,8 @@ static int load(const char *name, const char *text, struct nb_sweep *sw)
     int rc = nb_sweep_load(wr(name, text), sw, &e);
     if (rc) {
         char buf[2048];
-        tap_diag("unexpected error: %s (hint: %s)", nb_error_format(&e, buf, sizeof buf),
-                 e.hint);
+        tap_diag("%s refused (expected only where the test says so): %s (hint: %s)", name,
+                 nb_error_format(&e, buf, sizeof buf), e.hint);
     }
     return rc;
 }
