@@ -33,6 +33,7 @@ struct nb_ar_run {
     size_t first[NB_AR_COUNT], end[NB_AR_COUNT]; /* rows in each data table */
 };
 
+/* Length of the NULL-terminated list l. */
 static int n_of(const char *const *l)
 {
     int n = 0;
@@ -145,6 +146,7 @@ void nb_archive_free(struct nb_archive *a)
     memset(a, 0, sizeof *a);
 }
 
+/* The archive's run with this run_id, or NULL. */
 static struct nb_ar_run *find_run(const struct nb_archive *a, const char *id)
 {
     for (size_t i = 0; i < a->n_runs; i++)
@@ -169,6 +171,7 @@ bool nb_archive_has(const struct nb_archive *a, const char *run_id)
     return a && find_run(a, run_id) != NULL;
 }
 
+/* Column index of name in t, or -1. */
 static int col(const struct nb_csv_table *t, const char *name)
 {
     return nb_csv_col(t, name);
@@ -766,6 +769,8 @@ done:
 
 /* ---- saving -------------------------------------------------------------------- */
 
+/* Writes len bytes of text to path (gzip-compressed, with no name or time
+ * stamp, when gz); 0 or NB_EIO. */
 static int write_text(const char *path, const char *text, size_t len, bool gz,
                       struct nb_error *err)
 {
@@ -866,6 +871,7 @@ static int distinct(const struct nb_csv_table *t, int c, char *buf, size_t size)
     return nd;
 }
 
+/* The sum of column c's finite numbers over t's rows; *n counts them. */
 static double sum_col(const struct nb_csv_table *t, int c, size_t *n)
 {
     double s = 0;

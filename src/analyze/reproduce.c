@@ -40,12 +40,14 @@ void nb_repro_opts_default(struct nb_repro_opts *o)
     o->progress = NB_PROGRESS_AUTO;
 }
 
+/* Is p a regular file? */
 static bool is_file(const char *p)
 {
     struct stat st;
     return stat(p, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+/* Is p a regular file this process may execute? */
 static bool is_exec(const char *p)
 {
     return is_file(p) && access(p, X_OK) == 0;
@@ -64,6 +66,7 @@ static const char *dir_of(const char *path, char *buf, size_t size)
     return buf;
 }
 
+/* The part of path after its last '/'. */
 static const char *base_of(const char *path)
 {
     const char *slash = strrchr(path, '/');
@@ -260,9 +263,10 @@ static int write_overlay(const char *path, const char *orig, const char *root,
  * The pipeline
  * ====================================================================== */
 
-static void say(const struct nb_repro_opts *o, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void say(const struct nb_repro_opts *o, const char *fmt, ...)
+/* Prints "normbench: " and one line of progress to o->out (stderr by
+ * default). */
+__attribute__((format(printf, 2, 3))) static void say(const struct nb_repro_opts *o,
+                                                      const char *fmt, ...)
 {
     FILE *fp = o->out ? o->out : stderr;
     va_list ap;
@@ -319,6 +323,9 @@ static int write_paper_csv(const struct nb_experiment *e, const struct nb_exp_fi
     return 0;
 }
 
+/* Writes every figure's CSV into REPORT_DIR/figures and draws it with
+ * plots/KIND.gp in each format; counts what was drawn and what failed, with
+ * the reason per figure. */
 static int draw_figures(const struct nb_experiment *e, const struct nb_summary *s,
                         const char *report_dir, const char *plots, const char *formats,
                         const struct nb_repro_opts *o, struct nb_report_fig *figs,

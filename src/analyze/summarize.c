@@ -189,6 +189,8 @@ void sum_table_free(struct nb_sum_table *t)
     memset(t, 0, sizeof *t);
 }
 
+/* Frees a run's directory name, key values, tables, probe points and
+ * slices. */
 static void run_free(struct nb_sum_run *r)
 {
     free(r->dir);
@@ -298,6 +300,7 @@ struct nb_sum_run *sum_run_new(struct nb_summary *s, struct nb_error *err)
  * Grouping and labels
  * ====================================================================== */
 
+/* Is key k part of a run's identity (not meta, not sweep structure)? */
 static bool key_is_identity(int k)
 {
     const struct nb_key *key = &nb_keys[k];
@@ -308,6 +311,7 @@ static bool key_is_identity(int k)
     return true;
 }
 
+/* Run r's canonical value of key k ("" when unset). */
 static const char *rval(const struct nb_sum_run *r, int k)
 {
     return r->vals[k] ? r->vals[k] : "";
