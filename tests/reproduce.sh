@@ -186,6 +186,8 @@ check "  with a did-you-mean" grep -q "did you mean 'vs_batch'" "$W/errf"
 figerr "x on a curves figure" "fig.ini:7: figure f: kind curves takes no x" 'kind = curves' 'x = train.batch'
 figerr "y on a landscape figure" "fig.ini:7: figure f: kind landscape takes no y" 'kind = landscape' 'y = final_test_error'
 figerr "param on a curves figure" "figure f: param is for kind dist only" 'kind = curves' 'param = in'
+figerr "series on a curves figure" "fig.ini:7: figure f: series is for figures with a key on x" 'kind = curves' 'series = norm.type'
+figerr "series naming no key" "fig.ini:7: figure f: " 'kind = vs_batch' 'series = nosuchkey'
 figerr "a non-numeric x" "fig.ini:7: figure f: x = model.arch is not a numeric key" 'kind = vs_lr' 'x = model.arch'
 
 # 5. every experiment loads, its configs expand and its quick runs plan:

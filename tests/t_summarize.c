@@ -325,6 +325,29 @@ static void test_sweep_summary(const char *cfg)
         is_str(nb_csv_cell(&t, 2, cs), "batch (n=3; 1 run diverged)", "diverged runs counted");
     }
     nb_csv_table_free(&t);
+    /* series = KEYS: only the named keys make a series */
+    {
+        int ks[1] = {nb_key_lookup("norm", "type")};
+        struct nb_fig_spec fs = {.kind = NB_FIG_VS_BATCH, .x = nb_key_lookup("train", "batch"),
+                                 .scalar = NB_SC_FINAL_TEST_ERROR, .series = ks, .n_series = 1};
+        snprintf(path, sizeof path, "%s/fig_series1.csv", tdir);
+        is_int(nb_summary_figure_table(&s, &fs, path, &e), 0, "series = norm.type");
+        is_int(nb_csv_read(path, &t, &e), 0, "  reads back");
+        int csid = nb_csv_col(&t, "sid");
+        ok(t.nrows == 6 && !strcmp(nb_csv_cell(&t, 5, csid), "2"),
+           "  the same 3 series as by default");
+        nb_csv_table_free(&t);
+        ks[0] = nb_key_lookup("optim", "lr"); /* zipped to x: names no series key */
+        snprintf(path, sizeof path, "%s/fig_series2.csv", tdir);
+        is_int(nb_summary_figure_table(&s, &fs, path, &e), 0, "series = optim.lr");
+        is_int(nb_csv_read(path, &t, &e), 0, "  reads back");
+        csid = nb_csv_col(&t, "sid");
+        int other = 0;
+        for (size_t r = 0; r < t.nrows; r++)
+            other += strcmp(nb_csv_cell(&t, r, csid), "0") != 0;
+        ok(t.nrows == 6 && other == 0, "  one series: norm.type no longer splits them");
+        nb_csv_table_free(&t);
+    }
     {
         struct nb_sum_filter w = filt("norm.type", NB_CMP_EQ, "batch");
         struct nb_fig_spec fs = {.kind = NB_FIG_SLICE2D, .where = &w, .n_where = 1};

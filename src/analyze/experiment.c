@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include "config/keys.h"
+#include "core/text.h"
 
 /* ======================================================================
  * Loading experiments/NAME.ini
@@ -38,8 +39,8 @@ struct raw_table {
     int n_paper;
 };
 struct raw_fig {
-    char *kind, *x, *y, *where, *paper;
-    int kind_line, x_line, y_line, where_line, paper_line;
+    char *kind, *x, *y, *where, *paper, *series;
+    int kind_line, x_line, y_line, where_line, paper_line, series_line;
 };
 
 struct lctx {
@@ -105,11 +106,11 @@ static const char *const exp_keys[EK_COUNT + 1] = {
     [EK_NOTES] = "notes",       [EK_DISCUSSION] = "discussion",
     [EK_CAVEATS] = "caveats",   [EK_ROBUSTNESS] = "robustness"};
 enum fig_key { FK_KIND, FK_X, FK_Y, FK_WHERE, FK_PARAM, FK_CAPTION, FK_PAPER, FK_PAPER_LABEL,
-               FK_COUNT };
+               FK_SERIES, FK_COUNT };
 static const char *const fig_keys[FK_COUNT + 1] = {
     [FK_KIND] = "kind",       [FK_X] = "x",         [FK_Y] = "y",
     [FK_WHERE] = "where",     [FK_PARAM] = "param", [FK_CAPTION] = "caption",
-    [FK_PAPER] = "paper",     [FK_PAPER_LABEL] = "paper_label"};
+    [FK_PAPER] = "paper",     [FK_PAPER_LABEL] = "paper_label", [FK_SERIES] = "series"};
 enum table_key { TK_METRIC, TK_ROWS, TK_COLUMNS, TK_WHERE, TK_PAPER, TK_CAPTION, TK_COUNT };
 static const char *const table_keys[TK_COUNT + 1] = {
     [TK_METRIC] = "metric", [TK_ROWS] = "rows",   [TK_COLUMNS] = "columns",
@@ -513,6 +514,9 @@ static int on_figure(struct lctx *c, const struct nb_ini_item *it, struct nb_err
         r->paper_line = it->line;
         return set_str(&r->paper, v, err);
     case FK_PAPER_LABEL: return set_str(&f->paper_label, v, err);
+    case FK_SERIES:
+        r->series_line = it->line;
+        return set_str(&r->series, v, err);
     case FK_CAPTION: return set_str(&f->caption, v, err);
     case FK_COUNT: break;
     }
@@ -630,7 +634,7 @@ static void raw_free(struct lctx *c)
     free(c->rt);
     for (int i = 0; c->rf && i < e->n_figs; i++) {
         free(c->rf[i].kind), free(c->rf[i].x), free(c->rf[i].y), free(c->rf[i].where);
-        free(c->rf[i].paper);
+        free(c->rf[i].paper), free(c->rf[i].series);
     }
     free(c->rf);
     for (int i = 0; c->check_file && i < e->n_checks; i++)
@@ -647,6 +651,40 @@ static int canon_val(int k, const char *v, const char *file, int line, char **ou
                      struct nb_error *err)
 {
     return nb_key_canon(&nb_keys[k], v, file, line, out, err);
+}
+
+/* A key-on-x figure's `series = KEY, ...`: the keys whose values make a
+ * series (instead of every varying key but x), resolved into f->series. */
+static int figure_series(struct nb_exp_figure *f, const struct raw_fig *r, const char *file,
+                         const char *what, bool wants_x, struct nb_error *err)
+{
+    if (!wants_x)
+        return nb_error_set(err, NB_EINVAL, file, r->series_line,
+                            "%s: series is for figures with a key on x (vs_batch, vs_lr, "
+                            "hessian)",
+                            what);
+    char *copy = strdup(r->series);
+    if (!copy)
+        return nb_error_oom(err);
+    int rc = 0;
+    for (char *tok = strtok(copy, ","); tok && !rc; tok = strtok(NULL, ",")) {
+        char *name = nb_trim_left(tok);
+        nb_trim_right(name);
+        int k;
+        if ((rc = resolve_key_name(name, file, r->series_line, what, &k, err)))
+            break;
+        int *p = realloc(f->series, (size_t)(f->n_series + 1) * sizeof *p);
+        if (!p) {
+            rc = nb_error_oom(err);
+            break;
+        }
+        f->series = p;
+        f->series[f->n_series++] = k;
+    }
+    free(copy);
+    if (!rc && f->n_series == 0)
+        rc = nb_error_set(err, NB_EINVAL, file, r->series_line, "%s: series names no key", what);
+    return rc;
 }
 
 /* Figure i of c's experiment: its kind and what the kind takes (x, y,
@@ -708,6 +746,8 @@ static int finish_figure(struct lctx *c, int i, struct nb_error *err)
         if (rc)
             return rc;
     }
+    if (r->series)
+        return figure_series(f, r, file, what, wants_x, err);
     return 0;
 }
 
@@ -949,6 +989,7 @@ void nb_experiment_free(struct nb_experiment *e)
     for (int i = 0; i < e->n_figs; i++) {
         free(e->figs[i].name), free(e->figs[i].param), free(e->figs[i].caption);
         free(e->figs[i].paper_label);
+        free(e->figs[i].series);
         nb_filters_free(e->figs[i].where, e->figs[i].n_where);
     }
     free(e->figs);

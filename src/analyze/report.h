@@ -91,6 +91,9 @@ struct nb_exp_figure {
     int paper_table;          /* vs_*: the [table] whose paper numbers are
                                  overlaid (-1: none) */
     char *paper_label;        /* "paper" when NULL */
+    int *series;              /* key-on-x figures: the keys that make a
+                                 series (NULL: every varying key but x) */
+    int n_series;
 };
 
 struct nb_exp_paper {

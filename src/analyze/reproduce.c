@@ -355,7 +355,8 @@ static int draw_figures(const struct nb_experiment *e, const struct nb_summary *
         }
         struct nb_fig_spec spec = {.kind = f->kind, .x = f->x, .scalar = f->scalar,
                                    .where = f->where, .n_where = f->n_where,
-                                   .param = f->param};
+                                   .param = f->param, .series = f->series,
+                                   .n_series = f->n_series};
         struct nb_error e2;
         nb_error_clear(&e2);
         rc = nb_summary_figure_table(s, &spec, table, &e2);

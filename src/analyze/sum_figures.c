@@ -96,6 +96,13 @@ static int make_series(const struct nb_summary *s, int x, const struct nb_fig_sp
             continue;
         if (x >= 0 && sum_determined(s, k, &x, 1))
             continue;
+        if (f->n_series > 0) { /* only the keys the figure names */
+            bool named = false;
+            for (int i = 0; i < f->n_series; i++)
+                named |= f->series[i] == k;
+            if (!named)
+                continue;
+        }
         sk[nsk++] = k;
     }
     int ns = 0;

@@ -396,6 +396,10 @@ struct nb_fig_spec {
     const struct nb_sum_filter *where; /* groups (and points) kept */
     int n_where;
     const char *param;     /* dist: "in" or "out" (NULL: out) */
+    const int *series;     /* key-on-x figures: the keys whose values make a
+                              series; NULL: every varying key in the
+                              labels but x and the keys x determines */
+    int n_series;
 };
 
 /* Writes the table figure f reads to path.  Returns 0, NB_ENOENT when
