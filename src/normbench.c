@@ -152,7 +152,7 @@ static int train_print(void *user, const struct nb_metrics *r)
  * the shorthand options in command-line order (a later one overrides). */
 /* Appends "[section]\nkey = value\n" for the override SECTION.KEY=VALUE
  * (a section is repeated per line: the reader takes the last one). */
-static int tt_override(struct nb_text *t, const char *verb, const char *arg)
+static int tt_override(const char **vals, const char *verb, const char *arg)
 {
     const char *eq = strchr(arg, '='), *dot = strchr(arg, '.');
     if (!eq || !dot || dot > eq) {
@@ -162,7 +162,8 @@ static int tt_override(struct nb_text *t, const char *verb, const char *arg)
     char section[64], key[128];
     snprintf(section, sizeof section, "%.*s", (int)(dot - arg), arg);
     snprintf(key, sizeof key, "%.*s", (int)(eq - dot - 1), dot + 1);
-    if (nb_key_lookup(section, key) < 0) {
+    int k = nb_key_lookup(section, key);
+    if (k < 0) {
         fprintf(stderr, "%s: %s: unknown key '%s.%s' (normbench config --help lists them)\n",
                 prog, verb, section, key);
         return -1;
@@ -171,7 +172,7 @@ static int tt_override(struct nb_text *t, const char *verb, const char *arg)
         fprintf(stderr, "%s: %s: a value with a line break in '%s'\n", prog, verb, arg);
         return -1;
     }
-    nb_text_printf(t, "[%s]\n%s = %s\n", section, key, eq + 1);
+    vals[k] = eq + 1; /* a later assignment of the key wins */
     return 0;
 }
 
@@ -198,18 +199,24 @@ static int tt_parse(int argc, char **argv, struct nb_text *t)
         {"seed", 1, 0, 's'}, {"data", 1, 0, 'd'}, {"dir", 1, 0, 'D'},
         {"subset", 1, 0, 'u'}, {"eval-every", 1, 0, 'E'}, {"threads", 1, 0, 't'},
         {"fallback", 0, 0, 'F'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
-    int c;
-    bool cfg_seen = false;
+    int c, rc = -1;
+    bool cfg_seen = false, any = false;
+    const char **vals = calloc((size_t)nb_n_keys, sizeof *vals); /* by key: the last value */
+    if (!vals) {
+        fprintf(stderr, "%s: train: out of memory\n", prog);
+        return 1;
+    }
     optind = 1;
     /* '-' as the first character: non-options come back in order as 1 */
-    while ((c = getopt_long(argc, argv, "-h", opts, NULL)) != -1) {
+    while (rc < 0 && (c = getopt_long(argc, argv, "-h", opts, NULL)) != -1) {
         if (c == 1) {
             if (strchr(optarg, '=')) {
-                if (tt_override(t, "train", optarg))
-                    return 2;
-            } else if (!cfg_seen && t->n == 0) {
+                if (tt_override(vals, "train", optarg))
+                    rc = 2;
+                any = true;
+            } else if (!cfg_seen && !any) {
                 if (path_check("train", "CONFIG", optarg))
-                    return 2;
+                    rc = 2;
                 /* the config first, so that everything after overrides it */
                 nb_text_printf(t, "include = %s\n", optarg);
                 cfg_seen = true;
@@ -218,16 +225,18 @@ static int tt_parse(int argc, char **argv, struct nb_text *t)
                         "%s: train: unexpected argument '%s' (CONFIG comes first; "
                         "keys are SECTION.KEY=VALUE)\n",
                         prog, optarg);
-                return 2;
+                rc = 2;
             }
             continue;
         }
+        any = true;
         if (c == 'h') {
             usage(stdout);
-            return 0;
+            rc = 0;
+            continue;
         }
         if (c == 'F') {
-            nb_text_printf(t, "[data]\nfallback = true\n");
+            vals[nb_key_lookup("data", "fallback")] = "true";
             continue;
         }
         size_t i = 0;
@@ -235,21 +244,26 @@ static int tt_parse(int argc, char **argv, struct nb_text *t)
             i++;
         if (i == sizeof keyopt / sizeof keyopt[0]) {
             usage(stderr);
-            return 2;
+            rc = 2;
+        } else if ((c == 'D' && path_check("train", "--dir", optarg)) ||
+                   opt_check("train", keyopt[i].opt, keyopt[i].section, keyopt[i].key, optarg)) {
+            rc = 2;
+        } else {
+            vals[nb_key_lookup(keyopt[i].section, keyopt[i].key)] = optarg;
         }
-        if (c == 'D' && path_check("train", "--dir", optarg))
-            return 2;
-        if (opt_check("train", keyopt[i].opt, keyopt[i].section, keyopt[i].key, optarg))
-            return 2;
-        nb_text_printf(t, "[%s]\n%s = %s\n", keyopt[i].section, keyopt[i].key, optarg);
     }
-    if (t->failed) {
+    /* each key once, with its last value, after the config's include */
+    for (int k = 0; k < nb_n_keys && rc < 0; k++)
+        if (vals[k])
+            nb_text_printf(t, "[%s]\n%s = %s\n", nb_keys[k].section, nb_keys[k].key, vals[k]);
+    free(vals);
+    if (rc < 0 && t->failed) {
         fprintf(stderr, "%s: train: out of memory\n", prog);
-        return 1;
+        rc = 1;
     }
-    if (!t->s)
+    if (rc < 0 && !t->s)
         nb_text_puts(t, "\n");
-    return -1;
+    return rc;
 }
 
 /* The one run of train's config text, with the checks `run` makes,

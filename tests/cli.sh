@@ -133,6 +133,10 @@ want=$(awk -F, 'END { printf "%.4f", $7 }' "$W/tiny/test-tiny/$tid/metrics.csv" 
 is "$?" 0 "train CONFIG KEY=VALUE...: exit status 0"
 is "$(sed -n 's/^final: .* test accuracy \([0-9.]*\) .*/\1/p' "$W/ttiny.out")" "$want" \
     "  the same final test accuracy as run's run of those keys"
+"$NB" train --data blobs --arch mlp --subset 64 --max-steps 1 train.batch=16 --batch 32 \
+    >/dev/null 2>"$W/tlast.err"
+is "$?" 0 "train: a key given twice: exit status 0"
+check "  the later value wins" grep -q " batch=32 " "$W/tlast.err"
 usage "train KEY=VALUE out of range" "command line:2: value 0 is out of range for [train] batch" \
     train train.batch=0
 usage "train an unknown key" "unknown key 'norm.typo'" train norm.typo=1
