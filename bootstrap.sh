@@ -17,7 +17,7 @@ set -eu
 
 PACKAGES="build-essential autoconf automake pkgconf libgsl-dev libcsv-dev \
 zlib1g-dev libopenblas-dev gnuplot-nox fonts-liberation \
-dataset-fashion-mnist parallel"
+dataset-fashion-mnist parallel help2man"
 
 here=$(cd "$(dirname "$0")" && pwd)
 build=${BUILD_DIR:-$here/build}

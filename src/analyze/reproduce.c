@@ -77,6 +77,34 @@ static const char *base_of(const char *path)
  * Finding things
  * ====================================================================== */
 
+#ifndef NB_PKGDATADIR
+#define NB_PKGDATADIR ""
+#endif
+
+/* Where an installed normbench keeps plots/, experiments/ and configs/:
+ * next to the running binary (BIN/../share/normbench, so a DESTDIR or
+ * moved install works too), else the configured $(pkgdatadir); NULL when
+ * neither has the plots. */
+static const char *installed_dir(char *buf, size_t size)
+{
+    char exe[PATH_SZ], probe[PATH_SZ + 64];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            snprintf(buf, size, "%.3000s/../share/normbench", exe);
+            snprintf(probe, sizeof probe, "%.3000s/plots/curves.gp", buf);
+            if (is_file(probe))
+                return buf;
+        }
+    }
+    snprintf(buf, size, "%s", NB_PKGDATADIR);
+    snprintf(probe, sizeof probe, "%.3000s/plots/curves.gp", buf);
+    return buf[0] && is_file(probe) ? buf : NULL;
+}
+
 int nb_experiment_find(const char *name, char *buf, size_t size, struct nb_error *err)
 {
     if (is_file(name)) {
@@ -86,6 +114,12 @@ int nb_experiment_find(const char *name, char *buf, size_t size, struct nb_error
     const char *cands[] = {"experiments/%s.ini", "experiments/%s", "%s.ini"};
     for (int i = 0; i < 3; i++) {
         snprintf(buf, size, cands[i], name);
+        if (is_file(buf))
+            return 0;
+    }
+    char inst[PATH_SZ];
+    if (installed_dir(inst, sizeof inst) && !strchr(name, '/')) {
+        snprintf(buf, size, "%.3000s/experiments/%s.ini", inst, name);
         if (is_file(buf))
             return 0;
     }
@@ -106,7 +140,8 @@ int nb_experiment_find(const char *name, char *buf, size_t size, struct nb_error
         if (n)
             nb_error_hint(err, "experiments here: %s", list);
     } else {
-        nb_error_hint(err, "run from the source tree (where experiments/ is) or give a path");
+        nb_error_hint(err, "run from the source tree (where experiments/ is), install "
+                           "normbench (make install), or give a path");
     }
     return NB_ENOENT;
 }
@@ -192,12 +227,16 @@ static const char *find_plots(const char *opt, const char *exp_path, char *buf, 
 {
     char dir[PATH_SZ], probe[PATH_SZ + 32];
     const char *env = getenv("NORMBENCH_PLOTS");
-    const char *cands[4] = {opt, env && *env ? env : NULL, NULL, "plots"};
+    const char *cands[5] = {opt, env && *env ? env : NULL, NULL, "plots", NULL};
     dir_of(exp_path, dir, sizeof dir);
-    char rel[PATH_SZ + 16];
+    char rel[PATH_SZ + 16], inst[PATH_SZ], instp[PATH_SZ + 16];
     snprintf(rel, sizeof rel, "%s/../plots", dir);
     cands[2] = rel;
-    for (int i = 0; i < 4; i++) {
+    if (installed_dir(inst, sizeof inst)) {
+        snprintf(instp, sizeof instp, "%.3000s/plots", inst);
+        cands[4] = instp;
+    }
+    for (int i = 0; i < 5; i++) {
         if (!cands[i])
             continue;
         snprintf(probe, sizeof probe, "%s/curves.gp", cands[i]);
