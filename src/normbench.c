@@ -18,6 +18,7 @@
 #include "config/keys.h"
 #include "config/runcfg.h"
 #include "run/runner.h"
+#include "run/slurm.h"
 #include "analyze/reproduce.h"
 #include "analyze/archive.h"
 #include "analyze/summarize.h"
@@ -35,6 +36,7 @@ static void usage(FILE *fp)
             "  run CONFIG [-j N] [--index LIST]   run a sweep (skips done runs, resumes)\n"
             "  list CONFIG [--count]              the resolved runs: INDEX RUN_ID swept keys\n"
             "  status CONFIG [--missing]          done/diverged/failed/running/pending counts\n"
+            "  slurm CONFIG [--submit]            the missing runs as Slurm job arrays\n"
             "  config --help | --check CONFIG     every config key / validate a config\n"
             "  summarize CONFIG|DIR [-o DIR]      tidy tables of a sweep's runs (mean, std, min, max, n)\n"
             "  plot EXPERIMENT [--quick]          summarize and draw the experiment's figures\n"
@@ -779,6 +781,103 @@ static int cmd_status(int argc, char **argv)
     return 0;
 }
 
+/* `slurm`: the sweep's missing runs as Slurm job arrays (run/slurm.h):
+ * writes the array script and prints, or with --submit runs, the sbatch
+ * commands; nothing missing is not an error. */
+static int cmd_slurm(int argc, char **argv)
+{
+    struct nb_slurm_opts o = {.max_array = 1001, .throttle = 32, .stale_after = 300};
+    bool submit = false;
+    static const struct option opts[] = {
+        {"results-dir", 1, 0, 'o'}, {"max-array", 1, 0, 'm'}, {"throttle", 1, 0, 't'},
+        {"script", 1, 0, 'S'},      {"submit", 0, 0, 'x'},    {"help", 0, 0, 'h'},
+        {0, 0, 0, 0}};
+    int c;
+    double v;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'o':
+            if (path_check("slurm", "--results-dir", optarg))
+                return 2;
+            o.results_dir = optarg;
+            break;
+        case 'S':
+            if (path_check("slurm", "--script", optarg))
+                return 2;
+            o.script = optarg;
+            break;
+        case 'm':
+        case 't':
+            if (parse_count(optarg, c == 'm' ? 1 : 0, 10000000, &v)) {
+                fprintf(stderr, "%s: slurm: %s takes a count, not '%s'\n", prog,
+                        c == 'm' ? "--max-array" : "--throttle", optarg);
+                return 2;
+            }
+            *(c == 'm' ? &o.max_array : &o.throttle) = (int)v;
+            break;
+        case 'x': submit = true; break;
+        case 'h':
+            printf("usage: normbench slurm CONFIG [--results-dir DIR] [--max-array N (1001)]\n"
+                   "                      [--throttle K (32; 0 = none)] [--script FILE] [--submit]\n"
+                   "writes a Slurm array script (EXP/slurm/sweep.sbatch) whose task T runs run\n"
+                   "T + NB_OFFSET of CONFIG, and prints the sbatch commands that submit the runs\n"
+                   "still missing, one per block of N indices (Slurm's MaxArraySize);\n"
+                   "--submit runs them; nothing missing: says so and exits 0\n");
+            return 0;
+        default: return 2;
+        }
+    }
+    if (optind != argc - 1) {
+        fprintf(stderr, "%s: slurm: expected one CONFIG\n", prog);
+        return 2;
+    }
+    if (path_check("slurm", "CONFIG", argv[optind]))
+        return 2;
+    struct nb_sweep sw;
+    int rc = load_sweep(argv[optind], &sw);
+    if (rc)
+        return rc;
+    char bin[4096], cfg[4096];
+    ssize_t n = readlink("/proc/self/exe", bin, sizeof bin - 1);
+    snprintf(bin + (n > 0 ? n : 0), sizeof bin - (size_t)(n > 0 ? n : 0), "%s",
+             n > 0 ? "" : "normbench");
+    char *real = realpath(argv[optind], NULL);
+    snprintf(cfg, sizeof cfg, "%s", real ? real : argv[optind]);
+    free(real);
+    o.binary = bin;
+    o.config = cfg;
+    struct nb_text cmds = {0};
+    struct nb_error err;
+    nb_error_clear(&err);
+    size_t missing = 0;
+    char script[4200];
+    rc = nb_slurm_plan(&sw, &o, &cmds, &missing, script, sizeof script, &err);
+    if (rc) {
+        nb_error_print(stderr, prog, &err);
+        rc = 1;
+    } else if (missing == 0) {
+        printf("%s: nothing to submit: all %zu runs are done\n", sw.path, sw.n_runs);
+    } else if (!submit) {
+        printf("# %zu of %zu runs to do; the array script is %s\n%s", missing, sw.n_runs, script,
+               cmds.s);
+    } else {
+        for (char *line = strtok(cmds.s, "\n"); line && !rc; line = strtok(NULL, "\n")) {
+            fprintf(stderr, "%s: %s\n", prog, line);
+            fflush(NULL);
+            int st = system(line);
+            if (st != 0) {
+                fprintf(stderr, "%s: slurm: '%s' failed (is Slurm's sbatch on PATH?)\n", prog,
+                        line);
+                rc = 1;
+            }
+        }
+    }
+    nb_text_free(&cmds);
+    nb_sweep_free(&sw);
+    return rc;
+}
+
 static int cmd_config(int argc, char **argv)
 {
     if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "help") ||
@@ -1069,6 +1168,8 @@ int main(int argc, char **argv)
         return cmd_run(argc - 1, argv + 1);
     if (strcmp(verb, "list") == 0)
         return cmd_list(argc - 1, argv + 1);
+    if (strcmp(verb, "slurm") == 0)
+        return cmd_slurm(argc - 1, argv + 1);
     if (strcmp(verb, "status") == 0)
         return cmd_status(argc - 1, argv + 1);
     if (strcmp(verb, "config") == 0)
