@@ -900,7 +900,7 @@ static int cmd_config(int argc, char **argv)
     return 2;
 }
 
-/* ---- summarize, plot, reproduce (harness/summarize.h, reproduce.h) ---- */
+/* ---- summarize, plot, reproduce (analyze/summarize.h, reproduce.h) ---- */
 
 /* summarize's options and its argument. */
 struct sum_args {

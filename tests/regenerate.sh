@@ -1,6 +1,6 @@
 #!/bin/sh
 # tests/regenerate.sh - an experiment's archive (ROOT/NAME/archive/, see
-# src/harness/archive.h): `reproduce --quick` of the quickstart writes it;
+# src/analyze/archive.h): `reproduce --quick` of the quickstart writes it;
 # with the run directories gone, `reproduce --no-run`, `plot` and
 # `summarize` regenerate every table, figure (CSV and PNG), report.md,
 # verdict.txt and index.md byte for byte from it; with the archive gone

@@ -1,4 +1,4 @@
-/* tests/t_archive.c - the archive (harness/archive.h) over the hand-made
+/* tests/t_archive.c - the archive (analyze/archive.h) over the hand-made
  * run directories of tests/sumfix.c (done, diverged, failed and pending
  * runs; probes; 1-D and 2-D slices): built from the run directories and
  * read back with them gone, the summary writes the same tables and figure

@@ -3,7 +3,7 @@
  *
  * Three layers, each usable on its own:
  *
- *  1. the strict INI reader: harness/ini.h (ini.c).
+ *  1. the strict INI reader: config/ini.h (ini.c).
  *
  *  2. nb_keys[]: every key normbench knows, with type, default, range,
  *     allowed values and a doc line (nb_config_help prints it as a valid,
