@@ -8,6 +8,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "analyze/summarize.h" /* nb_atomic_begin, nb_atomic_end */
+
 unsigned long long nb_text_hash(unsigned long long h, const void *buf, size_t n)
 {
     const unsigned char *p = buf;
@@ -157,10 +159,9 @@ int nb_prereg_write(const char *path, const char *exp_path, const struct nb_chec
     if (rc)
         return rc;
     char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *fp = fopen(tmp, "w");
-    if (!fp)
-        return nb_error_set(err, NB_EIO, tmp, 0, "cannot create: %s", strerror(errno));
+    FILE *fp;
+    if ((rc = nb_atomic_begin(path, tmp, sizeof tmp, &fp, err)))
+        return rc;
     fprintf(fp, "# Pre-registration, written by normbench before the first run of the "
                 "experiment below.\n"
                 "# A check whose statement differs from the one here is reported as post "
@@ -181,17 +182,7 @@ int nb_prereg_write(const char *path, const char *exp_path, const struct nb_chec
                 nb_text_hash(NB_TEXT_HASH_SEED, t, strlen(t)), t);
         free(t);
     }
-    bool bad = ferror(fp);
-    if (fclose(fp) != 0 || bad) {
-        remove(tmp);
-        return nb_error_set(err, NB_EIO, tmp, 0, "write error");
-    }
-    if (rename(tmp, path) != 0) {
-        remove(tmp);
-        return nb_error_set(err, NB_EIO, path, 0, "cannot rename into place: %s",
-                            strerror(errno));
-    }
-    return 0;
+    return nb_atomic_end(path, tmp, fp, err);
 }
 
 static const char *const reg_names[NB_REG_COUNT] = {

@@ -511,17 +511,6 @@ static void verdict_text(FILE *fp, const struct nb_report_in *in)
     fputs(".\n\n", fp);
 }
 
-/* Opens PATH.tmp for writing (the caller writes, then write_atomic_end
- * renames). */
-static int write_atomic_begin(const char *path, char *tmp, size_t n, FILE **fp,
-                              struct nb_error *err)
-{
-    snprintf(tmp, n, "%s.tmp", path);
-    *fp = fopen(tmp, "w");
-    if (!*fp)
-        return nb_error_set(err, NB_EIO, tmp, 0, "cannot create: %s", strerror(errno));
-    return 0;
-}
 
 /* The pre-registration line of the setting. */
 static void write_prereg(FILE *fp, const struct nb_report_in *in)
@@ -549,22 +538,6 @@ static void write_prereg(FILE *fp, const struct nb_report_in *in)
     fputs("\n", fp);
 }
 
-/* Closes fp and renames tmp to path; on a write error removes tmp and
- * leaves path as it was. */
-static int write_atomic_end(const char *path, const char *tmp, FILE *fp, struct nb_error *err)
-{
-    int bad = ferror(fp);
-    if (fclose(fp) != 0 || bad) {
-        remove(tmp);
-        return nb_error_set(err, NB_EIO, tmp, 0, "write error");
-    }
-    if (rename(tmp, path) != 0) {
-        remove(tmp);
-        return nb_error_set(err, NB_EIO, path, 0, "cannot rename into place: %s",
-                            strerror(errno));
-    }
-    return 0;
-}
 
 int nb_report_write(const char *path, const struct nb_report_in *in, struct nb_error *err)
 {
@@ -572,7 +545,7 @@ int nb_report_write(const char *path, const struct nb_report_in *in, struct nb_e
     const struct nb_summary *s = in->s;
     char tmp[4200];
     FILE *fp;
-    int rc = write_atomic_begin(path, tmp, sizeof tmp, &fp, err);
+    int rc = nb_atomic_begin(path, tmp, sizeof tmp, &fp, err);
     if (rc)
         return rc;
     fprintf(fp, "# %s: %s%s\n\n", e->name, nb_verdict_name(in->verdict),
@@ -673,14 +646,14 @@ int nb_report_write(const char *path, const struct nb_report_in *in, struct nb_e
             fprintf(fp, ", [%s/probes.csv](%s/probes.csv) (probes per step)", td, td);
         fputs(".\n", fp);
     }
-    return write_atomic_end(path, tmp, fp, err);
+    return nb_atomic_end(path, tmp, fp, err);
 }
 
 int nb_verdict_write(const char *path, const struct nb_report_in *in, struct nb_error *err)
 {
     char tmp[4200];
     FILE *fp;
-    int rc = write_atomic_begin(path, tmp, sizeof tmp, &fp, err);
+    int rc = nb_atomic_begin(path, tmp, sizeof tmp, &fp, err);
     if (rc)
         return rc;
     int pass = 0;
@@ -712,7 +685,7 @@ int nb_verdict_write(const char *path, const struct nb_report_in *in, struct nb_
     fprintf(fp, "date = %s\nclaim = %s\nsource = %s\ncaveats = %s\n",
             in->when ? in->when : "", in->e->claim, in->e->source,
             in->e->caveats ? in->e->caveats : "");
-    return write_atomic_end(path, tmp, fp, err);
+    return nb_atomic_end(path, tmp, fp, err);
 }
 
 /* ---- index ----------------------------------------------------------------- */
@@ -931,13 +904,13 @@ int nb_index_write(const char *root, const char *experiments_dir, bool quick,
     FILE *fp;
     rc = nb_mkdirs(root, err);
     if (!rc)
-        rc = write_atomic_begin(path, tmp, sizeof tmp, &fp, err);
+        rc = nb_atomic_begin(path, tmp, sizeof tmp, &fp, err);
     if (rc) {
         free(rows);
         return rc;
     }
     index_text(fp, rows, n, quick);
     free(rows);
-    return write_atomic_end(path, tmp, fp, err);
+    return nb_atomic_end(path, tmp, fp, err);
 }
 

@@ -1,7 +1,6 @@
 /* src/analyze/sum_figures.c - figure kinds and the CSV each figure script plots (plots/KIND.gp); see summarize.h. */
 #define _GNU_SOURCE /* qsort_r */
 #include "analyze/summarize.h"
-#include "analyze/summarize.h"
 
 #include <ctype.h>
 #include <dirent.h>

@@ -1,7 +1,6 @@
 /* src/analyze/sum_tables.c - writing the tidy tables runs.csv, groups.csv, curves.csv and probes.csv; see summarize.h. */
 #define _GNU_SOURCE /* qsort_r */
 #include "analyze/summarize.h"
-#include "analyze/summarize.h"
 
 #include <ctype.h>
 #include <dirent.h>

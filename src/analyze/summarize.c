@@ -1,7 +1,6 @@
 /* src/analyze/summarize.c - see summarize.h: the names of scalars, the summary's life cycle and string pool, grouping runs and labelling groups (the rest: sum_read.c, sum_select.c, sum_tables.c, sum_figures.c; their shared helpers in sum_impl.h). */
 #define _GNU_SOURCE /* qsort_r */
 #include "analyze/summarize.h"
-#include "analyze/summarize.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -139,6 +138,35 @@ int nb_mkdirs(const char *path, struct nb_error *err)
     if (mkdir(buf, 0777) != 0 && errno != EEXIST)
         return nb_error_set(err, NB_EIO, buf, 0, "cannot create directory: %s",
                             strerror(errno));
+    return 0;
+}
+
+/* Opens PATH.tmp for writing (the caller writes, then nb_atomic_end
+ * renames). */
+int nb_atomic_begin(const char *path, char *tmp, size_t n, FILE **fp,
+                              struct nb_error *err)
+{
+    snprintf(tmp, n, "%s.tmp", path);
+    *fp = fopen(tmp, "w");
+    if (!*fp)
+        return nb_error_set(err, NB_EIO, tmp, 0, "cannot create: %s", strerror(errno));
+    return 0;
+}
+
+/* Closes fp and renames tmp to path; on a write error removes tmp and
+ * leaves path as it was. */
+int nb_atomic_end(const char *path, const char *tmp, FILE *fp, struct nb_error *err)
+{
+    int bad = ferror(fp);
+    if (fclose(fp) != 0 || bad) {
+        remove(tmp);
+        return nb_error_set(err, NB_EIO, tmp, 0, "write error");
+    }
+    if (rename(tmp, path) != 0) {
+        remove(tmp);
+        return nb_error_set(err, NB_EIO, path, 0, "cannot rename into place: %s",
+                            strerror(errno));
+    }
     return 0;
 }
 

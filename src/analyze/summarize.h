@@ -420,4 +420,11 @@ int nb_stats(double *v, size_t n, double *mean, double *std, double *min,
 /* mkdir -p; 0 or NB_EIO. */
 int nb_mkdirs(const char *path, struct nb_error *err);
 
+/* Writing a file whole or not at all: nb_atomic_begin opens PATH.tmp
+ * (its name into tmp) for the caller to write; nb_atomic_end closes it and
+ * renames it to path, or on a write error removes it and leaves path as it
+ * was.  0 or NB_EIO. */
+int nb_atomic_begin(const char *path, char *tmp, size_t n, FILE **fp, struct nb_error *err);
+int nb_atomic_end(const char *path, const char *tmp, FILE *fp, struct nb_error *err);
+
 #endif
