@@ -1,4 +1,5 @@
-/* src/analyze/sum_figures.c - figure kinds and the CSV each figure script plots (plots/KIND.gp); see summarize.h. */
+/* src/analyze/sum_figures.c - figure kinds and the CSV each figure script
+ * plots (plots/KIND.gp); see summarize.h. */
 #define _GNU_SOURCE /* qsort_r */
 #include "analyze/summarize.h"
 

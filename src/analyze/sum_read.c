@@ -1,4 +1,6 @@
-/* src/analyze/sum_read.c - reading run directories (config.ini, metrics, DONE or error.txt, probes.csv streamed, slice.csv) into a summary; see summarize.h. */
+/* src/analyze/sum_read.c - reading run directories (config.ini, metrics,
+ * DONE or error.txt, probes.csv streamed, slice.csv) into a summary; see
+ * summarize.h. */
 #define _GNU_SOURCE /* qsort_r */
 #include "analyze/summarize.h"
 

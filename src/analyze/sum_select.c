@@ -1,4 +1,6 @@
-/* src/analyze/sum_select.c - filters and metrics: parsing `where` filters and metric names (run scalars, metrics.csv columns, PROBE.STAT), and selecting and aggregating values per group; see summarize.h. */
+/* src/analyze/sum_select.c - filters and metrics: parsing `where` filters
+ * and metric names (run scalars, metrics.csv columns, PROBE.STAT), and
+ * selecting and aggregating values per group; see summarize.h. */
 #define _GNU_SOURCE /* qsort_r */
 #include "analyze/summarize.h"
 

@@ -1,4 +1,5 @@
-/* src/analyze/sum_tables.c - writing the tidy tables runs.csv, groups.csv, curves.csv and probes.csv; see summarize.h. */
+/* src/analyze/sum_tables.c - writing the tidy tables runs.csv, groups.csv,
+ * curves.csv and probes.csv; see summarize.h. */
 #define _GNU_SOURCE /* qsort_r */
 #include "analyze/summarize.h"
 

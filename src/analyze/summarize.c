@@ -1,4 +1,7 @@
-/* src/analyze/summarize.c - see summarize.h: the names of scalars, the summary's life cycle and string pool, grouping runs and labelling groups (the rest: sum_read.c, sum_select.c, sum_tables.c, sum_figures.c; their shared helpers in sum_impl.h). */
+/* src/analyze/summarize.c - see summarize.h: the names of scalars, the
+ * summary's life cycle and string pool, grouping runs and labelling groups
+ * (the rest: sum_read.c, sum_select.c, sum_tables.c, sum_figures.c; their
+ * shared helpers in sum_impl.h). */
 #define _GNU_SOURCE /* qsort_r */
 #include "analyze/summarize.h"
 

@@ -1,4 +1,7 @@
-/* src/run/rundir.c - run directories and their claims: small file helpers (atomic writes, key = value text), the context of one invocation, events.log, DONE and the lock directories that make a run start once (see runner.h for the protocol). */
+/* src/run/rundir.c - run directories and their claims: small file helpers
+ * (atomic writes, key = value text), the context of one invocation,
+ * events.log, DONE and the lock directories that make a run start once (see
+ * runner.h for the protocol). */
 #include <config.h> /* autoconf's: PACKAGE_VERSION, NB_BUILD_CC, ... */
 
 #include "run/runner.h"

@@ -1,4 +1,6 @@
-/* src/run/runner.c - see runner.h: the pool that hands runs to worker processes, and summary.csv (run directories and claims: rundir.c; one run: worker.c). */
+/* src/run/runner.c - see runner.h: the pool that hands runs to worker
+ * processes, and summary.csv (run directories and claims: rundir.c; one run:
+ * worker.c). */
 #include <config.h> /* autoconf's: PACKAGE_VERSION, NB_BUILD_CC, ... */
 
 #include "run/runner.h"

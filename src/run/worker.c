@@ -1,4 +1,5 @@
-/* src/run/worker.c - the worker: one run in its own process, from the resolved config to metrics.csv, probes, meta.txt and DONE (see runner.h). */
+/* src/run/worker.c - the worker: one run in its own process, from the
+ * resolved config to metrics.csv, probes, meta.txt and DONE (see runner.h). */
 #include <config.h> /* autoconf's: PACKAGE_VERSION, NB_BUILD_CC, ... */
 
 #include "run/runner.h"
