@@ -695,17 +695,11 @@ static void print_indices(const size_t *v, size_t n, int lines)
             printf("%zu\n", v[i]);
         return;
     }
-    for (size_t i = 0; i < n;) {
-        size_t j = i;
-        while (j + 1 < n && v[j + 1] == v[j] + 1)
-            j++;
-        printf("%s%zu", i ? "," : "", v[i]);
-        if (j > i)
-            printf("-%zu", v[j]);
-        i = j + 1;
-    }
-    if (n)
-        putchar('\n');
+    struct nb_text t = {0};
+    nb_slurm_ranges(&t, v, n, 0);
+    if (t.s)
+        printf("%s\n", t.s);
+    nb_text_free(&t);
 }
 
 static int cmd_status(int argc, char **argv)

@@ -22,8 +22,7 @@ static void shell_word(struct nb_text *t, const char *s)
     nb_text_puts(t, "'");
 }
 
-/* Appends the indices v[0..n) minus base as ranges (0-4,7). */
-static void ranges(struct nb_text *t, const size_t *v, size_t n, size_t base)
+void nb_slurm_ranges(struct nb_text *t, const size_t *v, size_t n, size_t base)
 {
     for (size_t i = 0; i < n;) {
         size_t j = i;
@@ -110,7 +109,7 @@ int nb_slurm_plan(const struct nb_sweep *sw, const struct nb_slurm_opts *o,
         while (j < n && miss[j] < base + max)
             j++;
         nb_text_puts(cmds, "sbatch --array=");
-        ranges(cmds, miss + i, j - i, base);
+        nb_slurm_ranges(cmds, miss + i, j - i, base);
         if (o->throttle > 0)
             nb_text_printf(cmds, "%%%d", o->throttle);
         if (base > 0)

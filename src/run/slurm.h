@@ -31,6 +31,10 @@ struct nb_slurm_opts {
  * line per block to cmds.  *n_missing gets the runs still to do (0: no
  * script, no command); script_path the script's path.  0, or NB_EIO /
  * NB_ENOMEM with err set. */
+/* Appends the indices v[0..n) (ascending) minus base as ranges, the
+ * form of sbatch --array and `status --missing`: "0-4,7". */
+void nb_slurm_ranges(struct nb_text *t, const size_t *v, size_t n, size_t base);
+
 int nb_slurm_plan(const struct nb_sweep *sw, const struct nb_slurm_opts *o,
                   struct nb_text *cmds, size_t *n_missing, char *script_path, size_t size,
                   struct nb_error *err);
