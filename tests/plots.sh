@@ -16,10 +16,7 @@ FIX=$srcdir/tests/data/plots
 W=tests/tmp/plots-$$
 mkdir -p "$W"
 
-n=0
-failed=0
-pass() { n=$((n + 1)); echo "ok $n - $1"; }
-fail() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; }
+. "$srcdir/tests/taplib.sh"
 
 kinds="curves vs_batch vs_lr landscape ics dist hessian slice1d slice2d"
 echo "1..$((9 * 4 + 5))"

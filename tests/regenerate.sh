@@ -18,11 +18,7 @@ mkdir -p "$W"
 W=$(cd "$W" && pwd)
 export OPENBLAS_NUM_THREADS=1
 
-n=0
-failed=0
-pass() { n=$((n + 1)); echo "ok $n - $1"; }
-fail() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; }
-check() { d=$1; shift; if "$@"; then pass "$d"; else fail "$d"; fi; }
+. "$srcdir/tests/taplib.sh"
 show() { sed 's/^/#   /' "$1"; }
 
 if [ ! -x "$NB" ]; then

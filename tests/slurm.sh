@@ -16,12 +16,7 @@ mkdir -p "$W/bin"
 W=$(cd "$W" && pwd)
 export OPENBLAS_NUM_THREADS=1
 
-n=0
-failed=0
-pass() { n=$((n + 1)); echo "ok $n - $1"; }
-fail() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; }
-check() { d=$1; shift; if "$@"; then pass "$d"; else fail "$d"; fi; }
-is() { if [ "$1" = "$2" ]; then pass "$3"; else fail "$3"; echo "#   got:  '$1'"; echo "#   want: '$2'"; fi; }
+. "$srcdir/tests/taplib.sh"
 
 if [ ! -x "$NB" ]; then
     echo "1..0 # SKIP $NB not built"
