@@ -93,7 +93,7 @@ static int opt_check(const char *verb, const char *opt, const char *section,
     struct nb_error e;
     char *canon = NULL;
     nb_error_clear(&e);
-    int rc = nb_key_canon(&nb_keys[idx], text, NULL, 0, &canon, &e);
+    int rc = nb_key_canon(nb_key_at(idx), text, NULL, 0, &canon, &e);
     free(canon);
     if (rc) {
         fprintf(stderr, "%s: %s: %s %s: %s\n", prog, verb, opt, text, e.msg);
@@ -203,7 +203,7 @@ static int tt_parse(int argc, char **argv, struct nb_text *t)
         {"fallback", 0, 0, 'F'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     int c, rc = -1;
     bool cfg_seen = false, any = false;
-    const char **vals = calloc((size_t)nb_n_keys, sizeof *vals); /* by key: the last value */
+    const char **vals = calloc((size_t)nb_key_count(), sizeof *vals); /* by key: the last value */
     if (!vals) {
         fprintf(stderr, "%s: train: out of memory\n", prog);
         return 1;
@@ -255,9 +255,9 @@ static int tt_parse(int argc, char **argv, struct nb_text *t)
         }
     }
     /* each key once, with its last value, after the config's include */
-    for (int k = 0; k < nb_n_keys && rc < 0; k++)
+    for (int k = 0; k < nb_key_count() && rc < 0; k++)
         if (vals[k])
-            nb_text_printf(t, "[%s]\n%s = %s\n", nb_keys[k].section, nb_keys[k].key, vals[k]);
+            nb_text_printf(t, "[%s]\n%s = %s\n", nb_key_at(k)->section, nb_key_at(k)->key, vals[k]);
     free(vals);
     if (rc < 0 && t->failed) {
         fprintf(stderr, "%s: train: out of memory\n", prog);

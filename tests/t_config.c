@@ -16,6 +16,7 @@
 #include "model/model.h"
 #include "optim/optim.h"
 #include "probe/probe.h"
+#include "run/train.h"
 #include "tap.h"
 
 static char dir[4096];
@@ -110,7 +111,7 @@ static const char *table(const struct nb_sweep *sw)
         n += (size_t)snprintf(buf + n, sizeof buf - n, "%s", i ? " | " : "");
         for (int j = 0; j < r->n_swept; j++)
             n += (size_t)snprintf(buf + n, sizeof buf - n, "%s%s=%s", j ? " " : "",
-                                  nb_keys[r->swept[j]].key,
+                                  nb_key_at(r->swept[j])->key,
                                   r->vals[r->swept[j]]->text);
     }
     return buf;
@@ -675,20 +676,20 @@ static void test_identity(void)
     is_str(b.runs[0].run_id, c.runs[0].run_id, "help output = the defaults");
     nb_sweep_free(&b);
     int defaults_ok = 1;
-    for (int i = 0; i < nb_n_keys; i++) {
-        if (nb_keys[i].flags & NB_KF_STRUCT)
+    for (int i = 0; i < nb_key_count(); i++) {
+        if (nb_key_at(i)->flags & NB_KF_STRUCT)
             continue;
         char *out = NULL;
-        if (nb_key_canon(&nb_keys[i], nb_keys[i].def, "t", 0, &out, &e) != 0 ||
-            strcmp(out, nb_keys[i].def)) {
-            tap_diag("default of [%s] %s is not canonical", nb_keys[i].section,
-                     nb_keys[i].key);
+        if (nb_key_canon(nb_key_at(i), nb_key_at(i)->def, "t", 0, &out, &e) != 0 ||
+            strcmp(out, nb_key_at(i)->def)) {
+            tap_diag("default of [%s] %s is not canonical", nb_key_at(i)->section,
+                     nb_key_at(i)->key);
             defaults_ok = 0;
         }
         free(out);
         for (int j = 0; j < i; j++)
-            if (!strcmp(nb_keys[i].section, nb_keys[j].section) &&
-                !strcmp(nb_keys[i].key, nb_keys[j].key))
+            if (!strcmp(nb_key_at(i)->section, nb_key_at(j)->section) &&
+                !strcmp(nb_key_at(i)->key, nb_key_at(j)->key))
                 defaults_ok = 0;
     }
     ok(defaults_ok, "every default is valid and canonical; keys unique");
@@ -869,7 +870,7 @@ static void test_enum_tables(void)
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
         int k = nb_key_lookup(t[i].section, t[i].key);
-        ok(k >= 0 && nb_keys[k].enum_values == t[i].names, "%s.%s takes the module's name table",
+        ok(k >= 0 && nb_key_at(k)->enum_values == t[i].names, "%s.%s takes the module's name table",
            t[i].section, t[i].key);
         int n = 0;
         while (t[i].names[n])
@@ -882,22 +883,115 @@ static void test_enum_tables(void)
 static void test_key_names(void)
 {
     int bad = 0;
-    for (int i = 0; i < nb_n_keys; i++) {
+    for (int i = 0; i < nb_key_count(); i++) {
         char want[256];
-        snprintf(want, sizeof want, "%s.%s", nb_keys[i].section, nb_keys[i].key);
-        if (!nb_keys[i].full || strcmp(nb_keys[i].full, want)) {
+        snprintf(want, sizeof want, "%s.%s", nb_key_at(i)->section, nb_key_at(i)->key);
+        if (!nb_key_at(i)->full || strcmp(nb_key_at(i)->full, want)) {
             tap_diag("key %d: full name '%s', want '%s'", i,
-                 nb_keys[i].full ? nb_keys[i].full : "(null)", want);
+                 nb_key_at(i)->full ? nb_key_at(i)->full : "(null)", want);
             bad++;
         }
     }
-    is_int(bad, 0, "every key's full name is section.key (%d keys)", nb_n_keys);
+    is_int(bad, 0, "every key's full name is section.key (%d keys)", nb_key_count());
+}
+
+/* The modules' key tables (core/opt.h): every one is registered, in the
+ * canonical section order, and every row that names a member writes its
+ * default into exactly that member's bytes (a wrong width or offset
+ * would spill into its neighbours) and reads back as the default. */
+static void test_module_tables(void)
+{
+    static const struct {
+        const char *name, *section;
+        const struct nb_key *keys;
+        const int *n;
+        size_t size;
+    } t[] = {
+        {"model", "model", nb_model_keys, &nb_model_n_keys, sizeof(struct nb_model_desc)},
+        {"norm", "norm", nb_norm_keys, &nb_norm_n_keys, sizeof(struct nb_norm_opts)},
+        {"train (norm)", "norm", nb_train_norm_keys, &nb_train_norm_n_keys,
+         sizeof(struct nb_train_spec)},
+        {"optim", "optim", nb_optim_keys, &nb_optim_n_keys, sizeof(struct nb_optim_opts)},
+        {"train", "train", nb_train_keys, &nb_train_n_keys, sizeof(struct nb_train_spec)},
+        {"data", "data", nb_data_keys, &nb_data_n_keys, sizeof(struct nb_data_opts)},
+        {"probe", "probe", nb_probe_keys, &nb_probe_n_keys, sizeof(struct nb_probe_opts)},
+    };
+    int total = nb_key_count(), prev_end = -1;
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        int n, first = nb_key_table_index(t[i].keys, &n);
+        ok(first >= 0 && n == *t[i].n && first >= prev_end,
+           "table %s registered after the one before (rows %d..%d)", t[i].name, first,
+           first + n - 1);
+        prev_end = first + n;
+        int bad = 0, bound = 0;
+        unsigned char *a = malloc(t[i].size), *b = malloc(t[i].size);
+        for (int j = 0; j < *t[i].n; j++) {
+            const struct nb_key *k = &t[i].keys[j];
+            bad += strcmp(k->section, t[i].section) != 0;
+            if (k->field == NB_FIELD_NONE)
+                continue;
+            bound++;
+            memset(a, 0xa5, t[i].size);
+            memcpy(b, a, t[i].size);
+            struct nb_error e;
+            nb_error_clear(&e);
+            if (nb_key_store(k, k->def, b, &e) || k->off + k->cap > t[i].size) {
+                tap_diag("%s: its default does not bind: %s", k->full, e.msg);
+                bad++;
+                continue;
+            }
+            for (size_t x = 0; x < t[i].size; x++) {
+                bool inside = (x >= k->off && x < k->off + k->cap) ||
+                              (k->field == NB_FIELD_INT_ARRAY && x >= k->count_off &&
+                               x < k->count_off + sizeof(int)) ||
+                              (k->word_flag && x == k->word_off);
+                if (!inside && a[x] != b[x]) {
+                    tap_diag("%s: storing its default changed byte %zu outside the member",
+                             k->full, x);
+                    bad++;
+                    break;
+                }
+            }
+            const char *at = (const char *)b + k->off;
+            double v = NAN;
+            switch (k->field) {
+            case NB_FIELD_INT: case NB_FIELD_ENUM: v = *(const int *)(const void *)at; break;
+            case NB_FIELD_LONG: v = (double)*(const long *)(const void *)at; break;
+            case NB_FIELD_SIZE: v = (double)*(const size_t *)(const void *)at; break;
+            case NB_FIELD_DOUBLE: v = *(const double *)(const void *)at; break;
+            case NB_FIELD_BOOL: v = *(const bool *)(const void *)at; break;
+            case NB_FIELD_NONE: case NB_FIELD_INT_ARRAY: case NB_FIELD_CHARS: break;
+            }
+            double want = NAN;
+            if (k->word && !strcmp(k->def, k->word))
+                want = k->word_value;
+            else if (k->type == NB_KEY_BOOL)
+                want = !strcmp(k->def, "true");
+            else if (k->type == NB_KEY_ENUM)
+                for (int m = 0; k->enum_values[m]; m++)
+                    if (!strcmp(k->def, k->enum_values[m]))
+                        want = k->field == NB_FIELD_BOOL ? m > 0 : m;
+            if (k->type == NB_KEY_INT || k->type == NB_KEY_FLOAT)
+                if (!(k->word && !strcmp(k->def, k->word)))
+                    want = strtod(k->def, NULL);
+            if (!isnan(want) && v != want) {
+                tap_diag("%s: default '%s' reads back as %g", k->full, k->def, v);
+                bad++;
+            }
+        }
+        is_int(bad, 0, "table %s: %d of %d rows bind into their own members, in section [%s]",
+               t[i].name, bound, *t[i].n, t[i].section);
+        free(a);
+        free(b);
+    }
+    is_int(prev_end, total, "the tables end the flat list (%d keys)", total);
 }
 
 int main(void)
 {
     snprintf(dir, sizeof dir, "%s", tap_tmpdir("t_config"));
     test_key_names();
+    test_module_tables();
     test_enum_tables();
     test_errors();
     test_sweeps();

@@ -323,17 +323,16 @@ int main(void)
     /* precise / target population statistics change the evaluation only */
     {
         double test_ema = res.last.test_loss, test_p, test_t;
-        spec.precise_bn = true;
+        spec.eval_stats = NB_EVAL_STATS_PRECISE;
         spec.precise_samples = 256;
         h.user = &tp;
         nb_train(&spec, &tr, &te, &h, 0.9, &res, &e);
         test_p = res.last.test_loss;
-        spec.precise_bn = false;
-        spec.target_bn = true;
+        spec.eval_stats = NB_EVAL_STATS_TARGET;
         h.user = &tt;
         nb_train(&spec, &tr, &te, &h, 0.9, &res, &e);
         test_t = res.last.test_loss;
-        spec.target_bn = false;
+        spec.eval_stats = NB_EVAL_STATS_EMA;
         ok(tp.n == t1.n && memcmp(tp.loss, t1.loss, sizeof tp.loss) == 0 &&
                tt.n == t1.n && memcmp(tt.loss, t1.loss, sizeof tt.loss) == 0,
            "eval_stats precise / target: training losses bit-identical to ema");
@@ -349,11 +348,11 @@ int main(void)
         struct nb_dataset small = te;
         small.n = (size_t)spec.batch - 1;
         struct trace ts = {0};
-        spec.target_bn = true;
+        spec.eval_stats = NB_EVAL_STATS_TARGET;
         h.user = &ts;
         nb_error_clear(&e);
         rc = nb_train(&spec, &tr, &small, &h, 0, &res, &e);
-        spec.target_bn = false;
+        spec.eval_stats = NB_EVAL_STATS_EMA;
         ok(rc == NB_EINVAL, "target BN on a test set smaller than the batch: the run fails");
         contains(e.msg, "target BN: cannot recompute the population statistics",
                  "... saying what failed");

@@ -469,9 +469,11 @@ static void test_gradchecks(void)
     gradcheck("noisy group", &o, conv, 3, NB_TRAIN, NULL);
 
     o = opts_of(NB_NORM_BATCH);
+    o.frozen = true;
     o.frozen_from = 5; /* gradcheck runs at step 7 */
     gradcheck("frozen batch TRAIN", &o, conv, 3, NB_TRAIN, prep_running);
     o = opts_of(NB_NORM_LP);
+    o.frozen = true;
     o.frozen_from = 0;
     gradcheck("frozen lp2 TRAIN", &o, conv, 3, NB_TRAIN, prep_running);
 }
@@ -627,6 +629,7 @@ static void test_identities(void)
 
     /* frozen BN in TRAIN = eval-mode BN, and updates nothing */
     oa = opts_of(NB_NORM_BATCH);
+    oa.frozen = true;
     oa.frozen_from = 2;
     ob = opts_of(NB_NORM_BATCH);
     must_setup(&a, &oa, conv, 4, "frozen");
@@ -726,6 +729,7 @@ static void test_fold(void)
      * statistics in EVAL) */
     o.affine = false;
     o.renorm = true;
+    nb_norm_resolve_auto(&o, 16000); /* the paper's schedule / 10 */
     must_setup(&t, &o, (struct nb_shape){O, 1, 1}, 8, "bn_fold1d");
     for (int c = 0; c < O; c++) {
         state_of(&t, "renorm_mean")[c] = 0.1f * c - 0.2f;
@@ -883,12 +887,27 @@ static void test_setup_errors(void)
     o.renorm = true;
     expect_setup_error("renorm on group", &o, (struct nb_shape){6, 2, 2}, 8,
                        "renorm", "batch norm only");
+    /* renorm's schedule defaults to auto (-1): the caller resolves it for
+     * the run's length, and setup refuses it unresolved */
+    o = opts_of(NB_NORM_BATCH);
+    o.renorm = true;
+    expect_setup_error("renorm auto unresolved", &o, (struct nb_shape){6, 2, 2}, 8,
+                       "renorm", "not resolved");
+    nb_norm_resolve_auto(&o, 160000);
+    ok(o.renorm_warmup == 5000 && o.renorm_dmax_steps == 25000 && o.renorm_rmax_steps == 40000,
+       "nb_norm_resolve_auto: the paper's 5k, 25k, 40k of 160k steps");
+    o.renorm_warmup = 7;
+    o.renorm_dmax_steps = o.renorm_rmax_steps = -1;
+    nb_norm_resolve_auto(&o, 16000);
+    ok(o.renorm_warmup == 7 && o.renorm_dmax_steps == 2500 && o.renorm_rmax_steps == 4000,
+       "nb_norm_resolve_auto: keeps a given step, scales the others (16k: 2500, 4000)");
     o = opts_of(NB_NORM_BATCH);
     o.momentum = 1.5;
     expect_setup_error("momentum 1.5", &o, (struct nb_shape){6, 2, 2}, 8,
                        "momentum", "1.5");
     /* frozen from the start never needs batch statistics */
     o = opts_of(NB_NORM_BATCH);
+    o.frozen = true;
     o.frozen_from = 0;
     struct nb_layer l;
     struct nb_error err;
@@ -945,6 +964,7 @@ static void test_check_batch(void)
     expect_batch(&t, 1, 0, NULL, "layer norm, n = 1");
     gc_free(&t);
     o = opts_of(NB_NORM_BATCH);
+    o.frozen = true;
     o.frozen_from = 0;
     must_setup(&t, &o, (struct nb_shape){6, 1, 1}, 64, "frozen0");
     expect_batch(&t, 1, 0, NULL, "frozen-from-0 BN, n = 1");
@@ -957,6 +977,7 @@ static void test_modes(void)
     const int n = 4, C = 5, HW = 6;
     struct nb_norm_opts o = opts_of(NB_NORM_BATCH);
     o.renorm = true;
+    nb_norm_resolve_auto(&o, 16000);
     o.noisy = true;
     struct gc_layer t;
     must_setup(&t, &o, in, n, "probe");
@@ -1168,6 +1189,7 @@ static void test_renorm(void)
 {
     struct nb_norm_opts o = opts_of(NB_NORM_BATCH);
     double r, d;
+    nb_norm_resolve_auto(&o, 16000); /* auto over 16k steps: 500, 2500, 4000 */
     nb_norm_renorm_limits(&o, 0, &r, &d);
     ok(r == 1 && d == 0, "renorm default: r_max 1, d_max 0 at step 0");
     nb_norm_renorm_limits(&o, 500, &r, &d);
@@ -1327,6 +1349,7 @@ static void test_recompute(void)
     const int C = 3, HW = 4, sizes[3] = {4, 4, 6};
     struct nb_norm_opts o = opts_of(NB_NORM_BATCH);
     o.noisy = true;
+    o.frozen = true;
     o.frozen_from = 0; /* recompute still uses batch statistics */
     struct gc_layer t;
     must_setup(&t, &o, in, 6, "precise");

@@ -484,7 +484,7 @@ static void test_hessian(void)
     o.hessian = true;
     o.hessian_every = 1;
     o.hessian_samples = N;
-    o.hessian_mode = NB_PROBE;
+    o.hessian_mode = NB_HESSIAN_PROBE;
     o.hessian_tol = 1e-9;
     o.hessian_max_iter = 400;
     rs.n = 0;
@@ -919,7 +919,7 @@ static void untouched(const char *label, const struct nb_train_spec *spec,
     o.hessian = true;
     o.hessian_every = 7;
     o.hessian_samples = 64;
-    o.hessian_mode = hmode;
+    o.hessian_mode = hmode == NB_PROBE ? NB_HESSIAN_PROBE : NB_HESSIAN_EVAL;
     o.hessian_max_iter = 5;
     o.slice = true;
     long at[1] = {6};
@@ -1004,7 +1004,7 @@ static void test_untouched(void)
     spec.max_steps = 30;
     spec.eval_every = 10;
     spec.eval_every_epoch = false;
-    spec.precise_bn = true; /* draws dropout masks from the model's probe stream */
+    spec.eval_stats = NB_EVAL_STATS_PRECISE; /* draws dropout masks from the model's probe stream */
     spec.precise_samples = 96;
     spec.sched.lr = 0.1;
     spec.seed = 5;

@@ -269,7 +269,7 @@ static void test_mapping(void)
            s->model.dropout == 0.25 && !s->model.linear_norm,
        "mapping: arch, placement, dropout, linear_norm");
     ok(n->type == NB_NORM_BATCH && n->momentum_cumulative && n->norm_batch == 8 &&
-           n->ghost_update_per_step && n->renorm && n->frozen_from == -1 && s->precise_bn,
+           n->ghost_update_per_step && n->renorm && !n->frozen && s->eval_stats == NB_EVAL_STATS_PRECISE,
        "mapping: norm options (momentum none, ghost, renorm, frozen off, precise)");
     ok(s->sched.lr == 0.03 && s->sgd.momentum == 0.5 && s->sgd.nesterov &&
            s->sched.kind == NB_SCHED_MULTISTEP && s->sched.n_milestones == 2 &&
@@ -351,8 +351,7 @@ static void test_defaults(void)
     is_int(t->eval_samples, d.eval_samples, "defaults agree: train.eval_samples");
     is_int(t->drop_last, d.drop_last, "defaults agree: train.drop_last");
     ok(t->diverge_loss == d.diverge_loss, "defaults agree: train.diverge_loss (%g)", d.diverge_loss);
-    is_int(t->precise_bn, d.precise_bn, "defaults agree: norm.eval_stats (precise)");
-    is_int(t->target_bn, d.target_bn, "defaults agree: norm.eval_stats (target)");
+    is_int(t->eval_stats, d.eval_stats, "defaults agree: norm.eval_stats");
     is_int(t->precise_samples, d.precise_samples, "defaults agree: norm.precise_samples (%d)",
            d.precise_samples);
     ok(t->sched.lr == d.sched.lr, "defaults agree: optim.lr (%g)", d.sched.lr);
@@ -390,6 +389,7 @@ static void test_defaults(void)
     ok(no->renorm_rmax == dn->renorm_rmax && no->renorm_dmax == dn->renorm_dmax,
        "defaults agree: norm.renorm_rmax, renorm_dmax");
     ok(no->renorm_momentum == dn->renorm_momentum, "defaults agree: norm.renorm_momentum");
+    is_int(no->frozen, dn->frozen, "defaults agree: norm.frozen");
     is_int(no->frozen_from, dn->frozen_from, "defaults agree: norm.frozen_from");
     is_int(no->noisy, dn->noisy, "defaults agree: norm.noisy");
     ok(no->noise_mu == dn->noise_mu && no->noise_sigma == dn->noise_sigma &&
@@ -464,7 +464,7 @@ static void test_check(void)
                 3, "linear_norm = false leaves the dln without any norm (its layers are all "
                    "linear); use norm type none instead");
     check_error("widths.ini", "[model]\narch = mlp\nwidths = 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17\n", 3,
-                "an mlp has at most 16 hidden layers (got 17 widths)");
+                "[model] widths takes at most 16 values (got 17)");
     check_error("mean.ini", "[data]\nstandardize = given\nmean = 0.1 0.2\nstd = 1 1\n", 3,
                 "per-channel means that differ are not supported: the data module "
                 "standardizes every channel with one mean and std");

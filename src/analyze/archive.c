@@ -741,8 +741,8 @@ int nb_archive_build(const struct nb_summary *s, const struct nb_archive *old,
         goto done;
     }
     for (int k = 0; k < s->n_vary; k++) {
-        snprintf(kname, sizeof kname, "%s.%s", nb_keys[s->vary[k]].section,
-                 nb_keys[s->vary[k]].key);
+        snprintf(kname, sizeof kname, "%s.%s", nb_key_at(s->vary[k])->section,
+                 nb_key_at(s->vary[k])->key);
         if (!(out->keys[k] = strdup(kname))) {
             rc = nb_error_oom(err);
             goto done;

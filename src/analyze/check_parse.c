@@ -124,11 +124,11 @@ static int resolve_key(const char *name, const char *ctx, const char *file, int 
     if (k == -2) {
         char alts[256] = "";
         size_t n = 0;
-        for (int i = 0; i < nb_n_keys; i++)
-            if (!strcmp(nb_keys[i].key, name))
+        for (int i = 0; i < nb_key_count(); i++)
+            if (!strcmp(nb_key_at(i)->key, name))
                 n += (size_t)snprintf(alts + n, n < sizeof alts ? sizeof alts - n : 0,
-                                      "%s%s.%s", n ? " or " : "", nb_keys[i].section,
-                                      nb_keys[i].key);
+                                      "%s%s.%s", n ? " or " : "", nb_key_at(i)->section,
+                                      nb_key_at(i)->key);
         return nb_error_set(err, NB_EINVAL, file, line, "%s: ambiguous key '%s' (%s)",
                             ctx, name, alts);
     }
@@ -136,8 +136,8 @@ static int resolve_key(const char *name, const char *ctx, const char *file, int 
     const char *cands[512];
     char full[512][96];
     int nc = 0;
-    for (int i = 0; i < nb_n_keys && nc < 500; i++) {
-        snprintf(full[nc], sizeof full[nc], "%s.%s", nb_keys[i].section, nb_keys[i].key);
+    for (int i = 0; i < nb_key_count() && nc < 500; i++) {
+        snprintf(full[nc], sizeof full[nc], "%s.%s", nb_key_at(i)->section, nb_key_at(i)->key);
         cands[nc] = full[nc];
         nc++;
     }
@@ -171,7 +171,7 @@ static bool key_numeric(int key)
         return true;
     if (key < 0)
         return false;
-    return nb_keys[key].type == NB_KEY_INT || nb_keys[key].type == NB_KEY_FLOAT;
+    return nb_key_at(key)->type == NB_KEY_INT || nb_key_at(key)->type == NB_KEY_FLOAT;
 }
 
 /* The comparison at *p ("<=", "=", ...), advancing *p past it; false when
@@ -259,7 +259,7 @@ static int filter_alternatives(struct nb_sum_filter *f, char *val, int k, enum n
             char *canon = NULL;
             struct nb_error e2;
             nb_error_clear(&e2);
-            if (nb_key_canon(&nb_keys[k], v, file, line, &canon, &e2)) {
+            if (nb_key_canon(nb_key_at(k), v, file, line, &canon, &e2)) {
                 nb_error_set(err, NB_EINVAL, file, line, "%s: filter '%s': %s", ctx,
                              f->text, e2.msg);
                 if (e2.hint[0])

@@ -426,9 +426,9 @@ static int on_quick(struct lctx *c, const struct nb_ini_item *it, struct nb_erro
                      it->key, c->quick_sec);
         const char *cands[256];
         int nc = 0;
-        for (int i = 0; i < nb_n_keys && nc < 256; i++)
-            if (!strcmp(nb_keys[i].section, c->quick_sec))
-                cands[nc++] = nb_keys[i].key;
+        for (int i = 0; i < nb_key_count() && nc < 256; i++)
+            if (!strcmp(nb_key_at(i)->section, c->quick_sec))
+                cands[nc++] = nb_key_at(i)->key;
         const char *near = nb_closest(it->key, cands, nc);
         if (near)
             nb_error_hint(err, "did you mean '%s'?", near);
@@ -446,12 +446,12 @@ static int on_quick(struct lctx *c, const struct nb_ini_item *it, struct nb_erro
                             it->key);
     /* check plain values (lists element by element; generators and
      * ranges are left to the sweep) */
-    if (!strchr(v, '(') && !strstr(v, "..") && !(nb_keys[k].flags & NB_KF_STRUCT)) {
+    if (!strchr(v, '(') && !strstr(v, "..") && !(nb_key_at(k)->flags & NB_KF_STRUCT)) {
         char *copy = strdup(v);
         if (!copy)
             return nb_error_oom(err);
-        bool list = nb_keys[k].type == NB_KEY_INT_LIST ||
-                    nb_keys[k].type == NB_KEY_FLOAT_LIST;
+        bool list = nb_key_at(k)->type == NB_KEY_INT_LIST ||
+                    nb_key_at(k)->type == NB_KEY_FLOAT_LIST;
         for (char *tok = list ? copy : strtok(copy, ","); tok;
              tok = list ? NULL : strtok(NULL, ",")) {
             while (isspace((unsigned char)*tok))
@@ -460,7 +460,7 @@ static int on_quick(struct lctx *c, const struct nb_ini_item *it, struct nb_erro
             while (n && isspace((unsigned char)tok[n - 1]))
                 tok[--n] = '\0';
             char *canon = NULL;
-            int rc = nb_key_canon(&nb_keys[k], tok, it->file, it->line, &canon, err);
+            int rc = nb_key_canon(nb_key_at(k), tok, it->file, it->line, &canon, err);
             free(canon);
             if (rc) {
                 free(copy);
@@ -650,7 +650,7 @@ static void raw_free(struct lctx *c)
 static int canon_val(int k, const char *v, const char *file, int line, char **out,
                      struct nb_error *err)
 {
-    return nb_key_canon(&nb_keys[k], v, file, line, out, err);
+    return nb_key_canon(nb_key_at(k), v, file, line, out, err);
 }
 
 /* A key-on-x figure's `series = KEY, ...`: the keys whose values make a
@@ -731,7 +731,7 @@ static int finish_figure(struct lctx *c, int i, struct nb_error *err)
         int rc = resolve_key_name(x, file, r->x ? r->x_line : f->line, what, &f->x, err);
         if (rc)
             return rc;
-        if (nb_keys[f->x].type != NB_KEY_INT && nb_keys[f->x].type != NB_KEY_FLOAT)
+        if (nb_key_at(f->x)->type != NB_KEY_INT && nb_key_at(f->x)->type != NB_KEY_FLOAT)
             return nb_error_set(err, NB_EINVAL, file, r->x ? r->x_line : f->line,
                                 "%s: x = %s is not a numeric key", what, x);
     }
@@ -896,7 +896,7 @@ static int finish_overlay(struct lctx *c, int i, struct nb_error *err)
         return nb_error_set(err, NB_EINVAL, file, r->paper_line,
                             "figure %s: table %s needs paper numbers and columns = %s%s%s "
                             "(the figure's x)",
-                            f->name, t->name, nb_keys[f->x].section, ".", nb_keys[f->x].key);
+                            f->name, t->name, nb_key_at(f->x)->section, ".", nb_key_at(f->x)->key);
     return 0;
 }
 

@@ -164,7 +164,7 @@ static const struct nb_exp_paper *paper_at(const struct nb_exp_table *t, const c
 /* A key's column title: section.key. */
 static const char *key_title(int k)
 {
-    return nb_keys[k].full;
+    return nb_key_at(k)->full;
 }
 
 /* Under a table of test errors: the binomial standard error of one

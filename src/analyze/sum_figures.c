@@ -61,7 +61,7 @@ int nb_fig_kind_parse(const char *s)
 /* Axis titles. */
 static const char *key_axis_title(int key)
 {
-    const struct nb_key *k = &nb_keys[key];
+    const struct nb_key *k = nb_key_at(key);
     if (!strcmp(k->section, "train") && !strcmp(k->key, "batch"))
         return "batch size";
     if (!strcmp(k->section, "optim") && !strcmp(k->key, "lr"))
@@ -925,7 +925,7 @@ int nb_summary_figure_table(const struct nb_summary *s,
         return nb_error_set(err, NB_EINVAL, NULL, 0, "unknown figure kind %d", f->kind);
     }
 #undef H
-    if (fig_kinds[f->kind].default_x && (f->x < 0 || f->x >= nb_n_keys))
+    if (fig_kinds[f->kind].default_x && (f->x < 0 || f->x >= nb_key_count()))
         return nb_error_set(err, NB_EINVAL, NULL, 0, "figure %s needs an x key",
                             nb_fig_kind_name(f->kind));
     struct nb_csvw w;

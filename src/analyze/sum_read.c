@@ -780,7 +780,7 @@ int nb_summary_add_sweep(struct nb_summary *s, const struct nb_sweep *sw,
             return NB_ENOMEM;
         memcpy(r->run_id, run->run_id, sizeof r->run_id);
         r->seed = run->seed;
-        for (int k = 0; k < nb_n_keys; k++)
+        for (int k = 0; k < nb_key_count(); k++)
             if (run->vals[k] && !(r->vals[k] = strdup(run->vals[k]->text)))
                 return nb_error_oom(err);
         size_t len = strlen(exp_dir) + 20;
@@ -824,7 +824,7 @@ int nb_summary_add_run_dir(struct nb_summary *s, const char *run_dir,
     const struct nb_run *run = &sw.runs[0];
     memcpy(r->run_id, run->run_id, sizeof r->run_id);
     r->seed = run->seed;
-    for (int k = 0; k < nb_n_keys; k++)
+    for (int k = 0; k < nb_key_count(); k++)
         if (run->vals[k] && !(r->vals[k] = strdup(run->vals[k]->text))) {
             nb_sweep_free(&sw);
             return nb_error_oom(err);

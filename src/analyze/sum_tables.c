@@ -76,8 +76,8 @@ static int hdr_keys(struct hdr *h, const struct nb_summary *s)
 {
     for (int j = 0; j < s->n_vary; j++) {
         char name[160];
-        snprintf(name, sizeof name, "%s.%s", nb_keys[s->vary[j]].section,
-                 nb_keys[s->vary[j]].key);
+        snprintf(name, sizeof name, "%s.%s", nb_key_at(s->vary[j])->section,
+                 nb_key_at(s->vary[j])->key);
         if (hdr_add(h, name, true))
             return NB_ENOMEM;
     }

@@ -226,7 +226,7 @@ static void run_free(struct nb_sum_run *r)
 {
     free(r->dir);
     if (r->vals)
-        for (int k = 0; k < nb_n_keys; k++)
+        for (int k = 0; k < nb_key_count(); k++)
             free(r->vals[k]);
     free(r->vals);
     sum_table_free(&r->metrics);
@@ -313,7 +313,7 @@ struct nb_sum_run *sum_run_new(struct nb_summary *s, struct nb_error *err)
     }
     struct nb_sum_run *r = &s->runs[s->n_runs];
     memset(r, 0, sizeof *r);
-    r->vals = calloc((size_t)nb_n_keys, sizeof *r->vals);
+    r->vals = calloc((size_t)nb_key_count(), sizeof *r->vals);
     if (!r->vals) {
         nb_error_oom(err);
         return NULL;
@@ -334,7 +334,7 @@ struct nb_sum_run *sum_run_new(struct nb_summary *s, struct nb_error *err)
 /* Is key k part of a run's identity (not meta, not sweep structure)? */
 static bool key_is_identity(int k)
 {
-    const struct nb_key *key = &nb_keys[k];
+    const struct nb_key *key = nb_key_at(k);
     if (key->flags & (NB_KF_META | NB_KF_STRUCT))
         return false;
     if (!strcmp(key->section, "experiment") && !strcmp(key->key, "seeds"))
@@ -366,9 +366,9 @@ static int cmp_runs(const void *pa, const void *pb, void *ctx)
 
 const char *nb_sum_key_short(int key)
 {
-    if (key < 0 || key >= nb_n_keys)
+    if (key < 0 || key >= nb_key_count())
         return "?";
-    const struct nb_key *k = &nb_keys[key];
+    const struct nb_key *k = nb_key_at(key);
     if (!strcmp(k->section, "train") && !strcmp(k->key, "batch"))
         return "bs";
     if (!strcmp(k->section, "optim") && !strcmp(k->key, "lr"))
@@ -383,7 +383,7 @@ const char *nb_sum_key_short(int key)
 /* Keys whose value alone names the group: norm.type, model.arch, ... */
 static bool key_bare_value(int key)
 {
-    const struct nb_key *k = &nb_keys[key];
+    const struct nb_key *k = nb_key_at(key);
     return (!strcmp(k->section, "norm") && !strcmp(k->key, "type")) ||
            (!strcmp(k->section, "model") && !strcmp(k->key, "arch")) ||
            (!strcmp(k->section, "data") && !strcmp(k->key, "source"));
@@ -397,7 +397,7 @@ void sum_label_append(char *buf, size_t size, int key, const char *val)
     char item[256];
     if (key_bare_value(key))
         snprintf(item, sizeof item, "%s", val);
-    else if (!strcmp(nb_keys[key].section, "norm") && !strcmp(nb_keys[key].key, "groups") &&
+    else if (!strcmp(nb_key_at(key)->section, "norm") && !strcmp(nb_key_at(key)->key, "groups") &&
              !strcmp(val, "0"))
         snprintf(item, sizeof item, "G=auto");
     else
@@ -440,21 +440,21 @@ static int cmp_seed_ctx(const void *pa, const void *pb, void *ctx)
  * status. */
 static int find_vary(struct nb_summary *s, struct nb_error *err)
 {
-    int *vary = malloc(((size_t)nb_n_keys + 1) * sizeof *vary);
-    bool *is_vary = calloc((size_t)nb_n_keys + 1, sizeof *is_vary);
+    int *vary = malloc(((size_t)nb_key_count() + 1) * sizeof *vary);
+    bool *is_vary = calloc((size_t)nb_key_count() + 1, sizeof *is_vary);
     if (!vary || !is_vary) {
         free(vary);
         free(is_vary);
         return nb_error_oom(err);
     }
-    for (int k = 0; k < nb_n_keys; k++) {
+    for (int k = 0; k < nb_key_count(); k++) {
         if (!key_is_identity(k))
             continue;
         for (size_t i = 1; i < s->n_runs && !is_vary[k]; i++)
             is_vary[k] = strcmp(rval(&s->runs[i], k), rval(&s->runs[0], k)) != 0;
     }
     int nv = 0;
-    for (int k = 0; k < nb_n_keys; k++) {
+    for (int k = 0; k < nb_key_count(); k++) {
         bool axis = false;
         for (int j = 0; j < s->n_axis; j++)
             axis |= s->axis_order[j] == k;
@@ -462,7 +462,7 @@ static int find_vary(struct nb_summary *s, struct nb_error *err)
             vary[nv++] = k;
     }
     for (int j = 0; j < s->n_axis; j++)
-        if (s->axis_order[j] >= 0 && s->axis_order[j] < nb_n_keys && is_vary[s->axis_order[j]])
+        if (s->axis_order[j] >= 0 && s->axis_order[j] < nb_key_count() && is_vary[s->axis_order[j]])
             vary[nv++] = s->axis_order[j];
     free(is_vary);
     s->vary = vary;

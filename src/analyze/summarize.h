@@ -140,7 +140,7 @@ struct nb_sum_slice {
 struct nb_sum_run {
     char run_id[17];
     char *dir;
-    char **vals;          /* [nb_n_keys] canonical values */
+    char **vals;          /* [nb_key_count()] canonical values */
     unsigned long long seed;
     int status;           /* enum nb_sum_status */
     int group;            /* after nb_summary_group */
@@ -256,7 +256,7 @@ enum nb_cmp { NB_CMP_EQ = 0, NB_CMP_NE, NB_CMP_LT, NB_CMP_LE, NB_CMP_GT,
               NB_CMP_GE, NB_CMP_COUNT };
 const char *nb_cmp_str(enum nb_cmp op); /* "=", "!=", "<", ... */
 
-/* Filter keys besides the config keys (key >= 0, an nb_keys index). */
+/* Filter keys besides the config keys (key >= 0, an index of keys.h's flat key list). */
 enum nb_fkey {
     NB_FK_STEP = -1,        /* the evaluation / probe step */
     NB_FK_EPOCH = -2,       /* step / steps per epoch */

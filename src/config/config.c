@@ -372,12 +372,12 @@ static int resolve_name(const char *name, const char *what, const char *file,
         char alts[200];
         size_t n = 0;
         alts[0] = '\0';
-        for (int i = 0; i < nb_n_keys; i++)
-            if (!strcmp(nb_keys[i].key, name))
+        for (int i = 0; i < nb_key_count(); i++)
+            if (!strcmp(nb_key_at(i)->key, name))
                 n += (size_t)snprintf(alts + (n < sizeof alts ? n : sizeof alts - 1),
                                       n < sizeof alts ? sizeof alts - n : 1,
                                       "%s%s.%s", n ? " or " : "",
-                                      nb_keys[i].section, nb_keys[i].key);
+                                      nb_key_at(i)->section, nb_key_at(i)->key);
         nb_error_set(err, NB_EINVAL, file, line, "%s: key '%s' is ambiguous",
                      what, name);
         nb_error_hint(err, "write %s", alts);
@@ -390,12 +390,12 @@ static int resolve_name(const char *name, const char *what, const char *file,
         char store[512][64];
         int n = 0;
         const char *dot = strchr(name, '.');
-        for (int i = 0; i < nb_n_keys && n < 512; i++) {
+        for (int i = 0; i < nb_key_count() && n < 512; i++) {
             if (dot)
-                snprintf(store[n], sizeof store[n], "%s.%s", nb_keys[i].section,
-                         nb_keys[i].key);
+                snprintf(store[n], sizeof store[n], "%s.%s", nb_key_at(i)->section,
+                         nb_key_at(i)->key);
             else
-                snprintf(store[n], sizeof store[n], "%s", nb_keys[i].key);
+                snprintf(store[n], sizeof store[n], "%s", nb_key_at(i)->key);
             names[n] = store[n];
             n++;
         }
@@ -404,9 +404,9 @@ static int resolve_name(const char *name, const char *what, const char *file,
             nb_error_hint(err, "did you mean '%s'?", c);
         return -1;
     }
-    if (nb_keys[idx].flags & NB_KF_STRUCT) {
+    if (nb_key_at(idx)->flags & NB_KF_STRUCT) {
         nb_error_set(err, NB_EINVAL, file, line, "%s: [%s] %s cannot be used here",
-                     what, nb_keys[idx].section, nb_keys[idx].key);
+                     what, nb_key_at(idx)->section, nb_key_at(idx)->key);
         return -1;
     }
     return idx;
@@ -434,7 +434,7 @@ static int parse_zip(struct nb_config *cfg, const struct nb_ini_item *it,
             rc = NB_EINVAL;
             break;
         }
-        if (!strcmp(nb_keys[idx].key, "seeds")) {
+        if (!strcmp(nb_key_at(idx)->key, "seeds")) {
             rc = nb_error_set(err, NB_EINVAL, file, line,
                               "zip: experiment.seeds cannot be zipped (seeds "
                               "is always the innermost axis)");
@@ -444,7 +444,7 @@ static int parse_zip(struct nb_config *cfg, const struct nb_ini_item *it,
             if (z.keys[j] == idx)
                 rc = nb_error_set(err, NB_EINVAL, file, line,
                                   "zip: %s.%s is listed twice",
-                                  nb_keys[idx].section, nb_keys[idx].key);
+                                  nb_key_at(idx)->section, nb_key_at(idx)->key);
         z.keys[z.n] = idx;
         z.key_line[z.n] = line;
         z.n++;
@@ -528,7 +528,7 @@ static int parse_rule(const struct nb_ini_item *it, const char *file,
         if (!t->vals)
             rc = nb_error_oom(err);
         for (int j = 0; j < nv && !rc; j++) {
-            rc = nb_key_canon(&nb_keys[idx], vp[j], file, line, &t->vals[j], err);
+            rc = nb_key_canon(nb_key_at(idx), vp[j], file, line, &t->vals[j], err);
             if (!rc)
                 t->n_vals++;
         }
@@ -591,18 +591,18 @@ static int unknown_key(const struct nb_ini_item *it, struct nb_error *err)
     nb_error_set(err, NB_EINVAL, it->file, it->line, "unknown key '%s' in [%s]",
                  it->key, it->section);
     const char *other = NULL;
-    for (int i = 0; i < nb_n_keys; i++)
-        if (!strcmp(nb_keys[i].key, it->key)) {
-            other = nb_keys[i].section;
+    for (int i = 0; i < nb_key_count(); i++)
+        if (!strcmp(nb_key_at(i)->key, it->key)) {
+            other = nb_key_at(i)->section;
             break;
         }
     if (other)
         return nb_error_hint(err, "'%s' is a key of [%s]", it->key, other);
     const char *names[256];
     int n = 0;
-    for (int i = 0; i < nb_n_keys && n < 256; i++)
-        if (!strcmp(nb_keys[i].section, it->section))
-            names[n++] = nb_keys[i].key;
+    for (int i = 0; i < nb_key_count() && n < 256; i++)
+        if (!strcmp(nb_key_at(i)->section, it->section))
+            names[n++] = nb_key_at(i)->key;
     const char *c = nb_closest(it->key, names, n);
     if (c)
         return nb_error_hint(err, "did you mean '%s'?", c);
@@ -647,15 +647,15 @@ static int cfg_handler(void *user, const struct nb_ini_item *it,
     if (!it->section[0]) {
         nb_error_set(err, NB_EINVAL, it->file, it->line,
                      "key '%s' outside of any section", it->key);
-        for (int i = 0; i < nb_n_keys; i++)
-            if (!strcmp(nb_keys[i].key, it->key))
-                return nb_error_hint(err, "put it under [%s]", nb_keys[i].section);
+        for (int i = 0; i < nb_key_count(); i++)
+            if (!strcmp(nb_key_at(i)->key, it->key))
+                return nb_error_hint(err, "put it under [%s]", nb_key_at(i)->section);
         return err ? err->status : NB_EINVAL;
     }
     int idx = nb_key_lookup(it->section, it->key);
     if (idx < 0)
         return unknown_key(it, err);
-    const struct nb_key *k = &nb_keys[idx];
+    const struct nb_key *k = nb_key_at(idx);
     const char *file = intern(cfg, it->file);
     if (!file)
         return nb_error_oom(err);
@@ -700,7 +700,7 @@ static int config_load(const char *path, const char *text, struct nb_config *cfg
 {
     memset(cfg, 0, sizeof *cfg);
     cfg->path = strdup(path);
-    cfg->set = calloc((size_t)nb_n_keys, sizeof *cfg->set);
+    cfg->set = calloc((size_t)nb_key_count(), sizeof *cfg->set);
     if (!cfg->path || !cfg->set) {
         nb_config_free(cfg);
         return nb_error_oom(err);
@@ -728,7 +728,7 @@ void nb_config_free(struct nb_config *cfg)
     if (!cfg)
         return;
     if (cfg->set)
-        for (int i = 0; i < nb_n_keys; i++)
+        for (int i = 0; i < nb_key_count(); i++)
             val_free(&cfg->set[i]);
     free(cfg->set);
     for (int i = 0; i < cfg->n_zips; i++) {

@@ -5,10 +5,12 @@
  *
  *  1. the strict INI reader: config/ini.h (ini.c).
  *
- *  2. nb_keys[]: every key normbench knows, with type, default, range,
- *     allowed values and a doc line (nb_config_help prints it as a valid,
- *     commented INI file).  nb_key_canon checks one value against its key
- *     and returns its canonical text.
+ *  2. the key table: every key normbench knows, with type, default,
+ *     range, allowed values and a doc line, declared by the module whose
+ *     struct it sets (core/opt.h) and listed here in canonical order
+ *     (nb_config_help prints it as a valid, commented INI file).
+ *     core/opt.h's nb_key_canon checks one value against its key and
+ *     returns its canonical text.
  *
  *  3. nb_config_load: reads a config file (and its includes) against the
  *     table, strictly: unknown section or key, duplicate key within one
@@ -30,96 +32,39 @@
 #include <stdio.h>
 
 #include "core/error.h"
+#include "core/opt.h"
 #include "config/ini.h"
 
 /* ---- 2. the key table --------------------------------------------------- */
 
-enum nb_key_type {
-    NB_KEY_INT = 0,    /* integer (long long) */
-    NB_KEY_FLOAT,      /* double */
-    NB_KEY_BOOL,       /* true/false/yes/no/1/0; canonical true/false */
-    NB_KEY_ENUM,       /* one of enum_values */
-    NB_KEY_STRING,     /* free text (no ',' - that would be a list) */
-    NB_KEY_INT_LIST,   /* integers separated by spaces, may be empty */
-    NB_KEY_FLOAT_LIST, /* numbers separated by spaces, may be empty */
-    NB_KEY_NAMES,      /* zip: key names, one zip group per line */
-    NB_KEY_RULES,      /* exclude: rules, see sweep.h */
-    NB_KEY_TYPE_COUNT
-};
-
-enum nb_key_flags {
-    NB_KF_MIN_EXCL = 1 << 0, /* value > min (else >= min) */
-    NB_KF_MAX_EXCL = 1 << 1, /* value < max (else <= max) */
-    NB_KF_INF = 1 << 2,      /* "inf" allowed (FLOAT) */
-    NB_KF_IDENT = 1 << 3,    /* STRING restricted to [A-Za-z0-9_.-] */
-    NB_KF_META = 1 << 4,     /* not part of the run identity (run_id) */
-    NB_KF_NOSWEEP = 1 << 5,  /* a list/generator is an error */
-    NB_KF_REPEAT = 1 << 6,   /* may appear several times; accumulates */
-    NB_KF_STRUCT = 1 << 7,   /* sweep structure, not in a resolved run */
-    NB_KF_INCREASING = 1 << 8, /* list elements strictly increasing */
-    NB_KF_ADDED = 1 << 9       /* added after 0.1.0: left out of the run
-                                * identity while at its default, so runs
-                                * made before it existed keep their run_id */
-};
-
-struct nb_key {
-    const char *section, *key;
-    enum nb_key_type type;
-    const char *def;                 /* canonical default text */
-    double min, max;                 /* numbers and list elements */
-    const char *const *enum_values;  /* ENUM: NULL-terminated */
-    const char *doc;
-    unsigned flags;                  /* enum nb_key_flags */
-    const char *word;       /* a word accepted instead of a number ("none") */
-    double word_value;      /* what the numeric getters return for it */
-    /* Extra constraint on a number: NULL when fine, else the requirement
-     * ("must be 6n+2 (8, 14, 20, ...)"). */
-    const char *(*check)(double v);
-    const char *full;       /* "section.key" */
-};
-
-/* The table: sections in the order experiment, model, norm, optim, train,
- * data, probe, keys in a fixed order; that order is the canonical order
- * of resolved configs.  An enum key that picks a C enum takes the module's
- * own name table as its value list (model.arch: nb_arch_names, norm.type:
- * nb_norm_type_names, ...), so its index is the enumerator. */
-extern const struct nb_key nb_keys[];
-extern const int nb_n_keys;
+/* Every key normbench knows, as one flat list in canonical order: the
+ * [experiment] keys (keys.c), then each module's table (core/opt.h; model.h
+ * nb_model_keys, norm.h nb_norm_keys, train.h nb_train_norm_keys, optim.h
+ * nb_optim_keys, train.h nb_train_keys, data.h nb_data_keys, probe.h
+ * nb_probe_keys), sections in the order experiment, model, norm, optim,
+ * train, data, probe.  That order is the canonical order of resolved
+ * configs.  A key's index in this list indexes struct nb_config's set[] and
+ * struct nb_run's vals[]. */
+int nb_key_count(void);
+const struct nb_key *nb_key_at(int i); /* 0 <= i < nb_key_count() */
 extern const char *const nb_sections[]; /* NULL-terminated, table order */
 
-/* Index of section.key in nb_keys, or -1. */
+/* The index of a module table's first row in the flat list, with its row
+ * count in *n; -1 (and *n = 0) when keys is not a registered table. */
+int nb_key_table_index(const struct nb_key *keys, int *n);
+
+/* Index of section.key, or -1. */
 int nb_key_lookup(const char *section, const char *key);
 
 /* Index for "section.key", or for a bare "key" that exists in exactly one
  * section; -1 when unknown, -2 when a bare key is ambiguous. */
 int nb_key_lookup_name(const char *name);
 
-/* Checks one value text (one element of a sweep, already trimmed) against
- * key k and stores its canonical text in a malloc'd *out (caller frees):
- * numbers in the shortest of %.15g/%.16g/%.17g that round-trips, "inf",
- * integers as %lld, booleans true/false, lists with single spaces.  On
- * error returns NB_EINVAL with err set at file:line (e.g. "value 0 is out
- * of range for [optim] lr (must be > 0)"), *out NULL. */
-int nb_key_canon(const struct nb_key *k, const char *text, const char *file,
-                 int line, char **out, struct nb_error *err);
-
-/* The number parsers behind nb_key_canon: 0 ok, -1 malformed, -2 out of
- * the C type's range, -3 (doubles) infinite, with *v set. */
-int nb_key_parse_double(const char *s, double *v);
-int nb_key_parse_ll(const char *s, long long *v);
-
-/* Formats a double canonically into buf (>= 32 bytes); returns buf. */
-char *nb_format_double(double v, char *buf, size_t size);
-
 /* Writes every key as a commented INI template (section, key = default,
  * and a comment with type, range or values, and the doc line) to out: the
  * text of `normbench config --help`.  The output is itself a valid config
  * that resolves to the defaults. */
 void nb_config_help(FILE *out);
-
-/* Did-you-mean: the candidate closest to word by edit distance (case-
- * insensitive, transpositions count 1), or NULL when none is close. */
-const char *nb_closest(const char *word, const char *const *cands, int n);
 
 /* ---- 3. a config file read against the table ---------------------------- */
 
@@ -164,7 +109,7 @@ struct nb_rule {
 
 struct nb_config {
     char *path;                 /* the top-level file */
-    struct nb_config_val *set;  /* [nb_n_keys]: value NULL when not set */
+    struct nb_config_val *set;  /* [nb_key_count()]: value NULL when not set */
     struct nb_zip *zips;
     int n_zips;
     struct nb_rule *rules;

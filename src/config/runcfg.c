@@ -9,31 +9,28 @@
 #include "layers/norm.h"
 #include "model/model.h"
 
-#define GI(s, k) nb_run_get_int(run, s, k)
-#define GD(s, k) nb_run_get_double(run, s, k)
-#define GB(s, k) nb_run_get_bool(run, s, k)
-#define GE(s, k) nb_run_get_enum(run, s, k)
-#define GS(s, k) nb_run_get_str(run, s, k)
-
-/* renorm's schedule in the paper: 5k, 25k and 40k of 160k steps */
-#define RENORM_PAPER_STEPS 160000.0
-
-static int map_data(const struct nb_run *run, struct nb_data_opts *o,
-                    struct nb_error *err)
+/* Binds the keys of one module table (registered in keys.c) from run into
+ * base: one loop, the table says where each value goes.  Returns 0, or
+ * NB_EINVAL with err at the key whose value does not fit its member. */
+static int bind(const struct nb_run *run, const struct nb_key *keys, void *base,
+                struct nb_error *err)
 {
-    nb_data_opts_default(o);
-    o->source = (enum nb_data_source)GE("data", "source");
-    const char *dir = GS("data", "dir");
-    if (strlen(dir) >= sizeof o->dir)
-        return nb_run_error(run, err, "data", "dir",
-                            "[data] dir is longer than %zu bytes",
-                            sizeof o->dir - 1);
-    snprintf(o->dir, sizeof o->dir, "%s", dir);
-    o->classes = (int)GI("data", "classes");
-    o->train_subset = (size_t)GI("data", "train_subset");
-    o->balanced = GB("data", "balanced");
-    o->val_split = GD("data", "val_split");
-    o->standardize = (enum nb_std_mode)GE("data", "standardize");
+    int n, first = nb_key_table_index(keys, &n);
+    for (int j = 0; j < n; j++) {
+        struct nb_error e;
+        nb_error_clear(&e);
+        if (nb_key_store(&keys[j], run->vals[first + j]->text, base, &e))
+            return nb_run_error(run, err, keys[j].section, keys[j].key, "%s", e.msg);
+    }
+    return 0;
+}
+
+/* The [data] values that have no one member: per-channel mean and std (the
+ * data module takes one of each), resize (both sides), and the deep
+ * linear network's dimension (model.dln_dim, the synthetic data's). */
+static int bind_data_rest(const struct nb_run *run, struct nb_data_opts *o,
+                          struct nb_error *err)
+{
     double mean[64], std[64];
     int nm = nb_run_get_double_list(run, "data", "mean", mean, 64);
     int ns = nb_run_get_double_list(run, "data", "std", std, 64);
@@ -53,42 +50,19 @@ static int map_data(const struct nb_run *run, struct nb_data_opts *o,
         o->mean = (float)mean[0];
     if (ns > 0)
         o->std = (float)std[0];
-    o->corruption = (enum nb_corruption)GE("data", "corruption");
-    o->severity = (int)GI("data", "severity");
-    int side = (int)GI("data", "resize");
-    o->resize_h = o->resize_w = side;
-    o->resize_mode = (enum nb_resize_mode)GE("data", "resize_mode");
-    o->resize_apply = NB_APPLY_TRAIN | NB_APPLY_TEST;
-    o->fallback_to_synthetic = GB("data", "fallback");
+    o->resize_h = o->resize_w = (int)nb_run_get_int(run, "data", "resize");
     if (o->source == NB_SRC_DLN) {
-        int d = (int)GI("model", "dln_dim");
+        int d = (int)nb_run_get_int(run, "model", "dln_dim");
         o->synth.shape = (struct nb_shape){d, 1, 1};
     }
     return 0;
 }
 
-static int map_probe(const struct nb_run *run, struct nb_runcfg *rc,
-                     struct nb_error *err)
+/* probe.slice_at into rc's array, and the probes' own check. */
+static int bind_probe_rest(const struct nb_run *run, struct nb_runcfg *rc,
+                           struct nb_error *err)
 {
     struct nb_probe_opts *o = &rc->probe;
-    nb_probe_opts_default(o);
-    o->landscape = GB("probe", "landscape");
-    o->landscape_every = (long)GI("probe", "landscape_every");
-    o->eta_min = GD("probe", "eta_min");
-    o->eta_max = GD("probe", "eta_max");
-    o->eta_points = (int)GI("probe", "eta_points");
-    o->eta_spacing = (enum nb_probe_spacing)GE("probe", "eta_spacing");
-    o->ics = GB("probe", "ics");
-    o->ics_every = (long)GI("probe", "ics_every");
-    o->dist = GB("probe", "dist");
-    o->dist_every = (long)GI("probe", "dist_every");
-    o->gradstats = GB("probe", "gradstats");
-    o->hessian = GB("probe", "hessian");
-    o->hessian_every = (long)GI("probe", "hessian_every");
-    o->hessian_samples = (long)GI("probe", "hessian_samples");
-    o->hessian_mode = !strcmp(GS("probe", "hessian_mode"), "probe") ? NB_PROBE
-                                                                    : NB_EVAL;
-    o->slice = GB("probe", "slice");
     long long at[NB_RUNCFG_MAX_SLICES];
     int nat = nb_run_get_int_list(run, "probe", "slice_at", at, NB_RUNCFG_MAX_SLICES);
     if (nat > NB_RUNCFG_MAX_SLICES)
@@ -99,11 +73,6 @@ static int map_probe(const struct nb_run *run, struct nb_runcfg *rc,
         rc->slice_at[i] = (long)at[i];
     o->slice_at = nat ? rc->slice_at : NULL;
     o->n_slice_at = nat;
-    o->slice_dim = (int)GI("probe", "slice_dim");
-    o->slice_points = (int)GI("probe", "slice_points");
-    o->slice_range = GD("probe", "slice_range");
-    o->slice_samples = (long)GI("probe", "slice_samples");
-    o->slice_recompute_bn = GB("probe", "slice_recompute_bn");
     rc->probes = o->landscape || o->ics || o->dist || o->gradstats ||
                  o->hessian || o->slice;
     if (!rc->probes)
@@ -112,57 +81,10 @@ static int map_probe(const struct nb_run *run, struct nb_runcfg *rc,
     nb_error_clear(&e);
     if (nb_probe_opts_check(o, &e)) {
         int k = nb_key_lookup_name(e.key);
-        return nb_run_error(run, err, "probe", k >= 0 ? nb_keys[k].key : "landscape", "%s",
-                            e.msg);
+        return nb_run_error(run, err, "probe", k >= 0 ? nb_key_at(k)->key : "landscape",
+                            "%s", e.msg);
     }
     return 0;
-}
-
-/* [norm] into the norm options of rc's model, its evaluation
- * statistics into rc's training spec and renorm's `auto` steps into
- * rc's flags. */
-static void map_norm(const struct nb_run *run, struct nb_runcfg *rc)
-{
-    struct nb_norm_opts *n = &rc->train.model.norm;
-    struct nb_train_spec *s = &rc->train;
-    nb_norm_opts_default(n);
-    n->type = (enum nb_norm_type)GE("norm", "type");
-    n->groups = (int)GI("norm", "groups");
-    n->lp = (enum nb_norm_lp)GE("norm", "lp");
-    n->affine = GB("norm", "affine");
-    n->eps = GD("norm", "eps");
-    if (nb_run_is_word(run, "norm", "momentum"))
-        n->momentum_cumulative = true;
-    else
-        n->momentum = GD("norm", "momentum");
-    n->momentum_keras = !strcmp(GS("norm", "momentum_convention"), "keras");
-    n->running_var_biased = !strcmp(GS("norm", "running_var"), "biased");
-    n->norm_batch = (int)GI("norm", "norm_batch");
-    n->ghost_update_per_step = !strcmp(GS("norm", "ghost_update"), "per_step");
-    n->sync = GB("norm", "sync");
-    n->devices = (int)GI("norm", "devices");
-    n->renorm = GB("norm", "renorm");
-    n->renorm_rmax = GD("norm", "renorm_rmax");
-    n->renorm_dmax = GD("norm", "renorm_dmax");
-    rc->auto_warmup = nb_run_is_word(run, "norm", "renorm_warmup");
-    rc->auto_rmax_steps = nb_run_is_word(run, "norm", "renorm_rmax_steps");
-    rc->auto_dmax_steps = nb_run_is_word(run, "norm", "renorm_dmax_steps");
-    if (!rc->auto_warmup)
-        n->renorm_warmup = (long)GI("norm", "renorm_warmup");
-    if (!rc->auto_rmax_steps)
-        n->renorm_rmax_steps = (long)GI("norm", "renorm_rmax_steps");
-    if (!rc->auto_dmax_steps)
-        n->renorm_dmax_steps = (long)GI("norm", "renorm_dmax_steps");
-    n->renorm_momentum = GD("norm", "renorm_momentum");
-    n->frozen_from = GB("norm", "frozen") ? (long)GI("norm", "frozen_from") : -1;
-    n->noisy = GB("norm", "noisy");
-    n->noise_mu = GD("norm", "noise_mu");
-    n->noise_sigma = GD("norm", "noise_sigma");
-    n->noise_rmu = GD("norm", "noise_rmu");
-    n->noise_rsigma = GD("norm", "noise_rsigma");
-    s->precise_bn = !strcmp(GS("norm", "eval_stats"), "precise");
-    s->target_bn = !strcmp(GS("norm", "eval_stats"), "target");
-    s->precise_samples = (int)GI("norm", "precise_samples");
 }
 
 int nb_runcfg_from_run(const struct nb_run *run, struct nb_runcfg *rc,
@@ -170,95 +92,35 @@ int nb_runcfg_from_run(const struct nb_run *run, struct nb_runcfg *rc,
 {
     memset(rc, 0, sizeof *rc);
     struct nb_train_spec *s = &rc->train;
-    nb_train_spec_default(s);
-    s->seed = run->seed;
-
-    /* [model] */
     struct nb_model_desc *m = &s->model;
-    m->arch = (enum nb_arch)GE("model", "arch");
-    long long w[NB_MAX_WIDTHS];
-    int nw = nb_run_get_int_list(run, "model", "widths", w, NB_MAX_WIDTHS);
-    if (nw > NB_MAX_WIDTHS)
-        return nb_run_error(run, err, "model", "widths",
-                            "an mlp has at most %d hidden layers (got %d widths)",
-                            NB_MAX_WIDTHS, nw);
-    if (nw == 0 && m->arch == NB_ARCH_MLP)
+    struct nb_optim_opts optim;
+    nb_train_spec_default(s);
+    nb_optim_opts_default(&optim);
+    nb_data_opts_default(&rc->data);
+    nb_probe_opts_default(&rc->probe);
+    s->seed = run->seed;
+    int r;
+    if ((r = bind(run, nb_model_keys, m, err)) || (r = bind(run, nb_norm_keys, &m->norm, err)) ||
+        (r = bind(run, nb_train_norm_keys, s, err)) || (r = bind(run, nb_optim_keys, &optim, err)) ||
+        (r = bind(run, nb_train_keys, s, err)) || (r = bind(run, nb_data_keys, &rc->data, err)) ||
+        (r = bind(run, nb_probe_keys, &rc->probe, err)))
+        return r;
+    s->sgd = optim.sgd;
+    s->sched = optim.sched;
+    if (m->n_widths == 0 && m->arch == NB_ARCH_MLP)
         return nb_run_error(run, err, "model", "widths",
                             "an mlp needs at least one hidden width");
-    m->n_widths = nw;
-    for (int i = 0; i < nw; i++)
-        m->widths[i] = (int)w[i];
-    m->act = (enum nb_act)GE("model", "activation");
-    m->depth = (int)GI("model", "depth");
-    m->dln_layers = (int)GI("model", "dln_layers");
-    m->placement = (enum nb_norm_placement)GE("model", "placement");
-    m->bias_before_norm = GB("model", "bias_before_norm");
-    m->linear_norm = GB("model", "linear_norm");
-    m->zero_init_last_gamma = GB("model", "zero_init_last_gamma");
-    m->init = (enum nb_init)GE("model", "init");
-    m->init_std = GD("model", "init_std");
-    m->dropout = GD("model", "dropout");
-    m->dropout_place = (enum nb_dropout_place)GE("model", "dropout_place");
-    m->conv_algo = (enum nb_conv_algo)GE("model", "conv_algo");
-
-    /* [norm] */
-    map_norm(run, rc);
-
-    /* [optim] */
-    nb_schedule_default(&s->sched, GD("optim", "lr"));
-    s->sgd.momentum = GD("optim", "momentum");
-    s->sgd.nesterov = GB("optim", "nesterov");
-    s->sgd.weight_decay = GD("optim", "weight_decay");
-    s->sgd.decay_norm_and_bias = GB("optim", "decay_norm_and_bias");
-    s->sgd.clip_norm = GD("optim", "clip_norm");
-    s->sched.kind = (enum nb_sched_kind)GE("optim", "schedule");
-    s->sched.step_size = (int)GI("optim", "step_size");
-    s->sched.gamma = GD("optim", "gamma");
-    long long ms[NB_MAX_MILESTONES];
-    int nms = nb_run_get_int_list(run, "optim", "milestones", ms, NB_MAX_MILESTONES);
-    if (nms > NB_MAX_MILESTONES)
-        return nb_run_error(run, err, "optim", "milestones",
-                            "at most %d milestones (got %d)", NB_MAX_MILESTONES,
-                            nms);
-    s->sched.n_milestones = nms;
-    for (int i = 0; i < nms; i++)
-        s->sched.milestones[i] = (int)ms[i];
-    s->sched.warmup_steps = (long)GI("optim", "warmup_steps");
-    s->sched.warmup_start = GD("optim", "warmup_start");
-
-    /* [train] */
-    s->batch = (int)GI("train", "batch");
-    s->epochs = (int)GI("train", "epochs");
-    s->max_steps = (long)GI("train", "max_steps");
-    s->eval_every = (long)GI("train", "eval_every");
-    s->eval_every_epoch = GB("train", "eval_every_epoch");
-    s->eval_samples = (int)GI("train", "eval_samples");
-    s->drop_last = GB("train", "drop_last");
-    s->diverge_loss = GD("train", "diverge_loss");
-    rc->threads = (int)GI("train", "threads");
-    rc->target_acc = GD("experiment", "target_accuracy");
-
-    /* [data] and the nominal shape until the data are loaded */
-    int r = map_data(run, &rc->data, err);
-    if (r || (r = map_probe(run, rc, err)))
+    rc->threads = (int)nb_run_get_int(run, "train", "threads");
+    rc->target_acc = nb_run_get_double(run, "experiment", "target_accuracy");
+    if ((r = bind_data_rest(run, &rc->data, err)) || (r = bind_probe_rest(run, rc, err)))
         return r;
+
+    /* the nominal shape until the data are loaded */
     int classes, tdim;
     nb_runcfg_nominal(&rc->data, &m->input, &classes, &tdim);
     m->outputs = classes > 0 ? classes : tdim;
     m->loss = classes > 0 ? NB_LOSS_XENT : NB_LOSS_MSE;
     return 0;
-}
-
-/* Resolves renorm's `auto` steps for a run of `total` steps. */
-static void resolve_renorm(struct nb_runcfg *rc, long total)
-{
-    struct nb_norm_opts *n = &rc->train.model.norm;
-    if (rc->auto_warmup)
-        n->renorm_warmup = lround((double)total * 5000.0 / RENORM_PAPER_STEPS);
-    if (rc->auto_dmax_steps)
-        n->renorm_dmax_steps = lround((double)total * 25000.0 / RENORM_PAPER_STEPS);
-    if (rc->auto_rmax_steps)
-        n->renorm_rmax_steps = lround((double)total * 40000.0 / RENORM_PAPER_STEPS);
 }
 
 static long total_steps(const struct nb_train_spec *s, size_t n)
@@ -281,7 +143,7 @@ void nb_runcfg_bind_data(struct nb_runcfg *rc, const struct nb_data *d)
         m->outputs = d->train.tdim;
         m->loss = NB_LOSS_MSE;
     }
-    resolve_renorm(rc, total_steps(&rc->train, d->train.n));
+    nb_norm_resolve_auto(&m->norm, total_steps(&rc->train, d->train.n));
 }
 
 size_t nb_runcfg_nominal(const struct nb_data_opts *o, struct nb_shape *shape,
@@ -371,10 +233,10 @@ static char *model_key(const struct nb_run *run, const struct nb_runcfg *rc,
                        size_t ntrain)
 {
     struct nb_text b = {0};
-    for (int i = 0; i < nb_n_keys; i++)
-        if (!strcmp(nb_keys[i].section, "model") ||
-            !strcmp(nb_keys[i].section, "norm"))
-            nb_text_printf(&b, "%s%s\n", nb_keys[i].key, run->vals[i]->text);
+    for (int i = 0; i < nb_key_count(); i++)
+        if (!strcmp(nb_key_at(i)->section, "model") ||
+            !strcmp(nb_key_at(i)->section, "norm"))
+            nb_text_printf(&b, "%s%s\n", nb_key_at(i)->key, run->vals[i]->text);
     const struct nb_train_spec *s = &rc->train;
     const struct nb_norm_opts *n = &s->model.norm;
     char extra[256];
@@ -404,8 +266,8 @@ static void blame(const struct nb_error *e, const struct nb_runcfg *rc, const ch
         k = nb_key_lookup_name(rc->data.resize_h ? "data.resize" : "model.arch");
     if (k < 0)
         k = nb_key_lookup_name("model.arch");
-    *sec = nb_keys[k].section;
-    *key = nb_keys[k].key;
+    *sec = nb_key_at(k)->section;
+    *key = nb_key_at(k)->key;
 }
 
 /* The channel counts of the norm layers of desc (built with G = 1), as a
@@ -567,9 +429,9 @@ int nb_runcfg_check(const struct nb_run *run, struct nb_error *err)
         return nb_run_error(run, err, "norm", "renorm",
                             "renorm is defined for batch norm only (type = %s)",
                             nb_norm_type_name(n->type));
-    resolve_renorm(&rc, ntrain ? total_steps(s, ntrain) : s->max_steps > 0
-                                                            ? s->max_steps
-                                                            : 160000);
+    nb_norm_resolve_auto(&rc.train.model.norm, ntrain ? total_steps(s, ntrain)
+                                                : s->max_steps > 0 ? s->max_steps
+                                                                   : 160000);
 
     /* the model, once per distinct model-relevant configuration */
     char *key = model_key(run, &rc, ntrain);

@@ -2,14 +2,14 @@
  * structs the training core, the data module and the probes take, and the
  * cross-key check that needs the model.
  *
- * nb_runcfg_from_run maps every key of the table onto struct
- * nb_train_spec / struct nb_data_opts (an enum key's value list is its
- * module's name table, NULL-terminated by enumerator, so enums map by
- * index).  What
+ * nb_runcfg_from_run binds each module's key table (core/opt.h) into its
+ * struct in one loop (the table says where each value goes), then the few
+ * values that have no one member (data.mean/std/resize, model.dln_dim,
+ * probe.slice_at, train.threads, experiment.target_accuracy).  What
  * depends on the data (input shape, classes or regression targets, the
  * run length behind renorm's `auto` schedule) is filled first from the
  * source's nominal shape and then, once the data are loaded, by
- * nb_runcfg_bind_data.
+ * nb_runcfg_bind_data (renorm's auto steps stay -1 until then).
  *
  * nb_runcfg_check is the nb_run_check_fn for nb_sweep_load_checked: it
  * rejects, at the line that set the offending key, combinations the model
@@ -43,8 +43,6 @@ struct nb_runcfg {
     struct nb_data_opts data;
     int threads;                /* [train] threads: BLAS threads */
     double target_acc;          /* [experiment] target_accuracy (0 = off) */
-    /* renorm schedule keys given as `auto` (resolved by bind_data) */
-    bool auto_warmup, auto_rmax_steps, auto_dmax_steps;
     /* [probe]: probes is true when any analysis is on; probe.slice_at
      * points into slice_at (so copy the struct with care: re-point it, or
      * let nb_probe_init copy it as it does) */

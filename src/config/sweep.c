@@ -13,9 +13,9 @@
 
 struct nb_sweep_store {
     struct nb_config cfg;
-    struct nb_val *defvals;  /* [nb_n_keys] */
-    struct nb_val **setvals; /* [nb_n_keys]: one per element, or NULL */
-    const struct nb_val **slots; /* n_runs x nb_n_keys */
+    struct nb_val *defvals;  /* [nb_key_count()] */
+    struct nb_val **setvals; /* [nb_key_count()]: one per element, or NULL */
+    const struct nb_val **slots; /* n_runs x nb_key_count() */
     struct nb_val name_val;
     char *name;
 };
@@ -73,8 +73,8 @@ static char *canonical(const struct nb_run *run, int identity)
     struct nb_text b = {0};
     const char *sec = NULL;
     nb_text_puts(&b, "");
-    for (int i = 0; i < nb_n_keys; i++) {
-        const struct nb_key *k = &nb_keys[i];
+    for (int i = 0; i < nb_key_count(); i++) {
+        const struct nb_key *k = nb_key_at(i);
         if (k->flags & NB_KF_STRUCT) /* zip / exclude: no value (vals[i] NULL) */
             continue;
         const char *v = run->vals[i]->text;
@@ -136,17 +136,19 @@ bool nb_run_is_word(const struct nb_run *run, const char *section,
                     const char *key)
 {
     int idx = key_of(section, key);
-    return nb_keys[idx].word && !strcmp(text_of(run, idx), nb_keys[idx].word);
+    const struct nb_key *k = nb_key_at(idx);
+    return k->word && !strcmp(text_of(run, idx), k->word);
 }
 
 long long nb_run_get_int(const struct nb_run *run, const char *section,
                          const char *key)
 {
     int idx = key_of(section, key);
-    NB_ASSERT(nb_keys[idx].type == NB_KEY_INT);
+    const struct nb_key *k = nb_key_at(idx);
+    NB_ASSERT(k->type == NB_KEY_INT);
     const char *t = text_of(run, idx);
-    if (nb_keys[idx].word && !strcmp(t, nb_keys[idx].word))
-        return (long long)nb_keys[idx].word_value;
+    if (k->word && !strcmp(t, k->word))
+        return (long long)k->word_value;
     return strtoll(t, NULL, 10);
 }
 
@@ -154,10 +156,11 @@ double nb_run_get_double(const struct nb_run *run, const char *section,
                          const char *key)
 {
     int idx = key_of(section, key);
-    NB_ASSERT(nb_keys[idx].type == NB_KEY_INT || nb_keys[idx].type == NB_KEY_FLOAT);
+    const struct nb_key *k = nb_key_at(idx);
+    NB_ASSERT(k->type == NB_KEY_INT || k->type == NB_KEY_FLOAT);
     const char *t = text_of(run, idx);
-    if (nb_keys[idx].word && !strcmp(t, nb_keys[idx].word))
-        return nb_keys[idx].word_value;
+    if (k->word && !strcmp(t, k->word))
+        return k->word_value;
     return strtod(t, NULL);
 }
 
@@ -165,7 +168,7 @@ bool nb_run_get_bool(const struct nb_run *run, const char *section,
                      const char *key)
 {
     int idx = key_of(section, key);
-    NB_ASSERT(nb_keys[idx].type == NB_KEY_BOOL);
+    NB_ASSERT(nb_key_at(idx)->type == NB_KEY_BOOL);
     return !strcmp(text_of(run, idx), "true");
 }
 
@@ -173,10 +176,11 @@ int nb_run_get_enum(const struct nb_run *run, const char *section,
                     const char *key)
 {
     int idx = key_of(section, key);
-    NB_ASSERT(nb_keys[idx].type == NB_KEY_ENUM);
+    const struct nb_key *k = nb_key_at(idx);
+    NB_ASSERT(k->type == NB_KEY_ENUM);
     const char *t = text_of(run, idx);
-    for (int i = 0; nb_keys[idx].enum_values[i]; i++)
-        if (!strcmp(t, nb_keys[idx].enum_values[i]))
+    for (int i = 0; k->enum_values[i]; i++)
+        if (!strcmp(t, k->enum_values[i]))
             return i;
     NB_ASSERT(!"enum value not in the table");
     return -1;
@@ -192,7 +196,7 @@ int nb_run_get_int_list(const struct nb_run *run, const char *section,
                         const char *key, long long *out, int max)
 {
     int idx = key_of(section, key);
-    NB_ASSERT(nb_keys[idx].type == NB_KEY_INT_LIST);
+    NB_ASSERT(nb_key_at(idx)->type == NB_KEY_INT_LIST);
     const char *p = text_of(run, idx);
     int n = 0;
     while (*p) {
@@ -212,7 +216,7 @@ int nb_run_get_double_list(const struct nb_run *run, const char *section,
                            const char *key, double *out, int max)
 {
     int idx = key_of(section, key);
-    NB_ASSERT(nb_keys[idx].type == NB_KEY_FLOAT_LIST);
+    NB_ASSERT(nb_key_at(idx)->type == NB_KEY_FLOAT_LIST);
     const char *p = text_of(run, idx);
     int n = 0;
     while (*p) {
@@ -288,7 +292,7 @@ static void add_run_context(const struct nb_run *run, struct nb_error *err)
     n += (size_t)snprintf(err->msg + n, n < size ? size - n : 0, " (run %zu:",
                           run->index);
     for (int i = 0; i < run->n_swept && n < size; i++) {
-        const struct nb_key *k = &nb_keys[run->swept[i]];
+        const struct nb_key *k = nb_key_at(run->swept[i]);
         n += (size_t)snprintf(err->msg + n, size - n, " %s.%s=%s", k->section,
                               k->key, run->vals[run->swept[i]]->text);
     }
@@ -347,12 +351,12 @@ static int build_values(struct nb_sweep *sw, struct nb_error *err)
 {
     struct nb_sweep_store *st = sw->store;
     struct nb_config *cfg = &st->cfg;
-    st->defvals = calloc((size_t)nb_n_keys, sizeof *st->defvals);
-    st->setvals = calloc((size_t)nb_n_keys, sizeof *st->setvals);
+    st->defvals = calloc((size_t)nb_key_count(), sizeof *st->defvals);
+    st->setvals = calloc((size_t)nb_key_count(), sizeof *st->setvals);
     if (!st->defvals || !st->setvals)
         return nb_error_oom(err);
-    for (int i = 0; i < nb_n_keys; i++) {
-        st->defvals[i] = (struct nb_val){nb_keys[i].def, cfg->path, 0};
+    for (int i = 0; i < nb_key_count(); i++) {
+        st->defvals[i] = (struct nb_val){nb_key_at(i)->def, cfg->path, 0};
         const struct nb_config_val *cv = &cfg->set[i];
         if (!cv->value)
             continue;
@@ -382,17 +386,17 @@ static int build_dims(const struct nb_config *cfg, struct dim *dims, int *n_dims
                       struct nb_error *err)
 {
     int iseeds = nb_key_lookup("experiment", "seeds");
-    int *zip_of = malloc((size_t)nb_n_keys * sizeof *zip_of);
+    int *zip_of = malloc((size_t)nb_key_count() * sizeof *zip_of);
     int rc = 0, nd = 0;
     if (!zip_of)
         return nb_error_oom(err);
-    for (int i = 0; i < nb_n_keys; i++)
+    for (int i = 0; i < nb_key_count(); i++)
         zip_of[i] = -1;
     for (int z = 0; z < cfg->n_zips; z++) {
         const struct nb_zip *zp = &cfg->zips[z];
         for (int j = 0; j < zp->n; j++) {
             int k = zp->keys[j];
-            const struct nb_key *key = &nb_keys[k];
+            const struct nb_key *key = nb_key_at(k);
             if (!cfg->set[k].is_axis) {
                 rc = nb_error_set(err, NB_EINVAL, zp->file, zp->key_line[j],
                                   "zip: %s.%s is not a sweep axis (it has a "
@@ -408,7 +412,7 @@ static int build_dims(const struct nb_config *cfg, struct dim *dims, int *n_dims
             }
             zip_of[k] = z;
             if (cfg->set[k].n_items != cfg->set[zp->keys[0]].n_items) {
-                const struct nb_key *k0 = &nb_keys[zp->keys[0]];
+                const struct nb_key *k0 = nb_key_at(zp->keys[0]);
                 rc = nb_error_set(err, NB_EINVAL, zp->file, zp->line,
                                   "zip: %s.%s has %d values but %s.%s has %d", k0->section, k0->key,
                                   cfg->set[zp->keys[0]].n_items, key->section, key->key,
@@ -427,7 +431,7 @@ static int build_dims(const struct nb_config *cfg, struct dim *dims, int *n_dims
             if (cfg->set[zp->keys[j]].seq < d->seq)
                 d->seq = cfg->set[zp->keys[j]].seq;
     }
-    for (int i = 0; i < nb_n_keys; i++) {
+    for (int i = 0; i < nb_key_count(); i++) {
         if (i == iseeds || !cfg->set[i].value || !cfg->set[i].is_axis || zip_of[i] >= 0)
             continue;
         struct dim *d = &dims[nd++];
@@ -463,8 +467,8 @@ static int enumerate(struct nb_sweep *sw, const struct dim *dims, int n_dims,
     if (total > NB_MAX_RUNS)
         return nb_error_set(err, NB_EINVAL, cfg->path, 0,
                             "the sweep has %.0f combinations (more than %d)", total, NB_MAX_RUNS);
-    size_t *ctr = calloc((size_t)nb_n_keys + 1, sizeof *ctr);
-    const struct nb_val **cur = calloc((size_t)nb_n_keys, sizeof *cur);
+    size_t *ctr = calloc((size_t)nb_key_count() + 1, sizeof *ctr);
+    const struct nb_val **cur = calloc((size_t)nb_key_count(), sizeof *cur);
     size_t n_combos = (size_t)total, n_runs = 0, cap_runs = 0;
     int rc = 0;
     if (!ctr || !cur) {
@@ -479,7 +483,7 @@ static int enumerate(struct nb_sweep *sw, const struct dim *dims, int n_dims,
             ctr[d] = rem % (size_t)dims[d].n_vals;
             rem /= (size_t)dims[d].n_vals;
         }
-        memcpy(cur, base, (size_t)nb_n_keys * sizeof *cur);
+        memcpy(cur, base, (size_t)nb_key_count() * sizeof *cur);
         for (int d = 0; d < n_dims; d++)
             for (int j = 0; j < dims[d].n_members; j++) {
                 int k = dims[d].members[j];
@@ -494,7 +498,7 @@ static int enumerate(struct nb_sweep *sw, const struct dim *dims, int n_dims,
             continue;
         if (n_runs == cap_runs) {
             size_t cap = cap_runs ? 2 * cap_runs : 16;
-            const struct nb_val **sl = realloc(st->slots, cap * (size_t)nb_n_keys * sizeof *sl);
+            const struct nb_val **sl = realloc(st->slots, cap * (size_t)nb_key_count() * sizeof *sl);
             if (!sl) {
                 rc = nb_error_oom(err);
                 goto out;
@@ -502,7 +506,7 @@ static int enumerate(struct nb_sweep *sw, const struct dim *dims, int n_dims,
             st->slots = sl;
             cap_runs = cap;
         }
-        memcpy(st->slots + n_runs * (size_t)nb_n_keys, cur, (size_t)nb_n_keys * sizeof *cur);
+        memcpy(st->slots + n_runs * (size_t)nb_key_count(), cur, (size_t)nb_key_count() * sizeof *cur);
         n_runs++;
     }
     if (n_runs == 0)
@@ -530,7 +534,7 @@ static int make_runs(struct nb_sweep *sw, size_t n_runs, nb_run_check_fn check,
     for (size_t i = 0; i < n_runs; i++) {
         struct nb_run *run = &sw->runs[i];
         run->index = i;
-        run->vals = sw->store->slots + i * (size_t)nb_n_keys;
+        run->vals = sw->store->slots + i * (size_t)nb_key_count();
         run->n_swept = sw->n_swept;
         run->swept = sw->swept;
         run->seed = strtoull(run->vals[iseeds]->text, NULL, 10);
@@ -569,8 +573,8 @@ static int check_run_ids(const struct nb_sweep *sw, struct nb_error *err)
         /* the keys in which they differ change nothing (no_op) */
         char diff[512] = "";
         size_t dl = 0;
-        for (int k = 0; k < nb_n_keys && dl < sizeof diff; k++) {
-            const struct nb_key *key = &nb_keys[k];
+        for (int k = 0; k < nb_key_count() && dl < sizeof diff; k++) {
+            const struct nb_key *key = nb_key_at(k);
             if (key->flags & (NB_KF_STRUCT | NB_KF_META) || !strcmp(key->section, "experiment"))
                 continue;
             const char *va = order[i - 1]->vals[k]->text, *vb = order[i]->vals[k]->text;
@@ -605,16 +609,16 @@ static int expand(struct nb_sweep *sw, nb_run_check_fn check, struct nb_error *e
         return rc;
 
     /* base values and axes */
-    const struct nb_val **base = calloc((size_t)nb_n_keys, sizeof *base);
-    struct dim *dims = calloc((size_t)nb_n_keys, sizeof *dims);
+    const struct nb_val **base = calloc((size_t)nb_key_count(), sizeof *base);
+    struct dim *dims = calloc((size_t)nb_key_count(), sizeof *dims);
     int n_dims = 0;
     size_t n_runs = 0;
     if (!base || !dims) {
         rc = nb_error_oom(err);
         goto out;
     }
-    for (int i = 0; i < nb_n_keys; i++) {
-        if (nb_keys[i].flags & NB_KF_STRUCT)
+    for (int i = 0; i < nb_key_count(); i++) {
+        if (nb_key_at(i)->flags & NB_KF_STRUCT)
             continue;
         base[i] = st->setvals[i] ? &st->setvals[i][0] : &st->defvals[i];
     }
@@ -624,7 +628,7 @@ static int expand(struct nb_sweep *sw, nb_run_check_fn check, struct nb_error *e
         goto out;
 
     /* swept keys, product order, seeds last */
-    sw->swept = malloc(((size_t)nb_n_keys + 1) * sizeof *sw->swept);
+    sw->swept = malloc(((size_t)nb_key_count() + 1) * sizeof *sw->swept);
     if (!sw->swept) {
         rc = nb_error_oom(err);
         goto out;
@@ -690,7 +694,7 @@ void nb_sweep_free(struct nb_sweep *sweep)
     struct nb_sweep_store *st = sweep->store;
     if (st) {
         if (st->setvals)
-            for (int i = 0; i < nb_n_keys; i++)
+            for (int i = 0; i < nb_key_count(); i++)
                 free(st->setvals[i]);
         free(st->setvals);
         free(st->defvals);
@@ -711,7 +715,7 @@ void nb_sweep_print_list(FILE *fp, const struct nb_sweep *sweep)
         const struct nb_run *run = &sweep->runs[i];
         fprintf(fp, "%zu\t%s", run->index, run->run_id);
         for (int j = 0; j < run->n_swept; j++) {
-            const struct nb_key *k = &nb_keys[run->swept[j]];
+            const struct nb_key *k = nb_key_at(run->swept[j]);
             fprintf(fp, "\t%s.%s=%s", k->section, k->key,
                     run->vals[run->swept[j]]->text);
         }

@@ -53,7 +53,7 @@ struct nb_run {
     uint64_t hash;           /* FNV-1a 64 of nb_run_canonical */
     char run_id[17];         /* hash as 16 lowercase hex digits */
     uint64_t seed;           /* [experiment] seeds of this run */
-    const struct nb_val **vals; /* [nb_n_keys]; NULL for zip/exclude */
+    const struct nb_val **vals; /* [nb_key_count()]; NULL for zip/exclude */
     int n_swept;             /* the sweep's axes, seeds last if swept */
     const int *swept;        /* key indices */
 };

@@ -35,6 +35,7 @@
 
 #include "core/arena.h"
 #include "core/error.h"
+#include "core/opt.h"
 
 /* ---- data sets ---------------------------------------------------------- */
 
@@ -297,8 +298,16 @@ struct nb_data_opts {
                                       unless dir names a missing directory */
 };
 
-/* fashion-mnist, standardize default, no subset / split / corruption /
- * resize, synth defaults, fallback off. */
+/* The [data] config keys of struct nb_data_opts (core/opt.h), with their
+ * defaults: fashion-mnist, its default directory, standardize with the
+ * published mean/std, no subset / split / corruption / resize, no
+ * fallback.  data.mean, data.std and data.resize have no one member (the
+ * harness sets mean/std, resize_h/resize_w from them). */
+extern const struct nb_key nb_data_keys[];
+extern const int nb_data_n_keys;
+
+/* nb_data_keys' defaults, mean 0 and std 1 (for standardize = given),
+ * resize applied to both sets, synth defaults. */
 void nb_data_opts_default(struct nb_data_opts *o);
 
 struct nb_data {

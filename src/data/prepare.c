@@ -14,18 +14,58 @@
 
 #define FASHION_HINT "apt-get install dataset-fashion-mnist"
 
+#define NB_STR_(x) #x
+#define NB_STR(x) NB_STR_(x)
+#define INF HUGE_VAL
+#define AT(m) NB_KEY_AT(struct nb_data_opts, m)
+const struct nb_key nb_data_keys[] = {
+    { NB_K_ENUM("data", "source", "fashion-mnist", nb_data_source_names,
+                "data set; blobs and dln are synthetic"),
+      AT(source) },
+    { NB_K_STR("data", "dir", "", 0, "directory of the data files; empty = the source's default"),
+      AT(dir) },
+    { NB_K_INT("data", "classes", "0", 0, 256, NB_KF_ADDED,
+               "idx: number of classes (labels 0..classes-1); 0 = the largest "
+               "training label + 1, at most " NB_STR(NB_IDX_INFER_MAX_CLASSES)),
+      AT(classes) },
+    { NB_K_INT("data", "train_subset", "0", 0, 1e9, 0, "use this many training samples; 0 = all"),
+      AT(train_subset) },
+    { NB_K_BOOL("data", "balanced", "false", "train_subset takes the same count from every class"),
+      AT(balanced) },
+    { NB_K_FLT("data", "val_split", "0", 0, 1, NB_KF_MAX_EXCL,
+               "fraction of the training set held out for validation"),
+      AT(val_split) },
+    { NB_K_ENUM("data", "standardize", "dataset", nb_std_mode_names,
+                "dataset: published mean/std; computed: from the training set; "
+                "given: mean and std below; none"),
+      AT(standardize) },
+    { NB_K_FLIST("data", "mean", "", -INF, INF, 0,
+                 "standardize = given: per-channel means, space-separated") },
+    { NB_K_FLIST("data", "std", "", 0, INF, NB_KF_MIN_EXCL,
+                 "standardize = given: per-channel stds, space-separated") },
+    { NB_K_ENUM("data", "corruption", "none", nb_corruption_names,
+                "corruption of the test set (domain shift)"),
+      AT(corruption) },
+    { NB_K_INT("data", "severity", "3", 1, 5, 0, "corruption severity"), AT(severity) },
+    { NB_K_INT("data", "resize", "0", 0, 4096, 0,
+               "resize images to this side length; 0 = native") },
+    { NB_K_ENUM("data", "resize_mode", "padcrop", nb_resize_mode_names,
+                "how to resize: zero padding / center crop, or bilinear"),
+      AT(resize_mode) },
+    { NB_K_BOOL("data", "fallback", "false", "use synthetic data when the data files are missing"),
+      AT(fallback_to_synthetic) },
+};
+#undef AT
+const int nb_data_n_keys = (int)(sizeof nb_data_keys / sizeof nb_data_keys[0]);
+
 void nb_data_opts_default(struct nb_data_opts *o)
 {
     memset(o, 0, sizeof *o);
-    o->source = NB_SRC_FASHION_MNIST;
-    o->standardize = NB_STD_DEFAULT;
     o->mean = 0.0f;
     o->std = 1.0f;
-    o->corruption = NB_CORRUPT_NONE;
-    o->resize_mode = NB_RESIZE_PAD_CROP;
     o->resize_apply = NB_APPLY_TRAIN | NB_APPLY_TEST;
     nb_synth_opts_default(&o->synth);
-    o->fallback_to_synthetic = false; /* as [data] fallback: only when asked */
+    nb_keys_default(nb_data_keys, nb_data_n_keys, o);
 }
 
 /* ---- cache -------------------------------------------------------------- */

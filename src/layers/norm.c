@@ -70,35 +70,107 @@ int nb_norm_default_groups(int channels)
     return g;
 }
 
+/* The [norm] keys' value lists that map to bools (the first value is
+ * false). */
+static const char *const v_conv[] = {"pytorch", "keras", NULL};
+static const char *const v_rvar[] = {"unbiased", "biased", NULL};
+static const char *const v_ghost[] = {"per_subbatch", "per_step", NULL};
+
+#define INF HUGE_VAL
+#define AT(m) NB_KEY_AT(struct nb_norm_opts, m)
+const struct nb_key nb_norm_keys[] = {
+    { NB_K_ENUM("norm", "type", "none", nb_norm_type_names, "normalization scheme"), AT(type) },
+    { NB_K_INT("norm", "groups", "0", 0, 65536, 0,
+               "group norm: groups G (must divide the channels); 0 = per layer "
+               "the largest divisor of C that is at most min(8, C/4) "
+               "(workloads.md)"),
+      AT(groups) },
+    { NB_K_ENUM("norm", "lp", "2", nb_norm_lp_names, "lp norm: which norm of x scales it"),
+      AT(lp) },
+    { NB_K_BOOL("norm", "affine", "true", "per-channel gamma and beta"), AT(affine) },
+    { NB_K_FLT("norm", "eps", "1e-05", 0, INF, NB_KF_MIN_EXCL,
+               "added to the variance inside the square root"),
+      AT(eps) },
+    { NB_K_FLT("norm", "momentum", "0.1", 0, 1, 0,
+               "running statistics update rate (see momentum_convention); none = "
+               "cumulative average"),
+      .word = "none", .word_value = NAN, AT(momentum),
+      NB_KEY_WORD_FLAG(struct nb_norm_opts, momentum_cumulative) },
+    { NB_K_ENUM("norm", "momentum_convention", "pytorch", v_conv,
+                "pytorch: momentum weighs the new batch; keras: weighs the old "
+                "value (0.99 = pytorch 0.01)"),
+      AT(momentum_keras) },
+    { NB_K_ENUM("norm", "running_var", "unbiased", v_rvar,
+                "running variance estimator: n/(n-1) (PyTorch) or biased"),
+      AT(running_var_biased) },
+    { NB_K_INT("norm", "norm_batch", "0", 0, 1e7, 0,
+               "ghost BN: statistics over sub-batches of this many samples; "
+               "0 = the whole batch"),
+      AT(norm_batch) },
+    { NB_K_ENUM("norm", "ghost_update", "per_subbatch", v_ghost,
+                "ghost BN running statistics: once per sub-batch (PyTorch "
+                "chunks) or once per step from averaged statistics (Keras)"),
+      AT(ghost_update_per_step) },
+    { NB_K_BOOL("norm", "sync", "false",
+                "synchronized BN: statistics over all devices' sub-batches"),
+      AT(sync) },
+    { NB_K_INT("norm", "devices", "1", 1, 4096, 0,
+               "number of (simulated) devices the batch is split over"),
+      AT(devices) },
+    { NB_K_BOOL("norm", "renorm", "false", "batch renormalization (Ioffe 2017)"), AT(renorm) },
+    { NB_K_FLT("norm", "renorm_rmax", "3", 1, INF, 0, "final r_max"), AT(renorm_rmax) },
+    { NB_K_FLT("norm", "renorm_dmax", "5", 0, INF, 0, "final d_max"), AT(renorm_dmax) },
+    { NB_K_INT("norm", "renorm_warmup", "auto", 0, 1e12, 0,
+               "steps of plain BN (r_max 1, d_max 0); auto = 5k/160k of the run"),
+      .word = "auto", .word_value = -1, AT(renorm_warmup) },
+    { NB_K_INT("norm", "renorm_rmax_steps", "auto", 0, 1e12, 0,
+               "step at which r_max reaches its final value; auto = 40k/160k of "
+               "the run"),
+      .word = "auto", .word_value = -1, AT(renorm_rmax_steps) },
+    { NB_K_INT("norm", "renorm_dmax_steps", "auto", 0, 1e12, 0,
+               "step at which d_max reaches its final value; auto = 25k/160k of "
+               "the run"),
+      .word = "auto", .word_value = -1, AT(renorm_dmax_steps) },
+    { NB_K_FLT("norm", "renorm_momentum", "0.01", 0, 1, NB_KF_MIN_EXCL,
+               "update rate of renorm's moving mean and std (weight of the new "
+               "batch)"),
+      AT(renorm_momentum) },
+    { NB_K_BOOL("norm", "frozen", "false",
+                "frozen BN: use running statistics in training from frozen_from"),
+      AT(frozen) },
+    { NB_K_INT("norm", "frozen_from", "0", 0, 1e12, 0,
+               "first step of frozen BN (with frozen = true)"),
+      AT(frozen_from) },
+    { NB_K_BOOL("norm", "noisy", "false",
+                "noisy BN (Santurkar Alg. 1): per-step random shift and scale "
+                "after the norm"),
+      AT(noisy) },
+    { NB_K_FLT("norm", "noise_mu", "0.5", 0, INF, 0, "noisy BN: n_mu"), AT(noise_mu) },
+    { NB_K_FLT("norm", "noise_sigma", "1.25", 0, INF, 0, "noisy BN: n_sigma"), AT(noise_sigma) },
+    { NB_K_FLT("norm", "noise_rmu", "0.1", 0, INF, 0, "noisy BN: r_mu"), AT(noise_rmu) },
+    { NB_K_FLT("norm", "noise_rsigma", "0.1", 0, INF, 0, "noisy BN: r_sigma"), AT(noise_rsigma) },
+};
+#undef AT
+const int nb_norm_n_keys = (int)(sizeof nb_norm_keys / sizeof nb_norm_keys[0]);
+
 void nb_norm_opts_default(struct nb_norm_opts *o)
 {
     memset(o, 0, sizeof *o);
-    o->type = NB_NORM_NONE;
-    o->groups = 0;
-    o->lp = NB_LP_2;
-    o->affine = true;
-    o->eps = 1e-5;
-    o->momentum = 0.1;
-    o->momentum_cumulative = false;
-    o->momentum_keras = false;
-    o->running_var_biased = false;
-    o->norm_batch = 0;
-    o->ghost_update_per_step = false;
-    o->sync = false;
-    o->devices = 1;
-    o->renorm = false;
-    o->renorm_rmax = 3.0;
-    o->renorm_dmax = 5.0;
-    o->renorm_warmup = 500;
-    o->renorm_dmax_steps = 2500;
-    o->renorm_rmax_steps = 4000;
-    o->renorm_momentum = 0.01;
-    o->frozen_from = -1;
-    o->noisy = false;
-    o->noise_mu = 0.5;
-    o->noise_sigma = 1.25;
-    o->noise_rmu = 0.1;
-    o->noise_rsigma = 0.1;
+    nb_keys_default(nb_norm_keys, nb_norm_n_keys, o);
+}
+
+/* renorm's schedule in the paper: 5k, 25k and 40k of 160k steps */
+#define RENORM_PAPER_STEPS 160000.0
+
+void nb_norm_resolve_auto(struct nb_norm_opts *o, long total_steps)
+{
+    double t = (double)total_steps;
+    if (o->renorm_warmup < 0)
+        o->renorm_warmup = lround(t * 5000.0 / RENORM_PAPER_STEPS);
+    if (o->renorm_dmax_steps < 0)
+        o->renorm_dmax_steps = lround(t * 25000.0 / RENORM_PAPER_STEPS);
+    if (o->renorm_rmax_steps < 0)
+        o->renorm_rmax_steps = lround(t * 40000.0 / RENORM_PAPER_STEPS);
 }
 
 const char *nb_norm_type_name(enum nb_norm_type t)
@@ -203,8 +275,10 @@ static int check_opts(const struct nb_layer *l, const struct nb_norm_opts *o,
         if (!(o->renorm_rmax >= 1) || !(o->renorm_dmax >= 0))
             return EINVAL_K("norm.renorm", "layer %s: renorm needs r_max >= 1 and d_max >= 0 "
                            "(got %g, %g)", nm, o->renorm_rmax, o->renorm_dmax);
-        if (o->renorm_warmup < 0 || o->renorm_rmax_steps < o->renorm_warmup ||
-            o->renorm_dmax_steps < o->renorm_warmup)
+        if (o->renorm_warmup < 0 || o->renorm_rmax_steps < 0 || o->renorm_dmax_steps < 0)
+            return EINVAL_K("norm.renorm_warmup", "layer %s: renorm's auto schedule is not "
+                            "resolved (nb_norm_resolve_auto)", nm);
+        if (o->renorm_rmax_steps < o->renorm_warmup || o->renorm_dmax_steps < o->renorm_warmup)
             return EINVAL_K("norm.renorm", "layer %s: renorm schedule needs 0 <= warmup (%ld) "
                            "<= rmax_steps (%ld) and <= dmax_steps (%ld)", nm,
                            o->renorm_warmup, o->renorm_rmax_steps,
@@ -268,7 +342,7 @@ static int norm_validate(const struct nb_layer *l, const struct nb_norm_opts *o,
                         "layer %s: %s norm over one element per group (C/G = "
                         "%d, H x W = %d) would map every value to beta",
                         nm, tn, C / G, HW);
-    if (bsets && o->frozen_from != 0) {
+    if (bsets && !(o->frozen && o->frozen_from == 0)) {
         if ((long)mb * HW == 1)
             return EINVAL_K("train.batch",
                             "layer %s: %s norm needs more than one value per "

@@ -64,7 +64,7 @@
  *    updated; EVAL uses them.  running_mean/running_var are maintained as
  *    well (momentum), for logging, folding and recomputation.
  *    r_max/d_max follow nb_norm_renorm_limits() of ctx->step.
- *  - Frozen: when frozen_from >= 0 and ctx->step >= frozen_from, TRAIN
+ *  - Frozen: when frozen and ctx->step >= frozen_from, TRAIN
  *    (and PROBE) normalize with the running statistics as EVAL does and
  *    update nothing; backward is that of the affine map.
  *  - Noisy (any type, also none): after the full norm incl. affine,
@@ -101,6 +101,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "core/opt.h"
 #include "layers/layer.h"
 
 enum nb_norm_type {
@@ -151,24 +152,35 @@ struct nb_norm_opts {
     double renorm_rmax, renorm_dmax;      /* final clip values */
     long renorm_warmup;                   /* steps of plain BN (r_max 1, d_max 0) */
     long renorm_rmax_steps, renorm_dmax_steps; /* step where the final value is reached */
+                                          /* (each -1 = auto: nb_norm_resolve_auto) */
     double renorm_momentum;               /* rate of the moving mean / std */
-    /* Frozen BN: running statistics in training from step frozen_from on
-     * (0 = from the start; -1 = never). */
+    /* Frozen BN: with frozen, running statistics in training from step
+     * frozen_from on (0 = from the start). */
+    bool frozen;
     long frozen_from;
     /* Noisy BN (Santurkar Alg. 1), after the norm; also with type NONE. */
     bool noisy;
     double noise_mu, noise_sigma, noise_rmu, noise_rsigma;
 };
 
-/* Fills o with the defaults: type none, groups 0 (the per-layer
- * nb_norm_default_groups), lp 2,
+/* The [norm] config keys of struct nb_norm_opts (core/opt.h): name, type,
+ * default, range, values and doc of each, and its member.  The defaults:
+ * type none, groups 0 (the per-layer nb_norm_default_groups), lp 2,
  * affine, eps 1e-5, momentum 0.1 (PyTorch convention), unbiased running
  * variance, no ghost/devices/sync, renorm off with r_max 3, d_max 5 over
- * the paper's schedule divided by 10 (plain BN for 500 steps, d_max
- * reached at 2500, r_max at 4000; paper: 5k/25k/40k of 160k steps),
- * renorm momentum 0.01, frozen never, noise off with Santurkar's
- * constants n_mu 0.5, n_sigma 1.25, r_mu 0.1, r_sigma 0.1. */
+ * the paper's schedule scaled to the run (auto), renorm momentum 0.01,
+ * not frozen, noise off with Santurkar's constants n_mu 0.5, n_sigma
+ * 1.25, r_mu 0.1, r_sigma 0.1. */
+extern const struct nb_key nb_norm_keys[];
+extern const int nb_norm_n_keys;
+
+/* Fills o with the defaults of nb_norm_keys. */
 void nb_norm_opts_default(struct nb_norm_opts *o);
+
+/* Resolves renorm's auto steps (-1) for a run of total_steps updates: the
+ * paper's 5k (warmup), 25k (d_max) and 40k (r_max) of 160k steps, scaled
+ * to the run.  Steps already given are kept. */
+void nb_norm_resolve_auto(struct nb_norm_opts *o, long total_steps);
 
 /* The group count that groups = 0 stands for on a layer of `channels`
  * channels: the largest divisor of channels that is at most

@@ -83,7 +83,7 @@ static inline float *state_of(struct nb_layer *l, int i)
 
 static inline bool frozen_active(const struct norm_priv *P, const struct nb_layer *l)
 {
-    return P->o.frozen_from >= 0 && l->ctx && l->ctx->step >= P->o.frozen_from;
+    return P->o.frozen && l->ctx && l->ctx->step >= P->o.frozen_from;
 }
 
 /* momentum as the weight of the new value (PyTorch convention) */

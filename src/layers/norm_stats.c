@@ -20,7 +20,7 @@ int nb_norm_check_batch(const struct nb_layer *l, int n, struct nb_error *err)
         return EINVAL_K("train.batch", "layer %s: a batch of %d samples is outside 1..%d "
                        "(the batch size the model was built for)", l->name, n,
                        l->max_batch);
-    if (!P->bsets || P->o.frozen_from == 0)
+    if (!P->bsets || (P->o.frozen && P->o.frozen_from == 0))
         return NB_OK;
     const char *tn = nb_norm_type_name(P->o.type);
     const long HW = P->HW;

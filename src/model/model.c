@@ -30,25 +30,73 @@ const char *nb_arch_name(enum nb_arch a)
     return (a >= 0 && a < NB_ARCH_COUNT) ? nb_arch_names[a] : "?";
 }
 
+static const char *check_depth(double v)
+{
+    long long d = (long long)v;
+    return (d - 2) % 6 == 0 ? NULL : "must be 6n+2: 8, 14, 20, 32, 56, ...";
+}
+
+#define INF HUGE_VAL
+#define AT(m) NB_KEY_AT(struct nb_model_desc, m)
+#define AT_ARRAY(m, n) NB_KEY_AT_ARRAY(struct nb_model_desc, m, n)
+const struct nb_key nb_model_keys[] = {
+    { NB_K_ENUM("model", "arch", "cnn", nb_arch_names,
+                "network: mlp, cnn (small VGG), resnet (6n+2), dln (deep linear)"),
+      AT(arch) },
+    { NB_K_ILIST("model", "widths", "256 256 256", 1, 1e6, 0,
+                 "mlp hidden widths, space-separated in one value"),
+      AT_ARRAY(widths, n_widths) },
+    { NB_K_ENUM("model", "activation", "relu", nb_act_names, "hidden activation"), AT(act) },
+    { NB_K_INT("model", "depth", "8", 8, 1000, 0, "resnet depth 6n+2 (8, 14, 20, 32, 56, ...)"),
+      .check = check_depth, AT(depth) },
+    { NB_K_INT("model", "dln_layers", "25", 1, 1000, 0, "deep linear network: number of layers"),
+      AT(dln_layers) },
+    { NB_K_INT("model", "dln_dim", "10", 1, 100000, 0,
+               "deep linear network: width of every layer") },
+    { NB_K_ENUM("model", "placement", "pre", nb_norm_placement_names,
+                "pre: conv -> norm -> relu; post: conv -> relu -> norm"),
+      AT(placement) },
+    { NB_K_BOOL("model", "bias_before_norm", "false",
+                "keep the bias of a conv/linear layer followed by a norm"),
+      AT(bias_before_norm) },
+    { NB_K_("model", "linear_norm", NB_KEY_BOOL, "true", 0, 0, NB_KF_ADDED,
+            "cnn: a norm after the hidden linear layer too; false = after the "
+            "convs only (as in ResNet's classifier)"),
+      AT(linear_norm) },
+    { NB_K_BOOL("model", "zero_init_last_gamma", "false",
+                "resnet: gamma = 0 in the last norm of each block"),
+      AT(zero_init_last_gamma) },
+    { NB_K_ENUM("model", "init", "kaiming", nb_init_names,
+                "weight init: kaiming (fan_in, relu gain), glorot, small "
+                "(normal with init_std)"),
+      AT(init) },
+    { NB_K_FLT("model", "init_std", "0.01", 0, INF, NB_KF_MIN_EXCL,
+               "standard deviation of init = small"),
+      AT(init_std) },
+    { NB_K_FLT("model", "dropout", "0", 0, 1, NB_KF_MAX_EXCL, "dropout probability; 0 = none"),
+      AT(dropout) },
+    { NB_K_ENUM("model", "dropout_place", "classifier", nb_dropout_place_names,
+                "classifier: before the last linear layer; before_norm: before "
+                "every norm"),
+      AT(dropout_place) },
+    { NB_K_("model", "conv_algo", NB_KEY_ENUM, "auto", 0, 0, NB_KF_ADDED,
+            "how 3x3 convolutions compute: auto (Winograd from 8 input channels, "
+            "im2col below), im2col, winograd (where the stride is 1); they round "
+            "differently, so a verdict can be checked against the choice"),
+      .enum_values = nb_conv_algo_names, AT(conv_algo) },
+};
+#undef AT
+#undef AT_ARRAY
+const int nb_model_n_keys = (int)(sizeof nb_model_keys / sizeof nb_model_keys[0]);
+
 void nb_model_desc_default(struct nb_model_desc *d)
 {
     memset(d, 0, sizeof *d);
-    d->arch = NB_ARCH_CNN;
     d->input = (struct nb_shape){1, 28, 28};
     d->outputs = 10;
-    d->n_widths = 3;
-    d->widths[0] = d->widths[1] = d->widths[2] = 256;
-    d->act = NB_ACT_RELU;
-    d->depth = 8;
-    d->dln_layers = 25;
-    nb_norm_opts_default(&d->norm);
-    d->placement = NB_PLACE_PRE;
-    d->linear_norm = true;
-    d->init = NB_INIT_KAIMING;
-    d->init_std = 0.01;
-    d->dropout_place = NB_DROPOUT_CLASSIFIER;
-    d->conv_algo = NB_CONV_AUTO;
     d->loss = NB_LOSS_XENT;
+    nb_norm_opts_default(&d->norm);
+    nb_keys_default(nb_model_keys, nb_model_n_keys, d);
 }
 
 /* ---- building ----------------------------------------------------------- */

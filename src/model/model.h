@@ -72,9 +72,15 @@ struct nb_model_desc {
     enum nb_loss loss;
 };
 
-/* Defaults: cnn on (1,28,28) with 10 classes, no norm, pre placement,
- * Kaiming init, mlp widths 256 256 256, resnet depth 8, dln 25 layers,
- * cross-entropy. */
+/* The [model] config keys of struct nb_model_desc (core/opt.h), with their
+ * defaults: cnn, relu, mlp widths 256 256 256, resnet depth 8, dln 25
+ * layers, pre placement, Kaiming init, no dropout, conv_algo auto.
+ * model.dln_dim has no member: it is the synthetic data's dimension. */
+extern const struct nb_key nb_model_keys[];
+extern const int nb_model_n_keys;
+
+/* Defaults: nb_model_keys' and nb_norm_keys', on (1,28,28) input with 10
+ * classes and cross-entropy. */
 void nb_model_desc_default(struct nb_model_desc *d);
 
 const char *nb_arch_name(enum nb_arch a);

@@ -6,8 +6,9 @@
 
 void nb_sgd_opts_default(struct nb_sgd_opts *o)
 {
-    memset(o, 0, sizeof *o);
-    o->momentum = 0.9;
+    struct nb_optim_opts d;
+    nb_optim_opts_default(&d);
+    *o = d.sgd;
 }
 
 void nb_sgd_init(struct nb_sgd *s, const struct nb_sgd_opts *o)
@@ -107,13 +108,55 @@ const char *nb_sched_name(enum nb_sched_kind k)
 
 void nb_schedule_default(struct nb_schedule *s, double lr)
 {
-    memset(s, 0, sizeof *s);
-    s->kind = NB_SCHED_CONSTANT;
+    struct nb_optim_opts d;
+    nb_optim_opts_default(&d);
+    *s = d.sched;
     s->lr = lr;
-    s->gamma = 0.1;
-    s->step_size = 30;
-    s->steps_per_epoch = 1;
-    s->warmup_start = 0.0;
+}
+
+#define INF HUGE_VAL
+#define AT(m) NB_KEY_AT(struct nb_optim_opts, m)
+#define AT_ARRAY(m, n) NB_KEY_AT_ARRAY(struct nb_optim_opts, m, n)
+const struct nb_key nb_optim_keys[] = {
+    { NB_K_FLT("optim", "lr", "0.1", 0, INF, NB_KF_MIN_EXCL,
+               "learning rate (peak value with warmup and schedules)"),
+      AT(sched.lr) },
+    { NB_K_FLT("optim", "momentum", "0.9", 0, 1, NB_KF_MAX_EXCL, "SGD momentum; 0 = plain SGD"),
+      AT(sgd.momentum) },
+    { NB_K_BOOL("optim", "nesterov", "false", "Nesterov momentum"), AT(sgd.nesterov) },
+    { NB_K_FLT("optim", "weight_decay", "0", 0, INF, 0, "L2 weight decay"), AT(sgd.weight_decay) },
+    { NB_K_BOOL("optim", "decay_norm_and_bias", "false",
+                "apply weight decay to norm gains/biases and layer biases too"),
+      AT(sgd.decay_norm_and_bias) },
+    { NB_K_FLT("optim", "clip_norm", "0", 0, INF, 0,
+               "clip the global gradient norm to this; 0 = off"),
+      AT(sgd.clip_norm) },
+    { NB_K_ENUM("optim", "schedule", "constant", nb_sched_names,
+                "learning-rate schedule after the warmup"),
+      AT(sched.kind) },
+    { NB_K_INT("optim", "step_size", "30", 1, 1e9, 0, "schedule = step: epochs between decays"),
+      AT(sched.step_size) },
+    { NB_K_FLT("optim", "gamma", "0.1", 0, 1, NB_KF_MIN_EXCL, "step and multistep: decay factor"),
+      AT(sched.gamma) },
+    { NB_K_ILIST("optim", "milestones", "", 1, 1e9, NB_KF_INCREASING,
+                 "schedule = multistep: epochs of the decays, space-separated "
+                 "in one value"),
+      AT_ARRAY(sched.milestones, sched.n_milestones) },
+    { NB_K_INT("optim", "warmup_steps", "0", 0, 1e12, 0, "linear warmup steps; 0 = none"),
+      AT(sched.warmup_steps) },
+    { NB_K_FLT("optim", "warmup_start", "0", 0, 1, 0,
+               "learning-rate factor at step 0 of the warmup"),
+      AT(sched.warmup_start) },
+};
+#undef AT
+#undef AT_ARRAY
+const int nb_optim_n_keys = (int)(sizeof nb_optim_keys / sizeof nb_optim_keys[0]);
+
+void nb_optim_opts_default(struct nb_optim_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->sched.steps_per_epoch = 1;
+    nb_keys_default(nb_optim_keys, nb_optim_n_keys, o);
 }
 
 double nb_schedule_lr(const struct nb_schedule *s, long step)

@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 
+#include "core/opt.h"
 #include "model/model.h"
 
 struct nb_sgd_opts {
@@ -22,6 +23,7 @@ struct nb_sgd_opts {
     double clip_norm;         /* > 0: clip the global gradient l2 norm */
 };
 
+/* The SGD part of nb_optim_opts_default. */
 void nb_sgd_opts_default(struct nb_sgd_opts *o);
 
 struct nb_sgd {
@@ -68,11 +70,28 @@ struct nb_schedule {
     double warmup_start;
 };
 
+/* The schedule part of nb_optim_opts_default, with learning rate lr. */
 void nb_schedule_default(struct nb_schedule *s, double lr);
 
 /* Learning rate for the update with index step (0-based). */
 double nb_schedule_lr(const struct nb_schedule *s, long step);
 
 const char *nb_sched_name(enum nb_sched_kind k);
+
+/* The [optim] section: SGD and its learning-rate schedule. */
+struct nb_optim_opts {
+    struct nb_sgd_opts sgd;
+    struct nb_schedule sched;
+};
+
+/* The [optim] config keys of struct nb_optim_opts (core/opt.h), with their
+ * defaults: lr 0.1, momentum 0.9, no Nesterov, no weight decay (and none
+ * on norm parameters and biases when there is), no clipping, a constant
+ * schedule (step: every 30 epochs, gamma 0.1), no warmup. */
+extern const struct nb_key nb_optim_keys[];
+extern const int nb_optim_n_keys;
+
+/* Fills o with nb_optim_keys' defaults (steps_per_epoch 1). */
+void nb_optim_opts_default(struct nb_optim_opts *o);
 
 #endif

@@ -45,7 +45,7 @@ static double dot_fd(const float *v, const double *w, size_t n)
 
 void nbp_hessian(struct nb_probe *p, struct nb_model *m, long step)
 {
-    const enum nb_mode mode = p->o.hessian_mode;
+    const enum nb_mode mode = p->o.hessian_mode == NB_HESSIAN_PROBE ? NB_PROBE : NB_EVAL;
     const char *bn = nb_mode_name(mode);
     const size_t np = p->n_params;
     const double tol = p->o.hessian_tol;

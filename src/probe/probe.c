@@ -56,26 +56,75 @@ int nb_probe_spacing_parse(const char *s, enum nb_probe_spacing *out)
     return NB_EINVAL;
 }
 
+const char *const nb_hessian_mode_names[NB_HESSIAN_MODE_COUNT + 1] = {
+    [NB_HESSIAN_EVAL] = "eval", [NB_HESSIAN_PROBE] = "probe", [NB_HESSIAN_MODE_COUNT] = NULL,
+};
+
+#define INF HUGE_VAL
+#define AT(m) NB_KEY_AT(struct nb_probe_opts, m)
+const struct nb_key nb_probe_keys[] = {
+    { NB_K_BOOL("probe", "landscape", "false", "loss landscape along the gradient (Santurkar)"),
+      AT(landscape) },
+    { NB_K_INT("probe", "landscape_every", "50", 1, 1e12, 0,
+               "steps between landscape probes (1 = every step, as Santurkar; "
+               "about 8 training steps each)"),
+      AT(landscape_every) },
+    { NB_K_FLT("probe", "eta_min", "0.5", 0, INF, NB_KF_MIN_EXCL,
+               "smallest step, as a multiple of lr"),
+      AT(eta_min) },
+    { NB_K_FLT("probe", "eta_max", "4", 0, INF, NB_KF_MIN_EXCL,
+               "largest step, as a multiple of lr"),
+      AT(eta_max) },
+    { NB_K_INT("probe", "eta_points", "8", 2, 1000, 0, "steps probed"), AT(eta_points) },
+    { NB_K_ENUM("probe", "eta_spacing", "lin", nb_probe_spacing_names,
+                "spacing of the probed steps"),
+      AT(eta_spacing) },
+    { NB_K_BOOL("probe", "ics", "false", "internal covariate shift (Def. 2.1)"), AT(ics) },
+    { NB_K_INT("probe", "ics_every", "100", 1, 1e12, 0, "steps between ICS probes"),
+      AT(ics_every) },
+    { NB_K_BOOL("probe", "dist", "false", "activation distribution statistics"), AT(dist) },
+    { NB_K_INT("probe", "dist_every", "100", 1, 1e12, 0, "steps between distribution probes"),
+      AT(dist_every) },
+    { NB_K_BOOL("probe", "gradstats", "false", "gradient statistics per layer"), AT(gradstats) },
+    { NB_K_BOOL("probe", "hessian", "false",
+                "Hessian top eigenvalue (power iteration) and trace (Hutchinson)"),
+      AT(hessian) },
+    { NB_K_INT("probe", "hessian_every", "0", 0, 1e12, 0,
+               "steps between Hessian probes; 0 = at the end only"),
+      AT(hessian_every) },
+    { NB_K_INT("probe", "hessian_samples", "1000", 1, 1e9, 0, "training samples for the Hessian"),
+      AT(hessian_samples) },
+    { NB_K_ENUM("probe", "hessian_mode", "eval", nb_hessian_mode_names,
+                "norm statistics during the Hessian: running (eval) or batch "
+                "(probe)"),
+      AT(hessian_mode) },
+    { NB_K_BOOL("probe", "slice", "false", "filter-normalized loss slices (Li et al. 2018)"),
+      AT(slice) },
+    { NB_K_ILIST("probe", "slice_at", "", -1, 1e12, NB_KF_INCREASING,
+                 "steps at which to take slices, space-separated, -1 = the end "
+                 "of training; empty = the end only") },
+    { NB_K_INT("probe", "slice_dim", "1", 1, 2, 0, "1-D or 2-D slices"), AT(slice_dim) },
+    { NB_K_INT("probe", "slice_points", "51", 2, 10001, 0, "points per axis"), AT(slice_points) },
+    { NB_K_FLT("probe", "slice_range", "1", 0, INF, NB_KF_MIN_EXCL,
+               "slice coordinates span [-range, range]"),
+      AT(slice_range) },
+    { NB_K_INT("probe", "slice_samples", "1000", 0, 1e9, 0,
+               "training samples per slice point; 0 = all"),
+      AT(slice_samples) },
+    { NB_K_BOOL("probe", "slice_recompute_bn", "false",
+                "recompute norm running statistics at every slice point"),
+      AT(slice_recompute_bn) },
+};
+#undef AT
+const int nb_probe_n_keys = (int)(sizeof nb_probe_keys / sizeof nb_probe_keys[0]);
+
 void nb_probe_opts_default(struct nb_probe_opts *o)
 {
     memset(o, 0, sizeof *o);
-    o->landscape_every = 50;
-    o->eta_min = 0.5;
-    o->eta_max = 4.0;
-    o->eta_points = 8;
-    o->eta_spacing = NB_SPACING_LIN;
-    o->ics_every = 100;
-    o->dist_every = 100;
-    o->hessian_every = 0;
-    o->hessian_samples = 1000;
-    o->hessian_mode = NB_EVAL;
     o->hessian_tol = 1e-3;
     o->hessian_max_iter = 100;
     o->hessian_fd_rel = 1e-3;
-    o->slice_dim = 1;
-    o->slice_points = 51;
-    o->slice_range = 1.0;
-    o->slice_samples = 1000;
+    nb_keys_default(nb_probe_keys, nb_probe_n_keys, o);
 }
 
 /* an option error naming its config key (core/error.h) */
@@ -97,7 +146,7 @@ int nb_probe_opts_check(const struct nb_probe_opts *o, struct nb_error *err)
         return BAD("probe.hessian_every", "[probe] hessian_every must be >= 0, not %ld", o->hessian_every);
     if (o->hessian_samples < 1)
         return BAD("probe.hessian_samples", "[probe] hessian_samples must be >= 1, not %ld", o->hessian_samples);
-    if (o->hessian_mode != NB_EVAL && o->hessian_mode != NB_PROBE)
+    if (o->hessian_mode != NB_HESSIAN_EVAL && o->hessian_mode != NB_HESSIAN_PROBE)
         return BAD("probe.hessian_mode", "[probe] hessian_mode must be eval or probe");
     if (!(o->hessian_tol > 0) || o->hessian_max_iter < 1 || !(o->hessian_fd_rel > 0))
         return BAD("probe.hessian", "[probe] the Hessian needs tol > 0, max_iter >= 1 and fd step > 0");
@@ -435,7 +484,7 @@ static const char *kind_mode(const struct nb_probe *p, enum nb_probe_kind k)
     case NB_PROBE_ICS: return "probe";
     case NB_PROBE_DIST:
     case NB_PROBE_GRADSTATS: return "train";
-    case NB_PROBE_HESSIAN: return nb_mode_name(p->o.hessian_mode);
+    case NB_PROBE_HESSIAN: return nb_hessian_mode_names[p->o.hessian_mode];
     case NB_PROBE_SLICE: return p->o.slice_recompute_bn ? "recomputed" : "eval";
     case NB_PROBE_KIND_COUNT: break;
     }

@@ -161,6 +161,11 @@ extern const struct nb_probe_kind_info nb_probe_kinds[NB_PROBE_KIND_COUNT];
 
 /* The [probe] section.  Steps are the hook's step numbers (updates done
  * before the probe); "every K" runs at steps 0, K, 2K, ... */
+/* The norm statistics the Hessian probe uses: the running ones (EVAL) or
+ * the batch's (PROBE mode). */
+enum nb_hessian_mode { NB_HESSIAN_EVAL = 0, NB_HESSIAN_PROBE, NB_HESSIAN_MODE_COUNT };
+extern const char *const nb_hessian_mode_names[]; /* by enumerator, NULL-terminated */
+
 struct nb_probe_opts {
     /* Santurkar landscape (1.a-1.c): eta on a grid of eta_points values
      * in [eta_min, eta_max] x lr, linear or log spacing. */
@@ -183,7 +188,7 @@ struct nb_probe_opts {
     bool hessian;
     long hessian_every;
     long hessian_samples;
-    enum nb_mode hessian_mode;
+    enum nb_hessian_mode hessian_mode;
     double hessian_tol;     /* PyHessian: 1e-3 (power iteration and trace) */
     int hessian_max_iter;   /* PyHessian: 100 (each) */
     double hessian_fd_rel;  /* h = hessian_fd_rel * max(1, ||theta||) */
@@ -203,11 +208,17 @@ struct nb_probe_opts {
     bool slice_recompute_bn;
 };
 
-/* The defaults of the config key table: everything off; landscape every
- * step on [0.5, 4] x lr, 8 points, linear; ics and dist every 100;
- * Hessian at the end only on 1000 samples in eval mode, tol 1e-3, 100
- * iterations, fd step 1e-3; slices at the end, 1-D, 51 points on [-1, 1],
- * all training samples, no recomputation. */
+/* The [probe] config keys of struct nb_probe_opts (core/opt.h), with their
+ * defaults: everything off; landscape every 50 steps on [0.5, 4] x lr, 8
+ * points, linear; ics and dist every 100; Hessian at the end only on 1000
+ * samples in eval mode; slices at the end, 1-D, 51 points on [-1, 1],
+ * 1000 training samples, no recomputation.  probe.slice_at has no one
+ * member (the harness owns the array slice_at points into). */
+extern const struct nb_key nb_probe_keys[];
+extern const int nb_probe_n_keys;
+
+/* nb_probe_keys' defaults, and the Hessian's internal constants: tol
+ * 1e-3, 100 iterations, fd step 1e-3. */
 void nb_probe_opts_default(struct nb_probe_opts *o);
 
 /* Checks ranges and combinations (eta_min > 0, eta_max >= eta_min,

@@ -780,8 +780,8 @@ int nb_runner_summary(const struct nb_sweep *sw, const char *results_dir,
 
     const int nm = (int)(sizeof summary_metric_cols / sizeof summary_metric_cols[0]);
     int ncols = 4 + nm;
-    const char **cols = malloc((size_t)(4 + nb_n_keys + nm) * sizeof *cols);
-    char **names = calloc((size_t)nb_n_keys, sizeof *names);
+    const char **cols = malloc((size_t)(4 + nb_key_count() + nm) * sizeof *cols);
+    char **names = calloc((size_t)nb_key_count(), sizeof *names);
     if (!cols || !names) {
         free(cols);
         free(names);
@@ -792,16 +792,16 @@ int nb_runner_summary(const struct nb_sweep *sw, const char *results_dir,
     cols[2] = "status";
     cols[3] = "run_dir";
     ncols = 4;
-    for (int i = 0; i < nb_n_keys; i++) {
-        if (nb_keys[i].flags & NB_KF_STRUCT)
+    for (int i = 0; i < nb_key_count(); i++) {
+        if (nb_key_at(i)->flags & NB_KF_STRUCT)
             continue;
-        size_t len = strlen(nb_keys[i].section) + strlen(nb_keys[i].key) + 2;
+        size_t len = strlen(nb_key_at(i)->section) + strlen(nb_key_at(i)->key) + 2;
         names[i] = malloc(len);
         if (!names[i]) {
             rc = nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
             goto out;
         }
-        snprintf(names[i], len, "%s.%s", nb_keys[i].section, nb_keys[i].key);
+        snprintf(names[i], len, "%s.%s", nb_key_at(i)->section, nb_key_at(i)->key);
         cols[ncols++] = names[i];
     }
     for (int i = 0; i < nm; i++)
@@ -828,8 +828,8 @@ int nb_runner_summary(const struct nb_sweep *sw, const char *results_dir,
         nb_csvw_str(&w, r->run_id);
         nb_csvw_str(&w, nb_run_state_name(st));
         nb_csvw_str(&w, rn_run_dir(&c, r, dir, sizeof dir));
-        for (int k = 0; k < nb_n_keys; k++)
-            if (!(nb_keys[k].flags & NB_KF_STRUCT))
+        for (int k = 0; k < nb_key_count(); k++)
+            if (!(nb_key_at(k)->flags & NB_KF_STRUCT))
                 nb_csvw_str(&w, r->vals[k]->text);
         put_num(&w, f.steps, f.ok);
         put_num(&w, f.epoch, f.ok);
@@ -862,7 +862,7 @@ int nb_runner_summary(const struct nb_sweep *sw, const char *results_dir,
     if (!rc)
         rc = first_err;
 out:
-    for (int i = 0; i < nb_n_keys; i++)
+    for (int i = 0; i < nb_key_count(); i++)
         free(names[i]);
     free(names);
     free(cols);

@@ -18,18 +18,61 @@ const struct nb_metrics_col nb_metrics_cols[NB_METRICS_N_COLS] = {
     MCOL(val_loss, false, true),    MCOL(val_acc, false, true)};
 #undef MCOL
 
+const char *const nb_eval_stats_names[NB_EVAL_STATS_COUNT + 1] = {
+    [NB_EVAL_STATS_EMA] = "ema", [NB_EVAL_STATS_PRECISE] = "precise",
+    [NB_EVAL_STATS_TARGET] = "target", [NB_EVAL_STATS_COUNT] = NULL,
+};
+
+#define INF HUGE_VAL
+#define AT(m) NB_KEY_AT(struct nb_train_spec, m)
+const struct nb_key nb_train_norm_keys[] = {
+    { NB_K_ENUM("norm", "eval_stats", "ema", nb_eval_stats_names,
+                "population statistics for evaluation: running averages (ema), "
+                "recomputed on training data before each evaluation (precise "
+                "BN), or recomputed on the evaluation data itself (target: "
+                "domain shift)"),
+      AT(eval_stats) },
+    { NB_K_INT("norm", "precise_samples", "1000", 1, 1e9, 0,
+               "precise/target BN: samples used to recompute the statistics "
+               "(training or evaluation data), in whole batches of train.batch"),
+      AT(precise_samples) },
+};
+const int nb_train_norm_n_keys =
+    (int)(sizeof nb_train_norm_keys / sizeof nb_train_norm_keys[0]);
+
+const struct nb_key nb_train_keys[] = {
+    { NB_K_INT("train", "batch", "128", 1, 1e7, 0, "SGD batch size"), AT(batch) },
+    { NB_K_INT("train", "epochs", "10", 0, 1e6, 0, "epochs of training"), AT(epochs) },
+    { NB_K_INT("train", "max_steps", "0", 0, 1e12, 0, "steps of training; 0 = from epochs"),
+      AT(max_steps) },
+    { NB_K_INT("train", "eval_every", "0", 0, 1e12, 0,
+               "evaluate every this many steps; 0 = only per epoch"),
+      AT(eval_every) },
+    { NB_K_BOOL("train", "eval_every_epoch", "true", "evaluate at the end of every epoch"),
+      AT(eval_every_epoch) },
+    { NB_K_INT("train", "eval_samples", "0", 0, 1e9, 0,
+               "test samples per evaluation; 0 = the whole test set"),
+      AT(eval_samples) },
+    { NB_K_BOOL("train", "drop_last", "true", "drop the last incomplete batch of an epoch"),
+      AT(drop_last) },
+    { NB_K_FLT("train", "diverge_loss", "inf", 0, INF, NB_KF_MIN_EXCL | NB_KF_INF,
+               "stop as diverged when the loss exceeds this (or is not finite)"),
+      AT(diverge_loss) },
+    { NB_K_INT("train", "threads", "1", 1, 256, 0, "BLAS threads per run") },
+};
+#undef AT
+const int nb_train_n_keys = (int)(sizeof nb_train_keys / sizeof nb_train_keys[0]);
+
 void nb_train_spec_default(struct nb_train_spec *s)
 {
     memset(s, 0, sizeof *s);
     nb_model_desc_default(&s->model);
-    nb_sgd_opts_default(&s->sgd);
-    nb_schedule_default(&s->sched, 0.1);
-    s->batch = 128;
-    s->epochs = 10;
-    s->eval_every_epoch = true;
-    s->drop_last = true;
-    s->diverge_loss = HUGE_VAL;
-    s->precise_samples = 1000;
+    struct nb_optim_opts o;
+    nb_optim_opts_default(&o);
+    s->sgd = o.sgd;
+    s->sched = o.sched;
+    nb_keys_default(nb_train_norm_keys, nb_train_norm_n_keys, s);
+    nb_keys_default(nb_train_keys, nb_train_n_keys, s);
 }
 
 /* Largest batch the model is built for: a multiple of the training batch
@@ -53,11 +96,12 @@ static void recompute_failed(struct nb_error *err, const struct nb_train_spec *s
     snprintf(err->msg, sizeof err->msg,
              "%s BN: cannot recompute the population statistics for the "
              "evaluation at step %ld: %.600s",
-             spec->target_bn ? "target" : "precise", step, why);
+             spec->eval_stats == NB_EVAL_STATS_TARGET ? "target" : "precise", step, why);
     if (!err->hint[0])
         nb_error_hint(err, "the recomputation takes whole batches of %d "
                       "(the training batch) from the %s set",
-                      spec->batch, spec->target_bn ? "test" : "training");
+                      spec->batch,
+                      spec->eval_stats == NB_EVAL_STATS_TARGET ? "test" : "training");
 }
 
 void nb_evaluate(struct nb_model *m, const struct nb_dataset *ds, int limit,
@@ -190,10 +234,11 @@ static int train_evaluate(struct trainer *T, bool labels, bool *stop, struct nb_
     /* Population statistics recomputed for this evaluation only:
      * the running statistics training keeps (EMA) are put back
      * afterwards, so training is the same whatever eval_stats is. */
-    bool recompute = spec->precise_bn || (spec->target_bn && test && test->n > 0);
+    bool target = spec->eval_stats == NB_EVAL_STATS_TARGET;
+    bool recompute = spec->eval_stats == NB_EVAL_STATS_PRECISE || (target && test && test->n > 0);
     if (recompute) {
         memcpy(T->saved_state, m->state.data, m->state.count * sizeof(float));
-        int rc = nb_model_recompute_bn(m, spec->target_bn ? test : T->train, spec->batch,
+        int rc = nb_model_recompute_bn(m, target ? test : T->train, spec->batch,
                                        (size_t)spec->precise_samples, false, err);
         if (rc) {
             /* evaluating with the training EMA instead would

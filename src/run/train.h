@@ -15,6 +15,13 @@
 #include "model/model.h"
 #include "optim/optim.h"
 
+/* Population statistics for evaluation ([norm] eval_stats): the running
+ * averages training keeps, recomputed on training data before each
+ * evaluation (precise BN), or on the evaluation data (target). */
+enum nb_eval_stats { NB_EVAL_STATS_EMA = 0, NB_EVAL_STATS_PRECISE, NB_EVAL_STATS_TARGET,
+                     NB_EVAL_STATS_COUNT };
+extern const char *const nb_eval_stats_names[]; /* by enumerator, NULL-terminated */
+
 struct nb_train_spec {
     struct nb_model_desc model;
     struct nb_sgd_opts sgd;
@@ -29,14 +36,22 @@ struct nb_train_spec {
     int eval_samples;         /* > 0: evaluate on the first N test samples */
     bool drop_last;
     double diverge_loss;      /* stop when the training loss exceeds this */
-    bool precise_bn;          /* recompute BN statistics before each eval */
-    bool target_bn;           /* ... on the evaluation data (domain shift) */
+    enum nb_eval_stats eval_stats; /* precise, target: recompute the BN
+                                      statistics before each evaluation */
     int precise_samples;      /* samples the recomputation uses */
 };
 
-/* The config table's defaults (keys.c; t_runner checks that an empty
- * config resolves to exactly these): cnn, no norm, SGD lr 0.1 momentum
- * 0.9, batch 128, 10 epochs, drop_last, no divergence limit. */
+/* The [train] config keys of struct nb_train_spec (core/opt.h; train.threads
+ * has no member: the worker sets the BLAS threads), and the [norm] keys
+ * that belong to the loop (eval_stats, precise_samples).  Defaults: batch
+ * 128, 10 epochs, evaluation every epoch on the whole test set,
+ * drop_last, no divergence limit, EMA statistics (1000 samples when
+ * recomputed). */
+extern const struct nb_key nb_train_keys[], nb_train_norm_keys[];
+extern const int nb_train_n_keys, nb_train_norm_n_keys;
+
+/* Every default from the tables: nb_train_keys', nb_train_norm_keys',
+ * nb_model_desc_default, nb_optim_opts_default. */
 void nb_train_spec_default(struct nb_train_spec *s);
 
 /* One row of metrics.csv. */
@@ -99,7 +114,7 @@ void nb_evaluate(struct nb_model *m, const struct nb_dataset *ds, int limit,
 /* Runs a whole training.  train must be non-empty; test may be NULL.
  * target_acc > 0 fills steps_to_target.  Returns 0 (see res->status for
  * diverged/stopped) or a negative status with err filled (bad spec, ...);
- * with precise_bn or target_bn, population statistics that cannot be
+ * with eval_stats precise or target, population statistics that cannot be
  * recomputed for an evaluation (a set smaller than one batch) fail the
  * run there, before that evaluation's row. */
 int nb_train(const struct nb_train_spec *spec, const struct nb_dataset *train,

@@ -209,7 +209,7 @@ static void meta_head(const struct wrun *w, const char *start, struct nb_text *t
     char swept[1500] = "";
     size_t k = 0;
     for (int i = 0; i < r->n_swept && k < sizeof swept; i++) {
-        const struct nb_key *key = &nb_keys[r->swept[i]];
+        const struct nb_key *key = nb_key_at(r->swept[i]);
         k += (size_t)snprintf(swept + k, sizeof swept - k, "%s%s.%s=%s",
                               i ? " " : "", key->section, key->key,
                               r->vals[r->swept[i]]->text);
