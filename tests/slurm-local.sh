@@ -32,8 +32,8 @@ say() { echo "slurm-local: $*" >&2; }
 # the last lines of the files that exist, on one line
 logtail() { for f; do [ -f "$f" ] && tail -n 2 "$f"; done | tr '\n' ' '; }
 
-# a TCP port nothing listens on (/proc/net/tcp*: local address HEX:PORT,
-# state 0A = LISTEN), from 20000-59999
+# a TCP port from 20000-59999 that no socket uses (/proc/net/tcp*: the
+# local address is field 2, HEX-IP:HEX-PORT)
 free_port() {
     while :; do
         r=$(od -An -N2 -tu2 /dev/urandom | tr -d ' ')
@@ -77,7 +77,7 @@ stop() {
         # the cluster's jobs first: their slurmstepd processes outlive slurmd
         jobs=$(squeue -h -o %A 2>/dev/null | sort -u)
         if [ -n "$jobs" ]; then
-            scancel $jobs 2>/dev/null
+            scancel $jobs 2>/dev/null # one word each
             i=0
             while [ -n "$(squeue -h -o %A 2>/dev/null)" ] && [ $i -lt 300 ]; do
                 i=$((i + 1))
@@ -85,7 +85,7 @@ stop() {
             done
         fi
     fi
-    # all three at once: each takes a second or two to shut down
+    # SIGTERM to all three at once, then wait for each
     rc=0
     for dmn in slurmd slurmctld munged; do
         pid=$(daemon_pid $dmn) && kill "$pid" 2>/dev/null
@@ -109,7 +109,7 @@ start() {
     fi
     mkdir -p "$D" || return 1
     D=$(cd "$D" && pwd)
-    if [ $(printf '%s' "$D/munge.socket" | wc -c) -gt 100 ]; then
+    if [ "$(printf %s "$D/munge.socket" | wc -c)" -gt 100 ]; then
         say "$D is too long a path for a socket"
         return 1
     fi
@@ -159,6 +159,8 @@ MpiDefault=none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 SchedulerType=sched/builtin
+# start a job when one ends, not at the next 3-s tick (a throttled array waits)
+SchedulerParameters=batch_sched_delay=0
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
@@ -199,7 +201,8 @@ EOF
             return 1
         done
         if [ $i -gt 300 ]; then
-            say "the node is '$(node_state)', not idle, after 30 s: $(logtail "$D/slurmctld.log" "$D/slurmd.log")"
+            say "the node is '$(node_state)', not idle, after 30 s:" \
+                "$(logtail "$D/slurmctld.log" "$D/slurmd.log")"
             stop
             return 1
         fi
