@@ -15,9 +15,12 @@
 # with BUILD_DIR=...; JOBS=N sets make's parallelism (default: nproc).
 set -eu
 
+# slurmctld, slurmd, slurm-client and munge: tests/slurm-cluster.sh starts
+# a single-node cluster of its own with them (own config, key and ports;
+# daemons the packages may start are left alone)
 PACKAGES="build-essential autoconf automake pkgconf libgsl-dev libcsv-dev \
 zlib1g-dev libopenblas-dev gnuplot-nox fonts-liberation \
-dataset-fashion-mnist parallel help2man"
+dataset-fashion-mnist parallel help2man slurmctld slurmd slurm-client munge"
 
 here=$(cd "$(dirname "$0")" && pwd)
 build=${BUILD_DIR:-$here/build}

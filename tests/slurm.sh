@@ -3,8 +3,9 @@
 # as TAP, against a stand-in sbatch that runs each array task here the way
 # Slurm would (SLURM_ARRAY_TASK_ID set, --export's NB_OFFSET passed): the
 # blocks below --max-array, every run done exactly once, nothing to submit
-# afterwards, and only the missing runs resubmitted.  (A real single-node
-# cluster is issue 19's next step.)
+# afterwards, and only the missing runs resubmitted.  tests/slurm-cluster.sh
+# does the same against a real single-node cluster (slurmctld, slurmd,
+# munge), with a cancelled and a killed task.
 set -u
 
 srcdir=${srcdir:-.}
