@@ -8,9 +8,9 @@ failed=0
 pass() { n=$((n + 1)); echo "ok $n - $1"; }
 fail() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $1"; }
 check() {
-    d=$1
+    _check_desc=$1   # a name of its own: the command may set any other
     shift
-    if "$@"; then pass "$d"; else fail "$d"; fi
+    if "$@"; then pass "$_check_desc"; else fail "$_check_desc"; fi
 }
 is() {
     if [ "$1" = "$2" ]; then pass "$3"; else fail "$3"; echo "#   got:  '$1'"; echo "#   want: '$2'"; fi
