@@ -13,6 +13,7 @@
 
 #include "buildinfo.h"
 #include "core/blas.h"
+#include "core/env.h"
 #include "core/text.h"
 #include "run/bench.h"
 #include "config/keys.h"
@@ -24,6 +25,9 @@
 #include "analyze/summarize.h"
 #include "config/sweep.h"
 #include "run/train.h"
+
+/* The environment variables normbench heeds, read once by main. */
+static struct nb_env env;
 
 static const char *prog = "normbench";
 
@@ -556,6 +560,7 @@ static int cmd_run(int argc, char **argv)
 {
     struct nb_runner_opts o;
     nb_runner_opts_default(&o);
+    o.env = &env;
     size_t *idx = NULL, n_idx = 0, cap_idx = 0;
     const char *run_ids[64];
     int n_ids = 0;
@@ -1050,6 +1055,7 @@ static int cmd_reproduce(int argc, char **argv, bool full)
 {
     struct nb_repro_opts o;
     nb_repro_opts_default(&o);
+    o.env = &env;
     o.run = full;
     o.report = full;
     const char *verb = full ? "reproduce" : "plot";
@@ -1153,6 +1159,9 @@ int main(int argc, char **argv)
 {
     /* Library code reports GSL errors through return values; never abort. */
     gsl_set_error_handler_off();
+    /* the one place that reads the environment (core/env.h) */
+    env = (struct nb_env){getenv("TERM"), getenv("GNUPLOT"), getenv("PATH"),
+                          getenv("NORMBENCH_PLOTS"), getenv("OPENBLAS_CORETYPE")};
     if (argc < 2) {
         usage(stderr);
         return 2;

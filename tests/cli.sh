@@ -111,6 +111,12 @@ want=$(awk -F, 'NR > 1 && (best == "" || $10 + 0 > best + 0) { best = $10; acc =
 got=$(awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "selected_test_acc") c = i } NR == 2 { print $c + 0 }' "$W/valtab/runs.csv")
 is "$got" "$want" "  selected_test_acc is the test accuracy at the best val_acc"
 
+# meta.txt records $OPENBLAS_CORETYPE, which main reads and hands down
+OPENBLAS_CORETYPE=Haswell "$NB" run "$CONF/test-tiny.ini" --index 3 -q --no-summary \
+    --results-dir "$W/coretype" >/dev/null 2>&1
+check "meta.txt records OPENBLAS_CORETYPE" \
+    sh -c "grep -q '^openblas_coretype = Haswell\$' '$W'/coretype/test-tiny/*/meta.txt"
+
 # ---- train: one run of the config keys, with their defaults ---------------
 help=$("$NB" config --help)
 dbatch=$(printf '%s\n' "$help" | sed -n '/^\[train\]/,/^\[/s/^batch = //p')

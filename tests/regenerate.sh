@@ -174,6 +174,13 @@ mv "$W/archive" "$A"
 check "plot that draws nothing exits non-zero" [ $? -ne 0 ]
 check "  says so" grep -q "no figure drawn" "$W/err9"
 check "  and leaves every file as it was" same
+# the environment main reads and hands down (core/env.h): $GNUPLOT names
+# the binary
+GNUPLOT=/nonexistent/gnuplot "$NB" plot "$EXP/quickstart.ini" --quick --results "$R" \
+    >"$W/out10" 2>"$W/err10"
+check "plot with GNUPLOT naming no binary exits non-zero" [ $? -ne 0 ]
+check "  says gnuplot is not found" grep -q "gnuplot not found" "$W/err10"
+check "  and leaves every file as it was" same
 
 echo "1..$n"
 [ $failed -eq 0 ]

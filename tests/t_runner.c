@@ -489,7 +489,7 @@ static void test_check(void)
 static void test_progress(void)
 {
     struct nb_progress p;
-    ok(nb_progress_init(&p, NB_PROGRESS_NONE, stderr, 3, 2) == 0, "progress: init");
+    ok(nb_progress_init(&p, NB_PROGRESS_NONE, stderr, NULL, 3, 2) == 0, "progress: init");
     nb_progress_start(&p, 0, 4);
     nb_progress_update(&p, 0, 60, 100, 0.3, 0.5);
     nb_progress_start(&p, 1, 7);

@@ -146,9 +146,9 @@ int nb_experiment_find(const char *name, char *buf, size_t size, struct nb_error
     return NB_ENOENT;
 }
 
-const char *nb_gnuplot_path(char *buf, size_t size)
+const char *nb_gnuplot_path(const struct nb_env *e, char *buf, size_t size)
 {
-    const char *env = getenv("GNUPLOT");
+    const char *env = e ? e->gnuplot : NULL;
     if (env && *env) {
         if (strchr(env, '/'))
             return is_exec(env) ? env : NULL;
@@ -157,7 +157,7 @@ const char *nb_gnuplot_path(char *buf, size_t size)
     const char *want = env && *env ? env : "gnuplot";
     if (!(env && *env) && NB_GNUPLOT[0] && is_exec(NB_GNUPLOT))
         return NB_GNUPLOT;
-    const char *path = getenv("PATH");
+    const char *path = e ? e->path : NULL;
     if (!path)
         path = "/usr/bin:/bin";
     while (*path) {
@@ -173,11 +173,9 @@ const char *nb_gnuplot_path(char *buf, size_t size)
     return NULL;
 }
 
-int nb_gnuplot_run(const char *script, const char *in, const char *out, const char *log,
-                   struct nb_error *err)
+int nb_gnuplot_run(const char *gp, const char *script, const char *in, const char *out,
+                   const char *log, struct nb_error *err)
 {
-    char gpbuf[PATH_SZ];
-    const char *gp = nb_gnuplot_path(gpbuf, sizeof gpbuf);
     if (!gp)
         return nb_error_set(err, NB_ENOENT, NULL, 0,
                             "gnuplot not found (apt-get install gnuplot-nox fonts-liberation)");
@@ -221,12 +219,13 @@ int nb_gnuplot_run(const char *script, const char *in, const char *out, const ch
     return 0;
 }
 
-/* The plots directory: opts, $NORMBENCH_PLOTS, EXPERIMENTS/../plots,
- * ./plots; NULL when none holds curves.gp. */
-static const char *find_plots(const char *opt, const char *exp_path, char *buf, size_t size)
+/* The plots directory: opts, env's NORMBENCH_PLOTS, EXPERIMENTS/../plots,
+ * ./plots, the installed one; NULL when none holds curves.gp. */
+static const char *find_plots(const char *opt, const struct nb_env *e, const char *exp_path,
+                              char *buf, size_t size)
 {
     char dir[PATH_SZ], probe[PATH_SZ + 32];
-    const char *env = getenv("NORMBENCH_PLOTS");
+    const char *env = e ? e->plots : NULL;
     const char *cands[5] = {opt, env && *env ? env : NULL, NULL, "plots", NULL};
     dir_of(exp_path, dir, sizeof dir);
     char rel[PATH_SZ + 16], inst[PATH_SZ], instp[PATH_SZ + 16];
@@ -378,7 +377,7 @@ static int draw_figures(const struct nb_experiment *e, const struct nb_summary *
     if (rc)
         return rc;
     char gpbuf[PATH_SZ];
-    const char *gp = nb_gnuplot_path(gpbuf, sizeof gpbuf);
+    const char *gp = nb_gnuplot_path(o->env, gpbuf, sizeof gpbuf);
     *drawn = 0;
     *failed = 0;
     for (int i = 0; i < e->n_figs; i++) {
@@ -437,7 +436,7 @@ static int draw_figures(const struct nb_experiment *e, const struct nb_summary *
             snprintf(out, sizeof out, "%s/%s.%s", fdir, f->name, fmt);
             snprintf(log, sizeof log, "%s/%s.log", fdir, f->name);
             nb_error_clear(&e2);
-            if (nb_gnuplot_run(script, table, out, log, &e2)) {
+            if (nb_gnuplot_run(gp, script, table, out, log, &e2)) {
                 char buf[600];
                 nb_error_format(&e2, buf, sizeof buf);
                 if (first) {
@@ -691,6 +690,7 @@ static int repro_run(struct repro *R, struct nb_error *err)
         nb_runner_opts_default(&ro);
         ro.jobs = o->jobs > 0 ? o->jobs : 1;
         ro.progress = o->progress;
+        ro.env = o->env;
         struct nb_runner_report rep;
         int rc = nb_runner_run(&c->sw, &ro, &rep, err);
         if (rc)
@@ -790,7 +790,7 @@ static int repro_figures(struct repro *R, struct nb_repro_result *res, struct nb
     const struct nb_repro_opts *o = R->o;
     const struct nb_experiment *e = &R->e;
     char plots[PATH_SZ], plots_gp[PATH_SZ];
-    const char *pd = find_plots(o->plots_dir, R->epath, plots, sizeof plots);
+    const char *pd = find_plots(o->plots_dir, o->env, R->epath, plots, sizeof plots);
     res->figs_total = e->n_figs;
     for (int i = 0; i < e->n_figs; i++)
         R->figs[i].why = "figures were not requested";
@@ -798,7 +798,7 @@ static int repro_figures(struct repro *R, struct nb_repro_result *res, struct nb
         if (!pd)
             say(o, "no plots/ directory with the gnuplot scripts (--plots DIR): figures "
                    "skipped");
-        else if (!nb_gnuplot_path(plots_gp, sizeof plots_gp))
+        else if (!nb_gnuplot_path(o->env, plots_gp, sizeof plots_gp))
             say(o, "gnuplot not found: figures skipped (apt-get install gnuplot-nox "
                    "fonts-liberation)");
         int rc = draw_figures(e, &R->s, R->stage, pd, o->formats, o, R->figs, R->fig_file,

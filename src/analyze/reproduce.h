@@ -43,6 +43,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "core/env.h"
 #include "core/error.h"
 #include "analyze/check.h" /* nb_verdict_name for the result */
 #include "run/progress.h"
@@ -59,6 +60,8 @@ struct nb_repro_opts {
     const char *formats;      /* "png", "png,svg", ... (NULL: png) */
     enum nb_progress_mode progress;
     FILE *out;                /* messages (stderr when NULL) */
+    const struct nb_env *env; /* GNUPLOT, PATH, NORMBENCH_PLOTS, and the
+                                 runner's (NULL: unset) */
 };
 
 void nb_repro_opts_default(struct nb_repro_opts *o);
@@ -102,15 +105,18 @@ int nb_repro_missing(const struct nb_summary *s, const char *where,
                      const char *archive, const char *command,
                      struct nb_error *err);
 
-/* Runs one gnuplot script: gnuplot -c SCRIPT IN OUT, its messages to
- * log (may be NULL).  Returns 0 when gnuplot exited 0 and OUT is a
- * non-empty file, NB_ENOENT when gnuplot is not installed, NB_EIO else
- * (err says why and points at the log). */
-int nb_gnuplot_run(const char *script, const char *in, const char *out,
+/* Runs one gnuplot script with the binary gp (nb_gnuplot_path's; NULL:
+ * not installed): gnuplot -c SCRIPT IN OUT, its messages to log (may be
+ * NULL).  Returns 0 when gnuplot exited 0 and OUT is a non-empty file,
+ * NB_ENOENT when gnuplot is not installed, NB_EIO else (err says why and
+ * points at the log). */
+int nb_gnuplot_run(const char *gp, const char *script, const char *in, const char *out,
                    const char *log, struct nb_error *err);
 
-/* The gnuplot binary reproduce uses, or NULL when none is found: $GNUPLOT,
- * configure's path, or the first on $PATH (then written into buf). */
-const char *nb_gnuplot_path(char *buf, size_t size);
+/* The gnuplot binary reproduce uses, or NULL when none is found: env's
+ * GNUPLOT (a path, or a name looked for on env's PATH), configure's path,
+ * or the first gnuplot on env's PATH (/usr/bin:/bin when unset; then
+ * written into buf). */
+const char *nb_gnuplot_path(const struct nb_env *env, char *buf, size_t size);
 
 #endif

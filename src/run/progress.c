@@ -30,11 +30,10 @@ int nb_progress_mode_parse(const char *s, enum nb_progress_mode *m)
 }
 
 int nb_progress_init(struct nb_progress *p, enum nb_progress_mode mode,
-                     FILE *fp, size_t total, int n_slots)
+                     FILE *fp, const char *term, size_t total, int n_slots)
 {
     memset(p, 0, sizeof *p);
     if (mode == NB_PROGRESS_AUTO) {
-        const char *term = getenv("TERM");
         bool tty = isatty(fileno(fp)) && !(term && !strcmp(term, "dumb"));
         mode = tty ? NB_PROGRESS_BAR : NB_PROGRESS_LINES;
     }

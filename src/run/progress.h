@@ -53,10 +53,11 @@ struct nb_progress {
 };
 
 /* Sets p up for `total` runs and n_slots workers, writing to fp (stderr).
- * AUTO resolves to BAR when fp is a terminal and TERM is not "dumb", else
- * LINES.  Returns 0 or -1 when out of memory. */
+ * AUTO resolves to BAR when fp is a terminal and term (the caller's $TERM,
+ * may be NULL) is not "dumb", else LINES.  Returns 0 or -1 when out of
+ * memory. */
 int nb_progress_init(struct nb_progress *p, enum nb_progress_mode mode,
-                     FILE *fp, size_t total, int n_slots);
+                     FILE *fp, const char *term, size_t total, int n_slots);
 
 /* Frees p (clearing the bar); safe on a zeroed struct. */
 void nb_progress_free(struct nb_progress *p);

@@ -352,7 +352,8 @@ static int pool_select(struct pool *P, struct nb_error *err)
             P->queue[P->nq++] = k;
         }
     }
-    if (nb_progress_init(&P->pg, o->progress, stderr, P->n, P->jobs))
+    if (nb_progress_init(&P->pg, o->progress, stderr, o->env ? o->env->term : NULL, P->n,
+                         P->jobs))
         return nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
     nb_progress_skip(&P->pg, P->rep->skipped);
     if (P->nq) {
@@ -592,6 +593,7 @@ int nb_runner_run(const struct nb_sweep *sw, const struct nb_runner_opts *o,
     memset(rep, 0, sizeof *rep);
     struct pool P = { .sw = sw, .o = o, .rep = rep };
     rn_ctx_init(&P.c, sw, o->results_dir, o->stale_after);
+    P.c.blas_coretype = o->env ? o->env->openblas_coretype : NULL;
     P.jobs = o->jobs > 0 ? o->jobs : 1;
     int rc = rn_mkdir_p(P.c.locks, err);
     if (rc)

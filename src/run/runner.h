@@ -41,6 +41,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "core/env.h"
 #include "core/error.h"
 #include "run/progress.h"
 #include "config/sweep.h"
@@ -54,6 +55,7 @@ struct nb_runner_opts {
     double stale_after;       /* seconds without heartbeat (default 300) */
     bool summary;             /* rewrite EXP/summary.csv at the end */
     FILE *out;                /* the closing table (stdout); NULL: none */
+    const struct nb_env *env; /* TERM, OPENBLAS_CORETYPE (NULL: unset) */
 };
 
 /* jobs 1, results_dir NULL, all runs, progress auto, stale_after 300,

@@ -24,6 +24,7 @@ struct ctx {
     const struct nb_sweep *sw;
     const char *results_dir; /* NULL: the config's */
     double stale_after;
+    const char *blas_coretype; /* $OPENBLAS_CORETYPE (NULL: unset), for meta.txt */
     char exp[PATH_SZ];
     char locks[PATH_SZ];
     char host[256];

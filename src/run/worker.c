@@ -231,7 +231,7 @@ static void meta_head(const struct wrun *w, const char *start, struct nb_text *t
     rn_kvf(t, "blas", "%s (kernels %s)", nb_blas_name(), nb_blas_core());
     {
         /* benchmarking knobs that change the arithmetic, if set */
-        const char *ct = getenv("OPENBLAS_CORETYPE");
+        const char *ct = c->blas_coretype;
         rn_kvf(t, "conv_algo", "%s", nb_run_get_str(w->run, "model", "conv_algo"));
         rn_kvf(t, "openblas_coretype", "%s", ct && *ct ? ct : "(unset)");
     }
