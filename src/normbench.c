@@ -132,16 +132,6 @@ static int parse_int_list(const char *s, int *out, int max)
     return n;
 }
 
-static int arch_parse(const char *s, enum nb_arch *a)
-{
-    for (int i = 0; i < NB_ARCH_COUNT; i++)
-        if (strcmp(s, nb_arch_name(i)) == 0) {
-            *a = i;
-            return 0;
-        }
-    return -1;
-}
-
 static int train_print(void *user, const struct nb_metrics *r)
 {
     (void)user;
@@ -375,10 +365,8 @@ static int cmd_bench(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 'c': {
-            int a = 0;
-            while (nb_conv_algo_names[a] && strcmp(nb_conv_algo_names[a], optarg))
-                a++;
-            if (!nb_conv_algo_names[a]) {
+            int a = nb_name_index(nb_conv_algo_names, optarg);
+            if (a < 0) {
                 fprintf(stderr, "%s: bench: --conv-algo must be auto, im2col or winograd\n",
                         prog);
                 return 2;
@@ -387,7 +375,8 @@ static int cmd_bench(int argc, char **argv)
             break;
         }
         case 'a':
-            if (arch_parse(optarg, &o.arch) || (o.arch != NB_ARCH_CNN && o.arch != NB_ARCH_MLP)) {
+            o.arch = (enum nb_arch)nb_name_index(nb_arch_names, optarg);
+            if (o.arch != NB_ARCH_CNN && o.arch != NB_ARCH_MLP) {
                 fprintf(stderr, "%s: bench: --arch must be cnn or mlp\n", prog);
                 return 2;
             }

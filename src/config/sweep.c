@@ -179,11 +179,9 @@ int nb_run_get_enum(const struct nb_run *run, const char *section,
     const struct nb_key *k = nb_key_at(idx);
     NB_ASSERT(k->type == NB_KEY_ENUM);
     const char *t = text_of(run, idx);
-    for (int i = 0; k->enum_values[i]; i++)
-        if (!strcmp(t, k->enum_values[i]))
-            return i;
-    NB_ASSERT(!"enum value not in the table");
-    return -1;
+    int i = nb_name_index(k->enum_values, t);
+    NB_ASSERT(i >= 0 && "enum value not in the table");
+    return i;
 }
 
 const char *nb_run_get_str(const struct nb_run *run, const char *section,

@@ -423,11 +423,10 @@ done:
  * Binding
  * ====================================================================== */
 
-/* Index of text in k's enum values, or -1. */
-static int enum_index(const struct nb_key *k, const char *text)
+int nb_name_index(const char *const *names, const char *s)
 {
-    for (int i = 0; k->enum_values && k->enum_values[i]; i++)
-        if (!strcmp(text, k->enum_values[i]))
+    for (int i = 0; names && s && names[i]; i++)
+        if (!strcmp(s, names[i]))
             return i;
     return -1;
 }
@@ -500,7 +499,7 @@ int nb_key_store(const struct nb_key *k, const char *text, void *base,
         store_number(k, !strcmp(text, "true"), !strcmp(text, "true"), at);
         return 0;
     case NB_KEY_ENUM: {
-        int i = enum_index(k, text);
+        int i = nb_name_index(k->enum_values, text);
         assert(i >= 0);
         store_number(k, i > 0, i, at);
         return 0;

@@ -174,6 +174,10 @@ void nb_key_enum_list(const struct nb_key *k, const char *sep, char *buf,
 /* The name of k's type ("int", "float list", ...). */
 const char *nb_key_type_name(const struct nb_key *k);
 
+/* The index of s in the NULL-terminated name table names (a module's
+ * enum names, a key's values), or -1. */
+int nb_name_index(const char *const *names, const char *s);
+
 /* Did-you-mean: the candidate closest to word by edit distance (case-
  * insensitive, transpositions count 1), or NULL when none is close. */
 const char *nb_closest(const char *word, const char *const *cands, int n);

@@ -159,20 +159,6 @@ void nb_norm_opts_default(struct nb_norm_opts *o)
     nb_keys_default(nb_norm_keys, nb_norm_n_keys, o);
 }
 
-/* renorm's schedule in the paper: 5k, 25k and 40k of 160k steps */
-#define RENORM_PAPER_STEPS 160000.0
-
-void nb_norm_resolve_auto(struct nb_norm_opts *o, long total_steps)
-{
-    double t = (double)total_steps;
-    if (o->renorm_warmup < 0)
-        o->renorm_warmup = lround(t * 5000.0 / RENORM_PAPER_STEPS);
-    if (o->renorm_dmax_steps < 0)
-        o->renorm_dmax_steps = lround(t * 25000.0 / RENORM_PAPER_STEPS);
-    if (o->renorm_rmax_steps < 0)
-        o->renorm_rmax_steps = lround(t * 40000.0 / RENORM_PAPER_STEPS);
-}
-
 const char *nb_norm_type_name(enum nb_norm_type t)
 {
     return (t >= 0 && t < NB_NORM_TYPE_COUNT) ? nb_norm_type_names[t] : NULL;
@@ -180,12 +166,10 @@ const char *nb_norm_type_name(enum nb_norm_type t)
 
 int nb_norm_type_parse(const char *s, enum nb_norm_type *t)
 {
-    for (int i = 0; s && i < NB_NORM_TYPE_COUNT; i++)
-        if (strcmp(s, nb_norm_type_names[i]) == 0) {
-            *t = (enum nb_norm_type)i;
-            return NB_OK;
-        }
-    return NB_EINVAL;
+    int i = nb_name_index(nb_norm_type_names, s);
+    if (i >= 0)
+        *t = (enum nb_norm_type)i;
+    return i >= 0 ? NB_OK : NB_EINVAL;
 }
 
 const char *nb_norm_lp_name(enum nb_norm_lp p)
@@ -195,31 +179,10 @@ const char *nb_norm_lp_name(enum nb_norm_lp p)
 
 int nb_norm_lp_parse(const char *s, enum nb_norm_lp *p)
 {
-    for (int i = 0; s && i < NB_LP_COUNT; i++)
-        if (strcmp(s, nb_norm_lp_names[i]) == 0) {
-            *p = (enum nb_norm_lp)i;
-            return NB_OK;
-        }
-    return NB_EINVAL;
-}
-
-/* value of a linear ramp from v0 (at step a) to v1 (at step b) */
-static double ramp(long step, long a, long b, double v0, double v1)
-{
-    if (step <= a)
-        return v0;
-    if (step >= b)
-        return v1;
-    return v0 + (v1 - v0) * (double)(step - a) / (double)(b - a);
-}
-
-void nb_norm_renorm_limits(const struct nb_norm_opts *o, long step,
-                           double *rmax, double *dmax)
-{
-    *rmax = ramp(step, o->renorm_warmup, o->renorm_rmax_steps, 1.0,
-                 o->renorm_rmax);
-    *dmax = ramp(step, o->renorm_warmup, o->renorm_dmax_steps, 0.0,
-                 o->renorm_dmax);
+    int i = nb_name_index(nb_norm_lp_names, s);
+    if (i >= 0)
+        *p = (enum nb_norm_lp)i;
+    return i >= 0 ? NB_OK : NB_EINVAL;
 }
 
 /* ---- setup -------------------------------------------------------------- */

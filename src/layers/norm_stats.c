@@ -1,6 +1,7 @@
 /* src/layers/norm_stats.c - the norm layer's helpers outside training: the
  * batch check, recomputing the population statistics (Ioffe's Algorithm
- * 2, precise BN) and folding batch norm into the layer before it; see
+ * 2, precise BN), folding batch norm into the layer before it, and
+ * renorm's schedule (its auto steps and its r_max/d_max ramps); see
  * norm.h. */
 #include "layers/norm_impl.h"
 
@@ -122,4 +123,39 @@ int nb_norm_fold(const struct nb_layer *norm, float *w, float *b, int out,
         b[c] = (float)(((double)b[c] - mu) * s + beta_of(P, norm, c));
     }
     return NB_OK;
+}
+
+/* ---- renorm's schedule ---------------------------------------------------- */
+
+/* renorm's schedule in the paper: 5k, 25k and 40k of 160k steps */
+#define RENORM_PAPER_STEPS 160000.0
+
+void nb_norm_resolve_auto(struct nb_norm_opts *o, long total_steps)
+{
+    double t = (double)total_steps;
+    if (o->renorm_warmup < 0)
+        o->renorm_warmup = lround(t * 5000.0 / RENORM_PAPER_STEPS);
+    if (o->renorm_dmax_steps < 0)
+        o->renorm_dmax_steps = lround(t * 25000.0 / RENORM_PAPER_STEPS);
+    if (o->renorm_rmax_steps < 0)
+        o->renorm_rmax_steps = lround(t * 40000.0 / RENORM_PAPER_STEPS);
+}
+
+/* value of a linear ramp from v0 (at step a) to v1 (at step b) */
+static double ramp(long step, long a, long b, double v0, double v1)
+{
+    if (step <= a)
+        return v0;
+    if (step >= b)
+        return v1;
+    return v0 + (v1 - v0) * (double)(step - a) / (double)(b - a);
+}
+
+void nb_norm_renorm_limits(const struct nb_norm_opts *o, long step,
+                           double *rmax, double *dmax)
+{
+    *rmax = ramp(step, o->renorm_warmup, o->renorm_rmax_steps, 1.0,
+                 o->renorm_rmax);
+    *dmax = ramp(step, o->renorm_warmup, o->renorm_dmax_steps, 0.0,
+                 o->renorm_dmax);
 }

@@ -48,12 +48,10 @@ const char *nb_probe_spacing_name(enum nb_probe_spacing s)
 
 int nb_probe_spacing_parse(const char *s, enum nb_probe_spacing *out)
 {
-    for (int i = 0; i < NB_SPACING_COUNT; i++)
-        if (strcmp(s, nb_probe_spacing_names[i]) == 0) {
-            *out = (enum nb_probe_spacing)i;
-            return 0;
-        }
-    return NB_EINVAL;
+    int i = nb_name_index(nb_probe_spacing_names, s);
+    if (i >= 0)
+        *out = (enum nb_probe_spacing)i;
+    return i >= 0 ? 0 : NB_EINVAL;
 }
 
 const char *const nb_hessian_mode_names[NB_HESSIAN_MODE_COUNT + 1] = {
