@@ -270,14 +270,16 @@ static void write_table(FILE *fp, const struct nb_summary *s, const struct nb_ex
 }
 
 /* A check outcome in bold for the report. */
-static const char *outcome_mark(int o)
+static const char *outcome_mark(enum nb_outcome o)
 {
     switch (o) {
     case NB_OUT_PASS: return "**pass**";
     case NB_OUT_FAIL: return "**fail**";
     case NB_OUT_INCONCLUSIVE: return "**inconclusive**";
-    default: return "**n/a**";
+    case NB_OUT_NA:
+    case NB_OUT_COUNT: break;
     }
+    return "**n/a**";
 }
 
 /* Seed of replicate k (the first group that has one). */

@@ -260,7 +260,7 @@ bool sum_point_matches(const struct nb_summary *s, const struct nb_sum_filter *f
             if (!filter_num(&f[i], pv))
                 return false;
             break;
-        default:
+        default: /* a config key (>= 0): a group filter, not a point's */
             break;
         }
     }
