@@ -613,7 +613,8 @@ static void test_identity(void)
         "runs 0 and 1 have the same run_id 0bc6f2937e4b50d4: they differ only in "
         "train.threads = 1 / 4, which changes nothing in these runs",
         "sweep only settings that change the run (threads never does; bias_before_norm "
-        "needs a norm after the layer, dropout_place needs dropout)");
+        "needs a norm after the layer, dropout_place needs dropout, noise_eval needs "
+        "noisy)");
     ok(load("id_bias.ini", "[norm]\ntype = none\n[model]\nbias_before_norm = true\n", &b) == 0,
        "bias_before_norm without a norm loads");
     is_str(b.runs[0].run_id, c.runs[0].run_id, "  with the default's identity");
@@ -633,6 +634,20 @@ static void test_identity(void)
                               "[norm]\ntype = batch\n", &b) == 0 &&
            b.n_runs == 2 && strcmp(b.runs[0].run_id, b.runs[1].run_id) != 0,
        "dropout_place with dropout and a norm: two identities");
+    nb_sweep_free(&b);
+    ok(load("id_neval.ini", "[norm]\nnoise_eval = mean\n", &b) == 0,
+       "noise_eval without noise loads");
+    is_str(b.runs[0].run_id, c.runs[0].run_id, "  with the default's identity");
+    nb_sweep_free(&b);
+    ok(load("id_neval2.ini", "[norm]\ntype = batch\nnoisy = false\nnoise_eval = off, mean\n",
+            &b) != 0,
+       "noise_eval swept without noise: refused (one identity)");
+    ok(load("id_neval3.ini", "[norm]\ntype = batch\nnoisy = true\nnoise_eval = off, mean\n",
+            &b) == 0 && b.n_runs == 2 && strcmp(b.runs[0].run_id, b.runs[1].run_id) != 0,
+       "noise_eval with noise: two identities");
+    /* the literal: the id of this config before noise_eval existed */
+    is_str(run_id_of(&b, "norm", "noise_eval", "off"), "ba0487031da3b681",
+           "noise_eval = off (added after 0.1.0): a noisy run keeps the id it had before");
     nb_sweep_free(&b);
 
     /* round trip through config.ini */

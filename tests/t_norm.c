@@ -9,7 +9,8 @@
  *     Keras 0.99 = PyTorch 0.01, frozen = eval, fold = conv + BN);
  *  5. semantics: modes (PROBE writes nothing, EVAL uses running stats),
  *     running updates (biased, ghost per sub-batch / per step), renorm
- *     schedule and unclipped renorm, lp forward, noise streams,
+ *     schedule and unclipped renorm, lp forward, noise streams, the
+ *     noise in evaluation (noise_eval),
  *     population statistics, nb_norm_check_batch. */
 #include <math.h>
 #include <stdarg.h>
@@ -467,6 +468,14 @@ static void test_gradchecks(void)
     o.type = NB_NORM_GROUP;
     o.groups = 2;
     gradcheck("noisy group", &o, conv, 3, NB_TRAIN, NULL);
+    /* noise_eval = mean: EVAL scales by E[s]; its backward (the Hessian's
+     * eval mode runs one) scales dy alike */
+    o = opts_of(NB_NORM_BATCH);
+    o.noisy = true;
+    o.noise_eval_mean = true;
+    gradcheck("noisy batch EVAL, noise_eval mean", &o, conv, 3, NB_EVAL, prep_running);
+    o.type = NB_NORM_NONE;
+    gradcheck("noise without norm EVAL, noise_eval mean", &o, conv, 3, NB_EVAL, NULL);
 
     o = opts_of(NB_NORM_BATCH);
     o.frozen = true;
@@ -1091,6 +1100,135 @@ static void test_modes(void)
     free(st);
 }
 
+/* noise_eval = mean: EVAL applies the training noise's expected value
+ * E[s] y + E[m] = (1 + n_sigma)/2 y and draws nothing; off adds none; the
+ * recomputation's forwards do what EVAL does; folding includes E[s].
+ * (EVAL-only behaviour: the gradient checks of test_gradchecks cover its
+ * backward.) */
+static void test_noise_eval(void)
+{
+    const struct nb_shape in = {4, 3, 3};
+    const int n = 5, C = 4, HW = 9;
+    struct nb_norm_opts o = opts_of(NB_NORM_BATCH);
+    struct gc_layer t, u, v;
+    o.noisy = true;
+    o.noise_eval_mean = true;
+    must_setup(&t, &o, in, n, "noisy_mean");
+    o.noise_eval_mean = false;
+    must_setup(&v, &o, in, n, "noisy_off");
+    o.noisy = false;
+    must_setup(&u, &o, in, n, "plain");
+    prep_running(&u, NULL, 0);
+    copy_params(&t, &u);
+    copy_params(&v, &u);
+    memcpy(t.state.data, u.state.data, u.state.count * sizeof(float));
+    memcpy(v.state.data, u.state.data, u.state.count * sizeof(float));
+    size_t tot = numel(&t, n);
+    float *x = fbuf(tot), *y = fbuf(tot), *y2 = fbuf(tot), *y3 = fbuf(tot);
+    gc_fill(x, tot, 1.5, 0.2, 31);
+    gsl_rng *noise0 = gsl_rng_clone(t.ctx.rng_noise);
+    gsl_rng *probe0 = gsl_rng_clone(t.ctx.rng_probe);
+    fwd(&t, x, y, n, NB_EVAL);
+    fwd(&u, x, y2, n, NB_EVAL);
+    fwd(&v, x, y3, n, NB_EVAL);
+    double es = (1.0 + o.noise_sigma) / 2.0, worst = 0;
+    for (size_t i = 0; i < tot; i++)
+        worst = fmax(worst, fabs(y[i] - es * y2[i]));
+    ok(worst < 1e-6, "noise_eval mean: EVAL output = (1 + n_sigma)/2 x the noiseless one "
+                     "(max abs diff %.2g)", worst);
+    ok(max_abs_diff(y3, y2, tot) == 0, "noise_eval off: EVAL adds no noise");
+    ok(gsl_rng_get(noise0) == gsl_rng_get(t.ctx.rng_noise) &&
+           gsl_rng_get(probe0) == gsl_rng_get(t.ctx.rng_probe),
+       "noise_eval mean: EVAL draws nothing from the noise or probe stream");
+    gsl_rng_free(noise0);
+    gsl_rng_free(probe0);
+    /* TRAIN is the same whatever noise_eval says */
+    gsl_rng_set(t.ctx.rng_noise, 17);
+    gsl_rng_set(v.ctx.rng_noise, 17);
+    fwd(&t, x, y, n, NB_TRAIN);
+    fwd(&v, x, y3, n, NB_TRAIN);
+    ok(max_abs_diff(y, y3, tot) == 0, "noise_eval changes nothing in TRAIN");
+    /* the recomputation's TRAIN forward: batch statistics, no draws, E[s] */
+    nb_norm_recompute_begin(&t.l);
+    fwd(&t, x, y, n, NB_TRAIN);
+    nb_norm_recompute_end(&t.l, false);
+    nb_norm_recompute_begin(&u.l);
+    fwd(&u, x, y2, n, NB_TRAIN);
+    nb_norm_recompute_end(&u.l, false);
+    worst = 0;
+    for (size_t i = 0; i < tot; i++)
+        worst = fmax(worst, fabs(y[i] - es * y2[i]));
+    ok(worst < 1e-6, "noise_eval mean: a recomputation's forward applies E[s] as EVAL does "
+                     "(max abs diff %.2g)", worst);
+    gc_free(&t);
+    gc_free(&u);
+    gc_free(&v);
+
+    /* E[s] y + E[m] is the mean of the training noise: type none, x = 0
+     * and 1, averaged over 4000 TRAIN draws (sd of the mean about 0.003) */
+    o = opts_of(NB_NORM_NONE);
+    o.noisy = true;
+    o.noise_eval_mean = true;
+    must_setup(&t, &o, in, n, "none_noise");
+    for (size_t i = 0; i < tot; i++)
+        x[i] = (float)((i / HW) % 2); /* planes of 0 and 1 */
+    double s0 = 0, s1 = 0;
+    size_t c0 = 0, c1 = 0;
+    for (int k = 0; k < 4000; k++) {
+        fwd(&t, x, y, n, NB_TRAIN);
+        for (size_t i = 0; i < tot; i++) {
+            if (x[i] == 0)
+                s0 += y[i], c0++;
+            else
+                s1 += y[i], c1++;
+        }
+    }
+    fwd(&t, x, y2, n, NB_EVAL);
+    double m0 = s0 / (double)c0, m1 = s1 / (double)c1;
+    ok(fabs(m0) < 0.015 && fabs(m1 - es) < 0.015 && y2[0] == 0 && fabs(y2[HW] - es) < 1e-7,
+       "the training noise averages to E[s] x + E[m] (x = 0: %.4f, x = 1: %.4f, E[s] = "
+       "%.4f), which EVAL applies",
+       m0, m1, es);
+    NB_UNUSED(C);
+    gc_free(&t);
+
+    /* folding: conv + noisy BN (EVAL, mean) = the folded conv */
+    const int I = 2, O = 4, H = 3, W = 3;
+    o = opts_of(NB_NORM_BATCH);
+    o.noisy = true;
+    o.noise_eval_mean = true;
+    must_setup(&t, &o, (struct nb_shape){O, H, W}, 2, "noisy_fold");
+    prep_running(&t, NULL, 0);
+    size_t nx = (size_t)2 * I * H * W, ny = (size_t)2 * O * H * W, nw = (size_t)O * I * 9;
+    float *cx = fbuf(nx), *w = fbuf(nw), *b = fbuf(O), *cy = fbuf(ny), *z = fbuf(ny),
+          *cy2 = fbuf(ny);
+    gc_fill(cx, nx, 1.0, 0, 41);
+    gc_fill(w, nw, 0.5, 0, 42);
+    gc_fill(b, O, 0.3, 0, 43);
+    naive_conv(cy, cx, w, b, 2, I, O, H, W);
+    fwd(&t, cy, z, 2, NB_EVAL);
+    is_int(nb_norm_fold(&t.l, w, b, O, (size_t)I * 9), 0, "fold of noisy BN returns 0");
+    naive_conv(cy2, cx, w, b, 2, I, O, H, W);
+    double d = max_abs_diff(z, cy2, ny);
+    ok(d < 1e-5, "conv + noisy BN (EVAL, noise_eval mean) = folded conv (max abs diff %.3g)",
+       d);
+    gc_free(&t);
+    o.type = NB_NORM_NONE;
+    must_setup(&t, &o, (struct nb_shape){O, H, W}, 2, "noise_fold");
+    gc_fill(w, nw, 0.5, 0, 42);
+    gc_fill(b, O, 0.3, 0, 43);
+    naive_conv(cy, cx, w, b, 2, I, O, H, W);
+    fwd(&t, cy, z, 2, NB_EVAL);
+    is_int(nb_norm_fold(&t.l, w, b, O, (size_t)I * 9), 0, "fold of noise without norm returns 0");
+    naive_conv(cy2, cx, w, b, 2, I, O, H, W);
+    d = max_abs_diff(z, cy2, ny);
+    ok(d < 1e-5, "conv + noise without norm (EVAL, mean) = the conv scaled by E[s] "
+                 "(max abs diff %.3g)", d);
+    gc_free(&t);
+    free(cx), free(w), free(b), free(cy), free(z), free(cy2);
+    free(x), free(y), free(y2), free(y3);
+}
+
 /* running updates: biased estimator, ghost per sub-batch and per step */
 static void test_running(void)
 {
@@ -1444,6 +1582,7 @@ int main(void)
     test_identities();
     test_fold();
     test_modes();
+    test_noise_eval();
     test_running();
     test_renorm();
     test_lp_forward();

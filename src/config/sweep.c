@@ -50,7 +50,8 @@ uint64_t nb_fnv1a64(const void *data, size_t n)
  *   model.bias_before_norm   no norm follows a conv/linear layer (no norm,
  *                            or post placement), except in the dln, whose
  *                            linear layers take it regardless
- *   model.dropout_place      no dropout (dropout = 0) */
+ *   model.dropout_place      no dropout (dropout = 0)
+ *   norm.noise_eval          no noise (noisy = false) */
 static bool is(const struct nb_run *run, const char *sec, const char *key, const char *v)
 {
     return !strcmp(nb_run_get_str(run, sec, key), v);
@@ -65,6 +66,8 @@ static bool no_op(const struct nb_run *run, const struct nb_key *k)
                (is(run, "norm", "type", "none") || is(run, "model", "placement", "post"));
     if (!strcmp(k->section, "model") && !strcmp(k->key, "dropout_place"))
         return nb_run_get_double(run, "model", "dropout") == 0;
+    if (!strcmp(k->section, "norm") && !strcmp(k->key, "noise_eval"))
+        return is(run, "norm", "noisy", "false");
     return false;
 }
 
@@ -587,7 +590,7 @@ static int check_run_ids(const struct nb_sweep *sw, struct nb_error *err)
         if (diff[0])
             nb_error_hint(err, "sweep only settings that change the run (threads never "
                                "does; bias_before_norm needs a norm after the layer, "
-                               "dropout_place needs dropout)");
+                               "dropout_place needs dropout, noise_eval needs noisy)");
     }
     free(order);
     return rc;

@@ -75,6 +75,7 @@ int nb_norm_default_groups(int channels)
 static const char *const v_conv[] = {"pytorch", "keras", NULL};
 static const char *const v_rvar[] = {"unbiased", "biased", NULL};
 static const char *const v_ghost[] = {"per_subbatch", "per_step", NULL};
+static const char *const v_noise_eval[] = {"off", "mean", NULL};
 
 #define INF HUGE_VAL
 #define AT(m) NB_KEY_AT(struct nb_norm_opts, m)
@@ -149,6 +150,10 @@ const struct nb_key nb_norm_keys[] = {
     { NB_K_FLT("norm", "noise_sigma", "1.25", 0, INF, 0, "noisy BN: n_sigma"), AT(noise_sigma) },
     { NB_K_FLT("norm", "noise_rmu", "0.1", 0, INF, 0, "noisy BN: r_mu"), AT(noise_rmu) },
     { NB_K_FLT("norm", "noise_rsigma", "0.1", 0, INF, 0, "noisy BN: r_sigma"), AT(noise_rsigma) },
+    { NB_K_("norm", "noise_eval", NB_KEY_ENUM, "off", 0, 0, NB_KF_ADDED,
+            "noisy BN in evaluation: off (no noise), or mean: the noise at its "
+            "expected value, y <- (1 + n_sigma)/2 y (E[m] = 0)"),
+      .enum_values = v_noise_eval, AT(noise_eval_mean) },
 };
 #undef AT
 const int nb_norm_n_keys = (int)(sizeof nb_norm_keys / sizeof nb_norm_keys[0]);
@@ -954,11 +959,19 @@ static void norm_forward(struct nb_layer *l, const float *x, float *y, int n,
     }
     P->noised = P->o.noisy && mode != NB_EVAL &&
                 !(P->pop_on && mode == NB_TRAIN);
+    /* EVAL and the recomputation's forwards: no draws; the expected
+     * noise y <- E[s] y (E[m] = 0) with noise_eval_mean */
+    P->escaled = P->o.noisy && !P->noised && P->o.noise_eval_mean;
     if (P->noised) {
         NB_ASSERT(l->ctx);
         gsl_rng *r = mode == NB_TRAIN ? l->ctx->rng_noise : l->ctx->rng_probe;
         NB_ASSERT(r);
         apply_noise(P, r, y, n);
+    } else if (P->escaled) {
+        float es = (float)noise_mean_scale(&P->o);
+        size_t total = (size_t)n * P->numel;
+        for (size_t i = 0; i < total; i++)
+            y[i] *= es;
     }
 }
 
@@ -1153,6 +1166,11 @@ static void norm_backward(struct nb_layer *l, const float *x, const float *y,
     size_t total = (size_t)n * P->numel;
     if (P->noised) {
         nb_normk_mul(P->dyn, dy, P->ns, total);
+        dy = P->dyn;
+    } else if (P->escaled) {
+        float es = (float)noise_mean_scale(&P->o);
+        for (size_t i = 0; i < total; i++)
+            P->dyn[i] = es * dy[i];
         dy = P->dyn;
     }
     if (P->o.type == NB_NORM_NONE) {

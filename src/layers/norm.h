@@ -75,7 +75,14 @@
  *    For conv inputs every (n, h, w) position is a sample and channels are
  *    units.  Draw order: (mu_c, sigma_c) for c = 0..C-1, then (m, s) per
  *    element in NCHW order.  TRAIN draws from ctx->rng_noise, PROBE from
- *    ctx->rng_probe, EVAL adds no noise.  Backward multiplies dy by s.
+ *    ctx->rng_probe.  EVAL draws nothing: with noise_eval_mean off
+ *    (the default) it adds no noise; on, it applies the noise's expected
+ *    value, y <- E[s] y + E[m] = (1 + n_sigma)/2 y (E[m] = 0: mu_c is
+ *    symmetric about 0), the convention of dropout's expected-value
+ *    scaling, so that the next layer sees in evaluation the mean scale it
+ *    saw in training.  The recomputation's TRAIN forwards
+ *    (nb_norm_recompute_begin) do what EVAL does.  Backward multiplies dy
+ *    by s (by E[s] after a scaled EVAL forward).
  *  - layer/group/instance compute per-sample statistics in every mode and
  *    keep no running statistics (PyTorch InstanceNorm's default); the
  *    batch-only options (momentum, norm_batch, devices, sync, frozen) are
@@ -161,6 +168,11 @@ struct nb_norm_opts {
     /* Noisy BN (Santurkar Alg. 1), after the norm; also with type NONE. */
     bool noisy;
     double noise_mu, noise_sigma, noise_rmu, noise_rsigma;
+    /* In EVAL (and the recomputation's forwards): false = no noise, true
+     * = the noise at its expected value, y <- E[s] y + E[m] with
+     * E[s] = (1 + noise_sigma) / 2, E[m] = 0 (config: noise_eval =
+     * off|mean). */
+    bool noise_eval_mean;
 };
 
 /* The [norm] config keys of struct nb_norm_opts (core/opt.h): name, type,
@@ -170,7 +182,8 @@ struct nb_norm_opts {
  * variance, no ghost/devices/sync, renorm off with r_max 3, d_max 5 over
  * the paper's schedule scaled to the run (auto), renorm momentum 0.01,
  * not frozen, noise off with Santurkar's constants n_mu 0.5, n_sigma
- * 1.25, r_mu 0.1, r_sigma 0.1. */
+ * 1.25, r_mu 0.1, r_sigma 0.1, and none of it in evaluation
+ * (noise_eval = off; added after 0.1.0, NB_KF_ADDED). */
 extern const struct nb_key nb_norm_keys[];
 extern const int nb_norm_n_keys;
 
@@ -258,13 +271,15 @@ int nb_norm_recompute_end(struct nb_layer *l, bool fvcore_average);
 
 /* Folds the EVAL-mode map of norm layer `norm` (batch, lp, or none)
  * y = s_c (x - mu_c) + beta_c, s_c = gamma_c / sqrt(var_c + eps) (lp:
- * gamma_c / scale_c; renorm: gamma_c / renorm_std_c), into the preceding
+ * gamma_c / scale_c; renorm: gamma_c / renorm_std_c; both times E[s] with
+ * noisy and noise_eval_mean, type none too), into the preceding
  * conv/linear: w (out, per_out) row-major, one row per output channel,
  * becomes w * s_c, and b (out) becomes (b - mu_c) s_c + beta_c (the
  * caller provides b, zeroed if the layer had no bias).  Exact for
  * Conv -> BN (claims.md 6.5).  Returns 0, or NB_EINVAL (nothing changed)
  * when out differs from the layer's channels or the type is not foldable
- * (layer, group, instance).  type none changes nothing and returns 0. */
+ * (layer, group, instance).  type none changes nothing and returns 0
+ * (unless its EVAL forward scales: then w and b are scaled by E[s]). */
 int nb_norm_fold(const struct nb_layer *norm, float *w, float *b, int out,
                  size_t per_out);
 

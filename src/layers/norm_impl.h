@@ -53,6 +53,8 @@ struct norm_priv {
     int n;
     bool fixed;  /* statistics were constants (EVAL, frozen) */
     bool noised; /* noise was applied */
+    bool escaled; /* the noise's expected scale was applied (EVAL with
+                     noise_eval_mean, or a recomputation's forward) */
     int nparts;  /* batch sets: parts of the final sets */
 
     /* population statistics (nb_norm_recompute_*) */
@@ -134,6 +136,13 @@ static inline void eval_stats(const struct norm_priv *P, const struct nb_layer *
         *mu = m[c];
         *rstd = 1.0 / sqrt((double)l->state[P->s_var].value[c] + P->o.eps);
     }
+}
+
+/* The noise's expected scale E[s] = E[sigma_c] = (1 + n_sigma) / 2 that
+ * an EVAL forward applies with noise_eval_mean (E[m] = 0). */
+static inline double noise_mean_scale(const struct nb_norm_opts *o)
+{
+    return (1.0 + o->noise_sigma) / 2.0;
 }
 
 /* Setup errors: NB_EINVAL with a message, or naming the config key it is

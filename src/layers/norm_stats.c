@@ -109,8 +109,19 @@ int nb_norm_fold(const struct nb_layer *norm, float *w, float *b, int out,
     if (!norm || norm->ops != &nb_norm_ops || !norm->priv)
         return NB_EINVAL;
     const struct norm_priv *P = norm->priv;
-    if (P->o.type == NB_NORM_NONE)
+    /* EVAL's expected noise scale (noise_eval_mean), else 1 */
+    double es = P->o.noisy && P->o.noise_eval_mean ? noise_mean_scale(&P->o) : 1.0;
+    if (P->o.type == NB_NORM_NONE) {
+        if (es == 1.0)
+            return NB_OK;
+        if (out != P->C)
+            return NB_EINVAL;
+        for (size_t j = 0; j < (size_t)out * per_out; j++)
+            w[j] = (float)(w[j] * es);
+        for (int c = 0; c < out; c++)
+            b[c] = (float)(b[c] * es);
         return NB_OK;
+    }
     if (!P->bsets || out != P->C)
         return NB_EINVAL;
     for (int c = 0; c < out; c++) {
@@ -119,8 +130,8 @@ int nb_norm_fold(const struct nb_layer *norm, float *w, float *b, int out,
         double s = (double)gamma_of(P, norm, c) * rstd;
         float *row = w + (size_t)c * per_out;
         for (size_t j = 0; j < per_out; j++)
-            row[j] = (float)(row[j] * s);
-        b[c] = (float)(((double)b[c] - mu) * s + beta_of(P, norm, c));
+            row[j] = (float)(row[j] * s * es);
+        b[c] = (float)((((double)b[c] - mu) * s + beta_of(P, norm, c)) * es);
     }
     return NB_OK;
 }
