@@ -619,8 +619,70 @@ static int dist_check(const struct nb_model *mm, const struct rows *rsp, int N, 
     return bad_stats;
 }
 
+/* Per-channel (unit) means and population variances of every norm
+ * layer's input and output left in m (N samples), into cm/cv: tensor t's
+ * channel c at [t * 256 + c]. */
+static void chan_stats(const struct nb_model *m, int N, double *cm, double *cv)
+{
+    int t = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        if (m->layers[i].ops != &nb_norm_ops)
+            continue;
+        for (int in = 0; in < 2; in++, t++) {
+            int a = in ? m->in_idx[i] : i + 1;
+            const struct nb_shape *sh = &m->layers[a - 1].out;
+            size_t HW = (size_t)sh->h * sh->w;
+            if (t >= 16 || sh->c > 256)
+                tap_bail("chan_stats: more than 16 tensors or 256 channels");
+            for (int c = 0; c < sh->c; c++) {
+                double s = 0, s2 = 0, cnt = (double)N * (double)HW;
+                for (int k = 0; k < N; k++)
+                    for (size_t j = 0; j < HW; j++)
+                        s += m->acts[a][((size_t)k * sh->c + c) * HW + j];
+                double mu = s / cnt;
+                for (int k = 0; k < N; k++)
+                    for (size_t j = 0; j < HW; j++) {
+                        double d = m->acts[a][((size_t)k * sh->c + c) * HW + j] - mu;
+                        s2 += d * d;
+                    }
+                cm[t * 256 + c] = mu;
+                cv[t * 256 + c] = s2 / cnt;
+            }
+        }
+    }
+}
+
+/* The cdmean / cdvar rows of every norm tensor against the channel
+ * statistics of two consecutive calls (a: the first, b: the second);
+ * returns the mismatches. */
+static int cdist_check(const struct nb_model *m, const struct rows *rs, const double *am,
+                       const double *av, const double *bm, const double *bv)
+{
+    int bad = 0, t = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        if (m->layers[i].ops != &nb_norm_ops)
+            continue;
+        for (int in = 0; in < 2; in++, t++) {
+            int a = in ? m->in_idx[i] : i + 1, C = m->layers[a - 1].out.c;
+            double dm = 0, dv = 0;
+            for (int c = 0; c < C; c++) {
+                dm += fabs(bm[t * 256 + c] - am[t * 256 + c]);
+                dv += fabs(bv[t * 256 + c] - av[t * 256 + c]);
+            }
+            const char *which = in ? "in" : "out";
+            double gm = find(rs, "dist", m->layers[i].name, which, "cdmean");
+            double gv = find(rs, "dist", m->layers[i].name, which, "cdvar");
+            if (!(fabs(gm - dm / C) <= 1e-6 * (1 + dm / C)) ||
+                !(fabs(gv - dv / C) <= 1e-6 * (1 + dv / C)))
+                bad++;
+        }
+    }
+    return bad;
+}
+
 static void test_dist(void)
 {
+    static double am[16 * 256], av[16 * 256], bm[16 * 256], bv[16 * 256]; /* 16 tensors */
     /* percentiles vs sorting, with many ties */
     size_t sizes[] = {1, 2, 7, 100, 1001};
     int bad = 0;
@@ -681,7 +743,9 @@ static void test_dist(void)
     int tensors = 0, bad_stats = dist_check(&m, &rs, N, &tensors);
     ok(tensors == 4 && bad_stats == 0,
        "dist: mean, var, p15/p50/p85 of the pre- and post-norm activations of %d tensors", tensors);
-    ok(count_rows(&rs, "dist", "dmean") == 0, "dist: no change rows at the first call");
+    ok(count_rows(&rs, "dist", "dmean") == 0 && count_rows(&rs, "dist", "cdmean") == 0,
+       "dist: no change rows at the first call");
+    chan_stats(&m, N, am, av);
     is_close(find(&rs, "dist", "norm1", "out", "mean"), 0, 1e-6, 0,
              "dist: batch norm output has mean 0 (gamma 1, beta 0)");
     /* gradstats: the whole-model gradient norm */
@@ -702,6 +766,54 @@ static void test_dist(void)
     nb_probe_step(&p, &m, x + 16, y, NULL, N - 1, 1, 0.1);
     ok(count_rows(&rs, "dist", "dmean") == 4 && count_rows(&rs, "dist", "dvar") == 4,
        "dist: the second call reports dmean and dvar for each tensor");
+    chan_stats(&m, N - 1, bm, bv);
+    ok(count_rows(&rs, "dist", "cdmean") == 4 && count_rows(&rs, "dist", "cdvar") == 4 &&
+           cdist_check(&m, &rs, am, av, bm, bv) == 0,
+       "dist: cdmean, cdvar = the mean over the features of the change of each feature's "
+       "mean and variance over the samples");
+
+    /* a cnn: per channel over the samples and the H x W positions */
+    {
+        nb_probe_free(&p);
+        struct nb_model_desc dc;
+        nb_model_desc_default(&dc);
+        dc.arch = NB_ARCH_CNN;
+        dc.norm.type = NB_NORM_BATCH;
+        dc.norm.noisy = true; /* every channel shifted on its own */
+        struct nb_model mc;
+        enum { NC = 3 };
+        if (nb_model_build(&mc, &dc, NC, 2, &e))
+            tap_bail("cnn build: %s", e.msg);
+        gsl_rng *nr = gsl_rng_alloc(gsl_rng_mt19937);
+        mc.ctx.rng_noise = mc.ctx.rng_probe = nr;
+        float *xc = malloc(2 * NC * 784 * sizeof *xc);
+        int yc[NC] = {0, 1, 2};
+        fill(xc, 2 * NC * 784, 4, 1.0);
+        struct rows rc = {0};
+        struct nb_probe_sink sc = {.user = &rc, .row = keep};
+        o.gradstats = false;
+        nb_probe_init(&p, &o, &mc, 5, NULL, NULL, &e);
+        nb_probe_set_sink(&p, &sc);
+        nb_model_forward(&mc, xc, yc, NULL, NC, NB_TRAIN);
+        nb_model_backward(&mc, NC);
+        nb_probe_step(&p, &mc, xc, yc, NULL, NC, 0, 0.1);
+        chan_stats(&mc, NC, am, av);
+        nb_model_forward(&mc, xc + NC * 784, yc, NULL, NC, NB_TRAIN);
+        nb_model_backward(&mc, NC);
+        nb_probe_step(&p, &mc, xc + NC * 784, yc, NULL, NC, 1, 0.1);
+        chan_stats(&mc, NC, bm, bv);
+        ok(count_rows(&rc, "dist", "cdmean") == 10 && cdist_check(&mc, &rc, am, av, bm, bv) == 0,
+           "dist, cnn: cdmean, cdvar per channel over the samples and positions (10 tensors)");
+        ok(find(&rc, "dist", "norm1", "out", "cdmean") > find(&rc, "dist", "norm1", "out", "dmean"),
+           "dist, noisy BN: the per-channel shifts exceed the shift of the whole tensor's mean");
+        o.gradstats = true;
+        nb_probe_free(&p);
+        nb_model_free(&mc);
+        gsl_rng_free(nr);
+        free(xc);
+        free(rc.r);
+        nb_probe_init(&p, &o, &m, 5, NULL, NULL, &e);
+    }
 
     /* post placement: the norm inputs are ReLU outputs, many ties at 0 */
     nb_probe_free(&p);

@@ -13,8 +13,9 @@ static const char *const stats_landscape[] = {
     "loss_max", "grad_change_min", "grad_change_max", "beta_eff", "seconds",   NULL};
 static const char *const stats_ics[] = {"l2", "cos", "grad_norm", "grad_norm_shifted",
                                         "seconds", NULL};
-static const char *const stats_dist[] = {"mean", "var",   "p15",  "p50", "p85",
-                                         "dmean", "dvar", "seconds", NULL};
+static const char *const stats_dist[] = {"mean",  "var",  "p15",    "p50",   "p85",
+                                         "dmean", "dvar", "cdmean", "cdvar", "seconds",
+                                         NULL};
 static const char *const stats_gradstats[] = {"grad_norm", "weight_norm", "seconds", NULL};
 static const char *const stats_hessian[] = {
     "loss",        "lambda_max",      "lambda_iters", "lambda_converged", "trace",
@@ -192,6 +193,8 @@ void nb_probe_free(struct nb_probe *p)
     free(p->scratch);
     free(p->prev_mean);
     free(p->prev_var);
+    free(p->prev_cmean);
+    free(p->prev_cvar);
     free(p->prev_valid);
     free(p->idx);
     free(p->bx);
@@ -288,10 +291,20 @@ int nb_probe_init(struct nb_probe *p, const struct nb_probe_opts *opts,
             goto nomem;
         nbp_dist_tensors(m, act, NULL, NULL);
         size_t big = 1;
-        for (int i = 0; i < na; i++)
+        int cmax = 1;
+        for (int i = 0; i < na; i++) {
             if (act_numel(m, act[i]) > big)
                 big = act_numel(m, act[i]);
+            const struct nb_shape *sh = act[i] == 0 ? &m->layers[0].in : &m->layers[act[i] - 1].out;
+            if (sh->c > cmax)
+                cmax = sh->c;
+        }
         free(act);
+        p->dist_cmax = cmax;
+        size_t nc = 2 * (size_t)p->n_layers * (size_t)cmax;
+        if (!(p->prev_cmean = calloc(nc, sizeof *p->prev_cmean)) ||
+            !(p->prev_cvar = calloc(nc, sizeof *p->prev_cvar)))
+            goto nomem;
         p->scratch_count = big * (size_t)p->cap;
         if (!(p->scratch = nb_alloc_floats(p->scratch_count)))
             goto nomem;

@@ -92,7 +92,13 @@
  *    (the pre-activation).  mean, var (population), p15, p50, p85
  *    (percentiles with linear interpolation, numpy's default), and from
  *    the second call on dmean = |mean - mean at the previous dist call|,
- *    dvar likewise.
+ *    dvar likewise, and per channel (unit): cdmean = the mean over the
+ *    channels c of |mean_c - mean_c at the previous call|, with mean_c
+ *    over the samples and the H x W positions (Santurkar's convention
+ *    for conv; a (N, C) tensor's features over the samples), cdvar
+ *    likewise for the population variance var_c (Santurkar Fig. 8's
+ *    per-step changes when dist_every = 1; a shift of one channel that
+ *    the whole-tensor dmean averages away shows here).
  *  gradstats (bn_mode train), per layer with parameters: grad_norm and
  *    weight_norm over all its parameters; layer empty: grad_norm of the
  *    whole model.  Runs at the dist steps (dist_every).
@@ -288,6 +294,8 @@ struct nb_probe {
     float *scratch;       /* cap * largest tracked activation */
     size_t scratch_count;
     double *prev_mean, *prev_var; /* 2 * n_layers: dist of the last call */
+    double *prev_cmean, *prev_cvar; /* 2 * n_layers * dist_cmax: per channel */
+    int dist_cmax;        /* most channels of a dist tensor */
     bool *prev_valid;
     size_t *idx;          /* identity sample index for gathers */
     size_t n_idx;

@@ -170,9 +170,41 @@ static void dist_one(struct nb_probe *p, struct nb_model *m, int n, long step,
     for (int j = 0; j < 3; j++)
         nbp_emit(p, &r, qn[j], pq[j]);
     size_t slot = 2 * (size_t)layer + (in ? 0 : 1);
+    /* per channel (unit): mean and variance over the samples and, for
+     * conv, the H x W positions (Santurkar's convention), their changes
+     * since the last call averaged over the channels */
+    int C = sh->c;
+    size_t HW = (size_t)sh->h * (size_t)sh->w, numel = (size_t)C * HW;
+    NB_ASSERT(C <= p->dist_cmax);
+    double *pcm = p->prev_cmean + slot * (size_t)p->dist_cmax;
+    double *pcv = p->prev_cvar + slot * (size_t)p->dist_cmax;
+    double cdm = 0, cdv = 0;
+    for (int c = 0; c < C; c++) {
+        double cs = 0, cm2 = 0;
+        for (int i = 0; i < n; i++) {
+            const float *pl = v + (size_t)i * numel + (size_t)c * HW;
+            for (size_t j = 0; j < HW; j++)
+                cs += pl[j];
+        }
+        double cn = (double)n * (double)HW, cmean = cs / cn;
+        for (int i = 0; i < n; i++) {
+            const float *pl = v + (size_t)i * numel + (size_t)c * HW;
+            for (size_t j = 0; j < HW; j++) {
+                double d = (double)pl[j] - cmean;
+                cm2 += d * d;
+            }
+        }
+        double cvar = cm2 / cn;
+        cdm += fabs(cmean - pcm[c]);
+        cdv += fabs(cvar - pcv[c]);
+        pcm[c] = cmean;
+        pcv[c] = cvar;
+    }
     if (p->prev_valid[slot]) {
         nbp_emit(p, &r, "dmean", fabs(mean - p->prev_mean[slot]));
         nbp_emit(p, &r, "dvar", fabs(var - p->prev_var[slot]));
+        nbp_emit(p, &r, "cdmean", cdm / C);
+        nbp_emit(p, &r, "cdvar", cdv / C);
     }
     p->prev_mean[slot] = mean;
     p->prev_var[slot] = var;
