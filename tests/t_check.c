@@ -153,6 +153,26 @@ static void test_parse_errors(void)
         "filter 'norm.type=gruop': bad value 'gruop' for [norm] type", NULL);
     BAD("mean(final_test_error) < 1 $", "unexpected text after the statement at column 28, near '$'",
         NULL);
+    /* contrasts: KEY=A vs B, one value each side, a config key, once */
+    BAD("median(ics.cos, norm.type=batch|group vs none) < 0",
+        "a contrast is KEY=A vs B with one value on each side, not "
+        "'norm.type=batch|group vs none'", NULL);
+    BAD("median(ics.cos, norm.type=batch vs none|group) < 0",
+        "a contrast is KEY=A vs B with one value on each side, not "
+        "'norm.type=batch vs none|group'", NULL);
+    BAD("median(ics.cos, norm.type!=batch vs none) < 0",
+        "a contrast is KEY=A vs B with one value on each side, not "
+        "'norm.type!=batch vs none'", NULL);
+    BAD("median(ics.cos, norm.type=batch vs) < 0",
+        "a contrast is KEY=A vs B with one value on each side, not 'norm.type=batch vs'", NULL);
+    BAD("median(ics.cos, step=10 vs 20) < 0",
+        "a contrast compares groups: its key must be a config key, not 'step'", NULL);
+    BAD("median(ics.cos, norm.type=batch vs none, bs=8 vs 32) < 0",
+        "one contrast (KEY=A vs B) per call at column 52, near ') < 0'", NULL);
+    BAD("median(ics.cos, norm.type=batch vs batch) < 0",
+        "the contrast 'norm.type=batch vs batch' compares a value with itself", NULL);
+    BAD("median(ics.cos, norm.type=batch vs gruop) < 0",
+        "filter 'norm.type=gruop': bad value 'gruop' for [norm] type", NULL);
 
     /* filters alone (figure and table `where`) */
     struct nb_sum_filter *f;
@@ -249,6 +269,26 @@ static void test_eval(void)
     VALUE("count(ics.cos, layer=linear1|linear2, step=0) > 0", 4);
     VALUE("at(hessian.lambda_max, norm.type=none) / at(hessian.lambda_max, norm.type=batch) > 1",
           51.0 / 6.0);
+    /* contrasts: A's value minus B's at the same point of the group that
+     * differs only in the contrast's key */
+    VALUE("at(final_test_error, norm.type=batch vs none, bs=32) > 0",
+          gmean(1, 32) - gmean(0, 32));
+    VALUE("count(final_test_error, norm.type=batch vs none) > 0", 2); /* bs=8 and bs=32 */
+    VALUE("max(final_test_error, norm.type=none vs batch) > 0",
+          fmax(gmean(0, 8) - (err_of(1, 8, 0) + err_of(1, 8, 1)) / 2,
+               gmean(0, 32) - gmean(1, 32)));
+    VALUE("count(ics.l2, norm.type=batch vs none) > 0", 6); /* 3 steps x 2 layers */
+    VALUE("median(ics.l2, norm.type=batch vs none, layer=linear2) > 0", 0.2);
+    VALUE("median(ics.cos, norm.type=none vs batch) > 0", 0.05); /* 0 (linear1), 0.1 */
+    VALUE("min(ics.cos, norm.type=batch vs none, step>=10) < 0", -0.1);
+    /* metrics columns: none bs=32's extra step 25 has no partner */
+    VALUE("count(test_acc, norm.type=batch vs none, bs=32) > 0", 4);
+    VALUE("mean(test_acc, norm.type=batch vs none, bs=32) > 0",
+          (sumfix_acc(1, 32, 0) + sumfix_acc(1, 32, 1) + sumfix_acc(1, 32, 2) -
+           sumfix_acc(0, 32, 0) - sumfix_acc(0, 32, 1) - sumfix_acc(0, 32, 2)) / 3);
+    VALUE("rankcorr(ics.l2, step, norm.type=batch vs none, layer=linear2) > 0", NAN);
+    VALUE("median(ics.l2, norm.type=batch vs group) > 0", NAN); /* group has no probes */
+    VALUE("at(final_test_error, norm.type=batch vs layer, bs=8) > 0", NAN); /* no layer group */
 }
 
 static void outcome(int tl, const char *text, int want, int n_hold, int n_fail, int n_na)
@@ -315,6 +355,9 @@ static void test_outcomes(void)
     /* batch bs=8's seed 2 diverged: its replicate is n/a, two seeds decide */
     outcome(__LINE__, "at(final_test_error, norm.type=batch, bs=8) > 10", NB_OUT_PASS, 2, 0, 1);
     outcome(__LINE__, "at(final_test_error, norm.type=none, bs=8) == 19.9", NB_OUT_NA, 0, 3, 0);
+    /* a contrast's differences, paired point by point, on every seed */
+    outcome(__LINE__, "median(ics.l2, norm.type=batch vs none) > 0", NB_OUT_PASS, 3, 0, 0);
+    outcome(__LINE__, "median(ics.l2, norm.type=batch vs layer) > 0", NB_OUT_NA, 0, 0, 3);
 }
 
 /* ---- intervals on hand-made experiments ------------------------------------ */

@@ -78,21 +78,120 @@ static int rank_correlation(const struct nb_check_node *n, const struct evalctx 
     return 0;
 }
 
-/* An aggregate call's value: the metric's points through its filters
- * (prepared ones under the bootstrap's weights), reduced by the aggregate;
- * an error when there are none. */
-static int eval_agg(const struct nb_check_node *n, struct evalctx *ec, double *out)
+/* The points of one side of a call: filters f (prep: prepared, for the
+ * bootstrap's weights). */
+static int select_side(const struct nb_check_node *n, const struct nb_sum_filter *f,
+                       const struct nb_sum_prepared *prep, struct evalctx *ec,
+                       struct nb_sum_point **pts, size_t *np)
 {
-    struct nb_sum_point *pts;
-    size_t np;
-    int rc = ec->w && n->prep ? nb_summary_select_prepared(ec->s, n->prep, ec->w, &pts, &np,
-                                                           ec->err)
-             : ec->w ? nb_summary_select_w(ec->s, &n->metric, n->f, n->nf, ec->w, &pts, &np,
-                                           ec->err)
-                     : nb_summary_select(ec->s, &n->metric, n->f, n->nf, ec->mode, &pts, &np,
-                                         ec->err);
+    return ec->w && prep ? nb_summary_select_prepared(ec->s, prep, ec->w, pts, np, ec->err)
+           : ec->w ? nb_summary_select_w(ec->s, &n->metric, f, n->nf, ec->w, pts, np, ec->err)
+                   : nb_summary_select(ec->s, &n->metric, f, n->nf, ec->mode, pts, np,
+                                       ec->err);
+}
+
+/* Orders points by group, layer, param, param_value (NaN first), step. */
+static int cmp_point(const void *pa, const void *pb)
+{
+    const struct nb_sum_point *a = pa, *b = pb;
+    if (a->group != b->group)
+        return a->group < b->group ? -1 : 1;
+    if (a->layer != b->layer)
+        return a->layer < b->layer ? -1 : 1;
+    if (a->param != b->param)
+        return a->param < b->param ? -1 : 1;
+    bool an = isnan(a->param_value), bn = isnan(b->param_value);
+    if (an != bn)
+        return an ? -1 : 1;
+    if (!an && a->param_value != b->param_value)
+        return a->param_value < b->param_value ? -1 : 1;
+    return (a->step > b->step) - (a->step < b->step);
+}
+
+/* The group of the contrast's B side that group g (of the A side) is
+ * compared with: the one that passes the B filters and has g's value in
+ * every varying key but the contrast's; -1 when there is none. */
+static int contrast_partner(const struct nb_check_node *n, const struct nb_summary *s, int g)
+{
+    int key = n->f[n->vs].key;
+    for (int h = 0; h < s->n_groups; h++) {
+        if (!nb_summary_group_matches(s, h, n->fb, n->nf))
+            continue;
+        bool same = true;
+        for (int v = 0; v < s->n_vary && same; v++)
+            same = s->vary[v] == key || !strcmp(nb_summary_group_val(s, g, s->vary[v]),
+                                                nb_summary_group_val(s, h, s->vary[v]));
+        if (same)
+            return h;
+    }
+    return -1;
+}
+
+/* A contrast's points: each point of the A side (pts, np) whose partner
+ * group (contrast_partner) has a value at the same step, layer, param and
+ * param value, with that value subtracted; the A side's other points are
+ * left out.  Replaces *pts / *np; 0 or an error (no partner group). */
+static int contrast_pair(const struct nb_check_node *n, struct evalctx *ec,
+                         struct nb_sum_point **pts, size_t *np)
+{
+    struct nb_sum_point *b;
+    size_t nbp;
+    int rc = select_side(n, n->fb, n->prep_b, ec, &b, &nbp);
     if (rc)
         return rc;
+    const struct nb_summary *s = ec->s;
+    int *partner = malloc((size_t)(s->n_groups ? s->n_groups : 1) * sizeof *partner);
+    if (!partner) {
+        free(b);
+        return nb_error_set(ec->err, NB_ENOMEM, NULL, 0, "out of memory");
+    }
+    for (int g = 0; g < s->n_groups; g++)
+        partner[g] = -2; /* not looked up yet */
+    if (nbp)
+        qsort(b, nbp, sizeof *b, cmp_point);
+    struct nb_sum_point *a = *pts;
+    size_t k = 0;
+    for (size_t i = 0; i < *np; i++) {
+        int g = a[i].group;
+        if (partner[g] == -2)
+            partner[g] = contrast_partner(n, s, g);
+        if (partner[g] < 0) {
+            rc = nb_error_set(ec->err, NB_EINVAL, NULL, 0,
+                              "%s: no group with %s matches '%s' in the other keys",
+                              n->text, n->fb[n->vs].text, s->groups[g].label);
+            break;
+        }
+        struct nb_sum_point key = a[i];
+        key.group = partner[g];
+        const struct nb_sum_point *m =
+            nbp ? bsearch(&key, b, nbp, sizeof *b, cmp_point) : NULL;
+        if (!m)
+            continue;
+        a[k] = a[i];
+        a[k].value = a[i].value - m->value;
+        k++;
+    }
+    free(partner);
+    free(b);
+    *np = k;
+    return rc;
+}
+
+/* An aggregate call's value: the metric's points through its filters
+ * (prepared ones under the bootstrap's weights), with a contrast the
+ * differences of paired points, reduced by the aggregate; an error when
+ * there are none. */
+static int eval_agg(const struct nb_check_node *n, struct evalctx *ec, double *out)
+{
+    struct nb_sum_point *pts = NULL;
+    size_t np = 0;
+    int rc = select_side(n, n->f, n->prep, ec, &pts, &np);
+    if (!rc && n->vs >= 0)
+        rc = contrast_pair(n, ec, &pts, &np);
+    if (rc) {
+        free(pts);
+        return rc;
+    }
     if (n->agg == A_COUNT) {
         *out = (double)np;
         free(pts);
@@ -270,12 +369,16 @@ static void prepare_tree(struct nb_check_node *n, const struct nb_summary *s)
         return;
     if (n->type == N_AGG) {
         nb_summary_prepared_free(n->prep);
-        n->prep = NULL;
+        nb_summary_prepared_free(n->prep_b);
+        n->prep = n->prep_b = NULL;
         if (s) {
             struct nb_error e;
             nb_error_clear(&e);
             if (nb_summary_select_prepare(s, &n->metric, n->f, n->nf, &n->prep, &e))
                 n->prep = NULL;
+            if (n->fb &&
+                nb_summary_select_prepare(s, &n->metric, n->fb, n->nf, &n->prep_b, &e))
+                n->prep_b = NULL;
         }
     }
     prepare_tree(n->a, s);

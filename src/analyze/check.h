@@ -19,6 +19,7 @@
  *            | AGG ( METRIC { , FILTER } )
  *            | rankcorr ( METRIC , KEY { , FILTER } )
  *   FILTER  := KEY OP VALUE               OP: = == != < <= > >=
+ *            | KEY = V vs V               (a contrast; at most one per call)
  *   VALUE   := V { | V }  (alternatives, with = and !=)  |  LO..HI
  *
  * AGG takes the values METRIC has at every point the filters keep (a
@@ -31,6 +32,18 @@
  *   first last   the first / last value in group order, then step
  * rankcorr(METRIC, KEY, ...) is Spearman's rank correlation between KEY
  * (a config key of the group, or step / epoch) and the values (>= 3).
+ *
+ * Contrast.  With a filter KEY = A vs B (KEY a config key, one value on
+ * each side) the call's values are differences taken point by point:
+ * each point the filters keep with KEY = A, minus the value at the same
+ * step, layer, param and param value of the group that has KEY = B, the
+ * same value in every other varying key and passes the other filters.
+ * Points without a partner value are left out; a group without a
+ * partner group is an error.  So
+ *   median(ics.cos, norm.type=batch vs none, layer=conv3) <= 0
+ * says that at at least half of the logged steps BN's cosine is at most
+ * no-norm's at the same step (a median of differences, not a difference
+ * of medians), and count() counts the pairs.
  *
  * METRIC names (summarize.h): a per-run scalar (final_test_error,
  * final_test_acc, final5_test_error, best_test_error, final_train_loss,

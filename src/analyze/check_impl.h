@@ -21,8 +21,13 @@ struct nb_check_node {
     int xkey;                 /* rankcorr: config key, NB_FK_STEP or NB_FK_EPOCH */
     struct nb_sum_filter *f;
     int nf;
+    /* a contrast KEY=A vs B (vs >= 0: the index of KEY=A in f): the
+     * values at KEY=A minus those at KEY=B at the same point; fb holds the
+     * filters of the B side (f with KEY=B at index vs) */
+    int vs;
+    struct nb_sum_filter *fb;
     char *text;               /* the call as written */
-    struct nb_sum_prepared *prep; /* during the bootstrap: its points */
+    struct nb_sum_prepared *prep, *prep_b; /* during the bootstrap: its points */
 };
 
 /* Does the tree under n contain an aggregate (a call on the runs)? */

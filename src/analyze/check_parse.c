@@ -38,8 +38,11 @@ static void node_free(struct nb_check_node *n)
     node_free(n->a);
     node_free(n->b);
     nb_metric_free(&n->metric);
+    if (n->fb)
+        nb_filters_free(n->fb, n->nf);
     nb_filters_free(n->f, n->nf);
     nb_summary_prepared_free(n->prep);
+    nb_summary_prepared_free(n->prep_b);
     free(n->text);
     free(n);
 }
@@ -445,6 +448,7 @@ static struct nb_check_node *new_node(struct parser *ps, enum ntype t)
     if (n) {
         n->type = t;
         n->xkey = -1000;
+        n->vs = -1;
     }
     return n;
 }
@@ -539,10 +543,114 @@ static int parse_call_rankkey(struct parser *ps, struct nb_check_node *n)
     return 0;
 }
 
-/* The call's filters (", KEY=VALUE" ...) into n->f; 0, or -1 with the
+/* The position of a contrast's " vs " in filter text t (the word vs
+ * between white space), or NULL. */
+static const char *find_vs(const char *t)
+{
+    for (const char *q = strstr(t, "vs"); q; q = strstr(q + 1, "vs"))
+        if (q > t && isspace((unsigned char)q[-1]) &&
+            (isspace((unsigned char)q[2]) || !q[2]))
+            return q;
+    return NULL;
+}
+
+/* A contrast filter "KEY=A vs B" (text ft, the call's filter i) into
+ * n->f[i] (KEY=A), remembering B's text in *b_text: 0, or -1 with the
  * error set. */
+static int parse_contrast(struct parser *ps, struct nb_check_node *n, const char *ft,
+                          const char *vs, char **b_text)
+{
+    if (n->vs >= 0) {
+        perr(ps, "one contrast (KEY=A vs B) per call");
+        return -1;
+    }
+    const char *eq = strchr(ft, '=');
+    char *a = trim_dup(ft, (size_t)(vs - ft));
+    char *b = trim_dup(vs + 2, strlen(vs + 2));
+    if (!a || !b) {
+        free(a), free(b);
+        perr(ps, "out of memory");
+        return -1;
+    }
+    size_t klen = eq ? (size_t)(eq - ft) : 0;
+    bool bad = !eq || eq > vs || strpbrk(ft, "<>!") || eq[1] == '=' || !*b ||
+               strpbrk(a + klen + 1, "|") || strstr(a, "..") || strpbrk(b, "|=<>!") ||
+               strstr(b, "..") || find_vs(b);
+    if (bad) {
+        free(a), free(b);
+        nb_error_set(ps->err, NB_EINVAL, ps->file, ps->line,
+                     "%s: a contrast is KEY=A vs B with one value on each side, not '%s'",
+                     ps->ctx, ft);
+        ps->status = NB_EINVAL;
+        return -1;
+    }
+    int rc = nb_filter_parse(a, ps->ctx, ps->file, ps->line, &n->f[n->nf], ps->err);
+    free(a);
+    if (rc) {
+        free(b);
+        ps->status = rc;
+        return -1;
+    }
+    if (n->f[n->nf].key < 0) {
+        nb_sum_filter_free(&n->f[n->nf]);
+        free(b);
+        nb_error_set(ps->err, NB_EINVAL, ps->file, ps->line,
+                     "%s: a contrast compares groups: its key must be a config key, not "
+                     "'%.*s'", ps->ctx, (int)klen, ft);
+        ps->status = NB_EINVAL;
+        return -1;
+    }
+    /* B's text: KEY=B */
+    *b_text = malloc(klen + strlen(b) + 2);
+    if (!*b_text) {
+        nb_sum_filter_free(&n->f[n->nf]);
+        free(b);
+        perr(ps, "out of memory");
+        return -1;
+    }
+    sprintf(*b_text, "%.*s=%s", (int)klen, ft, b);
+    free(b);
+    n->vs = n->nf;
+    return 0;
+}
+
+/* The B side of a contrast: n->f with KEY=B (b_text) at index n->vs,
+ * into n->fb; 0, or -1 with the error set. */
+static int contrast_b_side(struct parser *ps, struct nb_check_node *n, const char *b_text)
+{
+    n->fb = calloc((size_t)n->nf, sizeof *n->fb);
+    if (!n->fb) {
+        perr(ps, "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < n->nf; i++) {
+        int rc = nb_filter_parse(i == n->vs ? b_text : n->f[i].text, ps->ctx, ps->file,
+                                 ps->line, &n->fb[i], ps->err);
+        if (rc) {
+            for (int j = 0; j < i; j++)
+                nb_sum_filter_free(&n->fb[j]);
+            free(n->fb);
+            n->fb = NULL;
+            ps->status = rc;
+            return -1;
+        }
+    }
+    const struct nb_sum_filter *fa = &n->f[n->vs], *fb = &n->fb[n->vs];
+    if (!strcmp(fa->vals[0], fb->vals[0])) {
+        nb_error_set(ps->err, NB_EINVAL, ps->file, ps->line,
+                     "%s: the contrast '%s vs %s' compares a value with itself", ps->ctx,
+                     fa->text, fb->vals[0]);
+        ps->status = NB_EINVAL;
+        return -1;
+    }
+    return 0;
+}
+
+/* The call's filters (", KEY=VALUE" ...) into n->f, and with a contrast
+ * (", KEY=A vs B") its B side into n->fb; 0, or -1 with the error set. */
 static int parse_call_filters(struct parser *ps, struct nb_check_node *n)
 {
+    char *b_text = NULL;
     while (*ps->p == ',') {
         ps->p++;
         const char *fs = ps->p;
@@ -560,19 +668,34 @@ static int parse_call_filters(struct parser *ps, struct nb_check_node *n)
         n->f = nf;
         if (!*ft) {
             free(ft);
+            free(b_text);
             ps->p = fs;
             perr(ps, "empty filter");
             return -1;
         }
+        const char *vs = find_vs(ft);
+        if (vs) {
+            int rc = parse_contrast(ps, n, ft, vs, &b_text);
+            free(ft);
+            if (rc) {
+                free(b_text);
+                return -1;
+            }
+            n->nf++;
+            continue;
+        }
         int rc = nb_filter_parse(ft, ps->ctx, ps->file, ps->line, &n->f[n->nf], ps->err);
         free(ft);
         if (rc) {
+            free(b_text);
             ps->status = rc;
             return -1;
         }
         n->nf++;
     }
-    return 0;
+    int rc = n->vs >= 0 ? contrast_b_side(ps, n, b_text) : 0;
+    free(b_text);
+    return rc;
 }
 
 /* Filters and a rankcorr key that cannot apply to the call's metric are
