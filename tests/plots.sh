@@ -18,8 +18,8 @@ mkdir -p "$W"
 
 . "$srcdir/tests/taplib.sh"
 
-kinds="curves vs_batch vs_lr landscape ics dist hessian slice1d slice2d"
-echo "1..$((9 * 4 + 5))"
+kinds="curves vs_batch vs_lr landscape ics dist hessian slice1d slice2d errors"
+echo "1..$((10 * 4 + 5))"
 for k in $kinds; do
     for f in png svg pdf; do
         out=$W/$k.$f

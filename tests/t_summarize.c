@@ -300,7 +300,7 @@ static void test_sweep_summary(const char *cfg)
 
     /* figure tables */
     static const char *const kinds[] = {"curves", "vs_batch", "vs_lr", "landscape", "ics",
-                                        "dist", "hessian", "slice1d", "slice2d"};
+                                        "dist", "hessian", "slice1d", "slice2d", "errors"};
     for (int k = 0; k < NB_FIG_COUNT; k++) {
         struct nb_fig_spec fs = {.kind = k, .x = nb_key_lookup("train", "batch"),
                                  .scalar = NB_SC_FINAL_TEST_ERROR};

@@ -34,6 +34,7 @@ static const struct nb_fig_kind_info fig_kinds[NB_FIG_COUNT] = {
     [NB_FIG_HESSIAN] = {"hessian", "model.depth", false, false, false},
     [NB_FIG_SLICE1D] = {"slice1d", NULL, false, false, false},
     [NB_FIG_SLICE2D] = {"slice2d", NULL, false, false, false},
+    [NB_FIG_ERRORS] = {"errors", NULL, false, false, false},
 };
 
 const struct nb_fig_kind_info *nb_fig_kind_info(int k)
@@ -565,8 +566,8 @@ static int fig_hessian(const struct nb_summary *s, const struct nb_fig_spec *f,
     return rc;
 }
 
-/* curves: per group and evaluation step, training loss and test error, mean
- * and band over seeds. */
+/* curves and errors: per group and evaluation step, training loss, test
+ * error and accuracy, training error, mean and band over seeds. */
 static int fig_curves(const struct nb_summary *s, const struct nb_fig_spec *f,
                       struct nb_csvw *w, struct nb_error *err)
 {
@@ -911,7 +912,8 @@ int nb_summary_figure_table(const struct nb_summary *s,
               struct nb_error *);
 #define H(a) (h = (a), nh = (int)(sizeof(a) / sizeof(a)[0]))
     switch (f->kind) {
-    case NB_FIG_CURVES: H(h_curves); fn = fig_curves; break;
+    case NB_FIG_CURVES:
+    case NB_FIG_ERRORS: H(h_curves); fn = fig_curves; break;
     case NB_FIG_VS_BATCH:
     case NB_FIG_VS_LR: H(h_vs); fn = fig_vs; break;
     case NB_FIG_LANDSCAPE: H(h_land); fn = fig_landscape; break;
