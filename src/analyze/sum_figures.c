@@ -718,6 +718,12 @@ static int fig_layers(const struct nb_summary *s, const struct nb_fig_spec *f,
     int *ci = NULL, *di = NULL;
     if (group_styles(s, f, &ci, &di))
         return nb_error_oom(err);
+    /* the dash: the group's (noisy BN vs BN, both batch) and the layer's,
+     * di = layer ordinal * nd + the group's di */
+    int nd = 1;
+    for (int g = 0; g < s->n_groups; g++)
+        if (di[g] + 1 > nd)
+            nd = di[g] + 1;
     for (int g = 0; g < s->n_groups && !rc; g++) {
         if (!nb_summary_group_matches(s, g, f->where, f->n_where))
             continue;
@@ -756,7 +762,7 @@ static int fig_layers(const struct nb_summary *s, const struct nb_fig_spec *f,
             nb_csvw_long(w, sid);
             nb_csvw_str(w, title);
             nb_csvw_long(w, ci[g]);
-            nb_csvw_long(w, nlayer);
+            nb_csvw_long(w, (long)nlayer * nd + di[g]);
             nb_csvw_str(w, nb_summary_str(s, a[0].layer[i]));
             nb_csvw_long(w, a[0].step[i]);
             sum_w_num(w, a[0].epoch[i]);
