@@ -177,7 +177,7 @@ figerr() { # figerr DESCRIPTION MESSAGE FIGURE-LINES...
     check "$d: exit 2 and '$msg'" sh -c "[ $rc -eq 2 ] && grep -q \"$msg\" '$W/errf'"
     [ $rc -eq 2 ] || show "$W/errf"
 }
-figerr "an unknown figure kind" "fig.ini:6: figure f: unknown kind 'vs_btach' (curves, vs_batch, vs_lr, landscape, ics, dist, hessian, slice1d, slice2d)" 'kind = vs_btach'
+figerr "an unknown figure kind" "fig.ini:6: figure f: unknown kind 'vs_btach' (curves, vs_batch, vs_lr, landscape, ics, dist, hessian, slice1d, slice2d, errors)" 'kind = vs_btach'
 check "  with a did-you-mean" grep -q "did you mean 'vs_batch'" "$W/errf"
 figerr "x on a curves figure" "fig.ini:7: figure f: kind curves takes no x" 'kind = curves' 'x = train.batch'
 figerr "y on a landscape figure" "fig.ini:7: figure f: kind landscape takes no y" 'kind = landscape' 'y = final_test_error'
