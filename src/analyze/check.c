@@ -78,11 +78,65 @@ static int rank_correlation(const struct nb_check_node *n, const struct evalctx 
     return 0;
 }
 
+/* Does a OP b hold? */
+static bool compare(double a, enum nb_cmp op, double b);
+
+/* largest's / smallest's value: the largest (smallest) value of the call's
+ * key over the groups the filters keep in which every run taken into
+ * account meets the condition METRIC OP NUMBER on its own value.  Taken
+ * into account: the group's finished runs (done or diverged); under the
+ * bootstrap's weights those drawn (weight > 0); in a per-seed evaluation
+ * (mode k) run k alone.  A run without a finite value (a diverged run, for
+ * every scalar but diverged and steps) does not meet it.  An error when no
+ * group qualifies. */
+static int eval_extreme(const struct nb_check_node *n, struct evalctx *ec, double *out)
+{
+    const struct nb_summary *s = ec->s;
+    bool found = false;
+    double best = NAN;
+    for (int g = 0; g < s->n_groups; g++) {
+        if (!nb_summary_group_matches(s, g, n->f, n->nf))
+            continue;
+        const struct nb_sum_group *G = &s->groups[g];
+        int taken = 0;
+        bool all = true;
+        for (int i = 0; i < G->n_runs && all; i++) {
+            const struct nb_sum_run *r = &s->runs[G->runs[i]];
+            if (r->status != NB_SUM_DONE && r->status != NB_SUM_DIVERGED)
+                continue;
+            if (ec->w ? !(ec->w[(size_t)g * (size_t)s->max_reps + (size_t)r->rep] > 0)
+                      : ec->mode != NB_SEL_MEAN && r->rep != ec->mode)
+                continue;
+            taken++;
+            double v = r->sc[n->metric.scalar];
+            all = isfinite(v) && compare(v, n->pop, n->pval);
+        }
+        if (!taken || !all)
+            continue;
+        char *end;
+        const char *t = nb_summary_group_val(s, g, n->xkey);
+        double x = strtod(t, &end);
+        if (end == t || *end || !isfinite(x))
+            return nb_error_set(ec->err, NB_EINVAL, NULL, 0, "%s: key value '%s' is not a number",
+                                n->text, t);
+        if (!found || (n->agg == A_LARGEST ? x > best : x < best))
+            best = x;
+        found = true;
+    }
+    if (!found)
+        return nb_error_set(ec->err, NB_ENOENT, NULL, 0,
+                            "%s: no group meets the condition on every run", n->text);
+    *out = best;
+    return 0;
+}
+
 /* An aggregate call's value: the metric's points through its filters
  * (prepared ones under the bootstrap's weights), reduced by the aggregate;
  * an error when there are none. */
 static int eval_agg(const struct nb_check_node *n, struct evalctx *ec, double *out)
 {
+    if (n->agg == A_LARGEST || n->agg == A_SMALLEST)
+        return eval_extreme(n, ec, out);
     struct nb_sum_point *pts;
     size_t np;
     int rc = ec->w && n->prep ? nb_summary_select_prepared(ec->s, n->prep, ec->w, &pts, &np,
@@ -145,6 +199,8 @@ static int eval_agg(const struct nb_check_node *n, struct evalctx *ec, double *o
             return rc;
         }
         break;
+    case A_LARGEST: /* evaluated above */
+    case A_SMALLEST:
     case A_MEAN:
     case A_MEDIAN:
     case A_MIN:
@@ -271,7 +327,7 @@ static void prepare_tree(struct nb_check_node *n, const struct nb_summary *s)
     if (n->type == N_AGG) {
         nb_summary_prepared_free(n->prep);
         n->prep = NULL;
-        if (s) {
+        if (s && n->agg != A_LARGEST && n->agg != A_SMALLEST) {
             struct nb_error e;
             nb_error_clear(&e);
             if (nb_summary_select_prepare(s, &n->metric, n->f, n->nf, &n->prep, &e))

@@ -26,7 +26,7 @@
 
 const char *const nb_check_agg_names[A_COUNT_ + 1] = {
     "at", "mean", "median", "min", "max", "sum", "std", "range", "count",
-    "first", "last", "rankcorr"};
+    "first", "last", "rankcorr", "largest", "smallest"};
 
 
 
@@ -539,6 +539,91 @@ static int parse_call_rankkey(struct parser *ps, struct nb_check_node *n)
     return 0;
 }
 
+/* largest's and smallest's first two arguments, KEY, METRIC OP NUMBER:
+ * the key into n->xkey (a numeric config key), the per-run condition into
+ * n->metric (a per-run scalar), n->pop and n->pval; 0, or -1 with the
+ * error set (n is the caller's to free). */
+static int parse_call_extreme(struct parser *ps, struct nb_check_node *n, const char *name)
+{
+    const char *k0 = ps->p;
+    char *key = take_arg(ps);
+    if (!key) {
+        perr(ps, "out of memory");
+        return -1;
+    }
+    if (!*key || strpbrk(key, "=<>!")) {
+        free(key);
+        ps->p = k0;
+        perr(ps, "%s(KEY, METRIC OP NUMBER, ...) needs a key as its first argument", name);
+        return -1;
+    }
+    int k;
+    if (resolve_key(key, ps->ctx, ps->file, ps->line, &k, ps->err)) {
+        free(key);
+        ps->status = NB_EINVAL;
+        return -1;
+    }
+    free(key);
+    if (k < 0 || !key_numeric(k)) {
+        perr(ps, "%s's key must be a numeric config key (optim.lr, train.batch, ...)", name);
+        return -1;
+    }
+    n->xkey = k;
+    if (*ps->p != ',') {
+        perr(ps, "%s(KEY, METRIC OP NUMBER, ...) needs a condition after the key", name);
+        return -1;
+    }
+    ps->p++;
+    skip_ws(ps);
+    const char *m0 = ps->p;
+    while (is_ident_char((unsigned char)*ps->p))
+        ps->p++;
+    char *metric = trim_dup(m0, (size_t)(ps->p - m0));
+    if (!metric) {
+        perr(ps, "out of memory");
+        return -1;
+    }
+    skip_ws(ps);
+    if (!*metric || !parse_cmp(&ps->p, &n->pop)) {
+        free(metric);
+        perr(ps, "%s's condition must be METRIC OP NUMBER (final_test_error <= 20)", name);
+        return -1;
+    }
+    struct nb_error e2;
+    nb_error_clear(&e2);
+    if (nb_metric_parse(metric, ps->file, ps->line, &n->metric, &e2)) {
+        free(metric);
+        nb_error_set(ps->err, e2.status, ps->file, ps->line, "%s: %s", ps->ctx, e2.msg);
+        if (e2.hint[0])
+            nb_error_hint(ps->err, "%s", e2.hint);
+        ps->status = e2.status;
+        return -1;
+    }
+    free(metric);
+    if (n->metric.kind != NB_MK_SCALAR) {
+        ps->p = m0;
+        perr(ps, "%s's condition needs a per-run scalar (final_test_error, diverged, ...), "
+                 "not %s",
+             name, n->metric.text);
+        return -1;
+    }
+    skip_ws(ps);
+    char *end;
+    errno = 0;
+    n->pval = strtod(ps->p, &end);
+    if (end == ps->p || !isfinite(n->pval)) {
+        perr(ps, "%s's condition needs a number after %s", name, nb_cmp_str(n->pop));
+        return -1;
+    }
+    ps->p = end;
+    skip_ws(ps);
+    if (*ps->p != ',' && *ps->p != ')') {
+        perr(ps, "expected ',' or ')' after %s's condition", name);
+        return -1;
+    }
+    return 0;
+}
+
 /* The call's filters (", KEY=VALUE" ...) into n->f; 0, or -1 with the
  * error set. */
 static int parse_call_filters(struct parser *ps, struct nb_check_node *n)
@@ -634,7 +719,7 @@ static struct nb_check_node *parse_call(struct parser *ps, const char *name,
         const char *near = nb_closest(name, cands, A_COUNT_ + 1);
         ps->p = start;
         perr(ps, "unknown function '%s' (at mean median min max sum std range count "
-                 "first last rankcorr abs)",
+                 "first last rankcorr largest smallest abs)",
              name);
         if (near)
             nb_error_hint(ps->err, "did you mean '%s'?", near);
@@ -644,7 +729,10 @@ static struct nb_check_node *parse_call(struct parser *ps, const char *name,
     if (!n)
         return NULL;
     n->agg = agg;
-    if (parse_call_metric(ps, n, name) || (agg == A_RANKCORR && parse_call_rankkey(ps, n)) ||
+    bool extreme = agg == A_LARGEST || agg == A_SMALLEST;
+    if ((extreme ? parse_call_extreme(ps, n, name)
+                 : parse_call_metric(ps, n, name) ||
+                       (agg == A_RANKCORR && parse_call_rankkey(ps, n))) ||
         parse_call_filters(ps, n)) {
         node_free(n);
         return NULL;
