@@ -94,7 +94,7 @@ static void test_parse_errors(void)
         "did you mean 'final_test_error'?");
     BAD("rnage(final_test_error) < 1",
         "unknown function 'rnage' (at mean median min max sum std range count first last "
-        "rankcorr largest smallest abs) at column 1, near 'rnage(final_test_error) < 1'",
+        "rankcorr largest smallest above abs) at column 1, near 'rnage(final_test_error) < 1'",
         "did you mean 'range'?");
     BAD("mean(final_test_error, norm.typ=group) < 1", "unknown key 'norm.typ'",
         "did you mean 'norm.type'?");
@@ -181,6 +181,23 @@ static void test_parse_errors(void)
     BAD("largest(lr, final_test_error <= 20, step>=10) > 0",
         "filter 'step>=10' does not apply to final_test_error (a per-run scalar)", NULL);
     BAD("largest(bogus, final_test_error <= 20) > 0", "unknown key 'bogus'", NULL);
+    /* above(METRIC, KEY, A, B, FILTER...) */
+    BAD("above(test_acc, norm.type, batch) > 0",
+        "above(METRIC, KEY, A, B, ...) needs the second group's value here at column 33, "
+        "near ') > 0'",
+        NULL);
+    BAD("above(test_acc, norm.type=batch, none, group) > 0",
+        "above(METRIC, KEY, A, B, ...) needs a key here (a plain value) at column 16, near "
+        "' norm.type=batch, none, group)'",
+        NULL);
+    BAD("above(test_acc, step, 1, 2) > 0",
+        "above's key must be a config key (norm.type, optim.lr, ...), not 'step' at column 27, "
+        "near ') > 0'",
+        NULL);
+    BAD("above(test_acc, norm.type, batch, nome) > 0",
+        "filter 'norm.type=nome': bad value 'nome' for [norm] type", NULL);
+    BAD("above(test_acc, norm.typ, batch, none) > 0", "unknown key 'norm.typ'",
+        "did you mean 'norm.type'?");
     BAD("mean(final_test_error, norm.type=gruop) < 1",
         "filter 'norm.type=gruop': bad value 'gruop' for [norm] type", NULL);
     BAD("mean(final_test_error) < 1 $", "unexpected text after the statement at column 28, near '$'",
@@ -286,6 +303,18 @@ static void test_eval(void)
      * errors 20.0, 19.9, 19.8 at both batches; batch bs=8: 23.0, 22.9 and
      * seed 2 diverged, bs=32: 18.0, 17.9, 17.8; group bs=8: 16.0, 15.9,
      * 15.8, bs=32: seed 0 alone, 16.0) */
+    /* above: the share of common points at which the first group is higher */
+    VALUE("above(test_acc, norm.type, group, none, bs=8) > 0.5", 1);
+    VALUE("above(test_acc, norm.type, none, group, bs=8) > 0.5", 0);
+    VALUE("above(test_acc, norm.type, batch, none, bs=32) > 0.5", 1); /* none's step 25 unpaired */
+    VALUE("above(test_acc, norm.type, none, none, bs=8) > 0.5", 0);   /* ties are not higher */
+    VALUE("above(test_acc, bs, 32, 8, norm.type=none) > 0.5", 0);    /* equal: none's acc */
+    VALUE("above(test_acc, bs, 32, 8, norm.type=batch) > 0.5", 1);
+    VALUE("above(test_acc, norm.type, batch, none) > 0.5", NAN);      /* two groups a side */
+    VALUE("above(test_acc, norm.type, layer, none, bs=8) > 0.5", NAN); /* no layer runs */
+    VALUE("above(final_test_error, norm.type, none, group, bs=8) > 0.5", 1);
+    VALUE("above(landscape.beta_eff, norm.type, none, batch) > 0.5", 1);
+    VALUE("above(dist.p50, norm.type, none, batch, layer=linear1) > 0.5", 0);
     VALUE("largest(bs, final_test_error <= 25, norm.type=batch) > 0", 32);
     VALUE("smallest(bs, final_test_error <= 25, norm.type=batch) > 0", 32);
     VALUE("smallest(bs, final_test_error <= 25, norm.type=none) > 0", 8);
@@ -366,6 +395,8 @@ static void test_outcomes(void)
     /* batch bs=8's seed 2 diverged: its replicate is n/a, two seeds decide */
     outcome(__LINE__, "at(final_test_error, norm.type=batch, bs=8) > 10", NB_OUT_PASS, 2, 0, 1);
     outcome(__LINE__, "at(final_test_error, norm.type=none, bs=8) == 19.9", NB_OUT_NA, 0, 3, 0);
+    outcome(__LINE__, "above(test_acc, norm.type, batch, none, bs=32) > 0.5", NB_OUT_PASS, 3,
+            0, 0);
     /* largest / smallest across seeds: each seed alone, and resampled */
     outcome(__LINE__, "largest(bs, final_test_error <= 25, norm.type=batch) >= 32", NB_OUT_PASS,
             3, 0, 0);

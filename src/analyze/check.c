@@ -130,6 +130,99 @@ static int eval_extreme(const struct nb_check_node *n, struct evalctx *ec, doubl
     return 0;
 }
 
+/* The points of n's metric through its filters (second: above's second
+ * filter list), under the evaluation's mode or weights (the prepared
+ * selection when there is one). */
+static int select_points(const struct nb_check_node *n, bool second, struct evalctx *ec,
+                         struct nb_sum_point **pts, size_t *np)
+{
+    const struct nb_sum_prepared *prep = second ? n->prep2 : n->prep;
+    const struct nb_sum_filter *f = second ? n->f2 : n->f;
+    int nf = second ? n->nf2 : n->nf;
+    if (ec->w && prep)
+        return nb_summary_select_prepared(ec->s, prep, ec->w, pts, np, ec->err);
+    if (ec->w)
+        return nb_summary_select_w(ec->s, &n->metric, f, nf, ec->w, pts, np, ec->err);
+    return nb_summary_select(ec->s, &n->metric, f, nf, ec->mode, pts, np, ec->err);
+}
+
+/* Orders points by layer, param, param value (NaN first) and step. */
+static int cmp_point(const void *pa, const void *pb)
+{
+    const struct nb_sum_point *a = pa, *b = pb;
+    if (a->layer != b->layer)
+        return a->layer < b->layer ? -1 : 1;
+    if (a->param != b->param)
+        return a->param < b->param ? -1 : 1;
+    bool na = isnan(a->param_value), nb = isnan(b->param_value);
+    if (na != nb)
+        return na ? -1 : 1;
+    if (!na && a->param_value != b->param_value)
+        return a->param_value < b->param_value ? -1 : 1;
+    if (a->step != b->step)
+        return a->step < b->step ? -1 : 1;
+    return 0;
+}
+
+/* An error unless the np points are all of one group (and there are some);
+ * side names the filter (KEY=A) in the message. */
+static int one_group(const struct nb_check_node *n, const struct nb_sum_point *pts, size_t np,
+                     const char *side, struct evalctx *ec)
+{
+    if (np == 0)
+        return nb_error_set(ec->err, NB_ENOENT, NULL, 0, "%s: %s selects no values", n->text,
+                            side);
+    for (size_t i = 1; i < np; i++)
+        if (pts[i].group != pts[0].group)
+            return nb_error_set(ec->err, NB_EINVAL, NULL, 0,
+                                "%s: %s selects more than one group ('%s', '%s'); add filters",
+                                n->text, side, ec->s->groups[pts[0].group].label,
+                                ec->s->groups[pts[i].group].label);
+    return 0;
+}
+
+/* above's value: the share of the points the two groups have in common
+ * (the same step, layer, param and param value) at which the first group's
+ * value is higher than the second's; an error when either side is not one
+ * group or they have no point in common. */
+static int eval_above(const struct nb_check_node *n, struct evalctx *ec, double *out)
+{
+    struct nb_sum_point *a = NULL, *b = NULL;
+    size_t na = 0, nb = 0;
+    int rc = select_points(n, false, ec, &a, &na);
+    if (!rc)
+        rc = select_points(n, true, ec, &b, &nb);
+    if (!rc)
+        rc = one_group(n, a, na, n->f[n->nf - 1].text, ec);
+    if (!rc)
+        rc = one_group(n, b, nb, n->f2[n->nf2 - 1].text, ec);
+    if (rc) {
+        free(a), free(b);
+        return rc;
+    }
+    qsort(a, na, sizeof *a, cmp_point);
+    qsort(b, nb, sizeof *b, cmp_point);
+    size_t pairs = 0, wins = 0;
+    for (size_t i = 0, j = 0; i < na && j < nb;) {
+        int c = cmp_point(&a[i], &b[j]);
+        if (c < 0) {
+            i++;
+        } else if (c > 0) {
+            j++;
+        } else {
+            pairs++;
+            wins += a[i].value > b[j].value;
+            i++, j++;
+        }
+    }
+    free(a), free(b);
+    if (pairs == 0)
+        return nb_error_set(ec->err, NB_ENOENT, NULL, 0,
+                            "%s: the two groups have no point in common", n->text);
+    *out = (double)wins / (double)pairs;
+    return 0;
+}
+
 /* An aggregate call's value: the metric's points through its filters
  * (prepared ones under the bootstrap's weights), reduced by the aggregate;
  * an error when there are none. */
@@ -137,14 +230,11 @@ static int eval_agg(const struct nb_check_node *n, struct evalctx *ec, double *o
 {
     if (n->agg == A_LARGEST || n->agg == A_SMALLEST)
         return eval_extreme(n, ec, out);
+    if (n->agg == A_ABOVE)
+        return eval_above(n, ec, out);
     struct nb_sum_point *pts;
     size_t np;
-    int rc = ec->w && n->prep ? nb_summary_select_prepared(ec->s, n->prep, ec->w, &pts, &np,
-                                                           ec->err)
-             : ec->w ? nb_summary_select_w(ec->s, &n->metric, n->f, n->nf, ec->w, &pts, &np,
-                                           ec->err)
-                     : nb_summary_select(ec->s, &n->metric, n->f, n->nf, ec->mode, &pts, &np,
-                                         ec->err);
+    int rc = select_points(n, false, ec, &pts, &np);
     if (rc)
         return rc;
     if (n->agg == A_COUNT) {
@@ -201,6 +291,7 @@ static int eval_agg(const struct nb_check_node *n, struct evalctx *ec, double *o
         break;
     case A_LARGEST: /* evaluated above */
     case A_SMALLEST:
+    case A_ABOVE:
     case A_MEAN:
     case A_MEDIAN:
     case A_MIN:
@@ -326,12 +417,17 @@ static void prepare_tree(struct nb_check_node *n, const struct nb_summary *s)
         return;
     if (n->type == N_AGG) {
         nb_summary_prepared_free(n->prep);
-        n->prep = NULL;
+        nb_summary_prepared_free(n->prep2);
+        n->prep = n->prep2 = NULL;
         if (s && n->agg != A_LARGEST && n->agg != A_SMALLEST) {
             struct nb_error e;
             nb_error_clear(&e);
             if (nb_summary_select_prepare(s, &n->metric, n->f, n->nf, &n->prep, &e))
                 n->prep = NULL;
+            nb_error_clear(&e);
+            if (n->agg == A_ABOVE &&
+                nb_summary_select_prepare(s, &n->metric, n->f2, n->nf2, &n->prep2, &e))
+                n->prep2 = NULL;
         }
     }
     prepare_tree(n->a, s);

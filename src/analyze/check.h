@@ -19,6 +19,7 @@
  *            | AGG ( METRIC { , FILTER } )
  *            | rankcorr ( METRIC , KEY { , FILTER } )
  *            | (largest | smallest) ( KEY , SCALAR CMP NUMBER { , FILTER } )
+ *            | above ( METRIC , KEY , A , B { , FILTER } )
  *   FILTER  := KEY OP VALUE               OP: = == != < <= > >=
  *   VALUE   := V { | V }  (alternatives, with = and !=)  |  LO..HI
  *
@@ -45,6 +46,12 @@
  * alone, so its interval comes from the same resamples as every other
  * statement's.  smallest is the same with the smallest value.  An error
  * (n/a) when no group qualifies.
+ * above(METRIC, KEY, A, B, ...) compares two groups point by point: the
+ * share (0..1) of the points they have in common (the same step, layer,
+ * param and param value) at which the group with KEY = A (and the
+ * filters) has a higher value than the group with KEY = B; each side must
+ * be one group, ties are not higher.  "BN's test accuracy is higher at
+ * most checkpoints" is above(test_acc, norm.type, batch, none) > 0.5.
  *
  * METRIC names (summarize.h): a per-run scalar (final_test_error,
  * final_test_acc, final5_test_error, best_test_error, final_train_loss,

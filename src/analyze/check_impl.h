@@ -10,7 +10,7 @@ enum ntype { N_NUM, N_NEG, N_ADD, N_SUB, N_MUL, N_DIV, N_ABS, N_AGG };
 
 enum agg {
     A_AT = 0, A_MEAN, A_MEDIAN, A_MIN, A_MAX, A_SUM, A_STD, A_RANGE, A_COUNT,
-    A_FIRST, A_LAST, A_RANKCORR, A_LARGEST, A_SMALLEST, A_COUNT_
+    A_FIRST, A_LAST, A_RANKCORR, A_LARGEST, A_SMALLEST, A_ABOVE, A_COUNT_
 };
 struct nb_check_node {
     enum ntype type;
@@ -24,8 +24,13 @@ struct nb_check_node {
     double pval;              /*   METRIC pop pval */
     struct nb_sum_filter *f;
     int nf;
+    struct nb_sum_filter *f2;  /* above: the filters of its second group
+                                  (f holds the first's: the call's filters
+                                  and KEY=A; f2 the same and KEY=B) */
+    int nf2;
     char *text;               /* the call as written */
     struct nb_sum_prepared *prep; /* during the bootstrap: its points */
+    struct nb_sum_prepared *prep2; /* above: f2's points */
 };
 
 /* Does the tree under n contain an aggregate (a call on the runs)? */

@@ -26,7 +26,7 @@
 
 const char *const nb_check_agg_names[A_COUNT_ + 1] = {
     "at", "mean", "median", "min", "max", "sum", "std", "range", "count",
-    "first", "last", "rankcorr", "largest", "smallest"};
+    "first", "last", "rankcorr", "largest", "smallest", "above"};
 
 
 
@@ -39,7 +39,9 @@ static void node_free(struct nb_check_node *n)
     node_free(n->b);
     nb_metric_free(&n->metric);
     nb_filters_free(n->f, n->nf);
+    nb_filters_free(n->f2, n->nf2);
     nb_summary_prepared_free(n->prep);
+    nb_summary_prepared_free(n->prep2);
     free(n->text);
     free(n);
 }
@@ -624,6 +626,102 @@ static int parse_call_extreme(struct parser *ps, struct nb_check_node *n, const 
     return 0;
 }
 
+/* above's key and its two values (", KEY, A, B" after the metric): the
+ * texts KEY=A and KEY=B into fa and fb (malloc'd, the key by its full
+ * name, each value checked against the key table by the caller's filter
+ * parse); 0, or -1 with the error set. */
+static int parse_call_pair(struct parser *ps, char **fa, char **fb)
+{
+    char *part[3] = {NULL, NULL, NULL};
+    static const char *const what[3] = {"a key", "the first group's value",
+                                        "the second group's value"};
+    for (int i = 0; i < 3; i++) {
+        if (*ps->p != ',') {
+            for (int j = 0; j < i; j++)
+                free(part[j]);
+            perr(ps, "above(METRIC, KEY, A, B, ...) needs %s here", what[i]);
+            return -1;
+        }
+        ps->p++;
+        const char *a0 = ps->p;
+        part[i] = take_arg(ps);
+        if (!part[i] || !*part[i] || strpbrk(part[i], "=<>!|")) {
+            bool oom = !part[i];
+            for (int j = 0; j <= i; j++)
+                free(part[j]);
+            ps->p = a0;
+            perr(ps, oom ? "out of memory"
+                         : "above(METRIC, KEY, A, B, ...) needs %s here (a plain value)",
+                 what[i]);
+            return -1;
+        }
+    }
+    int k;
+    int rc = resolve_key(part[0], ps->ctx, ps->file, ps->line, &k, ps->err);
+    if (rc || k < 0) {
+        if (rc)
+            ps->status = rc;
+        else
+            perr(ps, "above's key must be a config key (norm.type, optim.lr, ...), not '%s'",
+                 part[0]);
+        for (int j = 0; j < 3; j++)
+            free(part[j]);
+        return -1;
+    }
+    const struct nb_key *key = nb_key_at(k);
+    size_t la = strlen(key->section) + strlen(key->key) + strlen(part[1]) + 3;
+    size_t lb = strlen(key->section) + strlen(key->key) + strlen(part[2]) + 3;
+    *fa = malloc(la);
+    *fb = malloc(lb);
+    if (*fa)
+        snprintf(*fa, la, "%s.%s=%s", key->section, key->key, part[1]);
+    if (*fb)
+        snprintf(*fb, lb, "%s.%s=%s", key->section, key->key, part[2]);
+    for (int j = 0; j < 3; j++)
+        free(part[j]);
+    if (!*fa || !*fb) {
+        free(*fa), free(*fb);
+        *fa = *fb = NULL;
+        perr(ps, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* Appends the filter text to the list f of *nf filters; 0, or -1 with the
+ * error set. */
+static int append_filter(struct parser *ps, struct nb_sum_filter **f, int *nf, const char *text)
+{
+    struct nb_sum_filter *g = realloc(*f, (size_t)(*nf + 1) * sizeof *g);
+    if (!g) {
+        perr(ps, "out of memory");
+        return -1;
+    }
+    *f = g;
+    int rc = nb_filter_parse(text, ps->ctx, ps->file, ps->line, &g[*nf], ps->err);
+    if (rc) {
+        ps->status = rc;
+        return -1;
+    }
+    (*nf)++;
+    return 0;
+}
+
+/* above's two filter lists from the call's filters (n->f) and KEY=A /
+ * KEY=B: n->f gets KEY=A, n->f2 a copy of the call's filters and KEY=B;
+ * 0, or -1 with the error set. */
+static int above_filters(struct parser *ps, struct nb_check_node *n, const char *fa,
+                         const char *fb)
+{
+    int common = n->nf;
+    for (int i = 0; i < common; i++)
+        if (append_filter(ps, &n->f2, &n->nf2, n->f[i].text))
+            return -1;
+    if (append_filter(ps, &n->f, &n->nf, fa) || append_filter(ps, &n->f2, &n->nf2, fb))
+        return -1;
+    return 0;
+}
+
 /* The call's filters (", KEY=VALUE" ...) into n->f; 0, or -1 with the
  * error set. */
 static int parse_call_filters(struct parser *ps, struct nb_check_node *n)
@@ -719,7 +817,7 @@ static struct nb_check_node *parse_call(struct parser *ps, const char *name,
         const char *near = nb_closest(name, cands, A_COUNT_ + 1);
         ps->p = start;
         perr(ps, "unknown function '%s' (at mean median min max sum std range count "
-                 "first last rankcorr largest smallest abs)",
+                 "first last rankcorr largest smallest above abs)",
              name);
         if (near)
             nb_error_hint(ps->err, "did you mean '%s'?", near);
@@ -730,13 +828,17 @@ static struct nb_check_node *parse_call(struct parser *ps, const char *name,
         return NULL;
     n->agg = agg;
     bool extreme = agg == A_LARGEST || agg == A_SMALLEST;
+    char *fa = NULL, *fb = NULL;
     if ((extreme ? parse_call_extreme(ps, n, name)
                  : parse_call_metric(ps, n, name) ||
-                       (agg == A_RANKCORR && parse_call_rankkey(ps, n))) ||
-        parse_call_filters(ps, n)) {
+                       (agg == A_RANKCORR && parse_call_rankkey(ps, n)) ||
+                       (agg == A_ABOVE && parse_call_pair(ps, &fa, &fb))) ||
+        parse_call_filters(ps, n) || (agg == A_ABOVE && above_filters(ps, n, fa, fb))) {
+        free(fa), free(fb);
         node_free(n);
         return NULL;
     }
+    free(fa), free(fb);
     if (*ps->p != ')') {
         node_free(n);
         return perr(ps, "expected ')' to close %s(", name);
