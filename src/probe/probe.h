@@ -89,10 +89,18 @@
  *    tensor of the training forward of this step: for each norm layer its
  *    input (param in, pre-norm) and output (param out, post-norm); in a
  *    model without norm layers the output (param out) of each conv/linear
- *    (the pre-activation).  mean, var (population), p15, p50, p85
- *    (percentiles with linear interpolation, numpy's default), and from
- *    the second call on dmean = |mean - mean at the previous dist call|,
- *    dvar likewise.
+ *    (the pre-activation).  So the input of the k-th hidden nonlinearity
+ *    is norm K's output with norms (placement pre), linear/conv K's
+ *    output without.  With dist_unit = k >= 0, only unit (channel) k of
+ *    each tensor, over the batch and its positions (param_value = k;
+ *    tensors with k or fewer units write no rows); else every element
+ *    (param_value empty).  mean, var (population), p15, p50, p85
+ *    (percentiles with linear interpolation, numpy's default),
+ *    p15_drift, p50_drift, p85_drift = |the percentile - the same
+ *    percentile at the run's first dist call| (0 at that call: how far the
+ *    distribution has moved since the start, never cancelling between
+ *    seeds that move in opposite directions), and from the second call on
+ *    dmean = |mean - mean at the previous dist call|, dvar likewise.
  *  gradstats (bn_mode train), per layer with parameters: grad_norm and
  *    weight_norm over all its parameters; layer empty: grad_norm of the
  *    whole model.  Runs at the dist steps (dist_every).
@@ -181,6 +189,7 @@ struct nb_probe_opts {
      * same steps. */
     bool dist;
     long dist_every;
+    long dist_unit;         /* -1: whole tensors; k >= 0: unit k alone */
     bool gradstats;
     /* Hessian (5.5): every hessian_every steps (0: none during training)
      * and at nb_probe_finish; over the first hessian_samples training
@@ -289,6 +298,8 @@ struct nb_probe {
     size_t scratch_count;
     double *prev_mean, *prev_var; /* 2 * n_layers: dist of the last call */
     bool *prev_valid;
+    double *first_q;      /* 3 * 2 * n_layers: p15, p50, p85 of the first call */
+    bool *first_valid;
     size_t *idx;          /* identity sample index for gathers */
     size_t n_idx;
     float *bx, *bt;       /* one chunk of samples: cap x input, cap x tdim */
