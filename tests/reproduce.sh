@@ -185,6 +185,8 @@ figerr "param on a curves figure" "figure f: param is for kind dist only" 'kind 
 figerr "series on a curves figure" "fig.ini:7: figure f: series is for figures with a key on x" 'kind = curves' 'series = norm.type'
 figerr "series naming no key" "fig.ini:7: figure f: " 'kind = vs_batch' 'series = nosuchkey'
 figerr "a non-numeric x" "fig.ini:7: figure f: x = model.arch is not a numeric key" 'kind = vs_lr' 'x = model.arch'
+figerr "a bad yscale" "fig.ini:7: yscale must be auto, linear or log, not 'lin'" 'kind = vs_lr' 'yscale = lin'
+figerr "yscale on a curves figure" "fig.ini:7: figure f: yscale is for vs_batch and vs_lr figures" 'kind = curves' 'yscale = log'
 
 # 5. every experiment loads, its configs expand and its quick runs plan:
 # plot --quick on no runs gets as far as counting the runs it lacks, and
