@@ -126,6 +126,7 @@ printf '%s\n' '[experiment]' 'claim = x' 'source = y' \
     '[figure err]' 'kind = vs_batch' 'paper = t' 'paper_label = paper, ImageNet' \
     '[table t]' 'metric = final_test_error' 'rows = norm.type' 'columns = train.batch' \
     'paper = batch: 2=34.7, 128=23.6' 'paper = group: 2=24.1, 128=24.0' \
+    '[table p]' 'metric = params' 'rows = norm.type' \
     '[check c]' 'expect = at(final_test_error, norm.type=batch) < 100' >"$W/paper/quickstart.ini"
 sed -n '/^\[quick /,/^$/p' "$EXP/quickstart.ini" >>"$W/paper/quickstart.ini"  # the same quick runs
 "$NB" reproduce "$W/paper/quickstart.ini" --quick --no-run --results "$R" --progress none --plots "$EXP/../plots" \
@@ -134,6 +135,9 @@ check "a figure with paper = TABLE reports" [ $? -eq 0 ]
 check "  its reference series go to NAME.paper.csv" \
     [ "$(sed -n 2p "$Q/figures/err.paper.csv")" = "0,batch (paper; ImageNet),2,34.7" ]
 check "  one row per paper number" [ "$(wc -l <"$Q/figures/err.paper.csv")" -eq 5 ]
+# params: the trainable parameters of meta.txt, a count written with every digit
+check "a table of params gives each norm's parameter count in full" \
+    grep -Eq '^\| batch \| [0-9]{6} ± 0\.00 \(n=2\) \|' "$Q/report.md"
 if [ $have_gnuplot -eq 1 ]; then
     check "  and the figure is drawn" [ -s "$Q/figures/err.png" ]
 else
