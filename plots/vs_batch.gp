@@ -1,14 +1,18 @@
 # plots/vs_batch.gp - a metric against the batch size (log2 axis), one
 # line per series, seed spread as bands, runs that diverged marked.
 #
-#   gnuplot -c plots/vs_batch.gp IN.csv OUT.png|OUT.svg|OUT.pdf
+#   gnuplot -c plots/vs_batch.gp IN.csv OUT.png|OUT.svg|OUT.pdf [auto|linear|log]
+#
+# The optional third argument is the y axis (a figure's yscale): auto,
+# the default, is log where the values span a factor of 5; linear; log.
 #
 # IN (normbench's vs_batch figure table, sorted by sid then x): sid,
 # series (label with n), xlabel, ylabel (axis titles, repeated), x, mean,
 # std, min, max, n (finite values), n_diverged, n_runs.
-if (ARGC < 2) { print "usage: gnuplot -c vs_batch.gp IN.csv OUT.{png,svg,pdf}"; exit status 2 }
+if (ARGC < 2) { print "usage: gnuplot -c vs_batch.gp IN.csv OUT.{png,svg,pdf} [auto|linear|log]"; exit status 2 }
 IN = ARG1
 OUT = ARG2
+YSCALE = (ARGC >= 3) ? ARG3 : "auto"
 W = 1200
 H = 680
 XLOG = 2

@@ -29,8 +29,11 @@ stats IN using "n_diverged" name "D" nooutput
 YSPAN = (Y_max > YLO_min) ? (Y_max - YLO_min) : (abs(Y_max) > 0 ? abs(Y_max) : 1)
 YTOP = Y_max + 0.08 * YSPAN
 # a log y axis where the values span a factor of 5 or more (one scheme
-# failing at one batch size would squash every other line otherwise)
-YLOG = (YLO_min > 0 && Y_max >= 5 * YLO_min) ? 1 : 0
+# failing at one batch size would squash every other line otherwise),
+# unless YSCALE (the script's third argument, the figure's yscale) says
+# linear or log (log only where every value is positive)
+if (!exists("YSCALE")) { YSCALE = "auto" }
+YLOG = (YLO_min > 0 && (YSCALE eq "log" || (YSCALE ne "linear" && Y_max >= 5 * YLO_min))) ? 1 : 0
 if (YLOG) {
     YTOP = Y_max * 1.3
     set logscale y 10

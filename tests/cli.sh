@@ -103,6 +103,9 @@ is "$(awk -F, 'NR > 1 && $9 + 0 > 0 && $10 >= 0 && $10 <= 1' "$vm" 2>/dev/null |
     "  measured at every evaluation"
 check "  the validation set is a quarter of the subset" \
     grep -q '^data = blobs train 150 val 50 ' "$(dirname "$vm")/meta.txt"
+# the trainable parameters: 784 x 16 + 16 + 16 x 10 + 10 = 12730
+check "  meta.txt records the trainable parameters" \
+    grep -qx 'params = 12730' "$(dirname "$vm")/meta.txt"
 # model selection by validation: selected_test_acc is test_acc at the first
 # evaluation with the highest val_acc
 "$NB" summarize "$W/val.ini" -o "$W/valtab" >/dev/null 2>&1
@@ -110,6 +113,8 @@ is "$?" 0 "  summarize exits 0"
 want=$(awk -F, 'NR > 1 && (best == "" || $10 + 0 > best + 0) { best = $10; acc = $7 } END { print acc + 0 }' "$vm")
 got=$(awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "selected_test_acc") c = i } NR == 2 { print $c + 0 }' "$W/valtab/runs.csv")
 is "$got" "$want" "  selected_test_acc is the test accuracy at the best val_acc"
+got=$(awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "params") c = i } NR == 2 { print $c }' "$W/valtab/runs.csv")
+is "$got" 12730 "  the summary's params column is meta.txt's"
 
 # meta.txt records $OPENBLAS_CORETYPE, which main reads and hands down
 OPENBLAS_CORETYPE=Haswell "$NB" run "$CONF/test-tiny.ini" --index 3 -q --no-summary \

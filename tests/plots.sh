@@ -19,7 +19,7 @@ mkdir -p "$W"
 . "$srcdir/tests/taplib.sh"
 
 kinds="curves vs_batch vs_lr landscape ics dist hessian slice1d slice2d errors"
-echo "1..$((10 * 4 + 5))"
+echo "1..$((10 * 4 + 7))"
 for k in $kinds; do
     for f in png svg pdf; do
         out=$W/$k.$f
@@ -53,6 +53,21 @@ if grep -q "(log scale)" "$W/vs_batch.svg"; then
     fail "vs_batch.gp: a linear y axis for values within 5x"
 else
     pass "vs_batch.gp: a linear y axis for values within 5x"
+fi
+# a figure's yscale, the third argument, overrides the rule either way
+if "$GP" -d -c "$PLOTS/vs_lr.gp" "$FIX/vs_batch_wide.csv" "$W/wide-lin.svg" linear \
+    >"$W/wide-lin.log" 2>&1 && [ -s "$W/wide-lin.svg" ] && ! grep -q "(log scale)" "$W/wide-lin.svg"; then
+    pass "vs_lr.gp linear: a linear y axis for values spanning 10x"
+else
+    fail "vs_lr.gp linear: a linear y axis for values spanning 10x"
+    sed 's/^/#   /' "$W/wide-lin.log"
+fi
+if "$GP" -d -c "$PLOTS/vs_batch.gp" "$FIX/vs_batch.csv" "$W/narrow-log.svg" log \
+    >"$W/narrow-log.log" 2>&1 && grep -q "(log scale)" "$W/narrow-log.svg"; then
+    pass "vs_batch.gp log: a log y axis for values within 5x"
+else
+    fail "vs_batch.gp log: a log y axis for values within 5x"
+    sed 's/^/#   /' "$W/narrow-log.log"
 fi
 
 # the terminal comes from the suffix: anything else is an error

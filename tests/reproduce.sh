@@ -126,6 +126,7 @@ printf '%s\n' '[experiment]' 'claim = x' 'source = y' \
     '[figure err]' 'kind = vs_batch' 'paper = t' 'paper_label = paper, ImageNet' \
     '[table t]' 'metric = final_test_error' 'rows = norm.type' 'columns = train.batch' \
     'paper = batch: 2=34.7, 128=23.6' 'paper = group: 2=24.1, 128=24.0' \
+    '[table p]' 'metric = params' 'rows = norm.type' \
     '[check c]' 'expect = at(final_test_error, norm.type=batch) < 100' >"$W/paper/quickstart.ini"
 sed -n '/^\[quick /,/^$/p' "$EXP/quickstart.ini" >>"$W/paper/quickstart.ini"  # the same quick runs
 "$NB" reproduce "$W/paper/quickstart.ini" --quick --no-run --results "$R" --progress none --plots "$EXP/../plots" \
@@ -134,6 +135,9 @@ check "a figure with paper = TABLE reports" [ $? -eq 0 ]
 check "  its reference series go to NAME.paper.csv" \
     [ "$(sed -n 2p "$Q/figures/err.paper.csv")" = "0,batch (paper; ImageNet),2,34.7" ]
 check "  one row per paper number" [ "$(wc -l <"$Q/figures/err.paper.csv")" -eq 5 ]
+# params: the trainable parameters of meta.txt, a count written with every digit
+check "a table of params gives each norm's parameter count in full" \
+    grep -Eq '^\| batch \| [0-9]{6} ± 0\.00 \(n=2\) \|' "$Q/report.md"
 if [ $have_gnuplot -eq 1 ]; then
     check "  and the figure is drawn" [ -s "$Q/figures/err.png" ]
 else
@@ -185,6 +189,8 @@ figerr "param on a curves figure" "figure f: param is for kind dist only" 'kind 
 figerr "series on a curves figure" "fig.ini:7: figure f: series is for figures with a key on x" 'kind = curves' 'series = norm.type'
 figerr "series naming no key" "fig.ini:7: figure f: " 'kind = vs_batch' 'series = nosuchkey'
 figerr "a non-numeric x" "fig.ini:7: figure f: x = model.arch is not a numeric key" 'kind = vs_lr' 'x = model.arch'
+figerr "a bad yscale" "fig.ini:7: yscale must be auto, linear or log, not 'lin'" 'kind = vs_lr' 'yscale = lin'
+figerr "yscale on a curves figure" "fig.ini:7: figure f: yscale is for vs_batch and vs_lr figures" 'kind = curves' 'yscale = log'
 
 # 5. every experiment loads, its configs expand and its quick runs plan:
 # plot --quick on no runs gets as far as counting the runs it lacks, and

@@ -120,11 +120,25 @@ static void test_round_trip(const char *cfg)
                                       "2026-01-02T04:00:00Z\ncpu = Test CPU\ncpus_online = 8\n"
                                       "blas = openblas (kernels Haswell)\nconv_algo = auto\n"
                                       "wall_seconds = 3600\ncpu_seconds = 5400\n"
+                                      "params = 1234\n"
                                     : "git_revision = abc1234\npackage = normbench 0.1.0\n"
                                       "start_utc = 2026-01-01T23:00:00Z\nend_utc = "
                                       "2026-01-03T01:00:00Z\ncpu = Test CPU\ncpus_online = 8\n"
                                       "wall_seconds = 3600\ncpu_seconds = 1800\n");
         metas++;
+    }
+    {
+        /* params: the summary's scalar from meta.txt, NaN without it (the
+         * summary read again, now that two runs have a meta.txt) */
+        nb_summary_free(&s1);
+        summarize(cfg, edir, NULL, t1, &s1);
+        int with = 0, nan = 0;
+        for (size_t i = 0; i < s1.n_runs; i++) {
+            with += s1.runs[i].sc[NB_SC_PARAMS] == 1234;
+            nan += isnan(s1.runs[i].sc[NB_SC_PARAMS]);
+        }
+        ok(with == 1 && nan == (int)s1.n_runs - 1,
+           "params: meta.txt's trainable parameters, NaN for runs without it");
     }
     struct nb_archive a;
     is_int(nb_archive_build(&s1, NULL, &a, &e), 0, "the archive builds from run directories");

@@ -94,7 +94,7 @@ static void test_parse_errors(void)
         "did you mean 'final_test_error'?");
     BAD("rnage(final_test_error) < 1",
         "unknown function 'rnage' (at mean median min max sum std range count first last "
-        "rankcorr abs) at column 1, near 'rnage(final_test_error) < 1'",
+        "rankcorr largest smallest above abs) at column 1, near 'rnage(final_test_error) < 1'",
         "did you mean 'range'?");
     BAD("mean(final_test_error, norm.typ=group) < 1", "unknown key 'norm.typ'",
         "did you mean 'norm.type'?");
@@ -149,6 +149,55 @@ static void test_parse_errors(void)
         "rankcorr's second argument must be a key (train.batch, step, ...) at column 29, near "
         "') < 0'",
         NULL);
+    /* largest / smallest (KEY, METRIC OP NUMBER, FILTER...) */
+    BAD("largest(final_test_error <= 20) > 0",
+        "largest(KEY, METRIC OP NUMBER, ...) needs a key as its first argument at column 9, "
+        "near 'final_test_error <= 20) > 0'",
+        NULL);
+    BAD("smallest(norm.type, final_test_error <= 20) > 0",
+        "smallest's key must be a numeric config key (optim.lr, train.batch, ...) at column "
+        "19, near ', final_test_error <= 20) > 0'",
+        NULL);
+    BAD("largest(lr) > 0",
+        "largest(KEY, METRIC OP NUMBER, ...) needs a condition after the key at column 11, "
+        "near ') > 0'",
+        NULL);
+    BAD("largest(lr, final_test_error) > 0",
+        "largest's condition must be METRIC OP NUMBER (final_test_error <= 20) at column 29, "
+        "near ') > 0'",
+        NULL);
+    BAD("largest(lr, test_error <= 20) > 0",
+        "largest's condition needs a per-run scalar (final_test_error, diverged, ...), not "
+        "test_error at column 13, near 'test_error <= 20) > 0'",
+        NULL);
+    BAD("largest(lr, final_test_error <= x) > 0",
+        "largest's condition needs a number after <= at column 33, near 'x) > 0'", NULL);
+    BAD("largest(lr, final_test_error <= 20 20) > 0",
+        "expected ',' or ')' after largest's condition at column 36, near '20) > 0'", NULL);
+    BAD("largest(lr, final_tset_error <= 20) > 0",
+        "unknown metric 'final_tset_error' (a run scalar such as final_test_error, a "
+        "metrics.csv column such as train_loss, or PROBE.STAT)",
+        "did you mean 'final_test_error'?");
+    BAD("largest(lr, final_test_error <= 20, step>=10) > 0",
+        "filter 'step>=10' does not apply to final_test_error (a per-run scalar)", NULL);
+    BAD("largest(bogus, final_test_error <= 20) > 0", "unknown key 'bogus'", NULL);
+    /* above(METRIC, KEY, A, B, FILTER...) */
+    BAD("above(test_acc, norm.type, batch) > 0",
+        "above(METRIC, KEY, A, B, ...) needs the second group's value here at column 33, "
+        "near ') > 0'",
+        NULL);
+    BAD("above(test_acc, norm.type=batch, none, group) > 0",
+        "above(METRIC, KEY, A, B, ...) needs a key here (a plain value) at column 16, near "
+        "' norm.type=batch, none, group)'",
+        NULL);
+    BAD("above(test_acc, step, 1, 2) > 0",
+        "above's key must be a config key (norm.type, optim.lr, ...), not 'step' at column 27, "
+        "near ') > 0'",
+        NULL);
+    BAD("above(test_acc, norm.type, batch, nome) > 0",
+        "filter 'norm.type=nome': bad value 'nome' for [norm] type", NULL);
+    BAD("above(test_acc, norm.typ, batch, none) > 0", "unknown key 'norm.typ'",
+        "did you mean 'norm.type'?");
     BAD("mean(final_test_error, norm.type=gruop) < 1",
         "filter 'norm.type=gruop': bad value 'gruop' for [norm] type", NULL);
     BAD("mean(final_test_error) < 1 $", "unexpected text after the statement at column 28, near '$'",
@@ -289,6 +338,37 @@ static void test_eval(void)
     VALUE("rankcorr(ics.l2, step, norm.type=batch vs none, layer=linear2) > 0", NAN);
     VALUE("median(ics.l2, norm.type=batch vs group) > 0", NAN); /* group has no probes */
     VALUE("at(final_test_error, norm.type=batch vs layer, bs=8) > 0", NAN); /* no layer group */
+    /* largest / smallest: the key's extreme over the groups in which every
+     * finished run meets the condition; a diverged run never does (none:
+     * errors 20.0, 19.9, 19.8 at both batches; batch bs=8: 23.0, 22.9 and
+     * seed 2 diverged, bs=32: 18.0, 17.9, 17.8; group bs=8: 16.0, 15.9,
+     * 15.8, bs=32: seed 0 alone, 16.0) */
+    /* above: the share of common points at which the first group is higher */
+    VALUE("above(test_acc, norm.type, group, none, bs=8) > 0.5", 1);
+    VALUE("above(test_acc, norm.type, none, group, bs=8) > 0.5", 0);
+    VALUE("above(test_acc, norm.type, batch, none, bs=32) > 0.5", 1); /* none's step 25 unpaired */
+    VALUE("above(test_acc, norm.type, none, none, bs=8) > 0.5", 0);   /* ties are not higher */
+    VALUE("above(test_acc, bs, 32, 8, norm.type=none) > 0.5", 0);    /* equal: none's acc */
+    VALUE("above(test_acc, bs, 32, 8, norm.type=batch) > 0.5", 1);
+    VALUE("above(test_acc, norm.type, batch, none) > 0.5", NAN);      /* two groups a side */
+    VALUE("above(test_acc, norm.type, layer, none, bs=8) > 0.5", NAN); /* no layer runs */
+    VALUE("above(final_test_error, norm.type, none, group, bs=8) > 0.5", 1);
+    VALUE("above(landscape.beta_eff, norm.type, none, batch) > 0.5", 1);
+    VALUE("above(dist.p50, norm.type, none, batch, layer=linear1) > 0.5", 0);
+    VALUE("largest(bs, final_test_error <= 25, norm.type=batch) > 0", 32);
+    VALUE("smallest(bs, final_test_error <= 25, norm.type=batch) > 0", 32);
+    VALUE("smallest(bs, final_test_error <= 25, norm.type=none) > 0", 8);
+    VALUE("largest(lr, final_test_error < 20.5, norm.type=none) > 0", 0.4);
+    VALUE("smallest(optim.lr, final_test_error < 20.5, norm.type=none) > 0", 0.1);
+    VALUE("largest(lr, final_test_error < 19.95, norm.type=none) > 0", NAN); /* seed 0: 20 */
+    VALUE("smallest(bs, diverged = 0, norm.type=batch) > 0", 32);
+    VALUE("smallest(bs, diverged < 1) > 0", 8);
+    VALUE("smallest(bs, diverged >= 1) > 0", NAN);
+    VALUE("largest(bs, final_test_error < 16.05) > 0", 32); /* group's one run at 32 */
+    VALUE("largest(bs, final_test_error < 16.05, norm.type=batch|none) > 0", NAN);
+    VALUE("largest(bs, final_test_error < 19, norm.type!=group) - "
+          "smallest(bs, final_test_error < 19, norm.type!=group) >= 0",
+          0);
 }
 
 static void outcome(int tl, const char *text, int want, int n_hold, int n_fail, int n_na)
@@ -358,6 +438,20 @@ static void test_outcomes(void)
     /* a contrast's differences, paired point by point, on every seed */
     outcome(__LINE__, "median(ics.l2, norm.type=batch vs none) > 0", NB_OUT_PASS, 3, 0, 0);
     outcome(__LINE__, "median(ics.l2, norm.type=batch vs layer) > 0", NB_OUT_NA, 0, 0, 3);
+    outcome(__LINE__, "above(test_acc, norm.type, batch, none, bs=32) > 0.5", NB_OUT_PASS, 3,
+            0, 0);
+    /* largest / smallest across seeds: each seed alone, and resampled */
+    outcome(__LINE__, "largest(bs, final_test_error <= 25, norm.type=batch) >= 32", NB_OUT_PASS,
+            3, 0, 0);
+    outcome(__LINE__, "largest(bs, final_test_error <= 25, norm.type=batch) < 32", NB_OUT_FAIL,
+            0, 3, 0);
+    /* batch bs=8 meets it on seeds 0 and 1 alone, not with the diverged
+     * seed 2: 8 on resamples without seed 2, 32 on the others */
+    outcome(__LINE__, "smallest(bs, final_test_error <= 25, norm.type=batch) < 10",
+            NB_OUT_INCONCLUSIVE, 2, 1, 0);
+    /* no group qualifies on the means (seed 0's 20.0 at both batches) */
+    outcome(__LINE__, "largest(bs, final_test_error < 19.95, norm.type=none) > 0", NB_OUT_NA, 2,
+            0, 1);
 }
 
 /* ---- intervals on hand-made experiments ------------------------------------ */
@@ -485,6 +579,28 @@ static void test_intervals(void)
     nb_check_result_free(&r);
     r = ci_eval(&s, "abs(" GAP ") <= 0.5");
     is_str(nb_outcome_name(r.outcome), "fail", "an equivalence margin that the effect exceeds fails");
+    nb_check_result_free(&r);
+    nb_summary_free(&s);
+
+    /* an equivalence, abs(A - B) <= M (how the language states one): the
+     * effect is |A - B| on the means; it passes when the upper end of its
+     * interval is within the margin, fails when the lower end is beyond it */
+    static const double eq_b[] = {15.1, 15.2, 14.9, 15.0, 15.0}; /* gap -0.1..0.1 */
+    two_groups("equiv", 5, none5, eq_b, true, &s);
+    r = ci_eval(&s, "abs(" GAP ") <= 0.5");
+    is_str(nb_outcome_name(r.outcome), "pass", "equivalence: a gap well inside the margin passes");
+    is_close(r.effect, 0.04, 1e-9, 1e-12, "  effect = |mean gap|");
+    is_close(r.threshold, 0.5, 0, 0, "  threshold = the margin");
+    ok(r.lo >= 0 && r.hi < 0.2, "  interval of |gap| [%g, %g] inside [0, 0.5]", r.lo, r.hi);
+    nb_check_result_free(&r);
+    nb_summary_free(&s);
+    static const double eq_w[] = {14.1, 15.5, 14.2, 15.1, 14.6}; /* gap 0.3 +- 0.5 */
+    two_groups("equiv_wide", 5, none5, eq_w, true, &s);
+    r = ci_eval(&s, "abs(" GAP ") <= 0.5");
+    is_str(nb_outcome_name(r.outcome), "inconclusive",
+           "equivalence: an interval reaching past the margin is inconclusive");
+    is_close(r.effect, 0.3, 1e-9, 1e-12, "  effect = |mean gap|");
+    ok(r.lo < 0.5 && r.hi > 0.5, "  interval [%g, %g] straddles 0.5", r.lo, r.hi);
     nb_check_result_free(&r);
     nb_summary_free(&s);
 

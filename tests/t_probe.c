@@ -814,6 +814,69 @@ static void test_dist(void)
         free(rc.r);
         nb_probe_init(&p, &o, &m, 5, NULL, NULL, &e);
     }
+    {
+        /* drift: |percentile - the same percentile at the first call| */
+        static const char *const qs[3] = {"p15", "p50", "p85"};
+        static const char *const ds[3] = {"p15_drift", "p50_drift", "p85_drift"};
+        int bad_drift = 0, zero_first = 0;
+        for (int q = 0; q < 3; q++) {
+            zero_first += find_k(&rs, "dist", "norm2", "in", ds[q], 0, NULL) == 0;
+            double want = fabs(find_k(&rs, "dist", "norm2", "in", qs[q], 1, NULL) -
+                               find_k(&rs, "dist", "norm2", "in", qs[q], 0, NULL));
+            bad_drift += !(find_k(&rs, "dist", "norm2", "in", ds[q], 1, NULL) == want);
+        }
+        ok(count_rows(&rs, "dist", "p50_drift") == 8 && zero_first == 3 && bad_drift == 0,
+           "dist: p15/p50/p85_drift, 0 at the first call, then |p - p at the first call|");
+    }
+
+    /* dist_unit: one unit (channel) of each tensor, over the batch */
+    nb_probe_free(&p);
+    o.dist_unit = 1;
+    rs.n = 0;
+    nb_probe_init(&p, &o, &m, 5, NULL, NULL, &e);
+    nb_probe_set_sink(&p, &sink);
+    nb_model_forward(&m, x, y, NULL, N, NB_TRAIN);
+    nb_model_backward(&m, N);
+    nb_probe_step(&p, &m, x, y, NULL, N, 0, 0.1);
+    {
+        int bad_unit = 0, nt = 0, bad_pv = 0;
+        for (int i = 0; i < m.n_layers; i++) {
+            if (m.layers[i].ops != &nb_norm_ops)
+                continue;
+            for (int in = 0; in < 2; in++) {
+                int a = in ? m.in_idx[i] : i + 1;
+                int C = m.layers[a - 1].out.c;
+                float s[N];
+                double mean = 0;
+                for (int j = 0; j < N; j++)
+                    mean += s[j] = m.acts[a][j * C + 1];
+                mean /= N;
+                qsort(s, N, sizeof *s, cmpf);
+                const char *which = in ? "in" : "out";
+                const char *ln = m.layers[i].name;
+                double pv = NAN;
+                if (fabs(find_k(&rs, "dist", ln, which, "mean", 0, &pv) - mean) > 1e-6 ||
+                    find(&rs, "dist", ln, which, "p15") != sorted_pct(s, N, 0.15) ||
+                    find(&rs, "dist", ln, which, "p50") != sorted_pct(s, N, 0.50) ||
+                    find(&rs, "dist", ln, which, "p85") != sorted_pct(s, N, 0.85))
+                    bad_unit++;
+                bad_pv += pv != 1;
+                nt++;
+            }
+        }
+        ok(nt == 4 && bad_unit == 0 && bad_pv == 0 && count_rows(&rs, "dist", "mean") == 4,
+           "dist_unit = 1: statistics of unit 1 of each of %d tensors, param_value 1", nt);
+    }
+    nb_probe_free(&p);
+    o.dist_unit = 7; /* norm1 has 8 units, norm2 6 */
+    rs.n = 0;
+    nb_probe_init(&p, &o, &m, 5, NULL, NULL, &e);
+    nb_probe_set_sink(&p, &sink);
+    nb_probe_step(&p, &m, x, y, NULL, N, 0, 0.1);
+    ok(count_rows(&rs, "dist", "mean") == 2 && !isnan(find(&rs, "dist", "norm1", "out", "p50")) &&
+           isnan(find(&rs, "dist", "norm2", "out", "p50")),
+       "dist_unit = 7: the 6-unit tensors have no rows, the 8-unit ones do");
+    o.dist_unit = -1;
 
     /* post placement: the norm inputs are ReLU outputs, many ties at 0 */
     nb_probe_free(&p);

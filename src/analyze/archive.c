@@ -23,7 +23,7 @@ enum { RC_RUN_ID, RC_CONFIG, RC_STATUS, RC_SEED, RC_N };
 static const char *const meta_keys[] = {
     "git_revision", "package", "start_utc", "end_utc", "host", "cpu", "cpus_online",
     "blas", "conv_algo", "openblas_coretype", "threads", "wall_seconds", "cpu_seconds",
-    "data", NULL};
+    "data", "params", NULL};
 /* slices.csv: the columns before slice.csv's own */
 static const char *const slice_cols[] = {"slice", "scan", NULL};
 
@@ -362,6 +362,15 @@ int nb_archive_fallback(void *user, const char *run_id, struct nb_sum_runsrc *sr
     const char *w = nb_csv_cell(rt, r->row, col(rt, nb_sum_scalar_name(NB_SC_WALL_TIME)));
     if (w)
         src->wall_time = strtod(w, NULL);
+    src->params = NAN; /* an archive written before params was recorded has no column */
+    int cp = col(rt, "params");
+    const char *pc = cp >= 0 ? nb_csv_cell(rt, r->row, cp) : NULL;
+    if (pc && *pc) {
+        char *end;
+        double x = strtod(pc, &end);
+        if (end != pc && !*end)
+            src->params = x;
+    }
     src->name = a->dir;
     if (src->status == NB_SUM_FAILED)
         return 1;

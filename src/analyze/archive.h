@@ -14,7 +14,9 @@
  *                the report shows (archive.c's meta_keys: git_revision,
  *                package, start_utc, end_utc, host, cpu, cpus_online,
  *                blas, conv_algo, openblas_coretype, threads, wall_seconds,
- *                cpu_seconds, data; empty when a run's meta.txt lacks one)
+ *                cpu_seconds, data, params; empty when a run's meta.txt
+ *                lacks one; params, the trainable parameters, is also the
+ *                summary's per-run scalar of that name)
  *   metrics.csv  one row per evaluation: run_id, the key columns, then the
  *                run's metrics.csv columns (runner.c writes them)
  *   probes.csv   one row per probe value: run_id, the key columns, then

@@ -78,16 +78,16 @@ static int rank_correlation(const struct nb_check_node *n, const struct evalctx 
     return 0;
 }
 
-/* The points of one side of a call: filters f (prep: prepared, for the
- * bootstrap's weights). */
-static int select_side(const struct nb_check_node *n, const struct nb_sum_filter *f,
+/* The points of n's metric through the nf filters f (one side of a
+ * contrast, or of above), under the evaluation's mode or weights (prep:
+ * the prepared selection for the bootstrap's weights, when there is one). */
+static int select_side(const struct nb_check_node *n, const struct nb_sum_filter *f, int nf,
                        const struct nb_sum_prepared *prep, struct evalctx *ec,
                        struct nb_sum_point **pts, size_t *np)
 {
     return ec->w && prep ? nb_summary_select_prepared(ec->s, prep, ec->w, pts, np, ec->err)
-           : ec->w ? nb_summary_select_w(ec->s, &n->metric, f, n->nf, ec->w, pts, np, ec->err)
-                   : nb_summary_select(ec->s, &n->metric, f, n->nf, ec->mode, pts, np,
-                                       ec->err);
+           : ec->w ? nb_summary_select_w(ec->s, &n->metric, f, nf, ec->w, pts, np, ec->err)
+                   : nb_summary_select(ec->s, &n->metric, f, nf, ec->mode, pts, np, ec->err);
 }
 
 /* Orders points by group, layer, param, param_value (NaN first), step. */
@@ -136,7 +136,7 @@ static int contrast_pair(const struct nb_check_node *n, struct evalctx *ec,
 {
     struct nb_sum_point *b;
     size_t nbp;
-    int rc = select_side(n, n->fb, n->prep_b, ec, &b, &nbp);
+    int rc = select_side(n, n->fb, n->nf, n->prep_b, ec, &b, &nbp);
     if (rc)
         return rc;
     const struct nb_summary *s = ec->s;
@@ -177,15 +177,147 @@ static int contrast_pair(const struct nb_check_node *n, struct evalctx *ec,
     return rc;
 }
 
+/* Does a OP b hold? */
+static bool compare(double a, enum nb_cmp op, double b);
+
+/* largest's / smallest's value: the largest (smallest) value of the call's
+ * key over the groups the filters keep in which every run taken into
+ * account meets the condition METRIC OP NUMBER on its own value.  Taken
+ * into account: the group's finished runs (done or diverged); under the
+ * bootstrap's weights those drawn (weight > 0); in a per-seed evaluation
+ * (mode k) run k alone.  A run without a finite value (a diverged run, for
+ * every scalar but diverged and steps) does not meet it.  An error when no
+ * group qualifies. */
+static int eval_extreme(const struct nb_check_node *n, struct evalctx *ec, double *out)
+{
+    const struct nb_summary *s = ec->s;
+    bool found = false;
+    double best = NAN;
+    for (int g = 0; g < s->n_groups; g++) {
+        if (!nb_summary_group_matches(s, g, n->f, n->nf))
+            continue;
+        const struct nb_sum_group *G = &s->groups[g];
+        int taken = 0;
+        bool all = true;
+        for (int i = 0; i < G->n_runs && all; i++) {
+            const struct nb_sum_run *r = &s->runs[G->runs[i]];
+            if (r->status != NB_SUM_DONE && r->status != NB_SUM_DIVERGED)
+                continue;
+            if (ec->w ? !(ec->w[(size_t)g * (size_t)s->max_reps + (size_t)r->rep] > 0)
+                      : ec->mode != NB_SEL_MEAN && r->rep != ec->mode)
+                continue;
+            taken++;
+            double v = r->sc[n->metric.scalar];
+            all = isfinite(v) && compare(v, n->pop, n->pval);
+        }
+        if (!taken || !all)
+            continue;
+        char *end;
+        const char *t = nb_summary_group_val(s, g, n->xkey);
+        double x = strtod(t, &end);
+        if (end == t || *end || !isfinite(x))
+            return nb_error_set(ec->err, NB_EINVAL, NULL, 0, "%s: key value '%s' is not a number",
+                                n->text, t);
+        if (!found || (n->agg == A_LARGEST ? x > best : x < best))
+            best = x;
+        found = true;
+    }
+    if (!found)
+        return nb_error_set(ec->err, NB_ENOENT, NULL, 0,
+                            "%s: no group meets the condition on every run", n->text);
+    *out = best;
+    return 0;
+}
+
+/* Orders points by layer, param, param value (NaN first) and step: the
+ * points two groups have in common compare equal. */
+static int cmp_at(const void *pa, const void *pb)
+{
+    const struct nb_sum_point *a = pa, *b = pb;
+    if (a->layer != b->layer)
+        return a->layer < b->layer ? -1 : 1;
+    if (a->param != b->param)
+        return a->param < b->param ? -1 : 1;
+    bool na = isnan(a->param_value), nb = isnan(b->param_value);
+    if (na != nb)
+        return na ? -1 : 1;
+    if (!na && a->param_value != b->param_value)
+        return a->param_value < b->param_value ? -1 : 1;
+    return (a->step > b->step) - (a->step < b->step);
+}
+
+/* An error unless the np points are all of one group (and there are some);
+ * side names the filter (KEY=A) in the message. */
+static int one_group(const struct nb_check_node *n, const struct nb_sum_point *pts, size_t np,
+                     const char *side, struct evalctx *ec)
+{
+    if (np == 0)
+        return nb_error_set(ec->err, NB_ENOENT, NULL, 0, "%s: %s selects no values", n->text,
+                            side);
+    for (size_t i = 1; i < np; i++)
+        if (pts[i].group != pts[0].group)
+            return nb_error_set(ec->err, NB_EINVAL, NULL, 0,
+                                "%s: %s selects more than one group ('%s', '%s'); add filters",
+                                n->text, side, ec->s->groups[pts[0].group].label,
+                                ec->s->groups[pts[i].group].label);
+    return 0;
+}
+
+/* above's value: the share of the points the two groups have in common
+ * (the same step, layer, param and param value) at which the first group's
+ * value is higher than the second's; an error when either side is not one
+ * group or they have no point in common. */
+static int eval_above(const struct nb_check_node *n, struct evalctx *ec, double *out)
+{
+    struct nb_sum_point *a = NULL, *b = NULL;
+    size_t na = 0, nb = 0;
+    int rc = select_side(n, n->f, n->nf, n->prep, ec, &a, &na);
+    if (!rc)
+        rc = select_side(n, n->f2, n->nf2, n->prep2, ec, &b, &nb);
+    if (!rc)
+        rc = one_group(n, a, na, n->f[n->nf - 1].text, ec);
+    if (!rc)
+        rc = one_group(n, b, nb, n->f2[n->nf2 - 1].text, ec);
+    if (rc) {
+        free(a), free(b);
+        return rc;
+    }
+    qsort(a, na, sizeof *a, cmp_at);
+    qsort(b, nb, sizeof *b, cmp_at);
+    size_t pairs = 0, wins = 0;
+    for (size_t i = 0, j = 0; i < na && j < nb;) {
+        int c = cmp_at(&a[i], &b[j]);
+        if (c < 0) {
+            i++;
+        } else if (c > 0) {
+            j++;
+        } else {
+            pairs++;
+            wins += a[i].value > b[j].value;
+            i++, j++;
+        }
+    }
+    free(a), free(b);
+    if (pairs == 0)
+        return nb_error_set(ec->err, NB_ENOENT, NULL, 0,
+                            "%s: the two groups have no point in common", n->text);
+    *out = (double)wins / (double)pairs;
+    return 0;
+}
+
 /* An aggregate call's value: the metric's points through its filters
  * (prepared ones under the bootstrap's weights), with a contrast the
  * differences of paired points, reduced by the aggregate; an error when
  * there are none. */
 static int eval_agg(const struct nb_check_node *n, struct evalctx *ec, double *out)
 {
+    if (n->agg == A_LARGEST || n->agg == A_SMALLEST)
+        return eval_extreme(n, ec, out);
+    if (n->agg == A_ABOVE)
+        return eval_above(n, ec, out);
     struct nb_sum_point *pts = NULL;
     size_t np = 0;
-    int rc = select_side(n, n->f, n->prep, ec, &pts, &np);
+    int rc = select_side(n, n->f, n->nf, n->prep, ec, &pts, &np);
     if (!rc && n->vs >= 0)
         rc = contrast_pair(n, ec, &pts, &np);
     if (rc) {
@@ -244,6 +376,9 @@ static int eval_agg(const struct nb_check_node *n, struct evalctx *ec, double *o
             return rc;
         }
         break;
+    case A_LARGEST: /* evaluated above */
+    case A_SMALLEST:
+    case A_ABOVE:
     case A_MEAN:
     case A_MEDIAN:
     case A_MIN:
@@ -370,8 +505,9 @@ static void prepare_tree(struct nb_check_node *n, const struct nb_summary *s)
     if (n->type == N_AGG) {
         nb_summary_prepared_free(n->prep);
         nb_summary_prepared_free(n->prep_b);
-        n->prep = n->prep_b = NULL;
-        if (s) {
+        nb_summary_prepared_free(n->prep2);
+        n->prep = n->prep_b = n->prep2 = NULL;
+        if (s && n->agg != A_LARGEST && n->agg != A_SMALLEST) {
             struct nb_error e;
             nb_error_clear(&e);
             if (nb_summary_select_prepare(s, &n->metric, n->f, n->nf, &n->prep, &e))
@@ -379,6 +515,10 @@ static void prepare_tree(struct nb_check_node *n, const struct nb_summary *s)
             if (n->fb &&
                 nb_summary_select_prepare(s, &n->metric, n->fb, n->nf, &n->prep_b, &e))
                 n->prep_b = NULL;
+            nb_error_clear(&e);
+            if (n->agg == A_ABOVE &&
+                nb_summary_select_prepare(s, &n->metric, n->f2, n->nf2, &n->prep2, &e))
+                n->prep2 = NULL;
         }
     }
     prepare_tree(n->a, s);

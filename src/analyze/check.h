@@ -18,6 +18,8 @@
  *   primary := NUMBER | ( expr ) | abs ( expr )
  *            | AGG ( METRIC { , FILTER } )
  *            | rankcorr ( METRIC , KEY { , FILTER } )
+ *            | (largest | smallest) ( KEY , SCALAR CMP NUMBER { , FILTER } )
+ *            | above ( METRIC , KEY , A , B { , FILTER } )
  *   FILTER  := KEY OP VALUE               OP: = == != < <= > >=
  *            | KEY = V vs V               (a contrast; at most one per call)
  *   VALUE   := V { | V }  (alternatives, with = and !=)  |  LO..HI
@@ -32,6 +34,25 @@
  *   first last   the first / last value in group order, then step
  * rankcorr(METRIC, KEY, ...) is Spearman's rank correlation between KEY
  * (a config key of the group, or step / epoch) and the values (>= 3).
+ * largest(KEY, SCALAR CMP NUMBER, ...) is the largest value of KEY (a
+ * numeric config key) over the groups the filters keep in which EVERY run
+ * meets the condition on its own value of the per-run scalar: "the
+ * largest learning rate that trains" is
+ *   largest(lr, final_test_error <= 20, norm.type=none)
+ * A run without a finite value never meets it (a diverged run has NaN for
+ * every scalar but diverged, steps and wall_time), so divergence counts as
+ * not training without being dropped as a missing value.  The runs taken
+ * into account are the group's finished ones (done or diverged); under
+ * the bootstrap those the resample draws, in the per-seed column seed k's
+ * alone, so its interval comes from the same resamples as every other
+ * statement's.  smallest is the same with the smallest value.  An error
+ * (n/a) when no group qualifies.
+ * above(METRIC, KEY, A, B, ...) compares two groups point by point: the
+ * share (0..1) of the points they have in common (the same step, layer,
+ * param and param value) at which the group with KEY = A (and the
+ * filters) has a higher value than the group with KEY = B; each side must
+ * be one group, ties are not higher.  "BN's test accuracy is higher at
+ * most checkpoints" is above(test_acc, norm.type, batch, none) > 0.5.
  *
  * Contrast.  With a filter KEY = A vs B (KEY a config key, one value on
  * each side) the call's values are differences taken point by point:
@@ -89,6 +110,10 @@
  *   n/a           the means cannot be evaluated (no point selected, `at`
  *                 matching several groups, a division by zero), n < 2,
  *                 or == / != (state an equivalence as abs(A - B) <= M)
+ * An equivalence abs(A - B) <= M has the effect |A - B| and passes when the
+ * upper end of |A - B|'s interval is at most M (both tails of A - B
+ * together within the interval's tail probability: a little stricter than
+ * A - B's interval inside [-M, M]), fails when its lower end exceeds M.
  *
  * Verdict (nb_verdict_of), over the checks that are not post hoc (a
  * check whose text differs from the pre-registered one, prereg.h, is

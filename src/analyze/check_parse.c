@@ -26,7 +26,7 @@
 
 const char *const nb_check_agg_names[A_COUNT_ + 1] = {
     "at", "mean", "median", "min", "max", "sum", "std", "range", "count",
-    "first", "last", "rankcorr"};
+    "first", "last", "rankcorr", "largest", "smallest", "above"};
 
 
 
@@ -41,8 +41,10 @@ static void node_free(struct nb_check_node *n)
     if (n->fb)
         nb_filters_free(n->fb, n->nf);
     nb_filters_free(n->f, n->nf);
+    nb_filters_free(n->f2, n->nf2);
     nb_summary_prepared_free(n->prep);
     nb_summary_prepared_free(n->prep_b);
+    nb_summary_prepared_free(n->prep2);
     free(n->text);
     free(n);
 }
@@ -554,6 +556,187 @@ static const char *find_vs(const char *t)
     return NULL;
 }
 
+/* largest's and smallest's first two arguments, KEY, METRIC OP NUMBER:
+ * the key into n->xkey (a numeric config key), the per-run condition into
+ * n->metric (a per-run scalar), n->pop and n->pval; 0, or -1 with the
+ * error set (n is the caller's to free). */
+static int parse_call_extreme(struct parser *ps, struct nb_check_node *n, const char *name)
+{
+    const char *k0 = ps->p;
+    char *key = take_arg(ps);
+    if (!key) {
+        perr(ps, "out of memory");
+        return -1;
+    }
+    if (!*key || strpbrk(key, "=<>!")) {
+        free(key);
+        ps->p = k0;
+        perr(ps, "%s(KEY, METRIC OP NUMBER, ...) needs a key as its first argument", name);
+        return -1;
+    }
+    int k;
+    if (resolve_key(key, ps->ctx, ps->file, ps->line, &k, ps->err)) {
+        free(key);
+        ps->status = NB_EINVAL;
+        return -1;
+    }
+    free(key);
+    if (k < 0 || !key_numeric(k)) {
+        perr(ps, "%s's key must be a numeric config key (optim.lr, train.batch, ...)", name);
+        return -1;
+    }
+    n->xkey = k;
+    if (*ps->p != ',') {
+        perr(ps, "%s(KEY, METRIC OP NUMBER, ...) needs a condition after the key", name);
+        return -1;
+    }
+    ps->p++;
+    skip_ws(ps);
+    const char *m0 = ps->p;
+    while (is_ident_char((unsigned char)*ps->p))
+        ps->p++;
+    char *metric = trim_dup(m0, (size_t)(ps->p - m0));
+    if (!metric) {
+        perr(ps, "out of memory");
+        return -1;
+    }
+    skip_ws(ps);
+    if (!*metric || !parse_cmp(&ps->p, &n->pop)) {
+        free(metric);
+        perr(ps, "%s's condition must be METRIC OP NUMBER (final_test_error <= 20)", name);
+        return -1;
+    }
+    struct nb_error e2;
+    nb_error_clear(&e2);
+    if (nb_metric_parse(metric, ps->file, ps->line, &n->metric, &e2)) {
+        free(metric);
+        nb_error_set(ps->err, e2.status, ps->file, ps->line, "%s: %s", ps->ctx, e2.msg);
+        if (e2.hint[0])
+            nb_error_hint(ps->err, "%s", e2.hint);
+        ps->status = e2.status;
+        return -1;
+    }
+    free(metric);
+    if (n->metric.kind != NB_MK_SCALAR) {
+        ps->p = m0;
+        perr(ps, "%s's condition needs a per-run scalar (final_test_error, diverged, ...), "
+                 "not %s",
+             name, n->metric.text);
+        return -1;
+    }
+    skip_ws(ps);
+    char *end;
+    errno = 0;
+    n->pval = strtod(ps->p, &end);
+    if (end == ps->p || !isfinite(n->pval)) {
+        perr(ps, "%s's condition needs a number after %s", name, nb_cmp_str(n->pop));
+        return -1;
+    }
+    ps->p = end;
+    skip_ws(ps);
+    if (*ps->p != ',' && *ps->p != ')') {
+        perr(ps, "expected ',' or ')' after %s's condition", name);
+        return -1;
+    }
+    return 0;
+}
+
+/* above's key and its two values (", KEY, A, B" after the metric): the
+ * texts KEY=A and KEY=B into fa and fb (malloc'd, the key by its full
+ * name, each value checked against the key table by the caller's filter
+ * parse); 0, or -1 with the error set. */
+static int parse_call_pair(struct parser *ps, char **fa, char **fb)
+{
+    char *part[3] = {NULL, NULL, NULL};
+    static const char *const what[3] = {"a key", "the first group's value",
+                                        "the second group's value"};
+    for (int i = 0; i < 3; i++) {
+        if (*ps->p != ',') {
+            for (int j = 0; j < i; j++)
+                free(part[j]);
+            perr(ps, "above(METRIC, KEY, A, B, ...) needs %s here", what[i]);
+            return -1;
+        }
+        ps->p++;
+        const char *a0 = ps->p;
+        part[i] = take_arg(ps);
+        if (!part[i] || !*part[i] || strpbrk(part[i], "=<>!|")) {
+            bool oom = !part[i];
+            for (int j = 0; j <= i; j++)
+                free(part[j]);
+            ps->p = a0;
+            perr(ps, oom ? "out of memory"
+                         : "above(METRIC, KEY, A, B, ...) needs %s here (a plain value)",
+                 what[i]);
+            return -1;
+        }
+    }
+    int k;
+    int rc = resolve_key(part[0], ps->ctx, ps->file, ps->line, &k, ps->err);
+    if (rc || k < 0) {
+        if (rc)
+            ps->status = rc;
+        else
+            perr(ps, "above's key must be a config key (norm.type, optim.lr, ...), not '%s'",
+                 part[0]);
+        for (int j = 0; j < 3; j++)
+            free(part[j]);
+        return -1;
+    }
+    const struct nb_key *key = nb_key_at(k);
+    size_t la = strlen(key->section) + strlen(key->key) + strlen(part[1]) + 3;
+    size_t lb = strlen(key->section) + strlen(key->key) + strlen(part[2]) + 3;
+    *fa = malloc(la);
+    *fb = malloc(lb);
+    if (*fa)
+        snprintf(*fa, la, "%s.%s=%s", key->section, key->key, part[1]);
+    if (*fb)
+        snprintf(*fb, lb, "%s.%s=%s", key->section, key->key, part[2]);
+    for (int j = 0; j < 3; j++)
+        free(part[j]);
+    if (!*fa || !*fb) {
+        free(*fa), free(*fb);
+        *fa = *fb = NULL;
+        perr(ps, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* Appends the filter text to the list f of *nf filters; 0, or -1 with the
+ * error set. */
+static int append_filter(struct parser *ps, struct nb_sum_filter **f, int *nf, const char *text)
+{
+    struct nb_sum_filter *g = realloc(*f, (size_t)(*nf + 1) * sizeof *g);
+    if (!g) {
+        perr(ps, "out of memory");
+        return -1;
+    }
+    *f = g;
+    int rc = nb_filter_parse(text, ps->ctx, ps->file, ps->line, &g[*nf], ps->err);
+    if (rc) {
+        ps->status = rc;
+        return -1;
+    }
+    (*nf)++;
+    return 0;
+}
+
+/* above's two filter lists from the call's filters (n->f) and KEY=A /
+ * KEY=B: n->f gets KEY=A, n->f2 a copy of the call's filters and KEY=B;
+ * 0, or -1 with the error set. */
+static int above_filters(struct parser *ps, struct nb_check_node *n, const char *fa,
+                         const char *fb)
+{
+    int common = n->nf;
+    for (int i = 0; i < common; i++)
+        if (append_filter(ps, &n->f2, &n->nf2, n->f[i].text))
+            return -1;
+    if (append_filter(ps, &n->f, &n->nf, fa) || append_filter(ps, &n->f2, &n->nf2, fb))
+        return -1;
+    return 0;
+}
+
 /* A contrast filter "KEY=A vs B" (text ft, the call's filter i) into
  * n->f[i] (KEY=A), remembering B's text in *b_text: 0, or -1 with the
  * error set. */
@@ -757,7 +940,7 @@ static struct nb_check_node *parse_call(struct parser *ps, const char *name,
         const char *near = nb_closest(name, cands, A_COUNT_ + 1);
         ps->p = start;
         perr(ps, "unknown function '%s' (at mean median min max sum std range count "
-                 "first last rankcorr abs)",
+                 "first last rankcorr largest smallest above abs)",
              name);
         if (near)
             nb_error_hint(ps->err, "did you mean '%s'?", near);
@@ -767,10 +950,22 @@ static struct nb_check_node *parse_call(struct parser *ps, const char *name,
     if (!n)
         return NULL;
     n->agg = agg;
-    if (parse_call_metric(ps, n, name) || (agg == A_RANKCORR && parse_call_rankkey(ps, n)) ||
-        parse_call_filters(ps, n)) {
+    bool extreme = agg == A_LARGEST || agg == A_SMALLEST;
+    char *fa = NULL, *fb = NULL;
+    if ((extreme ? parse_call_extreme(ps, n, name)
+                 : parse_call_metric(ps, n, name) ||
+                       (agg == A_RANKCORR && parse_call_rankkey(ps, n)) ||
+                       (agg == A_ABOVE && parse_call_pair(ps, &fa, &fb))) ||
+        parse_call_filters(ps, n) || (agg == A_ABOVE && above_filters(ps, n, fa, fb))) {
+        free(fa), free(fb);
         node_free(n);
         return NULL;
+    }
+    free(fa), free(fb);
+    if (n->vs >= 0 && (extreme || agg == A_ABOVE)) {
+        node_free(n);
+        return perr(ps, "%s( takes no contrast (KEY=A vs B): it compares its own groups",
+                    name);
     }
     if (*ps->p != ')') {
         node_free(n);

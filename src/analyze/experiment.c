@@ -40,7 +40,7 @@ struct raw_table {
 };
 struct raw_fig {
     char *kind, *x, *y, *where, *paper, *series;
-    int kind_line, x_line, y_line, where_line, paper_line, series_line;
+    int kind_line, x_line, y_line, where_line, paper_line, series_line, yscale_line;
 };
 
 struct lctx {
@@ -106,11 +106,12 @@ static const char *const exp_keys[EK_COUNT + 1] = {
     [EK_NOTES] = "notes",       [EK_DISCUSSION] = "discussion",
     [EK_CAVEATS] = "caveats",   [EK_ROBUSTNESS] = "robustness"};
 enum fig_key { FK_KIND, FK_X, FK_Y, FK_WHERE, FK_PARAM, FK_CAPTION, FK_PAPER, FK_PAPER_LABEL,
-               FK_SERIES, FK_COUNT };
+               FK_SERIES, FK_YSCALE, FK_COUNT };
 static const char *const fig_keys[FK_COUNT + 1] = {
     [FK_KIND] = "kind",       [FK_X] = "x",         [FK_Y] = "y",
     [FK_WHERE] = "where",     [FK_PARAM] = "param", [FK_CAPTION] = "caption",
-    [FK_PAPER] = "paper",     [FK_PAPER_LABEL] = "paper_label", [FK_SERIES] = "series"};
+    [FK_PAPER] = "paper",     [FK_PAPER_LABEL] = "paper_label", [FK_SERIES] = "series",
+    [FK_YSCALE] = "yscale"};
 enum table_key { TK_METRIC, TK_ROWS, TK_COLUMNS, TK_WHERE, TK_PAPER, TK_CAPTION, TK_COUNT };
 static const char *const table_keys[TK_COUNT + 1] = {
     [TK_METRIC] = "metric", [TK_ROWS] = "rows",   [TK_COLUMNS] = "columns",
@@ -518,6 +519,12 @@ static int on_figure(struct lctx *c, const struct nb_ini_item *it, struct nb_err
         r->series_line = it->line;
         return set_str(&r->series, v, err);
     case FK_CAPTION: return set_str(&f->caption, v, err);
+    case FK_YSCALE:
+        if (strcmp(v, "auto") && strcmp(v, "linear") && strcmp(v, "log"))
+            return nb_error_set(err, NB_EINVAL, it->file, it->line,
+                                "yscale must be auto, linear or log, not '%s'", v);
+        r->yscale_line = it->line;
+        return set_str(&f->yscale, v, err);
     case FK_COUNT: break;
     }
     return NB_EINVAL; /* not reached: k < FK_COUNT */
@@ -726,6 +733,9 @@ static int finish_figure(struct lctx *c, int i, struct nb_error *err)
     if (f->param && !info->takes_param)
         return nb_error_set(err, NB_EINVAL, file, f->line,
                             "%s: param is for kind dist only", what);
+    if (f->yscale && !info->takes_y)
+        return nb_error_set(err, NB_EINVAL, file, r->yscale_line,
+                            "%s: yscale is for vs_batch and vs_lr figures", what);
     if (wants_x) {
         const char *x = r->x ? r->x : info->default_x;
         int rc = resolve_key_name(x, file, r->x ? r->x_line : f->line, what, &f->x, err);
@@ -989,6 +999,7 @@ void nb_experiment_free(struct nb_experiment *e)
     for (int i = 0; i < e->n_figs; i++) {
         free(e->figs[i].name), free(e->figs[i].param), free(e->figs[i].caption);
         free(e->figs[i].paper_label);
+        free(e->figs[i].yscale);
         free(e->figs[i].series);
         nb_filters_free(e->figs[i].where, e->figs[i].n_where);
     }

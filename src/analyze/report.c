@@ -30,13 +30,16 @@ static int decimals(double v)
     return a >= 100 ? 1 : 2;
 }
 
-/* A number for a report cell. */
+/* A number for a report cell: a whole number from 1e5 up (a count, such
+ * as the parameters) with every digit. */
 static const char *fnum(double v, char *buf, size_t n)
 {
     if (isnan(v))
         snprintf(buf, n, "n/a");
     else if (isinf(v))
         snprintf(buf, n, "%sinf", v < 0 ? "-" : "");
+    else if (fabs(v) >= 1e5 && fabs(v) < 1e15 && v == floor(v))
+        snprintf(buf, n, "%.0f", v);
     else if (decimals(v) < 0)
         snprintf(buf, n, "%.3g", v);
     else

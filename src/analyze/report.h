@@ -94,6 +94,8 @@ struct nb_exp_figure {
     int *series;              /* key-on-x figures: the keys that make a
                                  series (NULL: every varying key but x) */
     int n_series;
+    char *yscale;             /* vs_*: auto (NULL), linear or log: the y
+                                 axis (auto: log from a factor of 5) */
 };
 
 struct nb_exp_paper {

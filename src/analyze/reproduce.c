@@ -174,7 +174,7 @@ const char *nb_gnuplot_path(const struct nb_env *e, char *buf, size_t size)
 }
 
 int nb_gnuplot_run(const char *gp, const char *script, const char *in, const char *out,
-                   const char *log, struct nb_error *err)
+                   const char *arg3, const char *log, struct nb_error *err)
 {
     if (!gp)
         return nb_error_set(err, NB_ENOENT, NULL, 0,
@@ -197,7 +197,7 @@ int nb_gnuplot_run(const char *gp, const char *script, const char *in, const cha
             close(nul);
         }
         /* -d: no ~/.gnuplot, so the figure depends on the script only */
-        execl(gp, "gnuplot", "-d", "-c", script, in, out, (char *)NULL);
+        execl(gp, "gnuplot", "-d", "-c", script, in, out, arg3, (char *)NULL);
         _exit(127);
     }
     int ws;
@@ -436,7 +436,7 @@ static int draw_figures(const struct nb_experiment *e, const struct nb_summary *
             snprintf(out, sizeof out, "%s/%s.%s", fdir, f->name, fmt);
             snprintf(log, sizeof log, "%s/%s.log", fdir, f->name);
             nb_error_clear(&e2);
-            if (nb_gnuplot_run(gp, script, table, out, log, &e2)) {
+            if (nb_gnuplot_run(gp, script, table, out, f->yscale, log, &e2)) {
                 char buf[600];
                 nb_error_format(&e2, buf, sizeof buf);
                 if (first) {

@@ -106,12 +106,12 @@ int nb_repro_missing(const struct nb_summary *s, const char *where,
                      struct nb_error *err);
 
 /* Runs one gnuplot script with the binary gp (nb_gnuplot_path's; NULL:
- * not installed): gnuplot -c SCRIPT IN OUT, its messages to log (may be
- * NULL).  Returns 0 when gnuplot exited 0 and OUT is a non-empty file,
+ * not installed): gnuplot -c SCRIPT IN OUT [ARG3] (arg3 NULL: none; a
+ * vs_* figure's yscale), its messages to log (may be NULL).  Returns 0 when gnuplot exited 0 and OUT is a non-empty file,
  * NB_ENOENT when gnuplot is not installed, NB_EIO else (err says why and
  * points at the log). */
 int nb_gnuplot_run(const char *gp, const char *script, const char *in, const char *out,
-                   const char *log, struct nb_error *err);
+                   const char *arg3, const char *log, struct nb_error *err);
 
 /* The gnuplot binary reproduce uses, or NULL when none is found: env's
  * GNUPLOT (a path, or a name looked for on env's PATH), configure's path,

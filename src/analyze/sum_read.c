@@ -683,17 +683,28 @@ static int read_slices(struct nb_sum_run *r, const char *path, const char *text,
     return rc;
 }
 
+/* A number from text (the whole of it), or NaN. */
+static double number_or_nan(const char *text)
+{
+    char *end;
+    double x = strtod(text, &end);
+    return end != text && !*end ? x : NAN;
+}
+
 /* Reads the files of a finished run. */
 static int load_run_files(struct nb_summary *s, struct nb_sum_run *r,
                           struct nb_error *err)
 {
-    char path[4200];
+    char path[4200], v[64];
     int rc;
     snprintf(path, sizeof path, "%s/metrics.csv", r->dir);
     if (sum_file_exists(path) && (rc = read_metrics(path, NULL, 0, &r->metrics, err)))
         return rc;
     double wall = r->sc[NB_SC_WALL_TIME];
     compute_scalars(r);
+    snprintf(path, sizeof path, "%s/meta.txt", r->dir);
+    if (kv_file(path, "params", v, sizeof v))
+        r->sc[NB_SC_PARAMS] = number_or_nan(v);
     if (!isnan(wall))
         r->sc[NB_SC_WALL_TIME] = wall;
     else if (isnan(r->sc[NB_SC_WALL_TIME]))
@@ -720,6 +731,7 @@ static int load_run_fallback(struct nb_summary *s, struct nb_sum_run *r,
 {
     struct nb_sum_runsrc src;
     memset(&src, 0, sizeof src);
+    src.wall_time = src.params = NAN;
     int rc = s->fallback(s->fallback_user, r->run_id, &src, err);
     if (rc <= 0)
         return rc;
@@ -735,6 +747,7 @@ static int load_run_fallback(struct nb_summary *s, struct nb_sum_run *r,
             goto out;
         compute_scalars(r);
         r->sc[NB_SC_WALL_TIME] = src.wall_time;
+        r->sc[NB_SC_PARAMS] = src.params;
         snprintf(name, sizeof name, "%s: run %s: probes.csv", src.name ? src.name : "archive",
                  r->run_id);
         if (src.probes && (rc = read_probes(s, r, name, src.probes, src.probes_len, err)))

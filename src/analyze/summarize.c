@@ -56,6 +56,7 @@ static const struct {
     [NB_SC_EPOCHS_TO_TARGET] = {"epochs_to_target", "epochs to target accuracy"},
     [NB_SC_WALL_TIME] = {"wall_time", "wall time (s)"},
     [NB_SC_DIVERGED] = {"diverged", "fraction diverged"},
+    [NB_SC_PARAMS] = {"params", "trainable parameters"},
 };
 
 const char *nb_sum_scalar_name(int sc)

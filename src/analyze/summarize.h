@@ -21,9 +21,10 @@
  * varying keys, numbers numerically).
  *
  * Per run it computes the scalars below from metrics.csv (the last
- * evaluation is "final"); a diverged run keeps steps, wall_time and
- * diverged = 1 and has every other scalar NaN, so it drops out of means
- * (n counts finite values) and shows in the n_diverged columns instead.
+ * evaluation is "final"), and params from meta.txt; a diverged run keeps
+ * steps, wall_time, params and diverged = 1 and has every other scalar
+ * NaN, so it drops out of means (n counts finite values) and shows in the
+ * n_diverged columns instead.
  *
  * Tables (nb_summary_write_tables, into DIR):
  *   runs.csv    one row per run: sid, label, run_id, status, seed,
@@ -91,6 +92,8 @@ enum nb_sum_scalar {
     NB_SC_EPOCHS_TO_TARGET,
     NB_SC_WALL_TIME,          /* seconds: the time column's last value */
     NB_SC_DIVERGED,           /* 1 diverged, 0 not */
+    NB_SC_PARAMS,             /* trainable parameters (meta.txt's params;
+                                 NaN for runs made before it was recorded) */
     NB_SC_COUNT
 };
 
@@ -167,10 +170,12 @@ struct nb_sum_group {
 
 /* A run's data from somewhere other than its run directory (archive.h):
  * the texts its metrics.csv, probes.csv and slice.csv had (NULL when the
- * run had no such file), its status and its wall_time scalar. */
+ * run had no such file), its status and its wall_time and params
+ * scalars. */
 struct nb_sum_runsrc {
     int status;           /* NB_SUM_DONE, NB_SUM_DIVERGED or NB_SUM_FAILED */
     double wall_time;
+    double params;        /* NaN when unknown */
     char *metrics, *probes, *slice; /* malloc'd, freed by the summary */
     size_t metrics_len, probes_len, slice_len;
     const char *name;     /* names the texts in messages */

@@ -13,9 +13,9 @@ static const char *const stats_landscape[] = {
     "loss_max", "grad_change_min", "grad_change_max", "beta_eff", "seconds",   NULL};
 static const char *const stats_ics[] = {"l2", "cos", "grad_norm", "grad_norm_shifted",
                                         "seconds", NULL};
-static const char *const stats_dist[] = {"mean",  "var",  "p15",    "p50",   "p85",
-                                         "dmean", "dvar", "cdmean", "cdvar", "seconds",
-                                         NULL};
+static const char *const stats_dist[] = {
+    "mean",   "var",   "p15",       "p50",       "p85",       "dmean",   "dvar",
+    "cdmean", "cdvar", "p15_drift", "p50_drift", "p85_drift", "seconds", NULL};
 static const char *const stats_gradstats[] = {"grad_norm", "weight_norm", "seconds", NULL};
 static const char *const stats_hessian[] = {
     "loss",        "lambda_max",      "lambda_iters", "lambda_converged", "trace",
@@ -84,6 +84,11 @@ const struct nb_key nb_probe_keys[] = {
     { NB_K_BOOL("probe", "dist", "false", "activation distribution statistics"), AT(dist) },
     { NB_K_INT("probe", "dist_every", "100", 1, 1e12, 0, "steps between distribution probes"),
       AT(dist_every) },
+    { NB_K_INT("probe", "dist_unit", "-1", -1, 1e9, NB_KF_ADDED,
+               "distribution probe: -1 = every element of each tensor; k >= 0 = unit "
+               "(channel) k alone, over the batch (and positions), as Ioffe's Fig. 1 "
+               "follows one sigmoid's input; tensors with fewer units are skipped"),
+      AT(dist_unit) },
     { NB_K_BOOL("probe", "gradstats", "false", "gradient statistics per layer"), AT(gradstats) },
     { NB_K_BOOL("probe", "hessian", "false",
                 "Hessian top eigenvalue (power iteration) and trace (Hutchinson)"),
@@ -196,6 +201,8 @@ void nb_probe_free(struct nb_probe *p)
     free(p->prev_cmean);
     free(p->prev_cvar);
     free(p->prev_valid);
+    free(p->first_q);
+    free(p->first_valid);
     free(p->idx);
     free(p->bx);
     free(p->bt);
@@ -313,6 +320,8 @@ int nb_probe_init(struct nb_probe *p, const struct nb_probe_opts *opts,
     if (!(p->prev_mean = calloc(nl, sizeof *p->prev_mean)) ||
         !(p->prev_var = calloc(nl, sizeof *p->prev_var)) ||
         !(p->prev_valid = calloc(nl, sizeof *p->prev_valid)) ||
+        !(p->first_q = calloc(3 * nl, sizeof *p->first_q)) ||
+        !(p->first_valid = calloc(nl, sizeof *p->first_valid)) ||
         !(p->eta = calloc((size_t)p->o.eta_points, sizeof *p->eta)) ||
         !(p->lscratch = calloc(3 * (size_t)p->o.eta_points, sizeof *p->lscratch)))
         goto nomem;

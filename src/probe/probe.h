@@ -89,16 +89,25 @@
  *    tensor of the training forward of this step: for each norm layer its
  *    input (param in, pre-norm) and output (param out, post-norm); in a
  *    model without norm layers the output (param out) of each conv/linear
- *    (the pre-activation).  mean, var (population), p15, p50, p85
- *    (percentiles with linear interpolation, numpy's default), and from
- *    the second call on dmean = |mean - mean at the previous dist call|,
- *    dvar likewise, and per channel (unit): cdmean = the mean over the
- *    channels c of |mean_c - mean_c at the previous call|, with mean_c
- *    over the samples and the H x W positions (Santurkar's convention
- *    for conv; a (N, C) tensor's features over the samples), cdvar
- *    likewise for the population variance var_c (Santurkar Fig. 8's
- *    per-step changes when dist_every = 1; a shift of one channel that
- *    the whole-tensor dmean averages away shows here).
+ *    (the pre-activation).  So the input of the k-th hidden nonlinearity
+ *    is norm K's output with norms (placement pre), linear/conv K's
+ *    output without.  With dist_unit = k >= 0, only unit (channel) k of
+ *    each tensor, over the batch and its positions (param_value = k;
+ *    tensors with k or fewer units write no rows); else every element
+ *    (param_value empty).  mean, var (population), p15, p50, p85
+ *    (percentiles with linear interpolation, numpy's default),
+ *    p15_drift, p50_drift, p85_drift = |the percentile - the same
+ *    percentile at the run's first dist call| (0 at that call: how far the
+ *    distribution has moved since the start, never cancelling between
+ *    seeds that move in opposite directions), and from the second call on
+ *    dmean = |mean - mean at the previous dist call|, dvar likewise, and
+ *    per channel (unit): cdmean = the mean over the channels c of
+ *    |mean_c - mean_c at the previous call|, with mean_c over the samples
+ *    and the H x W positions (Santurkar's convention for conv; a (N, C)
+ *    tensor's features over the samples), cdvar likewise for the
+ *    population variance var_c (Santurkar Fig. 8's per-step changes when
+ *    dist_every = 1; a shift of one channel that the whole-tensor dmean
+ *    averages away shows here); with dist_unit = k, over channel k alone.
  *  gradstats (bn_mode train), per layer with parameters: grad_norm and
  *    weight_norm over all its parameters; layer empty: grad_norm of the
  *    whole model.  Runs at the dist steps (dist_every).
@@ -187,6 +196,7 @@ struct nb_probe_opts {
      * same steps. */
     bool dist;
     long dist_every;
+    long dist_unit;         /* -1: whole tensors; k >= 0: unit k alone */
     bool gradstats;
     /* Hessian (5.5): every hessian_every steps (0: none during training)
      * and at nb_probe_finish; over the first hessian_samples training
@@ -297,6 +307,8 @@ struct nb_probe {
     double *prev_cmean, *prev_cvar; /* 2 * n_layers * dist_cmax: per channel */
     int dist_cmax;        /* most channels of a dist tensor */
     bool *prev_valid;
+    double *first_q;      /* 3 * 2 * n_layers: p15, p50, p85 of the first call */
+    bool *first_valid;
     size_t *idx;          /* identity sample index for gathers */
     size_t n_idx;
     float *bx, *bt;       /* one chunk of samples: cap x input, cap x tdim */

@@ -147,10 +147,23 @@ static void dist_one(struct nb_probe *p, struct nb_model *m, int n, long step,
 {
     static const double q[3] = {0.15, 0.50, 0.85};
     static const char *const qn[3] = {"p15", "p50", "p85"};
+    static const char *const dn[3] = {"p15_drift", "p50_drift", "p85_drift"};
     const struct nb_shape *sh = act == 0 ? &m->layers[0].in : &m->layers[act - 1].out;
     size_t cnt = (size_t)n * nb_shape_numel(sh);
     NB_ASSERT(cnt >= 1 && cnt <= p->scratch_count);
-    const float *v = m->acts[act];
+    const float *full = m->acts[act], *v = full;
+    long unit = p->o.dist_unit;
+    if (unit >= 0) {
+        /* unit k alone: its values over the batch and positions (NCHW) */
+        if (unit >= sh->c)
+            return;
+        size_t hw = (size_t)sh->h * (size_t)sh->w;
+        for (int i = 0; i < n; i++)
+            memcpy(p->scratch + (size_t)i * hw,
+                   v + ((size_t)i * (size_t)sh->c + (size_t)unit) * hw, hw * sizeof(float));
+        cnt = (size_t)n * hw;
+        v = p->scratch;
+    }
     double s = 0, m2 = 0;
     for (size_t i = 0; i < cnt; i++) /* two passes, in double */
         s += v[i];
@@ -160,35 +173,46 @@ static void dist_one(struct nb_probe *p, struct nb_model *m, int n, long step,
         m2 += d * d;
     }
     double var = m2 / (double)cnt;
-    memcpy(p->scratch, v, cnt * sizeof(float));
+    if (v != p->scratch)
+        memcpy(p->scratch, v, cnt * sizeof(float));
     double pq[3];
     percentiles3(p->scratch, cnt, q, pq);
     struct nb_probe_row r = nbp_row(m, step, NB_PROBE_DIST, layer, "train");
-    r.param = in ? "in" : "out"; /* which tensor; no value */
+    r.param = in ? "in" : "out"; /* which tensor; the unit, if one */
+    if (unit >= 0)
+        r.param_value = (double)unit;
     nbp_emit(p, &r, "mean", mean);
     nbp_emit(p, &r, "var", var);
     for (int j = 0; j < 3; j++)
         nbp_emit(p, &r, qn[j], pq[j]);
     size_t slot = 2 * (size_t)layer + (in ? 0 : 1);
+    if (!p->first_valid[slot]) {
+        for (int j = 0; j < 3; j++)
+            p->first_q[3 * slot + (size_t)j] = pq[j];
+        p->first_valid[slot] = true;
+    }
+    for (int j = 0; j < 3; j++)
+        nbp_emit(p, &r, dn[j], fabs(pq[j] - p->first_q[3 * slot + (size_t)j]));
     /* per channel (unit): mean and variance over the samples and, for
      * conv, the H x W positions (Santurkar's convention), their changes
-     * since the last call averaged over the channels */
-    int C = sh->c;
+     * since the last call averaged over the channels (over unit k alone
+     * with dist_unit = k) */
+    int C = sh->c, c0 = unit >= 0 ? (int)unit : 0, c1 = unit >= 0 ? (int)unit + 1 : C;
     size_t HW = (size_t)sh->h * (size_t)sh->w, numel = (size_t)C * HW;
     NB_ASSERT(C <= p->dist_cmax);
     double *pcm = p->prev_cmean + slot * (size_t)p->dist_cmax;
     double *pcv = p->prev_cvar + slot * (size_t)p->dist_cmax;
     double cdm = 0, cdv = 0;
-    for (int c = 0; c < C; c++) {
+    for (int c = c0; c < c1; c++) {
         double cs = 0, cm2 = 0;
         for (int i = 0; i < n; i++) {
-            const float *pl = v + (size_t)i * numel + (size_t)c * HW;
+            const float *pl = full + (size_t)i * numel + (size_t)c * HW;
             for (size_t j = 0; j < HW; j++)
                 cs += pl[j];
         }
         double cn = (double)n * (double)HW, cmean = cs / cn;
         for (int i = 0; i < n; i++) {
-            const float *pl = v + (size_t)i * numel + (size_t)c * HW;
+            const float *pl = full + (size_t)i * numel + (size_t)c * HW;
             for (size_t j = 0; j < HW; j++) {
                 double d = (double)pl[j] - cmean;
                 cm2 += d * d;
@@ -203,8 +227,8 @@ static void dist_one(struct nb_probe *p, struct nb_model *m, int n, long step,
     if (p->prev_valid[slot]) {
         nbp_emit(p, &r, "dmean", fabs(mean - p->prev_mean[slot]));
         nbp_emit(p, &r, "dvar", fabs(var - p->prev_var[slot]));
-        nbp_emit(p, &r, "cdmean", cdm / C);
-        nbp_emit(p, &r, "cdvar", cdv / C);
+        nbp_emit(p, &r, "cdmean", cdm / (c1 - c0));
+        nbp_emit(p, &r, "cdvar", cdv / (c1 - c0));
     }
     p->prev_mean[slot] = mean;
     p->prev_var[slot] = var;

@@ -360,6 +360,7 @@ int nb_train_val(const struct nb_train_spec *spec, const struct nb_dataset *trai
     int rc = trainer_build(&T, err);
     if (rc)
         return rc;
+    res->params = T.m.n_params;
     if ((rc = trainer_alloc(&T, err)))
         goto out;
 

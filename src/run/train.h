@@ -89,6 +89,7 @@ struct nb_train_result {
     double best_test_acc;
     long steps_to_target; /* -1 if never reached */
     double seconds;
+    size_t params;        /* trainable parameters of the model (0: not built) */
 };
 
 struct nb_train_hooks {

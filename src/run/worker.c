@@ -524,6 +524,8 @@ out:;
                 (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec);
     rn_kvf(&tail, "train_seconds", "%.3f", res.seconds);
     rn_kvf(&tail, "steps", "%ld", res.steps);
+    if (res.params > 0)
+        rn_kvf(&tail, "params", "%zu", res.params);
     rn_kvf(&tail, "metrics_rows", "%ld", w.rows);
     probe_meta(&w, wall, &tail);
     struct nb_error e2;
