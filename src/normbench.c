@@ -18,6 +18,7 @@
 #include "run/bench.h"
 #include "config/keys.h"
 #include "config/runcfg.h"
+#include "run/mpi.h"
 #include "run/runner.h"
 #include "run/slurm.h"
 #include "analyze/reproduce.h"
@@ -400,7 +401,8 @@ static int load_sweep(const char *path, struct nb_sweep *sw)
     nb_error_clear(&err);
     int rc = nb_sweep_load_checked(path, nb_runcfg_check, sw, &err);
     nb_runcfg_cache_clear();
-    if (rc) {
+    /* the ranks of an MPI job other than 0 read the same file: one says it */
+    if (rc && !(env.mpi_rank && atoi(env.mpi_rank) > 0)) {
         nb_error_print(stderr, prog, &err);
         return 2;
     }
@@ -498,6 +500,25 @@ static int run_select(const struct nb_sweep *sw, const char *const *run_ids, int
     return status;
 }
 
+/* The runs of `run`: in this process and its workers, or, as a rank of
+ * an MPI job of several, over the job's ranks (run/mpi.h). */
+static int run_sweep(const struct nb_sweep *sw, struct nb_runner_opts *o,
+                     struct nb_runner_report *rep, struct nb_error *err)
+{
+    int ranks = env.mpi_size ? atoi(env.mpi_size) : 1;
+    o->out = stdout;
+    if (ranks <= 1)
+        return nb_runner_run(sw, o, rep, err);
+#if NB_HAVE_MPI
+    return nb_mpi_run(sw, o, rep, err);
+#else
+    nb_error_set(err, NB_EINVAL, NULL, 0, "run: started as one of %d MPI ranks, but this "
+                 "normbench was built without MPI", ranks);
+    return nb_error_hint(err, "build with ./configure --with-mpi (./bootstrap.sh build-mpi), "
+                         "or run without mpirun");
+#endif
+}
+
 static int cmd_run(int argc, char **argv)
 {
     struct nb_runner_opts o;
@@ -510,6 +531,7 @@ static int cmd_run(int argc, char **argv)
         {"jobs", 1, 0, 'j'}, {"index", 1, 0, 'i'}, {"run-id", 1, 0, 'r'},
         {"results-dir", 1, 0, 'o'}, {"progress", 1, 0, 'p'}, {"quiet", 0, 0, 'q'},
         {"stale-after", 1, 0, 's'}, {"no-summary", 0, 0, 'S'}, {"help", 0, 0, 'h'},
+        {"rank-timeout", 1, 0, 't'},
         {0, 0, 0, 0}};
     int c, status = 0;
     double v;
@@ -557,6 +579,12 @@ static int cmd_run(int argc, char **argv)
             }
             break;
         case 'S': o.summary = false; break;
+        case 't':
+            if (parse_count(optarg, 0, 1e9, &o.rank_timeout)) {
+                fprintf(stderr, "%s: run: --rank-timeout takes seconds >= 0\n", prog);
+                status = 2;
+            }
+            break;
         case 'h': nb_usage(stdout); free(idx); return 0;
         default: status = 2; break;
         }
@@ -586,11 +614,11 @@ static int cmd_run(int argc, char **argv)
         struct nb_error err;
         nb_error_clear(&err);
         nb_blas_set_threads(1);
-        o.out = stdout;
-        int rc = nb_runner_run(&sw, &o, &rep, &err);
+        int rc = run_sweep(&sw, &o, &rep, &err);
         if (rc) {
-            nb_error_print(stderr, prog, &err);
-            status = 1;
+            if (rc != NB_EINVAL || !(env.mpi_rank && atoi(env.mpi_rank) > 0))
+                nb_error_print(stderr, prog, &err);
+            status = exit_status(rc);
         } else if (rep.signal) {
             status = 128 + rep.signal;
         } else {
@@ -1103,7 +1131,12 @@ int main(int argc, char **argv)
     gsl_set_error_handler_off();
     /* the one place that reads the environment (core/env.h) */
     env = (struct nb_env){getenv("TERM"), getenv("GNUPLOT"), getenv("PATH"),
-                          getenv("NORMBENCH_PLOTS"), getenv("OPENBLAS_CORETYPE")};
+                          getenv("NORMBENCH_PLOTS"), getenv("OPENBLAS_CORETYPE"),
+                          getenv("OMPI_COMM_WORLD_SIZE"), getenv("OMPI_COMM_WORLD_RANK")};
+    if (!env.mpi_size) {
+        env.mpi_size = getenv("PMI_SIZE");
+        env.mpi_rank = getenv("PMI_RANK");
+    }
     if (argc < 2) {
         nb_usage(stderr);
         return 2;
@@ -1130,8 +1163,13 @@ int main(int argc, char **argv)
     if (strcmp(verb, "bench") == 0)
         return cmd_bench(argc - 1, argv + 1);
     if (strcmp(verb, "version") == 0 || strcmp(verb, "--version") == 0) {
+#if NB_HAVE_MPI
+        printf("normbench %s (git %s), BLAS %s, %s, MPI %s\n", PACKAGE_VERSION, NB_GIT_REVISION,
+               nb_blas_name(), NB_BUILD_CC, nb_mpi_library());
+#else
         printf("normbench %s (git %s), BLAS %s, %s\n", PACKAGE_VERSION, NB_GIT_REVISION,
                nb_blas_name(), NB_BUILD_CC);
+#endif
         return 0;
     }
     if (strcmp(verb, "help") == 0 || strcmp(verb, "--help") == 0 || strcmp(verb, "-h") == 0) {

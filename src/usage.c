@@ -34,6 +34,8 @@ void nb_usage(FILE *fp)
             "  -j, --jobs N (1; 0 = one per CPU)  --index LIST (e.g. 3 or 0-7,9; repeatable)\n"
             "  --run-id ID  --results-dir DIR  --progress auto|bar|lines|none  -q, --quiet\n"
             "  --stale-after SECONDS (300)  --no-summary\n"
+            "  under mpirun -np K (a build with --with-mpi): each run trained over the K ranks;\n"
+            "  --rank-timeout SECONDS (1800; 0 = none): a rank waiting longer aborts the job\n"
             "status options:\n"
             "  --missing  --format ranges|lines (ranges: 0-3,7 for sbatch --array)\n"
             "  --results-dir DIR  --stale-after SECONDS\n"

@@ -10,9 +10,10 @@
 #include "core/comm.h"
 #include "core/rng.h"
 
-/* Gradients summed over the ranks this many at a time (the workspace is
- * ranks x GRAD_CHUNK doubles). */
-#define GRAD_CHUNK ((size_t)1 << 16)
+/* Gradients summed over the ranks at most this many doubles at a time in
+ * all (the workspace: 32 MiB), and at least GRAD_CHUNK_MIN per rank. */
+#define GRAD_WORK ((size_t)1 << 22)
+#define GRAD_CHUNK_MIN ((size_t)1 << 16)
 
 #define MCOL(f, is_long, val) {#f, offsetof(struct nb_metrics, f), is_long, val}
 const struct nb_metrics_col nb_metrics_cols[NB_METRICS_N_COLS] = {
@@ -158,6 +159,7 @@ struct trainer {
     const struct nb_comm *comm; /* the ranks (NULL: one process) */
     double *gsum, *gwork;       /* ranks: gradients, loss and hits to sum, and
                                    the workspace of the sum */
+    size_t gchunk;              /* doubles per rank per exchange */
     struct nb_model m;
     gsl_rng *data_rng;
     struct nb_loader ld;
@@ -206,8 +208,11 @@ static int trainer_alloc(struct trainer *T, struct nb_error *err)
     m->ctx.rng_probe = nb_rng_alloc(spec->seed, NB_STREAM_PROBE);
     T->saved_state = nb_alloc_floats(m->state.count ? m->state.count : 1);
     if (T->comm) {
-        T->gsum = malloc((m->grads.count + 2) * sizeof *T->gsum);
-        T->gwork = malloc((size_t)T->comm->size * GRAD_CHUNK * sizeof *T->gwork);
+        size_t K = (size_t)T->comm->size, n = m->grads.count + 2;
+        T->gchunk = GRAD_WORK / K > GRAD_CHUNK_MIN ? GRAD_WORK / K : GRAD_CHUNK_MIN;
+        T->gchunk = T->gchunk < n ? T->gchunk : n;
+        T->gsum = malloc(n * sizeof *T->gsum);
+        T->gwork = malloc(K * T->gchunk * sizeof *T->gwork);
     }
     if (!T->data_rng || !m->ctx.rng_dropout || !m->ctx.rng_noise || !m->ctx.rng_probe ||
         !T->saved_state || (T->comm && (!T->gsum || !T->gwork)))
@@ -324,7 +329,7 @@ static double comm_step(struct trainer *T, const float *x, const int *y, const f
         T->gsum[i] = m->grads.data[i];
     T->gsum[P] = sum;
     T->gsum[P + 1] = (double)h;
-    nb_comm_sum(T->comm, T->gsum, P + 2, T->gwork, GRAD_CHUNK);
+    nb_comm_sum(T->comm, T->gsum, P + 2, T->gwork, T->gchunk);
     for (size_t i = 0; i < P; i++)
         m->grads.data[i] = (float)T->gsum[i];
     *hits = (long)T->gsum[P + 1];
@@ -389,8 +394,15 @@ static int train_loop(struct trainer *T, struct nb_error *err)
                 nb_model_backward(m, n);
             }
             T->lr = nb_schedule_lr(&T->sched, T->step);
-            if (hooks && hooks->on_step)
+            if (hooks && hooks->on_step && T->comm) { /* rank 0's slice */
+                int s, e;
+                nb_comm_slice(T->comm, n, &s, &e);
+                size_t in = nb_shape_numel(&m->desc.input), out = (size_t)m->desc.outputs;
+                hooks->on_step(hooks->user, m, x + (size_t)s * in, y ? y + s : NULL,
+                               t ? t + (size_t)s * out : NULL, e - s, T->step, T->lr);
+            } else if (hooks && hooks->on_step) {
                 hooks->on_step(hooks->user, m, x, y, t, n, T->step, T->lr);
+            }
             T->acc_gn += nb_sgd_step(&T->sgd, m, T->lr);
             T->acc_loss += loss * n;
             T->acc_samples += n;

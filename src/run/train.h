@@ -139,10 +139,11 @@ int nb_train_val(const struct nb_train_spec *spec, const struct nb_dataset *trai
  * and the gradients, the loss and the hits are summed over the ranks in
  * rank order before the update, which is then the same on every rank:
  * the gradient of the batch's mean loss, as one process computes it.
- * Rank 0 alone evaluates and calls the hooks (on_step with the whole
- * batch: probes run there, in one process); the other ranks pass hooks
- * NULL, and learn after each evaluation whether rank 0 stopped (diverged,
- * a hook asked, an error: then they return NB_EIO saying so).  Refuses
+ * Rank 0 alone evaluates and calls the hooks; on_step gets its slice,
+ * which the model's activations hold (so probes, which read them, are
+ * for one process: the runner refuses them on ranks); the other ranks
+ * pass hooks NULL, and learn after each evaluation whether rank 0 stopped
+ * (diverged, a hook asked, an error: then they return NB_EIO saying so).  Refuses
  * with NB_EINVAL, before training: a batch (or a last partial batch)
  * smaller than the rank count, and batch or lp norm whose devices differ
  * from the rank count (the ranks are the devices). */
