@@ -8,6 +8,13 @@
 #   ./bootstrap.sh check-asan the test suite built with AddressSanitizer and
 #                             UndefinedBehaviorSanitizer in ./build-asan
 #                             (ASAN_BUILD_DIR=...); fails on any report
+#   ./bootstrap.sh build-mpi  build with MPI (./configure --with-mpi) in
+#                             ./build-mpi (MPI_BUILD_DIR=...): mpirun -np K
+#                             build-mpi/normbench run CONFIG trains each run
+#                             over K ranks
+#   ./bootstrap.sh check-mpi  build-mpi, then its test, tests/mpi.sh (the
+#                             library is the default build's, which check
+#                             tests); NB_REQUIRE_MPI=1 makes a skip a failure
 #
 # Installing packages needs root: run as root, or as a user with sudo (the
 # script calls sudo only for apt-get, and only when something is missing).
@@ -17,13 +24,16 @@ set -eu
 
 # slurmctld, slurmd, slurm-client and munge: tests/slurm-cluster.sh starts
 # a single-node cluster of its own with them (own config, key and ports;
-# daemons the packages may start are left alone)
+# daemons the packages may start are left alone).  libopenmpi-dev and
+# openmpi-bin: the MPI build (build-mpi) and tests/mpi.sh's mpirun.
 PACKAGES="build-essential autoconf automake pkgconf libgsl-dev libcsv-dev \
 zlib1g-dev libopenblas-dev gnuplot-nox fonts-liberation \
-dataset-fashion-mnist parallel help2man slurmctld slurmd slurm-client munge"
+dataset-fashion-mnist parallel help2man slurmctld slurmd slurm-client munge \
+libopenmpi-dev openmpi-bin"
 
 here=$(cd "$(dirname "$0")" && pwd)
 build=${BUILD_DIR:-$here/build}
+mbuild=${MPI_BUILD_DIR:-$here/build-mpi}
 jobs=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 what=${1:-quickstart}
 
@@ -112,6 +122,17 @@ check-asan)
     printf 'sanitizers: %s report(s); ' "$reports"
     summary "$abuild" "$rc" "$reports" || exit 1
     ;;
+build-mpi)
+    install_packages
+    build "$mbuild" --with-mpi
+    ;;
+check-mpi)
+    install_packages
+    build "$mbuild" --with-mpi
+    rc=0
+    make -C "$mbuild" check TESTS="tests/mpi.sh" || rc=$?
+    summary "$mbuild" "$rc" || exit 1
+    ;;
 quickstart)
     install_packages
     build
@@ -124,7 +145,7 @@ quickstart)
     exec "$build/normbench" reproduce quickstart -j 2
     ;;
 *)
-    echo "usage: $0 [quickstart|check|check-asan|build|deps]" >&2
+    echo "usage: $0 [quickstart|check|check-asan|check-mpi|build|build-mpi|deps]" >&2
     exit 2
     ;;
 esac

@@ -18,6 +18,7 @@
 #include "run/bench.h"
 #include "config/keys.h"
 #include "config/runcfg.h"
+#include "run/mpi.h"
 #include "run/runner.h"
 #include "run/slurm.h"
 #include "analyze/reproduce.h"
@@ -25,59 +26,12 @@
 #include "analyze/summarize.h"
 #include "config/sweep.h"
 #include "run/train.h"
+#include "usage.h"
 
 /* The environment variables normbench heeds, read once by main. */
 static struct nb_env env;
 
 static const char *prog = "normbench";
-
-static void usage(FILE *fp)
-{
-    fprintf(fp,
-            "usage: normbench VERB [options]\n"
-            "\n"
-            "verbs:\n"
-            "  run CONFIG [-j N] [--index LIST]   run a sweep (skips done runs, resumes)\n"
-            "  list CONFIG [--count]              the resolved runs: INDEX RUN_ID swept keys\n"
-            "  status CONFIG [--missing]          done/diverged/failed/running/pending counts\n"
-            "  slurm CONFIG [--submit]            the missing runs as Slurm job arrays\n"
-            "  config --help | --check CONFIG     every config key / validate a config\n"
-            "  summarize CONFIG|DIR [-o DIR]      tidy tables of a sweep's runs (mean, std, min, max, n)\n"
-            "  plot EXPERIMENT [--quick]          summarize and draw the experiment's figures\n"
-            "  reproduce EXPERIMENT [-j N] [--quick]  run, summarize, plot, check, write the report\n"
-            "  train [CONFIG] [SECTION.KEY=VALUE ...] [options]\n"
-            "                     train one model (one run of the config keys) and print\n"
-            "                     its loss and test accuracy at each evaluation\n"
-            "  bench [options]    training throughput of the workloads and a norm micro-benchmark\n"
-            "  version            version, git revision and BLAS\n"
-            "\n"
-            "train options (shorthands for SECTION.KEY=VALUE; every default is the config\n"
-            "key's, see `normbench config --help`):\n"
-            "  --arch (model.arch)  --norm (norm.type)  --placement (model.placement)\n"
-            "  --groups (norm.groups)  --batch (train.batch)  --lr (optim.lr)\n"
-            "  --momentum (optim.momentum)  --epochs (train.epochs)  --max-steps (train.max_steps)\n"
-            "  --seed (experiment.seeds)  --data (data.source)  --dir (data.dir)\n"
-            "  --subset (data.train_subset)  --eval-every (train.eval_every)\n"
-            "  --threads (train.threads)  --fallback (data.fallback = true)\n"
-            "run options:\n"
-            "  -j, --jobs N (1; 0 = one per CPU)  --index LIST (e.g. 3 or 0-7,9; repeatable)\n"
-            "  --run-id ID  --results-dir DIR  --progress auto|bar|lines|none  -q, --quiet\n"
-            "  --stale-after SECONDS (300)  --no-summary\n"
-            "status options:\n"
-            "  --missing  --format ranges|lines (ranges: 0-3,7 for sbatch --array)\n"
-            "  --results-dir DIR  --stale-after SECONDS\n"
-            "exit status: 0 all runs done (or diverged), 1 some runs failed or a run\n"
-            "  could not start, 2 config or usage error, 128+N interrupted by signal N\n"
-            "reproduce and plot options (EXPERIMENT: experiments/NAME.ini or NAME):\n"
-            "  -j, --jobs N  --quick (shrunk data and steps; the verdict means nothing)\n"
-            "  --results DIR (results)  --no-run (report the runs on disk)  --plots DIR\n"
-            "  --format png,svg,pdf (png)  --progress auto|bar|lines|none  -q, --quiet\n"
-            "summarize options: -o, --out DIR (EXP/tables)  --results-dir DIR  --archive DIR\n"
-            "  --long DIR (also the long-format tables: run_id and swept keys on every row)\n"
-            "bench options:\n"
-            "  --arch mlp|cnn  --norms none,batch,...  --batches 2,8,32,64,128  --windows N  --steps N\n"
-            "  --norm-only | --no-norm-bench  --conv-algo auto|im2col|winograd\n");
-}
 
 /* Exit status of a failed setup: 2 when the user's input is wrong (an
  * option, a config, a path), 1 otherwise. */
@@ -227,7 +181,7 @@ static int tt_parse(int argc, char **argv, struct nb_text *t)
         }
         any = true;
         if (c == 'h') {
-            usage(stdout);
+            nb_usage(stdout);
             rc = 0;
             continue;
         }
@@ -239,7 +193,7 @@ static int tt_parse(int argc, char **argv, struct nb_text *t)
         while (i < sizeof keyopt / sizeof keyopt[0] && keyopt[i].c != c)
             i++;
         if (i == sizeof keyopt / sizeof keyopt[0]) {
-            usage(stderr);
+            nb_usage(stderr);
             rc = 2;
         } else if ((c == 'D' && path_check("train", "--dir", optarg)) ||
                    opt_check("train", keyopt[i].opt, keyopt[i].section, keyopt[i].key, optarg)) {
@@ -413,8 +367,8 @@ static int cmd_bench(int argc, char **argv)
         }
         case 'N': throughput = 0; break;
         case 'T': norm_bench = 0; break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'h': nb_usage(stdout); return 0;
+        default: nb_usage(stderr); return 2;
         }
     }
     if (o.windows < 1 || o.steps < 1) {
@@ -447,7 +401,8 @@ static int load_sweep(const char *path, struct nb_sweep *sw)
     nb_error_clear(&err);
     int rc = nb_sweep_load_checked(path, nb_runcfg_check, sw, &err);
     nb_runcfg_cache_clear();
-    if (rc) {
+    /* the ranks of an MPI job other than 0 read the same file: one says it */
+    if (rc && !(env.mpi_rank && atoi(env.mpi_rank) > 0)) {
         nb_error_print(stderr, prog, &err);
         return 2;
     }
@@ -545,6 +500,25 @@ static int run_select(const struct nb_sweep *sw, const char *const *run_ids, int
     return status;
 }
 
+/* The runs of `run`: in this process and its workers, or, as a rank of
+ * an MPI job of several, over the job's ranks (run/mpi.h). */
+static int run_sweep(const struct nb_sweep *sw, struct nb_runner_opts *o,
+                     struct nb_runner_report *rep, struct nb_error *err)
+{
+    int ranks = env.mpi_size ? atoi(env.mpi_size) : 1;
+    o->out = stdout;
+    if (ranks <= 1)
+        return nb_runner_run(sw, o, rep, err);
+#if NB_HAVE_MPI
+    return nb_mpi_run(sw, o, rep, err);
+#else
+    nb_error_set(err, NB_EINVAL, NULL, 0, "run: started as one of %d MPI ranks, but this "
+                 "normbench was built without MPI", ranks);
+    return nb_error_hint(err, "build with ./configure --with-mpi (./bootstrap.sh build-mpi), "
+                         "or run without mpirun");
+#endif
+}
+
 static int cmd_run(int argc, char **argv)
 {
     struct nb_runner_opts o;
@@ -557,6 +531,7 @@ static int cmd_run(int argc, char **argv)
         {"jobs", 1, 0, 'j'}, {"index", 1, 0, 'i'}, {"run-id", 1, 0, 'r'},
         {"results-dir", 1, 0, 'o'}, {"progress", 1, 0, 'p'}, {"quiet", 0, 0, 'q'},
         {"stale-after", 1, 0, 's'}, {"no-summary", 0, 0, 'S'}, {"help", 0, 0, 'h'},
+        {"rank-timeout", 1, 0, 't'},
         {0, 0, 0, 0}};
     int c, status = 0;
     double v;
@@ -604,7 +579,13 @@ static int cmd_run(int argc, char **argv)
             }
             break;
         case 'S': o.summary = false; break;
-        case 'h': usage(stdout); free(idx); return 0;
+        case 't':
+            if (parse_count(optarg, 0, 1e9, &o.rank_timeout)) {
+                fprintf(stderr, "%s: run: --rank-timeout takes seconds >= 0\n", prog);
+                status = 2;
+            }
+            break;
+        case 'h': nb_usage(stdout); free(idx); return 0;
         default: status = 2; break;
         }
         if (status)
@@ -633,11 +614,11 @@ static int cmd_run(int argc, char **argv)
         struct nb_error err;
         nb_error_clear(&err);
         nb_blas_set_threads(1);
-        o.out = stdout;
-        int rc = nb_runner_run(&sw, &o, &rep, &err);
+        int rc = run_sweep(&sw, &o, &rep, &err);
         if (rc) {
-            nb_error_print(stderr, prog, &err);
-            status = 1;
+            if (rc != NB_EINVAL || !(env.mpi_rank && atoi(env.mpi_rank) > 0))
+                nb_error_print(stderr, prog, &err);
+            status = exit_status(rc);
         } else if (rep.signal) {
             status = 128 + rep.signal;
         } else {
@@ -658,7 +639,7 @@ static int cmd_list(int argc, char **argv)
         if (c == 'c')
             count = 1;
         else if (c == 'h') {
-            usage(stdout);
+            nb_usage(stdout);
             return 0;
         } else
             return 2;
@@ -727,7 +708,7 @@ static int cmd_status(int argc, char **argv)
                 return 2;
             }
             break;
-        case 'h': usage(stdout); return 0;
+        case 'h': nb_usage(stdout); return 0;
         default: return 2;
         }
     }
@@ -1105,7 +1086,7 @@ static int cmd_reproduce(int argc, char **argv, bool full)
             }
             break;
         case 'q': o.progress = NB_PROGRESS_NONE; break;
-        case 'h': usage(stdout); return 0;
+        case 'h': nb_usage(stdout); return 0;
         default:
             fprintf(stderr, "usage: normbench %s EXPERIMENT [options]; see normbench --help\n",
                     verb);
@@ -1150,9 +1131,14 @@ int main(int argc, char **argv)
     gsl_set_error_handler_off();
     /* the one place that reads the environment (core/env.h) */
     env = (struct nb_env){getenv("TERM"), getenv("GNUPLOT"), getenv("PATH"),
-                          getenv("NORMBENCH_PLOTS"), getenv("OPENBLAS_CORETYPE")};
+                          getenv("NORMBENCH_PLOTS"), getenv("OPENBLAS_CORETYPE"),
+                          getenv("OMPI_COMM_WORLD_SIZE"), getenv("OMPI_COMM_WORLD_RANK")};
+    if (!env.mpi_size) {
+        env.mpi_size = getenv("PMI_SIZE");
+        env.mpi_rank = getenv("PMI_RANK");
+    }
     if (argc < 2) {
-        usage(stderr);
+        nb_usage(stderr);
         return 2;
     }
     const char *verb = argv[1];
@@ -1177,15 +1163,20 @@ int main(int argc, char **argv)
     if (strcmp(verb, "bench") == 0)
         return cmd_bench(argc - 1, argv + 1);
     if (strcmp(verb, "version") == 0 || strcmp(verb, "--version") == 0) {
+#if NB_HAVE_MPI
+        printf("normbench %s (git %s), BLAS %s, %s, MPI %s\n", PACKAGE_VERSION, NB_GIT_REVISION,
+               nb_blas_name(), NB_BUILD_CC, nb_mpi_library());
+#else
         printf("normbench %s (git %s), BLAS %s, %s\n", PACKAGE_VERSION, NB_GIT_REVISION,
                nb_blas_name(), NB_BUILD_CC);
+#endif
         return 0;
     }
     if (strcmp(verb, "help") == 0 || strcmp(verb, "--help") == 0 || strcmp(verb, "-h") == 0) {
-        usage(stdout);
+        nb_usage(stdout);
         return 0;
     }
     fprintf(stderr, "%s: unknown verb '%s'\n", prog, verb);
-    usage(stderr);
+    nb_usage(stderr);
     return 2;
 }

@@ -1,7 +1,8 @@
-/* tests/t_core.c - errors, RNG streams, arenas. */
+/* tests/t_core.c - errors, RNG streams, arenas, the communicator. */
 #include <string.h>
 
 #include "core/arena.h"
+#include "core/comm.h"
 #include "core/error.h"
 #include "core/rng.h"
 #include "core/text.h"
@@ -41,10 +42,110 @@ static void test_error_key(void)
     is_int(nb_error_key(NULL, "x.y"), NB_EINVAL, "nb_error_key(NULL) is harmless");
 }
 
+/* ---- the communicator (core/comm.h) ------------------------------------ */
+
+/* A stand-in for the other ranks of a run: allgather puts this rank's
+ * values in its slot and the others' from `peers` (size x count, this
+ * rank's row unused), so the rank-order reductions can be checked in one
+ * process; a comm of size 1 must never call it. */
+struct peers {
+    const double *rows;
+    size_t stride; /* doubles per rank row */
+    size_t offset; /* of the current chunk within a row */
+    int calls;
+};
+
+static void peers_allgather(const struct nb_comm *c, const double *send, double *recv,
+                            size_t count)
+{
+    struct peers *p = c->impl;
+    for (int k = 0; k < c->size; k++)
+        for (size_t i = 0; i < count; i++)
+            recv[(size_t)k * count + i] =
+                k == c->rank ? send[i] : p->rows[(size_t)k * p->stride + p->offset + i];
+    p->offset += count;
+    p->calls++;
+}
+
+static void test_comm_single(void)
+{
+    int s = -1, e = -1;
+    nb_comm_slice(NULL, 7, &s, &e);
+    ok(s == 0 && e == 7, "comm NULL: the slice is the whole batch");
+    struct peers p = {0};
+    struct nb_comm one = {.rank = 0, .size = 1, .impl = &p, .allgather = peers_allgather};
+    nb_comm_slice(&one, 7, &s, &e);
+    ok(s == 0 && e == 7, "comm of size 1: the slice is the whole batch");
+    ok(!nb_comm_active(NULL) && !nb_comm_active(&one), "NULL and size 1 are not active");
+    double buf[3] = {1.5, -2.25, 3e300}, work[3];
+    nb_comm_sum(NULL, buf, 3, work, 3);
+    nb_comm_sum(&one, buf, 3, work, 3);
+    ok(buf[0] == 1.5 && buf[1] == -2.25 && buf[2] == 3e300,
+       "single process: nb_comm_sum leaves the values as they are");
+    is_close(nb_comm_root(NULL, 4.5), 4.5, 0, 0, "single process: nb_comm_root is the value");
+    is_int(nb_comm_first(&one, false), -1, "single process: nb_comm_first, none failed");
+    is_int(nb_comm_first(NULL, true), 0, "single process: nb_comm_first, this one failed");
+    is_int(p.calls, 0, "single process: the transport is never called");
+}
+
+static void test_comm_ranks(void)
+{
+    /* the slices are the devices' parts: contiguous, cover the batch,
+     * sizes differ by at most one */
+    int bad = 0;
+    for (int K = 2; K <= 5; K++)
+        for (int n = K; n <= 40; n++) {
+            int prev = 0, lo = n, hi = 0;
+            for (int r = 0; r < K; r++) {
+                struct nb_comm c = {.rank = r, .size = K};
+                int s, e;
+                nb_comm_slice(&c, n, &s, &e);
+                bad += s != prev;
+                prev = e;
+                lo = e - s < lo ? e - s : lo;
+                hi = e - s > hi ? e - s : hi;
+            }
+            bad += prev != n || hi - lo > 1;
+        }
+    is_int(bad, 0, "slices of 2..5 ranks over 2..40 samples: contiguous, whole, "
+                   "sizes within one");
+    struct nb_comm c3 = {.rank = 1, .size = 3};
+    int s, e;
+    nb_comm_slice(&c3, 7, &s, &e);
+    ok(s == 2 && e == 4, "rank 1 of 3 over 7 samples holds [2, 4)");
+
+    /* sums in rank order, chunked: 1e16 + 1 - 1e16 is 0 in that order
+     * (1 is lost) and 1 in any other */
+    const double rows[3][5] = {{0, 0, 0, 0, 0},
+                               {1, 2, 3, 4, 1},
+                               {-1e16, 10, 20, 30, 0.5}};
+    struct peers p = {.rows = &rows[0][0], .stride = 5};
+    struct nb_comm c = {.rank = 0, .size = 3, .impl = &p, .allgather = peers_allgather};
+    double buf[5] = {1e16, 100, 200, 300, 0.25}, work[3 * 2];
+    nb_comm_sum(&c, buf, 5, work, 2);
+    ok(buf[0] == 0.0, "nb_comm_sum adds in rank order ((1e16 + 1) - 1e16 = 0)");
+    ok(buf[1] == 112 && buf[2] == 223 && buf[3] == 334 && buf[4] == 1.75,
+       "nb_comm_sum: every value, over chunks of 2 (5 values)");
+    is_int(p.calls, 3, "  three allgathers of at most 2 values");
+    const double flags[3] = {0, 1, 1};
+    struct peers q = {.rows = flags, .stride = 1};
+    c.impl = &q;
+    is_int(nb_comm_first(&c, false), 1, "nb_comm_first: the lowest rank that failed");
+    q.offset = 0;
+    is_close(nb_comm_root(&c, 7.25), 7.25, 0, 0, "nb_comm_root on rank 0: its own value");
+    c.rank = 2;
+    q.offset = 0;
+    const double vals[3] = {-3.5, 0, 0};
+    q.rows = vals;
+    is_close(nb_comm_root(&c, 9), -3.5, 0, 0, "nb_comm_root on rank 2: rank 0's value");
+}
+
 int main(void)
 {
     test_text();
     test_error_key();
+    test_comm_single();
+    test_comm_ranks();
     struct nb_error e;
     char buf[2048];
 

@@ -725,6 +725,43 @@ static void test_activations(void)
 
 /* ---- dropout --------------------------------------------------------- */
 
+/* A batch split over 3 processes (ctx->part_start, part_total, as the
+ * training loop sets them): each slice gets the mask one process draws
+ * for the whole batch, and every stream ends where that one's does. */
+static void test_dropout_slices(void)
+{
+    struct nb_dropout_opts o = {.p = 0.4f};
+    const struct nb_shape in = {3, 2, 2};
+    const int n = 7, K = 3, per = 12;
+    struct gc_layer whole, part[3];
+    setup_or_bail(&whole, &nb_dropout_ops, "drop", in, NULL, n, &o, 1);
+    float *x = fvec(n * per), *y0 = fvec(n * per), *y = fvec(n * per);
+    gc_fill(x, (size_t)n * per, 1.0, 0.1, 5);
+    gsl_rng_set(whole.ctx.rng_dropout, 77);
+    whole.l.ops->forward(&whole.l, x, y0, n, NB_TRAIN);
+    bool same_next = true;
+    for (int k = 0; k < K; k++) {
+        setup_or_bail(&part[k], &nb_dropout_ops, "drop", in, NULL, n, &o, 1);
+        gsl_rng_set(part[k].ctx.rng_dropout, 77);
+        int s = k * n / K, e = (k + 1) * n / K;
+        part[k].ctx.part_start = s;
+        part[k].ctx.part_total = n;
+        part[k].l.ops->forward(&part[k].l, x + s * per, y + s * per, e - s, NB_TRAIN);
+    }
+    unsigned long want = gsl_rng_get(whole.ctx.rng_dropout);
+    for (int k = 0; k < K; k++) {
+        same_next &= gsl_rng_get(part[k].ctx.rng_dropout) == want;
+        gc_free(&part[k]);
+    }
+    ok(memcmp(y, y0, (size_t)n * per * sizeof *y) == 0,
+       "dropout: 3 slices of a batch of 7 (2+2+3) get the whole batch's mask");
+    ok(same_next, "dropout: every slice leaves its stream where the whole batch does");
+    gc_free(&whole);
+    free(x);
+    free(y0);
+    free(y);
+}
+
 static void test_dropout(void)
 {
     struct nb_dropout_opts o = {.p = 0.3f};
@@ -803,6 +840,7 @@ static void test_dropout(void)
     free(dy);
     free(dx);
     gc_free(&t);
+    test_dropout_slices();
 }
 
 /* ---- residual add ---------------------------------------------------- */

@@ -8,6 +8,7 @@
 #include "run/train.h"
 #include "model/model.h"
 #include "tap.h"
+#include "threadcomm.h"
 
 static void fill(float *x, size_t n, unsigned long seed)
 {
@@ -145,12 +146,182 @@ static void test_conv_algo(void)
        fabs(li - lw) / fabs(li));
 }
 
+/* ---- data parallelism: nb_train_comm over threads as ranks -------------
+ *
+ * The ranks add each slice's gradient in rank order where one process
+ * adds the whole batch's at once: the sums round differently (~1e-8), and
+ * training carries that difference along like any other.  Where a ReLU
+ * or max-pool decision flips it moves the run further (the cnn's test
+ * loss by 2e-4 at step 12 from an lr changed by 1e-7 relative, in one
+ * process), so these nets are smooth (sigmoid; the resnet has no
+ * max-pool) and 1e-6 is a test of the arithmetic. */
+
+struct rows {
+    struct nb_metrics r[64];
+    int n;
+};
+
+static int record_row(void *user, const struct nb_metrics *row)
+{
+    struct rows *t = user;
+    if (t->n < 64)
+        t->r[t->n++] = *row;
+    return 0;
+}
+
+struct rank_train {
+    const struct nb_train_spec *spec;
+    const struct nb_dataset *tr, *te;
+    struct rows *rows; /* rank 0's */
+    int rc;
+    struct nb_error err;
+};
+
+static void rank_train(const struct nb_comm *c, void *arg)
+{
+    struct rank_train *j = arg;
+    struct nb_train_hooks h = {.user = j->rows, .on_metrics = record_row};
+    struct nb_train_result res;
+    j->rc = nb_train_comm(j->spec, j->tr, NULL, j->te, c->rank == 0 ? &h : NULL, c, 0,
+                          &res, &j->err);
+}
+
+/* The largest relative difference of the metrics rows a and b (every
+ * column but time); 1 when they have different steps or counts. */
+static double rows_diff(const struct rows *a, const struct rows *b)
+{
+    if (a->n != b->n || a->n == 0)
+        return 1;
+    double m = 0;
+    for (int i = 0; i < a->n; i++) {
+        const struct nb_metrics *x = &a->r[i], *y = &b->r[i];
+        double v[][2] = {{x->train_loss, y->train_loss}, {x->train_acc, y->train_acc},
+                         {x->test_loss, y->test_loss},   {x->test_acc, y->test_acc},
+                         {x->grad_norm, y->grad_norm},   {x->lr, y->lr}};
+        if (x->step != y->step)
+            return 1;
+        for (size_t k = 0; k < sizeof v / sizeof v[0]; k++) {
+            double d = fabs(v[k][0] - v[k][1]) / fmax(fabs(v[k][1]), 1e-12);
+            m = d > m ? d : m;
+        }
+    }
+    return m;
+}
+
+/* spec on K thread ranks (rank 0's rows) vs ref in one process */
+static void ranks_vs_one(const char *lab, const struct nb_train_spec *spec,
+                         const struct nb_train_spec *ref, int K, const struct nb_dataset *tr,
+                         const struct nb_dataset *te)
+{
+    struct rows one = {0}, ranks = {0};
+    struct nb_train_hooks h = {.user = &one, .on_metrics = record_row};
+    struct nb_train_result res;
+    struct nb_error e;
+    int rc = nb_train(ref, tr, te, &h, 0, &res, &e);
+    struct rank_train jobs[4];
+    void *args[4];
+    for (int k = 0; k < K; k++) {
+        jobs[k] = (struct rank_train){.spec = spec, .tr = tr, .te = te, .rows = &ranks};
+        args[k] = &jobs[k];
+    }
+    if (tc_run(K, rank_train, args))
+        tap_bail("cannot start %d threads", K);
+    int bad = rc;
+    for (int k = 0; k < K; k++)
+        bad |= jobs[k].rc;
+    double d = rows_diff(&ranks, &one);
+    ok(!bad && d <= 1e-6, "%s: %d ranks' metrics = one process's to 1e-6 (%d rows, max "
+       "relative difference %.2g)", lab, K, one.n, d);
+}
+
+static void test_ranks_training(void)
+{
+    struct nb_dataset tr, te;
+    if (make_blobs(&tr, &te))
+        tap_bail("synthetic blobs failed");
+    tr.n = 104; /* 104 = 8 x 12 + 8: a last batch of 8, in slices of 2, 3, 3 */
+    struct nb_train_spec spec, ref;
+    nb_train_spec_default(&spec);
+    spec.model.arch = NB_ARCH_MLP;
+    spec.model.input = tr.shape;
+    spec.model.outputs = 4;
+    spec.model.n_widths = 2;
+    spec.model.widths[0] = spec.model.widths[1] = 16;
+    spec.model.act = NB_ACT_SIGMOID;
+    spec.model.norm.type = NB_NORM_BATCH;
+    spec.model.norm.sync = true;
+    spec.batch = 12;
+    spec.epochs = 2;
+    spec.eval_every = 6;
+    spec.drop_last = false;
+    spec.sched.lr = 0.05;
+    spec.seed = 3;
+    for (int K = 2; K <= 3; K++) {
+        spec.model.norm.devices = K;
+        char lab[96];
+        snprintf(lab, sizeof lab, "mlp, sync BN, devices = %d", K);
+        ranks_vs_one(lab, &spec, &spec, K, &tr, &te);
+    }
+    /* dropout and noise: the ranks draw what one process draws */
+    spec.model.dropout = 0.2;
+    spec.model.norm.noisy = true;
+    ranks_vs_one("mlp, noisy sync BN and dropout", &spec, &spec, 3, &tr, &te);
+    spec.model.dropout = 0;
+    spec.model.norm.noisy = false;
+    /* local BN over 2 ranks = ghost BN over half batches */
+    spec.model.norm.sync = false;
+    spec.model.norm.devices = 2;
+    spec.drop_last = true;
+    ref = spec;
+    ref.model.norm.devices = 1;
+    ref.model.norm.norm_batch = 6;
+    ranks_vs_one("mlp, local BN = ghost BN of 6", &spec, &ref, 2, &tr, &te);
+    /* resnet-8 (norms over planes, shortcuts), sync BN */
+    spec.model.arch = NB_ARCH_RESNET;
+    spec.model.depth = 8;
+    spec.model.norm.sync = true;
+    spec.max_steps = 12;
+    spec.eval_every = 4;
+    ranks_vs_one("resnet-8, sync BN", &spec, &spec, 2, &tr, &te);
+    /* group norm needs no exchange: any batch, devices left at 1 */
+    spec.model.norm.type = NB_NORM_GROUP;
+    spec.model.norm.devices = 1;
+    spec.batch = 10;
+    ranks_vs_one("resnet-8, group norm, batch 10", &spec, &spec, 3, &tr, &te);
+
+    /* what cannot be split: refused before any exchange */
+    struct nb_comm two = {.rank = 0, .size = 2};
+    struct nb_train_result res;
+    struct nb_error e;
+    spec.model.norm.type = NB_NORM_BATCH;
+    spec.model.norm.devices = 3;
+    spec.batch = 12;
+    int rc = nb_train_comm(&spec, &tr, NULL, &te, NULL, &two, 0, &res, &e);
+    ok(rc == NB_EINVAL && strstr(e.msg, "devices = 3, but the run has 2 ranks"),
+       "batch norm with devices 3 on 2 ranks is refused (%s)", e.msg);
+    spec.model.norm.type = NB_NORM_GROUP;
+    spec.batch = 1;
+    rc = nb_train_comm(&spec, &tr, NULL, &te, NULL, &two, 0, &res, &e);
+    ok(rc == NB_EINVAL && strstr(e.msg, "smaller than the 2 ranks"),
+       "a batch of 1 on 2 ranks is refused (%s)", e.msg);
+    spec.batch = 11;
+    spec.drop_last = false;
+    tr.n = 100; /* a last batch of 1 */
+    rc = nb_train_comm(&spec, &tr, NULL, &te, NULL, &two, 0, &res, &e);
+    ok(rc == NB_EINVAL && strstr(e.msg, "last batch of an epoch has 1 sample"),
+       "a last batch of 1 on 2 ranks is refused (%s)", e.msg);
+    tr.n = 512;
+    nb_dataset_free(&tr);
+    nb_dataset_free(&te);
+}
+
 int main(void)
 {
     struct nb_model_desc d;
     struct nb_error e;
 
     test_conv_algo();
+    test_ranks_training();
 
     /* --- builder shapes: the cnn of workloads.md */
     nb_model_desc_default(&d);

@@ -11,7 +11,11 @@
  *     running updates (biased, ghost per sub-batch / per step), renorm
  *     schedule and unclipped renorm, lp forward, noise streams, the
  *     noise in evaluation (noise_eval),
- *     population statistics, nb_norm_check_batch. */
+ *     population statistics, nb_norm_check_batch;
+ *  6. the ranks of a run split over processes (core/comm.h, here threads):
+ *     K layers, each on its slice of the batch, compute what one layer
+ *     with devices = K computes on the whole batch (sync and local BN,
+ *     unequal slices, (N, C) inputs, renorm, noise, lp). */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -23,6 +27,7 @@
 #include "gradcheck.h"
 #include "layers/norm.h"
 #include "tap.h"
+#include "threadcomm.h"
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -1565,6 +1570,149 @@ static void test_recompute(void)
     gc_free(&t);
 }
 
+/* ---- 6. data parallelism: the ranks (core/comm.h) as threads ----------- */
+
+struct rank_job {
+    struct gc_layer t;
+    const float *x, *dy; /* the whole batch */
+    float *y, *dx;       /* the whole batch: each rank writes its slice */
+    int n, steps;
+};
+
+/* `steps` TRAIN forward + backward of the rank's slice, as the training
+ * loop runs them (ctx->comm and the slice set around each) */
+static void rank_steps(const struct nb_comm *c, void *arg)
+{
+    struct rank_job *j = arg;
+    int s, e;
+    nb_comm_slice(c, j->n, &s, &e);
+    size_t off = numel(&j->t, s);
+    for (int st = 0; st < j->steps; st++) {
+        j->t.ctx.step = st;
+        j->t.ctx.comm = c;
+        j->t.ctx.part_start = s;
+        j->t.ctx.part_total = j->n;
+        fwd(&j->t, j->x + off, j->y + off, e - s, NB_TRAIN);
+        bwd(&j->t, j->x + off, j->y + off, j->dy + off, j->dx + off, e - s);
+        j->t.ctx.comm = NULL;
+        j->t.ctx.part_start = j->t.ctx.part_total = 0;
+    }
+}
+
+/* K ranks of layers with options o (devices = K) on their slices of n
+ * samples vs one such layer on all n: outputs, running statistics (the
+ * same bits), dx and the summed dgamma/dbeta (the sums reassociate). */
+static void ranks_vs_devices(const char *lab, struct nb_norm_opts o, struct nb_shape in,
+                             int K, int n, int steps)
+{
+    o.devices = K;
+    struct gc_layer ref;
+    must_setup(&ref, &o, in, n, "ref");
+    size_t tot = numel(&ref, n);
+    float *x = fbuf(tot), *dy = fbuf(tot), *y0 = fbuf(tot), *dx0 = fbuf(tot);
+    float *y = fbuf(tot), *dx = fbuf(tot);
+    gc_fill(x, tot, 2.0, 0, 11);
+    gc_fill(dy, tot, 1.0, 0, 12);
+    if (o.type == NB_NORM_LP && o.lp == NB_LP_INF && n >= 5) {
+        /* a tie across ranks: the first holder takes the gradient */
+        x[numel(&ref, n - 1)] = 9.5f;
+        x[numel(&ref, n - 2)] = -9.5f;
+        x[numel(&ref, n / 2)] = 9.5f;
+    }
+    gsl_rng_set(ref.ctx.rng_noise, 42);
+    for (int st = 0; st < steps; st++) {
+        ref.ctx.step = st;
+        fwd(&ref, x, y0, n, NB_TRAIN);
+        bwd(&ref, x, y0, dy, dx0, n);
+    }
+    struct rank_job *jobs = calloc((size_t)K, sizeof *jobs);
+    void *args[8];
+    if (!jobs || K > 8)
+        tap_bail("out of memory");
+    for (int k = 0; k < K; k++) {
+        jobs[k] = (struct rank_job){.x = x, .dy = dy, .y = y, .dx = dx, .n = n, .steps = steps};
+        must_setup(&jobs[k].t, &o, in, n, "rank");
+        gsl_rng_set(jobs[k].t.ctx.rng_noise, 42);
+        args[k] = &jobs[k];
+    }
+    if (tc_run(K, rank_steps, args))
+        tap_bail("cannot start %d threads", K);
+    ok(max_abs_diff(y, y0, tot) == 0, "%s: %d ranks' outputs = %d devices' (same bits)", lab,
+       K, K);
+    double ds = 0;
+    for (int k = 0; k < K; k++)
+        ds += max_abs_diff(jobs[k].t.state.data, ref.state.data, ref.state.count);
+    ok(ds == 0, "%s: running statistics on every rank = the devices' (same bits)", lab);
+    arrays_close(dx, dbl(dx0, tot), tot, 1e-6, 1e-5, "%s: dx", lab);
+    for (int pi = 0; pi < ref.l.n_params; pi++) {
+        size_t cnt = ref.l.params[pi].count;
+        double *sum = calloc(cnt, sizeof *sum);
+        if (!sum)
+            tap_bail("out of memory");
+        for (int k = 0; k < K; k++)
+            for (size_t i = 0; i < cnt; i++)
+                sum[i] += jobs[k].t.l.params[pi].grad[i];
+        float *g = fbuf(cnt);
+        for (size_t i = 0; i < cnt; i++)
+            g[i] = (float)sum[i];
+        arrays_close(g, dbl(ref.l.params[pi].grad, cnt), cnt, 1e-6, 1e-5,
+                     "%s: d%s summed over the ranks", lab, ref.l.params[pi].name);
+        free(g);
+        free(sum);
+    }
+    for (int k = 0; k < K; k++)
+        gc_free(&jobs[k].t);
+    free(jobs);
+    gc_free(&ref);
+    free(x);
+    free(dy);
+    free(y0);
+    free(dx0);
+    free(y);
+    free(dx);
+}
+
+static void test_ranks(void)
+{
+    const struct nb_shape conv = {4, 3, 3}, dense = {6, 1, 1};
+    struct nb_norm_opts o = opts_of(NB_NORM_BATCH);
+    o.sync = true;
+    ranks_vs_devices("sync BN, 3 ranks on 7 (2+2+3)", o, conv, 3, 7, 2);
+    ranks_vs_devices("sync BN, 2 ranks on 8", o, conv, 2, 8, 2);
+    ranks_vs_devices("sync BN (N,C), 2 ranks on 6", o, dense, 2, 6, 2);
+    ranks_vs_devices("sync BN (N,C), 3 ranks on 10 (3+3+4)", o, dense, 3, 10, 2);
+    o.sync = false;
+    ranks_vs_devices("local BN, 3 ranks on 7", o, conv, 3, 7, 2);
+    ranks_vs_devices("local BN (N,C), 2 ranks on 8", o, dense, 2, 8, 2);
+    o.ghost_update_per_step = true;
+    ranks_vs_devices("local BN, running stats per step, 2 ranks on 6", o, conv, 2, 6, 2);
+    o = opts_of(NB_NORM_BATCH);
+    o.sync = true;
+    o.renorm = true;
+    o.renorm_warmup = 0;
+    o.renorm_rmax_steps = o.renorm_dmax_steps = 1;
+    o.renorm_rmax = 1.05;
+    o.renorm_dmax = 0.05;
+    o.renorm_momentum = 0.5;
+    ranks_vs_devices("sync renorm, 2 ranks on 6, 3 steps", o, conv, 2, 6, 3);
+    o.sync = false;
+    ranks_vs_devices("local renorm, 3 ranks on 9, 3 steps", o, conv, 3, 9, 3);
+    o = opts_of(NB_NORM_BATCH);
+    o.sync = true;
+    o.noisy = true;
+    ranks_vs_devices("noisy sync BN, 3 ranks on 7", o, conv, 3, 7, 2);
+    o = opts_of(NB_NORM_LP);
+    o.sync = true;
+    o.lp = NB_LP_1;
+    ranks_vs_devices("sync lp 1, 2 ranks on 6", o, conv, 2, 6, 1);
+    o.lp = NB_LP_2;
+    ranks_vs_devices("sync lp 2, 3 ranks on 7", o, conv, 3, 7, 1);
+    o.lp = NB_LP_INF;
+    ranks_vs_devices("sync lp inf, 3 ranks on 7 (a tie over ranks)", o, conv, 3, 7, 1);
+    o.sync = false;
+    ranks_vs_devices("local lp inf, 2 ranks on 6", o, conv, 2, 6, 1);
+}
+
 int main(void)
 {
     test_names();
@@ -1587,5 +1735,6 @@ int main(void)
     test_renorm();
     test_lp_forward();
     test_recompute();
+    test_ranks();
     return tap_exit();
 }

@@ -502,6 +502,61 @@ static void test_progress(void)
     nb_progress_free(&p);
 }
 
+/* nb_runcfg_check_ranks: what a run split over K MPI ranks needs, at the
+ * config line to change (run 0 of each config) */
+static void ranks_error(const char *name, const char *text, int K, int line, const char *msg,
+                        const char *hint)
+{
+    struct nb_sweep sw;
+    struct nb_error e;
+    char got[2048], want[2048];
+    if (load(name, text, &sw, true)) {
+        ok(0, "ranks %s: config loads", name);
+        return;
+    }
+    nb_error_clear(&e);
+    int rc = nb_runcfg_check_ranks(&sw.runs[0], K, &e);
+    is_int(rc, msg ? NB_EINVAL : 0, "ranks %s: %s on %d ranks", name,
+           msg ? "refused" : "accepted", K);
+    if (msg) {
+        if (line)
+            snprintf(want, sizeof want, "%s:%d: %s", pth(name), line, msg);
+        else /* a default: the file as a whole */
+            snprintf(want, sizeof want, "%s: %s", pth(name), msg);
+        is_str(nb_error_format(&e, got, sizeof got), want, "ranks %s: message", name);
+        contains(e.hint, hint, "ranks %s: hint", name);
+    }
+    nb_sweep_free(&sw);
+}
+
+static void test_ranks(void)
+{
+    const char *bn = "[norm]\ntype = batch\nsync = true\ndevices = 2\n"
+                     "[train]\nbatch = 32\n[data]\nsource = blobs\ntrain_subset = 640\n";
+    ranks_error("r_ok.ini", bn, 2, 0, NULL, NULL);
+    ranks_error("r_ok1.ini", bn, 1, 0, NULL, NULL);
+    ranks_error("r_dev.ini", bn, 4, 4,
+                "[norm] devices = 2, but the run has 4 MPI ranks: each rank is one device "
+                "of batch norm", "set devices = 4");
+    ranks_error("r_lp.ini", "[norm]\ntype = lp\n[data]\nsource = blobs\n", 2, 0,
+                "[norm] devices = 1, but the run has 2 MPI ranks: each rank is one device "
+                "of lp norm", "or run it with mpirun -np 1");
+    ranks_error("r_gn.ini", "[norm]\ntype = group\ngroups = 4\n[train]\nbatch = 10\n"
+                "[data]\nsource = blobs\n", 3, 0, NULL, NULL);
+    ranks_error("r_b.ini", "[norm]\ntype = group\ngroups = 4\n[train]\nbatch = 2\n"
+                "[data]\nsource = blobs\n", 3, 5,
+                "batch 2 is smaller than the 3 MPI ranks of the run (each rank takes a slice "
+                "of every batch)", "");
+    ranks_error("r_last.ini", "[model]\narch = mlp\n[norm]\ntype = layer\n[train]\n"
+                "batch = 32\ndrop_last = false\n[data]\nsource = blobs\ntrain_subset = 641\n",
+                2, 7,
+                "the last batch of an epoch has 1 sample(s) (641 % 32), fewer than the 2 "
+                "MPI ranks of the run", "drop_last = true");
+    ranks_error("r_probe.ini", "[probe]\nlandscape = true\n[data]\nsource = blobs\n", 2, 2,
+                "[probe] landscape is on, but probes measure the activations of one process "
+                "and this run is split over 2 MPI ranks", "without mpirun");
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "%s", tap_tmpdir("t_runner"));
@@ -511,6 +566,7 @@ int main(void)
     test_mapping();
     test_defaults();
     test_check();
+    test_ranks();
     test_progress();
     tap_done_testing();
     return tap_exit();

@@ -468,3 +468,47 @@ int nb_runcfg_check(const struct nb_run *run, struct nb_error *err)
         nb_error_hint(err, "%s", v->hint);
     return NB_EINVAL;
 }
+
+int nb_runcfg_check_ranks(const struct nb_run *run, int ranks, struct nb_error *err)
+{
+    struct nb_runcfg rc;
+    int r = nb_runcfg_from_run(run, &rc, err);
+    if (r || ranks <= 1)
+        return r;
+    const struct nb_train_spec *s = &rc.train;
+    const struct nb_norm_opts *n = &s->model.norm;
+    struct nb_shape shape;
+    int classes, tdim;
+    size_t ntrain = nb_runcfg_nominal(&rc.data, &shape, &classes, &tdim);
+    int rem = (!s->drop_last && ntrain) ? (int)(ntrain % (size_t)s->batch) : 0;
+    if ((n->type == NB_NORM_BATCH || n->type == NB_NORM_LP) && n->devices != ranks) {
+        nb_run_error(run, err, "norm", "devices",
+                     "[norm] devices = %d, but the run has %d MPI ranks: each rank is "
+                     "one device of %s norm", n->devices, ranks, nb_norm_type_name(n->type));
+        return nb_error_hint(err, "set devices = %d (with sync = true for statistics over "
+                             "the whole batch), or run it with mpirun -np %d", ranks,
+                             n->devices);
+    }
+    if (s->batch < ranks)
+        return nb_run_error(run, err, "train", "batch",
+                            "batch %d is smaller than the %d MPI ranks of the run (each "
+                            "rank takes a slice of every batch)", s->batch, ranks);
+    if (rem > 0 && rem < ranks) {
+        nb_run_error(run, err, "train", "drop_last",
+                     "the last batch of an epoch has %d sample(s) (%zu %% %d), fewer "
+                     "than the %d MPI ranks of the run", rem, ntrain, s->batch, ranks);
+        return nb_error_hint(err, "set drop_last = true");
+    }
+    static const char *const probes[] = {"landscape", "ics", "dist", "gradstats", "hessian",
+                                         "slice"};
+    for (size_t i = 0; rc.probes && i < sizeof probes / sizeof probes[0]; i++)
+        if (nb_run_get_bool(run, "probe", probes[i])) {
+            nb_run_error(run, err, "probe", probes[i],
+                         "[probe] %s is on, but probes measure the activations of one "
+                         "process and this run is split over %d MPI ranks",
+                         probes[i], ranks);
+            return nb_error_hint(err, "run the probes without mpirun (the same config "
+                                 "in one process computes the same training)");
+        }
+    return 0;
+}

@@ -80,6 +80,14 @@ size_t nb_runcfg_nominal(const struct nb_data_opts *o, struct nb_shape *shape,
  * obvious (e.g. the group counts that divide every norm layer). */
 int nb_runcfg_check(const struct nb_run *run, struct nb_error *err);
 
+/* The checks of a run split over `ranks` processes (mpirun -np K, for K
+ * > 1): batch and lp norm need [norm] devices = ranks (the ranks are the
+ * devices), every batch a sample per rank (also the last partial one,
+ * where the training-set size is known before loading), and probes must
+ * be off (they read one process's activations).  Returns 0 or NB_EINVAL
+ * with err at FILE:LINE of the key to change, and a hint. */
+int nb_runcfg_check_ranks(const struct nb_run *run, int ranks, struct nb_error *err);
+
 /* Drops the check's cache of verdicts (the module's one piece of global
  * state; per process, not thread-safe).  Harmless to call any time. */
 void nb_runcfg_cache_clear(void);

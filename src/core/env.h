@@ -14,6 +14,9 @@ struct nb_env {
     const char *plots;             /* $NORMBENCH_PLOTS: the gnuplot scripts' directory */
     const char *openblas_coretype; /* $OPENBLAS_CORETYPE: OpenBLAS reads it itself;
                                       meta.txt records it */
+    const char *mpi_size, *mpi_rank; /* set by mpirun ($OMPI_COMM_WORLD_SIZE and
+                                        _RANK, or $PMI_SIZE and _RANK): this
+                                        process is one rank of an MPI job */
 };
 
 #endif

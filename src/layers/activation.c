@@ -177,7 +177,9 @@ const struct nb_layer_ops nb_flatten_ops = {
  *                 ctx->rng_dropout (TRAIN) or ctx->rng_probe (PROBE);
  *                 y = m * x,  dx = m * dy;
  *   EVAL:         y = x,  dx = dy.
- * E[y] = x in every mode.  The mask of the last forward is kept in priv. */
+ * E[y] = x in every mode.  The mask of the last forward is kept in priv.
+ * The slice of a batch split over processes (ctx->part_total) gets the
+ * mask one process draws for the whole batch. */
 struct dropout_priv {
     float p;
     float *mask;  /* mask: (max_batch, C, H, W) */
@@ -230,11 +232,25 @@ static void dropout_forward(struct nb_layer *l, const float *x, float *y,
     const double drop = p->p;
     const float keep = (float)(1.0 / (1.0 - drop));
     p->identity = 0;
+    /* a slice of a batch split over processes: the draws of the samples
+     * before and after it are made too, so the stream moves as it does
+     * in one process */
+    const struct nb_ctx *cx = l->ctx;
+    size_t before = 0, after = 0;
+    if (cx->part_total > 0) {
+        NB_ASSERT(cx->part_start >= 0 && cx->part_start + n <= cx->part_total);
+        before = batch_numel(l, cx->part_start);
+        after = batch_numel(l, cx->part_total - cx->part_start - n);
+    }
+    for (size_t i = 0; i < before; i++)
+        gsl_rng_uniform(r);
     for (size_t i = 0; i < m; i++) {
         float k = gsl_rng_uniform(r) >= drop ? keep : 0.0f;
         p->mask[i] = k;
         y[i] = k * x[i];
     }
+    for (size_t i = 0; i < after; i++)
+        gsl_rng_uniform(r);
 }
 
 static void dropout_backward(struct nb_layer *l, const float *x,

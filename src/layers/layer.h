@@ -30,6 +30,7 @@
 #include <gsl/gsl_rng.h>
 
 #include "core/arena.h"
+#include "core/comm.h"
 #include "core/error.h"
 
 /* Forward modes.
@@ -78,6 +79,15 @@ struct nb_ctx {
     const float *targets; /* (n, numel) regression targets, for MSE */
     float *scratch;       /* shared workspace, see nb_layer.scratch */
     size_t scratch_count;
+    /* Data parallelism (core/comm.h).  Set by the owner around the TRAIN
+     * forward and backward of a step split over processes, cleared after
+     * it: this process holds samples [part_start, part_start + n) of a
+     * batch of part_total; batch-statistics norms exchange theirs over
+     * comm, and stochastic layers draw for the whole batch (as one process
+     * would) and keep their slice.  NULL and 0 otherwise: the n samples of
+     * a forward are the whole batch. */
+    const struct nb_comm *comm;
+    int part_start, part_total;
 };
 
 #define NB_MAX_PARAMS 4

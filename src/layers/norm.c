@@ -204,7 +204,7 @@ static void norm_destroy(struct nb_layer *l)
                     P->ts,      P->coef_a,  P->coef_mu, P->coef_b,
                     P->coef_c0, P->ns,      P->dyn,     P->nmu,
                     P->nsig,    P->pop_sum, P->pop_sum2, P->pop_mean_sum,
-                    P->pop_var_sum, P->ones, P->zeros};
+                    P->pop_var_sum, P->ones, P->zeros, P->xsend, P->xrecv};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         free(bufs[i]);
     free(P);
@@ -404,6 +404,10 @@ static int norm_allocate(const struct nb_layer *l, struct norm_priv *P, struct n
         ALLOC_(P->pop_sum2, C);
         ALLOC_(P->pop_mean_sum, C);
         ALLOC_(P->pop_var_sum, C);
+        if (o->devices > 1) {
+            ALLOC_(P->xsend, (size_t)3 * C);
+            ALLOC_(P->xrecv, (size_t)3 * C * (size_t)o->devices);
+        }
     }
     if (o->noisy) {
         size_t total = (size_t)mb * P->numel;
@@ -586,36 +590,6 @@ static void part_sets_dense(struct norm_priv *P, const float *x, int k, int s,
         var[c] /= np;
 }
 
-/* Sync: merge the nparts part statistics into part 0, in order, with
- * SyncBatchNorm's pairwise formula (batch_norm_gather_stats_with_counts);
- * empty parts are skipped. */
-static void unite_parts(struct norm_priv *P, int nparts)
-{
-    const int C = P->C;
-    for (int c = 0; c < C; c++) {
-        double cn = 0, avg = 0, acc = 0;
-        for (int k = 0; k < nparts; k++) {
-            size_t s = (size_t)k * C + c;
-            double ck = P->scnt[s], mk = P->smean[s], vk = P->svar[s];
-            if (ck <= 0)
-                continue;
-            if (P->moments) {
-                double f = 1.0 / (cn + ck);
-                acc += vk * ck + (avg - mk) * (avg - mk) * cn * ck * f;
-            } else if (P->lp_p == 0) {
-                acc = vk > acc ? vk : acc;
-            } else {
-                acc += vk;
-            }
-            avg = (cn * avg + ck * mk) / (cn + ck);
-            cn += ck;
-        }
-        P->smean[c] = avg;
-        P->scnt[c] = cn;
-        P->svar[c] = P->moments ? (cn > 0 ? acc / cn : 0) : acc;
-    }
-}
-
 /* 1/sigma (1/D for lp) of set s from its mean/var/quantity. */
 static double set_rstd(const struct norm_priv *P, size_t s)
 {
@@ -762,7 +736,9 @@ static void renorm_rd(struct norm_priv *P, struct nb_layer *l, int nparts)
         }
 }
 
-/* lp inf: flat index of the first element of largest |x| of every set. */
+/* lp inf: flat index of the first element of largest |x| of every set;
+ * SIZE_MAX where this process does not hold it (a part of another rank,
+ * or a set merged over ranks whose first such element is another's). */
 static void lp_argmax(struct norm_priv *P, const float *x, int nparts)
 {
     const int C = P->C;
@@ -771,6 +747,9 @@ static void lp_argmax(struct norm_priv *P, const float *x, int nparts)
         int s0 = P->pstart[k], e0 = P->pstart[k + 1];
         for (int c = 0; c < C; c++) {
             size_t s = (size_t)k * C + c;
+            P->sarg[s] = SIZE_MAX;
+            if (P->comm && norm_lower_rank_has_max(P, P->comm, c, P->svar[s]))
+                continue;
             for (int n = s0; n < e0; n++) {
                 size_t p = (size_t)n * C + c;
                 if (P->pb[p] == P->svar[s]) {
@@ -819,6 +798,7 @@ static void forward_bsets(struct norm_priv *P, struct nb_layer *l,
     /* a TRAIN forward that accumulates population statistics */
     const bool recomputing = P->pop_on && mode == NB_TRAIN;
     P->fixed = mode == NB_EVAL || (frozen_active(P, l) && !recomputing);
+    P->comm = NULL;
     if (P->fixed) {
         for (int c = 0; c < C; c++) {
             eval_stats(P, l, c, &P->smean[c], &P->srstd[c]);
@@ -831,13 +811,20 @@ static void forward_bsets(struct norm_priv *P, struct nb_layer *l,
         apply_bsets(P, l, x, y, 1);
         return;
     }
-    int nparts = part_count(&P->o, n);
+    /* a slice of a batch split over ranks (the devices): its statistics
+     * are one part, and the other ranks' come over the comm */
+    const struct nb_comm *cm = l->ctx && mode == NB_TRAIN && !recomputing ? l->ctx->comm : NULL;
+    if (!nb_comm_active(cm))
+        cm = NULL;
+    NB_ASSERT(!cm || cm->size == P->max_parts);
+    int nparts = cm ? 1 : part_count(&P->o, n);
     const bool dense = P->HW == 1 && P->moments;
     if (!dense)
         plane_partials(P, x, n);
     for (int k = 0; k < nparts; k++) {
-        int s, e;
-        part_range(&P->o, n, k, &s, &e);
+        int s = 0, e = n;
+        if (!cm)
+            part_range(&P->o, n, k, &s, &e);
         P->pstart[k] = s;
         P->pstart[k + 1] = e;
         if (dense)
@@ -845,9 +832,13 @@ static void forward_bsets(struct norm_priv *P, struct nb_layer *l,
         else
             part_sets(P, k, s, e);
     }
+    if (cm)
+        nparts = norm_gather_parts(P, cm, n);
+    P->comm = cm && P->o.sync ? cm : NULL;
     if (P->o.sync && nparts > 1) {
-        unite_parts(P, nparts);
+        norm_unite_parts(P, nparts);
         nparts = 1;
+        P->pstart[0] = 0;
         P->pstart[1] = n;
     }
     P->nparts = nparts;
@@ -910,27 +901,6 @@ static void forward_ssets(struct norm_priv *P, struct nb_layer *l,
     }
 }
 
-/* Santurkar Alg. 1 on y (n samples): y <- s*y + m; keeps s for backward. */
-static void apply_noise(struct norm_priv *P, gsl_rng *r, float *y, int n)
-{
-    const struct nb_norm_opts *o = &P->o;
-    const size_t HW = P->HW;
-    for (int c = 0; c < P->C; c++) {
-        P->nmu[c] = o->noise_mu * (2.0 * gsl_rng_uniform(r) - 1.0);
-        P->nsig[c] = 1.0 + (o->noise_sigma - 1.0) * gsl_rng_uniform(r);
-    }
-    for (int i = 0; i < n; i++)
-        for (int c = 0; c < P->C; c++) {
-            size_t off = (size_t)i * P->numel + (size_t)c * HW;
-            for (size_t j = 0; j < HW; j++) {
-                double m = P->nmu[c] + o->noise_rmu * (2.0 * gsl_rng_uniform(r) - 1.0);
-                double s = P->nsig[c] + gsl_ran_gaussian_ziggurat(r, o->noise_rsigma);
-                P->ns[off + j] = (float)s;
-                y[off + j] = (float)(s * y[off + j] + m);
-            }
-        }
-}
-
 static void norm_forward(struct nb_layer *l, const float *x, float *y, int n,
                          enum nb_mode mode)
 {
@@ -966,12 +936,12 @@ static void norm_forward(struct nb_layer *l, const float *x, float *y, int n,
         NB_ASSERT(l->ctx);
         gsl_rng *r = mode == NB_TRAIN ? l->ctx->rng_noise : l->ctx->rng_probe;
         NB_ASSERT(r);
-        apply_noise(P, r, y, n);
+        const struct nb_ctx *cx = l->ctx;
+        bool part = cx->part_total > 0;
+        NB_ASSERT(!part || (cx->part_start >= 0 && cx->part_start + n <= cx->part_total));
+        norm_apply_noise(P, r, y, n, part ? cx->part_start : 0, part ? cx->part_total : n);
     } else if (P->escaled) {
-        float es = (float)noise_mean_scale(&P->o);
-        size_t total = (size_t)n * P->numel;
-        for (size_t i = 0; i < total; i++)
-            y[i] *= es;
+        norm_scale_noise_mean(P, y, n);
     }
 }
 
@@ -1069,6 +1039,8 @@ static void backward_bsets(struct norm_priv *P, const struct nb_layer *l,
     }
     if (!dx)
         return;
+    if (P->comm) /* sync over ranks: the sums of the whole batch */
+        norm_sum_backward(P, P->comm);
     for (int k = 0; k < nparts; k++) {
         /* lp 1 (not fixed) has B = 0 and a sign term: its E takes B's slot */
         const bool sign = !P->fixed && !P->moments && P->lp_p == 1;
@@ -1101,6 +1073,8 @@ static void backward_bsets(struct norm_priv *P, const struct nb_layer *l,
         if (!P->fixed && !P->moments && P->lp_p == 0) /* lp inf: the max */
             for (int c = 0; c < C; c++) {
                 size_t s = (size_t)k * C + c, i = P->sarg[s];
+                if (i == SIZE_MAX) /* another rank holds it */
+                    continue;
                 float sg = x[i] > 0 ? 1.0f : x[i] < 0 ? -1.0f : 0.0f;
                 dx[i] += (float)(-P->srstd[s] * P->g2[s]) * sg;
             }

@@ -53,6 +53,14 @@
  *    running variance unbiased over the global count, one update per
  *    forward.  sync with norm_batch sub-batches merges those instead.
  *    norm_batch and devices > 1 together are refused.
+ *  - Ranks: in a TRAIN forward with ctx->comm of size K (a run split over
+ *    K processes, core/comm.h; K must equal devices) the ranks are the
+ *    devices: each holds its part, the parts' statistics are gathered in
+ *    rank order into the slots the simulation fills, and the merge and
+ *    the running updates read them as above, so every rank keeps the
+ *    simulation's running statistics; sync's backward sums its set sums
+ *    over the ranks.  Noise is drawn for the whole batch
+ *    (ctx->part_total) and each rank keeps its slice.
  *  - Renorm (batch only): r = clip(sigma_B / sigma, 1/r_max, r_max),
  *    d = clip((mu_B - mu) / sigma, -d_max, d_max) with mu, sigma the renorm
  *    moving mean and std (sigma floored at sqrt(eps)), sigma_B =

@@ -48,6 +48,9 @@ struct norm_priv {
     float *ones, *zeros; /* (C): gamma and beta when affine is off */
     float *ns, *dyn;     /* (max_batch, C, H, W): noise scale s, dy * s */
     double *nmu, *nsig;  /* (C): noise distribution of this forward */
+    /* batch sets over devices > 1 (norm_sync.c): what a rank sends, (3C),
+     * and every rank's, (devices, 3C): count, mean, var per channel */
+    double *xsend, *xrecv;
 
     /* what the most recent forward did (backward repeats it) */
     int n;
@@ -56,6 +59,8 @@ struct norm_priv {
     bool escaled; /* the noise's expected scale was applied (EVAL with
                      noise_eval_mean, or a recomputation's forward) */
     int nparts;  /* batch sets: parts of the final sets */
+    const struct nb_comm *comm; /* the ranks it merged statistics over
+                                   (sync; NULL: none), for backward */
 
     /* population statistics (nb_norm_recompute_*) */
     bool pop_on;       /* TRAIN forwards accumulate (begin .. end) */
@@ -144,6 +149,41 @@ static inline double noise_mean_scale(const struct nb_norm_opts *o)
 {
     return (1.0 + o->noise_sigma) / 2.0;
 }
+
+/* ---- norm_noise.c ------------------------------------------------------- */
+
+/* Santurkar Alg. 1 on y (n samples): y <- s*y + m with per-channel
+ * (mu_c, sigma_c) and per-element (m, s) drawn from r; keeps s in P->ns
+ * for backward.  y holds samples [first, first + n) of a batch of total:
+ * the draws go over the whole batch, in order, and the slice keeps its
+ * own. */
+void norm_apply_noise(struct norm_priv *P, gsl_rng *r, float *y, int n, int first, int total);
+
+/* The expected noise of evaluation (noise_eval = mean): y <- E[s] y for
+ * n samples (E[m] = 0). */
+void norm_scale_noise_mean(struct norm_priv *P, float *y, int n);
+
+/* ---- norm_sync.c: the parts of a batch ---------------------------------- */
+
+/* Sync: merges the statistics of parts 0..nparts-1 into part 0, in order,
+ * with SyncBatchNorm's pairwise formula; empty parts are skipped. */
+void norm_unite_parts(struct norm_priv *P, int nparts);
+
+/* The parts of the ranks of cm (size = devices): this rank's statistics of
+ * its n samples, in part 0, go to every rank, and every rank's come back
+ * into parts 0..size-1; pstart then gives this rank's part all n samples
+ * and the others none.  Returns the part count (cm->size). */
+int norm_gather_parts(struct norm_priv *P, const struct nb_comm *cm, int n);
+
+/* lp inf over ranks: whether a rank before this one had max as its
+ * largest |x| of channel c in the last gather (then that rank holds the
+ * first element of largest |x|, which takes the gradient). */
+bool norm_lower_rank_has_max(const struct norm_priv *P, const struct nb_comm *cm,
+                             int c, double max);
+
+/* Sync over ranks: the backward sums g1, g2 of part 0 become their sums
+ * over the ranks, added in rank order. */
+void norm_sum_backward(struct norm_priv *P, const struct nb_comm *cm);
 
 /* Setup errors: NB_EINVAL with a message, or naming the config key it is
  * about (core/error.h); err must be in scope. */

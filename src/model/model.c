@@ -594,12 +594,17 @@ static void grad_commit(struct nb_model *m, int a, int n)
 
 void nb_model_backward(struct nb_model *m, int n)
 {
-    NB_ASSERT(n >= 1 && n <= m->max_batch);
+    nb_model_backward_part(m, n, n);
+}
+
+void nb_model_backward_part(struct nb_model *m, int n, int total)
+{
+    NB_ASSERT(n >= 1 && n <= m->max_batch && total >= n);
     memset(m->grads.data, 0, m->grads.count * sizeof(float));
     memset(m->written, 0, ((size_t)m->n_layers + 1) * sizeof *m->written);
     float *dl = m->dacts[m->n_layers];
     for (int k = 0; k < n; k++)
-        dl[k] = 1.0f / (float)n;
+        dl[k] = 1.0f / (float)total;
     for (int i = m->n_layers - 1; i >= 0; i--) {
         struct nb_layer *l = &m->layers[i];
         int a = m->in_idx[i], a2 = m->in2_idx[i];

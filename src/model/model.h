@@ -127,6 +127,12 @@ double nb_model_forward(struct nb_model *m, const float *x, const int *labels,
  * gradient arena. */
 void nb_model_backward(struct nb_model *m, int n);
 
+/* The same when the n samples of the forward are a slice of a batch of
+ * `total` (a run split over processes): the gradient of the slice's loss
+ * sum / total, so the sum over the slices is the batch's mean-loss
+ * gradient.  nb_model_backward(m, n) = nb_model_backward_part(m, n, n). */
+void nb_model_backward_part(struct nb_model *m, int n, int total);
+
 /* Output of the last layer before the loss: (n, outputs). */
 const float *nb_model_logits(const struct nb_model *m);
 

@@ -55,6 +55,7 @@ void nb_runner_opts_default(struct nb_runner_opts *o)
     o->jobs = 1;
     o->progress = NB_PROGRESS_AUTO;
     o->stale_after = 300;
+    o->rank_timeout = 1800;
     o->summary = true;
 }
 
@@ -127,9 +128,7 @@ static void failure_note(const struct ctx *c, const struct nb_run *r, char *buf,
     snprintf(buf, size, "failed (see %s)", path);
 }
 
-/* Records the failure of a worker that died without doing so itself. */
-static void record_crash(const struct ctx *c, const struct nb_run *r,
-                         const char *why)
+void rn_record_crash(const struct ctx *c, const struct nb_run *r, const char *why)
 {
     char path[PATH_SZ + 16], text[16384], when[32];
     struct nb_text t = {0};
@@ -253,7 +252,7 @@ static pid_t spawn(const struct ctx *c, size_t i, const char *nonce,
         char lockdir[PATH_SZ];
         rn_lock_dir(c, &c->sw->runs[i], lockdir, sizeof lockdir);
         rn_owner_write(c, lockdir, (long)c->parent, (long)getpid(), nonce);
-        _exit(rn_run_one(c, i, nonce, pfd[1]));
+        _exit(rn_run_one(c, i, nonce, pfd[1], NULL));
     }
     sigprocmask(SIG_SETMASK, &old, NULL);
     close(pfd[1]);
@@ -459,7 +458,7 @@ static void pool_reap(struct pool *P, int j)
             snprintf(why, sizeof why, "the worker exited with status %d and no DONE",
                      WIFEXITED(ws) ? WEXITSTATUS(ws) : -1);
         if (why[0])
-            record_crash(c, r, why);
+            rn_record_crash(c, r, why);
         failure_note(c, r, oc->note, sizeof oc->note);
     }
     rn_lock_release(lockdir, wk->nonce);

@@ -53,13 +53,16 @@ struct nb_runner_opts {
     size_t n_indices;
     enum nb_progress_mode progress;
     double stale_after;       /* seconds without heartbeat (default 300) */
+    double rank_timeout;      /* MPI runs: seconds a rank waits for the others
+                                 in one exchange before it aborts the job
+                                 (default 1800; 0 = no limit) */
     bool summary;             /* rewrite EXP/summary.csv at the end */
     FILE *out;                /* the closing table (stdout); NULL: none */
     const struct nb_env *env; /* TERM, OPENBLAS_CORETYPE (NULL: unset) */
 };
 
 /* jobs 1, results_dir NULL, all runs, progress auto, stale_after 300,
- * summary on, out NULL. */
+ * rank_timeout 1800, summary on, out NULL. */
 void nb_runner_opts_default(struct nb_runner_opts *o);
 
 struct nb_runner_report {
@@ -78,6 +81,23 @@ struct nb_runner_report {
  * filled when it could not (results directory not writable, ...). */
 int nb_runner_run(const struct nb_sweep *sw, const struct nb_runner_opts *o,
                   struct nb_runner_report *rep, struct nb_error *err);
+
+/* The runs of nb_runner_run, one after another, each trained over the
+ * ranks of comm (an MPI job: mpirun -np K normbench run CONFIG; comm
+ * active), for every rank of which it is called with the same sw and o.
+ * Every selected run is first checked for a split over K ranks
+ * (nb_runcfg_check_ranks: NB_EINVAL at its config line, nothing run).
+ * Rank 0 claims each run and writes its directory as a worker would
+ * (o->jobs is not used: one run at a time, in the rank processes) and
+ * prints one table line per run to o->out; the other ranks write
+ * nothing.  A rank that dies fails the job (mpirun stops every rank); a
+ * watcher process records the run failed and releases its claim.
+ * Returns 0 when the runs were tried (outcomes in rep), or a negative
+ * status with err filled. */
+struct nb_comm;
+int nb_runner_run_ranks(const struct nb_sweep *sw, const struct nb_runner_opts *o,
+                        const struct nb_comm *comm, struct nb_runner_report *rep,
+                        struct nb_error *err);
 
 enum nb_run_state {
     NB_STATE_PENDING = 0, /* not started, killed, or its claim is stale */

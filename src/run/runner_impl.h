@@ -9,6 +9,7 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include "core/comm.h"
 #include "core/error.h"
 #include "core/text.h"
 #include "run/runner.h"
@@ -93,7 +94,20 @@ int rn_claim(const struct ctx *c, const struct nb_run *r, char *nonce, size_t ns
 /* ---- worker.c ---- */
 
 /* Runs sweep run i in this process; returns W_DONE, W_DIVERGED or
- * W_FAILED (error.txt written). */
-int rn_run_one(const struct ctx *c, size_t i, const char *nonce, int fd);
+ * W_FAILED (error.txt written).  fd: the progress pipe to the pool, or
+ * -1.  comm (NULL: one process): as rank 0 of the run's ranks. */
+int rn_run_one(const struct ctx *c, size_t i, const char *nonce, int fd,
+               const struct nb_comm *comm);
+
+/* Runs sweep run i as rank comm->rank > 0 of its ranks: the config, the
+ * data and the training of its slices, writing nothing (errors go to
+ * stderr); returns W_DONE, W_DIVERGED or W_FAILED, as rank 0 will. */
+int rn_run_peer(const struct ctx *c, size_t i, const struct nb_comm *comm);
+
+/* ---- runner.c ---- */
+
+/* Records the failure of a run whose process died without doing so
+ * itself: error.txt (why), meta.txt's status failed, the event. */
+void rn_record_crash(const struct ctx *c, const struct nb_run *r, const char *why);
 
 #endif

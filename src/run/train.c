@@ -7,7 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/comm.h"
 #include "core/rng.h"
+
+/* Gradients summed over the ranks at most this many doubles at a time in
+ * all (the workspace: 32 MiB), and at least GRAD_CHUNK_MIN per rank. */
+#define GRAD_WORK ((size_t)1 << 22)
+#define GRAD_CHUNK_MIN ((size_t)1 << 16)
 
 #define MCOL(f, is_long, val) {#f, offsetof(struct nb_metrics, f), is_long, val}
 const struct nb_metrics_col nb_metrics_cols[NB_METRICS_N_COLS] = {
@@ -150,6 +156,10 @@ struct trainer {
     const struct nb_train_hooks *hooks;
     double target_acc;
     struct nb_train_result *res;
+    const struct nb_comm *comm; /* the ranks (NULL: one process) */
+    double *gsum, *gwork;       /* ranks: gradients, loss and hits to sum, and
+                                   the workspace of the sum */
+    size_t gchunk;              /* doubles per rank per exchange */
     struct nb_model m;
     gsl_rng *data_rng;
     struct nb_loader ld;
@@ -197,8 +207,15 @@ static int trainer_alloc(struct trainer *T, struct nb_error *err)
     m->ctx.rng_noise = nb_rng_alloc(spec->seed, NB_STREAM_NOISE);
     m->ctx.rng_probe = nb_rng_alloc(spec->seed, NB_STREAM_PROBE);
     T->saved_state = nb_alloc_floats(m->state.count ? m->state.count : 1);
+    if (T->comm) {
+        size_t K = (size_t)T->comm->size, n = m->grads.count + 2;
+        T->gchunk = GRAD_WORK / K > GRAD_CHUNK_MIN ? GRAD_WORK / K : GRAD_CHUNK_MIN;
+        T->gchunk = T->gchunk < n ? T->gchunk : n;
+        T->gsum = malloc(n * sizeof *T->gsum);
+        T->gwork = malloc(K * T->gchunk * sizeof *T->gwork);
+    }
     if (!T->data_rng || !m->ctx.rng_dropout || !m->ctx.rng_noise || !m->ctx.rng_probe ||
-        !T->saved_state)
+        !T->saved_state || (T->comm && (!T->gsum || !T->gwork)))
         return nb_error_set(err, NB_ENOMEM, NULL, 0, "out of memory");
     return nb_loader_init(&T->ld, T->train, spec->batch, spec->drop_last, T->data_rng, err);
 }
@@ -207,6 +224,8 @@ static int trainer_alloc(struct trainer *T, struct nb_error *err)
 static void trainer_free(struct trainer *T)
 {
     free(T->saved_state);
+    free(T->gsum);
+    free(T->gwork);
     nb_loader_free(&T->ld);
     if (T->data_rng)
         gsl_rng_free(T->data_rng);
@@ -284,6 +303,62 @@ static int train_evaluate(struct trainer *T, bool labels, bool *stop, struct nb_
     return 0;
 }
 
+/* A step split over the ranks: the forward and backward of this rank's
+ * slice of the n samples, then the gradients, the loss sum and the hits
+ * summed over the ranks in rank order; returns the batch's mean loss,
+ * the hits in *hits. */
+static double comm_step(struct trainer *T, const float *x, const int *y, const float *t,
+                        int n, long *hits)
+{
+    struct nb_model *m = &T->m;
+    int s, e;
+    nb_comm_slice(T->comm, n, &s, &e);
+    NB_ASSERT(e > s); /* nb_train_comm refuses batches smaller than the ranks */
+    size_t in = nb_shape_numel(&m->desc.input), out = (size_t)m->desc.outputs;
+    m->ctx.comm = T->comm;
+    m->ctx.part_start = s;
+    m->ctx.part_total = n;
+    double sum = nb_model_forward(m, x + (size_t)s * in, y ? y + s : NULL,
+                                  t ? t + (size_t)s * out : NULL, e - s, NB_TRAIN) * (e - s);
+    long h = y ? nb_model_correct(m, y + s, e - s) : 0;
+    nb_model_backward_part(m, e - s, n);
+    m->ctx.comm = NULL;
+    m->ctx.part_start = m->ctx.part_total = 0;
+    const size_t P = m->grads.count;
+    for (size_t i = 0; i < P; i++)
+        T->gsum[i] = m->grads.data[i];
+    T->gsum[P] = sum;
+    T->gsum[P + 1] = (double)h;
+    nb_comm_sum(T->comm, T->gsum, P + 2, T->gwork, T->gchunk);
+    for (size_t i = 0; i < P; i++)
+        m->grads.data[i] = (float)T->gsum[i];
+    *hits = (long)T->gsum[P + 1];
+    return T->gsum[P] / n;
+}
+
+/* After an evaluation that rank 0 alone made: every rank learns whether
+ * it stopped the run, and how; rc is rank 0's status. */
+static int comm_agree(struct trainer *T, int rc, bool *stop, struct nb_error *err)
+{
+    enum { GO = 0, DIVERGED, STOPPED, FAILED };
+    double code = rc ? FAILED
+                  : !*stop ? GO
+                  : T->res->status == NB_TRAIN_DIVERGED ? DIVERGED : STOPPED;
+    code = nb_comm_root(T->comm, code);
+    if (T->comm->rank == 0)
+        return rc;
+    *stop = code != GO;
+    if (code == DIVERGED)
+        T->res->status = NB_TRAIN_DIVERGED;
+    else if (code == STOPPED)
+        T->res->status = NB_TRAIN_STOPPED;
+    else if (code == FAILED)
+        return nb_error_set(err, NB_EIO, NULL, 0,
+                            "rank 0 failed at the evaluation after step %ld "
+                            "(its error.txt says why)", T->step);
+    return 0;
+}
+
 /* Trains until the planned steps are taken, the loss diverges or a hook
  * stops it, evaluating when due; returns a status (an evaluation that
  * failed). */
@@ -301,7 +376,9 @@ static int train_loop(struct trainer *T, struct nb_error *err)
         long in_epoch = 0;
         while (!stop && T->step < T->total && (n = nb_loader_next(&T->ld, &x, &y, &t)) > 0) {
             m->ctx.step = T->step;
-            double loss = nb_model_forward(m, x, y, t, n, NB_TRAIN);
+            long hits = 0;
+            double loss = T->comm ? comm_step(T, x, y, t, n, &hits)
+                                  : nb_model_forward(m, x, y, t, n, NB_TRAIN);
             if (!isfinite(loss) || loss > spec->diverge_loss) {
                 T->res->status = NB_TRAIN_DIVERGED;
                 T->acc_loss += loss * n;
@@ -309,12 +386,23 @@ static int train_loop(struct trainer *T, struct nb_error *err)
                 stop = true;
                 break;
             }
-            if (y)
-                T->acc_hits += nb_model_correct(m, y, n);
-            nb_model_backward(m, n);
+            if (T->comm) {
+                T->acc_hits += hits;
+            } else {
+                if (y)
+                    T->acc_hits += nb_model_correct(m, y, n);
+                nb_model_backward(m, n);
+            }
             T->lr = nb_schedule_lr(&T->sched, T->step);
-            if (hooks && hooks->on_step)
+            if (hooks && hooks->on_step && T->comm) { /* rank 0's slice */
+                int s, e;
+                nb_comm_slice(T->comm, n, &s, &e);
+                size_t in = nb_shape_numel(&m->desc.input), out = (size_t)m->desc.outputs;
+                hooks->on_step(hooks->user, m, x + (size_t)s * in, y ? y + s : NULL,
+                               t ? t + (size_t)s * out : NULL, e - s, T->step, T->lr);
+            } else if (hooks && hooks->on_step) {
                 hooks->on_step(hooks->user, m, x, y, t, n, T->step, T->lr);
+            }
             T->acc_gn += nb_sgd_step(&T->sgd, m, T->lr);
             T->acc_loss += loss * n;
             T->acc_samples += n;
@@ -326,7 +414,11 @@ static int train_loop(struct trainer *T, struct nb_error *err)
                        (spec->eval_every_epoch && end_epoch) || last;
             if (!due)
                 continue;
-            int rc = train_evaluate(T, y != NULL, &stop, err);
+            int rc = 0;
+            if (!T->comm || T->comm->rank == 0)
+                rc = train_evaluate(T, y != NULL, &stop, err);
+            if (T->comm)
+                rc = comm_agree(T, rc, &stop, err);
             if (rc)
                 return rc;
         }
@@ -339,6 +431,37 @@ int nb_train_val(const struct nb_train_spec *spec, const struct nb_dataset *trai
                  const struct nb_train_hooks *hooks, double target_acc,
                  struct nb_train_result *res, struct nb_error *err)
 {
+    return nb_train_comm(spec, train, val, test, hooks, NULL, target_acc, res, err);
+}
+
+/* What a run split over K ranks cannot do: batches with fewer samples
+ * than ranks, and batch statistics over parts other than the ranks. */
+static int comm_check(const struct nb_train_spec *spec, size_t ntrain, int K,
+                      struct nb_error *err)
+{
+    const struct nb_norm_opts *o = &spec->model.norm;
+    int rem = spec->drop_last ? 0 : (int)(ntrain % (size_t)spec->batch);
+    if (spec->batch < K)
+        return nb_error_set(err, NB_EINVAL, NULL, 0,
+                            "batch %d is smaller than the %d ranks of the run "
+                            "(every rank needs a sample of every batch)", spec->batch, K);
+    if (rem > 0 && rem < K)
+        return nb_error_set(err, NB_EINVAL, NULL, 0,
+                            "the last batch of an epoch has %d sample(s), fewer than "
+                            "the %d ranks of the run", rem, K);
+    if ((o->type == NB_NORM_BATCH || o->type == NB_NORM_LP) && o->devices != K)
+        return nb_error_set(err, NB_EINVAL, NULL, 0,
+                            "[norm] devices = %d, but the run has %d ranks: the ranks "
+                            "are the devices of %s norm", o->devices, K,
+                            nb_norm_type_name(o->type));
+    return 0;
+}
+
+int nb_train_comm(const struct nb_train_spec *spec, const struct nb_dataset *train,
+                  const struct nb_dataset *val, const struct nb_dataset *test,
+                  const struct nb_train_hooks *hooks, const struct nb_comm *comm,
+                  double target_acc, struct nb_train_result *res, struct nb_error *err)
+{
     memset(res, 0, sizeof *res);
     res->steps_to_target = -1;
     if (spec->batch < 1)
@@ -349,6 +472,11 @@ int nb_train_val(const struct nb_train_spec *spec, const struct nb_dataset *trai
         return nb_error_set(err, NB_EINVAL, NULL, 0,
                             "batch %d is larger than the training set (%zu samples)",
                             spec->batch, train->n);
+    if (!nb_comm_active(comm))
+        comm = NULL;
+    int rc = comm ? comm_check(spec, train->n, comm->size, err) : 0;
+    if (rc)
+        return rc;
 
     struct trainer T = { .spec = spec,
                          .train = train,
@@ -356,8 +484,9 @@ int nb_train_val(const struct nb_train_spec *spec, const struct nb_dataset *trai
                          .test = test,
                          .hooks = hooks,
                          .target_acc = target_acc,
-                         .res = res };
-    int rc = trainer_build(&T, err);
+                         .res = res,
+                         .comm = comm };
+    rc = trainer_build(&T, err);
     if (rc)
         return rc;
     res->params = T.m.n_params;

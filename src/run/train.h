@@ -131,4 +131,26 @@ int nb_train_val(const struct nb_train_spec *spec, const struct nb_dataset *trai
                  const struct nb_train_hooks *hooks, double target_acc,
                  struct nb_train_result *res, struct nb_error *err);
 
+/* nb_train_val split over the ranks of comm (core/comm.h; NULL or size 1
+ * is nb_train_val): data-parallel training of one run.  Every rank calls
+ * it with the same spec and data sets and builds the same model from the
+ * same seed; each draws the same batches (the data order stream), takes
+ * its slice of each (nb_comm_slice), runs the forward and backward of the
+ * slice with the norms exchanging their statistics (norm.h, "Ranks"),
+ * and the gradients, the loss and the hits are summed over the ranks in
+ * rank order before the update, which is then the same on every rank:
+ * the gradient of the batch's mean loss, as one process computes it.
+ * Rank 0 alone evaluates and calls the hooks; on_step gets its slice,
+ * which the model's activations hold (so probes, which read them, are
+ * for one process: the runner refuses them on ranks); the other ranks
+ * pass hooks NULL, and learn after each evaluation whether rank 0 stopped
+ * (diverged, a hook asked, an error: then they return NB_EIO saying so).  Refuses
+ * with NB_EINVAL, before training: a batch (or a last partial batch)
+ * smaller than the rank count, and batch or lp norm whose devices differ
+ * from the rank count (the ranks are the devices). */
+int nb_train_comm(const struct nb_train_spec *spec, const struct nb_dataset *train,
+                  const struct nb_dataset *val, const struct nb_dataset *test,
+                  const struct nb_train_hooks *hooks, const struct nb_comm *comm,
+                  double target_acc, struct nb_train_result *res, struct nb_error *err);
+
 #endif

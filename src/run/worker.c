@@ -31,6 +31,7 @@
 #include "buildinfo.h"
 #include "core/arena.h"
 #include "core/blas.h"
+#include "core/comm.h"
 #include "core/rng.h"
 #include "core/text.h"
 #include "run/csvio.h"
@@ -443,9 +444,52 @@ static bool write_done(const struct wrun *w, const char *status, const struct nb
     return ok;
 }
 
+/* The start of run w (its config and data into rc and data, both
+ * described in head): its directory with the resolved config and a
+ * meta.txt saying running, the start event, the data and the outputs;
+ * returns a status. */
+static int run_start(struct wrun *w, const char *start, struct nb_runcfg *rc,
+                     struct nb_data *data, struct nb_text *head, struct nb_error *err)
+{
+    char path[PATH_SZ + 16];
+    int r;
+    if ((r = rn_mkdir_p(w->dir, err)))
+        return r;
+    unlink(rn_pathf(path, sizeof path, "%s/DONE", w->dir));
+    unlink(rn_pathf(path, sizeof path, "%s/error.txt", w->dir));
+    unlink(rn_pathf(path, sizeof path, "%s/probes.csv", w->dir));
+    unlink(rn_pathf(path, sizeof path, "%s/slice.csv", w->dir));
+    meta_head(w, start, head);
+    struct nb_text tail = {0};
+    rn_kvf(&tail, "status", "running");
+    r = write_config(w, err);
+    if (!r)
+        r = meta_write(w, head, &tail, err);
+    free(tail.s);
+    if (r)
+        return r;
+    rn_event(w->c, "start", w->run, NULL);
+    return run_open(w, rc, data, head, err);
+}
+
+/* Over ranks (comm active): every rank says whether it is ready, and a
+ * rank 0 that is gets the first one that is not as its error; returns
+ * rank 0's status r, or that error. */
+static int ranks_ready(const struct nb_comm *comm, int r, struct nb_error *err)
+{
+    int first = nb_comm_first(comm, r != 0);
+    if (r || first < 0)
+        return r;
+    return nb_error_set(err, NB_EIO, NULL, 0,
+                        "MPI rank %d of %d could not set the run up (its error is on "
+                        "the job's stderr)", first, comm->size);
+}
+
 /* Runs sweep run i in this process; returns W_DONE, W_DIVERGED or
- * W_FAILED (error.txt written). */
-int rn_run_one(const struct ctx *c, size_t i, const char *nonce, int fd)
+ * W_FAILED (error.txt written).  With comm active, as rank 0 of a run
+ * split over its ranks (rn_run_peer runs the others). */
+int rn_run_one(const struct ctx *c, size_t i, const char *nonce, int fd,
+               const struct nb_comm *comm)
 {
     const struct nb_run *run = &c->sw->runs[i];
     struct wrun w;
@@ -455,7 +499,7 @@ int rn_run_one(const struct ctx *c, size_t i, const char *nonce, int fd)
     w.fd = fd;
     struct nb_error err;
     nb_error_clear(&err);
-    char path[PATH_SZ + 16], start[32], end[32], lockdir[PATH_SZ];
+    char start[32], end[32], lockdir[PATH_SZ];
     double t0 = nb_now();
     rn_utc_now(start, sizeof start);
     rn_run_dir(c, run, w.dir, sizeof w.dir);
@@ -470,31 +514,23 @@ int rn_run_one(const struct ctx *c, size_t i, const char *nonce, int fd)
     memset(&data, 0, sizeof data);
     memset(&res, 0, sizeof res);
     const char *status = "failed";
-    int code = W_FAILED, r;
+    int code = W_FAILED;
 
-    if ((r = rn_mkdir_p(w.dir, &err)))
-        goto out;
-    unlink(rn_pathf(path, sizeof path, "%s/DONE", w.dir));
-    unlink(rn_pathf(path, sizeof path, "%s/error.txt", w.dir));
-    unlink(rn_pathf(path, sizeof path, "%s/probes.csv", w.dir));
-    unlink(rn_pathf(path, sizeof path, "%s/slice.csv", w.dir));
-    meta_head(&w, start, &head);
-    rn_kvf(&tail, "status", "running");
-    if ((r = write_config(&w, &err)) || (r = meta_write(&w, &head, &tail, &err)))
-        goto out;
-    free(tail.s);
-    tail = (struct nb_text){0};
-    rn_event(c, "start", run, NULL);
-
-    if ((r = run_open(&w, &rc, &data, &head, &err)))
+    int r = run_start(&w, start, &rc, &data, &head, &err);
+    if (nb_comm_active(comm)) {
+        rn_kvf(&head, "ranks", "%d", comm->size);
+        rn_kvf(&head, "comm", "%s", comm->name ? comm->name : "unknown");
+        r = ranks_ready(comm, r, &err);
+    }
+    if (r)
         goto out;
     w_send(&w, 0, 0);
 
     struct nb_train_hooks hooks = {.user = &w, .on_step = w_on_step,
                                    .on_metrics = w_on_metrics,
                                    .on_end = w_on_end};
-    r = nb_train_val(&rc.train, &data.train, &data.val, &data.test, &hooks, rc.target_acc, &res,
-                     &err);
+    r = nb_train_comm(&rc.train, &data.train, &data.val, &data.test, &hooks, comm,
+                      rc.target_acc, &res, &err);
     if (!r && w.io_failed) {
         err = w.err;
         r = err.status ? err.status : NB_EIO;
@@ -545,3 +581,32 @@ out:;
     return code;
 }
 
+int rn_run_peer(const struct ctx *c, size_t i, const struct nb_comm *comm)
+{
+    const struct nb_run *run = &c->sw->runs[i];
+    struct nb_runcfg rc;
+    struct nb_data data;
+    struct nb_train_result res;
+    struct nb_error err;
+    memset(&data, 0, sizeof data);
+    memset(&res, 0, sizeof res);
+    nb_error_clear(&err);
+    int r = nb_runcfg_from_run(run, &rc, &err);
+    if (!r) {
+        nb_blas_set_threads(rc.threads);
+        r = nb_data_prepare(&rc.data, run->seed, &data, &err);
+    }
+    if (!r)
+        nb_runcfg_bind_data(&rc, &data);
+    bool ready = nb_comm_first(comm, r != 0) < 0;
+    if (ready)
+        r = nb_train_comm(&rc.train, &data.train, &data.val, &data.test, NULL, comm,
+                          rc.target_acc, &res, &err);
+    if (r) {
+        char msg[1200];
+        fprintf(stderr, "normbench: MPI rank %d: run %zu (%s): %s\n", comm->rank, run->index,
+                run->run_id, nb_error_format(&err, msg, sizeof msg));
+    }
+    nb_data_free(&data);
+    return r || !ready ? W_FAILED : res.status == NB_TRAIN_DIVERGED ? W_DIVERGED : W_DONE;
+}
