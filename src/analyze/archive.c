@@ -24,6 +24,10 @@ static const char *const meta_keys[] = {
     "git_revision", "package", "start_utc", "end_utc", "host", "cpu", "cpus_online",
     "blas", "conv_algo", "openblas_coretype", "threads", "wall_seconds", "cpu_seconds",
     "data", "params", NULL};
+/* meta_keys from here on were recorded since 0.1.0: a column only when
+ * some run has a value, so archives of runs made before regenerate byte
+ * for byte */
+enum { META_ADDED_FROM = 14 };
 /* slices.csv: the columns before slice.csv's own */
 static const char *const slice_cols[] = {"slice", "scan", NULL};
 
@@ -548,6 +552,7 @@ struct gather {
     char **meta;                             /* [n]: its meta.txt, or NULL */
     char **cols[NB_AR_COUNT];                /* names borrowed from the tables */
     int ncols[NB_AR_COUNT];
+    bool meta_on[4]; /* meta_keys from META_ADDED_FROM on: some run has one */
 };
 
 /* Reads the rows of every run of g (its directory's files, or its entry
@@ -604,6 +609,33 @@ static int gather_columns(struct gather *g, struct nb_error *err)
     return 0;
 }
 
+/* Run i's value of meta_keys[c] into val: from its meta.txt, or from the
+ * old archive it was read from ("" when it has none). */
+static void meta_value(const struct gather *g, size_t i, const struct nb_archive *old, int c,
+                       char *val, size_t size)
+{
+    if (g->from[i]) {
+        int oc = col(&old->t[NB_AR_RUNS], meta_keys[c]);
+        const char *x = oc >= 0 ? nb_csv_cell(&old->t[NB_AR_RUNS], g->from[i]->row, oc) : NULL;
+        snprintf(val, size, "%s", x ? x : "");
+    } else {
+        kv(g->meta[i], meta_keys[c], val, size);
+    }
+}
+
+/* g->meta_on: which of the meta_keys recorded since 0.1.0 some run has. */
+static void gather_meta(struct gather *g, const struct nb_archive *old)
+{
+    for (int c = META_ADDED_FROM; meta_keys[c]; c++) {
+        NB_ASSERT(c - META_ADDED_FROM < (int)(sizeof g->meta_on / sizeof g->meta_on[0]));
+        char val[1024];
+        for (size_t i = 0; i < g->n && !g->meta_on[c - META_ADDED_FROM]; i++) {
+            meta_value(g, i, old, c, val, sizeof val);
+            g->meta_on[c - META_ADDED_FROM] = val[0] != '\0';
+        }
+    }
+}
+
 /* Frees what g holds (in any state gathering left it). */
 static void gather_free(struct gather *g)
 {
@@ -627,7 +659,8 @@ static void put_headers(struct nb_text *b, const struct nb_archive *out, const s
         sb_field(&b[NB_AR_RUNS], out->keys[k], false);
     sb_field(&b[NB_AR_RUNS], nb_sum_scalar_name(NB_SC_WALL_TIME), false);
     for (int c = 0; meta_keys[c]; c++)
-        sb_field(&b[NB_AR_RUNS], meta_keys[c], false);
+        if (c < META_ADDED_FROM || g->meta_on[c - META_ADDED_FROM])
+            sb_field(&b[NB_AR_RUNS], meta_keys[c], false);
     nb_text_put(&b[NB_AR_RUNS], "\n", 1);
     for (int t = NB_AR_METRICS; t < NB_AR_COUNT; t++) {
         sb_field(&b[t], "run_id", true);
@@ -658,13 +691,9 @@ static int put_run(struct nb_text *b, const struct gather *g, size_t i, const st
     sb_field(rb, nb_format_double(r->sc[NB_SC_WALL_TIME], num, sizeof num), false);
     for (int c = 0; meta_keys[c]; c++) {
         char val[1024];
-        if (g->from[i]) {
-            int oc = col(&old->t[NB_AR_RUNS], meta_keys[c]);
-            const char *x = oc >= 0 ? nb_csv_cell(&old->t[NB_AR_RUNS], g->from[i]->row, oc) : NULL;
-            snprintf(val, sizeof val, "%s", x ? x : "");
-        } else {
-            kv(g->meta[i], meta_keys[c], val, sizeof val);
-        }
+        if (c >= META_ADDED_FROM && !g->meta_on[c - META_ADDED_FROM])
+            continue;
+        meta_value(g, i, old, c, val, sizeof val);
         sb_field(rb, val[0] ? val : NULL, false);
     }
     nb_text_put(rb, "\n", 1);
@@ -740,7 +769,9 @@ int nb_archive_build(const struct nb_summary *s, const struct nb_archive *old,
     for (size_t i = 0; i < s->n_runs; i++)
         if (s->runs[i].status != NB_SUM_PENDING)
             g.runs[m++] = &s->runs[i];
-    if ((rc = gather_rows(&g, old, err)) || (rc = gather_columns(&g, err)))
+    if (!(rc = gather_rows(&g, old, err)) && !(rc = gather_columns(&g, err)))
+        gather_meta(&g, old);
+    if (rc)
         goto done;
     /* the key columns: the summary's varying keys */
     char kname[256];

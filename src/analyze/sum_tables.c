@@ -136,7 +136,8 @@ static int write_runs(const struct nb_summary *s, const char *path,
     if (!rc)
         rc = hdr_keys(&h, s);
     for (int i = 0; i < NB_SC_COUNT && !rc; i++)
-        rc = hdr_add(&h, nb_sum_scalar_name(i), false);
+        if (nb_sum_scalar_tabled(s, i))
+            rc = hdr_add(&h, nb_sum_scalar_name(i), false);
     if (rc) {
         hdr_free(&h);
         return nb_error_oom(err);
@@ -156,7 +157,8 @@ static int write_runs(const struct nb_summary *s, const char *path,
             nb_csvw_long(&w, (long long)r->seed);
             w_keys(&w, s, g);
             for (int k = 0; k < NB_SC_COUNT; k++)
-                sum_w_num(&w, r->sc[k]);
+                if (nb_sum_scalar_tabled(s, k))
+                    sum_w_num(&w, r->sc[k]);
             rc = nb_csvw_end_row(&w, err);
         }
     int rc2 = nb_csvw_close(&w, false, rc ? NULL : err);
@@ -182,7 +184,8 @@ static int write_groups(const struct nb_summary *s, const char *path,
     for (int i = 0; i < 4 && !rc; i++)
         rc = hdr_add(&h, counts[i], false);
     for (int i = 0; i < NB_SC_COUNT && !rc; i++)
-        rc = hdr_suffixed(&h, nb_sum_scalar_name(i), suf5);
+        if (nb_sum_scalar_tabled(s, i))
+            rc = hdr_suffixed(&h, nb_sum_scalar_name(i), suf5);
     if (rc) {
         hdr_free(&h);
         return nb_error_oom(err);
@@ -208,6 +211,8 @@ static int write_groups(const struct nb_summary *s, const char *path,
         nb_csvw_long(&w, G->n_diverged);
         nb_csvw_long(&w, G->n_missing);
         for (int k = 0; k < NB_SC_COUNT; k++) {
+            if (!nb_sum_scalar_tabled(s, k))
+                continue;
             size_t nv = 0;
             for (int i = 0; i < G->n_runs; i++) {
                 const struct nb_sum_run *r = &s->runs[G->runs[i]];

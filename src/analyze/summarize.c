@@ -34,6 +34,7 @@
  * checks in nb_sum_scalar_name's users: a NULL name). */
 static const struct {
     const char *name, *title;
+    bool added; /* recorded since 0.1.0: a table column only where a run has it */
 } scalars[NB_SC_COUNT] = {
     [NB_SC_FINAL_TEST_ACC] = {"final_test_acc", "final test accuracy"},
     [NB_SC_FINAL_TEST_ERROR] = {"final_test_error", "final test error (%)"},
@@ -56,12 +57,24 @@ static const struct {
     [NB_SC_EPOCHS_TO_TARGET] = {"epochs_to_target", "epochs to target accuracy"},
     [NB_SC_WALL_TIME] = {"wall_time", "wall time (s)"},
     [NB_SC_DIVERGED] = {"diverged", "fraction diverged"},
-    [NB_SC_PARAMS] = {"params", "trainable parameters"},
+    [NB_SC_PARAMS] = {"params", "trainable parameters", true},
 };
 
 const char *nb_sum_scalar_name(int sc)
 {
     return sc >= 0 && sc < NB_SC_COUNT ? scalars[sc].name : NULL;
+}
+
+bool nb_sum_scalar_tabled(const struct nb_summary *s, int sc)
+{
+    if (sc < 0 || sc >= NB_SC_COUNT)
+        return false;
+    if (!scalars[sc].added)
+        return true;
+    for (size_t i = 0; i < s->n_runs; i++)
+        if (!isnan(s->runs[i].sc[sc]))
+            return true;
+    return false;
 }
 
 const char *nb_sum_scalar_title(int sc)

@@ -210,6 +210,12 @@ struct nb_summary {
     int n_mcols;
 };
 
+/* Whether scalar sc has a column in s's tables (runs.csv, groups.csv):
+ * always, but for a scalar recorded since 0.1.0 (params) only when some
+ * run of s has it, so the tables of runs made before it regenerate byte
+ * for byte. */
+bool nb_sum_scalar_tabled(const struct nb_summary *s, int sc);
+
 void nb_summary_init(struct nb_summary *s);
 void nb_summary_free(struct nb_summary *s);
 
