@@ -3,7 +3,6 @@
  * --help`. */
 #include "config/keys.h"
 
-#include <assert.h>
 #include <string.h>
 
 #include "data/data.h"
@@ -73,13 +72,13 @@ int nb_key_count(void)
 
 const struct nb_key *nb_key_at(int i)
 {
-    assert(i >= 0);
+    NB_ASSERT(i >= 0);
     for (int t = 0; t < N_TABLES; t++) {
         if (i < *tables[t].n)
             return &tables[t].keys[i];
         i -= *tables[t].n;
     }
-    assert(!"key index out of range");
+    NB_ASSERT(!"key index out of range");
     return NULL;
 }
 

@@ -3,7 +3,6 @@
  * and the small text helpers behind them (nb_closest for did-you-mean). */
 #include "core/opt.h"
 
-#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -444,7 +443,7 @@ static void store_number(const struct nb_key *k, double v, long long x, char *at
     case NB_FIELD_ENUM: *(int *)(void *)at = (int)x; break;
     case NB_FIELD_NONE:
     case NB_FIELD_INT_ARRAY:
-    case NB_FIELD_CHARS: assert(!"a number into a member that is not one"); break;
+    case NB_FIELD_CHARS: NB_ASSERT(!"a number into a member that is not one"); break;
     }
 }
 
@@ -478,7 +477,7 @@ int nb_key_store(const struct nb_key *k, const char *text, void *base,
     char *at = (char *)base + k->off;
     if (k->field == NB_FIELD_NONE)
         return 0;
-    assert(k->field != NB_FIELD_ENUM || k->cap == sizeof(int));
+    NB_ASSERT(k->field != NB_FIELD_ENUM || k->cap == sizeof(int));
     if (k->word && !strcmp(text, k->word)) {
         if (k->word_flag)
             *(bool *)(void *)((char *)base + k->word_off) = true;
@@ -500,12 +499,12 @@ int nb_key_store(const struct nb_key *k, const char *text, void *base,
         return 0;
     case NB_KEY_ENUM: {
         int i = nb_name_index(k->enum_values, text);
-        assert(i >= 0);
+        NB_ASSERT(i >= 0);
         store_number(k, i > 0, i, at);
         return 0;
     }
     case NB_KEY_STRING:
-        assert(k->field == NB_FIELD_CHARS);
+        NB_ASSERT(k->field == NB_FIELD_CHARS);
         if (strlen(text) >= k->cap)
             return nb_error_set(err, NB_EINVAL, NULL, 0,
                                 "[%s] %s is longer than %zu bytes", k->section, k->key,
@@ -513,7 +512,7 @@ int nb_key_store(const struct nb_key *k, const char *text, void *base,
         memcpy(at, text, strlen(text) + 1);
         return 0;
     case NB_KEY_INT_LIST:
-        assert(k->field == NB_FIELD_INT_ARRAY);
+        NB_ASSERT(k->field == NB_FIELD_INT_ARRAY);
         return store_int_list(k, text, base, err);
     case NB_KEY_FLOAT_LIST:
     case NB_KEY_NAMES:
@@ -521,7 +520,7 @@ int nb_key_store(const struct nb_key *k, const char *text, void *base,
     case NB_KEY_TYPE_COUNT:
         break;
     }
-    assert(!"no binding for this key type");
+    NB_ASSERT(!"no binding for this key type");
     return NB_EINVAL;
 }
 
@@ -529,7 +528,6 @@ void nb_keys_default(const struct nb_key *keys, int n, void *base)
 {
     for (int i = 0; i < n; i++) {
         int rc = nb_key_store(&keys[i], keys[i].def, base, NULL);
-        assert(rc == 0);
-        (void)rc;
+        NB_ASSERT(rc == 0);
     }
 }
