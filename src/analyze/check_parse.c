@@ -473,6 +473,23 @@ static char *take_arg(struct parser *ps)
     return trim_dup(s, (size_t)(ps->p - s));
 }
 
+/* Parses metric (malloc'd; freed here) into n->metric: 0, or -1 with the
+ * error set at the check's line. */
+static int take_metric(struct parser *ps, struct nb_check_node *n, char *metric)
+{
+    struct nb_error e2;
+    nb_error_clear(&e2);
+    int rc = nb_metric_parse(metric, ps->file, ps->line, &n->metric, &e2);
+    free(metric);
+    if (!rc)
+        return 0;
+    nb_error_set(ps->err, e2.status, ps->file, ps->line, "%s: %s", ps->ctx, e2.msg);
+    if (e2.hint[0])
+        nb_error_hint(ps->err, "%s", e2.hint);
+    ps->status = e2.status;
+    return -1;
+}
+
 /* The first argument of an aggregate call, its metric, into n->metric;
  * 0, or -1 with the error set (n is the caller's to free). */
 static int parse_call_metric(struct parser *ps, struct nb_check_node *n, const char *name)
@@ -497,17 +514,8 @@ static int parse_call_metric(struct parser *ps, struct nb_check_node *n, const c
         perr(ps, "expected ',' or ')' after the metric");
         return -1;
     }
-    struct nb_error e2;
-    nb_error_clear(&e2);
-    if (nb_metric_parse(metric, ps->file, ps->line, &n->metric, &e2)) {
-        free(metric);
-        nb_error_set(ps->err, e2.status, ps->file, ps->line, "%s: %s", ps->ctx, e2.msg);
-        if (e2.hint[0])
-            nb_error_hint(ps->err, "%s", e2.hint);
-        ps->status = e2.status;
+    if (take_metric(ps, n, metric))
         return -1;
-    }
-    free(metric);
     return 0;
 }
 
@@ -606,17 +614,8 @@ static int parse_call_extreme(struct parser *ps, struct nb_check_node *n, const 
         perr(ps, "%s's condition must be METRIC OP NUMBER (final_test_error <= 20)", name);
         return -1;
     }
-    struct nb_error e2;
-    nb_error_clear(&e2);
-    if (nb_metric_parse(metric, ps->file, ps->line, &n->metric, &e2)) {
-        free(metric);
-        nb_error_set(ps->err, e2.status, ps->file, ps->line, "%s: %s", ps->ctx, e2.msg);
-        if (e2.hint[0])
-            nb_error_hint(ps->err, "%s", e2.hint);
-        ps->status = e2.status;
+    if (take_metric(ps, n, metric))
         return -1;
-    }
-    free(metric);
     if (n->metric.kind != NB_MK_SCALAR) {
         ps->p = m0;
         perr(ps, "%s's condition needs a per-run scalar (final_test_error, diverged, ...), "
