@@ -73,8 +73,7 @@ static int bind_probe_rest(const struct nb_run *run, struct nb_runcfg *rc,
         rc->slice_at[i] = (long)at[i];
     o->slice_at = nat ? rc->slice_at : NULL;
     o->n_slice_at = nat;
-    rc->probes = o->landscape || o->ics || o->dist || o->gradstats ||
-                 o->hessian || o->slice;
+    rc->probes = nb_probe_opts_any(o);
     if (!rc->probes)
         return 0;
     struct nb_error e;
@@ -499,14 +498,13 @@ int nb_runcfg_check_ranks(const struct nb_run *run, int ranks, struct nb_error *
                      "than the %d MPI ranks of the run", rem, ntrain, s->batch, ranks);
         return nb_error_hint(err, "set drop_last = true");
     }
-    static const char *const probes[] = {"landscape", "ics", "dist", "gradstats", "hessian",
-                                         "slice"};
-    for (size_t i = 0; rc.probes && i < sizeof probes / sizeof probes[0]; i++)
-        if (nb_run_get_bool(run, "probe", probes[i])) {
-            nb_run_error(run, err, "probe", probes[i],
+    /* each probe's on/off key is [probe] NAME */
+    for (int k = 0; rc.probes && k < NB_PROBE_KIND_COUNT; k++)
+        if (nb_run_get_bool(run, "probe", nb_probe_kinds[k].name)) {
+            nb_run_error(run, err, "probe", nb_probe_kinds[k].name,
                          "[probe] %s is on, but probes measure the activations of one "
                          "process and this run is split over %d MPI ranks",
-                         probes[i], ranks);
+                         nb_probe_kinds[k].name, ranks);
             return nb_error_hint(err, "run the probes without mpirun (the same config "
                                  "in one process computes the same training)");
         }

@@ -43,8 +43,10 @@ static double dot_fd(const float *v, const double *w, size_t n)
     return s;
 }
 
-void nbp_hessian(struct nb_probe *p, struct nb_model *m, long step)
+static void hessian(struct nb_probe *p, struct nb_model *m, const struct nbp_batch *b,
+                    long step)
 {
+    (void)b;
     const enum nb_mode mode = p->o.hessian_mode == NB_HESSIAN_PROBE ? NB_PROBE : NB_EVAL;
     const char *bn = nb_mode_name(mode);
     const size_t np = p->n_params;
@@ -133,3 +135,31 @@ void nbp_hessian(struct nb_probe *p, struct nb_model *m, long step)
     nbp_emit(p, &r, "trace_stderr", se);
     nbp_emit(p, &r, "fd_step", h);
 }
+
+const char *const nbp_hessian_stats[] = {
+    "loss",        "lambda_max",      "lambda_iters", "lambda_converged", "trace",
+    "trace_iters", "trace_converged", "trace_stderr", "fd_step",          "seconds", NULL};
+
+static bool hessian_due(const struct nb_probe_opts *o, long step)
+{
+    return o->hessian && o->hessian_every > 0 && step % o->hessian_every == 0;
+}
+
+static bool hessian_at_end(const struct nb_probe_opts *o)
+{
+    return o->hessian;
+}
+
+static const char *hessian_mode(const struct nb_probe_opts *o)
+{
+    return nb_hessian_mode_names[o->hessian_mode];
+}
+
+const struct nbp_ops nbp_hessian_ops = {
+    .phase = NBP_AT_THETA,
+    .uses_data = true,
+    .due = hessian_due,
+    .at_end = hessian_at_end,
+    .mode = hessian_mode,
+    .run = hessian,
+};

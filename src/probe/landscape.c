@@ -35,10 +35,13 @@ static void band(const double *v, int n, double *lo, double *hi)
  *   dg[eta]    = ||grad L(w - eta g) - g0||_2
  *   beta[eta]  = dg[eta] / (eta ||g||_2)
  * then the band (min, max) of loss and dg and beta_eff = max beta. */
-void nbp_landscape(struct nb_probe *p, struct nb_model *m, const float *x,
-                   const int *y, const float *t, int n, long step, double lr,
-                   double loss0)
+static void landscape(struct nb_probe *p, struct nb_model *m, const struct nbp_batch *b,
+                      long step)
 {
+    const float *x = b->x, *t = b->t;
+    const int *y = b->y;
+    const int n = b->n;
+    const double lr = b->lr, loss0 = b->loss0;
     const int P = p->o.eta_points;
     const size_t np = p->n_params;
     double *L = p->lscratch, *DG = L + P, *B = DG + P;
@@ -113,9 +116,12 @@ static size_t step_layers(struct nb_probe *p, struct nb_model *m, int a, int b,
  * Incremental: each forward adds the layers since the previous weight
  * layer to the stepped set.  While nothing precedes (the first layer),
  * G' = G. */
-void nbp_ics(struct nb_probe *p, struct nb_model *m, const float *x,
-             const int *y, const float *t, int n, long step, double lr)
+static void ics(struct nb_probe *p, struct nb_model *m, const struct nbp_batch *b, long step)
 {
+    const float *x = b->x, *t = b->t;
+    const int *y = b->y;
+    const int n = b->n;
+    const double lr = b->lr;
     memcpy(m->params.data, p->theta, p->n_params * sizeof(float));
     int upto = 0;       /* layers [0, upto) are stepped */
     size_t stepped = 0; /* parameters stepped so far */
@@ -149,3 +155,41 @@ void nbp_ics(struct nb_probe *p, struct nb_model *m, const float *x,
         nbp_emit(p, &r, "grad_norm_shifted", sqrt(ss));
     }
 }
+
+const char *const nbp_landscape_stats[] = {
+    "loss",     "grad_change",     "beta",            "loss0",    "grad_norm", "loss_min",
+    "loss_max", "grad_change_min", "grad_change_max", "beta_eff", "seconds",   NULL};
+
+static bool landscape_due(const struct nb_probe_opts *o, long step)
+{
+    return o->landscape && step % o->landscape_every == 0;
+}
+
+/* both probes forward in PROBE mode (batch statistics, no running-stat update) */
+static const char *probe_mode(const struct nb_probe_opts *o)
+{
+    (void)o;
+    return "probe";
+}
+
+const struct nbp_ops nbp_landscape_ops = {
+    .phase = NBP_ON_REFERENCE_GRADIENT,
+    .due = landscape_due,
+    .mode = probe_mode,
+    .run = landscape,
+};
+
+const char *const nbp_ics_stats[] = {"l2", "cos", "grad_norm", "grad_norm_shifted", "seconds",
+                                     NULL};
+
+static bool ics_due(const struct nb_probe_opts *o, long step)
+{
+    return o->ics && step % o->ics_every == 0;
+}
+
+const struct nbp_ops nbp_ics_ops = {
+    .phase = NBP_ON_REFERENCE_GRADIENT,
+    .due = ics_due,
+    .mode = probe_mode,
+    .run = ics,
+};

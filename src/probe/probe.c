@@ -8,30 +8,14 @@
 
 #include "core/rng.h"
 
-static const char *const stats_landscape[] = {
-    "loss",     "grad_change",     "beta",            "loss0",    "grad_norm", "loss_min",
-    "loss_max", "grad_change_min", "grad_change_max", "beta_eff", "seconds",   NULL};
-static const char *const stats_ics[] = {"l2", "cos", "grad_norm", "grad_norm_shifted",
-                                        "seconds", NULL};
-static const char *const stats_dist[] = {
-    "mean",   "var",   "p15",       "p50",       "p85",       "dmean",   "dvar",
-    "cdmean", "cdvar", "p15_drift", "p50_drift", "p85_drift", "seconds", NULL};
-static const char *const stats_gradstats[] = {"grad_norm", "weight_norm", "seconds", NULL};
-static const char *const stats_hessian[] = {
-    "loss",        "lambda_max",      "lambda_iters", "lambda_converged", "trace",
-    "trace_iters", "trace_converged", "trace_stderr", "fd_step",          "seconds", NULL};
-static const char *const stats_slice[] = {"dim",         "points",   "range",    "index",
-                                          "loss_center", "loss_min", "loss_max", "seconds",
-                                          NULL};
-
+#define NBP_KIND_ROW_(U, l) [NB_PROBE_##U] = {#l, nbp_##l##_stats},
 const struct nb_probe_kind_info nb_probe_kinds[NB_PROBE_KIND_COUNT] = {
-    [NB_PROBE_LANDSCAPE] = {"landscape", stats_landscape},
-    [NB_PROBE_ICS] = {"ics", stats_ics},
-    [NB_PROBE_DIST] = {"dist", stats_dist},
-    [NB_PROBE_GRADSTATS] = {"gradstats", stats_gradstats},
-    [NB_PROBE_HESSIAN] = {"hessian", stats_hessian},
-    [NB_PROBE_SLICE] = {"slice", stats_slice},
-};
+    NB_PROBE_KINDS(NBP_KIND_ROW_)};
+#undef NBP_KIND_ROW_
+
+#define NBP_OPS_ROW_(U, l) [NB_PROBE_##U] = &nbp_##l##_ops,
+static const struct nbp_ops *const kind_ops[NB_PROBE_KIND_COUNT] = {NB_PROBE_KINDS(NBP_OPS_ROW_)};
+#undef NBP_OPS_ROW_
 
 const char *const nb_probe_spacing_names[NB_SPACING_COUNT + 1] = {
     [NB_SPACING_LIN] = "lin", [NB_SPACING_LOG] = "log", [NB_SPACING_COUNT] = NULL,
@@ -173,9 +157,34 @@ int nb_probe_opts_check(const struct nb_probe_opts *o, struct nb_error *err)
 
 /* ---- set-up ------------------------------------------------------------- */
 
+/* Whether kind k is on: its bool key [probe] NAME in nb_probe_keys. */
+static bool kind_on(const struct nb_probe_opts *o, int k)
+{
+    for (int i = 0; i < nb_probe_n_keys; i++) {
+        const struct nb_key *key = &nb_probe_keys[i];
+        if (strcmp(key->key, nb_probe_kinds[k].name))
+            continue;
+        NB_ASSERT(key->type == NB_KEY_BOOL && key->field == NB_FIELD_BOOL);
+        return *(const bool *)((const char *)o + key->off);
+    }
+    NB_ASSERT(!"a probe kind without its [probe] key");
+    return false;
+}
+
+bool nb_probe_opts_any(const struct nb_probe_opts *o)
+{
+    for (int k = 0; k < NB_PROBE_KIND_COUNT; k++)
+        if (kind_on(o, k))
+            return true;
+    return false;
+}
+
 static bool needs_data(const struct nb_probe_opts *o)
 {
-    return o->hessian || o->slice;
+    for (int k = 0; k < NB_PROBE_KIND_COUNT; k++)
+        if (kind_ops[k]->uses_data && kind_on(o, k))
+            return true;
+    return false;
 }
 
 void nb_probe_free(struct nb_probe *p)
@@ -497,43 +506,6 @@ double nbp_pass(struct nb_probe *p, struct nb_model *m, size_t count,
 
 /* ---- the driver ----------------------------------------------------------- */
 
-static const char *kind_mode(const struct nb_probe *p, enum nb_probe_kind k)
-{
-    switch (k) {
-    case NB_PROBE_LANDSCAPE:
-    case NB_PROBE_ICS: return "probe";
-    case NB_PROBE_DIST:
-    case NB_PROBE_GRADSTATS: return "train";
-    case NB_PROBE_HESSIAN: return nb_hessian_mode_names[p->o.hessian_mode];
-    case NB_PROBE_SLICE: return p->o.slice_recompute_bn ? "recomputed" : "eval";
-    case NB_PROBE_KIND_COUNT: break;
-    }
-    NB_ASSERT(!"not a probe kind");
-    return "?";
-}
-
-static bool slice_due(const struct nb_probe *p, long step)
-{
-    if (!p->o.slice)
-        return false;
-    for (int i = 0; i < p->o.n_slice_at; i++)
-        if (p->o.slice_at[i] == step)
-            return true;
-    return false;
-}
-
-static bool slice_at_end(const struct nb_probe *p)
-{
-    if (!p->o.slice)
-        return false;
-    if (p->o.n_slice_at == 0)
-        return true;
-    for (int i = 0; i < p->o.n_slice_at; i++)
-        if (p->o.slice_at[i] < 0)
-            return true;
-    return false;
-}
-
 struct saved_ctx {
     gsl_rng *probe, *dropout, *noise;
     const int *labels;
@@ -584,8 +556,46 @@ static void account(struct nb_probe *p, struct nb_model *m, long step,
     double dt = nb_now() - t0;
     p->cost[k].calls++;
     p->cost[k].seconds += dt;
-    struct nb_probe_row r = nbp_row(m, step, k, -1, kind_mode(p, k));
+    struct nb_probe_row r = nbp_row(m, step, k, -1, kind_ops[k]->mode(&p->o));
     nbp_emit(p, &r, "seconds", dt);
+}
+
+/* p->gref for NBP_ON_REFERENCE_GRADIENT: with stochastic layers the
+ * gradient in PROBE mode with this call's draws, what every probe forward
+ * of the call sees (b->loss0 becomes that forward's loss); else the
+ * training gradient. */
+static void reference_gradient(struct nb_probe *p, struct nb_model *m, struct nbp_batch *b)
+{
+    if (p->stochastic) {
+        b->loss0 = nbp_forward(p, m, b->x, b->y, b->t, b->n, NB_PROBE);
+        nb_model_backward(m, b->n);
+        memcpy(p->gref, m->grads.data, p->n_params * sizeof(float));
+    } else {
+        memcpy(p->gref, p->g, p->n_params * sizeof(float));
+    }
+}
+
+/* Runs the kinds of `phase` that are due, in enum order, each charged the
+ * time since the previous one ended (the reference gradient to the
+ * first). */
+static void run_phase(struct nb_probe *p, struct nb_model *m, struct nbp_batch *b, long step,
+                      const bool due[NB_PROBE_KIND_COUNT], enum nbp_phase phase)
+{
+    double t0 = nb_now();
+    bool first = true;
+    for (int k = 0; k < NB_PROBE_KIND_COUNT; k++) {
+        const struct nbp_ops *ops = kind_ops[k];
+        if (!due[k] || ops->phase != phase)
+            continue;
+        if (first && phase == NBP_ON_REFERENCE_GRADIENT)
+            reference_gradient(p, m, b);
+        if (phase == NBP_AT_THETA)
+            memcpy(m->params.data, p->theta, p->n_params * sizeof(float));
+        ops->run(p, m, b, step);
+        account(p, m, step, (enum nb_probe_kind)k, t0);
+        t0 = nb_now();
+        first = false;
+    }
 }
 
 void nb_probe_step(struct nb_probe *p, struct nb_model *m, const float *x,
@@ -593,14 +603,10 @@ void nb_probe_step(struct nb_probe *p, struct nb_model *m, const float *x,
 {
     if (p->status || step < 0)
         return;
-    const struct nb_probe_opts *o = &p->o;
-    bool land = o->landscape && step % o->landscape_every == 0;
-    bool ics = o->ics && step % o->ics_every == 0;
-    bool dist = o->dist && step % o->dist_every == 0;
-    bool gstat = o->gradstats && step % o->dist_every == 0;
-    bool hess = o->hessian && o->hessian_every > 0 && step % o->hessian_every == 0;
-    bool slc = slice_due(p, step);
-    if (!(land || ics || dist || gstat || hess || slc))
+    bool due[NB_PROBE_KIND_COUNT], any = false;
+    for (int k = 0; k < NB_PROBE_KIND_COUNT; k++)
+        any |= due[k] = kind_ops[k]->due(&p->o, step);
+    if (!any)
         return;
     NB_ASSERT(n >= 1 && n <= p->cap && n <= m->max_batch);
     double t_all = nb_now();
@@ -611,53 +617,13 @@ void nb_probe_step(struct nb_probe *p, struct nb_model *m, const float *x,
     double loss0 = 0;
     for (int i = 0; i < n; i++)
         loss0 += lv[i];
-    loss0 /= n;
+    struct nbp_batch b = {x, y, t, n, lr, loss0 / n};
 
     struct saved_ctx c;
     save(p, m, &c);
-    double t0;
-    if (dist) {
-        t0 = nb_now();
-        nbp_dist(p, m, n, step);
-        account(p, m, step, NB_PROBE_DIST, t0);
-    }
-    if (gstat) {
-        t0 = nb_now();
-        nbp_gradstats(p, m, step);
-        account(p, m, step, NB_PROBE_GRADSTATS, t0);
-    }
-    if (land || ics) {
-        t0 = nb_now();
-        if (p->stochastic) {
-            /* the reference gradient in PROBE mode, with this call's
-             * draws: what every probe forward of the call sees */
-            loss0 = nbp_forward(p, m, x, y, t, n, NB_PROBE);
-            nb_model_backward(m, n);
-            memcpy(p->gref, m->grads.data, p->n_params * sizeof(float));
-        } else {
-            memcpy(p->gref, p->g, p->n_params * sizeof(float));
-        }
-        if (land) {
-            nbp_landscape(p, m, x, y, t, n, step, lr, loss0);
-            account(p, m, step, NB_PROBE_LANDSCAPE, t0);
-            t0 = nb_now();
-        }
-        if (ics) {
-            nbp_ics(p, m, x, y, t, n, step, lr);
-            account(p, m, step, NB_PROBE_ICS, t0);
-        }
-    }
-    if (hess) {
-        t0 = nb_now();
-        memcpy(m->params.data, p->theta, p->n_params * sizeof(float));
-        nbp_hessian(p, m, step);
-        account(p, m, step, NB_PROBE_HESSIAN, t0);
-    }
-    if (slc) {
-        t0 = nb_now();
-        nbp_slice(p, m, step);
-        account(p, m, step, NB_PROBE_SLICE, t0);
-    }
+    run_phase(p, m, &b, step, due, NBP_ON_TRAINING_PASS);
+    run_phase(p, m, &b, step, due, NBP_ON_REFERENCE_GRADIENT);
+    run_phase(p, m, &b, step, due, NBP_AT_THETA);
     restore(p, m, &c);
     p->calls++;
     p->seconds += nb_now() - t_all;
@@ -667,23 +633,18 @@ void nb_probe_finish(struct nb_probe *p, struct nb_model *m, long steps)
 {
     if (p->status)
         return;
-    bool hess = p->o.hessian;
-    bool slc = slice_at_end(p);
-    if (!hess && !slc)
+    bool due[NB_PROBE_KIND_COUNT], any = false;
+    for (int k = 0; k < NB_PROBE_KIND_COUNT; k++) {
+        const struct nbp_ops *ops = kind_ops[k];
+        NB_ASSERT(!ops->at_end || ops->phase == NBP_AT_THETA);
+        any |= due[k] = ops->at_end && ops->at_end(&p->o);
+    }
+    if (!any)
         return;
-    double t_all = nb_now(), t0;
+    double t_all = nb_now();
     struct saved_ctx c;
     save(p, m, &c);
-    if (hess) {
-        t0 = nb_now();
-        nbp_hessian(p, m, steps);
-        account(p, m, steps, NB_PROBE_HESSIAN, t0);
-    }
-    if (slc) {
-        t0 = nb_now();
-        nbp_slice(p, m, steps);
-        account(p, m, steps, NB_PROBE_SLICE, t0);
-    }
+    run_phase(p, m, NULL, steps, due, NBP_AT_THETA);
     restore(p, m, &c);
     p->calls++;
     p->seconds += nb_now() - t_all;

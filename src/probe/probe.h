@@ -149,14 +149,19 @@ enum nb_probe_spacing { NB_SPACING_LIN = 0, NB_SPACING_LOG, NB_SPACING_COUNT };
  * takes its values from this table (keys.c), and the enum maps by index. */
 extern const char *const nb_probe_spacing_names[];
 
-/* The probe kinds, for cost accounting. */
+/* The probe kinds, one line each: X(ENUMERATOR, name), the name being the
+ * probes.csv probe column.  Each kind's file defines nbp_NAME_stats and
+ * nbp_NAME_ops (probe_impl.h), which probe.c's tables collect; a new probe
+ * is a line here, its options in struct nb_probe_opts and its keys in
+ * probe.c's table, its file (added to Makefile.am) and its test. */
+#define NB_PROBE_KINDS(X)                                                                \
+    X(LANDSCAPE, landscape) X(ICS, ics) X(DIST, dist) X(GRADSTATS, gradstats)           \
+    X(HESSIAN, hessian) X(SLICE, slice)
+
 enum nb_probe_kind {
-    NB_PROBE_LANDSCAPE = 0,
-    NB_PROBE_ICS,
-    NB_PROBE_DIST,
-    NB_PROBE_GRADSTATS,
-    NB_PROBE_HESSIAN,
-    NB_PROBE_SLICE,
+#define NB_PROBE_ENUMERATOR_(U, l) NB_PROBE_##U,
+    NB_PROBE_KINDS(NB_PROBE_ENUMERATOR_)
+#undef NB_PROBE_ENUMERATOR_
     NB_PROBE_KIND_COUNT
 };
 
@@ -236,6 +241,9 @@ extern const int nb_probe_n_keys;
 /* nb_probe_keys' defaults, and the Hessian's internal constants: tol
  * 1e-3, 100 iterations, fd step 1e-3. */
 void nb_probe_opts_default(struct nb_probe_opts *o);
+
+/* Whether any probe is on (each kind's bool key [probe] NAME). */
+bool nb_probe_opts_any(const struct nb_probe_opts *o);
 
 /* Checks ranges and combinations (eta_min > 0, eta_max >= eta_min,
  * eta_points >= 1, every >= 1, hessian_every >= 0, samples >= 1 (slices:

@@ -51,18 +51,60 @@ size_t nbp_pass_samples(const struct nb_probe *p, const struct nb_model *m,
 double nbp_pass(struct nb_probe *p, struct nb_model *m, size_t count,
                 int chunk, enum nb_mode mode, bool grad, long *hits);
 
-/* The probes.  All run on the saved state: p->theta (parameters), p->g
- * (the training gradient of this step), p->gref (the probe-mode gradient
- * at theta on the same batch; == p->g without stochastic layers). */
-void nbp_landscape(struct nb_probe *p, struct nb_model *m, const float *x,
-                   const int *y, const float *t, int n, long step, double lr,
-                   double loss0);
-void nbp_ics(struct nb_probe *p, struct nb_model *m, const float *x,
-             const int *y, const float *t, int n, long step, double lr);
-void nbp_dist(struct nb_probe *p, struct nb_model *m, int n, long step);
-void nbp_gradstats(struct nb_probe *p, struct nb_model *m, long step);
-void nbp_hessian(struct nb_probe *p, struct nb_model *m, long step);
-void nbp_slice(struct nb_probe *p, struct nb_model *m, long step);
+/* The batch of the training step a probe call comes with (probe.c's
+ * nb_probe_step): inputs x, labels y or targets t (NULL when the other),
+ * n samples, the step's learning rate, and the loss at theta on it (the
+ * training loss, or the probe-mode loss with stochastic layers). */
+struct nbp_batch {
+    const float *x;
+    const int *y;
+    const float *t;
+    int n;
+    double lr;
+    double loss0;
+};
+
+/* When a probe runs within a call, and on what; the driver runs the
+ * phases in this order, and the kinds within a phase in enum order. */
+enum nbp_phase {
+    /* first, on the training step's own forward and backward: its
+     * activations (m->acts) and gradient (p->g) are still there */
+    NBP_ON_TRAINING_PASS,
+    /* after p->gref, the probe-mode gradient at theta on the batch, is
+     * computed (its cost charged to the first of the phase's probes) */
+    NBP_ON_REFERENCE_GRADIENT,
+    /* with the parameters reset to theta first; the only phase that may
+     * run at the end of training, where there is no batch (b == NULL) */
+    NBP_AT_THETA,
+};
+
+/* What the driver needs of a probe kind.  All run on the saved state:
+ * p->theta (parameters), p->g (the training gradient of this step),
+ * p->gref (NBP_ON_REFERENCE_GRADIENT: the probe-mode gradient at theta on
+ * the same batch; == p->g without stochastic layers). */
+struct nbp_ops {
+    enum nbp_phase phase;
+    /* whether it passes over the training set p->data (not only the
+     * step's batch): probe set-up then requires one */
+    bool uses_data;
+    /* whether the probe runs at this training step */
+    bool (*due)(const struct nb_probe_opts *o, long step);
+    /* whether it runs once more at the end of training (NULL: never;
+     * NBP_AT_THETA only) */
+    bool (*at_end)(const struct nb_probe_opts *o);
+    /* the bn_mode column of its rows */
+    const char *(*mode)(const struct nb_probe_opts *o);
+    /* the probe: writes its rows with nbp_emit; b is NULL at the end */
+    void (*run)(struct nb_probe *p, struct nb_model *m, const struct nbp_batch *b, long step);
+};
+
+/* Each kind's stats (NULL-terminated, "seconds" included: probe.h's
+ * nb_probe_kinds) and ops, defined in the kind's own file. */
+#define NBP_DECLARE_(U, l)                                                               \
+    extern const char *const nbp_##l##_stats[];                                          \
+    extern const struct nbp_ops nbp_##l##_ops;
+NB_PROBE_KINDS(NBP_DECLARE_)
+#undef NBP_DECLARE_
 
 /* Tensors the dist probe tracks: for each, the activation index and the
  * layer it belongs to, and whether it is the layer's input.  Returns the

@@ -86,8 +86,9 @@ static void recompute(struct nb_probe *p, struct nb_model *m, size_t count, int 
     m->ctx.rng_noise = noise;
 }
 
-void nbp_slice(struct nb_probe *p, struct nb_model *m, long step)
+static void slice(struct nb_probe *p, struct nb_model *m, const struct nbp_batch *b, long step)
 {
+    (void)b;
     const int P = p->o.slice_points, dim = p->o.slice_dim;
     const double range = p->o.slice_range;
     const bool recompute_bn = p->o.slice_recompute_bn;
@@ -161,3 +162,44 @@ void nbp_slice(struct nb_probe *p, struct nb_model *m, long step)
     nbp_emit(p, &r, "loss_max", lmax);
     p->slices_written++;
 }
+
+const char *const nbp_slice_stats[] = {"dim",         "points",   "range",    "index",
+                                       "loss_center", "loss_min", "loss_max", "seconds",
+                                       NULL};
+
+static bool slice_due(const struct nb_probe_opts *o, long step)
+{
+    if (!o->slice)
+        return false;
+    for (int i = 0; i < o->n_slice_at; i++)
+        if (o->slice_at[i] == step)
+            return true;
+    return false;
+}
+
+/* at the end: with no slice_at, or where slice_at lists -1 */
+static bool slice_at_end(const struct nb_probe_opts *o)
+{
+    if (!o->slice)
+        return false;
+    if (o->n_slice_at == 0)
+        return true;
+    for (int i = 0; i < o->n_slice_at; i++)
+        if (o->slice_at[i] < 0)
+            return true;
+    return false;
+}
+
+static const char *slice_mode(const struct nb_probe_opts *o)
+{
+    return o->slice_recompute_bn ? "recomputed" : "eval";
+}
+
+const struct nbp_ops nbp_slice_ops = {
+    .phase = NBP_AT_THETA,
+    .uses_data = true,
+    .due = slice_due,
+    .at_end = slice_at_end,
+    .mode = slice_mode,
+    .run = slice,
+};

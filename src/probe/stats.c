@@ -237,8 +237,9 @@ static void dist_one(struct nb_probe *p, struct nb_model *m, int n, long step,
 
 /* The tensors of nbp_dist_tensors, in the same order, read off the
  * activations of the training forward (which must still be in m->acts). */
-void nbp_dist(struct nb_probe *p, struct nb_model *m, int n, long step)
+static void dist(struct nb_probe *p, struct nb_model *m, const struct nbp_batch *b, long step)
 {
+    const int n = b->n;
     bool has_norm = false;
     for (int i = 0; i < m->n_layers; i++)
         if (m->layers[i].ops == &nb_norm_ops)
@@ -254,8 +255,10 @@ void nbp_dist(struct nb_probe *p, struct nb_model *m, int n, long step)
     }
 }
 
-void nbp_gradstats(struct nb_probe *p, struct nb_model *m, long step)
+static void gradstats(struct nb_probe *p, struct nb_model *m, const struct nbp_batch *b,
+                      long step)
 {
+    (void)b;
     double total = 0;
     for (int i = 0; i < m->n_layers; i++) {
         const struct nb_layer *l = &m->layers[i];
@@ -277,3 +280,41 @@ void nbp_gradstats(struct nb_probe *p, struct nb_model *m, long step)
     struct nb_probe_row r = nbp_row(m, step, NB_PROBE_GRADSTATS, -1, "train");
     nbp_emit(p, &r, "grad_norm", sqrt(total));
 }
+
+const char *const nbp_dist_stats[] = {
+    "mean",   "var",   "p15",       "p50",       "p85",       "dmean",   "dvar",
+    "cdmean", "cdvar", "p15_drift", "p50_drift", "p85_drift", "seconds", NULL};
+
+static bool dist_due(const struct nb_probe_opts *o, long step)
+{
+    return o->dist && step % o->dist_every == 0;
+}
+
+/* both read the training step's own (TRAIN mode) pass */
+static const char *train_mode(const struct nb_probe_opts *o)
+{
+    (void)o;
+    return "train";
+}
+
+const struct nbp_ops nbp_dist_ops = {
+    .phase = NBP_ON_TRAINING_PASS,
+    .due = dist_due,
+    .mode = train_mode,
+    .run = dist,
+};
+
+const char *const nbp_gradstats_stats[] = {"grad_norm", "weight_norm", "seconds", NULL};
+
+/* gradstats shares dist's schedule (dist_every) */
+static bool gradstats_due(const struct nb_probe_opts *o, long step)
+{
+    return o->gradstats && step % o->dist_every == 0;
+}
+
+const struct nbp_ops nbp_gradstats_ops = {
+    .phase = NBP_ON_TRAINING_PASS,
+    .due = gradstats_due,
+    .mode = train_mode,
+    .run = gradstats,
+};
