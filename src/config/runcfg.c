@@ -314,7 +314,7 @@ static void model_verdict(const struct nb_runcfg *rc, size_t ntrain,
 {
     const struct nb_train_spec *s = &rc->train;
     const struct nb_norm_opts *n = &s->model.norm;
-    bool bsets = n->type == NB_NORM_BATCH || n->type == NB_NORM_LP;
+    bool bsets = nb_norm_type_over_batch(n->type);
     int B = s->batch;
     /* A batch that behaves as the real one in every batch check: at most
      * two samples per statistics set (ghost batch, device part). */
@@ -400,7 +400,7 @@ int nb_runcfg_check(const struct nb_run *run, struct nb_error *err)
                             "samples)", s->batch, ntrain);
 
     /* batch-statistics options that must fit the batch */
-    bool bsets = n->type == NB_NORM_BATCH || n->type == NB_NORM_LP;
+    bool bsets = nb_norm_type_over_batch(n->type);
     if (bsets && n->norm_batch > 0 && n->devices > 1)
         return nb_run_error(run, err, "norm", "devices",
                             "give either norm_batch (%d) or devices (%d), not "
@@ -480,7 +480,7 @@ int nb_runcfg_check_ranks(const struct nb_run *run, int ranks, struct nb_error *
     int classes, tdim;
     size_t ntrain = nb_runcfg_nominal(&rc.data, &shape, &classes, &tdim);
     int rem = (!s->drop_last && ntrain) ? (int)(ntrain % (size_t)s->batch) : 0;
-    if ((n->type == NB_NORM_BATCH || n->type == NB_NORM_LP) && n->devices != ranks) {
+    if (nb_norm_type_over_batch(n->type) && n->devices != ranks) {
         nb_run_error(run, err, "norm", "devices",
                      "[norm] devices = %d, but the run has %d MPI ranks: each rank is "
                      "one device of %s norm", n->devices, ranks, nb_norm_type_name(n->type));

@@ -52,6 +52,11 @@ const char *const nb_norm_type_names[NB_NORM_TYPE_COUNT + 1] = {
     [NB_NORM_TYPE_COUNT] = NULL,
 };
 
+bool nb_norm_type_over_batch(enum nb_norm_type t)
+{
+    return t == NB_NORM_BATCH || t == NB_NORM_LP;
+}
+
 const char *const nb_norm_lp_names[NB_LP_COUNT + 1] = {
     [NB_LP_1] = "1", [NB_LP_2] = "2", [NB_LP_INF] = "inf", [NB_LP_COUNT] = NULL,
 };
@@ -302,7 +307,7 @@ static int norm_validate(const struct nb_layer *l, const struct nb_norm_opts *o,
     case NB_NORM_LP: break;
     case NB_NORM_TYPE_COUNT: NB_ASSERT(!"type refused by check_opts"); break;
     }
-    bool bsets = o->type == NB_NORM_BATCH || o->type == NB_NORM_LP;
+    bool bsets = nb_norm_type_over_batch(o->type);
     bool sampled =
         o->type == NB_NORM_LAYER || o->type == NB_NORM_GROUP || o->type == NB_NORM_INSTANCE;
     if (sampled && (C / G) * HW == 1)
@@ -444,7 +449,7 @@ static int norm_setup(struct nb_layer *l, const void *opts, struct nb_error *err
 
     const char *nm = l->name;
     const int C = l->in.c, HW = l->in.h * l->in.w, mb = l->max_batch;
-    bool bsets = o.type == NB_NORM_BATCH || o.type == NB_NORM_LP;
+    bool bsets = nb_norm_type_over_batch(o.type);
     struct norm_priv *P = zalloc(1, sizeof *P);
     if (!P)
         return nb_error_set(err, NB_ENOMEM, NULL, 0, "layer %s: out of memory", nm);

@@ -214,6 +214,11 @@ int nb_norm_default_groups(int channels);
  * "lp"); NULL if out of range. */
 const char *nb_norm_type_name(enum nb_norm_type t);
 
+/* Whether type t takes its statistics across the samples of a batch
+ * (batch norm and lp norm: ghost sub-batches, devices, running
+ * statistics apply) rather than within each sample. */
+bool nb_norm_type_over_batch(enum nb_norm_type t);
+
 /* Parses a norm type name; returns 0 or NB_EINVAL (t untouched). */
 int nb_norm_type_parse(const char *s, enum nb_norm_type *t);
 

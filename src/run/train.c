@@ -449,7 +449,7 @@ static int comm_check(const struct nb_train_spec *spec, size_t ntrain, int K,
         return nb_error_set(err, NB_EINVAL, NULL, 0,
                             "the last batch of an epoch has %d sample(s), fewer than "
                             "the %d ranks of the run", rem, K);
-    if ((o->type == NB_NORM_BATCH || o->type == NB_NORM_LP) && o->devices != K)
+    if (nb_norm_type_over_batch(o->type) && o->devices != K)
         return nb_error_set(err, NB_EINVAL, NULL, 0,
                             "[norm] devices = %d, but the run has %d ranks: the ranks "
                             "are the devices of %s norm", o->devices, K,
