@@ -611,10 +611,10 @@ static void test_identity(void)
     nb_sweep_free(&b);
     ERR("id_threads2.ini", "[train]\nthreads = 1, 4\n", 0,
         "runs 0 and 1 have the same run_id 0bc6f2937e4b50d4: they differ only in "
-        "train.threads = 1 / 4, which changes nothing in these runs",
+        "train.threads = 1 / 4, which make the same run",
         "sweep only settings that change the run (threads never does; bias_before_norm "
         "needs a norm after the layer, dropout_place needs dropout, noise_eval needs "
-        "noisy)");
+        "noisy, renorm_momentum needs renorm; Keras momentum m is PyTorch 1 - m)");
     ok(load("id_bias.ini", "[norm]\ntype = none\n[model]\nbias_before_norm = true\n", &b) == 0,
        "bias_before_norm without a norm loads");
     is_str(b.runs[0].run_id, c.runs[0].run_id, "  with the default's identity");
@@ -648,6 +648,42 @@ static void test_identity(void)
     /* the literal: the id of this config before noise_eval existed */
     is_str(run_id_of(&b, "norm", "noise_eval", "off"), "ba0487031da3b681",
            "noise_eval = off (added after 0.1.0): a noisy run keeps the id it had before");
+    nb_sweep_free(&b);
+
+    /* one run per momentum convention pair: keras m is pytorch 1 - m (the
+     * layer computes with nb_norm_momentum_from_keras; t_norm) */
+    ok(load("id_keras.ini", "[norm]\ntype = batch\nmomentum = 0.99\nmomentum_convention = keras\n",
+            &b) == 0 && b.n_runs == 1,
+       "keras momentum 0.99 loads");
+    {
+        struct nb_sweep t;
+        ok(load("id_torch.ini", "[norm]\ntype = batch\nmomentum = 0.01\n", &t) == 0 &&
+               t.n_runs == 1,
+           "pytorch momentum 0.01 loads");
+        is_str(b.runs[0].run_id, t.runs[0].run_id, "  keras 0.99 and pytorch 0.01: one run_id");
+        nb_sweep_free(&t);
+    }
+    nb_sweep_free(&b);
+    ok(load("id_keras2.ini", "[norm]\nmomentum = 0.9\nmomentum_convention = keras\n", &b) == 0,
+       "keras momentum 0.9 loads");
+    is_str(b.runs[0].run_id, c.runs[0].run_id, "  with the identity of the default (pytorch 0.1)");
+    nb_sweep_free(&b);
+    ERR("id_keras3.ini",
+        "[norm]\ntype = batch\nmomentum_convention = keras, pytorch\nmomentum = 0.99, 0.01\n"
+        "[experiment]\nzip = norm.momentum_convention, norm.momentum\n",
+        0,
+        "runs 0 and 1 have the same run_id 9faeefdcc65d6eae: they differ only in "
+        "norm.momentum = 0.99 / 0.01, norm.momentum_convention = keras / pytorch, which make "
+        "the same run",
+        NULL);
+    ok(load("id_keras4.ini", "[norm]\ntype = batch\nmomentum = none\nmomentum_convention = "
+                             "keras, pytorch\n", &b) != 0,
+       "momentum = none in both conventions: refused (one run)");
+    ok(load("id_rmom.ini", "[norm]\ntype = batch\nrenorm_momentum = 0.5, 0.1\n", &b) != 0,
+       "renorm_momentum swept without renorm: refused (one identity)");
+    ok(load("id_rmom2.ini", "[norm]\ntype = batch\nrenorm = true\nrenorm_momentum = 0.5, 0.1\n",
+            &b) == 0 && b.n_runs == 2 && strcmp(b.runs[0].run_id, b.runs[1].run_id) != 0,
+       "renorm_momentum with renorm: two identities");
     nb_sweep_free(&b);
 
     /* round trip through config.ini */

@@ -611,6 +611,13 @@ static void test_identities(void)
     gc_free(&a);
     gc_free(&b);
 
+    /* Keras m is PyTorch 1 - m, rounded to the double of the decimal */
+    ok(nb_norm_momentum_from_keras(0.99) == 0.01 && nb_norm_momentum_from_keras(0.9) == 0.1 &&
+           nb_norm_momentum_from_keras(0.999) == 0.001 &&
+           nb_norm_momentum_from_keras(0.25) == 0.75,
+       "keras 0.99, 0.9, 0.999, 0.25 are exactly pytorch 0.01, 0.1, 0.001, 0.75 "
+       "(1 - 0.99 is 0.010000000000000009 in double)");
+
     /* Keras 0.99 = PyTorch 0.01 (incl. renorm momentum) */
     oa = opts_of(NB_NORM_BATCH);
     oa.momentum = 0.01;
@@ -631,8 +638,8 @@ static void test_identities(void)
             fwd(&b, x, y, 4, NB_TRAIN);
         }
         arrays_close(a.state.data, dbl(b.state.data, b.state.count),
-                     a.state.count, 0, 1e-6,
-                     "momentum 0.99 (keras) = 0.01 (pytorch) after 3 steps");
+                     a.state.count, 0, 0,
+                     "momentum 0.99 (keras) = 0.01 (pytorch) bit for bit after 3 steps");
         ok(fabs(state_of(&a, "running_mean")[0]) > 1e-4,
            "running mean moved from 0");
         free(x);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/text.h"
+#include "layers/norm.h"
 
 #define NB_MAX_RUNS 100000
 
@@ -51,7 +52,8 @@ uint64_t nb_fnv1a64(const void *data, size_t n)
  *                            or post placement), except in the dln, whose
  *                            linear layers take it regardless
  *   model.dropout_place      no dropout (dropout = 0)
- *   norm.noise_eval          no noise (noisy = false) */
+ *   norm.noise_eval          no noise (noisy = false)
+ *   norm.renorm_momentum     no batch renormalization (renorm = false) */
 static bool is(const struct nb_run *run, const char *sec, const char *key, const char *v)
 {
     return !strcmp(nb_run_get_str(run, sec, key), v);
@@ -68,7 +70,30 @@ static bool no_op(const struct nb_run *run, const struct nb_key *k)
         return nb_run_get_double(run, "model", "dropout") == 0;
     if (!strcmp(k->section, "norm") && !strcmp(k->key, "noise_eval"))
         return is(run, "norm", "noisy", "false");
+    if (!strcmp(k->section, "norm") && !strcmp(k->key, "renorm_momentum"))
+        return is(run, "norm", "renorm", "false");
     return false;
+}
+
+/* The identity's text of key k, whose text in run is v: the default for
+ * a no-op key; in the Keras momentum convention the convention as pytorch
+ * and the momenta as the PyTorch values the layer computes with
+ * (nb_norm_momentum_from_keras, written in buf), so that momentum = 0.99
+ * with keras and 0.01 with pytorch are one run. */
+static const char *identity_text(const struct nb_run *run, const struct nb_key *k,
+                                 const char *v, char *buf, size_t size)
+{
+    if (no_op(run, k))
+        return k->def;
+    if (strcmp(k->section, "norm") || !is(run, "norm", "momentum_convention", "keras"))
+        return v;
+    if (!strcmp(k->key, "momentum_convention"))
+        return "pytorch";
+    if (strcmp(k->key, "momentum") && strcmp(k->key, "renorm_momentum"))
+        return v;
+    if (k->word && !strcmp(v, k->word)) /* momentum = none: no convention */
+        return v;
+    return nb_format_double(nb_norm_momentum_from_keras(strtod(v, NULL)), buf, size);
 }
 
 static char *canonical(const struct nb_run *run, int identity)
@@ -80,9 +105,10 @@ static char *canonical(const struct nb_run *run, int identity)
         const struct nb_key *k = nb_key_at(i);
         if (k->flags & NB_KF_STRUCT) /* zip / exclude: no value (vals[i] NULL) */
             continue;
+        char buf[40];
         const char *v = run->vals[i]->text;
-        if (identity && no_op(run, k))
-            v = k->def;
+        if (identity)
+            v = identity_text(run, k, v, buf, sizeof buf);
         if ((identity && (k->flags & NB_KF_META)) ||
             (identity && (k->flags & NB_KF_ADDED) && !strcmp(v, k->def)))
             continue;
@@ -586,11 +612,13 @@ static int check_run_ids(const struct nb_sweep *sw, struct nb_error *err)
         rc = nb_error_set(err, NB_EINVAL, sw->store->cfg.path, 0,
                           "runs %zu and %zu have the same run_id %s%s%s%s", a < b ? a : b,
                           a < b ? b : a, order[i]->run_id, diff[0] ? ": they differ only in " : "",
-                          diff, diff[0] ? ", which changes nothing in these runs" : "");
+                          diff, diff[0] ? ", which make the same run" : "");
         if (diff[0])
             nb_error_hint(err, "sweep only settings that change the run (threads never "
                                "does; bias_before_norm needs a norm after the layer, "
-                               "dropout_place needs dropout, noise_eval needs noisy)");
+                               "dropout_place needs dropout, noise_eval needs noisy, "
+                               "renorm_momentum needs renorm; Keras momentum m is "
+                               "PyTorch 1 - m)");
     }
     free(order);
     return rc;

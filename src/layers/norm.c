@@ -31,6 +31,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,6 +52,13 @@ const char *const nb_norm_type_names[NB_NORM_TYPE_COUNT + 1] = {
     [NB_NORM_LP] = "lp",
     [NB_NORM_TYPE_COUNT] = NULL,
 };
+
+double nb_norm_momentum_from_keras(double m)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "%.15g", 1.0 - m);
+    return strtod(buf, NULL);
+}
 
 bool nb_norm_type_over_batch(enum nb_norm_type t)
 {
@@ -455,6 +463,11 @@ static int norm_setup(struct nb_layer *l, const void *opts, struct nb_error *err
         return nb_error_set(err, NB_ENOMEM, NULL, 0, "layer %s: out of memory", nm);
     l->priv = P;
     P->o = o;
+    if (o.momentum_keras) { /* the layer computes in PyTorch's convention */
+        P->o.momentum = nb_norm_momentum_from_keras(o.momentum);
+        P->o.renorm_momentum = nb_norm_momentum_from_keras(o.renorm_momentum);
+        P->o.momentum_keras = false;
+    }
     P->o.groups = G;
     P->C = C;
     P->HW = HW;
@@ -626,13 +639,13 @@ static void running_update(struct norm_priv *P, struct nb_layer *l,
     float *nbt = state_of(l, P->s_nbt);
     nbt[0] += 1.0f;
     double f = P->o.momentum_cumulative ? 1.0 / (double)nbt[0]
-                                        : torch_momentum(P, P->o.momentum);
+                                        : P->o.momentum;
     for (int c = 0; c < P->C; c++) {
         rm[c] = (float)((1 - f) * rm[c] + f * mu[c]);
         rv[c] = (float)((1 - f) * rv[c] + f * est[c]);
     }
     if (P->o.renorm) {
-        double a = torch_momentum(P, P->o.renorm_momentum);
+        double a = P->o.renorm_momentum;
         float *qm = state_of(l, P->s_rn_mean), *qs = state_of(l, P->s_rn_std);
         for (int c = 0; c < P->C; c++) {
             qm[c] = (float)(qm[c] + a * (mu[c] - qm[c]));

@@ -214,6 +214,13 @@ int nb_norm_default_groups(int channels);
  * "lp"); NULL if out of range. */
 const char *nb_norm_type_name(enum nb_norm_type t);
 
+/* The PyTorch momentum (weight of the new value) equal to Keras momentum m
+ * (weight of the old value): 1 - m rounded to 15 significant digits, so
+ * that Keras 0.99 and PyTorch 0.01 are the same double.  A layer in the
+ * Keras convention computes with these; the run identity (sweep.c) writes
+ * them, so the two spellings are one run. */
+double nb_norm_momentum_from_keras(double m);
+
 /* Whether type t takes its statistics across the samples of a batch
  * (batch norm and lp norm: ghost sub-batches, devices, running
  * statistics apply) rather than within each sample. */

@@ -14,7 +14,7 @@
 /* ---- private state ------------------------------------------------------ */
 
 struct norm_priv {
-    struct nb_norm_opts o;
+    struct nb_norm_opts o; /* momenta in PyTorch's convention (momentum_keras false) */
     int C, HW, G, cpg;   /* channels, plane size, groups, channels/group */
     size_t numel;        /* C * HW */
     bool bsets;          /* batch or lp: statistics over samples */
@@ -91,12 +91,6 @@ static inline float *state_of(struct nb_layer *l, int i)
 static inline bool frozen_active(const struct norm_priv *P, const struct nb_layer *l)
 {
     return P->o.frozen && l->ctx && l->ctx->step >= P->o.frozen_from;
-}
-
-/* momentum as the weight of the new value (PyTorch convention) */
-static inline double torch_momentum(const struct norm_priv *P, double m)
-{
-    return P->o.momentum_keras ? 1.0 - m : m;
 }
 
 /* Number of parts and the range [*s, *e) of part k for a batch of n. */
