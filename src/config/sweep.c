@@ -10,7 +10,11 @@
 #include "core/text.h"
 #include "layers/norm.h"
 
+/* The most runs a sweep may have (the fuzz build lowers it: expanding
+ * 10^5 runs under the sanitizers outlasts the fuzzer's time limit). */
+#ifndef NB_MAX_RUNS
 #define NB_MAX_RUNS 100000
+#endif
 
 struct nb_sweep_store {
     struct nb_config cfg;
@@ -85,12 +89,13 @@ static const char *identity_text(const struct nb_run *run, const struct nb_key *
 {
     if (no_op(run, k))
         return k->def;
-    if (strcmp(k->section, "norm") || !is(run, "norm", "momentum_convention", "keras"))
+    bool conv = !strcmp(k->key, "momentum_convention");
+    bool mom = !strcmp(k->key, "momentum") || !strcmp(k->key, "renorm_momentum");
+    if (strcmp(k->section, "norm") || !(conv || mom) ||
+        !is(run, "norm", "momentum_convention", "keras"))
         return v;
-    if (!strcmp(k->key, "momentum_convention"))
+    if (conv)
         return "pytorch";
-    if (strcmp(k->key, "momentum") && strcmp(k->key, "renorm_momentum"))
-        return v;
     if (k->word && !strcmp(v, k->word)) /* momentum = none: no convention */
         return v;
     return nb_format_double(nb_norm_momentum_from_keras(strtod(v, NULL)), buf, size);
