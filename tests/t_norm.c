@@ -1163,10 +1163,10 @@ static void test_noise_eval(void)
     /* the recomputation's TRAIN forward: batch statistics, no draws, E[s] */
     nb_norm_recompute_begin(&t.l);
     fwd(&t, x, y, n, NB_TRAIN);
-    nb_norm_recompute_end(&t.l, false);
+    nb_norm_recompute_end(&t.l, NB_POP_EXACT);
     nb_norm_recompute_begin(&u.l);
     fwd(&u, x, y2, n, NB_TRAIN);
-    nb_norm_recompute_end(&u.l, false);
+    nb_norm_recompute_end(&u.l, NB_POP_EXACT);
     worst = 0;
     for (size_t i = 0; i < tot; i++)
         worst = fmax(worst, fabs(y[i] - es * y2[i]));
@@ -1506,7 +1506,7 @@ static void test_recompute(void)
     size_t tot = (size_t)6 * C * HW;
     float *x[3], *y = fbuf(tot);
     float *st = fbuf(t.state.count);
-    double s1[3] = {0}, s2[3] = {0}, b1[3] = {0}, bv[3] = {0}, M = 0;
+    double s1[3] = {0}, s2[3] = {0}, b1[3] = {0}, bv[3] = {0}, bb[3] = {0}, M = 0;
     for (int k = 0; k < 3; k++) {
         x[k] = fbuf(tot);
         gc_fill(x[k], tot, 1.0 + k, 0, 500 + k);
@@ -1519,34 +1519,43 @@ static void test_recompute(void)
             s2[c] += cnt * (m[c] * m[c] + v[c]);
             b1[c] += m[c];
             bv[c] += v[c] * cnt / (cnt - 1);
+            bb[c] += v[c];
         }
         M += cnt;
     }
     memcpy(st, t.state.data, t.state.count * sizeof(float));
-    for (int pass = 0; pass < 2; pass++) {
-        bool fv = pass == 1;
-        nb_norm_recompute_begin(&t.l);
-        for (int k = 0; k < 3; k++)
-            fwd(&t, x[k], y, sizes[k], NB_TRAIN);
-        if (!fv)
-            ok(memcmp(st, t.state.data, t.state.count * sizeof(float)) == 0,
-               "recompute: TRAIN forwards update no state until the end");
-        is_int(nb_norm_recompute_end(&t.l, fv), 3, "recompute %s: 3 batches",
-               fv ? "fvcore" : "exact");
+    static const char *const fname[NB_POP_FORMULA_COUNT] = {
+        [NB_POP_EXACT] = "exact", [NB_POP_BATCH_MEAN] = "batch mean (fvcore, Ioffe Alg. 2)",
+        [NB_POP_BATCH_MEAN_BIASED] = "batch mean, biased"};
+    for (int pass = 0; pass < 2 * NB_POP_FORMULA_COUNT; pass++) {
+        /* each formula after its own pass, then each again rewritten from
+         * the last pass */
+        enum nb_pop_formula f = (enum nb_pop_formula)(pass % NB_POP_FORMULA_COUNT);
+        bool rewrite = pass >= NB_POP_FORMULA_COUNT;
+        if (!rewrite) {
+            nb_norm_recompute_begin(&t.l);
+            for (int k = 0; k < 3; k++)
+                fwd(&t, x[k], y, sizes[k], NB_TRAIN);
+            if (f == NB_POP_EXACT)
+                ok(memcmp(st, t.state.data, t.state.count * sizeof(float)) == 0,
+                   "recompute: TRAIN forwards update no state until the end");
+        }
+        is_int(nb_norm_recompute_end(&t.l, f), 3, "recompute %s%s: 3 batches", fname[f],
+               rewrite ? " (rewritten)" : "");
         double wm[3], wv[3];
         for (int c = 0; c < C; c++) {
-            if (fv) {
+            if (f != NB_POP_EXACT) {
                 wm[c] = b1[c] / 3;
-                wv[c] = bv[c] / 3;
+                wv[c] = (f == NB_POP_BATCH_MEAN ? bv[c] : bb[c]) / 3;
             } else {
                 wm[c] = s1[c] / M;
                 wv[c] = (s2[c] / M - wm[c] * wm[c]) * M / (M - 1);
             }
         }
         arrays_close(state_of(&t, "running_mean"), wm, C, 1e-6, 1e-5,
-                     "recompute %s: running_mean", fv ? "fvcore" : "exact");
+                     "recompute %s%s: running_mean", fname[f], rewrite ? " (rewritten)" : "");
         arrays_close(state_of(&t, "running_var"), wv, C, 1e-6, 1e-5,
-                     "recompute %s: running_var", fv ? "fvcore" : "exact");
+                     "recompute %s%s: running_var", fname[f], rewrite ? " (rewritten)" : "");
     }
     /* exact = the unbiased variance of all samples pooled */
     {
@@ -1561,15 +1570,23 @@ static void test_recompute(void)
         nb_norm_recompute_begin(&t.l);
         for (int k = 0; k < 3; k++)
             fwd(&t, x[k], y, sizes[k], NB_TRAIN);
-        nb_norm_recompute_end(&t.l, false);
+        nb_norm_recompute_end(&t.l, NB_POP_EXACT);
         for (int c = 0; c < C; c++)
             pooled_v[c] *= M / (M - 1);
         arrays_close(state_of(&t, "running_var"), pooled_v, C, 1e-6, 1e-5,
                      "recompute exact = unbiased variance of the pooled samples");
         free(cat);
     }
-    is_int(nb_norm_recompute_end(&t.l, false), 0,
-           "recompute_end without begin does nothing");
+    {
+        struct gc_layer u;
+        must_setup(&u, &o, in, 6, "fresh");
+        memcpy(st, u.state.data, u.state.count * sizeof(float));
+        is_int(nb_norm_recompute_end(&u.l, NB_POP_EXACT), 0,
+               "recompute_end without a begin does nothing");
+        ok(memcmp(st, u.state.data, u.state.count * sizeof(float)) == 0,
+           "  and leaves the running statistics");
+        gc_free(&u);
+    }
     for (int k = 0; k < 3; k++)
         free(x[k]);
     free(y);

@@ -217,7 +217,7 @@ static void norm_destroy(struct nb_layer *l)
                     P->ts,      P->coef_a,  P->coef_mu, P->coef_b,
                     P->coef_c0, P->ns,      P->dyn,     P->nmu,
                     P->nsig,    P->pop_sum, P->pop_sum2, P->pop_mean_sum,
-                    P->pop_var_sum, P->ones, P->zeros, P->xsend, P->xrecv};
+                    P->pop_var_sum, P->pop_bvar_sum, P->ones, P->zeros, P->xsend, P->xrecv};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         free(bufs[i]);
     free(P);
@@ -417,6 +417,7 @@ static int norm_allocate(const struct nb_layer *l, struct norm_priv *P, struct n
         ALLOC_(P->pop_sum2, C);
         ALLOC_(P->pop_mean_sum, C);
         ALLOC_(P->pop_var_sum, C);
+        ALLOC_(P->pop_bvar_sum, C);
         if (o->devices > 1) {
             ALLOC_(P->xsend, (size_t)3 * C);
             ALLOC_(P->xrecv, (size_t)3 * C * (size_t)o->devices);
@@ -693,6 +694,7 @@ static void train_bookkeeping(struct norm_priv *P, struct nb_layer *l,
                     P->pop_sum2[c] += P->svar[s];
                 P->pop_mean_sum[c] += mu;
                 P->pop_var_sum[c] += set_estimate(P, s);
+                P->pop_bvar_sum[c] += P->moments ? P->svar[s] : set_estimate(P, s);
             }
         }
         return;

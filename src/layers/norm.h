@@ -272,22 +272,33 @@ int nb_norm_check_batch(const struct nb_layer *l, int n,
  * accumulators kept behind l->priv (not in the state arena).  EVAL and
  * PROBE forwards are unaffected.  The weights must not change meanwhile.
  *
- * nb_norm_recompute_end writes running_mean/running_var (and with renorm
- * the renorm mean/std = sqrt(var + eps)) and ends the recomputation:
- *  - exact (fvcore_average false), sample-weighted:
- *      mu  = E[mu_B],  var = E[mu_B^2 + var_B] - E[mu_B]^2
- *    (E weighted by m_B; = the variance over all samples seen), times
- *    M/(M-1) with M the total count unless running_var_biased;
- *  - fvcore_average true: the plain average over batches of mu_B and of
- *    the per-batch running-variance estimate (unbiased m_B/(m_B-1) var_B
- *    unless running_var_biased), as fvcore's update_bn_stats.
- * lp: running_mean as above; running_scale = the scale of the pooled
- * samples (exact) or the average of the per-batch scales (fvcore).
- * Returns the number of batches used; with 0 nothing is written.  Both are
- * no-ops (returning 0) for layers without running statistics and for
- * layers of another kind, so an owner can call them on every layer. */
+ * nb_norm_recompute_end ends the recomputation and writes
+ * running_mean/running_var (and with renorm the renorm mean/std =
+ * sqrt(var + eps)) by one of these formulas; it may be called again with
+ * another formula, which rewrites them from the same statistics (until
+ * the next begin). */
+enum nb_pop_formula {
+    /* sample-weighted: mu = E[mu_B], var = E[mu_B^2 + var_B] - E[mu_B]^2
+     * (E weighted by m_B; = the variance over all samples seen), times
+     * M/(M-1) with M the total count unless running_var_biased */
+    NB_POP_EXACT = 0,
+    /* the plain average over batches of mu_B and of the per-batch
+     * running-variance estimate (m_B/(m_B-1) var_B unless
+     * running_var_biased): fvcore's update_bn_stats, and Ioffe's
+     * Algorithm 2 (E_B[mu_B], m/(m-1) E_B[var_B]) for an unbiased layer */
+    NB_POP_BATCH_MEAN,
+    /* the same with the biased var_B whatever running_var says: Ioffe's
+     * Algorithm 2 without its m/(m-1) */
+    NB_POP_BATCH_MEAN_BIASED,
+    NB_POP_FORMULA_COUNT
+};
+/* lp: running_mean as above; running_scale = the scale of the pooled
+ * samples (exact) or the average of the per-batch scales (both batch
+ * means).  Returns the number of batches used; with 0 nothing is written.
+ * Both are no-ops (returning 0) for layers without running statistics and
+ * for layers of another kind, so an owner can call them on every layer. */
 void nb_norm_recompute_begin(struct nb_layer *l);
-int nb_norm_recompute_end(struct nb_layer *l, bool fvcore_average);
+int nb_norm_recompute_end(struct nb_layer *l, enum nb_pop_formula f);
 
 /* Folds the EVAL-mode map of norm layer `norm` (batch, lp, or none)
  * y = s_c (x - mu_c) + beta_c, s_c = gamma_c / sqrt(var_c + eps) (lp:

@@ -71,7 +71,9 @@ struct norm_priv {
                           (inf: its max) */
     double *pop_mean_sum; /* (C): sum of the set means (fvcore average) */
     double *pop_var_sum;  /* (C): sum of the sets' variance estimates
-                             (fvcore average) */
+                             (running_var's; lp: scales) */
+    double *pop_bvar_sum; /* (C): sum of the sets' biased variances (lp:
+                             as pop_var_sum) */
 };
 
 static inline void *zalloc(size_t n, size_t size)

@@ -60,15 +60,15 @@ void nb_norm_recompute_begin(struct nb_layer *l)
     P->pop_count = 0;
     for (int c = 0; c < P->C; c++)
         P->pop_sum[c] = P->pop_sum2[c] = P->pop_mean_sum[c] =
-            P->pop_var_sum[c] = 0;
+            P->pop_var_sum[c] = P->pop_bvar_sum[c] = 0;
 }
 
-int nb_norm_recompute_end(struct nb_layer *l, bool fvcore_average)
+int nb_norm_recompute_end(struct nb_layer *l, enum nb_pop_formula f)
 {
     if (!l || l->ops != &nb_norm_ops || !l->priv)
         return 0;
     struct norm_priv *P = l->priv;
-    if (!P->bsets || !P->pop_on)
+    if (!P->bsets)
         return 0;
     P->pop_on = false;
     if (P->pop_batches == 0)
@@ -77,9 +77,9 @@ int nb_norm_recompute_end(struct nb_layer *l, bool fvcore_average)
     const double M = P->pop_count, B = (double)P->pop_batches, eps = P->o.eps;
     for (int c = 0; c < P->C; c++) {
         double mu, v;
-        if (fvcore_average) {
+        if (f != NB_POP_EXACT) {
             mu = P->pop_mean_sum[c] / B;
-            v = P->pop_var_sum[c] / B;
+            v = (f == NB_POP_BATCH_MEAN ? P->pop_var_sum[c] : P->pop_bvar_sum[c]) / B;
         } else if (P->moments) {
             mu = P->pop_sum[c] / M;
             v = P->pop_sum2[c] / M - mu * mu;

@@ -149,14 +149,18 @@ int nb_model_check_batch(const struct nb_model *m, int n, struct nb_error *err);
 /* Recomputes the population statistics of every norm layer over the
  * first `samples` samples of ds (all when 0) in batches of `batch` (the
  * normalization batch of training), weights frozen: precise BN, or
- * "recompute the statistics on this data" for a shifted domain.  exact
- * (fvcore_average false) or the fvcore-style average; see norm.h.
- * Training's RNG streams are not touched.  Returns 0, or NB_EINVAL (batch
- * outside 1..max_batch, or ds smaller than one batch: only whole batches
- * are used) / NB_ENOMEM with err filled and the statistics unchanged. */
+ * "recompute the statistics on this data" for a shifted domain, by
+ * formula f (norm.h).  Training's RNG streams are not touched.  Returns
+ * 0, or NB_EINVAL (batch outside 1..max_batch, or ds smaller than one
+ * batch: only whole batches are used) / NB_ENOMEM with err filled and the
+ * statistics unchanged. */
 int nb_model_recompute_bn(struct nb_model *m, const struct nb_dataset *ds,
-                          int batch, size_t samples, bool fvcore_average,
+                          int batch, size_t samples, enum nb_pop_formula f,
                           struct nb_error *err);
+
+/* After nb_model_recompute_bn: rewrites every norm layer's statistics
+ * from the same pass by formula f. */
+void nb_model_recompute_write(struct nb_model *m, enum nb_pop_formula f);
 
 /* Builds in out the same network without normalization layers, with every
  * eval-mode norm folded into the preceding conv/linear's weight and bias

@@ -6,7 +6,7 @@
 #include "model/model.h"
 
 int nb_model_recompute_bn(struct nb_model *m, const struct nb_dataset *ds,
-                          int batch, size_t samples, bool fvcore_average,
+                          int batch, size_t samples, enum nb_pop_formula f,
                           struct nb_error *err)
 {
     if (batch < 1 || batch > m->max_batch)
@@ -35,10 +35,15 @@ int nb_model_recompute_bn(struct nb_model *m, const struct nb_dataset *ds,
     m->ctx.rng_noise = noise;
     /* the loader took at least one whole batch (it refuses a set smaller
      * than one), so every layer's count of batches is positive */
-    for (int i = 0; i < m->n_layers; i++)
-        (void)nb_norm_recompute_end(&m->layers[i], fvcore_average);
+    nb_model_recompute_write(m, f);
     nb_loader_free(&ld);
     return 0;
+}
+
+void nb_model_recompute_write(struct nb_model *m, enum nb_pop_formula f)
+{
+    for (int i = 0; i < m->n_layers; i++)
+        (void)nb_norm_recompute_end(&m->layers[i], f);
 }
 
 /* A dropout right before a norm exists only in the normalized model. */

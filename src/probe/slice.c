@@ -81,7 +81,7 @@ static void recompute(struct nb_probe *p, struct nb_model *m, size_t count, int 
         nb_norm_recompute_begin(&m->layers[i]);
     nbp_pass(p, m, count, chunk, NB_TRAIN, false, NULL);
     for (int i = 0; i < m->n_layers; i++)
-        nb_norm_recompute_end(&m->layers[i], false);
+        nb_norm_recompute_end(&m->layers[i], NB_POP_EXACT);
     m->ctx.rng_dropout = drop;
     m->ctx.rng_noise = noise;
 }

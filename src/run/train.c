@@ -258,7 +258,7 @@ static int train_evaluate(struct trainer *T, bool labels, bool *stop, struct nb_
     if (recompute) {
         memcpy(T->saved_state, m->state.data, m->state.count * sizeof(float));
         int rc = nb_model_recompute_bn(m, target ? test : T->train, spec->batch,
-                                       (size_t)spec->precise_samples, false, err);
+                                       (size_t)spec->precise_samples, NB_POP_EXACT, err);
         if (rc) {
             /* evaluating with the training EMA instead would
              * measure something other than what was asked */
