@@ -11,6 +11,7 @@
 
 #include <gsl/gsl_eigen.h>
 #include <gsl/gsl_matrix.h>
+#include <gsl/gsl_rng.h>
 #include <gsl/gsl_vector.h>
 
 #include "core/rng.h"
@@ -1016,6 +1017,168 @@ static void test_slice(void)
     nb_model_free(&m);
 }
 
+/* ---- evaluation statistics ------------------------------------------------ */
+
+/* Mean loss and error (%) of m over ds in `mode`, chunks of `chunk`
+ * (PROBE: whole chunks only), by hand. */
+static void eval_by_hand(struct nb_model *m, const struct nb_dataset *ds, enum nb_mode mode,
+                         int chunk, double *loss, double *error)
+{
+    size_t n = ds->n, numel = nb_shape_numel(&ds->shape);
+    if (mode != NB_EVAL)
+        n -= n % (size_t)chunk;
+    float *x = malloc((size_t)chunk * numel * sizeof *x);
+    int *y = malloc((size_t)chunk * sizeof *y);
+    size_t idx[64];
+    double sl = 0;
+    long hits = 0;
+    for (size_t off = 0; off < n; off += (size_t)chunk) {
+        int k = (int)(n - off < (size_t)chunk ? n - off : (size_t)chunk);
+        for (int i = 0; i < k; i++)
+            idx[i] = off + (size_t)i;
+        nb_dataset_gather(ds, idx, (size_t)k, x, y, NULL);
+        sl += nb_model_forward(m, x, y, NULL, k, mode) * k;
+        hits += nb_model_correct(m, y, k);
+    }
+    *loss = sl / (double)n;
+    *error = 100.0 * (1.0 - (double)hits / (double)n);
+    free(x);
+    free(y);
+}
+
+/* One estimator's two rows against the same evaluation by hand. */
+static void same_eval(const struct rows *rs, const char *est, double pv_want, double loss,
+                      double error)
+{
+    double pv = NAN;
+    double got_e = NAN, got_l = NAN;
+    for (size_t i = 0; i < rs->n; i++) {
+        const struct row *w = &rs->r[i];
+        if (strcmp(w->probe, "evalstats") || strcmp(w->param, est))
+            continue;
+        if (!isnan(pv_want) && w->pv != pv_want)
+            continue;
+        if (!strcmp(w->stat, "test_error"))
+            got_e = w->value, pv = w->pv;
+        else if (!strcmp(w->stat, "test_loss"))
+            got_l = w->value;
+    }
+    ok(got_e == error && got_l == loss && (isnan(pv_want) ? isnan(pv) : pv == pv_want),
+       "evalstats %s (%g): test error %g %% and loss %.6f as by hand (rows: %g, %.6f)", est,
+       pv_want, error, loss, got_e, got_l);
+}
+
+static void test_evalstats(void)
+{
+    struct nb_synth_opts so;
+    struct nb_error e;
+    struct nb_dataset tr, te;
+    nb_synth_opts_default(&so);
+    so.n_train = 64;
+    so.n_test = 30;
+    so.shape = (struct nb_shape){1, 4, 4};
+    so.classes = 3;
+    so.seed = 21;
+    so.spread = 0.5;
+    if (nb_synth_blobs(&so, &tr, &te, &e))
+        tap_bail("blobs: %s", e.msg);
+    struct nb_model_desc d;
+    nb_model_desc_default(&d);
+    d.arch = NB_ARCH_MLP;
+    d.input = tr.shape;
+    d.outputs = 3;
+    d.n_widths = 1;
+    d.widths[0] = 8;
+    d.norm.type = NB_NORM_BATCH;
+    enum { B = 2 }; /* batch 2: the biased and unbiased estimates differ 2x */
+    struct nb_model m;
+    if (nb_model_build(&m, &d, B, 7, &e))
+        tap_bail("model: %s", e.msg);
+    /* running statistics away from their initial values */
+    float x[B * 16];
+    int y[B];
+    size_t idx[B];
+    for (int s = 0; s < 5; s++) {
+        for (int i = 0; i < B; i++)
+            idx[i] = (size_t)(B * s + i);
+        nb_dataset_gather(&tr, idx, B, x, y, NULL);
+        nb_model_forward(&m, x, y, NULL, B, NB_TRAIN);
+    }
+
+    struct nb_probe_opts o;
+    nb_probe_opts_default(&o);
+    o.evalstats = true;
+    o.evalstats_samples[0] = 7;  /* whole batches: 8 samples */
+    o.evalstats_samples[1] = 40;
+    o.n_evalstats_samples = 2;
+    o.evalstats_target = true;
+    struct nb_probe p;
+    struct rows rs = {0};
+    ok(nb_probe_init(&p, &o, &m, 3, &tr, NULL, &e) == NB_EINVAL,
+       "evalstats without a test set refused");
+    contains(e.msg, "test set", "  saying so");
+    nb_probe_free(&p);
+    ok(nb_probe_init(&p, &o, &m, 3, &tr, &te, &e) == 0, "evalstats: init");
+    struct nb_probe_sink sink = {.user = &rs, .row = keep};
+    nb_probe_set_sink(&p, &sink);
+    float *st = malloc(m.state.count * sizeof *st);
+    memcpy(st, m.state.data, m.state.count * sizeof *st);
+    nb_probe_finish(&p, &m, 5);
+    ok(memcmp(st, m.state.data, m.state.count * sizeof *st) == 0,
+       "evalstats leaves the running statistics as found");
+    ok(count_rows(&rs, "evalstats", "test_error") == 2 + 2 * 4,
+       "evalstats: ema, batch, and exact, ioffe, ioffe_biased, target for 2 counts");
+
+    double loss, err;
+    eval_by_hand(&m, &te, NB_EVAL, B, &loss, &err);
+    same_eval(&rs, "ema", NAN, loss, err);
+    gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+    gsl_rng *keep_probe = m.ctx.rng_probe;
+    m.ctx.rng_probe = r;
+    eval_by_hand(&m, &te, NB_PROBE, B, &loss, &err);
+    same_eval(&rs, "batch", B, loss, err);
+    static const char *const est[3] = {"exact", "ioffe", "ioffe_biased"};
+    const long counts[2] = {7, 40};
+    const double used[2] = {8, 40};
+    double v_ioffe = 0, v_biased = 0;
+    for (int c = 0; c < 2; c++) {
+        for (int f = 0; f < 3; f++) {
+            ok(nb_model_recompute_bn(&m, &tr, B, (size_t)counts[c], (enum nb_pop_formula)f, &e) ==
+                   (int)used[c],
+               "recompute over %ld samples in batches of %d uses %g", counts[c], B, used[c]);
+            eval_by_hand(&m, &te, NB_EVAL, B, &loss, &err);
+            same_eval(&rs, est[f], used[c], loss, err);
+            const float *rv = NULL;
+            for (int li = 0; li < m.n_layers && !rv; li++)
+                for (int si = 0; si < m.layers[li].n_state; si++)
+                    if (!strcmp(m.layers[li].state[si].name, "running_var"))
+                        rv = m.layers[li].state[si].value;
+            if (c == 1 && f == 1)
+                v_ioffe = rv[0];
+            if (c == 1 && f == 2)
+                v_biased = rv[0];
+        }
+        /* the test set has 30 samples: all of them for 40 */
+        double tused = used[c] < 30 ? used[c] : 30;
+        ok(nb_model_recompute_bn(&m, &te, B, (size_t)counts[c], NB_POP_EXACT, &e) == (int)tused,
+           "recompute over %ld test samples uses %g", counts[c], tused);
+        eval_by_hand(&m, &te, NB_EVAL, B, &loss, &err);
+        same_eval(&rs, "target", tused, loss, err);
+        memcpy(m.state.data, st, m.state.count * sizeof *st);
+    }
+    is_close(v_ioffe / v_biased, 2.0, 1e-6, 0,
+             "at batch 2 Ioffe's m/(m-1) doubles the biased estimate (%g / %g)", v_ioffe,
+             v_biased);
+    m.ctx.rng_probe = keep_probe;
+    gsl_rng_free(r);
+    nb_probe_free(&p);
+    free(st);
+    free(rs.r);
+    nb_model_free(&m);
+    nb_dataset_free(&tr);
+    nb_dataset_free(&te);
+}
+
 /* ---- probes never change training ---------------------------------------- */
 
 struct run {
@@ -1104,6 +1267,11 @@ static void untouched(const char *label, const struct nb_train_spec *spec,
     o.slice_points = 3;
     o.slice_samples = 64;
     o.slice_recompute_bn = recompute;
+    o.evalstats = true;
+    o.evalstats_every = 9;
+    o.evalstats_samples[0] = 64;
+    o.n_evalstats_samples = 1;
+    o.evalstats_target = true;
     struct rows rows[2] = {{0}, {0}};
     for (int k = 0; k < 2; k++) {
         struct nb_probe p;
@@ -1243,6 +1411,7 @@ int main(void)
     test_filter_norm();
     test_dist();
     test_slice();
+    test_evalstats();
     test_untouched();
     is_int(n_unlisted, 0, "every row names a stat its probe lists in nb_probe_kinds");
     int seen = 0;

@@ -151,9 +151,10 @@ int nb_model_check_batch(const struct nb_model *m, int n, struct nb_error *err);
  * normalization batch of training), weights frozen: precise BN, or
  * "recompute the statistics on this data" for a shifted domain, by
  * formula f (norm.h).  Training's RNG streams are not touched.  Returns
- * 0, or NB_EINVAL (batch outside 1..max_batch, or ds smaller than one
- * batch: only whole batches are used) / NB_ENOMEM with err filled and the
- * statistics unchanged. */
+ * the number of samples used (> 0: whole batches, at least `samples` when
+ * ds has them), or NB_EINVAL (batch outside 1..max_batch, or ds smaller
+ * than one batch) / NB_ENOMEM with err filled and the statistics
+ * unchanged. */
 int nb_model_recompute_bn(struct nb_model *m, const struct nb_dataset *ds,
                           int batch, size_t samples, enum nb_pop_formula f,
                           struct nb_error *err);

@@ -1,6 +1,7 @@
 /* src/model/popstats.c - whole-model operations on the normalization
  * layers: population statistics recomputed on data (precise BN, domain
  * shift) and folding eval-mode BN into the preceding conv/linear. */
+#include <limits.h>
 #include <string.h>
 
 #include "model/model.h"
@@ -37,7 +38,7 @@ int nb_model_recompute_bn(struct nb_model *m, const struct nb_dataset *ds,
      * than one), so every layer's count of batches is positive */
     nb_model_recompute_write(m, f);
     nb_loader_free(&ld);
-    return 0;
+    return (int)(done < INT_MAX ? done : INT_MAX);
 }
 
 void nb_model_recompute_write(struct nb_model *m, enum nb_pop_formula f)

@@ -102,6 +102,21 @@ const struct nb_key nb_probe_keys[] = {
     { NB_K_BOOL("probe", "slice_recompute_bn", "false",
                 "recompute norm running statistics at every slice point"),
       AT(slice_recompute_bn) },
+    { NB_K_("probe", "evalstats", NB_KEY_BOOL, "false", 0, 0, NB_KF_ADDED,
+            "test error with each choice of evaluation statistics: running averages, "
+            "batch statistics, recomputed (exact, Ioffe's Alg. 2, biased) and, with "
+            "evalstats_target, recomputed on the test data"),
+      AT(evalstats) },
+    { NB_K_INT("probe", "evalstats_every", "0", 0, 1e12, NB_KF_ADDED,
+               "steps between evalstats probes; 0 = at the end only"),
+      AT(evalstats_every) },
+    { NB_K_ILIST("probe", "evalstats_samples", "1000", 1, 1e9, NB_KF_INCREASING | NB_KF_ADDED,
+                 "evalstats: training samples each recomputation uses (in training "
+                 "batches), space-separated"),
+      NB_KEY_AT_ARRAY(struct nb_probe_opts, evalstats_samples, n_evalstats_samples) },
+    { NB_K_("probe", "evalstats_target", NB_KEY_BOOL, "false", 0, 0, NB_KF_ADDED,
+            "evalstats: also statistics recomputed on the test data itself (domain shift)"),
+      AT(evalstats_target) },
 };
 #undef AT
 const int nb_probe_n_keys = (int)(sizeof nb_probe_keys / sizeof nb_probe_keys[0]);
@@ -179,6 +194,27 @@ bool nb_probe_opts_any(const struct nb_probe_opts *o)
     return false;
 }
 
+/* 0 when ds (what: "a training set") is non-empty and fits m: its
+ * samples' size, labels or targets for m's loss; else NB_EINVAL. */
+static int check_set(const struct nb_model *m, const struct nb_dataset *ds, const char *what,
+                     struct nb_error *err)
+{
+    size_t numel = nb_shape_numel(&m->layers[0].in);
+    if (!ds || ds->n < 1)
+        return nb_error_set(err, NB_EINVAL, NULL, 0,
+                            "probes: the probes that are on need %s with samples", what);
+    if (nb_shape_numel(&ds->shape) != numel)
+        return nb_error_set(err, NB_EINVAL, NULL, 0,
+                            "probes: data set %s has %zu values per sample, the model takes %zu",
+                            ds->name, nb_shape_numel(&ds->shape), numel);
+    if (m->desc.loss == NB_LOSS_MSE ? (ds->tdim != m->desc.outputs || !ds->t)
+                                    : (ds->classes < 1 || !ds->y))
+        return nb_error_set(err, NB_EINVAL, NULL, 0,
+                            "probes: data set %s has no %s for this model's loss", ds->name,
+                            m->desc.loss == NB_LOSS_MSE ? "targets of the right size" : "labels");
+    return 0;
+}
+
 static bool needs_data(const struct nb_probe_opts *o)
 {
     for (int k = 0; k < NB_PROBE_KIND_COUNT; k++)
@@ -213,6 +249,7 @@ void nb_probe_free(struct nb_probe *p)
     free(p->first_q);
     free(p->first_valid);
     free(p->idx);
+    free(p->tidx);
     free(p->bx);
     free(p->bt);
     free(p->by);
@@ -258,17 +295,14 @@ int nb_probe_init(struct nb_probe *p, const struct nb_probe_opts *opts,
     p->stochastic = m->desc.dropout > 0 || m->desc.norm.noisy || m->desc.norm.renorm;
 
     p->data = train ? train : eval_set;
-    if (needs_data(&p->o)) {
-        const struct nb_dataset *ds = p->data;
-        if (!ds || ds->n < 1)
-            return nb_error_set(err, NB_EINVAL, NULL, 0, "probes: the Hessian and slices need a non-empty training set");
-        if (nb_shape_numel(&ds->shape) != p->in_numel)
-            return nb_error_set(err, NB_EINVAL, NULL, 0, "probes: data set %s has %zu values per sample, the model takes %zu",
-                       ds->name, nb_shape_numel(&ds->shape), p->in_numel);
-        if (m->desc.loss == NB_LOSS_MSE ? (ds->tdim != m->desc.outputs || !ds->t)
-                                        : (ds->classes < 1 || !ds->y))
-            return nb_error_set(err, NB_EINVAL, NULL, 0, "probes: data set %s has no %s for this model's loss", ds->name,
-                       m->desc.loss == NB_LOSS_MSE ? "targets of the right size" : "labels");
+    if (needs_data(&p->o) && (rc = check_set(m, p->data, "a training set", err)))
+        return rc;
+    if (p->o.evalstats) {
+        p->test = eval_set;
+        if ((rc = check_set(m, p->test, "a test set", err)))
+            return rc;
+        if (!(p->tidx = malloc((size_t)p->cap * sizeof *p->tidx)))
+            goto nomem;
     }
 
     size_t np = p->n_params ? p->n_params : 1;
@@ -603,15 +637,15 @@ void nb_probe_step(struct nb_probe *p, struct nb_model *m, const float *x,
 {
     if (p->status || step < 0)
         return;
+    NB_ASSERT(n >= 1 && n <= p->cap && n <= m->max_batch);
+    if (n > p->train_batch) /* also for the probes run at the end */
+        p->train_batch = n;
     bool due[NB_PROBE_KIND_COUNT], any = false;
     for (int k = 0; k < NB_PROBE_KIND_COUNT; k++)
         any |= due[k] = kind_ops[k]->due(&p->o, step);
     if (!any)
         return;
-    NB_ASSERT(n >= 1 && n <= p->cap && n <= m->max_batch);
     double t_all = nb_now();
-    if (n > p->train_batch)
-        p->train_batch = n;
     /* the training loss of this batch, before any probe forward */
     const float *lv = m->acts[m->n_layers];
     double loss0 = 0;

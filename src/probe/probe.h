@@ -156,7 +156,7 @@ extern const char *const nb_probe_spacing_names[];
  * probe.c's table, its file (added to Makefile.am) and its test. */
 #define NB_PROBE_KINDS(X)                                                                \
     X(LANDSCAPE, landscape) X(ICS, ics) X(DIST, dist) X(GRADSTATS, gradstats)           \
-    X(HESSIAN, hessian) X(SLICE, slice)
+    X(HESSIAN, hessian) X(SLICE, slice) X(EVALSTATS, evalstats)
 
 enum nb_probe_kind {
 #define NB_PROBE_ENUMERATOR_(U, l) NB_PROBE_##U,
@@ -227,6 +227,15 @@ struct nb_probe_opts {
     double slice_range;
     long slice_samples;
     bool slice_recompute_bn;
+    /* Evaluation statistics (evalstats.c): the test error with each way
+     * of giving the norm layers statistics, every evalstats_every steps (0:
+     * none during training) and at nb_probe_finish; recomputed over each
+     * count of evalstats_samples training samples. */
+    bool evalstats;
+    long evalstats_every;
+    int evalstats_samples[8];
+    int n_evalstats_samples;
+    bool evalstats_target;   /* also recomputed on the test data */
 };
 
 /* The [probe] config keys of struct nb_probe_opts (core/opt.h), with their
@@ -318,6 +327,8 @@ struct nb_probe {
     double *first_q;      /* 3 * 2 * n_layers: p15, p50, p85 of the first call */
     bool *first_valid;
     size_t *idx;          /* identity sample index for gathers */
+    const struct nb_dataset *test; /* evalstats: the evaluation set */
+    size_t *tidx;         /* evalstats: cap sample indices of one test chunk */
     size_t n_idx;
     float *bx, *bt;       /* one chunk of samples: cap x input, cap x tdim */
     int *by;

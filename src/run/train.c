@@ -259,7 +259,7 @@ static int train_evaluate(struct trainer *T, bool labels, bool *stop, struct nb_
         memcpy(T->saved_state, m->state.data, m->state.count * sizeof(float));
         int rc = nb_model_recompute_bn(m, target ? test : T->train, spec->batch,
                                        (size_t)spec->precise_samples, NB_POP_EXACT, err);
-        if (rc) {
+        if (rc < 0) {
             /* evaluating with the training EMA instead would
              * measure something other than what was asked */
             recompute_failed(err, spec, T->step);
