@@ -127,6 +127,8 @@ printf '%s\n' '[experiment]' 'claim = x' 'source = y' \
     '[table t]' 'metric = final_test_error' 'rows = norm.type' 'columns = train.batch' \
     'paper = batch: 2=34.7, 128=23.6' 'paper = group: 2=24.1, 128=24.0' \
     '[table p]' 'metric = params' 'rows = norm.type' \
+    '[table lp]' 'metric = landscape.beta_eff' 'rows = norm.type' \
+    '[table lq]' 'metric = landscape.loss' 'rows = norm.type' 'columns = param' \
     '[check c]' 'expect = at(final_test_error, norm.type=batch) < 100' >"$W/paper/quickstart.ini"
 sed -n '/^\[quick /,/^$/p' "$EXP/quickstart.ini" >>"$W/paper/quickstart.ini"  # the same quick runs
 "$NB" reproduce "$W/paper/quickstart.ini" --quick --no-run --results "$R" --progress none --plots "$EXP/../plots" \
@@ -138,6 +140,17 @@ check "  one row per paper number" [ "$(wc -l <"$Q/figures/err.paper.csv")" -eq 
 # params: the trainable parameters of meta.txt, a count written with every digit
 check "a table of params gives each norm's parameter count in full" \
     grep -Eq '^\| batch \| [0-9]{6} ± 0\.00 \(n=2\) \|' "$Q/report.md"
+# a probe's stat as a table: each run's value at its last probed step
+check "a table of a probe stat says what it shows" \
+    grep -q '^\*\*lp\*\* - landscape.beta_eff (each run.s value at its last probed step)' "$Q/report.md"
+check "  with a value per norm over the 2 seeds" \
+    grep -Eq '^\| batch \| [0-9.]+ ± [0-9.]+ \(n=2\) \|$' "$Q/report.md"
+check "  columns = param: one column per probe param" \
+    grep -q '^| norm.type | param = eta |$' "$Q/report.md"
+sed 's/^metric = landscape.beta_eff$/&\npaper = batch=1/' "$W/paper/quickstart.ini" >"$W/paper/bad0.ini"
+"$NB" reproduce "$W/paper/bad0.ini" --quick --no-run --results "$R" >"$W/out3g" 2>"$W/err3g"
+check "a probe table with paper numbers is an error" \
+    grep -q "bad0.ini:[0-9]*: table lp: paper numbers go with a per-run scalar, not a probe's" "$W/err3g"
 if [ $have_gnuplot -eq 1 ]; then
     check "  and the figure is drawn" [ -s "$Q/figures/err.png" ]
 else

@@ -860,16 +860,26 @@ static int finish_table(struct lctx *c, int i, struct nb_error *err)
     if (!r->metric || !r->rows)
         return nb_error_set(err, NB_EINVAL, file, t->line, "%s needs metric and rows",
                             what);
-    int rc = scalar_of(r->metric, file, r->metric_line, what, &t->scalar, err);
-    if (!rc)
-        rc = resolve_key_name(r->rows, file, r->rows_line, what, &t->rows, err);
-    if (!rc && r->cols)
+    int rc;
+    if (strchr(r->metric, '.')) { /* PROBE.STAT */
+        if ((rc = nb_metric_parse(r->metric, file, r->metric_line, &t->probe, err)))
+            return rc;
+    } else if ((rc = scalar_of(r->metric, file, r->metric_line, what, &t->scalar, err))) {
+        return rc;
+    }
+    rc = resolve_key_name(r->rows, file, r->rows_line, what, &t->rows, err);
+    if (!rc && r->cols && t->scalar < 0 && !strcmp(r->cols, "param"))
+        t->cols = NB_TABLE_COLS_PARAM;
+    else if (!rc && r->cols)
         rc = resolve_key_name(r->cols, file, r->cols_line, what, &t->cols, err);
     if (!rc && r->where)
         rc = nb_filters_parse(r->where, what, file, r->where_line, &t->where,
                               &t->n_where, err);
     if (rc)
         return rc;
+    if (t->scalar < 0 && r->n_paper)
+        return nb_error_set(err, NB_EINVAL, file, r->paper[0].line,
+                            "%s: paper numbers go with a per-run scalar, not a probe's", what);
     for (int j = 0; j < r->n_paper; j++)
         if ((rc = table_paper(t, r->paper[j].text, file, r->paper[j].line, what, err)))
             return rc;
@@ -1007,6 +1017,7 @@ void nb_experiment_free(struct nb_experiment *e)
     for (int i = 0; i < e->n_tables; i++) {
         struct nb_exp_table *t = &e->tables[i];
         free(t->name), free(t->caption);
+        nb_metric_free(&t->probe);
         nb_filters_free(t->where, t->n_where);
         for (int j = 0; j < t->n_paper; j++)
             free(t->paper[j].row), free(t->paper[j].col);

@@ -115,8 +115,40 @@ static int distinct_vals(const struct nb_summary *s, int k, const struct nb_sum_
     return n;
 }
 
-/* Stats of scalar sc over the finished runs of the groups matching the
- * filters and row (and col) values; *ngroups gets the groups pooled. */
+/* Probe table t: the value of group g's replicate whose selection is
+ * pts/np (nb_summary_select of that replicate): the mean of the points of
+ * g at its last step (param: only those of that param), NaN when none. */
+static double probe_value(const struct nb_summary *s, const struct nb_sum_point *pts, size_t np,
+                          int g, const char *param)
+{
+    long last = -1;
+    double sum = 0;
+    int n = 0;
+    for (size_t i = 0; i < np; i++) {
+        const struct nb_sum_point *p = &pts[i];
+        if (p->group != g || (param && strcmp(nb_summary_str(s, p->param), param)))
+            continue;
+        if (p->step > last)
+            last = p->step, sum = 0, n = 0;
+        if (p->step == last)
+            sum += p->value, n++;
+    }
+    return n ? sum / n : NAN;
+}
+
+/* Does group g pass t's filters and have the row (and, when col is a
+ * key's value, the col) value? */
+static bool cell_group(const struct nb_summary *s, const struct nb_exp_table *t, int g,
+                       const char *row, const char *col)
+{
+    return nb_summary_group_matches(s, g, t->where, t->n_where) &&
+           !strcmp(nb_summary_group_val(s, g, t->rows), row) &&
+           !(col && t->cols >= 0 && strcmp(nb_summary_group_val(s, g, t->cols), col));
+}
+
+/* Stats of t's metric over the finished runs of the groups matching the
+ * filters and row (and col) values: the scalar, or the probe's value at
+ * each run's last probed step; *ngroups gets the groups pooled. */
 static int cell_stats(const struct nb_summary *s, const struct nb_exp_table *t,
                       const char *row, const char *col, double *mean, double *sd,
                       int *ngroups)
@@ -127,23 +159,59 @@ static int cell_stats(const struct nb_summary *s, const struct nb_exp_table *t,
     size_t nv = 0;
     *ngroups = 0;
     for (int g = 0; g < s->n_groups; g++) {
-        if (!nb_summary_group_matches(s, g, t->where, t->n_where))
-            continue;
-        if (strcmp(nb_summary_group_val(s, g, t->rows), row))
-            continue;
-        if (col && strcmp(nb_summary_group_val(s, g, t->cols), col))
+        if (!cell_group(s, t, g, row, col))
             continue;
         (*ngroups)++;
         const struct nb_sum_group *G = &s->groups[g];
-        for (int i = 0; i < G->n_runs; i++) {
+        for (int i = 0; i < G->n_runs && t->scalar >= 0; i++) {
             const struct nb_sum_run *r = &s->runs[G->runs[i]];
             if (r->status == NB_SUM_DONE || r->status == NB_SUM_DIVERGED)
                 v[nv++] = r->sc[t->scalar];
         }
     }
+    const char *param = t->cols == NB_TABLE_COLS_PARAM ? col : NULL;
+    for (int k = 0; k < s->max_reps && t->scalar < 0; k++) {
+        struct nb_sum_point *pts = NULL;
+        size_t np = 0;
+        struct nb_error e;
+        if (nb_summary_select(s, &t->probe, t->where, t->n_where, k, &pts, &np, &e) == 0)
+            for (int g = 0; g < s->n_groups; g++) {
+                double x = cell_group(s, t, g, row, col) ? probe_value(s, pts, np, g, param)
+                                                         : NAN;
+                if (isfinite(x))
+                    v[nv++] = x;
+            }
+        free(pts);
+    }
     int n = nb_stats(v, nv, mean, sd, NULL, NULL, NULL);
     free(v);
     return n;
+}
+
+/* The param names of probe table t's selected points, in order of first
+ * appearance; returns the count or -1. */
+static int distinct_params(const struct nb_summary *s, const struct nb_exp_table *t,
+                           const char ***out)
+{
+    struct nb_sum_point *pts = NULL;
+    size_t np = 0;
+    struct nb_error e;
+    *out = NULL;
+    if (nb_summary_select(s, &t->probe, t->where, t->n_where, NB_SEL_MEAN, &pts, &np, &e))
+        return 0;
+    const char **v = malloc((np + 1) * sizeof *v);
+    int n = 0;
+    for (size_t i = 0; v && i < np; i++) {
+        const char *x = nb_summary_str(s, pts[i].param);
+        bool dup = !x;
+        for (int j = 0; j < n && !dup; j++)
+            dup = !strcmp(v[j], x);
+        if (!dup)
+            v[n++] = x;
+    }
+    free(pts);
+    *out = v;
+    return v ? n : -1;
 }
 
 /* The paper's number for cell (row, col) of table t (col NULL: a table
@@ -211,10 +279,16 @@ static void write_table(FILE *fp, const struct nb_summary *s, const struct nb_ex
 {
     const char **rows = NULL, **cols = NULL;
     int nr = distinct_vals(s, t->rows, t->where, t->n_where, false, &rows);
-    int nc = t->cols >= 0 ? distinct_vals(s, t->cols, t->where, t->n_where, true, &cols) : 1;
+    int nc = t->cols >= 0                      ? distinct_vals(s, t->cols, t->where, t->n_where, true, &cols)
+             : t->cols == NB_TABLE_COLS_PARAM ? distinct_params(s, t, &cols)
+                                              : 1;
+    bool has_cols = t->cols != -1;
     char b1[64], b3[160];
     bool paper = t->n_paper > 0;
-    fprintf(fp, "**%s** - %s", t->name, nb_sum_scalar_name(t->scalar));
+    fprintf(fp, "**%s** - %s", t->name,
+            t->scalar >= 0 ? nb_sum_scalar_name(t->scalar) : t->probe.text);
+    if (t->scalar < 0)
+        fputs(" (each run's value at its last probed step)", fp);
     if (t->caption)
         fprintf(fp, ": %s", t->caption);
     fputs("\n\n", fp);
@@ -224,13 +298,14 @@ static void write_table(FILE *fp, const struct nb_summary *s, const struct nb_ex
         return;
     }
     fprintf(fp, "| %s |", key_title(t->rows));
-    if (t->cols >= 0)
+    if (has_cols)
         for (int j = 0; j < nc; j++)
-            fprintf(fp, " %s = %s |", nb_sum_key_short(t->cols), cols[j]);
+            fprintf(fp, " %s = %s |", t->cols >= 0 ? nb_sum_key_short(t->cols) : "param",
+                    cols[j]);
     else
         fputs(paper ? " measured (mean ± std) | paper |" : " measured (mean ± std) |", fp);
     fputs("\n|---|", fp);
-    for (int j = 0; j < (t->cols >= 0 ? nc : paper ? 2 : 1); j++)
+    for (int j = 0; j < (has_cols ? nc : paper ? 2 : 1); j++)
         fputs("---:|", fp);
     fputc('\n', fp);
     bool pooled = false;
@@ -239,7 +314,7 @@ static void write_table(FILE *fp, const struct nb_summary *s, const struct nb_ex
         for (int j = 0; j < nc; j++) {
             double m, sd;
             int ng = 0;
-            int n = cell_stats(s, t, rows[i], t->cols >= 0 ? cols[j] : NULL, &m, &sd, &ng);
+            int n = cell_stats(s, t, rows[i], has_cols ? cols[j] : NULL, &m, &sd, &ng);
             if (n <= 0)
                 fputs(" - |", fp);
             else
@@ -247,12 +322,12 @@ static void write_table(FILE *fp, const struct nb_summary *s, const struct nb_ex
                         ng > 1 ? " *" : "");
             pooled |= ng > 1;
         }
-        if (t->cols < 0 && paper) {
+        if (!has_cols && paper) {
             const struct nb_exp_paper *p = paper_at(t, rows[i], NULL);
             fprintf(fp, " %s |", p ? fnum(p->value, b1, sizeof b1) : "-");
         }
         fputc('\n', fp);
-        if (t->cols >= 0) {
+        if (has_cols) {
             bool any = false;
             for (int j = 0; j < nc; j++)
                 any |= paper_at(t, rows[i], cols[j]) != NULL;

@@ -104,11 +104,18 @@ struct nb_exp_paper {
     int line;
 };
 
+/* cols of a probe table whose columns are the rows' param names */
+#define NB_TABLE_COLS_PARAM (-2)
+
 struct nb_exp_table {
     char *name;
     int line;
-    int scalar;
-    int rows, cols;           /* key indices; cols -1 when none */
+    int scalar;               /* a per-run scalar, or -1: probe below */
+    struct nb_metric probe;   /* scalar -1: PROBE.STAT, each run's value at
+                                 its last probed step (the mean over the
+                                 rows there that pass the filters) */
+    int rows, cols;           /* key indices; cols -1 when none,
+                                 NB_TABLE_COLS_PARAM: the rows' param */
     struct nb_sum_filter *where;
     int n_where;
     struct nb_exp_paper *paper;
