@@ -128,6 +128,7 @@ printf '%s\n' '[experiment]' 'claim = x' 'source = y' \
     'paper = batch: 2=34.7, 128=23.6' 'paper = group: 2=24.1, 128=24.0' \
     '[table p]' 'metric = params' 'rows = norm.type' \
     '[table lp]' 'metric = landscape.beta_eff' 'rows = norm.type' \
+    '[figure lpf]' 'kind = vs_lr' 'y = landscape.beta_eff' \
     '[table lq]' 'metric = landscape.loss' 'rows = norm.type' 'columns = param' \
     '[check c]' 'expect = at(final_test_error, norm.type=batch) < 100' >"$W/paper/quickstart.ini"
 sed -n '/^\[quick /,/^$/p' "$EXP/quickstart.ini" >>"$W/paper/quickstart.ini"  # the same quick runs
@@ -147,6 +148,8 @@ check "  with a value per norm over the 2 seeds" \
     grep -Eq '^\| batch \| [0-9.]+ ± [0-9.]+ \(n=2\) \|$' "$Q/report.md"
 check "  columns = param: one column per probe param" \
     grep -q '^| norm.type | param = eta |$' "$Q/report.md"
+check "a vs_lr figure of a probe stat: one line per norm" \
+    [ "$(grep -c ',landscape.beta_eff,' "$Q/figures/lpf.csv")" -eq 4 ]
 sed 's/^metric = landscape.beta_eff$/&\npaper = batch=1/' "$W/paper/quickstart.ini" >"$W/paper/bad0.ini"
 "$NB" reproduce "$W/paper/bad0.ini" --quick --no-run --results "$R" >"$W/out3g" 2>"$W/err3g"
 check "a probe table with paper numbers is an error" \

@@ -745,7 +745,15 @@ static int finish_figure(struct lctx *c, int i, struct nb_error *err)
             return nb_error_set(err, NB_EINVAL, file, r->x ? r->x_line : f->line,
                                 "%s: x = %s is not a numeric key", what, x);
     }
-    if (r->y) {
+    if (r->y && strchr(r->y, '.')) { /* PROBE.STAT */
+        int rc = nb_metric_parse(r->y, file, r->y_line, &f->probe, err);
+        if (rc)
+            return rc;
+        if (r->paper)
+            return nb_error_set(err, NB_EINVAL, file, r->y_line,
+                                "%s: a paper overlay goes with a per-run scalar on y", what);
+        f->scalar = -1;
+    } else if (r->y) {
         int rc = scalar_of(r->y, file, r->y_line, what, &f->scalar, err);
         if (rc)
             return rc;
@@ -1009,6 +1017,7 @@ void nb_experiment_free(struct nb_experiment *e)
     for (int i = 0; i < e->n_figs; i++) {
         free(e->figs[i].name), free(e->figs[i].param), free(e->figs[i].caption);
         free(e->figs[i].paper_label);
+        nb_metric_free(&e->figs[i].probe);
         free(e->figs[i].yscale);
         free(e->figs[i].series);
         nb_filters_free(e->figs[i].where, e->figs[i].n_where);

@@ -115,27 +115,6 @@ static int distinct_vals(const struct nb_summary *s, int k, const struct nb_sum_
     return n;
 }
 
-/* Probe table t: the value of group g's replicate whose selection is
- * pts/np (nb_summary_select of that replicate): the mean of the points of
- * g at its last step (param: only those of that param), NaN when none. */
-static double probe_value(const struct nb_summary *s, const struct nb_sum_point *pts, size_t np,
-                          int g, const char *param)
-{
-    long last = -1;
-    double sum = 0;
-    int n = 0;
-    for (size_t i = 0; i < np; i++) {
-        const struct nb_sum_point *p = &pts[i];
-        if (p->group != g || (param && strcmp(nb_summary_str(s, p->param), param)))
-            continue;
-        if (p->step > last)
-            last = p->step, sum = 0, n = 0;
-        if (p->step == last)
-            sum += p->value, n++;
-    }
-    return n ? sum / n : NAN;
-}
-
 /* Does group g pass t's filters and have the row (and, when col is a
  * key's value, the col) value? */
 static bool cell_group(const struct nb_summary *s, const struct nb_exp_table *t, int g,
@@ -170,48 +149,15 @@ static int cell_stats(const struct nb_summary *s, const struct nb_exp_table *t,
         }
     }
     const char *param = t->cols == NB_TABLE_COLS_PARAM ? col : NULL;
-    for (int k = 0; k < s->max_reps && t->scalar < 0; k++) {
-        struct nb_sum_point *pts = NULL;
-        size_t np = 0;
-        struct nb_error e;
-        if (nb_summary_select(s, &t->probe, t->where, t->n_where, k, &pts, &np, &e) == 0)
-            for (int g = 0; g < s->n_groups; g++) {
-                double x = cell_group(s, t, g, row, col) ? probe_value(s, pts, np, g, param)
-                                                         : NAN;
-                if (isfinite(x))
-                    v[nv++] = x;
-            }
-        free(pts);
-    }
+    for (int g = 0; g < s->n_groups && t->scalar < 0; g++)
+        for (int k = 0; cell_group(s, t, g, row, col) && k < s->groups[g].n_runs; k++) {
+            double x = nb_summary_last_value(s, &t->probe, t->where, t->n_where, g, k, param);
+            if (isfinite(x))
+                v[nv++] = x;
+        }
     int n = nb_stats(v, nv, mean, sd, NULL, NULL, NULL);
     free(v);
     return n;
-}
-
-/* The param names of probe table t's selected points, in order of first
- * appearance; returns the count or -1. */
-static int distinct_params(const struct nb_summary *s, const struct nb_exp_table *t,
-                           const char ***out)
-{
-    struct nb_sum_point *pts = NULL;
-    size_t np = 0;
-    struct nb_error e;
-    *out = NULL;
-    if (nb_summary_select(s, &t->probe, t->where, t->n_where, NB_SEL_MEAN, &pts, &np, &e))
-        return 0;
-    const char **v = malloc((np + 1) * sizeof *v);
-    int n = 0;
-    for (size_t i = 0; v && i < np; i++) {
-        const char *x = nb_summary_str(s, pts[i].param);
-        bool dup = !x;
-        for (int j = 0; j < n && !dup; j++)
-            dup = !strcmp(v[j], x);
-        if (!dup)
-            v[n++] = x;
-    }
-    free(pts);
-    *out = v;
-    return v ? n : -1;
 }
 
 /* The paper's number for cell (row, col) of table t (col NULL: a table
@@ -280,7 +226,7 @@ static void write_table(FILE *fp, const struct nb_summary *s, const struct nb_ex
     const char **rows = NULL, **cols = NULL;
     int nr = distinct_vals(s, t->rows, t->where, t->n_where, false, &rows);
     int nc = t->cols >= 0                      ? distinct_vals(s, t->cols, t->where, t->n_where, true, &cols)
-             : t->cols == NB_TABLE_COLS_PARAM ? distinct_params(s, t, &cols)
+             : t->cols == NB_TABLE_COLS_PARAM ? nb_summary_params(s, &t->probe, t->where, t->n_where, &cols)
                                               : 1;
     bool has_cols = t->cols != -1;
     char b1[64], b3[160];

@@ -83,7 +83,9 @@ struct nb_exp_figure {
     int line;
     int kind;                 /* enum nb_fig_kind */
     int x;                    /* key index, -1 when none */
-    int scalar;
+    int scalar;               /* y: a per-run scalar, or -1: probe below */
+    struct nb_metric probe;   /* vs_*: y = PROBE.STAT, each run's value at
+                                 its last probed step, a line per param */
     struct nb_sum_filter *where;
     int n_where;
     char *param;              /* dist: in / out (NULL: out) */

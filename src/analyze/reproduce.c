@@ -392,6 +392,7 @@ static int draw_figures(const struct nb_experiment *e, const struct nb_summary *
             remove(old);
         }
         struct nb_fig_spec spec = {.kind = f->kind, .x = f->x, .scalar = f->scalar,
+                                   .probe = f->scalar < 0 ? &f->probe : NULL,
                                    .where = f->where, .n_where = f->n_where,
                                    .param = f->param, .series = f->series,
                                    .n_series = f->n_series};

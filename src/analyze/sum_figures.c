@@ -451,11 +451,72 @@ static long agg_find(const struct agg *a, long step, int layer, size_t from)
     return -1;
 }
 
+/* vs_batch / vs_lr with a probe on y: per series, param and x, the mean,
+ * sd, min, max and n over seeds of each run's last value (colour by param,
+ * dashes by series). */
+static int fig_vs_probe(const struct nb_summary *s, const struct nb_fig_spec *f,
+                        struct nb_csvw *w, struct nb_error *err)
+{
+    struct fig_series fs;
+    const char **params = NULL;
+    int rc = fig_series_init(&fs, s, f, err);
+    int np = rc ? 0 : nb_summary_params(s, f->probe, f->where, f->n_where, &params);
+    int sid = 0;
+    for (int k = 0; k < fs.ns && !rc; k++) {
+        char title[1200], line[1400];
+        int n = fig_series_at(&fs, s, f->x, k, title, sizeof title);
+        for (int q = 0; q < np && !rc; q++) {
+            bool any = false;
+            /* no comma: gnuplot reads the CSV */
+            snprintf(line, sizeof line, "%s%s%s", params[q], params[q][0] ? ": " : "", title);
+            for (int i = 0; i < n && !rc; i++) {
+                int g = fs.gl[i];
+                double x, v[256], st[5];
+                size_t nv = 0;
+                if (!sum_parse_num(nb_summary_group_val(s, g, f->x), &x))
+                    continue;
+                for (int r = 0; r < s->groups[g].n_runs && nv < 256; r++) {
+                    double y = nb_summary_last_value(s, f->probe, f->where, f->n_where, g, r,
+                                                     params[q]);
+                    if (isfinite(y))
+                        v[nv++] = y;
+                }
+                int cnt = nb_stats(v, nv, &st[0], &st[1], &st[2], &st[3], &st[4]);
+                if (cnt == 0)
+                    continue;
+                nb_csvw_long(w, sid);
+                nb_csvw_str(w, line);
+                nb_csvw_long(w, q);
+                nb_csvw_long(w, fs.ci[k]);
+                nb_csvw_str(w, key_axis_title(f->x));
+                nb_csvw_str(w, f->probe->text);
+                nb_csvw_double(w, x);
+                for (int c = 0; c < 4; c++)
+                    sum_w_num(w, st[c]);
+                nb_csvw_long(w, cnt);
+                nb_csvw_long(w, 0);
+                nb_csvw_long(w, s->groups[g].n_done + s->groups[g].n_diverged);
+                rc = nb_csvw_end_row(w, err);
+                any = true;
+            }
+            sid += any;
+        }
+    }
+    free(params);
+    fig_series_free(&fs);
+    if (!rc && sid == 0)
+        return nb_error_set(err, NB_ENOENT, NULL, 0, "no run with a value of %s",
+                            f->probe->text);
+    return rc;
+}
+
 /* vs_batch / vs_lr: per series and x, the scalar's mean, sd, min, max and n
  * over seeds (diverged runs counted apart). */
 static int fig_vs(const struct nb_summary *s, const struct nb_fig_spec *f,
                   struct nb_csvw *w, struct nb_error *err)
 {
+    if (f->probe)
+        return fig_vs_probe(s, f, w, err);
     struct fig_series fs;
     int rc = fig_series_init(&fs, s, f, err);
     int sid = 0;

@@ -642,3 +642,56 @@ static int select_impl(const struct nb_summary *s, const struct nb_metric *m,
     return 0;
 }
 
+double nb_summary_last_value(const struct nb_summary *s, const struct nb_metric *m,
+                             const struct nb_sum_filter *f, int nf, int g, int k,
+                             const char *param)
+{
+    struct nb_sum_point *pts = NULL;
+    size_t np = 0;
+    struct nb_error e;
+    if (g < 0 || g >= s->n_groups || k < 0 || k >= s->groups[g].n_runs ||
+        nb_summary_select(s, m, f, nf, k, &pts, &np, &e))
+        return NAN;
+    long last = -1;
+    double sum = 0;
+    int n = 0;
+    for (size_t i = 0; i < np; i++) {
+        const struct nb_sum_point *p = &pts[i];
+        const char *pn = nb_summary_str(s, p->param);
+        if (p->group != g || (param && strcmp(pn ? pn : "", param)))
+            continue;
+        if (p->step > last)
+            last = p->step, sum = 0, n = 0;
+        if (p->step == last)
+            sum += p->value, n++;
+    }
+    free(pts);
+    return n ? sum / n : NAN;
+}
+
+int nb_summary_params(const struct nb_summary *s, const struct nb_metric *m,
+                      const struct nb_sum_filter *f, int nf, const char ***out)
+{
+    struct nb_sum_point *pts = NULL;
+    size_t np = 0;
+    struct nb_error e;
+    *out = NULL;
+    int rc = nb_summary_select(s, m, f, nf, NB_SEL_MEAN, &pts, &np, &e);
+    if (rc)
+        return rc;
+    const char **v = malloc((np + 1) * sizeof *v);
+    int n = 0;
+    for (size_t i = 0; v && i < np; i++) {
+        const char *x = nb_summary_str(s, pts[i].param);
+        if (!x)
+            x = ""; /* rows without a param */
+        bool dup = false;
+        for (int j = 0; j < n && !dup; j++)
+            dup = !strcmp(v[j], x);
+        if (!dup)
+            v[n++] = x;
+    }
+    free(pts);
+    *out = v;
+    return v ? n : NB_ENOMEM;
+}

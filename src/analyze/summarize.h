@@ -363,6 +363,20 @@ int nb_summary_select_prepared(const struct nb_summary *s, const struct nb_sum_p
                                struct nb_error *err);
 void nb_summary_prepared_free(struct nb_sum_prepared *p);
 
+/* The value of probe metric m for replicate k of group g at that run's
+ * last step among the points that pass f (and, when param is not NULL,
+ * name that param): the mean of those points there; NaN when none.  The
+ * "final" value of a probe, as report tables and figures show it. */
+double nb_summary_last_value(const struct nb_summary *s, const struct nb_metric *m,
+                             const struct nb_sum_filter *f, int nf, int g, int k,
+                             const char *param);
+
+/* The param names of m's points that pass f, in order of first
+ * appearance ("" for rows without one): *out is malloc'd, its strings the
+ * summary's.  Returns the count, or a negative status. */
+int nb_summary_params(const struct nb_summary *s, const struct nb_metric *m,
+                      const struct nb_sum_filter *f, int nf, const char ***out);
+
 /* Does group g pass the config-key filters among f? */
 bool nb_summary_group_matches(const struct nb_summary *s, int g,
                               const struct nb_sum_filter *f, int nf);
@@ -406,6 +420,10 @@ struct nb_fig_spec {
     int kind;
     int x;                 /* vs_batch, vs_lr, hessian: the x key */
     int scalar;            /* vs_*: the scalar on y */
+    const struct nb_metric *probe; /* vs_*: y = this PROBE.STAT instead (each
+                              run's value at its last probed step,
+                              nb_summary_last_value), a line per series and
+                              param; NULL: the scalar */
     const struct nb_sum_filter *where; /* groups (and points) kept */
     int n_where;
     const char *param;     /* dist: "in" or "out" (NULL: out) */
