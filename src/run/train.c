@@ -174,13 +174,16 @@ struct trainer {
     long acc_hits, acc_samples, acc_steps;
 };
 
-/* Builds T->m and checks that batch norm gets more than one value per
- * channel in training, in the regular batch and a final partial one;
- * returns a status (the model freed on failure). */
+/* Builds T->m, loads spec->init into it when set, and checks that batch
+ * norm gets more than one value per channel in training, in the regular
+ * batch and a final partial one; returns a status (the model freed on
+ * failure). */
 static int trainer_build(struct trainer *T, struct nb_error *err)
 {
     const struct nb_train_spec *spec = T->spec;
     int rc = nb_model_build(&T->m, &spec->model, model_batch(spec->batch), spec->seed, err);
+    if (!rc && spec->init)
+        rc = nb_ckpt_apply(spec->init, &T->m, err);
     if (rc) {
         nb_model_free(&T->m);
         return rc;

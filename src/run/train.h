@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "data/data.h"
+#include "model/checkpoint.h"
 #include "model/model.h"
 #include "optim/optim.h"
 
@@ -39,6 +40,12 @@ struct nb_train_spec {
     enum nb_eval_stats eval_stats; /* precise, target: recompute the BN
                                       statistics before each evaluation */
     int precise_samples;      /* samples the recomputation uses */
+    /* NULL, or a checkpoint whose parameters and running statistics
+     * replace the initial ones once the model is built and initialised,
+     * before the first step (a layout other than the model's fails the
+     * run); the optimizer's buffers and the random streams start fresh.
+     * Not a key: the runner reads it ([model] init_from). */
+    const struct nb_ckpt *init;
 };
 
 /* The [train] config keys of struct nb_train_spec (core/opt.h; train.threads
