@@ -65,6 +65,9 @@ const struct nb_key nb_train_keys[] = {
                "stop as diverged when the loss exceeds this (or is not finite)"),
       AT(diverge_loss) },
     { NB_K_INT("train", "threads", "1", 1, 256, 0, "BLAS threads per run") },
+    { NB_K_("train", "save_weights", NB_KEY_BOOL, "false", 0, 0, NB_KF_ADDED,
+            "a run that finishes training writes its parameters and running "
+            "statistics to weights.nbw in its directory (for [model] init_from)") },
 };
 #undef AT
 const int nb_train_n_keys = (int)(sizeof nb_train_keys / sizeof nb_train_keys[0]);

@@ -49,7 +49,8 @@ struct nb_train_spec {
 };
 
 /* The [train] config keys of struct nb_train_spec (core/opt.h; train.threads
- * has no member: the worker sets the BLAS threads), and the [norm] keys
+ * and train.save_weights have no member: the worker sets the BLAS threads
+ * and writes the weights), and the [norm] keys
  * that belong to the loop (eval_stats, precise_samples).  Defaults: batch
  * 128, 10 epochs, evaluation every epoch on the whole test set,
  * drop_last, no divergence limit, EMA statistics (1000 samples when
