@@ -238,6 +238,12 @@ static int tt_load(const char *text, struct nb_runcfg *cfg, uint64_t *seed, stru
     }
     r = nb_runcfg_from_run(&sw.runs[0], cfg, err);
     *seed = sw.runs[0].seed;
+    if (!r && cfg->init_from[0]) {
+        r = nb_run_error(&sw.runs[0], err, "model", "init_from",
+                         "train: init_from = %s takes its weights from the run directories "
+                         "of `normbench run`, which train does not use", cfg->init_from);
+        nb_error_hint(err, "put the keys in a config file and use `normbench run`");
+    }
     nb_sweep_free(&sw);
     if (r) {
         nb_error_print(stderr, prog, err);
@@ -253,6 +259,9 @@ static int tt_train(struct nb_runcfg *cfg, uint64_t seed, struct nb_error *err)
     if (cfg->probes)
         fprintf(stderr, "%s: train: the config's probes are not run here (use `normbench run`)\n",
                 prog);
+    if (cfg->save_weights)
+        fprintf(stderr, "%s: train: [train] save_weights needs a run directory: no weights are "
+                "written here (use `normbench run`)\n", prog);
     nb_blas_set_threads(cfg->threads);
     struct nb_data data;
     int r = nb_data_prepare(&cfg->data, seed, &data, err);

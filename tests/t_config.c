@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "config/keys.h"
+#include "config/selector.h"
 #include "config/sweep.h"
 #include "data/data.h"
 #include "layers/norm.h"
@@ -1038,6 +1039,100 @@ static void test_module_tables(void)
     is_int(prev_end, total, "the tables end the flat list (%d keys)", total);
 }
 
+/* [model] init_from's run selectors (config/selector.h) and the two keys
+ * added for weight checkpoints: canonical text, one value with commas, a
+ * sweep axis of selectors, errors at their line, matching; run_ids at
+ * the defaults unchanged. */
+static void test_selector(void)
+{
+    struct nb_sweep a, b, c;
+    ok(load("sel_default.ini", "", &c) == 0, "the default config loads");
+    ok(load("sel_explicit.ini", "[model]\ninit_from =\n[train]\nsave_weights = false\n", &a) == 0,
+       "init_from and save_weights at their defaults load");
+    is_str(a.runs[0].run_id, c.runs[0].run_id,
+           "init_from = (empty) and save_weights = false: the default's run_id");
+    is_str(c.runs[0].run_id, "0bc6f2937e4b50d4", "  which is 0.1.0's");
+    nb_sweep_free(&a);
+    ok(load("sel_save.ini", "[train]\nsave_weights = true\n", &a) == 0 &&
+           strcmp(a.runs[0].run_id, c.runs[0].run_id) != 0,
+       "save_weights = true: a run_id of its own");
+    nb_sweep_free(&a);
+
+    ok(load("sel_canon.ini", "[model]\ninit_from =  pre / lr = 0.10,\n  norm.type=batch\n", &a) == 0,
+       "a selector with spaces, a bare key and a continuation line loads");
+    is_str(nb_run_get_str(&a.runs[0], "model", "init_from"), "pre/norm.type=batch,optim.lr=0.1",
+           "canonical: section.key, canonical values, table order, no spaces");
+    is_int((long long)a.n_runs, 1, "  one value, not a sweep of two");
+    ok(load("sel_canon2.ini", "[model]\ninit_from = pre/optim.lr=0.1,type=batch\n", &b) == 0 &&
+           !strcmp(a.runs[0].run_id, b.runs[0].run_id),
+       "  another spelling of the same selector: the same run_id");
+    ok(strcmp(a.runs[0].run_id, c.runs[0].run_id) != 0, "  not the default's run_id");
+    nb_sweep_free(&a);
+    nb_sweep_free(&b);
+    ok(load("sel_id.ini", "[model]\ninit_from = pre/0123456789ABCDEF\n", &a) == 0,
+       "EXPERIMENT/RUN_ID loads");
+    is_str(nb_run_get_str(&a.runs[0], "model", "init_from"), "pre/0123456789abcdef",
+           "  the RUN_ID in lower case");
+    nb_sweep_free(&a);
+    ok(load("sel_axis.ini",
+            "[model]\ninit_from = pre/type=batch,lr=0.1, pre/type=group, other\n"
+            "[norm]\ntype = batch, group, none\n[experiment]\nzip = init_from, norm.type\n",
+            &a) == 0, "a sweep axis of three selectors zipped with norm.type loads");
+    is_str(column(&a, "model", "init_from"),
+           "pre/norm.type=batch,optim.lr=0.1 pre/norm.type=group other",
+           "  its three values: KEY=VALUE pieces continue their selector");
+    nb_sweep_free(&a);
+
+    ERR("sel_unknown.ini", "[model]\ninit_from = pre/lerning=0.1\n", 2,
+        "init_from: unknown key 'lerning'", NULL);
+    ERR("sel_ambiguous.ini", "[model]\ninit_from = pre/momentum=0.9\n", 2,
+        "init_from: key 'momentum' is ambiguous", "write norm.momentum or optim.momentum");
+    ERR("sel_value.ini", "[model]\n\ninit_from = pre/lr=-1\n", 3,
+        "value -1 is out of range for [optim] lr (must be > 0)", NULL);
+    ERR("sel_enum.ini", "[model]\ninit_from = pre/norm.type=bach\n", 2,
+        "bad value 'bach' for [norm] type", NULL);
+    ERR("sel_twice.ini", "[model]\ninit_from = pre/lr=0.1,optim.lr=0.2\n", 2,
+        "init_from: optim.lr is given twice", NULL);
+    ERR("sel_self.ini", "[model]\ninit_from = pre/init_from=x\n", 2,
+        "init_from: [model] init_from cannot select a run", NULL);
+    ERR("sel_zip.ini", "[model]\ninit_from = pre/zip=a\n", 2,
+        "init_from: [experiment] zip cannot be used here", NULL);
+    ERR("sel_runid.ini", "[model]\ninit_from = pre/0123\n", 2,
+        "init_from: '0123' is not a RUN_ID (16 hex digits) or KEY=VALUE terms", NULL);
+    ERR("sel_name.ini", "[model]\ninit_from = ../x\n", 2,
+        "init_from: expected EXPERIMENT, EXPERIMENT/RUN_ID or EXPERIMENT/KEY=VALUE,KEY=VALUE, "
+        "got '../x'", "EXPERIMENT is an [experiment] name: A-Z a-z 0-9 _ . -");
+    ERR("sel_empty.ini", "[model]\ninit_from = pre/\n", 2,
+        "init_from: expected EXPERIMENT, EXPERIMENT/RUN_ID or EXPERIMENT/KEY=VALUE,KEY=VALUE, "
+        "got 'pre/'", NULL);
+    ERR("sel_leading.ini", "[model]\ninit_from = lr=0.1\n", 2,
+        "init_from: expected EXPERIMENT, EXPERIMENT/RUN_ID or EXPERIMENT/KEY=VALUE,KEY=VALUE, "
+        "got 'lr=0.1'", NULL);
+
+    /* matching: the values given, and the selecting run's seed unless
+     * the selector names one */
+    struct nb_selector sel;
+    struct nb_error e;
+    ok(load("sel_cands.ini", "[experiment]\nseeds = 0..1\n[norm]\ntype = batch, group\n", &a) == 0 &&
+           a.n_runs == 4, "four candidates: batch and group, seeds 0 and 1");
+    ok(nb_selector_parse("pre/type=group", NULL, 0, &sel, &e) == 0, "parse pre/type=group");
+    int hits = 0, which = -1;
+    for (size_t i = 0; i < a.n_runs; i++)
+        if (nb_selector_match(&sel, &a.runs[i], 1))
+            hits++, which = (int)i;
+    ok(hits == 1 && a.runs[which].seed == 1 &&
+           !strcmp(nb_run_get_str(&a.runs[which], "norm", "type"), "group"),
+       "pre/type=group for seed 1: the group run of seed 1 alone");
+    ok(nb_selector_parse("pre/seeds=0", NULL, 0, &sel, &e) == 0 && sel.names_seed,
+       "parse pre/seeds=0: it names the seed");
+    hits = 0;
+    for (size_t i = 0; i < a.n_runs; i++)
+        hits += nb_selector_match(&sel, &a.runs[i], 1) && a.runs[i].seed == 0;
+    is_int(hits, 2, "pre/seeds=0 for seed 1: both runs of seed 0");
+    nb_sweep_free(&a);
+    nb_sweep_free(&c);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "%s", tap_tmpdir("t_config"));
@@ -1050,6 +1145,7 @@ int main(void)
     test_identity();
     test_include();
     test_limits();
+    test_selector();
     tap_done_testing();
     return tap_exit();
 }

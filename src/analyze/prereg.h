@@ -51,7 +51,7 @@ struct nb_prereg {
 
 /* A 64-bit FNV-1a-style hash of n bytes, continuing from h (start with
  * NB_TEXT_HASH_SEED).  The seed is not FNV's standard offset basis (that
- * is sweep.h's nb_fnv1a64, the run identity); registrations committed
+ * is core/rng.h's nb_fnv1a64, the run identity); registrations committed
  * with this one keep their hashes, and the check language seeds each
  * check's bootstrap with it. */
 #define NB_TEXT_HASH_SEED 1469598103934665603ULL

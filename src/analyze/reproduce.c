@@ -678,6 +678,25 @@ static int repro_preregister(struct repro *R, struct nb_error *err)
     return 0;
 }
 
+/* Before anything runs: every config's init_from names an experiment
+ * with results, or one of the experiment's earlier configs; returns a
+ * status (NB_EINVAL at the config line). */
+static int repro_check_sources(struct repro *R, struct nb_error *err)
+{
+    const char **made = calloc((size_t)R->n + 1, sizeof *made);
+    if (!made)
+        return nb_error_oom(err);
+    int rc = 0;
+    for (int i = 0; i < R->n && !rc; i++) {
+        struct nb_runner_opts ro;
+        nb_runner_opts_default(&ro);
+        rc = nb_runner_check_sources(&R->cr[i].sw, &ro, made, i, err);
+        made[i] = nb_run_get_str(&R->cr[i].sw.runs[0], "experiment", "name");
+    }
+    free(made);
+    return rc;
+}
+
 /* Runs every config's sweep; returns a status (NB_EIO when a signal
  * stopped it). */
 static int repro_run(struct repro *R, struct nb_error *err)
@@ -961,6 +980,7 @@ int nb_reproduce(const char *experiment, const struct nb_repro_opts *o,
     R.n = R.e.n_configs;
     nb_summary_init(&R.s);
     if ((rc = repro_alloc(&R, err)) || (rc = repro_load_configs(&R, err)) ||
+        (o->run && (rc = repro_check_sources(&R, err))) ||
         (rc = repro_preregister(&R, err)) || (o->run && (rc = repro_run(&R, err))))
         goto out;
     repro_command(&R);

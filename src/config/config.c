@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include "core/text.h"
+#include "config/selector.h"
 
 static int is_blank(int c) { return c == ' ' || c == '\t'; }
 
@@ -274,12 +275,28 @@ static int expand_value(const struct nb_key *k, const struct nb_ini_item *it,
             is_axis = 1;
             continue;
         }
+        if ((k->flags & NB_KF_SELECTOR) && raw.n > 0 && nb_selector_continues(pc[i])) {
+            /* "E/k=v,k2=v2": k2=v2 belongs to the selector before it */
+            char *prev = raw.v[raw.n - 1];
+            size_t a = strlen(prev), b = strlen(pc[i]);
+            char *joined = realloc(prev, a + b + 2);
+            if (!joined) {
+                rc = nb_error_oom(err);
+                break;
+            }
+            joined[a] = ',';
+            memcpy(joined + a + 1, pc[i], b + 1);
+            raw.v[raw.n - 1] = joined;
+            continue;
+        }
         if (items_push_copy(&raw, pc[i], line))
             rc = nb_error_oom(err);
     }
     free(buf);
     free(pc);
     free(off);
+    if (k->flags & NB_KF_SELECTOR)
+        is_axis = raw.n > 1;
     if (!rc && is_axis && (k->flags & NB_KF_NOSWEEP))
         rc = nb_error_set(err, NB_EINVAL, it->file, it->line,
                           "[%s] %s cannot be swept (no lists, ranges or "
@@ -290,7 +307,9 @@ static int expand_value(const struct nb_key *k, const struct nb_ini_item *it,
                           k->key, NB_MAX_AXIS_VALUES);
     for (int i = 0; i < raw.n && !rc; i++) {
         char *c;
-        rc = nb_key_canon(k, raw.v[i], it->file, raw.line[i], &c, err);
+        rc = (k->flags & NB_KF_SELECTOR)
+                 ? nb_selector_canon(raw.v[i], it->file, raw.line[i], &c, err)
+                 : nb_key_canon(k, raw.v[i], it->file, raw.line[i], &c, err);
         if (!rc && items_push(&canon, c, raw.line[i])) {
             free(c);
             rc = nb_error_oom(err);
@@ -363,8 +382,8 @@ static void val_free(struct nb_config_val *v)
     memset(v, 0, sizeof *v);
 }
 
-/* Resolves a key name in zip/exclude; what = "zip" or "exclude". */
-static int resolve_name(const char *name, const char *what, const char *file,
+/* A key name of zip, exclude or a selector's terms (keys.h), or -1 with err. */
+int nb_key_resolve_name(const char *name, const char *what, const char *file,
                         int line, struct nb_error *err)
 {
     int idx = nb_key_lookup_name(name);
@@ -429,7 +448,7 @@ static int parse_zip(struct nb_config *cfg, const struct nb_ini_item *it,
         rc = nb_error_oom(err);
     for (int i = 0; i < n && !rc; i++) {
         int line = nb_ini_item_line(it, off[i]);
-        int idx = resolve_name(pc[i], "zip", file, line, err);
+        int idx = nb_key_resolve_name(pc[i], "zip", file, line, err);
         if (idx < 0) {
             rc = NB_EINVAL;
             break;
@@ -510,7 +529,7 @@ static int parse_rule(const struct nb_ini_item *it, const char *file,
         *(t->negate ? eq - 1 : eq) = '\0';
         char *name = s;
         nb_trim_right(name);
-        int idx = resolve_name(name, "exclude", file, line, err);
+        int idx = nb_key_resolve_name(name, "exclude", file, line, err);
         if (idx < 0) {
             rc = NB_EINVAL;
             break;

@@ -60,6 +60,14 @@ int nb_key_lookup(const char *section, const char *key);
  * section; -1 when unknown, -2 when a bare key is ambiguous. */
 int nb_key_lookup_name(const char *name);
 
+/* The index of a key named as zip, exclude and a run selector's terms
+ * name keys (nb_key_lookup_name): -1 with err at file:line, "WHAT: ...",
+ * when it is unknown (with a did-you-mean hint), ambiguous (the hint
+ * lists the section.key spellings) or a sweep-structure key (zip,
+ * exclude).  what is "zip", "exclude", "init_from". */
+int nb_key_resolve_name(const char *name, const char *what, const char *file, int line,
+                        struct nb_error *err);
+
 /* Writes every key as a commented INI template (section, key = default,
  * and a comment with type, range or values, and the doc line) to out: the
  * text of `normbench config --help`.  The output is itself a valid config

@@ -110,6 +110,9 @@ int nb_runcfg_from_run(const struct nb_run *run, struct nb_runcfg *rc,
         return nb_run_error(run, err, "model", "widths",
                             "an mlp needs at least one hidden width");
     rc->threads = (int)nb_run_get_int(run, "train", "threads");
+    rc->save_weights = nb_run_get_bool(run, "train", "save_weights");
+    snprintf(rc->init_from, sizeof rc->init_from, "%s",
+             nb_run_get_str(run, "model", "init_from")); /* canonical: it fits */
     rc->target_acc = nb_run_get_double(run, "experiment", "target_accuracy");
     if ((r = bind_data_rest(run, &rc->data, err)) || (r = bind_probe_rest(run, rc, err)))
         return r;

@@ -32,6 +32,7 @@
 
 #include "core/error.h"
 #include "data/data.h"
+#include "config/selector.h"
 #include "config/sweep.h"
 #include "run/train.h"
 #include "probe/probe.h"
@@ -42,6 +43,12 @@ struct nb_runcfg {
     struct nb_train_spec train; /* seed, model, sgd, schedule, loop */
     struct nb_data_opts data;
     int threads;                /* [train] threads: BLAS threads */
+    bool save_weights;          /* [train] save_weights: the runner writes
+                                   weights.nbw at the end of training */
+    char init_from[NB_SEL_TEXT_MAX]; /* [model] init_from: the canonical
+                                   selector of the run to start from ("" =
+                                   none); the runner resolves and reads it
+                                   into train.init */
     double target_acc;          /* [experiment] target_accuracy (0 = off) */
     /* [probe]: probes is true when any analysis is on; probe.slice_at
      * points into slice_at (so copy the struct with care: re-point it, or

@@ -38,6 +38,7 @@
 #include <stdio.h>
 
 #include "core/error.h"
+#include "core/rng.h"
 #include "config/keys.h"
 
 /* One resolved value and where it came from (file NULL never: a default
@@ -145,7 +146,7 @@ int nb_run_write_ini(FILE *fp, const struct nb_run *run);
  * memory. */
 char *nb_run_canonical(const struct nb_run *run);
 
-/* FNV-1a 64 of n bytes. */
-uint64_t nb_fnv1a64(const void *data, size_t n);
+/* The run identity's hash, nb_fnv1a64, is core/rng.h's (included here
+ * for its callers). */
 
 #endif

@@ -61,9 +61,14 @@ enum nb_key_flags {
     NB_KF_REPEAT = 1 << 6,   /* may appear several times; accumulates */
     NB_KF_STRUCT = 1 << 7,   /* sweep structure, not in a resolved run */
     NB_KF_INCREASING = 1 << 8, /* list elements strictly increasing */
-    NB_KF_ADDED = 1 << 9       /* added after 0.1.0: left out of the run
+    NB_KF_ADDED = 1 << 9,      /* added after 0.1.0: left out of the run
                                 * identity while at its default, so runs
                                 * made before it existed keep their run_id */
+    NB_KF_SELECTOR = 1 << 10   /* STRING: a run selector (config/selector.h),
+                                * checked and made canonical by it; in a
+                                * list, an element KEY=VALUE continues the
+                                * selector before it, so "E/k=v,k2=v2" is
+                                * one value */
 };
 
 /* The C type of the member a key sets (NB_FIELD_OF finds it). */

@@ -14,6 +14,17 @@ static const char *const stream_names[] = {
 _Static_assert(sizeof stream_names / sizeof stream_names[0] == NB_STREAM_COUNT,
                "stream_names out of sync with enum nb_stream");
 
+uint64_t nb_fnv1a64(const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    uint64_t h = UINT64_C(0xcbf29ce484222325);
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= UINT64_C(0x100000001b3);
+    }
+    return h;
+}
+
 uint64_t nb_seed_mix(uint64_t seed, uint64_t purpose)
 {
     /* SplitMix64 (Steele, Lea, Flood 2014) applied twice so that nearby

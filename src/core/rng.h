@@ -1,4 +1,5 @@
-/* src/core/rng.h - seeded GSL random streams, one per purpose.
+/* src/core/rng.h - seeded GSL random streams, one per purpose, and the
+ * byte hash the seeds and the identities use.
  *
  * Each stream is seeded from (run seed, purpose) by a SplitMix64 mixing
  * hash, so that e.g. changing the batch size (which changes how many draws
@@ -6,6 +7,7 @@
 #ifndef NB_CORE_RNG_H
 #define NB_CORE_RNG_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <gsl/gsl_rng.h>
 
@@ -18,6 +20,11 @@ enum nb_stream {
     NB_STREAM_SYNTH,    /* synthetic data sets */
     NB_STREAM_COUNT
 };
+
+/* FNV-1a 64 of n bytes: the one byte hash of normbench (the run identity,
+ * config/sweep.h; the checksum of a weight checkpoint, model/checkpoint.h).
+ * Not cryptographic: it detects accidents, not tampering. */
+uint64_t nb_fnv1a64(const void *data, size_t n);
 
 /* SplitMix64 finaliser over (seed, purpose). */
 uint64_t nb_seed_mix(uint64_t seed, uint64_t purpose);

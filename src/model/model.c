@@ -84,6 +84,11 @@ const struct nb_key nb_model_keys[] = {
             "im2col below), im2col, winograd (where the stride is 1); they round "
             "differently, so a verdict can be checked against the choice"),
       .enum_values = nb_conv_algo_names, AT(conv_algo) },
+    { NB_K_STR("model", "init_from", "", NB_KF_ADDED | NB_KF_SELECTOR,
+               "start from the weights.nbw of a run of another experiment under the "
+               "same results_dir: EXPERIMENT, EXPERIMENT/RUN_ID or "
+               "EXPERIMENT/KEY=VALUE,... (its one done run with weights that matches, "
+               "of this run's seed unless a KEY is seeds); empty = initialise") },
 };
 #undef AT
 #undef AT_ARRAY

@@ -75,7 +75,9 @@ struct nb_model_desc {
 /* The [model] config keys of struct nb_model_desc (core/opt.h), with their
  * defaults: cnn, relu, mlp widths 256 256 256, resnet depth 8, dln 25
  * layers, pre placement, Kaiming init, no dropout, conv_algo auto.
- * model.dln_dim has no member: it is the synthetic data's dimension. */
+ * model.dln_dim has no member: it is the synthetic data's dimension;
+ * model.init_from neither: the runner resolves it to a checkpoint
+ * (run/runner.h) that training loads (nb_train_spec.init). */
 extern const struct nb_key nb_model_keys[];
 extern const int nb_model_n_keys;
 

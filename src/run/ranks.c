@@ -234,7 +234,7 @@ int nb_runner_run_ranks(const struct nb_sweep *sw, const struct nb_runner_opts *
     memset(rep, 0, sizeof *rep);
     NB_ASSERT(nb_comm_active(comm));
     int rc = check_runs(sw, o, comm->size, err);
-    if (rc)
+    if (rc || (rc = nb_runner_check_sources(sw, o, NULL, 0, err)))
         return rc;
     const bool root = comm->rank == 0;
     struct ctx c;

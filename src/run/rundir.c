@@ -98,13 +98,21 @@ static void dir_of(const char *path, char *buf, size_t size)
 int rn_write_atomic(const char *path, const char *text, bool sync,
                         struct nb_error *err)
 {
+    return rn_write_atomic_n(path, text, strlen(text), sync, err);
+}
+
+/* rn_write_atomic of n bytes of data. */
+int rn_write_atomic_n(const char *path, const void *data, size_t n, bool sync,
+                      struct nb_error *err)
+{
+    const char *text = data;
     char tmp[PATH_SZ + 32];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
     if (fd < 0)
         return nb_error_set(err, NB_EIO, tmp, 0, "cannot create: %s",
                             strerror(errno));
-    size_t n = strlen(text), off = 0;
+    size_t off = 0;
     while (off < n) {
         ssize_t k = write(fd, text + off, n - off);
         if (k < 0 && errno == EINTR)
@@ -224,15 +232,21 @@ static void remove_tree_shallow(const char *dir)
  * ====================================================================== */
 
 
+/* The folder of run r's experiment folders: results_dir, else r's
+ * [experiment] results_dir, "." when empty. */
+const char *rn_results_root(const char *results_dir, const struct nb_run *r)
+{
+    const char *rd = results_dir ? results_dir
+                                 : nb_run_get_str(r, "experiment", "results_dir");
+    return rd[0] ? rd : ".";
+}
+
 const char *nb_runner_exp_dir(const struct nb_sweep *sw,
                               const char *results_dir, char *buf, size_t size)
 {
     const struct nb_run *r = &sw->runs[0];
-    const char *rd = results_dir ? results_dir
-                                 : nb_run_get_str(r, "experiment", "results_dir");
-    if (!rd[0])
-        rd = ".";
-    return rn_pathf(buf, size, "%s/%s", rd, nb_run_get_str(r, "experiment", "name"));
+    return rn_pathf(buf, size, "%s/%s", rn_results_root(results_dir, r),
+                    nb_run_get_str(r, "experiment", "name"));
 }
 
 void rn_ctx_init(struct ctx *c, const struct nb_sweep *sw,
@@ -306,12 +320,18 @@ rn_event(const struct ctx *c, const char *what, const struct nb_run *r,
 /* NB_STATE_DONE / NB_STATE_DIVERGED when the run's DONE is valid, else -1. */
 int rn_done_state(const struct ctx *c, const struct nb_run *r)
 {
-    char path[PATH_SZ], text[4096], v[64];
-    rn_run_dir(c, r, path, sizeof path);
-    strncat(path, "/DONE", sizeof path - strlen(path) - 1);
+    char dir[PATH_SZ];
+    return rn_done_state_dir(rn_run_dir(c, r, dir, sizeof dir), r->run_id);
+}
+
+/* rn_done_state of the run run_id in directory dir. */
+int rn_done_state_dir(const char *dir, const char *run_id)
+{
+    char path[PATH_SZ + 8], text[4096], v[64];
+    rn_pathf(path, sizeof path, "%s/DONE", dir);
     if (rn_read_small(path, text, sizeof text) <= 0)
         return -1;
-    if (!rn_kv_get(text, "run_id", v, sizeof v) || strcmp(v, r->run_id))
+    if (!rn_kv_get(text, "run_id", v, sizeof v) || strcmp(v, run_id))
         return -1;
     if (!rn_kv_get(text, "status", v, sizeof v))
         return -1;

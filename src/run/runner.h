@@ -9,6 +9,10 @@
  *   EXP/RUN_ID/metrics.csv  one row per evaluation (deterministic)
  *   EXP/RUN_ID/timing.csv   step and wall seconds of each evaluation
  *   EXP/RUN_ID/probes.csv   probe rows, slice.csv slices (when probes are on)
+ *   EXP/RUN_ID/weights.nbw  with [train] save_weights: the parameters and
+ *                           running statistics at the end of a training
+ *                           that finished (model/checkpoint.h), written
+ *                           atomically before DONE
  *   EXP/RUN_ID/error.txt    why a run failed (no DONE then)
  *   EXP/RUN_ID/DONE         written last, atomically (write, fsync, rename,
  *                           fsync of the directory): status done or diverged
@@ -19,7 +23,20 @@
  *   EXP/summary.csv         one row per run of the sweep
  *
  * A run is done when its DONE parses and names its run_id with status done
- * or diverged; done runs are skipped.  A claim is stale, and is taken
+ * or diverged; done runs are skipped.
+ *
+ * A run with [model] init_from starts from the weights.nbw of a run of
+ * another experiment under the same results directory (the override, or
+ * the run's [experiment] results_dir): nb_init_resolve finds it among
+ * that experiment's run directories (the runs that are done, by their
+ * DONE, with a weights.nbw, whose config.ini fits the selector,
+ * config/selector.h), the worker reads it before the data and training
+ * loads it into the freshly initialised model; meta.txt records
+ * init_from_experiment, init_from_run_id and init_from_checksum.  A
+ * source that cannot be found or read fails that run alone (error.txt),
+ * like any other failed run.  nb_runner_run refuses a sweep, before
+ * anything runs, whose init_from names an experiment that has no results
+ * directory at all (nb_runner_check_sources).  A claim is stale, and is taken
  * over, when every process it names on this host is gone, or when its
  * heartbeat is older than stale_after seconds (other hosts).  A failed run
  * (error while preparing data, building the model or writing files; a
@@ -39,11 +56,13 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "core/env.h"
 #include "core/error.h"
 #include "run/progress.h"
+#include "config/selector.h"
 #include "config/sweep.h"
 
 struct nb_runner_opts {
@@ -98,6 +117,37 @@ struct nb_comm;
 int nb_runner_run_ranks(const struct nb_sweep *sw, const struct nb_runner_opts *o,
                         const struct nb_comm *comm, struct nb_runner_report *rep,
                         struct nb_error *err);
+
+/* Where a run's [model] init_from points: the run of experiment
+ * `experiment` with id run_id, and its checkpoint's path. */
+struct nb_init_source {
+    char experiment[NB_SEL_NAME_MAX];
+    char run_id[17];
+    char path[2048];
+};
+
+/* Resolves the canonical selector text (config/selector.h) of a run of
+ * seed `seed` under root (the folder holding the experiments' folders)
+ * into src: with a RUN_ID, that run, which must be done; without, the
+ * one run of the experiment that is done (DONE with status done), has a
+ * weights.nbw and fits the selector (nb_selector_match).  Returns 0, or
+ * with err naming ROOT/EXPERIMENT (or the run's directory), the selector
+ * and how many runs matched: NB_ENOENT when the experiment's directory
+ * is missing or no run fits (the hint says what to run first), NB_EINVAL
+ * when several fit (the hint names keys they differ in), NB_EIO when the
+ * directory cannot be read.  The checkpoint itself is not read. */
+int nb_init_resolve(const char *selector, uint64_t seed, const char *root,
+                    struct nb_init_source *src, struct nb_error *err);
+
+/* The up-front check of the selected runs (o->indices, or all) of sw:
+ * every [model] init_from must name an experiment whose folder exists
+ * under the runs' results directory (o->results_dir, else the config's),
+ * or one of the n_made names in made (experiments that this invocation
+ * runs before sw: reproduce's earlier configs).  Returns 0, or NB_EINVAL
+ * with err at the config line of init_from and a hint; nothing is
+ * written either way. */
+int nb_runner_check_sources(const struct nb_sweep *sw, const struct nb_runner_opts *o,
+                            const char *const *made, int n_made, struct nb_error *err);
 
 enum nb_run_state {
     NB_STATE_PENDING = 0, /* not started, killed, or its claim is stale */

@@ -1,5 +1,6 @@
-/* src/run/runner_impl.h - what rundir.c, worker.c and runner.c share
- * and nothing else includes. Each function's contract is at its
+/* src/run/runner_impl.h - what the runner's files (rundir.c, worker.c,
+ * runner.c, ranks.c, initfrom.c, slurm.c) share and nothing else
+ * includes. Each function's contract is at its
  * definition (or here, where it has none there). */
 #ifndef NB_HARNESS_RUNNER_IMPL_H
 #define NB_HARNESS_RUNNER_IMPL_H
@@ -44,6 +45,9 @@ int rn_mkdir_p(const char *path, struct nb_error *err);
 /* Writes text to path through path.tmp.PID and rename; with sync, fsyncs
  * the file before the rename and the directory after it. */
 int rn_write_atomic(const char *path, const char *text, bool sync, struct nb_error *err);
+/* The same for n bytes of data (a weight checkpoint). */
+int rn_write_atomic_n(const char *path, const void *data, size_t n, bool sync,
+                      struct nb_error *err);
 
 /* Reads a small file into buf (NUL-terminated); returns its length or -1. */
 long rn_read_small(const char *path, char *buf, size_t size);
@@ -75,6 +79,13 @@ __attribute__((format(printf, 4, 5))) void rn_event(const struct ctx *c, const c
 
 /* NB_STATE_DONE / NB_STATE_DIVERGED when the run's DONE is valid, else -1. */
 int rn_done_state(const struct ctx *c, const struct nb_run *r);
+/* The same for the run run_id whose directory is dir (a run of another
+ * sweep: [model] init_from's sources). */
+int rn_done_state_dir(const char *dir, const char *run_id);
+
+/* The folder of run r's experiment folders: results_dir (an override),
+ * else r's [experiment] results_dir, "." when that is empty. */
+const char *rn_results_root(const char *results_dir, const struct nb_run *r);
 
 /* Writes lockdir/owner (host, pid and start time, worker, nonce). */
 int rn_owner_write(const struct ctx *c, const char *lockdir, long pid, long worker,

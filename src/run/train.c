@@ -65,6 +65,9 @@ const struct nb_key nb_train_keys[] = {
                "stop as diverged when the loss exceeds this (or is not finite)"),
       AT(diverge_loss) },
     { NB_K_INT("train", "threads", "1", 1, 256, 0, "BLAS threads per run") },
+    { NB_K_("train", "save_weights", NB_KEY_BOOL, "false", 0, 0, NB_KF_ADDED,
+            "a run that finishes training writes its parameters and running "
+            "statistics to weights.nbw in its directory (for [model] init_from)") },
 };
 #undef AT
 const int nb_train_n_keys = (int)(sizeof nb_train_keys / sizeof nb_train_keys[0]);
@@ -174,13 +177,16 @@ struct trainer {
     long acc_hits, acc_samples, acc_steps;
 };
 
-/* Builds T->m and checks that batch norm gets more than one value per
- * channel in training, in the regular batch and a final partial one;
- * returns a status (the model freed on failure). */
+/* Builds T->m, loads spec->init into it when set, and checks that batch
+ * norm gets more than one value per channel in training, in the regular
+ * batch and a final partial one; returns a status (the model freed on
+ * failure). */
 static int trainer_build(struct trainer *T, struct nb_error *err)
 {
     const struct nb_train_spec *spec = T->spec;
     int rc = nb_model_build(&T->m, &spec->model, model_batch(spec->batch), spec->seed, err);
+    if (!rc && spec->init)
+        rc = nb_ckpt_apply(spec->init, &T->m, err);
     if (rc) {
         nb_model_free(&T->m);
         return rc;

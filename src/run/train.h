@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "data/data.h"
+#include "model/checkpoint.h"
 #include "model/model.h"
 #include "optim/optim.h"
 
@@ -39,10 +40,17 @@ struct nb_train_spec {
     enum nb_eval_stats eval_stats; /* precise, target: recompute the BN
                                       statistics before each evaluation */
     int precise_samples;      /* samples the recomputation uses */
+    /* NULL, or a checkpoint whose parameters and running statistics
+     * replace the initial ones once the model is built and initialised,
+     * before the first step (a layout other than the model's fails the
+     * run); the optimizer's buffers and the random streams start fresh.
+     * Not a key: the runner reads it ([model] init_from). */
+    const struct nb_ckpt *init;
 };
 
 /* The [train] config keys of struct nb_train_spec (core/opt.h; train.threads
- * has no member: the worker sets the BLAS threads), and the [norm] keys
+ * and train.save_weights have no member: the worker sets the BLAS threads
+ * and writes the weights), and the [norm] keys
  * that belong to the loop (eval_stats, precise_samples).  Defaults: batch
  * 128, 10 epochs, evaluation every epoch on the whole test set,
  * drop_last, no divergence limit, EMA statistics (1000 samples when

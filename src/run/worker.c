@@ -34,6 +34,7 @@
 #include "core/comm.h"
 #include "core/rng.h"
 #include "core/text.h"
+#include "model/checkpoint.h"
 #include "run/csvio.h"
 #include "config/runcfg.h"
 
@@ -60,6 +61,10 @@ struct wrun {
     long rows;
     bool io_failed;
     struct nb_error err;
+    bool save_weights;        /* [train] save_weights */
+    bool weights_written;     /* weights.nbw, with weights_checksum */
+    uint64_t weights_checksum;
+    struct nb_ckpt init;      /* [model] init_from's checkpoint, when set */
 };
 
 static void w_send(struct wrun *w, long step, double epoch)
@@ -150,8 +155,25 @@ static int w_on_metrics(void *user, const struct nb_metrics *row)
     return 0;
 }
 
-/* The end-of-run probes, on the final parameters of a run that did not
- * diverge. */
+/* Writes m's parameters and state to the run's weights.nbw (atomically:
+ * temporary file, fsync, rename); returns a status. */
+static int weights_write(struct wrun *w, const struct nb_model *m, struct nb_error *err)
+{
+    char path[PATH_SZ + 16];
+    unsigned char *buf;
+    size_t len;
+    int r = nb_ckpt_encode(m, &buf, &len, &w->weights_checksum, err);
+    if (r)
+        return r;
+    r = rn_write_atomic_n(rn_pathf(path, sizeof path, "%s/%s", w->dir, NB_CKPT_FILE), buf, len,
+                          true, err);
+    free(buf);
+    w->weights_written = r == 0;
+    return r;
+}
+
+/* The end of a run that did not diverge: the end-of-run probes on its
+ * final parameters, then its weights when asked. */
 static void w_on_end(void *user, struct nb_model *m,
                      const struct nb_train_result *res)
 {
@@ -163,6 +185,9 @@ static void w_on_end(void *user, struct nb_model *m,
             w->io_failed = true;
         }
     }
+    if (w->save_weights && res->status == NB_TRAIN_DONE && !w->io_failed &&
+        weights_write(w, m, &w->err))
+        w->io_failed = true;
 }
 
 /* metrics.csv's columns; the last two only for a run with a validation
@@ -352,16 +377,44 @@ static int close_outputs(struct wrun *w, struct nb_error *err)
     return rc;
 }
 
-/* Resolves run w's config and loads its data (both described in head),
- * then opens metrics.csv, timing.csv and, when the run has probes, their
- * files; returns a status. */
+/* [model] init_from of run (config rc): finds the source run, reads its
+ * checkpoint into ck and points rc's training at it, and records the
+ * source in head (when non-NULL); returns a status (nothing to do
+ * without init_from). */
+static int init_load(const struct ctx *c, const struct nb_run *run, struct nb_runcfg *rc,
+                     struct nb_ckpt *ck, struct nb_text *head, struct nb_error *err)
+{
+    if (!rc->init_from[0])
+        return 0;
+    struct nb_init_source src;
+    int r = nb_init_resolve(rc->init_from, run->seed, rn_results_root(c->results_dir, run),
+                            &src, err);
+    if (!r && (r = nb_ckpt_read(src.path, ck, err)) == NB_ENOENT)
+        nb_error_hint(err, "run %s of %s was made without [train] save_weights = true",
+                      src.run_id, src.experiment);
+    if (r)
+        return r;
+    rc->train.init = ck;
+    if (head) {
+        rn_kvf(head, "init_from_experiment", "%s", src.experiment);
+        rn_kvf(head, "init_from_run_id", "%s", src.run_id);
+        rn_kvf(head, "init_from_checksum", "%016" PRIx64, ck->checksum);
+    }
+    return 0;
+}
+
+/* Resolves run w's config, its init_from checkpoint and loads its data
+ * (all described in head), then opens metrics.csv, timing.csv and, when
+ * the run has probes, their files; returns a status. */
 static int run_open(struct wrun *w, struct nb_runcfg *rc, struct nb_data *data,
                     struct nb_text *head, struct nb_error *err)
 {
     char path[PATH_SZ + 16];
     int r;
-    if ((r = nb_runcfg_from_run(w->run, rc, err)))
+    if ((r = nb_runcfg_from_run(w->run, rc, err)) ||
+        (r = init_load(w->c, w->run, rc, &w->init, head, err)))
         return r;
+    w->save_weights = rc->save_weights;
     nb_blas_set_threads(rc->threads);
     rn_kvf(head, "blas_threads", "%d", nb_blas_threads());
     if ((r = nb_data_prepare(&rc->data, w->run->seed, data, err)))
@@ -459,6 +512,7 @@ static int run_start(struct wrun *w, const char *start, struct nb_runcfg *rc,
     unlink(rn_pathf(path, sizeof path, "%s/error.txt", w->dir));
     unlink(rn_pathf(path, sizeof path, "%s/probes.csv", w->dir));
     unlink(rn_pathf(path, sizeof path, "%s/slice.csv", w->dir));
+    unlink(rn_pathf(path, sizeof path, "%s/%s", w->dir, NB_CKPT_FILE));
     meta_head(w, start, head);
     struct nb_text tail = {0};
     rn_kvf(&tail, "status", "running");
@@ -563,6 +617,10 @@ out:;
     if (res.params > 0)
         rn_kvf(&tail, "params", "%zu", res.params);
     rn_kvf(&tail, "metrics_rows", "%ld", w.rows);
+    if (w.weights_written) {
+        rn_kvf(&tail, "weights", "%s", NB_CKPT_FILE);
+        rn_kvf(&tail, "weights_checksum", "%016" PRIx64, w.weights_checksum);
+    }
     probe_meta(&w, wall, &tail);
     struct nb_error e2;
     if (meta_write(&w, &head, &tail, &e2) && !r) {
@@ -574,6 +632,7 @@ out:;
         code = W_FAILED;
     rn_event(c, code == W_FAILED ? "failed" : status, run, "%.3fs", wall);
     nb_probe_free(&w.probe);
+    nb_ckpt_free(&w.init);
     nb_data_free(&data);
     free(head.s);
     free(tail.s);
@@ -588,10 +647,14 @@ int rn_run_peer(const struct ctx *c, size_t i, const struct nb_comm *comm)
     struct nb_data data;
     struct nb_train_result res;
     struct nb_error err;
+    struct nb_ckpt init;
     memset(&data, 0, sizeof data);
     memset(&res, 0, sizeof res);
+    memset(&init, 0, sizeof init);
     nb_error_clear(&err);
     int r = nb_runcfg_from_run(run, &rc, &err);
+    if (!r)
+        r = init_load(c, run, &rc, &init, NULL, &err);
     if (!r) {
         nb_blas_set_threads(rc.threads);
         r = nb_data_prepare(&rc.data, run->seed, &data, &err);
@@ -608,5 +671,6 @@ int rn_run_peer(const struct ctx *c, size_t i, const struct nb_comm *comm)
                 run->run_id, nb_error_format(&err, msg, sizeof msg));
     }
     nb_data_free(&data);
+    nb_ckpt_free(&init);
     return r || !ready ? W_FAILED : res.status == NB_TRAIN_DIVERGED ? W_DIVERGED : W_DONE;
 }
