@@ -18,8 +18,8 @@ mkdir -p "$W"
 
 . "$srcdir/tests/taplib.sh"
 
-kinds="curves vs_batch vs_lr landscape ics dist hessian slice1d slice2d errors"
-echo "1..$((10 * 4 + 7))"
+kinds="curves vs_batch vs_lr landscape ics dist hessian slice1d slice2d errors trace"
+echo "1..$((11 * 4 + 7))"
 for k in $kinds; do
     for f in png svg pdf; do
         out=$W/$k.$f

@@ -129,6 +129,7 @@ printf '%s\n' '[experiment]' 'claim = x' 'source = y' \
     '[table p]' 'metric = params' 'rows = norm.type' \
     '[table lp]' 'metric = landscape.beta_eff' 'rows = norm.type' \
     '[figure lpf]' 'kind = vs_lr' 'y = landscape.beta_eff' \
+    '[figure lpt]' 'kind = trace' 'y = landscape.beta_eff' 'where = norm.type=batch|none' \
     '[table lq]' 'metric = landscape.loss' 'rows = norm.type' 'columns = param' \
     '[check c]' 'expect = at(final_test_error, norm.type=batch) < 100' >"$W/paper/quickstart.ini"
 sed -n '/^\[quick /,/^$/p' "$EXP/quickstart.ini" >>"$W/paper/quickstart.ini"  # the same quick runs
@@ -150,6 +151,12 @@ check "  columns = param: one column per probe param" \
     grep -q '^| norm.type | param = eta |$' "$Q/report.md"
 check "a vs_lr figure of a probe stat: one line per norm" \
     [ "$(grep -c ',landscape.beta_eff,' "$Q/figures/lpf.csv")" -eq 4 ]
+check "a trace figure: the stat over training, two lines (sid 0 and 1)" \
+    [ "$(cut -d, -f1 "$Q/figures/lpt.csv" | sort -u | tr '\n' ' ')" = "0 1 sid " ]
+sed 's/^y = landscape.beta_eff$/y = final_test_error/' "$W/paper/quickstart.ini" >"$W/paper/bad00.ini"
+"$NB" reproduce "$W/paper/bad00.ini" --quick --no-run --results "$R" >"$W/out3h" 2>"$W/err3h"
+check "a trace figure of a per-run scalar is an error" \
+    grep -q "bad00.ini:[0-9]*: figure lpf: .*\|bad00.ini:[0-9]*: figure lpt: kind trace needs y = PROBE.STAT" "$W/err3h"
 sed 's/^metric = landscape.beta_eff$/&\npaper = batch=1/' "$W/paper/quickstart.ini" >"$W/paper/bad0.ini"
 "$NB" reproduce "$W/paper/bad0.ini" --quick --no-run --results "$R" >"$W/out3g" 2>"$W/err3g"
 check "a probe table with paper numbers is an error" \
@@ -197,7 +204,7 @@ figerr() { # figerr DESCRIPTION MESSAGE FIGURE-LINES...
     check "$d: exit 2 and '$msg'" sh -c "[ $rc -eq 2 ] && grep -q \"$msg\" '$W/errf'"
     [ $rc -eq 2 ] || show "$W/errf"
 }
-figerr "an unknown figure kind" "fig.ini:6: figure f: unknown kind 'vs_btach' (curves, vs_batch, vs_lr, landscape, ics, dist, hessian, slice1d, slice2d, errors)" 'kind = vs_btach'
+figerr "an unknown figure kind" "fig.ini:6: figure f: unknown kind 'vs_btach' (curves, vs_batch, vs_lr, landscape, ics, dist, hessian, slice1d, slice2d, errors, trace)" 'kind = vs_btach'
 check "  with a did-you-mean" grep -q "did you mean 'vs_batch'" "$W/errf"
 figerr "x on a curves figure" "fig.ini:7: figure f: kind curves takes no x" 'kind = curves' 'x = train.batch'
 figerr "y on a landscape figure" "fig.ini:7: figure f: kind landscape takes no y" 'kind = landscape' 'y = final_test_error'

@@ -745,6 +745,10 @@ static int finish_figure(struct lctx *c, int i, struct nb_error *err)
             return nb_error_set(err, NB_EINVAL, file, r->x ? r->x_line : f->line,
                                 "%s: x = %s is not a numeric key", what, x);
     }
+    if (f->kind == NB_FIG_TRACE && !(r->y && strchr(r->y, '.')))
+        return nb_error_set(err, NB_EINVAL, file, r->y ? r->y_line : f->line,
+                            "%s: kind trace needs y = PROBE.STAT (a probe's stat over "
+                            "training)", what);
     if (r->y && strchr(r->y, '.')) { /* PROBE.STAT */
         int rc = nb_metric_parse(r->y, file, r->y_line, &f->probe, err);
         if (rc)

@@ -35,6 +35,7 @@ static const struct nb_fig_kind_info fig_kinds[NB_FIG_COUNT] = {
     [NB_FIG_SLICE1D] = {"slice1d", NULL, false, false, false},
     [NB_FIG_SLICE2D] = {"slice2d", NULL, false, false, false},
     [NB_FIG_ERRORS] = {"errors", NULL, false, false, false},
+    [NB_FIG_TRACE] = {"trace", NULL, true, false, false},
 };
 
 const struct nb_fig_kind_info *nb_fig_kind_info(int k)
@@ -366,7 +367,7 @@ static int group_scalar(const struct nb_summary *s, int g, int sc, double st[5])
  * mean / min / max over replicates; returns count. */
 struct agg {
     long *step;
-    double *epoch, *mean, *min, *max, *sd;
+    double *epoch, *mean, *min, *max, *sd, *pv;
     int *n;
     int *layer, *param;
     size_t cnt;
@@ -376,7 +377,7 @@ struct agg {
 static void agg_free(struct agg *a)
 {
     free(a->step), free(a->epoch), free(a->mean), free(a->min), free(a->max);
-    free(a->sd), free(a->n), free(a->layer), free(a->param);
+    free(a->sd), free(a->n), free(a->layer), free(a->param), free(a->pv);
     memset(a, 0, sizeof *a);
 }
 
@@ -412,9 +413,10 @@ static int aggregate(const struct nb_summary *s, int g, const char *probe,
     a->n = malloc(n * sizeof(int));
     a->layer = malloc(n * sizeof(int));
     a->param = malloc(n * sizeof(int));
+    a->pv = malloc(n * sizeof(double));
     double *v = malloc(n * sizeof *v);
     if (!a->step || !a->epoch || !a->mean || !a->min || !a->max || !a->sd || !a->n ||
-        !a->layer || !a->param || !v) {
+        !a->layer || !a->param || !a->pv || !v) {
         free(v);
         free(rb.p);
         agg_free(a);
@@ -431,6 +433,7 @@ static int aggregate(const struct nb_summary *s, int g, const char *probe,
         a->epoch[c] = (double)rb.p[i].step / spe;
         a->layer[c] = rb.p[i].layer;
         a->param[c] = rb.p[i].param;
+        a->pv[c] = rb.p[i].pv;
         a->cnt++;
         i = j;
     }
@@ -763,6 +766,62 @@ static int fig_landscape(const struct nb_summary *s, const struct nb_fig_spec *f
     return rc;
 }
 
+/* trace: probe stat y over training, one series per group and (layer,
+ * param, param value) in the aggregate's order; colour by that line's
+ * ordinal within its group (an estimator keeps its colour across groups),
+ * dashes by group. */
+static int fig_trace(const struct nb_summary *s, const struct nb_fig_spec *f,
+                     struct nb_csvw *w, struct nb_error *err)
+{
+    int rc = 0, sid = -1, gi = 0;
+    char title[1400];
+    for (int g = 0; g < s->n_groups && !rc; g++) {
+        if (!nb_summary_group_matches(s, g, f->where, f->n_where))
+            continue;
+        struct agg a;
+        if (aggregate(s, g, f->probe->probe, f->probe->stat, f->where, f->n_where, &a)) {
+            rc = nb_error_oom(err);
+            break;
+        }
+        int line = -1;
+        for (size_t i = 0; i < a.cnt && !rc; i++) {
+            bool fresh = i == 0 || a.layer[i] != a.layer[i - 1] || a.param[i] != a.param[i - 1] ||
+                         !(a.pv[i] == a.pv[i - 1] || (isnan(a.pv[i]) && isnan(a.pv[i - 1])));
+            char num[64];
+            if (fresh) {
+                line++;
+                sid++;
+                const char *pn = nb_summary_str(s, a.param[i]);
+                const char *ln = a.layer[i] >= 0 ? nb_summary_str(s, a.layer[i]) : NULL;
+                snprintf(num, sizeof num, isnan(a.pv[i]) ? "" : " %g", a.pv[i]);
+                snprintf(title, sizeof title, "%s%s%s%s%s%s", pn ? pn : "", num,
+                         ln ? " " : "", ln ? ln : "", (pn || ln) ? ": " : "",
+                         s->groups[g].title);
+                for (char *c = title; *c; c++) /* gnuplot reads the CSV */
+                    if (*c == ',')
+                        *c = ';';
+            }
+            nb_csvw_long(w, sid);
+            nb_csvw_str(w, title);
+            nb_csvw_long(w, line);
+            nb_csvw_long(w, gi);
+            nb_csvw_str(w, f->probe->text);
+            nb_csvw_long(w, a.step[i]);
+            sum_w_num(w, a.epoch[i]);
+            nb_csvw_long(w, a.n[i]);
+            sum_w_num(w, a.mean[i]);
+            sum_w_num(w, a.min[i]);
+            sum_w_num(w, a.max[i]);
+            rc = nb_csvw_end_row(w, err);
+        }
+        gi += a.cnt > 0;
+        agg_free(&a);
+    }
+    if (!rc && gi == 0)
+        return nb_error_set(err, NB_ENOENT, NULL, 0, "no %s rows", f->probe->text);
+    return rc;
+}
+
 /* ics and dist: one series per (group, layer). */
 static int fig_layers(const struct nb_summary *s, const struct nb_fig_spec *f,
                       struct nb_csvw *w, struct nb_error *err)
@@ -973,6 +1032,8 @@ int nb_summary_figure_table(const struct nb_summary *s,
                                        "loss_max", "acc_mean", "n"};
     static const char *const h_s2[] = {"sid", "series", "ci", "di", "a", "b", "loss_mean", "loss_min",
                                        "loss_max", "acc_mean", "n"};
+    static const char *const h_trace[] = {"sid", "series", "ci", "di", "ylabel", "step",
+                                          "epoch", "n", "mean", "min", "max"};
     const char *const *h;
     int nh;
     int (*fn)(const struct nb_summary *, const struct nb_fig_spec *, struct nb_csvw *,
@@ -989,6 +1050,7 @@ int nb_summary_figure_table(const struct nb_summary *s,
     case NB_FIG_HESSIAN: H(h_hess); fn = fig_hessian; break;
     case NB_FIG_SLICE1D: H(h_s1); fn = fig_slice; break;
     case NB_FIG_SLICE2D: H(h_s2); fn = fig_slice; break;
+    case NB_FIG_TRACE: H(h_trace); fn = fig_trace; break;
     case NB_FIG_COUNT:
     default: /* f->kind is an int: anything else is no kind */
         return nb_error_set(err, NB_EINVAL, NULL, 0, "unknown figure kind %d", f->kind);

@@ -398,6 +398,8 @@ enum nb_fig_kind {
     NB_FIG_SLICE2D,    /* 2-D slice heat maps with contours */
     NB_FIG_ERRORS,     /* training error and test error over epochs (the
                           curves table, linear axes) */
+    NB_FIG_TRACE,      /* y = PROBE.STAT over training, a line per group,
+                          param (and value) and layer */
     NB_FIG_COUNT
 };
 /* "curves", "vs_batch", ... = the script plots/NAME.gp; parse: 0 or -1. */
