@@ -1021,10 +1021,10 @@ static void test_slice(void)
 
 /* Mean loss and error (%) of m over ds in `mode`, chunks of `chunk`
  * (PROBE: whole chunks only), by hand. */
-static void eval_by_hand(struct nb_model *m, const struct nb_dataset *ds, enum nb_mode mode,
-                         int chunk, double *loss, double *error)
+static void eval_by_hand_n(struct nb_model *m, const struct nb_dataset *ds, size_t limit,
+                           enum nb_mode mode, int chunk, double *loss, double *error)
 {
-    size_t n = ds->n, numel = nb_shape_numel(&ds->shape);
+    size_t n = limit && limit < ds->n ? limit : ds->n, numel = nb_shape_numel(&ds->shape);
     if (mode != NB_EVAL)
         n -= n % (size_t)chunk;
     float *x = malloc((size_t)chunk * numel * sizeof *x);
@@ -1044,6 +1044,12 @@ static void eval_by_hand(struct nb_model *m, const struct nb_dataset *ds, enum n
     *error = 100.0 * (1.0 - (double)hits / (double)n);
     free(x);
     free(y);
+}
+
+static void eval_by_hand(struct nb_model *m, const struct nb_dataset *ds, enum nb_mode mode,
+                         int chunk, double *loss, double *error)
+{
+    eval_by_hand_n(m, ds, 0, mode, chunk, loss, error);
 }
 
 /* One estimator's two rows against the same evaluation by hand. */
@@ -1147,7 +1153,7 @@ static void test_evalstats(void)
                    (int)used[c],
                "recompute over %ld samples in batches of %d uses %g", counts[c], B, used[c]);
             eval_by_hand(&m, &te, NB_EVAL, B, &loss, &err);
-            same_eval(&rs, est[f], used[c], loss, err);
+            same_eval(&rs, est[f], (double)counts[c], loss, err);
             const float *rv = NULL;
             for (int li = 0; li < m.n_layers && !rv; li++)
                 for (int si = 0; si < m.layers[li].n_state; si++)
@@ -1163,12 +1169,37 @@ static void test_evalstats(void)
         ok(nb_model_recompute_bn(&m, &te, B, (size_t)counts[c], NB_POP_EXACT, &e) == (int)tused,
            "recompute over %ld test samples uses %g", counts[c], tused);
         eval_by_hand(&m, &te, NB_EVAL, B, &loss, &err);
-        same_eval(&rs, "target", tused, loss, err);
+        same_eval(&rs, "target", (double)counts[c], loss, err);
+        double pv_s = NAN, got_used = NAN, got_tused = NAN;
+        for (size_t i = 0; i < rs.n; i++)
+            if (!strcmp(rs.r[i].probe, "evalstats") && !strcmp(rs.r[i].stat, "samples") &&
+                rs.r[i].pv == (double)counts[c]) {
+                pv_s = rs.r[i].pv;
+                if (!strcmp(rs.r[i].param, "exact"))
+                    got_used = rs.r[i].value;
+                if (!strcmp(rs.r[i].param, "target"))
+                    got_tused = rs.r[i].value;
+            }
+        ok(got_used == used[c] && got_tused == tused && pv_s == (double)counts[c],
+           "evalstats: %ld asked (param_value), %g training and %g test samples used (stat "
+           "samples: %g, %g)", counts[c], used[c], tused, got_used, got_tused);
         memcpy(m.state.data, st, m.state.count * sizeof *st);
     }
     is_close(v_ioffe / v_biased, 2.0, 1e-6, 0,
              "at batch 2 Ioffe's m/(m-1) doubles the biased estimate (%g / %g)", v_ioffe,
              v_biased);
+    /* the run's eval_samples: the first 10 test images */
+    nb_probe_free(&p);
+    o.eval_samples = 10;
+    o.n_evalstats_samples = 0;
+    struct rows r10 = {0};
+    sink.user = &r10;
+    ok(nb_probe_init(&p, &o, &m, 3, &tr, &te, &e) == 0, "evalstats with eval_samples 10: init");
+    nb_probe_set_sink(&p, &sink);
+    nb_probe_finish(&p, &m, 5);
+    eval_by_hand_n(&m, &te, 10, NB_EVAL, B, &loss, &err);
+    same_eval(&r10, "ema", NAN, loss, err);
+    free(r10.r);
     m.ctx.rng_probe = keep_probe;
     gsl_rng_free(r);
     nb_probe_free(&p);

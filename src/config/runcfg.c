@@ -73,6 +73,7 @@ static int bind_probe_rest(const struct nb_run *run, struct nb_runcfg *rc,
         rc->slice_at[i] = (long)at[i];
     o->slice_at = nat ? rc->slice_at : NULL;
     o->n_slice_at = nat;
+    o->eval_samples = rc->train.eval_samples;
     rc->probes = nb_probe_opts_any(o);
     if (!rc->probes)
         return 0;

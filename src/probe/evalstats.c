@@ -13,8 +13,10 @@
  *                              own statistics, as in training (PROBE
  *                              mode; the last partial batch left out)
  *   exact         N            recomputed over the first N training
- *                              samples in training batches, weights
- *                              frozen: the exact moments (precise BN)
+ *                              samples in training batches (at least N:
+ *                              whole batches; all of them when fewer),
+ *                              weights frozen: the exact moments
+ *                              (precise BN)
  *   ioffe         N            the same pass: E_B[mu_B] and the batches'
  *                              mean variance estimate (m/(m-1) var_B for
  *                              the default unbiased layer: Alg. 2)
@@ -22,8 +24,11 @@
  *   target        N            exact moments over the first N test
  *                              samples (evalstats_target: domain shift)
  *
- * for every N of evalstats_samples (the samples a pass used: whole
- * batches).  norm.h's nb_pop_formula has the formulas. */
+ * for every N of evalstats_samples (the count asked for, so that a filter
+ * param_value = N means one setting at every batch size; the recomputed
+ * rows' stat samples is the number a pass used).  Evaluations use the
+ * run's eval_samples test images (0: all), as the training loop's do.
+ * norm.h's nb_pop_formula has the formulas. */
 #include "probe/probe_impl.h"
 
 #include <math.h>
@@ -41,6 +46,8 @@ static void eval_test(struct nb_probe *p, struct nb_model *m, enum nb_mode mode,
 {
     const struct nb_dataset *ds = p->test;
     size_t n = ds->n;
+    if (p->o.eval_samples > 0 && (size_t)p->o.eval_samples < n)
+        n = (size_t)p->o.eval_samples;
     if (mode != NB_EVAL)
         n -= n % (size_t)chunk;
     int *y = ds->classes > 0 ? p->by : NULL;
@@ -62,9 +69,10 @@ static void eval_test(struct nb_probe *p, struct nb_model *m, enum nb_mode mode,
     *error = n && y ? 100.0 * (1.0 - (double)hits / (double)n) : NAN;
 }
 
-/* Evaluates and writes the two rows of one estimator. */
+/* Evaluates and writes the rows of one estimator (used > 0: the samples
+ * its statistics were recomputed over, a row of its own). */
 static void emit(struct nb_probe *p, struct nb_model *m, long step, const char *est,
-                 double value, enum nb_mode mode, int chunk)
+                 double value, int used, enum nb_mode mode, int chunk)
 {
     double loss, error;
     eval_test(p, m, mode, chunk, &loss, &error);
@@ -73,6 +81,8 @@ static void emit(struct nb_probe *p, struct nb_model *m, long step, const char *
     r.param_value = value;
     nbp_emit(p, &r, "test_error", error);
     nbp_emit(p, &r, "test_loss", loss);
+    if (used > 0)
+        nbp_emit(p, &r, "samples", used);
 }
 
 /* Recomputes over the first `want` samples of ds in batches of `batch`
@@ -93,26 +103,27 @@ static void evalstats(struct nb_probe *p, struct nb_model *m, const struct nbp_b
     const struct nb_probe_opts *o = &p->o;
     int eval_chunk = p->cap < m->max_batch ? p->cap : m->max_batch;
     int batch = p->train_batch > 0 && p->train_batch <= eval_chunk ? p->train_batch : eval_chunk;
-    emit(p, m, step, "ema", NAN, NB_EVAL, eval_chunk);
+    emit(p, m, step, "ema", NAN, 0, NB_EVAL, eval_chunk);
     struct nb_error e;
     if (nb_model_check_batch(m, batch, &e) == 0)
-        emit(p, m, step, "batch", batch, NB_PROBE, batch);
+        emit(p, m, step, "batch", batch, 0, NB_PROBE, batch);
     for (int i = 0; i < o->n_evalstats_samples; i++) {
+        double asked = o->evalstats_samples[i];
         int used = recompute(m, p->data, batch, o->evalstats_samples[i], NB_POP_EXACT);
         if (!used)
             continue;
-        emit(p, m, step, "exact", (double)used, NB_EVAL, eval_chunk);
+        emit(p, m, step, "exact", asked, used, NB_EVAL, eval_chunk);
         nb_model_recompute_write(m, NB_POP_BATCH_MEAN);
-        emit(p, m, step, "ioffe", (double)used, NB_EVAL, eval_chunk);
+        emit(p, m, step, "ioffe", asked, used, NB_EVAL, eval_chunk);
         nb_model_recompute_write(m, NB_POP_BATCH_MEAN_BIASED);
-        emit(p, m, step, "ioffe_biased", (double)used, NB_EVAL, eval_chunk);
+        emit(p, m, step, "ioffe_biased", asked, used, NB_EVAL, eval_chunk);
         if (o->evalstats_target &&
             (used = recompute(m, p->test, batch, o->evalstats_samples[i], NB_POP_EXACT)))
-            emit(p, m, step, "target", (double)used, NB_EVAL, eval_chunk);
+            emit(p, m, step, "target", asked, used, NB_EVAL, eval_chunk);
     }
 }
 
-const char *const nbp_evalstats_stats[] = {"test_error", "test_loss", "seconds", NULL};
+const char *const nbp_evalstats_stats[] = {"test_error", "test_loss", "samples", "seconds", NULL};
 
 static bool evalstats_due(const struct nb_probe_opts *o, long step)
 {

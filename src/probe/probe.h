@@ -236,6 +236,9 @@ struct nb_probe_opts {
     int evalstats_samples[8];
     int n_evalstats_samples;
     bool evalstats_target;   /* also recomputed on the test data */
+    /* Not a [probe] key: the run's [train] eval_samples (test samples an
+     * evaluation uses, 0: all), which evalstats' evaluations follow. */
+    long eval_samples;
 };
 
 /* The [probe] config keys of struct nb_probe_opts (core/opt.h), with their
