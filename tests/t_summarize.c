@@ -299,22 +299,35 @@ static void test_sweep_summary(const char *cfg)
         nb_sum_filter_free(&f[i]);
 
     /* figure tables */
-    static const char *const kinds[] = {"curves", "vs_batch", "vs_lr", "landscape", "ics",
-                                        "dist", "hessian", "slice1d", "slice2d", "errors"};
+    struct nb_metric beta;
+    if (nb_metric_parse("landscape.beta_eff", "t", 1, &beta, &e))
+        tap_bail("landscape.beta_eff: %s", e.msg);
     for (int k = 0; k < NB_FIG_COUNT; k++) {
+        const char *kind = nb_fig_kind_name(k);
         struct nb_fig_spec fs = {.kind = k, .x = nb_key_lookup("train", "batch"),
                                  .scalar = NB_SC_FINAL_TEST_ERROR};
         if (k == NB_FIG_VS_LR)
             fs.x = nb_key_lookup("optim", "lr");
-        snprintf(path, sizeof path, "%s/fig_%s.csv", tdir, kinds[k]);
+        if (k == NB_FIG_TRACE) { /* a probe's stat over training */
+            fs.scalar = -1;
+            fs.probe = &beta;
+        }
+        snprintf(path, sizeof path, "%s/fig_%s.csv", tdir, kind);
         nb_error_clear(&e);
         int rc = nb_summary_figure_table(&s, &fs, path, &e);
-        is_int(rc, 0, "figure table %s", kinds[k]);
+        is_int(rc, 0, "figure table %s", kind);
         if (rc)
             tap_diag("%s", e.msg);
         struct stat st;
-        ok(stat(path, &st) == 0 && st.st_size > 100, "  %s is written", kinds[k]);
+        ok(stat(path, &st) == 0 && st.st_size > 100, "  %s is written", kind);
     }
+    {
+        struct nb_fig_spec fs = {.kind = NB_FIG_TRACE, .scalar = NB_SC_FINAL_TEST_ERROR};
+        snprintf(path, sizeof path, "%s/fig_trace_noprobe.csv", tdir);
+        ok(nb_summary_figure_table(&s, &fs, path, &e) == NB_EINVAL,
+           "a trace figure without a probe stat is refused");
+    }
+    nb_metric_free(&beta);
     snprintf(path, sizeof path, "%s/fig_vs_batch.csv", tdir);
     is_int(nb_csv_read(path, &t, &e), 0, "vs_batch table reads back");
     {

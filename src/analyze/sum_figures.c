@@ -773,6 +773,8 @@ static int fig_landscape(const struct nb_summary *s, const struct nb_fig_spec *f
 static int fig_trace(const struct nb_summary *s, const struct nb_fig_spec *f,
                      struct nb_csvw *w, struct nb_error *err)
 {
+    if (!f->probe)
+        return nb_error_set(err, NB_EINVAL, NULL, 0, "a trace figure needs y = PROBE.STAT");
     int rc = 0, sid = -1, gi = 0;
     char title[1400];
     for (int g = 0; g < s->n_groups && !rc; g++) {
