@@ -31,7 +31,6 @@
 
 #include <math.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -52,13 +51,6 @@ const char *const nb_norm_type_names[NB_NORM_TYPE_COUNT + 1] = {
     [NB_NORM_LP] = "lp",
     [NB_NORM_TYPE_COUNT] = NULL,
 };
-
-double nb_norm_momentum_from_keras(double m)
-{
-    char buf[32];
-    snprintf(buf, sizeof buf, "%.15g", 1.0 - m);
-    return strtod(buf, NULL);
-}
 
 bool nb_norm_type_over_batch(enum nb_norm_type t)
 {

@@ -1,12 +1,13 @@
 /* src/layers/norm_stats.c - the norm layer's helpers outside training: the
  * batch check, recomputing the population statistics (Ioffe's Algorithm
- * 2, precise BN), folding batch norm into the layer before it, and
- * renorm's schedule (its auto steps and its r_max/d_max ramps); see
- * norm.h. */
+ * 2, precise BN), folding batch norm into the layer before it,
+ * renorm's schedule (its auto steps and its r_max/d_max ramps) and a Keras
+ * momentum in PyTorch's convention; see norm.h. */
 #include "layers/norm_impl.h"
 
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -140,6 +141,13 @@ int nb_norm_fold(const struct nb_layer *norm, float *w, float *b, int out,
 
 /* renorm's schedule in the paper: 5k, 25k and 40k of 160k steps */
 #define RENORM_PAPER_STEPS 160000.0
+
+double nb_norm_momentum_from_keras(double m)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "%.15g", 1.0 - m);
+    return strtod(buf, NULL);
+}
 
 void nb_norm_resolve_auto(struct nb_norm_opts *o, long total_steps)
 {
