@@ -9,8 +9,10 @@
 # missing source experiment is refused before anything runs (run and
 # reproduce, exit 2); a source without weights, a damaged checkpoint, an
 # ambiguous selector or another architecture fail their runs alone, with
-# the reason in error.txt; run_ids of configs without the new keys are
-# unchanged.  Everything is written under tests/tmp/ of the build tree.
+# the reason in error.txt; a run from A with no steps is one evaluation of
+# A's weights (without init_from, no steps is refused); run_ids of configs
+# without the new keys are unchanged.  Everything is written under
+# tests/tmp/ of the build tree.
 set -u
 
 srcdir=${srcdir:-.}
@@ -80,6 +82,36 @@ is "$(od -An -c -N 4 "$A0/weights.nbw" | tr -d ' ')" '211NBW' "A: the file start
 a0=$(evalrow "$A0" '$')
 a1=$(evalrow "$A1" '$')
 check "A: the two seeds end differently ($a0 / $a1)" [ "$a0" != "$a1" ]
+
+# ---- E: from A with no steps: one evaluation of the loaded weights -------
+cat >"$W/evalonly.ini" <<EOF
+include = $W/pre.ini
+[experiment]
+name = evalonly
+[model]
+init_from = pre
+[train]
+save_weights = false
+epochs = 0
+max_steps = 0
+EOF
+"$NB" run "$W/evalonly.ini" -q --results-dir "$R" >"$W/evalonly.out" 2>"$W/evalonly.err"
+rc=$?
+is "$rc" 0 "E (init_from, epochs = max_steps = 0): run exits 0"
+[ "$rc" -eq 0 ] || show "$W/evalonly.err"
+for s in 0 1; do
+    A=$(run_of "$R/pre" $s)
+    E=$(run_of "$R/evalonly" $s)
+    is "$(sed 1d "$E/metrics.csv" | wc -l | tr -d ' ')" 1 "E seed $s: one evaluation"
+    is "$(evalrow "$E" 2)" "$(evalrow "$A" '$')" \
+        "E seed $s: at step 0, A's final test loss and accuracy"
+done
+sed -e '/^init_from/d' -e 's/^name = evalonly$/name = noinit/' "$W/evalonly.ini" >"$W/noinit.ini"
+"$NB" run "$W/noinit.ini" -q --results-dir "$R" >"$W/noinit.out" 2>"$W/noinit.err"
+rc=$?
+is "$rc" 2 "no steps without init_from: refused (exit 2)"
+check "  saying there is nothing to train, with the hint" \
+    sh -c "grep -q 'nothing to train' '$W/noinit.err' && grep -q 'init_from, a run of no steps' '$W/noinit.err'"
 
 # ---- B: from A, nothing learnt: B's evaluations are A's final one --------
 cat >"$W/fine.ini" <<EOF

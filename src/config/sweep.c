@@ -270,10 +270,13 @@ int nb_run_error(const struct nb_run *run, struct nb_error *err,
 int nb_run_check_builtin(const struct nb_run *run, struct nb_error *err)
 {
     if (nb_run_get_int(run, "train", "epochs") == 0 &&
-        nb_run_get_int(run, "train", "max_steps") == 0)
-        return nb_run_error(run, err, "train", "epochs",
-                            "nothing to train: [train] epochs and max_steps "
-                            "are both 0");
+        nb_run_get_int(run, "train", "max_steps") == 0 &&
+        !nb_run_get_str(run, "model", "init_from")[0]) {
+        nb_run_error(run, err, "train", "epochs",
+                     "nothing to train: [train] epochs and max_steps are both 0");
+        return nb_error_hint(err, "with [model] init_from, a run of no steps evaluates "
+                                  "the loaded weights");
+    }
     if (nb_run_get_bool(run, "probe", "landscape") &&
         nb_run_get_double(run, "probe", "eta_min") >
             nb_run_get_double(run, "probe", "eta_max"))

@@ -374,6 +374,14 @@ static int train_loop(struct trainer *T, struct nb_error *err)
     const struct nb_train_hooks *hooks = T->hooks;
     struct nb_model *m = &T->m;
     bool stop = false;
+    if (T->total == 0) { /* no steps: the network evaluated as it is (init_from) */
+        int rc = 0;
+        if (!T->comm || T->comm->rank == 0)
+            rc = train_evaluate(T, false, &stop, err);
+        if (T->comm)
+            rc = comm_agree(T, rc, &stop, err);
+        return rc;
+    }
     for (int epoch = 0; !stop && T->step < T->total; epoch++) {
         nb_loader_epoch(&T->ld);
         const float *x, *t;
