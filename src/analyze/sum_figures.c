@@ -455,8 +455,9 @@ static long agg_find(const struct agg *a, long step, int layer, size_t from)
 }
 
 /* vs_batch / vs_lr with a probe on y: per series, param and x, the mean,
- * sd, min, max and n over seeds of each run's last value (colour by param,
- * dashes by series). */
+ * sd, min, max and n over seeds of each run's last value (colour by param
+ * when there is one series, else a colour per series and dashes by
+ * param). */
 static int fig_vs_probe(const struct nb_summary *s, const struct nb_fig_spec *f,
                         struct nb_csvw *w, struct nb_error *err)
 {
@@ -489,8 +490,10 @@ static int fig_vs_probe(const struct nb_summary *s, const struct nb_fig_spec *f,
                     continue;
                 nb_csvw_long(w, sid);
                 nb_csvw_str(w, line);
-                nb_csvw_long(w, q);
-                nb_csvw_long(w, fs.ci[k]);
+                /* one series: a colour per param; several: a colour per
+                 * series, dashes and points by param */
+                nb_csvw_long(w, fs.ns > 1 ? k : q);
+                nb_csvw_long(w, fs.ns > 1 ? q : 0);
                 nb_csvw_str(w, key_axis_title(f->x));
                 nb_csvw_str(w, f->probe->text);
                 nb_csvw_double(w, x);
