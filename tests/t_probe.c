@@ -1074,20 +1074,28 @@ static void same_eval(const struct rows *rs, const char *est, double pv_want, do
        pv_want, error, loss, got_e, got_l);
 }
 
-static void test_evalstats(void)
+/* Synthetic blobs of side x side images into tr and te (bails on error). */
+static void blobs(size_t n_train, size_t n_test, int side, int classes, unsigned long seed,
+                  double spread, struct nb_dataset *tr, struct nb_dataset *te)
 {
     struct nb_synth_opts so;
     struct nb_error e;
-    struct nb_dataset tr, te;
     nb_synth_opts_default(&so);
-    so.n_train = 64;
-    so.n_test = 30;
-    so.shape = (struct nb_shape){1, 4, 4};
-    so.classes = 3;
-    so.seed = 21;
-    so.spread = 0.5;
-    if (nb_synth_blobs(&so, &tr, &te, &e))
+    so.n_train = n_train;
+    so.n_test = n_test;
+    so.shape = (struct nb_shape){1, side, side};
+    so.classes = classes;
+    so.seed = seed;
+    so.spread = spread;
+    if (nb_synth_blobs(&so, tr, te, &e))
         tap_bail("blobs: %s", e.msg);
+}
+
+static void test_evalstats(void)
+{
+    struct nb_error e;
+    struct nb_dataset tr, te;
+    blobs(64, 30, 4, 3, 21, 0.5, &tr, &te);
     struct nb_model_desc d;
     nb_model_desc_default(&d);
     d.arch = NB_ARCH_MLP;
@@ -1349,18 +1357,8 @@ static void untouched(const char *label, const struct nb_train_spec *spec,
 
 static void test_untouched(void)
 {
-    struct nb_synth_opts so;
-    struct nb_error e;
     struct nb_dataset tr, te;
-    nb_synth_opts_default(&so);
-    so.n_train = 256;
-    so.n_test = 64;
-    so.shape = (struct nb_shape){1, 8, 8};
-    so.classes = 4;
-    so.seed = 11;
-    so.spread = 0.1;
-    if (nb_synth_blobs(&so, &tr, &te, &e))
-        tap_bail("blobs: %s", e.msg);
+    blobs(256, 64, 8, 4, 11, 0.1, &tr, &te);
 
     struct nb_train_spec spec;
     nb_train_spec_default(&spec);
