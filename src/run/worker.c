@@ -628,9 +628,19 @@ out:;
         r = e2.status;
         code = W_FAILED;
     }
+    /* DONE and its event are one step for a signal: a SIGTERM that fell
+     * between them would leave a finished run that events.log never
+     * calls finished, nor interrupted (the pool sees DONE) */
+    sigset_t block, old_mask;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGHUP);
+    sigprocmask(SIG_BLOCK, &block, &old_mask);
     if (!r && !write_done(&w, status, &res, wall, end))
         code = W_FAILED;
     rn_event(c, code == W_FAILED ? "failed" : status, run, "%.3fs", wall);
+    sigprocmask(SIG_SETMASK, &old_mask, NULL);
     nb_probe_free(&w.probe);
     nb_ckpt_free(&w.init);
     nb_data_free(&data);
