@@ -615,7 +615,8 @@ static void test_identity(void)
         "train.threads = 1 / 4, which make the same run",
         "sweep only settings that change the run (threads never does; bias_before_norm "
         "needs a norm after the layer, dropout_place needs dropout, noise_eval needs "
-        "noisy, renorm_momentum needs renorm; Keras momentum m is PyTorch 1 - m)");
+        "noisy, renorm_momentum needs renorm, frozen_from needs frozen; Keras momentum m is "
+        "PyTorch 1 - m)");
     ok(load("id_bias.ini", "[norm]\ntype = none\n[model]\nbias_before_norm = true\n", &b) == 0,
        "bias_before_norm without a norm loads");
     is_str(b.runs[0].run_id, c.runs[0].run_id, "  with the default's identity");
@@ -685,6 +686,12 @@ static void test_identity(void)
     ok(load("id_rmom2.ini", "[norm]\ntype = batch\nrenorm = true\nrenorm_momentum = 0.5, 0.1\n",
             &b) == 0 && b.n_runs == 2 && strcmp(b.runs[0].run_id, b.runs[1].run_id) != 0,
        "renorm_momentum with renorm: two identities");
+    nb_sweep_free(&b);
+    ok(load("id_frozen.ini", "[norm]\ntype = batch\nfrozen_from = 0, 100\n", &b) != 0,
+       "frozen_from swept without frozen: refused (one identity)");
+    ok(load("id_frozen2.ini", "[norm]\ntype = batch\nfrozen = true\nfrozen_from = 0, 100\n",
+            &b) == 0 && b.n_runs == 2 && strcmp(b.runs[0].run_id, b.runs[1].run_id) != 0,
+       "frozen_from with frozen: two identities");
     nb_sweep_free(&b);
 
     /* round trip through config.ini */

@@ -46,7 +46,8 @@ struct dim {
  *                            linear layers take it regardless
  *   model.dropout_place      no dropout (dropout = 0)
  *   norm.noise_eval          no noise (noisy = false)
- *   norm.renorm_momentum     no batch renormalization (renorm = false) */
+ *   norm.renorm_momentum     no batch renormalization (renorm = false)
+ *   norm.frozen_from         no frozen BN (frozen = false) */
 static bool is(const struct nb_run *run, const char *sec, const char *key, const char *v)
 {
     return !strcmp(nb_run_get_str(run, sec, key), v);
@@ -65,6 +66,8 @@ static bool no_op(const struct nb_run *run, const struct nb_key *k)
         return is(run, "norm", "noisy", "false");
     if (!strcmp(k->section, "norm") && !strcmp(k->key, "renorm_momentum"))
         return is(run, "norm", "renorm", "false");
+    if (!strcmp(k->section, "norm") && !strcmp(k->key, "frozen_from"))
+        return is(run, "norm", "frozen", "false");
     return false;
 }
 
@@ -614,7 +617,8 @@ static int check_run_ids(const struct nb_sweep *sw, struct nb_error *err)
             nb_error_hint(err, "sweep only settings that change the run (threads never "
                                "does; bias_before_norm needs a norm after the layer, "
                                "dropout_place needs dropout, noise_eval needs noisy, "
-                               "renorm_momentum needs renorm; Keras momentum m is "
+                               "renorm_momentum needs renorm, frozen_from needs "
+                               "frozen; Keras momentum m is "
                                "PyTorch 1 - m)");
     }
     free(order);
