@@ -154,5 +154,13 @@ usage "train a config that does not exist" "cannot open included file" train /no
 is "$?" 0 "train on blobs: exit status 0"
 is "$(grep -c '^final: steps 2 ' "$W/ok.out")" 1 "train on blobs: 2 steps"
 
+# the two spellings of one momentum are one run (the identity writes a
+# Keras momentum as PyTorch's 1 - m): the momentum_conventions twins list
+# the same run ids
+"$NB" list "$CONF/momentum_conventions.ini" | cut -f2 >"$W/mc_torch.ids"
+"$NB" list "$CONF/momentum_conventions_keras.ini" | cut -f2 >"$W/mc_keras.ids"
+check "momentum_conventions: the Keras twin lists the PyTorch config's 20 run ids" sh -c "
+    test \"\$(wc -l <'$W/mc_torch.ids')\" -eq 20 && cmp -s '$W/mc_torch.ids' '$W/mc_keras.ids'"
+
 echo "1..$n"
 [ "$failed" -eq 0 ]

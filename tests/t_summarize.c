@@ -504,6 +504,68 @@ static void test_stats(void)
     ok(isnan(m), "  mean NaN");
 }
 
+/* A figure's x = norm.momentum is PyTorch's m whatever a run wrote: a
+ * run in Keras's convention at 0.9 draws at 0.1, beside PyTorch's 0.1. */
+static void test_momentum_axis(void)
+{
+    static const char *const spell[2][2] = {{"pytorch", "0.1"}, {"keras", "0.9"}};
+    struct nb_summary s;
+    struct nb_error e;
+    nb_error_clear(&e);
+    nb_summary_init(&s);
+    for (int k = 0; k < 2; k++) {
+        char path[4400], rdir[4300];
+        snprintf(path, sizeof path, "%s/mom_%s.ini", dir, spell[k][0]);
+        FILE *fp = fopen(path, "w");
+        if (!fp)
+            tap_bail("cannot write %s", path);
+        fprintf(fp, "[norm]\ntype = batch\nmomentum_convention = %s\nmomentum = %s\n",
+                spell[k][0], spell[k][1]);
+        fclose(fp);
+        struct nb_sweep sw;
+        if (nb_sweep_load(path, &sw, &e))
+            tap_bail("%s", e.msg);
+        snprintf(rdir, sizeof rdir, "%s/mom_%s", dir, spell[k][0]);
+        mkdir(rdir, 0777);
+        snprintf(path, sizeof path, "%s/config.ini", rdir);
+        if (!(fp = fopen(path, "w")))
+            tap_bail("cannot write %s", path);
+        nb_run_write_ini(fp, &sw.runs[0]);
+        fclose(fp);
+        snprintf(path, sizeof path, "%s/metrics.csv", rdir);
+        if (!(fp = fopen(path, "w")))
+            tap_bail("cannot write %s", path);
+        fputs("step,epoch,lr,train_loss,train_acc,test_loss,test_acc,grad_norm\n"
+              "10,1,0.1,0.5,0.8,0.6,0.75,1\n", fp);
+        fclose(fp);
+        snprintf(path, sizeof path, "%s/DONE", rdir);
+        if (!(fp = fopen(path, "w")))
+            tap_bail("cannot write %s", path);
+        fprintf(fp, "run_id = %s\nstatus = done\n", sw.runs[0].run_id);
+        fclose(fp);
+        nb_sweep_free(&sw);
+        is_int(nb_summary_add_run_dir(&s, rdir, &e), 0, "momentum %s in %s: added", spell[k][1],
+               spell[k][0]);
+    }
+    is_int(nb_summary_group(&s, &e), 0, "grouped");
+    struct nb_fig_spec fs = {.kind = NB_FIG_VS_LR, .x = nb_key_lookup("norm", "momentum"),
+                             .scalar = NB_SC_FINAL_TEST_ERROR};
+    char path[4300];
+    snprintf(path, sizeof path, "%s/fig_momentum.csv", dir);
+    is_int(nb_summary_figure_table(&s, &fs, path, &e), 0, "vs_lr over norm.momentum");
+    struct nb_csv_table t;
+    is_int(nb_csv_read(path, &t, &e), 0, "  reads back");
+    int cx = nb_csv_col(&t, "x"), cl = nb_csv_col(&t, "xlabel");
+    ok(t.nrows == 2 && cx >= 0 && !strcmp(nb_csv_cell(&t, 0, cx), nb_csv_cell(&t, 1, cx)) &&
+           fabs(atof(nb_csv_cell(&t, 0, cx)) - 0.1) < 1e-15,
+       "  Keras 0.9 draws at PyTorch's 0.1, where PyTorch's 0.1 does");
+    ok(cl >= 0 && t.nrows > 0 && strstr(nb_csv_cell(&t, 0, cl), "Keras: 1 - m") &&
+           !strchr(nb_csv_cell(&t, 0, cl), ','),
+       "  the axis says which convention (and has no comma for gnuplot)");
+    nb_csv_table_free(&t);
+    nb_summary_free(&s);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "%s", tap_tmpdir("t_summarize"));
@@ -512,6 +574,7 @@ int main(void)
     test_sweep_summary(cfg);
     test_dir_summary();
     test_bad_files();
+    test_momentum_axis();
     tap_done_testing();
     return tap_exit();
 }

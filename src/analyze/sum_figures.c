@@ -18,6 +18,7 @@
 #include <gsl/gsl_statistics_double.h>
 
 #include "config/keys.h"
+#include "layers/norm.h"
 #include "run/csvio.h"
 #include "run/train.h"
 
@@ -74,7 +75,31 @@ static const char *key_axis_title(int key)
         return "depth";
     if (!strcmp(k->section, "model") && !strcmp(k->key, "dln_layers"))
         return "layers";
+    if (!strcmp(k->section, "norm") &&
+        (!strcmp(k->key, "momentum") || !strcmp(k->key, "renorm_momentum")))
+        /* no comma: gnuplot reads the CSV */
+        return strcmp(k->key, "momentum") ? "renorm momentum m (PyTorch; Keras: 1 - m)"
+                                          : "BN momentum m (PyTorch; Keras: 1 - m)";
     return k->full;
+}
+
+/* Group g's x value for key x (false when it is not a number); a norm
+ * momentum in PyTorch's convention whatever the group wrote (a Keras
+ * momentum m is PyTorch's 1 - m, nb_norm_momentum_from_keras), so that
+ * the two spellings of one momentum draw at one x. */
+static bool fig_x(const struct nb_summary *s, int g, int x, double *out)
+{
+    if (!sum_parse_num(nb_summary_group_val(s, g, x), out))
+        return false;
+    const struct nb_key *k = nb_key_at(x);
+    int conv = nb_key_lookup("norm", "momentum_convention");
+    if (!strcmp(k->section, "norm") &&
+        (!strcmp(k->key, "momentum") || !strcmp(k->key, "renorm_momentum")) && conv >= 0) {
+        const char *c = nb_summary_group_val(s, g, conv);
+        if (c && !strcmp(c, "keras"))
+            *out = nb_norm_momentum_from_keras(*out);
+    }
+    return true;
 }
 
 /* Series for figures with a key on x: groups that agree on every varying
@@ -477,7 +502,7 @@ static int fig_vs_probe(const struct nb_summary *s, const struct nb_fig_spec *f,
                 int g = fs.gl[i];
                 double x, v[256], st[5];
                 size_t nv = 0;
-                if (!sum_parse_num(nb_summary_group_val(s, g, f->x), &x))
+                if (!fig_x(s, g, f->x, &x))
                     continue;
                 for (int r = 0; r < s->groups[g].n_runs && nv < 256; r++) {
                     double y = nb_summary_last_value(s, f->probe, f->where, f->n_where, g, r,
@@ -533,7 +558,7 @@ static int fig_vs(const struct nb_summary *s, const struct nb_fig_spec *f,
         for (int i = 0; i < n && !rc; i++) {
             int g = fs.gl[i];
             double x;
-            if (!sum_parse_num(nb_summary_group_val(s, g, f->x), &x))
+            if (!fig_x(s, g, f->x, &x))
                 continue;
             double st[5];
             int cnt = group_scalar(s, g, f->scalar, st);
@@ -578,7 +603,7 @@ static int fig_hessian(const struct nb_summary *s, const struct nb_fig_spec *f,
         for (int i = 0; i < n && !rc; i++) {
             int g = fs.gl[i];
             double x;
-            if (!sum_parse_num(nb_summary_group_val(s, g, f->x), &x))
+            if (!fig_x(s, g, f->x, &x))
                 continue;
             /* each run's last hessian row of each stat */
             double st[2][4];
