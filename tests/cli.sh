@@ -154,6 +154,15 @@ usage "train a config that does not exist" "cannot open included file" train /no
 is "$?" 0 "train on blobs: exit status 0"
 is "$(grep -c '^final: steps 2 ' "$W/ok.out")" 1 "train on blobs: 2 steps"
 
+# ---- renorm's ramp as trained: "auto" resolved from the run length -------
+# 320 steps: the paper's 5k / 40k / 25k of 160k steps are 10 / 80 / 50
+printf '[experiment]\nname = rn\nresults_dir = %s\n[model]\narch = mlp\nwidths = 16\n[norm]\ntype = batch\nrenorm = true\n[train]\nbatch = 16\nmax_steps = 320\neval_every = 160\n[data]\nsource = blobs\ntrain_subset = 200\n' \
+    "$W/rnres" >"$W/rn.ini"
+"$NB" run "$W/rn.ini" -q --no-summary >/dev/null 2>&1
+is "$?" 0 "a renorm run with the auto ramp: exit status 0"
+check "  meta.txt records the resolved ramp" \
+    grep -qx 'renorm_schedule = warmup 10 rmax_steps 80 dmax_steps 50' "$(ls -d "$W"/rnres/rn/*/ | head -n1)meta.txt"
+
 # the two spellings of one momentum are one run (the identity writes a
 # Keras momentum as PyTorch's 1 - m): the momentum_conventions twins list
 # the same run ids

@@ -420,6 +420,10 @@ static int run_open(struct wrun *w, struct nb_runcfg *rc, struct nb_data *data,
     if ((r = nb_data_prepare(&rc->data, w->run->seed, data, err)))
         return r;
     nb_runcfg_bind_data(rc, data);
+    const struct nb_norm_opts *no = &rc->train.model.norm;
+    if (no->renorm) /* the ramp as trained ("auto" resolved from the run length) */
+        rn_kvf(head, "renorm_schedule", "warmup %ld rmax_steps %ld dmax_steps %ld",
+               no->renorm_warmup, no->renorm_rmax_steps, no->renorm_dmax_steps);
     char desc[512];
     rn_kvf(head, "data", "%s", nb_data_describe(data, desc, sizeof desc));
     if (data->notice[0])
