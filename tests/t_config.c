@@ -385,6 +385,25 @@ static void test_sweeps(void)
            "zip advances lr and batch together");
     nb_sweep_free(&sw);
 
+    /* arms: a zipped key may repeat a value; a repeated combination is
+     * an error, as is a repeated value of a key not zipped */
+    ok(load("zip_arms.ini",
+            "[optim]\nlr = 0.1, 0.5, 0.5\n[train]\nbatch = 128, 4096, 4096\n"
+            "[norm]\nnorm_batch = 0, 0, 128\n[experiment]\nzip = lr, batch, norm_batch\n",
+            &sw) == 0,
+       "zip arms with repeated values load");
+    is_str(table(&sw), "lr=0.1 batch=128 norm_batch=0 | lr=0.5 batch=4096 norm_batch=0 | "
+                       "lr=0.5 batch=4096 norm_batch=128",
+           "  one run per arm");
+    nb_sweep_free(&sw);
+    ERR("zip_dup.ini",
+        "[experiment]\nzip = lr, batch\n[optim]\nlr = 0.1, 0.5, 0.1\n[train]\nbatch = 8, 8, 8\n",
+        2, "zip: combinations 1 and 3 are the same (optim.lr = 0.1, ...)",
+        "zipped axes may repeat a value, but each position must make a different "
+        "combination");
+    ERR("seeds_dup.ini", "[experiment]\nseeds = 1, 2, 1\n", 2,
+        "duplicate value 1 in the list for [experiment] seeds (also at line 2)", NULL);
+
     ok(load("zip_pos.ini",
             "[train]\nbatch = 32, 64\n[norm]\ntype = batch, none\n"
             "[optim]\nlr = 0.1, 0.2\n[experiment]\nzip = lr, batch\n",

@@ -236,11 +236,6 @@ static int expand_range(const char *s, const char *file, int line,
     return 1;
 }
 
-static int cmp_str_ptr(const void *a, const void *b)
-{
-    return strcmp(**(char *const *const *)a, **(char *const *const *)b);
-}
-
 /* Expands the value of item it for key k into canonical elements. */
 static int expand_value(const struct nb_key *k, const struct nb_ini_item *it,
                         struct nb_config_val *cv, struct nb_error *err)
@@ -314,29 +309,6 @@ static int expand_value(const struct nb_key *k, const struct nb_ini_item *it,
             free(c);
             rc = nb_error_oom(err);
         }
-    }
-    if (!rc && canon.n > 1) { /* distinct values */
-        char ***ord = malloc((size_t)canon.n * sizeof *ord);
-        if (!ord)
-            rc = nb_error_oom(err);
-        for (int i = 0; !rc && i < canon.n; i++)
-            ord[i] = &canon.v[i];
-        if (!rc) {
-            qsort(ord, (size_t)canon.n, sizeof *ord, cmp_str_ptr);
-            for (int i = 1; i < canon.n; i++)
-                if (!strcmp(*ord[i], *ord[i - 1])) {
-                    int a = (int)(ord[i - 1] - canon.v), b = (int)(ord[i] - canon.v);
-                    int later = a > b ? a : b, first = a < b ? a : b;
-                    rc = nb_error_set(err, NB_EINVAL, it->file,
-                                      canon.line[later],
-                                      "duplicate value %s in the list for "
-                                      "[%s] %s (also at line %d)",
-                                      canon.v[later], k->section, k->key,
-                                      canon.line[first]);
-                    break;
-                }
-        }
-        free(ord);
     }
     items_free(&raw);
     if (rc) {

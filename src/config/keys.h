@@ -87,7 +87,8 @@ struct nb_config_val {
                          expanded): the order of sweep axes */
     int is_axis;      /* written as a list, generator or range */
     int n_items;
-    char **items;     /* canonical values, distinct */
+    char **items;     /* canonical values (distinct, or distinct
+                         combinations when zipped: sweep.c checks) */
     int *item_line;   /* line of each value (continuation lines) */
 };
 

@@ -406,9 +406,52 @@ static int build_values(struct nb_sweep *sw, struct nb_error *err)
     return 0;
 }
 
+/* Key k's list (not zipped) names every value once: NB_EINVAL at the
+ * later line of a repeated one, else 0.  Lists are short (at most
+ * NB_MAX_AXIS_VALUES): pairwise. */
+static int distinct_values(const struct nb_config *cfg, int k, struct nb_error *err)
+{
+    const struct nb_config_val *cv = &cfg->set[k];
+    const struct nb_key *key = nb_key_at(k);
+    for (int b = 1; b < cv->n_items; b++)
+        for (int a = 0; a < b; a++)
+            if (!strcmp(cv->items[a], cv->items[b]))
+                return nb_error_set(err, NB_EINVAL, cv->file, cv->item_line[b],
+                                    "duplicate value %s in the list for [%s] %s (also at line %d)",
+                                    cv->items[b], key->section, key->key, cv->item_line[a]);
+    return 0;
+}
+
+/* Zip zp's axes name every combination once (a key may repeat a value,
+ * as in arms that share a batch size): NB_EINVAL at the zip line for a
+ * repeated one, else 0. */
+static int distinct_tuples(const struct nb_config *cfg, const struct nb_zip *zp,
+                           struct nb_error *err)
+{
+    int n = cfg->set[zp->keys[0]].n_items;
+    for (int b = 1; b < n; b++)
+        for (int a = 0; a < b; a++) {
+            int same = 1;
+            for (int j = 0; j < zp->n && same; j++)
+                same = !strcmp(cfg->set[zp->keys[j]].items[a], cfg->set[zp->keys[j]].items[b]);
+            if (same) {
+                const struct nb_key *k0 = nb_key_at(zp->keys[0]);
+                int rc = nb_error_set(err, NB_EINVAL, zp->file, zp->line,
+                                      "zip: combinations %d and %d are the same (%s.%s = %s, ...)",
+                                      a + 1, b + 1, k0->section, k0->key,
+                                      cfg->set[zp->keys[0]].items[a]);
+                nb_error_hint(err, "zipped axes may repeat a value, but each position "
+                                   "must make a different combination");
+                return rc;
+            }
+        }
+    return 0;
+}
+
 /* The sweep's axes as dims (each zip one dim, each other list key one,
- * seeds none) in product order, after checking the zips; n_dims gets
- * their count; returns a status. */
+ * seeds none) in product order, after checking the zips and that no
+ * combination or value is listed twice; n_dims gets their count; returns
+ * a status. */
 static int build_dims(const struct nb_config *cfg, struct dim *dims, int *n_dims,
                       struct nb_error *err)
 {
@@ -449,6 +492,8 @@ static int build_dims(const struct nb_config *cfg, struct dim *dims, int *n_dims
                 goto out;
             }
         }
+        if ((rc = distinct_tuples(cfg, zp, err)))
+            goto out;
         struct dim *d = &dims[nd++];
         d->n_members = zp->n;
         d->members = zp->keys;
@@ -459,7 +504,11 @@ static int build_dims(const struct nb_config *cfg, struct dim *dims, int *n_dims
                 d->seq = cfg->set[zp->keys[j]].seq;
     }
     for (int i = 0; i < nb_key_count(); i++) {
-        if (i == iseeds || !cfg->set[i].value || !cfg->set[i].is_axis || zip_of[i] >= 0)
+        if (!cfg->set[i].value || !cfg->set[i].is_axis || zip_of[i] >= 0)
+            continue;
+        if ((rc = distinct_values(cfg, i, err)))
+            goto out;
+        if (i == iseeds)
             continue;
         struct dim *d = &dims[nd++];
         d->single = i;
