@@ -163,6 +163,15 @@ is "$?" 0 "a renorm run with the auto ramp: exit status 0"
 check "  meta.txt records the resolved ramp" \
     grep -qx 'renorm_schedule = warmup 10 rmax_steps 80 dmax_steps 50' "$(ls -d "$W"/rnres/rn/*/ | head -n1)meta.txt"
 
+# ---- arms: experiment.arm labels the groups, the rest is determined ------
+printf '[experiment]\nname = arms\nresults_dir = %s\nzip = arm, optim.lr, train.batch\narm = small, big\n[model]\narch = mlp\nwidths = 16\n[optim]\nlr = 0.05, 0.2\n[train]\nbatch = 16, 64\nmax_steps = 4\n[data]\nsource = blobs\ntrain_subset = 256\n' \
+    "$W/armres" >"$W/arms.ini"
+"$NB" run "$W/arms.ini" -q >/dev/null 2>&1
+is "$?" 0 "a sweep of two named arms: exit status 0"
+"$NB" summarize "$W/arms.ini" -o "$W/armtab" >/dev/null 2>&1
+is "$(cut -d, -f2 "$W/armtab/groups.csv" 2>/dev/null | tr '\n' ' ')" "label small big " \
+    "  the summary's groups are labelled by the arm alone"
+
 # the two spellings of one momentum are one run (the identity writes a
 # Keras momentum as PyTorch's 1 - m): the momentum_conventions twins list
 # the same run ids

@@ -395,6 +395,20 @@ static void test_sweeps(void)
     is_str(table(&sw), "lr=0.1 batch=128 norm_batch=0 | lr=0.5 batch=4096 norm_batch=0 | "
                        "lr=0.5 batch=4096 norm_batch=128",
            "  one run per arm");
+    {
+        struct nb_sweep nl;
+        ok(load("zip_arms_named.ini",
+                "[optim]\nlr = 0.1, 0.5, 0.5\n[train]\nbatch = 128, 4096, 4096\n"
+                "[norm]\nnorm_batch = 0, 0, 128\n[experiment]\narm = SB, LB, LB+GBN\n"
+                "zip = arm, lr, batch, norm_batch\n",
+                &nl) == 0 && nl.n_runs == 3,
+           "arms named by experiment.arm load");
+        bool same = nl.n_runs == 3;
+        for (size_t i = 0; i < 3 && same; i++)
+            same = !strcmp(nl.runs[i].run_id, sw.runs[i].run_id);
+        ok(same, "  an arm's label is not part of the run identity");
+        nb_sweep_free(&nl);
+    }
     nb_sweep_free(&sw);
     ERR("zip_dup.ini",
         "[experiment]\nzip = lr, batch\n[optim]\nlr = 0.1, 0.5, 0.1\n[train]\nbatch = 8, 8, 8\n",

@@ -398,7 +398,8 @@ const char *nb_sum_key_short(int key)
 static bool key_bare_value(int key)
 {
     const struct nb_key *k = nb_key_at(key);
-    return (!strcmp(k->section, "norm") && !strcmp(k->key, "type")) ||
+    return (!strcmp(k->section, "experiment") && !strcmp(k->key, "arm")) ||
+           (!strcmp(k->section, "norm") && !strcmp(k->key, "type")) ||
            (!strcmp(k->section, "model") && !strcmp(k->key, "arch")) ||
            (!strcmp(k->section, "data") && !strcmp(k->key, "source"));
 }
@@ -468,6 +469,15 @@ static int find_vary(struct nb_summary *s, struct nb_error *err)
             is_vary[k] = strcmp(rval(&s->runs[i], k), rval(&s->runs[0], k)) != 0;
     }
     int nv = 0;
+    /* an experiment's arm labels (not part of the identity) lead: the
+     * keys zipped with them are then determined and left out of labels */
+    int arm = nb_key_lookup("experiment", "arm");
+    for (size_t i = 1; arm >= 0 && i < s->n_runs && !is_vary[arm]; i++)
+        is_vary[arm] = strcmp(rval(&s->runs[i], arm), rval(&s->runs[0], arm)) != 0;
+    if (arm >= 0 && is_vary[arm]) {
+        vary[nv++] = arm;
+        is_vary[arm] = false;
+    }
     for (int k = 0; k < nb_key_count(); k++) {
         bool axis = false;
         for (int j = 0; j < s->n_axis; j++)

@@ -40,6 +40,10 @@ static const struct nb_key experiment_keys[] = {
             "separated by ',' or on several exclude lines; KEY=A|B, KEY!=A") },
     { NB_K_FLT("experiment", "target_accuracy", "0", 0, 1, NB_META_FIXED,
                "test accuracy for \"steps to target\" in summaries; 0 = off") },
+    { NB_K_STR("experiment", "arm", "", NB_KF_META,
+               "a label for the run's arm, zipped with the keys that make the arms "
+               "(a table's rows, a figure's series, a check's filter); not part of "
+               "the run identity") },
 };
 static const int experiment_n_keys = (int)(sizeof experiment_keys / sizeof experiment_keys[0]);
 
