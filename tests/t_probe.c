@@ -976,16 +976,19 @@ static void test_slice(void)
     int n = read_lines(path, lines, 64);
     /* header, 3 scans of 3 separated by blank lines, 2 blank lines, again */
     ok(n == 1 + 11 + 2 + 11, "slice: %d lines in slice.csv", n);
-    is_str(lines[0], "a,b,loss,acc", "slice: header");
+    is_str(lines[0], "step,a,b,loss,acc", "slice: header");
     ok(n >= 12 && lines[4][0] == 0 && lines[8][0] == 0 && lines[12][0] == 0 && lines[13][0] == 0,
        "slice: blank line between scans, two between slices");
-    ok(n >= 2 && !strncmp(lines[1], "-1,-1,", 6), "slice: grid starts at (-1, -1): '%s'",
+    ok(n >= 2 && !strncmp(lines[1], "4,-1,-1,", 8), "slice: grid starts at (-1, -1): '%s'",
        n >= 2 ? lines[1] : "");
+    ok(n >= 25 && !strncmp(lines[14], "10,-1,-1,", 9) && !strncmp(lines[24], "10,1,1,", 7),
+       "slice: the end slice's lines have its step (10): '%s'", n >= 15 ? lines[14] : "");
     double a, b, loss;
+    long sstep;
     char accs[32];
-    ok(n >= 6 && sscanf(lines[6], "%lf,%lf,%lf,%31s", &a, &b, &loss, accs) == 4 && a == 0 &&
-           b == 0 && !strcmp(accs, "nan"),
-       "slice: centre point (0, 0) in the middle; acc nan for regression");
+    ok(n >= 6 && sscanf(lines[6], "%ld,%lf,%lf,%lf,%31s", &sstep, &a, &b, &loss, accs) == 5 &&
+           sstep == 4 && a == 0 && b == 0 && !strcmp(accs, "nan"),
+       "slice: centre point (0, 0) in the middle, at step 4; acc nan for regression");
     is_close(loss, lsq_loss(m.params.data, ds.x, ds.t, 30, D), 0, 1e-6,
              "slice: the loss at the centre is L(theta) over 30 samples");
     is_close(find(&rs, "slice", NULL, "samples", "loss_center"), loss, 0, 1e-15,
@@ -1008,9 +1011,9 @@ static void test_slice(void)
     nb_probe_finish(&p, &m, 10);
     fclose(f);
     n = read_lines(path, lines, 64);
-    ok(n == 6 && !strncmp(lines[1], "-0.5,0,", 7) && !strncmp(lines[3], "0,0,", 4) &&
-           !strncmp(lines[5], "0.5,0,", 6),
-       "slice 1-D: 5 points from -0.5 to 0.5 with b = 0, no blank lines");
+    ok(n == 6 && !strncmp(lines[1], "10,-0.5,0,", 10) && !strncmp(lines[3], "10,0,0,", 7) &&
+           !strncmp(lines[5], "10,0.5,0,", 9),
+       "slice 1-D: 5 points from -0.5 to 0.5 with b = 0 at step 10, no blank lines");
     nb_probe_free(&p);
     free(rs.r);
     nb_dataset_free(&ds);
