@@ -1015,6 +1015,46 @@ static void test_slice(void)
            !strncmp(lines[5], "10,0.5,0,", 9),
        "slice 1-D: 5 points from -0.5 to 0.5 with b = 0 at step 10, no blank lines");
     nb_probe_free(&p);
+
+    /* the last step: slice_at = the run's length is the final weights,
+     * taken by finish (the hook never sees that step); with -1 as well,
+     * still one slice; a step past the end is never taken */
+    static const struct {
+        long at[3];
+        int n;
+        int slices, at_end;
+        const char *what;
+    } last[] = {
+        {{4, 10}, 2, 2, 1, "slice_at = 4 10 with 10 steps: both"},
+        {{10, -1}, 2, 1, 1, "slice_at = 10 -1 with 10 steps: one slice at the end"},
+        {{-1}, 1, 1, 1, "slice_at = -1: the end"},
+        {{4, 11}, 2, 1, 0, "slice_at = 4 11 with 10 steps: 11 is never taken"},
+    };
+    o.slice_points = 3;
+    for (size_t k = 0; k < sizeof last / sizeof *last; k++) {
+        f = fopen(path, "w");
+        o.slice_at = last[k].at;
+        o.n_slice_at = last[k].n;
+        rs.n = 0;
+        nb_probe_init(&p, &o, &m, 3, &ds, NULL, &e);
+        sink.slice = f;
+        nb_probe_set_sink(&p, &sink);
+        for (long st = 0; st < 10; st++)
+            nb_probe_step(&p, &m, x, NULL, t, 16, st, 0.1);
+        nb_probe_finish(&p, &m, 10);
+        fclose(f);
+        n = read_lines(path, lines, 64);
+        long end_rows = 0;
+        for (size_t i = 0; i < rs.n; i++)
+            end_rows += !strcmp(rs.r[i].probe, "slice") && !strcmp(rs.r[i].stat, "index") &&
+                        rs.r[i].step == 10;
+        ok(p.slices_written == last[k].slices && end_rows == last[k].at_end &&
+               n == 1 + 3 * last[k].slices + 2 * (last[k].slices - 1) &&
+               !strncmp(lines[n - 1], last[k].at_end ? "10," : "4,", last[k].at_end ? 3 : 2),
+           "%s (%d written, %ld at step 10, %d lines)", last[k].what, p.slices_written,
+           end_rows, n);
+        nb_probe_free(&p);
+    }
     free(rs.r);
     nb_dataset_free(&ds);
     nb_model_free(&m);

@@ -671,7 +671,7 @@ void nb_probe_finish(struct nb_probe *p, struct nb_model *m, long steps)
     for (int k = 0; k < NB_PROBE_KIND_COUNT; k++) {
         const struct nbp_ops *ops = kind_ops[k];
         NB_ASSERT(!ops->at_end || ops->phase == NBP_AT_THETA);
-        any |= due[k] = ops->at_end && ops->at_end(&p->o);
+        any |= due[k] = ops->at_end && ops->at_end(&p->o, steps);
     }
     if (!any)
         return;

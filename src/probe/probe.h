@@ -393,8 +393,9 @@ void nb_probe_step(struct nb_probe *p, struct nb_model *m, const float *x,
                    const int *y, const float *t, int n, long step, double lr);
 
 /* End of run, on the final parameters (after the last update): the
- * Hessian (when on) and the slices marked -1 (or all slices when
- * slice_at is empty), rows with step = steps.  Leaves m as found. */
+ * Hessian (when on) and the slice at steps (one slice, when slice_at
+ * lists -1 or steps, or is empty), rows with step = steps.  Leaves m as
+ * found. */
 void nb_probe_finish(struct nb_probe *p, struct nb_model *m, long steps);
 
 /* Prints a table: per probe kind calls, total seconds, seconds per call

@@ -191,15 +191,17 @@ static bool slice_due(const struct nb_probe_opts *o, long step)
     return false;
 }
 
-/* at the end: with no slice_at, or where slice_at lists -1 */
-static bool slice_at_end(const struct nb_probe_opts *o)
+/* At the end, after `steps` updates: with no slice_at, or where slice_at
+ * lists -1 or steps itself (the last step: nb_probe_step never sees it,
+ * as the hook runs before each update). */
+static bool slice_at_end(const struct nb_probe_opts *o, long steps)
 {
     if (!o->slice)
         return false;
     if (o->n_slice_at == 0)
         return true;
     for (int i = 0; i < o->n_slice_at; i++)
-        if (o->slice_at[i] < 0)
+        if (o->slice_at[i] < 0 || o->slice_at[i] == steps)
             return true;
     return false;
 }
