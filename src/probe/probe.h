@@ -233,8 +233,11 @@ struct nb_probe_opts {
     int hessian_max_iter;   /* PyHessian: 100 (each) */
     double hessian_fd_rel;  /* h = hessian_fd_rel * max(1, ||theta||) */
     /* Filter-normalized slices (5.4) at the steps slice_at (borrowed,
-     * copied by init; -1 = the end of the run, at nb_probe_finish; an
-     * empty list = the end only).  slice_points per axis on
+     * copied by init; each once, in any order).  A step s < the run's
+     * length is taken by nb_probe_step at s; s = the run's length, and -1,
+     * by nb_probe_finish on the final weights (so are all slices when the
+     * list is empty); a step past the end is never taken (config/runcfg.h
+     * refuses it).  slice_points per axis on
      * [-slice_range, slice_range], over the first slice_samples training
      * samples (0 = all), EVAL mode, optionally recomputing the
      * population statistics (over the same samples) at every point. */
