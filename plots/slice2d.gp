@@ -8,9 +8,11 @@
 # row, then per series its grid, a in the outer loop and b in the inner,
 # a blank line after each scan and a second blank line after each series
 # (so series k is `index k`).  Columns: 1 sid, 2 series, 3 ci, 4 di,
-# 5 a, 6 b, 7 loss_mean, 8 loss_min, 9 loss_max, 10 acc_mean, 11 n.  gnuplot would
-# take the first row of every block as a header, so this script reads
-# columns by number with the header skipped.
+# 5 step (of the slice: the last of each run; empty when the runs'
+# slice.csv has no step column), 6 a, 7 b, 8 loss_mean, 9 loss_min,
+# 10 loss_max, 11 acc_mean, 12 n.  gnuplot would take the first row of
+# every block as a header, so this script reads columns by number with
+# the header skipped.
 if (ARGC < 2) { print "usage: gnuplot -c slice2d.gp IN.csv OUT.{png,svg,pdf}"; exit status 2 }
 IN = ARG1
 OUT = ARG2
@@ -29,13 +31,15 @@ W = 560 * NC + 40
 H = 500 * NR + 40
 load _dir."common.gp"
 unset datafile columnheaders
+# panel titles: the series and the slice's step
 array LAB[NS]
 do for [i = 0:NS-1] {
     _l = ""
-    stats IN index i skip 1 using (_l = strcol(2), 0) nooutput
-    LAB[i + 1] = _l
+    _s = ""
+    stats IN index i skip 1 using (_l = strcol(2), _s = strcol(5), 0) nooutput
+    LAB[i + 1] = (_s eq "") ? _l : sprintf("%s at step %s", _l, _s)
 }
-stats IN skip 1 using (column(7) > 0 ? column(7) : NaN) name "L" nooutput
+stats IN skip 1 using (column(8) > 0 ? column(8) : NaN) name "L" nooutput
 LOGC = (L_records > 0 && L_max / L_min > 30) ? 1 : 0
 set multiplot layout NR, NC title "2-D loss slices (eval mode; mean over seeds)" font ",15"
 set view map
@@ -55,7 +59,7 @@ unset surface
 do for [i = 0:NS-1] {
     set title LAB[i + 1] font ",13"
     set table $C
-    splot IN index i skip 1 using 5:6:7 with lines notitle
+    splot IN index i skip 1 using 6:7:8 with lines notitle
     unset table
     # the contour table is whitespace-separated: rewrite it with commas
     set print $CC
@@ -64,7 +68,7 @@ do for [i = 0:NS-1] {
         if (words(_s) >= 2 && _s[1:1] ne "#") { print sprintf("%s,%s", word(_s, 1), word(_s, 2)) } else { print "" }
     }
     unset print
-    plot IN index i skip 1 using 5:6:7 with image notitle, \
+    plot IN index i skip 1 using 6:7:8 with image notitle, \
          $CC using 1:2 with lines lc rgb "#202020" lw 1 notitle
 }
 unset multiplot

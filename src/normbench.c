@@ -256,9 +256,11 @@ static int tt_load(const char *text, struct nb_runcfg *cfg, uint64_t *seed, stru
  * result; returns the exit status. */
 static int tt_train(struct nb_runcfg *cfg, uint64_t seed, struct nb_error *err)
 {
-    if (cfg->probes)
+    if (cfg->probes) {
         fprintf(stderr, "%s: train: the config's probes are not run here (use `normbench run`)\n",
                 prog);
+        cfg->probes = false; /* so binding the data has no slice steps to check */
+    }
     if (cfg->save_weights)
         fprintf(stderr, "%s: train: [train] save_weights needs a run directory: no weights are "
                 "written here (use `normbench run`)\n", prog);
@@ -271,7 +273,11 @@ static int tt_train(struct nb_runcfg *cfg, uint64_t seed, struct nb_error *err)
     }
     if (data.notice[0])
         fprintf(stderr, "%s: %s\n", prog, data.notice);
-    nb_runcfg_bind_data(cfg, &data);
+    if ((r = nb_runcfg_bind_data(cfg, NULL, &data, err))) { /* no probes: cannot fail */
+        nb_data_free(&data);
+        nb_error_print(stderr, prog, err);
+        return exit_status(r);
+    }
     const struct nb_train_spec *spec = &cfg->train;
     char desc[512];
     fprintf(stderr, "%s: %s; %s norm=%s batch=%d lr=%g momentum=%g seed=%llu blas=%s\n", prog,

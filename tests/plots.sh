@@ -19,7 +19,7 @@ mkdir -p "$W"
 . "$srcdir/tests/taplib.sh"
 
 kinds="curves vs_batch vs_lr landscape ics dist hessian slice1d slice2d errors trace"
-echo "1..$((11 * 4 + 7))"
+echo "1..$((11 * 4 + 10))"
 for k in $kinds; do
     for f in png svg pdf; do
         out=$W/$k.$f
@@ -68,6 +68,19 @@ if "$GP" -d -c "$PLOTS/vs_batch.gp" "$FIX/vs_batch.csv" "$W/narrow-log.svg" log 
 else
     fail "vs_batch.gp log: a log y axis for values within 5x"
     sed 's/^/#   /' "$W/narrow-log.log"
+fi
+
+# slice figures name the step of their slices (the table's step column);
+# a table of runs whose slice.csv has no step (an empty column) draws too
+check "slice1d.gp: the title names the slices' step" grep -q "1-D loss slice at step 100<" "$W/slice1d.svg"
+check "slice2d.gp: each panel names its slice's step" grep -q "none bs=32 (n=3) at step 200<" "$W/slice2d.svg"
+sed 's/,100,/,,/' "$FIX/slice1d.csv" >"$W/slice1d-nostep.csv"
+if "$GP" -d -c "$PLOTS/slice1d.gp" "$W/slice1d-nostep.csv" "$W/nostep.svg" >"$W/nostep.log" 2>&1 &&
+    grep -q "1-D loss slice (the last slice of each run)<" "$W/nostep.svg"; then
+    pass "slice1d.gp: a table without steps draws, its title without a step"
+else
+    fail "slice1d.gp: a table without steps draws, its title without a step"
+    sed 's/^/#   /' "$W/nostep.log"
 fi
 
 # the terminal comes from the suffix: anything else is an error

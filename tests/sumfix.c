@@ -113,19 +113,23 @@ static void write_run(const char *rdir, const struct nb_run *run, int n, int bs,
         fprintf(fp, "200,hessian,,-1,samples,100,trace,%.17g,eval\n",
                 (n == 0 ? 500.0 : 40.0) + seed);
         fclose(fp);
+        /* as the probe writes it (probe.h): a 1-D slice is one block, a
+         * 2-D slice's scans are a blank line apart, slices two */
         fp = open_w(rdir, "slice.csv");
-        fputs("a,b,loss,acc\n", fp);
+        fputs("step,a,b,loss,acc\n", fp);
         for (int i = 0; i < 5; i++) {
             double a = -1 + 0.5 * i;
-            fprintf(fp, "%g,0,%.17g,0.5\n\n", a, (n == 0 ? 4.0 : 1.0) * a * a + 0.1 + 0.01 * seed);
+            fprintf(fp, "100,%g,0,%.17g,0.5\n", a,
+                    (n == 0 ? 4.0 : 1.0) * a * a + 0.1 + 0.01 * seed);
         }
         if (n == 0) {
-            fputs("\n", fp);
+            fputs("\n\n", fp);
             for (int i = 0; i < 3; i++) {
+                if (i)
+                    fputs("\n", fp);
                 for (int j = 0; j < 3; j++)
-                    fprintf(fp, "%d,%d,%.17g,0.5\n", i - 1, j - 1,
+                    fprintf(fp, "200,%d,%d,%.17g,0.5\n", i - 1, j - 1,
                             (i - 1) * (i - 1) + 2.0 * (j - 1) * (j - 1) + 0.1 + seed);
-                fputs("\n", fp);
             }
         }
         fclose(fp);

@@ -8,8 +8,9 @@
  *   group bs=32 seed 1  failed (error.txt, no DONE)
  *   group bs=32 seed 2  pending (no directory)
  *   none bs=32 seed 0   an extra evaluation at step 25 (unaligned steps)
- * Probes (landscape, ics, dist, hessian) and slices (1-D, and 2-D for
- * none) are written for the bs=32 runs of none and batch. */
+ * Probes (landscape, ics, dist, hessian) and slices (1-D at step 100, and
+ * 2-D at step 200 for none; in the probe's format) are written for the
+ * bs=32 runs of none and batch. */
 #ifndef NB_TESTS_SUMFIX_H
 #define NB_TESTS_SUMFIX_H
 

@@ -186,6 +186,7 @@ static void test_round_trip(const char *cfg)
             const struct nb_sum_slice *p = &x->slices[k], *q = &y->slices[k];
             size_t m = (size_t)p->na * (size_t)p->nb;
             sl_same &= p->dim == q->dim && p->na == q->na && p->nb == q->nb &&
+                       p->step == q->step && !memcmp(p->b, q->b, m * sizeof *p->b) &&
                        !memcmp(p->a, q->a, m * sizeof *p->a) &&
                        !memcmp(p->loss, q->loss, m * sizeof *p->loss);
         }
@@ -194,7 +195,7 @@ static void test_round_trip(const char *cfg)
     is_int(arch, (int)done, "the runs with data come from the archive");
     ok(sc_same, "every per-run scalar is the same double");
     ok(pr_same, "every probe row is the same");
-    ok(sl_same, "every slice is the same grid");
+    ok(sl_same, "every slice is the same grid at the same step");
     static const char *const names[] = {"runs.csv",          "groups.csv",
                                         "curves.csv",        "probes.csv",
                                         "fig-curves.csv",    "fig-landscape.csv",

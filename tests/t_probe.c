@@ -976,16 +976,19 @@ static void test_slice(void)
     int n = read_lines(path, lines, 64);
     /* header, 3 scans of 3 separated by blank lines, 2 blank lines, again */
     ok(n == 1 + 11 + 2 + 11, "slice: %d lines in slice.csv", n);
-    is_str(lines[0], "a,b,loss,acc", "slice: header");
+    is_str(lines[0], "step,a,b,loss,acc", "slice: header");
     ok(n >= 12 && lines[4][0] == 0 && lines[8][0] == 0 && lines[12][0] == 0 && lines[13][0] == 0,
        "slice: blank line between scans, two between slices");
-    ok(n >= 2 && !strncmp(lines[1], "-1,-1,", 6), "slice: grid starts at (-1, -1): '%s'",
+    ok(n >= 2 && !strncmp(lines[1], "4,-1,-1,", 8), "slice: grid starts at (-1, -1): '%s'",
        n >= 2 ? lines[1] : "");
+    ok(n >= 25 && !strncmp(lines[14], "10,-1,-1,", 9) && !strncmp(lines[24], "10,1,1,", 7),
+       "slice: the end slice's lines have its step (10): '%s'", n >= 15 ? lines[14] : "");
     double a, b, loss;
+    long sstep;
     char accs[32];
-    ok(n >= 6 && sscanf(lines[6], "%lf,%lf,%lf,%31s", &a, &b, &loss, accs) == 4 && a == 0 &&
-           b == 0 && !strcmp(accs, "nan"),
-       "slice: centre point (0, 0) in the middle; acc nan for regression");
+    ok(n >= 6 && sscanf(lines[6], "%ld,%lf,%lf,%lf,%31s", &sstep, &a, &b, &loss, accs) == 5 &&
+           sstep == 4 && a == 0 && b == 0 && !strcmp(accs, "nan"),
+       "slice: centre point (0, 0) in the middle, at step 4; acc nan for regression");
     is_close(loss, lsq_loss(m.params.data, ds.x, ds.t, 30, D), 0, 1e-6,
              "slice: the loss at the centre is L(theta) over 30 samples");
     is_close(find(&rs, "slice", NULL, "samples", "loss_center"), loss, 0, 1e-15,
@@ -1008,10 +1011,50 @@ static void test_slice(void)
     nb_probe_finish(&p, &m, 10);
     fclose(f);
     n = read_lines(path, lines, 64);
-    ok(n == 6 && !strncmp(lines[1], "-0.5,0,", 7) && !strncmp(lines[3], "0,0,", 4) &&
-           !strncmp(lines[5], "0.5,0,", 6),
-       "slice 1-D: 5 points from -0.5 to 0.5 with b = 0, no blank lines");
+    ok(n == 6 && !strncmp(lines[1], "10,-0.5,0,", 10) && !strncmp(lines[3], "10,0,0,", 7) &&
+           !strncmp(lines[5], "10,0.5,0,", 9),
+       "slice 1-D: 5 points from -0.5 to 0.5 with b = 0 at step 10, no blank lines");
     nb_probe_free(&p);
+
+    /* the last step: slice_at = the run's length is the final weights,
+     * taken by finish (the hook never sees that step); with -1 as well,
+     * still one slice; a step past the end is never taken */
+    static const struct {
+        long at[3];
+        int n;
+        int slices, at_end;
+        const char *what;
+    } last[] = {
+        {{4, 10}, 2, 2, 1, "slice_at = 4 10 with 10 steps: both"},
+        {{10, -1}, 2, 1, 1, "slice_at = 10 -1 with 10 steps: one slice at the end"},
+        {{-1}, 1, 1, 1, "slice_at = -1: the end"},
+        {{4, 11}, 2, 1, 0, "slice_at = 4 11 with 10 steps: 11 is never taken"},
+    };
+    o.slice_points = 3;
+    for (size_t k = 0; k < sizeof last / sizeof *last; k++) {
+        f = fopen(path, "w");
+        o.slice_at = last[k].at;
+        o.n_slice_at = last[k].n;
+        rs.n = 0;
+        nb_probe_init(&p, &o, &m, 3, &ds, NULL, &e);
+        sink.slice = f;
+        nb_probe_set_sink(&p, &sink);
+        for (long st = 0; st < 10; st++)
+            nb_probe_step(&p, &m, x, NULL, t, 16, st, 0.1);
+        nb_probe_finish(&p, &m, 10);
+        fclose(f);
+        n = read_lines(path, lines, 64);
+        long end_rows = 0;
+        for (size_t i = 0; i < rs.n; i++)
+            end_rows += !strcmp(rs.r[i].probe, "slice") && !strcmp(rs.r[i].stat, "index") &&
+                        rs.r[i].step == 10;
+        ok(p.slices_written == last[k].slices && end_rows == last[k].at_end &&
+               n == 1 + 3 * last[k].slices + 2 * (last[k].slices - 1) &&
+               !strncmp(lines[n - 1], last[k].at_end ? "10," : "4,", last[k].at_end ? 3 : 2),
+           "%s (%d written, %ld at step 10, %d lines)", last[k].what, p.slices_written,
+           end_rows, n);
+        nb_probe_free(&p);
+    }
     free(rs.r);
     nb_dataset_free(&ds);
     nb_model_free(&m);

@@ -287,7 +287,7 @@ static void test_mapping(void)
     d.train.n = 640;
     d.train.shape = (struct nb_shape){1, 32, 32};
     d.train.classes = 10;
-    nb_runcfg_bind_data(&rc, &d);
+    is_int(nb_runcfg_bind_data(&rc, &sw.runs[0], &d, &e), 0, "mapping: bind_data");
     ok(n->renorm_warmup == 2 && n->renorm_dmax_steps == 9 && n->renorm_rmax_steps == 15,
        "mapping: renorm auto = 5k/25k/40k of 160k steps, scaled to 60 steps (%ld %ld %ld)",
        n->renorm_warmup, n->renorm_dmax_steps, n->renorm_rmax_steps);
@@ -323,6 +323,114 @@ static void check_error(const char *name, const char *text, int line, const char
     is_int(rc, NB_EINVAL, "check %s: refused", name);
     snprintf(want, sizeof want, "%s:%d: %s", p, line, msg);
     is_str(nb_error_format(&e, got, sizeof got), want, "check %s: message", name);
+}
+
+/* probe.slice_at (issue 17): steps in any order, -1 anywhere (the last
+ * step), each step once; a step past the end is refused at its line,
+ * before any run where the config gives the run's length, else when the
+ * data are bound. */
+static void test_slice_at(void)
+{
+    /* 64 samples in batches of 16: 4 steps an epoch, 8 in 2 epochs */
+    static const struct {
+        const char *list, *canon;
+        long want[4];
+        int n;
+    } cases[] = {
+        {"2 -1", "-1 2", {2, 8}, 2},           /* -1 last: was "not increasing" */
+        {"-1 2", "-1 2", {2, 8}, 2},           /* as before */
+        {"8 -1 2 2 0", "-1 0 2 8", {0, 2, 8}, 3}, /* duplicates, -1 = 8 */
+        {"5 3", "3 5", {3, 5}, 2},
+        {"-1", "-1", {8}, 1},
+    };
+    char text[512], name[64];
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        struct nb_sweep sw;
+        struct nb_error e;
+        nb_error_clear(&e);
+        snprintf(name, sizeof name, "slice%zu.ini", k);
+        snprintf(text, sizeof text,
+                 "[train]\nbatch = 16\nepochs = 2\n[data]\nsource = blobs\n"
+                 "train_subset = 64\n[probe]\nslice = true\nslice_at = %s\n",
+                 cases[k].list);
+        if (load(name, text, &sw, true)) {
+            ok(0, "slice_at = %s loads", cases[k].list);
+            continue;
+        }
+        is_str(nb_run_get_str(&sw.runs[0], "probe", "slice_at"), cases[k].canon,
+               "slice_at = %s: canonical '%s' (sorted, each once)", cases[k].list,
+               cases[k].canon);
+        struct nb_runcfg rc;
+        struct nb_data d;
+        memset(&d, 0, sizeof d);
+        d.train.n = 64;
+        d.train.shape = (struct nb_shape){1, 28, 28};
+        d.train.classes = 10;
+        int r = nb_runcfg_from_run(&sw.runs[0], &rc, &e);
+        if (!r)
+            r = nb_runcfg_bind_data(&rc, &sw.runs[0], &d, &e);
+        bool same = !r && rc.probe.n_slice_at == cases[k].n && rc.probe.slice_at == rc.slice_at;
+        char wl[64] = "";
+        for (int i = 0; i < cases[k].n; i++) {
+            same = same && rc.slice_at[i] == cases[k].want[i];
+            snprintf(wl + strlen(wl), sizeof wl - strlen(wl), " %ld", cases[k].want[i]);
+        }
+        ok(same, "slice_at = %s over 8 steps:%s", cases[k].list, wl);
+        nb_sweep_free(&sw);
+    }
+    check_error("slice-end.ini",
+                "[train]\nbatch = 16\nepochs = 2\n[data]\nsource = blobs\ntrain_subset = 64\n"
+                "[probe]\nslice = true\nslice_at = 2 9\n",
+                9,
+                "[probe] slice_at: step 9 is past the end of training (the run has 8 steps, "
+                "2 epochs of 4 steps: 64 training samples in batches of 16)");
+    check_error("slice-max.ini",
+                "[train]\nmax_steps = 5\n[data]\nsource = blobs\n[probe]\nslice = true\n"
+                "slice_at = 6\n",
+                7,
+                "[probe] slice_at: step 6 is past the end of training (the run has 5 steps, "
+                "[train] max_steps = 5)");
+    /* off: slice_at is not checked */
+    struct nb_sweep sw;
+    ok(load("slice-off.ini", "[train]\nmax_steps = 5\n[probe]\nslice = false\nslice_at = 6\n",
+            &sw, true) == 0,
+       "slice_at past the end with slice = false: no error (no slice is taken)");
+    nb_sweep_free(&sw);
+
+    /* idx: the length is known once the data are loaded */
+    const char *idx = "[train]\nbatch = 10\nepochs = 2\n[data]\nsource = idx\n"
+                      "dir = /nonexistent\nclasses = 10\n[probe]\nslice = true\n"
+                      "slice_at = 5 -1\n";
+    int loaded = load("slice-idx.ini", idx, &sw, true);
+    ok(loaded == 0, "slice_at on idx data loads (the length is unknown before loading)");
+    if (loaded)
+        return;
+    struct nb_runcfg rc;
+    struct nb_data d;
+    struct nb_error e;
+    char got[2048], want[2048];
+    memset(&d, 0, sizeof d);
+    d.train.n = 20; /* 2 steps an epoch: 4 */
+    d.train.shape = (struct nb_shape){1, 28, 28};
+    d.train.classes = 10;
+    nb_error_clear(&e);
+    int r = nb_runcfg_from_run(&sw.runs[0], &rc, &e);
+    is_int(r ? r : nb_runcfg_bind_data(&rc, &sw.runs[0], &d, &e), NB_EINVAL,
+           "slice_at = 5 -1 on 20 idx samples (4 steps): refused when the data are bound");
+    snprintf(want, sizeof want,
+             "%s:10: [probe] slice_at: step 5 is past the end of training (the run has 4 "
+             "steps, 2 epochs of 2 steps: 20 training samples in batches of 10)",
+             sw.path);
+    contains(nb_error_format(&e, got, sizeof got), want, "  at slice_at's FILE:LINE");
+    is_str(e.hint, "slice_at takes steps 0 (the initial weights) to 4 (the final ones); -1 is "
+                   "the last step",
+           "  with a hint");
+    d.train.n = 30; /* 3 steps an epoch: 6 */
+    nb_runcfg_from_run(&sw.runs[0], &rc, &e);
+    ok(nb_runcfg_bind_data(&rc, &sw.runs[0], &d, &e) == 0 && rc.probe.n_slice_at == 2 &&
+           rc.slice_at[0] == 5 && rc.slice_at[1] == 6,
+       "slice_at = 5 -1 on 30 idx samples (6 steps): 5 6");
+    nb_sweep_free(&sw);
 }
 
 /* One set of defaults: an empty config resolves to the C defaults of the
@@ -566,6 +674,7 @@ int main(void)
     test_mapping();
     test_defaults();
     test_check();
+    test_slice_at();
     test_ranks();
     test_progress();
     tap_done_testing();

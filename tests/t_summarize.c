@@ -321,6 +321,33 @@ static void test_sweep_summary(const char *cfg)
         struct stat st;
         ok(stat(path, &st) == 0 && st.st_size > 100, "  %s is written", kind);
     }
+    /* the slice figures: each group's last slice of the dimension, its step */
+    snprintf(path, sizeof path, "%s/fig_slice1d.csv", tdir);
+    is_int(nb_csv_read(path, &t, &e), 0, "slice1d table reads back");
+    {
+        int cs = nb_csv_col(&t, "series"), cst = nb_csv_col(&t, "step"),
+            ca = nb_csv_col(&t, "a"), cb = nb_csv_col(&t, "b");
+        is_int((long long)t.nrows, 10, "slice1d: 2 series (none, batch at bs=32) x 5 points");
+        ok(cst >= 0 && cb < 0 && t.nrows == 10 && !strcmp(nb_csv_cell(&t, 0, cst), "100") &&
+               !strcmp(nb_csv_cell(&t, 9, cst), "100"),
+           "slice1d: a step column (the 1-D slices' step, 100), no b");
+        ok(t.nrows == 10 && !strcmp(nb_csv_cell(&t, 0, ca), "-1") &&
+               !strcmp(nb_csv_cell(&t, 4, ca), "1") &&
+               !strcmp(nb_csv_cell(&t, 5, cs), "batch bs=32 (n=3)"),
+           "slice1d: a from -1 to 1 per series");
+        is_close(cell(&t, "a", "0", "loss_mean"), 0.11, 1e-12, 0,
+                 "slice1d: the loss at the centre, mean over 3 seeds");
+    }
+    nb_csv_table_free(&t);
+    snprintf(path, sizeof path, "%s/fig_slice2d.csv", tdir);
+    is_int(nb_csv_read(path, &t, &e), 0, "slice2d table reads back");
+    {
+        int cst = nb_csv_col(&t, "step"), cb = nb_csv_col(&t, "b");
+        ok(t.nrows == 9 && cst >= 0 && cb >= 0 && !strcmp(nb_csv_cell(&t, 4, cst), "200") &&
+               !strcmp(nb_csv_cell(&t, 4, cb), "0"),
+           "slice2d: none's 3 x 3 grid at step 200 (%zu rows)", t.nrows);
+    }
+    nb_csv_table_free(&t);
     {
         struct nb_fig_spec fs = {.kind = NB_FIG_TRACE, .scalar = NB_SC_FINAL_TEST_ERROR};
         snprintf(path, sizeof path, "%s/fig_trace_noprobe.csv", tdir);
@@ -566,6 +593,88 @@ static void test_momentum_axis(void)
     nb_summary_free(&s);
 }
 
+/* slice.csv as the probe writes it (probe.h), and as it was written
+ * before its step column; malformed ones reported at FILE:LINE. */
+static void test_slice_files(void)
+{
+    char rdir[4300], path[4400], want[4500], buf[2048];
+    struct nb_error e;
+    struct nb_summary s;
+    snprintf(rdir, sizeof rdir, "%s/slices", dir);
+    mkdir(rdir, 0777);
+    snprintf(path, sizeof path, "%s/config.ini", rdir);
+    write_file(path, "[model]\narch = mlp\n[data]\nsource = blobs\n");
+    snprintf(path, sizeof path, "%s/DONE", rdir);
+    write_file(path, "status = done\n");
+    snprintf(path, sizeof path, "%s/slice.csv", rdir);
+    snprintf(want, sizeof want, "%s:", path);
+
+    /* two 1-D slices (one block each) and a 2-D one, two blank lines apart */
+    write_file(path, "step,a,b,loss,acc\n"
+                     "3,-1,0,4,0.1\n3,0,0,1,0.5\n3,1,0,3,0.2\n\n\n"
+                     "7,-1,0,2,0.3\n7,0,0,0.5,0.9\n7,1,0,2.5,0.4\n\n\n"
+                     "9,-1,-1,5,0\n9,-1,1,6,0\n\n9,1,-1,7,0\n9,1,1,8,0\n");
+    nb_summary_init(&s);
+    nb_error_clear(&e);
+    is_int(nb_summary_add_run_dir(&s, rdir, &e), 0, "slice.csv: the probe's format reads");
+    const struct nb_sum_run *r = s.n_runs ? &s.runs[0] : NULL;
+    is_int(r ? r->n_slices : -1, 3, "  three slices");
+    if (r && r->n_slices == 3) {
+        const struct nb_sum_slice *a = &r->slices[0], *b = &r->slices[1], *c = &r->slices[2];
+        ok(a->dim == 1 && a->na == 3 && a->nb == 1,
+           "  a block of points is a 1-D slice of 3 x 1 (dim %d, %d x %d)", a->dim, a->na, a->nb);
+        ok(a->a[0] == -1 && a->a[2] == 1 && a->loss[1] == 1 && a->acc[1] == 0.5,
+           "  its points in order along a");
+        is_int(a->step, 3, "  at the step of its lines");
+        ok(b->dim == 1 && b->step == 7 && b->loss[1] == 0.5, "  the second 1-D slice, at step 7");
+        ok(c->dim == 2 && c->na == 2 && c->nb == 2 && c->step == 9 && c->b[1] == 1 &&
+               c->loss[3] == 8,
+           "  scans a blank line apart are a 2-D slice (dim %d, %d x %d, step %ld)", c->dim,
+           c->na, c->nb, c->step);
+    }
+    nb_summary_free(&s);
+
+    /* a slice.csv without the step column (written before it) */
+    write_file(path, "a,b,loss,acc\n-1,0,4,0.1\n0,0,1,0.5\n1,0,3,0.2\n");
+    nb_summary_init(&s);
+    nb_error_clear(&e);
+    is_int(nb_summary_add_run_dir(&s, rdir, &e), 0, "slice.csv without step reads");
+    r = s.n_runs ? &s.runs[0] : NULL;
+    ok(r && r->n_slices == 1 && r->slices[0].dim == 1 && r->slices[0].na == 3 &&
+           r->slices[0].step == -1 && r->slices[0].loss[2] == 3,
+       "  a 1-D slice of 3 points, step unknown (-1)");
+    nb_summary_free(&s);
+
+    /* an empty slice.csv: no slice was taken */
+    write_file(path, "");
+    nb_summary_init(&s);
+    is_int(nb_summary_add_run_dir(&s, rdir, &e), 0, "an empty slice.csv reads");
+    is_int(s.n_runs ? s.runs[0].n_slices : -1, 0, "  with no slices");
+    nb_summary_free(&s);
+
+    static const struct {
+        const char *text, *msg, *what;
+        int line;
+    } bad[] = {
+        {"step,a,b,loss,acc\n3,-1,0,4,0.1\n5,0,0,1,0.5\n", "step 5 in a slice taken at step 3",
+         "a step that changes inside a slice", 3},
+        {"step,a,b,lost,acc\n3,-1,0,4,0.1\n", "unknown column 'lost'", "an unknown column", 1},
+        {"step,a,b,acc\n3,-1,0,0.1\n", "no column 'loss'", "a missing column", 1},
+        {"step,a,b,loss,acc\n3,-1,0,4\n", "expected 5 fields", "a short row", 2},
+        {"step,a,b,loss,acc\n3,-1,0,4,0.1,9\n", "expected 5 fields", "a long row", 2},
+        {"step,a,b,loss,acc\n3,-1,x,4,0.1\n", "'x' is not a number", "a word for a number", 2},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+        write_file(path, bad[k].text);
+        nb_summary_init(&s);
+        nb_error_clear(&e);
+        is_int(nb_summary_add_run_dir(&s, rdir, &e), NB_EFORMAT, "slice.csv: %s", bad[k].what);
+        snprintf(want, sizeof want, "%s:%d: %s", path, bad[k].line, bad[k].msg);
+        contains(nb_error_format(&e, buf, sizeof buf), want, "  reported at FILE:LINE");
+        nb_summary_free(&s);
+    }
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "%s", tap_tmpdir("t_summarize"));
@@ -575,6 +684,7 @@ int main(void)
     test_dir_summary();
     test_bad_files();
     test_momentum_axis();
+    test_slice_files();
     tap_done_testing();
     return tap_exit();
 }

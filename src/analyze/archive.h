@@ -23,7 +23,9 @@
  *                the run's probes.csv columns (runner.c)
  *   slices.csv   one row per slice point: run_id, the key columns, slice
  *                and scan (0-based: which slice of the run, which scan of
- *                the slice), then slice.csv's columns (a, b, loss, acc)
+ *                the slice), then slice.csv's columns (probe.h's
+ *                nb_probe_slice_cols: step, a, b, loss, acc; a run whose
+ *                slice.csv predates the step column has it empty)
  *
  * Rows of a run are contiguous, runs in the summary's order.  Every value
  * of a run file is kept as the text the runner wrote, so the summary read

@@ -947,7 +947,7 @@ static int fig_layers(const struct nb_summary *s, const struct nb_fig_spec *f,
 }
 
 /* The last slice of each finished run of group g with dimension dim, if
- * all have the same grid. */
+ * all have the same grid and step as the first such run's. */
 static int group_slices(const struct nb_summary *s, int g, int dim,
                         const struct nb_sum_slice **out)
 {
@@ -961,15 +961,17 @@ static int group_slices(const struct nb_summary *s, int g, int dim,
                 last = &r->slices[k];
         if (!last)
             continue;
-        if (n > 0 && (last->na != out[0]->na || last->nb != out[0]->nb))
+        if (n > 0 && (last->na != out[0]->na || last->nb != out[0]->nb ||
+                      last->step != out[0]->step))
             continue;
         out[n++] = last;
     }
     return n;
 }
 
-/* slice1d / slice2d: per group and slice, the loss (and accuracy) along the
- * slice's grid, mean, min and max over seeds. */
+/* slice1d / slice2d: per group and slice, the step it was taken at and
+ * the loss (and accuracy) along the slice's grid, mean, min and max over
+ * seeds. */
 static int fig_slice(const struct nb_summary *s, const struct nb_fig_spec *f,
                      struct nb_csvw *w, struct nb_error *err)
 {
@@ -1006,6 +1008,10 @@ static int fig_slice(const struct nb_summary *s, const struct nb_fig_spec *f,
                 nb_csvw_str(w, title);
                 nb_csvw_long(w, ci[g]);
                 nb_csvw_long(w, di[g]);
+                if (sl[0]->step >= 0)
+                    nb_csvw_long(w, sl[0]->step);
+                else
+                    nb_csvw_missing(w);
                 nb_csvw_double(w, sl[0]->a[p]);
                 if (dim == 2)
                     nb_csvw_double(w, sl[0]->b[p]);
@@ -1058,10 +1064,10 @@ int nb_summary_figure_table(const struct nb_summary *s,
                                          "lambda_max_mean", "lambda_max_min",
                                          "lambda_max_max", "trace_mean", "trace_min",
                                          "trace_max", "n"};
-    static const char *const h_s1[] = {"sid", "series", "ci", "di", "a", "loss_mean", "loss_min",
-                                       "loss_max", "acc_mean", "n"};
-    static const char *const h_s2[] = {"sid", "series", "ci", "di", "a", "b", "loss_mean", "loss_min",
-                                       "loss_max", "acc_mean", "n"};
+    static const char *const h_s1[] = {"sid", "series", "ci", "di", "step", "a", "loss_mean",
+                                       "loss_min", "loss_max", "acc_mean", "n"};
+    static const char *const h_s2[] = {"sid", "series", "ci", "di", "step", "a", "b", "loss_mean",
+                                       "loss_min", "loss_max", "acc_mean", "n"};
     static const char *const h_trace[] = {"sid", "series", "ci", "di", "ylabel", "step",
                                           "epoch", "n", "mean", "min", "max"};
     const char *const *h;

@@ -19,6 +19,7 @@
 #include <gsl/gsl_statistics_double.h>
 
 #include "config/keys.h"
+#include "probe/probe.h"
 #include "run/csvio.h"
 #include "run/train.h"
 
@@ -548,6 +549,7 @@ struct slice_build {
     int scans;        /* completed scans */
     int scan_len;     /* points in the first scan */
     size_t in_scan;   /* points in the current scan */
+    double step;      /* the slice's step (NaN: no step column, or empty) */
 };
 
 /* Appends one slice point (a, b, loss, acc) to b; 0, or -1 when out of
@@ -591,7 +593,9 @@ static void sb_end_scan(struct slice_build *b)
     b->in_scan = 0;
 }
 
-/* Moves a finished slice into r; 0, or an error for a ragged grid. */
+/* Moves a finished slice into r; 0, or an error for a ragged grid.  One
+ * scan is a 1-D slice (the probe writes its P points as one block): P x 1
+ * points along a. */
 static int sb_finish(struct nb_sum_run *r, struct slice_build *b, const char *path,
                      int line, struct nb_error *err)
 {
@@ -609,15 +613,50 @@ static int sb_finish(struct nb_sum_run *r, struct slice_build *b, const char *pa
         return nb_error_oom(err);
     r->slices = n;
     struct nb_sum_slice *sl = &r->slices[r->n_slices++];
-    sl->na = b->scans;
-    sl->nb = b->scan_len;
+    sl->na = b->scans > 1 ? b->scans : (int)b->n;
+    sl->nb = b->scans > 1 ? b->scan_len : 1;
     sl->dim = sl->nb > 1 ? 2 : 1;
+    sl->step = isnan(b->step) ? -1 : (long)b->step;
     sl->a = b->a, sl->b = b->b, sl->loss = b->loss, sl->acc = b->acc;
     memset(b, 0, sizeof *b);
     return 0;
 }
 
-/* slice.csv: the file at path, or text when not NULL. */
+/* Which column of slice.csv each of nb_probe_slice_cols is, from the
+ * header line p (split in place); step may be missing (-1: a file written
+ * before it), the others may not.  0, or an error. */
+static int slice_header(char *p, int col[NB_SLICE_COL_COUNT], int *ncols, const char *path,
+                        struct nb_error *err)
+{
+    for (int c = 0; c < NB_SLICE_COL_COUNT; c++)
+        col[c] = -1;
+    int k = 0;
+    for (char *f = p;; k++) {
+        char *comma = strchr(f, ',');
+        if (comma)
+            *comma = '\0';
+        int c = 0;
+        while (c < NB_SLICE_COL_COUNT && strcmp(f, nb_probe_slice_cols[c]))
+            c++;
+        if (c == NB_SLICE_COL_COUNT || col[c] >= 0)
+            return nb_error_set(err, NB_EFORMAT, path, 1, "%s column '%s' in the header",
+                                c == NB_SLICE_COL_COUNT ? "unknown" : "a second", f);
+        col[c] = k;
+        if (!comma)
+            break;
+        f = comma + 1;
+    }
+    *ncols = k + 1;
+    for (int c = 0; c < NB_SLICE_COL_COUNT; c++)
+        if (col[c] < 0 && c != NB_SLICE_STEP)
+            return nb_error_set(err, NB_EFORMAT, path, 1, "no column '%s' in the header",
+                                nb_probe_slice_cols[c]);
+    return 0;
+}
+
+/* slice.csv (probe.h): the file at path, or text when not NULL.  Its
+ * columns are found by name, so files written before the step column
+ * read as well; an empty file (no slice was taken) has no slices. */
 static int read_slices(struct nb_sum_run *r, const char *path, const char *text,
                        size_t len, struct nb_error *err)
 {
@@ -625,9 +664,10 @@ static int read_slices(struct nb_sum_run *r, const char *path, const char *text,
     if (!fp)
         return nb_error_set(err, NB_EIO, path, 0, "cannot open: %s", strerror(errno));
     char line[1024];
-    int lineno = 0, blanks = 0, rc = 0;
+    int lineno = 0, blanks = 0, rc = 0, col[NB_SLICE_COL_COUNT], ncols = 0;
     struct slice_build b;
     memset(&b, 0, sizeof b);
+    b.step = NAN;
     while (fgets(line, sizeof line, fp)) {
         lineno++;
         char *p = line;
@@ -635,11 +675,8 @@ static int read_slices(struct nb_sum_run *r, const char *path, const char *text,
         while (len && (p[len - 1] == '\n' || p[len - 1] == '\r'))
             p[--len] = '\0';
         if (lineno == 1) {
-            if (strncmp(p, "a,b,loss", 8)) {
-                rc = nb_error_set(err, NB_EFORMAT, path, 1,
-                                  "expected the header 'a,b,loss,acc'");
+            if ((rc = slice_header(p, col, &ncols, path, err)))
                 break;
-            }
             continue;
         }
         if (!len) {
@@ -647,30 +684,44 @@ static int read_slices(struct nb_sum_run *r, const char *path, const char *text,
             sb_end_scan(&b);
             continue;
         }
-        if (blanks >= 2 && b.n > 0 && (rc = sb_finish(r, &b, path, lineno, err)))
-            break;
+        if (blanks >= 2 && b.n > 0) {
+            if ((rc = sb_finish(r, &b, path, lineno, err)))
+                break;
+            b.step = NAN;
+        }
         blanks = 0;
-        double v[4] = {NAN, NAN, NAN, NAN};
+        double f[NB_SLICE_COL_COUNT];
+        for (int c = 0; c < NB_SLICE_COL_COUNT; c++)
+            f[c] = NAN;
         char *q = p;
-        for (int k = 0; k < 4; k++) {
+        for (int k = 0; k < ncols && !rc; k++) {
             char *comma = strchr(q, ',');
             if (comma)
                 *comma = '\0';
-            if (*q && !sum_parse_num(q, &v[k])) {
+            else if (k + 1 < ncols)
                 rc = nb_error_set(err, NB_EFORMAT, path, lineno,
-                                  "'%s' is not a number", q);
-                break;
-            }
-            if (!comma) {
-                if (k < 2)
-                    rc = nb_error_set(err, NB_EFORMAT, path, lineno,
-                                      "expected 4 fields a,b,loss,acc");
-                break;
-            }
-            q = comma + 1;
+                                  "expected %d fields, as the header has", ncols);
+            int c = 0;
+            while (c < NB_SLICE_COL_COUNT && col[c] != k)
+                c++;
+            if (!rc && *q && !sum_parse_num(q, &f[c]))
+                rc = nb_error_set(err, NB_EFORMAT, path, lineno, "'%s' is not a number", q);
+            q = comma ? comma + 1 : q + strlen(q);
         }
+        if (!rc && *q)
+            rc = nb_error_set(err, NB_EFORMAT, path, lineno,
+                              "expected %d fields, as the header has", ncols);
         if (rc)
             break;
+        if (b.n == 0)
+            b.step = f[NB_SLICE_STEP];
+        else if (!(f[NB_SLICE_STEP] == b.step || (isnan(b.step) && isnan(f[NB_SLICE_STEP])))) {
+            rc = nb_error_set(err, NB_EFORMAT, path, lineno,
+                              "step %g in a slice taken at step %g (slices are separated "
+                              "by two blank lines)", f[NB_SLICE_STEP], b.step);
+            break;
+        }
+        double v[4] = {f[NB_SLICE_A], f[NB_SLICE_B], f[NB_SLICE_LOSS], f[NB_SLICE_ACC]};
         if (sb_push(&b, v)) {
             rc = nb_error_oom(err);
             break;

@@ -133,10 +133,12 @@ struct nb_sum_prow {
 };
 
 /* One slice of slice.csv: na x nb grid points (nb = 1 for a 1-D slice),
- * a in the outer loop. */
+ * a in the outer loop, taken at step (-1 when unknown: a slice.csv
+ * written before its step column). */
 struct nb_sum_slice {
     int dim;
     int na, nb;
+    long step;
     double *a, *b, *loss, *acc; /* na * nb each */
 };
 

@@ -135,7 +135,53 @@ static long total_steps(const struct nb_train_spec *s, size_t n)
     return (long)spe * s->epochs;
 }
 
-void nb_runcfg_bind_data(struct nb_runcfg *rc, const struct nb_data *d)
+static int cmp_long(const void *a, const void *b)
+{
+    long x = *(const long *)a, y = *(const long *)b;
+    return (x > y) - (x < y);
+}
+
+/* probe.slice_at for a run of `steps` updates on n training samples: -1
+ * becomes steps (the last step), then the list is sorted, each step once;
+ * a step past the end is an error at slice_at's line.  Nothing to do
+ * when the slice probe is off. */
+static int resolve_slice_at(struct nb_runcfg *rc, const struct nb_run *run, long steps,
+                            size_t n, struct nb_error *err)
+{
+    struct nb_probe_opts *o = &rc->probe;
+    if (!rc->probes || !o->slice || o->n_slice_at == 0)
+        return 0;
+    for (int i = 0; i < o->n_slice_at; i++) {
+        if (rc->slice_at[i] < 0)
+            rc->slice_at[i] = steps;
+        if (rc->slice_at[i] <= steps)
+            continue;
+        NB_ASSERT(run != NULL); /* nb_runcfg_bind_data's contract: probes on */
+        const struct nb_train_spec *s = &rc->train;
+        char why[160];
+        if (s->max_steps > 0)
+            snprintf(why, sizeof why, "[train] max_steps = %ld", s->max_steps);
+        else
+            snprintf(why, sizeof why, "%d epoch%s of %ld steps: %zu training samples in "
+                     "batches of %d", s->epochs, s->epochs == 1 ? "" : "s",
+                     s->epochs ? steps / s->epochs : 0, n, s->batch);
+        nb_run_error(run, err, "probe", "slice_at",
+                     "[probe] slice_at: step %ld is past the end of training (the run has "
+                     "%ld steps, %s)", rc->slice_at[i], steps, why);
+        return nb_error_hint(err, "slice_at takes steps 0 (the initial weights) to %ld (the "
+                             "final ones); -1 is the last step", steps);
+    }
+    qsort(rc->slice_at, (size_t)o->n_slice_at, sizeof *rc->slice_at, cmp_long);
+    int k = 0;
+    for (int i = 0; i < o->n_slice_at; i++)
+        if (k == 0 || rc->slice_at[i] != rc->slice_at[k - 1])
+            rc->slice_at[k++] = rc->slice_at[i];
+    o->n_slice_at = k;
+    return 0;
+}
+
+int nb_runcfg_bind_data(struct nb_runcfg *rc, const struct nb_run *run,
+                        const struct nb_data *d, struct nb_error *err)
 {
     struct nb_model_desc *m = &rc->train.model;
     m->input = d->train.shape;
@@ -146,7 +192,9 @@ void nb_runcfg_bind_data(struct nb_runcfg *rc, const struct nb_data *d)
         m->outputs = d->train.tdim;
         m->loss = NB_LOSS_MSE;
     }
-    nb_norm_resolve_auto(&m->norm, total_steps(&rc->train, d->train.n));
+    long steps = total_steps(&rc->train, d->train.n);
+    nb_norm_resolve_auto(&m->norm, steps);
+    return resolve_slice_at(rc, run, steps, d->train.n, err);
 }
 
 size_t nb_runcfg_nominal(const struct nb_data_opts *o, struct nb_shape *shape,
@@ -435,6 +483,12 @@ int nb_runcfg_check(const struct nb_run *run, struct nb_error *err)
     nb_norm_resolve_auto(&rc.train.model.norm, ntrain ? total_steps(s, ntrain)
                                                 : s->max_steps > 0 ? s->max_steps
                                                                    : 160000);
+    /* slice steps, where the run's length is known before loading */
+    if (ntrain || s->max_steps > 0) {
+        long steps = ntrain ? total_steps(s, ntrain) : s->max_steps;
+        if ((r = resolve_slice_at(&rc, run, steps, ntrain, err)))
+            return r;
+    }
 
     /* the model, once per distinct model-relevant configuration */
     char *key = model_key(run, &rc, ntrain);

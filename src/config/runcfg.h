@@ -20,7 +20,8 @@
  * ghost batch (norm.norm_batch) or a device count not dividing
  * train.batch, norm_batch together with devices, renorm on a norm other
  * than batch, a dln on data that is not square, a batch larger than the
- * training set, ...  It builds the model (with a small batch) once per
+ * training set, a probe.slice_at step past the end of training, ...  It
+ * builds the model (with a small batch) once per
  * distinct model-relevant configuration and caches the verdict, so a
  * sweep of 1000 runs over learning rates and seeds builds a handful of
  * models. */
@@ -67,11 +68,18 @@ struct nb_runcfg {
 int nb_runcfg_from_run(const struct nb_run *run, struct nb_runcfg *rc,
                        struct nb_error *err);
 
-/* Completes rc for data d: input shape, outputs and loss (cross-entropy
- * over the classes, or mean squared error over the regression targets),
- * and renorm's auto schedule (5k, 25k and 40k of 160k steps, scaled to
- * this run's length in steps). */
-void nb_runcfg_bind_data(struct nb_runcfg *rc, const struct nb_data *d);
+/* Completes rc (from run) for data d: input shape, outputs and loss
+ * (cross-entropy over the classes, or mean squared error over the
+ * regression targets), renorm's auto schedule (5k, 25k and 40k of 160k
+ * steps, scaled to this run's length in steps), and probe.slice_at
+ * against that length: -1 becomes the last step (the length), the list
+ * sorted with each step once.  Returns 0, or NB_EINVAL with err at
+ * slice_at's FILE:LINE when a step is past the end (nb_runcfg_check says
+ * so before any run where the length is known without loading: all
+ * sources but idx without max_steps).  run gives that FILE:LINE; it may
+ * be NULL when rc->probes is false, as nothing can fail then. */
+int nb_runcfg_bind_data(struct nb_runcfg *rc, const struct nb_run *run,
+                        const struct nb_data *d, struct nb_error *err);
 
 /* The nominal per-sample shape, class count (0 for regression) and target
  * dimension of a data source before anything is loaded: 1x28x28 and 10

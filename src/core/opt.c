@@ -306,36 +306,84 @@ static int canon_enum(const struct nb_key *k, const char *text, const char *file
     return sb_puts(out, text) ? nb_error_oom(err) : 0;
 }
 
+struct list_item {
+    double v;
+    size_t at, len; /* its canonical text in the list's buffer */
+};
+
+static int item_cmp(const void *a, const void *b)
+{
+    double x = ((const struct list_item *)a)->v, y = ((const struct list_item *)b)->v;
+    return (x > y) - (x < y);
+}
+
+/* Appends the items of buf to out in increasing order of value, each
+ * value once, one space apart; returns a status. */
+static int put_sorted(struct list_item *it, size_t n, const char *buf, struct nb_text *out,
+                      struct nb_error *err)
+{
+    qsort(it, n, sizeof *it, item_cmp);
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0 && it[i].v == it[i - 1].v)
+            continue;
+        if (i > 0)
+            nb_text_put(out, " ", 1);
+        nb_text_put(out, buf + it[i].at, it[i].len);
+    }
+    return out->failed ? nb_error_oom(err) : 0;
+}
+
 /* Checks every number of the list text (strictly increasing when k says
- * so) and appends their canonical forms, one space apart, to out;
- * returns a status. */
+ * so) and appends their canonical forms, one space apart, to out (sorted
+ * and without duplicates when k says NB_KF_SORTED); returns a status. */
 static int canon_list(const struct nb_key *k, const char *text, const char *file, int line,
                       struct nb_text *out, struct nb_error *err)
 {
     char *copy = strdup(text), *save = NULL;
     double prev = -HUGE_VAL;
     int first = 1, rc = 0;
+    bool sorted = k->flags & NB_KF_SORTED;
+    struct nb_text tmp = {0}, *dst = sorted ? &tmp : out;
+    struct list_item *it = NULL;
+    size_t n = 0, cap = 0;
     if (!copy)
         return nb_error_oom(err);
     for (char *tok = strtok_r(copy, " \t", &save); tok; tok = strtok_r(NULL, " \t", &save)) {
-        size_t at = out->n;
-        if (!first && sb_puts(out, " ")) {
+        size_t at = dst->n;
+        if (!first && sb_puts(dst, " ")) {
             rc = nb_error_oom(err);
             break;
         }
-        rc = canon_number(k, tok, k->type == NB_KEY_INT_LIST, file, line, out, err);
+        rc = canon_number(k, tok, k->type == NB_KEY_INT_LIST, file, line, dst, err);
         if (rc)
             break;
-        double v = strtod(out->s + at + !first, NULL);
+        at += !first;
+        double v = strtod(dst->s + at, NULL);
         if ((k->flags & NB_KF_INCREASING) && v <= prev) {
             rc = nb_error_set(err, NB_EINVAL, file, line,
                               "[%s] %s must be strictly increasing ('%s')", k->section, k->key,
                               text);
             break;
         }
+        if (sorted) {
+            if (n == cap) {
+                cap = cap ? 2 * cap : 16;
+                struct list_item *p = realloc(it, cap * sizeof *p);
+                if (!p) {
+                    rc = nb_error_oom(err);
+                    break;
+                }
+                it = p;
+            }
+            it[n++] = (struct list_item){v, at, dst->n - at};
+        }
         prev = v;
         first = 0;
     }
+    if (!rc && sorted)
+        rc = put_sorted(it, n, tmp.s, out, err);
+    free(it);
+    nb_text_free(&tmp);
     free(copy);
     return rc;
 }

@@ -64,11 +64,15 @@ enum nb_key_flags {
     NB_KF_ADDED = 1 << 9,      /* added after 0.1.0: left out of the run
                                 * identity while at its default, so runs
                                 * made before it existed keep their run_id */
-    NB_KF_SELECTOR = 1 << 10   /* STRING: a run selector (config/selector.h),
+    NB_KF_SELECTOR = 1 << 10,  /* STRING: a run selector (config/selector.h),
                                 * checked and made canonical by it; in a
                                 * list, an element KEY=VALUE continues the
                                 * selector before it, so "E/k=v,k2=v2" is
                                 * one value */
+    NB_KF_SORTED = 1 << 11     /* list elements in any order: the canonical
+                                * text has them sorted, duplicates dropped
+                                * (a list that was strictly increasing keeps
+                                * its text, and so its run_id) */
 };
 
 /* The C type of the member a key sets (NB_FIELD_OF finds it). */

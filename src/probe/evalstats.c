@@ -130,8 +130,9 @@ static bool evalstats_due(const struct nb_probe_opts *o, long step)
     return o->evalstats && o->evalstats_every > 0 && step % o->evalstats_every == 0;
 }
 
-static bool evalstats_at_end(const struct nb_probe_opts *o)
+static bool evalstats_at_end(const struct nb_probe_opts *o, long steps)
 {
+    (void)steps;
     return o->evalstats;
 }
 

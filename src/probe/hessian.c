@@ -145,8 +145,9 @@ static bool hessian_due(const struct nb_probe_opts *o, long step)
     return o->hessian && o->hessian_every > 0 && step % o->hessian_every == 0;
 }
 
-static bool hessian_at_end(const struct nb_probe_opts *o)
+static bool hessian_at_end(const struct nb_probe_opts *o, long steps)
 {
+    (void)steps;
     return o->hessian;
 }
 

@@ -88,9 +88,11 @@ const struct nb_key nb_probe_keys[] = {
       AT(hessian_mode) },
     { NB_K_BOOL("probe", "slice", "false", "filter-normalized loss slices (Li et al. 2018)"),
       AT(slice) },
-    { NB_K_ILIST("probe", "slice_at", "", -1, 1e12, NB_KF_INCREASING,
-                 "steps at which to take slices, space-separated, -1 = the end "
-                 "of training; empty = the end only") },
+    { NB_K_ILIST("probe", "slice_at", "", -1, 1e12, NB_KF_SORTED,
+                 "steps at which to take slices, space-separated in any order "
+                 "(sorted, each once), from 0 (the initial weights) to the run's "
+                 "last step (its number of steps: the final weights), -1 = the "
+                 "last step; empty = the last step only") },
     { NB_K_INT("probe", "slice_dim", "1", 1, 2, 0, "1-D or 2-D slices"), AT(slice_dim) },
     { NB_K_INT("probe", "slice_points", "51", 2, 10001, 0, "points per axis"), AT(slice_points) },
     { NB_K_FLT("probe", "slice_range", "1", 0, INF, NB_KF_MIN_EXCL,
@@ -671,7 +673,7 @@ void nb_probe_finish(struct nb_probe *p, struct nb_model *m, long steps)
     for (int k = 0; k < NB_PROBE_KIND_COUNT; k++) {
         const struct nbp_ops *ops = kind_ops[k];
         NB_ASSERT(!ops->at_end || ops->phase == NBP_AT_THETA);
-        any |= due[k] = ops->at_end && ops->at_end(&p->o);
+        any |= due[k] = ops->at_end && ops->at_end(&p->o, steps);
     }
     if (!any)
         return;

@@ -121,14 +121,20 @@
  *    points, range, index (the gnuplot index of its block in slice.csv),
  *    loss_center (at a = b = 0), loss_min, loss_max.
  *
- * slice.csv: header "a,b,loss,acc" (written before the first slice), then
- * one line per grid point in gnuplot grid order: a in the outer loop, b in
- * the inner, a blank line after each scan (each a); b is 0 for a 1-D
- * slice.  loss and acc are the EVAL (or recomputed) loss and accuracy
- * (NaN for regression) over the slice samples at theta + a d1 + b d2.  A
- * run with several slices separates them by two blank lines (gnuplot
- * `index k`; the slice's probes.csv rows give its step and index).
- * Numbers use the shortest form that reads back to the same double. */
+ * slice.csv: the header "step,a,b,loss,acc" (nb_probe_slice_cols; written
+ * before the first slice), then one line per grid point in gnuplot grid
+ * order.  step is the step of the slice (updates done: 0 = the initial
+ * weights, the run's length = the final ones), the same on every line of
+ * a slice.  A 2-D slice is P scans of P points, a in the outer loop and b
+ * in the inner, a blank line between scans (one per a); a 1-D slice is
+ * one scan of P points along a, b = 0, with no blank line inside.  loss
+ * and acc are the EVAL (or recomputed) loss and accuracy (NaN for
+ * regression) over the slice samples at theta + a d1 + b d2.  A run with
+ * several slices separates them by two blank lines (gnuplot `index k`;
+ * the slice's probes.csv rows, at the same step, give its index).
+ * Numbers use the shortest form that reads back to the same double.
+ * Files written before the step column have the header "a,b,loss,acc";
+ * the summary still reads them (step unknown). */
 #ifndef NB_PROBE_PROBE_H
 #define NB_PROBE_PROBE_H
 
@@ -179,6 +185,19 @@ struct nb_probe_kind_info {
 };
 extern const struct nb_probe_kind_info nb_probe_kinds[NB_PROBE_KIND_COUNT];
 
+/* slice.csv's columns in file order, the one list of them: the probe
+ * writes its header from it, the summary finds its columns by these
+ * names. */
+enum nb_probe_slice_col {
+    NB_SLICE_STEP = 0,
+    NB_SLICE_A,
+    NB_SLICE_B,
+    NB_SLICE_LOSS,
+    NB_SLICE_ACC,
+    NB_SLICE_COL_COUNT
+};
+extern const char *const nb_probe_slice_cols[NB_SLICE_COL_COUNT];
+
 /* The [probe] section.  Steps are the hook's step numbers (updates done
  * before the probe); "every K" runs at steps 0, K, 2K, ... */
 /* The norm statistics the Hessian probe uses: the running ones (EVAL) or
@@ -214,8 +233,11 @@ struct nb_probe_opts {
     int hessian_max_iter;   /* PyHessian: 100 (each) */
     double hessian_fd_rel;  /* h = hessian_fd_rel * max(1, ||theta||) */
     /* Filter-normalized slices (5.4) at the steps slice_at (borrowed,
-     * copied by init; -1 = the end of the run, at nb_probe_finish; an
-     * empty list = the end only).  slice_points per axis on
+     * copied by init; each once, in any order).  A step s < the run's
+     * length is taken by nb_probe_step at s; s = the run's length, and -1,
+     * by nb_probe_finish on the final weights (so are all slices when the
+     * list is empty); a step past the end is never taken (config/runcfg.h
+     * refuses it).  slice_points per axis on
      * [-slice_range, slice_range], over the first slice_samples training
      * samples (0 = all), EVAL mode, optionally recomputing the
      * population statistics (over the same samples) at every point. */
@@ -374,8 +396,9 @@ void nb_probe_step(struct nb_probe *p, struct nb_model *m, const float *x,
                    const int *y, const float *t, int n, long step, double lr);
 
 /* End of run, on the final parameters (after the last update): the
- * Hessian (when on) and the slices marked -1 (or all slices when
- * slice_at is empty), rows with step = steps.  Leaves m as found. */
+ * Hessian (when on) and the slice at steps (one slice, when slice_at
+ * lists -1 or steps, or is empty), rows with step = steps.  Leaves m as
+ * found. */
 void nb_probe_finish(struct nb_probe *p, struct nb_model *m, long steps);
 
 /* Prints a table: per probe kind calls, total seconds, seconds per call

@@ -89,9 +89,9 @@ struct nbp_ops {
     bool uses_data;
     /* whether the probe runs at this training step */
     bool (*due)(const struct nb_probe_opts *o, long step);
-    /* whether it runs once more at the end of training (NULL: never;
-     * NBP_AT_THETA only) */
-    bool (*at_end)(const struct nb_probe_opts *o);
+    /* whether it runs once more at the end of training, after `steps`
+     * updates (NULL: never; NBP_AT_THETA only) */
+    bool (*at_end)(const struct nb_probe_opts *o, long steps);
     /* the bn_mode column of its rows */
     const char *(*mode)(const struct nb_probe_opts *o);
     /* the probe: writes its rows with nbp_emit; b is NULL at the end */

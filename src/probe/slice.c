@@ -105,12 +105,14 @@ static void slice(struct nb_probe *p, struct nb_model *m, const struct nbp_batch
         nb_probe_random_direction(m, p->rng, p->theta, p->d2);
 
     FILE *f = p->sink.slice;
-    char b1[40], b2[40], b3[40], b4[40];
-    if (f) {
-        if (p->slices_written == 0)
-            fputs("a,b,loss,acc\n", f);
-        else
-            fputs("\n\n", f);
+    char b1[40], b2[40], b3[40], b4[40], bs[24];
+    snprintf(bs, sizeof bs, "%ld", step);
+    if (f && p->slices_written == 0) {
+        for (int c = 0; c < NB_SLICE_COL_COUNT; c++)
+            fprintf(f, "%s%s", c ? "," : "", nb_probe_slice_cols[c]);
+        fputc('\n', f);
+    } else if (f) {
+        fputs("\n\n", f);
     }
     double lc = NAN, lmin = INFINITY, lmax = -INFINITY;
     bool nan = false;
@@ -137,9 +139,16 @@ static void slice(struct nb_probe *p, struct nb_model *m, const struct nbp_batch
                 if (loss > lmax)
                     lmax = loss;
             }
-            if (f)
-                fprintf(f, "%s,%s,%s,%s\n", num(a, b1, sizeof b1), num(b, b2, sizeof b2),
-                        num(loss, b3, sizeof b3), num(acc, b4, sizeof b4));
+            if (f) {
+                const char *v[NB_SLICE_COL_COUNT] = {
+                    [NB_SLICE_STEP] = bs, [NB_SLICE_A] = num(a, b1, sizeof b1),
+                    [NB_SLICE_B] = num(b, b2, sizeof b2),
+                    [NB_SLICE_LOSS] = num(loss, b3, sizeof b3),
+                    [NB_SLICE_ACC] = num(acc, b4, sizeof b4)};
+                for (int c = 0; c < NB_SLICE_COL_COUNT; c++)
+                    fprintf(f, "%s%s", c ? "," : "", v[c]);
+                fputc('\n', f);
+            }
         }
         if (f && dim == 2 && i + 1 < P)
             fputc('\n', f);
@@ -167,6 +176,11 @@ const char *const nbp_slice_stats[] = {"dim",         "points",   "range",    "i
                                        "loss_center", "loss_min", "loss_max", "seconds",
                                        NULL};
 
+const char *const nb_probe_slice_cols[NB_SLICE_COL_COUNT] = {
+    [NB_SLICE_STEP] = "step", [NB_SLICE_A] = "a",     [NB_SLICE_B] = "b",
+    [NB_SLICE_LOSS] = "loss", [NB_SLICE_ACC] = "acc",
+};
+
 static bool slice_due(const struct nb_probe_opts *o, long step)
 {
     if (!o->slice)
@@ -177,15 +191,17 @@ static bool slice_due(const struct nb_probe_opts *o, long step)
     return false;
 }
 
-/* at the end: with no slice_at, or where slice_at lists -1 */
-static bool slice_at_end(const struct nb_probe_opts *o)
+/* At the end, after `steps` updates: with no slice_at, or where slice_at
+ * lists -1 or steps itself (the last step: nb_probe_step never sees it,
+ * as the hook runs before each update). */
+static bool slice_at_end(const struct nb_probe_opts *o, long steps)
 {
     if (!o->slice)
         return false;
     if (o->n_slice_at == 0)
         return true;
     for (int i = 0; i < o->n_slice_at; i++)
-        if (o->slice_at[i] < 0)
+        if (o->slice_at[i] < 0 || o->slice_at[i] == steps)
             return true;
     return false;
 }

@@ -417,9 +417,9 @@ static int run_open(struct wrun *w, struct nb_runcfg *rc, struct nb_data *data,
     w->save_weights = rc->save_weights;
     nb_blas_set_threads(rc->threads);
     rn_kvf(head, "blas_threads", "%d", nb_blas_threads());
-    if ((r = nb_data_prepare(&rc->data, w->run->seed, data, err)))
+    if ((r = nb_data_prepare(&rc->data, w->run->seed, data, err)) ||
+        (r = nb_runcfg_bind_data(rc, w->run, data, err)))
         return r;
-    nb_runcfg_bind_data(rc, data);
     const struct nb_norm_opts *no = &rc->train.model.norm;
     if (no->renorm) /* the ramp as trained ("auto" resolved from the run length) */
         rn_kvf(head, "renorm_schedule", "warmup %ld rmax_steps %ld dmax_steps %ld",
@@ -674,7 +674,7 @@ int rn_run_peer(const struct ctx *c, size_t i, const struct nb_comm *comm)
         r = nb_data_prepare(&rc.data, run->seed, &data, &err);
     }
     if (!r)
-        nb_runcfg_bind_data(&rc, &data);
+        r = nb_runcfg_bind_data(&rc, run, &data, &err);
     bool ready = nb_comm_first(comm, r != 0) < 0;
     if (ready)
         r = nb_train_comm(&rc.train, &data.train, &data.val, &data.test, NULL, comm,
