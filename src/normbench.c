@@ -16,6 +16,7 @@
 #include "core/env.h"
 #include "core/text.h"
 #include "run/bench.h"
+#include "run/fold.h"
 #include "config/keys.h"
 #include "config/runcfg.h"
 #include "run/mpi.h"
@@ -1140,6 +1141,87 @@ static int cmd_reproduce(int argc, char **argv, bool full)
     return (full && !res.complete) || res.figs_failed > 0 ? 1 : 0;
 }
 
+/* ---- fold (run/fold.h) ------------------------------------------------------ */
+
+/* fold's report on stdout, key = value lines (README, "Folding batch
+ * norm"). */
+static void fold_print(const struct nb_fold_report *r, const char *out)
+{
+    const struct nb_fold_timing *t = &r->time;
+    printf("run_dir = %s\nrun_id = %s\nseed = %llu\n", r->run_dir, r->run_id,
+           (unsigned long long)r->seed);
+    printf("checkpoint = %s\ncheckpoint_checksum = %016llx\n", r->checkpoint,
+           (unsigned long long)r->checksum);
+    printf("data = %s\nnorm = %s\n", r->data, nb_norm_type_name(r->norm));
+    printf("layers_folded = %d\nlayers_unfolded_net = %d\nlayers_folded_net = %d\n", r->folded,
+           r->layers, r->layers_folded_net);
+    printf("samples = %zu\nmax_abs_logit_diff = %.3g\npredictions_differ = %zu\n", r->samples,
+           r->max_abs_diff, r->argmax_differ);
+    printf("loss_unfolded = %.6g\nloss_folded = %.6g\naccuracy_unfolded = %.6g\n"
+           "accuracy_folded = %.6g\n", t->loss_unfolded, t->loss_folded, t->acc_unfolded,
+           t->acc_folded);
+    printf("rounds = %d\npasses_per_round = %d\nseconds_unfolded = %.6g\n"
+           "seconds_folded = %.6g\ntime_ratio = %.4f\n", t->rounds, t->passes, t->unfolded,
+           t->folded, t->ratio);
+    if (out)
+        printf("out = %s\nout_checksum = %016llx\n", out, (unsigned long long)r->out_checksum);
+}
+
+static int cmd_fold(int argc, char **argv)
+{
+    struct nb_fold_opts o;
+    nb_fold_opts_default(&o);
+    static const struct option opts[] = {{"out", 1, 0, 'o'}, {"results-dir", 1, 0, 'r'},
+                                         {"rounds", 1, 0, 'n'}, {"help", 0, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    int c;
+    double v;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'o':
+            if (path_check("fold", "-o", optarg))
+                return 2;
+            o.out = optarg;
+            break;
+        case 'r':
+            if (path_check("fold", "--results-dir", optarg))
+                return 2;
+            o.results_dir = optarg;
+            break;
+        case 'n':
+            if (parse_count(optarg, 1, NB_FOLD_MAX_ROUNDS, &v) || v != (int)v) {
+                fprintf(stderr, "%s: fold: --rounds takes a count 1..%d, not '%s'\n", prog,
+                        NB_FOLD_MAX_ROUNDS, optarg);
+                return 2;
+            }
+            o.rounds = (int)v;
+            break;
+        case 'h': nb_usage_fold(stdout, true); return 0;
+        default: nb_usage_fold(stderr, false); return 2;
+        }
+    }
+    if (optind != argc - 1) {
+        fprintf(stderr, "%s: fold: expected one RUN_DIR or SELECTOR\n", prog);
+        nb_usage_fold(stderr, false);
+        return 2;
+    }
+    if (path_check("fold", "RUN_DIR|SELECTOR", argv[optind]))
+        return 2;
+    o.run = argv[optind];
+    struct nb_fold_report rep;
+    struct nb_error err;
+    int rc = nb_fold_run(&o, &rep, &err);
+    if (rep.notice[0])
+        fprintf(stderr, "%s: %s\n", prog, rep.notice);
+    if (rc) {
+        nb_error_print(stderr, prog, &err);
+        return exit_status(rc);
+    }
+    fold_print(&rep, o.out);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     /* Library code reports GSL errors through return values; never abort. */
@@ -1177,6 +1259,8 @@ int main(int argc, char **argv)
         return cmd_train(argc - 1, argv + 1);
     if (strcmp(verb, "bench") == 0)
         return cmd_bench(argc - 1, argv + 1);
+    if (strcmp(verb, "fold") == 0)
+        return cmd_fold(argc - 1, argv + 1);
     if (strcmp(verb, "version") == 0 || strcmp(verb, "--version") == 0) {
 #if NB_HAVE_MPI
         printf("normbench %s (git %s), BLAS %s, %s, MPI %s\n", PACKAGE_VERSION, NB_GIT_REVISION,

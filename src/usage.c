@@ -2,6 +2,45 @@
  * page from it), kept out of normbench.c so that file stays the verbs. */
 #include "usage.h"
 
+#include "config/keys.h"
+#include "run/fold.h"
+
+/* fold's options, in the verb's own help and in the whole usage. */
+static void fold_options(FILE *fp)
+{
+    fprintf(fp,
+            "  -o, --out FILE  also write the folded network's checkpoint (weights.nbw's\n"
+            "    format; the layout of the run's config with [norm] type = none)\n"
+            "  --results-dir DIR (%s)  where a SELECTOR's experiment folder is\n"
+            "  --rounds N (%d; at most %d)  interleaved timing rounds\n"
+            "  exit status: 0 folded, 1 a damaged run or checkpoint, 2 usage or a run that\n"
+            "  cannot be folded\n",
+            nb_key_at(nb_key_lookup("experiment", "results_dir"))->def, NB_FOLD_ROUNDS,
+            NB_FOLD_MAX_ROUNDS);
+}
+
+void nb_usage_fold(FILE *fp, bool full)
+{
+    fprintf(fp, "usage: normbench fold RUN_DIR|SELECTOR [-o FILE] [--results-dir DIR] "
+                "[--rounds N]\n");
+    if (!full) {
+        fprintf(fp, "see normbench fold --help\n");
+        return;
+    }
+    fprintf(fp,
+            "folds every eval-mode batch norm of a finished run (its weights.nbw, from\n"
+            "[train] save_weights = true) into the conv or linear layer before it, and\n"
+            "prints, as key = value lines: the layers folded, the largest absolute logit\n"
+            "difference folded vs unfolded over the run's test set (its first\n"
+            "[train] eval_samples), and both networks' inference time over the same\n"
+            "samples (medians of A/B rounds) with their ratio.  RUN_DIR is\n"
+            "RESULTS_DIR/EXPERIMENT/RUN_ID; a SELECTOR names a run as [model] init_from\n"
+            "does (EXPERIMENT, EXPERIMENT/RUN_ID, EXPERIMENT/KEY=VALUE,...), of any seed.\n"
+            "Refused: placement post (a ReLU between layer and norm), norms other than\n"
+            "batch and lp (no fixed statistics).\n");
+    fold_options(fp);
+}
+
 void nb_usage(FILE *fp)
 {
     fprintf(fp,
@@ -19,6 +58,8 @@ void nb_usage(FILE *fp)
             "  train [CONFIG] [SECTION.KEY=VALUE ...] [options]\n"
             "                     train one model (one run of the config keys) and print\n"
             "                     its loss and test accuracy at each evaluation\n"
+            "  fold RUN_DIR|SELECTOR [-o FILE]    fold a done run's batch norms into its\n"
+            "                     convs: layers folded, max logit difference, time ratio\n"
             "  bench [options]    training throughput of the workloads and a norm micro-benchmark\n"
             "  version            version, git revision and BLAS\n"
             "\n"
@@ -49,5 +90,7 @@ void nb_usage(FILE *fp)
             "  --long DIR (also the long-format tables: run_id and swept keys on every row)\n"
             "bench options:\n"
             "  --arch mlp|cnn  --norms none,batch,...  --batches 2,8,32,64,128  --windows N  --steps N\n"
-            "  --norm-only | --no-norm-bench  --conv-algo auto|im2col|winograd\n");
+            "  --norm-only | --no-norm-bench  --conv-algo auto|im2col|winograd\n"
+            "fold options (normbench fold --help says more):\n");
+    fold_options(fp);
 }

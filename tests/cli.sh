@@ -57,6 +57,10 @@ usage "train: batch larger than the data" "batch 200 is larger than the training
     train --data blobs --arch mlp --subset 100 --batch 200
 usage "bench --steps 5x" "--steps takes a count >= 1, not '5x'" bench --steps 5x
 usage "bench --windows 0" "--windows takes a count >= 1, not '0'" bench --windows 0
+usage "fold --rounds x" "--rounds takes a count 1..1000, not 'x'" fold somerun --rounds x
+usage "fold: two runs" "expected one RUN_DIR or SELECTOR" fold a b
+usage "fold nosuch (no results)" "fold: results/nosuch: nosuch: experiment nosuch has no results" \
+    fold nosuch
 
 # ---- empty paths (an unset variable) -------------------------------------
 usage "run --results-dir ''" "--results-dir is an empty string" \
@@ -76,6 +80,9 @@ usage "status ''" "CONFIG is an empty string" status ""
 usage "config --check ''" "CONFIG is an empty string" config --check ""
 usage "summarize ''" "CONFIG|DIR is an empty string" summarize ""
 usage "reproduce ''" "EXPERIMENT is an empty string" reproduce ""
+usage "fold ''" "RUN_DIR|SELECTOR is an empty string" fold ""
+usage "fold -o ''" "-o is an empty string" fold somerun -o ""
+usage "fold --results-dir ''" "--results-dir is an empty string" fold somerun --results-dir ""
 
 # ---- a data directory that does not exist: an error, never synthetic data
 usage "train --dir /nonexistent" "/nonexistent/fashion: no such directory" \

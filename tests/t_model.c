@@ -315,6 +315,44 @@ static void test_ranks_training(void)
     nb_dataset_free(&te);
 }
 
+/* nb_model_fold refuses what it cannot fold, with NB_EINVAL and why. */
+static void test_fold_refusals(void)
+{
+    static const struct {
+        enum nb_norm_type type;
+        enum nb_norm_placement placement;
+        bool noisy;
+        const char *why, *label;
+    } cases[] = {
+        {NB_NORM_BATCH, NB_PLACE_POST, false, "placement pre", "batch norm at placement post"},
+        {NB_NORM_GROUP, NB_PLACE_PRE, false, "cannot be folded", "group norm"},
+        {NB_NORM_LAYER, NB_PLACE_PRE, false, "cannot be folded", "layer norm"},
+        /* norm none at post with noise: noise layers after each ReLU */
+        {NB_NORM_NONE, NB_PLACE_POST, true, "not a conv or linear layer",
+         "noise without norm after the ReLU"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        struct nb_model_desc d;
+        struct nb_model m, f;
+        struct nb_error e;
+        nb_model_desc_default(&d);
+        d.input = (struct nb_shape){1, 8, 8};
+        d.outputs = 4;
+        d.norm.type = cases[k].type;
+        d.norm.groups = 2;
+        d.norm.noisy = cases[k].noisy;
+        d.norm.noise_eval_mean = cases[k].noisy;
+        d.placement = cases[k].placement;
+        if (nb_model_build(&m, &d, 8, 5, &e))
+            tap_bail("fold refusal model (%s): %s", cases[k].label, e.msg);
+        nb_error_clear(&e);
+        is_int(nb_model_fold(&m, &f, &e), NB_EINVAL, "fold refuses %s", cases[k].label);
+        contains(e.msg, cases[k].why, "... saying why");
+        nb_model_free(&f); /* zeroed or freed by the refusal: safe */
+        nb_model_free(&m);
+    }
+}
+
 int main(void)
 {
     struct nb_model_desc d;
@@ -568,8 +606,13 @@ int main(void)
                 for (int p = 0; p < m.layers[i].n_params; p++)
                     fill(m.layers[i].params[p].value, m.layers[i].params[p].count, 200 + i);
         struct nb_model f;
+        int norms = 0;
+        for (int i = 0; i < m.n_layers; i++)
+            norms += m.layers[i].ops == &nb_norm_ops;
         rc = nb_model_fold(&m, &f, &e);
-        ok(rc == 0, "fold conv->BN net");
+        ok(norms > 0 && rc == norms, "fold conv->BN net: returns its %d norm layers (%d)", norms,
+           rc);
+        is_int(f.n_layers, m.n_layers - norms, "... and the folded net has no norm layer");
         fill(x, 8 * 64, 999);
         nb_model_forward(&m, x, y, NULL, 8, NB_EVAL);
         float z1[32];
@@ -584,6 +627,7 @@ int main(void)
         gsl_rng_free(r);
     }
     nb_model_free(&m);
+    test_fold_refusals();
     nb_dataset_free(&tr);
     nb_dataset_free(&te);
     return tap_exit();

@@ -6,7 +6,9 @@
  * end of its training; a run with [model] init_from reads one and starts
  * from it (run/runner.h).  Only the two arenas are saved: the optimizer's
  * buffers and the random streams of the run that wrote the file are not,
- * so a run that loads one starts them fresh.
+ * so a run that loads one starts them fresh.  `normbench fold -o FILE`
+ * (run/fold.h) writes a run's network with its batch norms folded in this
+ * format too: the layout of the same config at [norm] type = none.
  *
  * The file format, version 1.  Every integer is unsigned little-endian,
  * every float IEEE-754 binary32 little-endian, converted byte by byte

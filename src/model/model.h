@@ -167,7 +167,14 @@ void nb_model_recompute_write(struct nb_model *m, enum nb_pop_formula f);
 
 /* Builds in out the same network without normalization layers, with every
  * eval-mode norm folded into the preceding conv/linear's weight and bias
- * (placement pre; batch or lp norms).  Same logits in EVAL mode. */
+ * (placement pre; batch or lp norms): out is the network of m's
+ * description with norm type none (and no noise), and gives m's logits in
+ * EVAL mode.  Returns the number of norm layers folded (>= 0; each norm
+ * layer of m, every one of which follows a conv or linear layer, maybe
+ * through a dropout that EVAL makes the identity), or NB_EINVAL with err
+ * filled (placement post: a ReLU sits between the layer and its norm; a
+ * norm without population statistics: layer, group, instance) or
+ * NB_ENOMEM, out then freed. */
 int nb_model_fold(const struct nb_model *m, struct nb_model *out,
                   struct nb_error *err);
 

@@ -65,13 +65,27 @@ int nb_model_fold(const struct nb_model *m, struct nb_model *out,
         return nb_error_set(err, NB_EINVAL, NULL, 0,
                             "folding needs placement pre (conv -> norm); with post a ReLU "
                             "sits between the conv and the norm");
+    /* every norm must directly follow a conv or linear layer (through a
+     * dropout, the identity in EVAL), or it would vanish unfolded */
+    for (int i = 0; i < m->n_layers; i++) {
+        if (m->layers[i].ops != &nb_norm_ops)
+            continue;
+        int k = i - 1;
+        if (k > 0 && m->layers[k].ops == &nb_dropout_ops)
+            k--;
+        if (k < 0 || (m->layers[k].ops != &nb_conv2d_ops && m->layers[k].ops != &nb_linear_ops))
+            return nb_error_set(err, NB_EINVAL, NULL, 0,
+                                "layer %s follows %s, not a conv or linear layer: there is "
+                                "nothing to fold it into", m->layers[i].name,
+                                k < 0 ? "the input" : m->layers[k].name);
+    }
     struct nb_model_desc d = m->desc;
     d.norm.type = NB_NORM_NONE;
     d.norm.noisy = false;
     int rc = nb_model_build(out, &d, m->max_batch, 0, err);
     if (rc)
         return rc;
-    int j = 0;
+    int j = 0, folded = 0;
     for (int i = 0; i < m->n_layers; i++) {
         if (skipped(m, i))
             continue;
@@ -121,8 +135,9 @@ int nb_model_fold(const struct nb_model *m, struct nb_model *out,
                 nb_model_free(out);
                 return rc;
             }
+            folded++;
         }
     }
     NB_ASSERT(j == out->n_layers);
-    return 0;
+    return folded;
 }

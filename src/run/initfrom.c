@@ -146,15 +146,16 @@ static int scan_one(struct scan *s, const char *exp, const char *id,
     return 0;
 }
 
-/* The error of a scan that matched no run, or several. */
-static int scan_error(const struct scan *s, const char *exp, const char *text,
+/* The error of a scan that matched no run, or several; label names the
+ * selector in the message ("init_from = TEXT"). */
+static int scan_error(const struct scan *s, const char *exp, const char *label,
                       const struct nb_selector *sel, uint64_t seed, struct nb_error *err)
 {
     const char *name = sel->experiment;
     if (s->matched > 1) {
         nb_error_set(err, NB_EINVAL, exp, 0,
-                     "init_from = %s: %zu runs of experiment %s match (%s%s), it must "
-                     "name one", text, s->matched, name, s->ids, s->matched > 4 ? ", ..." : "");
+                     "%s: %zu runs of experiment %s match (%s%s), it must "
+                     "name one", label, s->matched, name, s->ids, s->matched > 4 ? ", ..." : "");
         char keys[300] = "";
         size_t k = 0;
         for (int i = 0, shown = 0; i < nb_key_count() && shown < 4; i++)
@@ -170,48 +171,53 @@ static int scan_error(const struct scan *s, const char *exp, const char *text,
     }
     if (s->done == 0) {
         nb_error_set(err, NB_ENOENT, exp, 0,
-                     "init_from = %s: 0 runs of experiment %s match: none of its %zu runs "
-                     "is done", text, name, s->runs);
+                     "%s: 0 runs of experiment %s match: none of its %zu runs "
+                     "is done", label, name, s->runs);
         return nb_error_hint(err, "run `normbench reproduce %s` first (or `normbench run` "
                              "on its config)", name);
     }
     if (s->with_weights == 0) {
         nb_error_set(err, NB_ENOENT, exp, 0,
-                     "init_from = %s: 0 runs of experiment %s match: none of its %zu done "
-                     "runs has a %s", text, name, s->done, NB_CKPT_FILE);
+                     "%s: 0 runs of experiment %s match: none of its %zu done "
+                     "runs has a %s", label, name, s->done, NB_CKPT_FILE);
         return nb_error_hint(err, "run %s with [train] save_weights = true", name);
     }
     if (s->fit_values == 0) {
         nb_error_set(err, NB_ENOENT, exp, 0,
-                     "init_from = %s: 0 runs of experiment %s match: none of its %zu done "
-                     "runs with weights has the values asked", text, name, s->with_weights);
+                     "%s: 0 runs of experiment %s match: none of its %zu done "
+                     "runs with weights has the values asked", label, name, s->with_weights);
         return nb_error_hint(err, "see `normbench status` or summary.csv of %s for its runs' "
                              "values", name);
     }
     nb_error_set(err, NB_ENOENT, exp, 0,
-                 "init_from = %s: 0 runs of experiment %s match: %zu done run%s with "
-                 "weights %s the values, none of seed %" PRIu64 " (seeds %s)", text, name,
+                 "%s: 0 runs of experiment %s match: %zu done run%s with "
+                 "weights %s the values, none of seed %" PRIu64 " (seeds %s)", label, name,
                  s->fit_values, s->fit_values == 1 ? "" : "s",
                  s->fit_values == 1 ? "has" : "have", seed, s->seeds);
     return nb_error_hint(err, "run %s for seed %" PRIu64 ", or name the seed the runs "
                          "start from (%s/seeds=N)", name, seed, name);
 }
 
-int nb_init_resolve(const char *selector, uint64_t seed, const char *root,
-                    struct nb_init_source *src, struct nb_error *err)
+/* nb_init_resolve (seed: the selecting run's) and nb_init_resolve_any
+ * (seed NULL: runs of every seed fit); label names the selector in the
+ * messages. */
+static int resolve(const char *selector, const uint64_t *seed, const char *label,
+                   const char *root, struct nb_init_source *src, struct nb_error *err)
 {
     memset(src, 0, sizeof *src);
     struct nb_selector sel;
     int rc = nb_selector_parse(selector, NULL, 0, &sel, err);
     if (rc)
         return rc;
+    if (!seed)
+        sel.names_seed = true; /* nb_selector_match then leaves the seed alone */
     char exp[PATH_SZ];
     rn_pathf(exp, sizeof exp, "%s/%s", root, sel.experiment);
     snprintf(src->experiment, sizeof src->experiment, "%s", sel.experiment);
     if (!is_dir(exp)) {
         nb_error_set(err, NB_ENOENT, exp, 0,
-                     "init_from = %s: experiment %s has no results (no such directory)",
-                     selector, sel.experiment);
+                     "%s: experiment %s has no results (no such directory)",
+                     label, sel.experiment);
         return nb_error_hint(err, "run `normbench reproduce %s` first (or `normbench run` "
                              "on its config)", sel.experiment);
     }
@@ -220,7 +226,7 @@ int nb_init_resolve(const char *selector, uint64_t seed, const char *root,
         rn_pathf(dir, sizeof dir, "%s/%s", exp, sel.run_id);
         if (rn_done_state_dir(dir, sel.run_id) != NB_STATE_DONE) {
             nb_error_set(err, NB_ENOENT, dir, 0,
-                         "init_from = %s: the run is not done (%s)", selector,
+                         "%s: the run is not done (%s)", label,
                          !is_dir(dir) ? "no such run directory"
                          : rn_done_state_dir(dir, sel.run_id) == NB_STATE_DIVERGED
                              ? "it diverged" : "no DONE");
@@ -238,9 +244,9 @@ int nb_init_resolve(const char *selector, uint64_t seed, const char *root,
     struct scan s;
     memset(&s, 0, sizeof s);
     for (size_t i = 0; i < n && !rc; i++)
-        rc = scan_one(&s, exp, ids[i], &sel, seed, err);
+        rc = scan_one(&s, exp, ids[i], &sel, seed ? *seed : 0, err);
     if (!rc && s.matched != 1)
-        rc = scan_error(&s, exp, selector, &sel, seed, err);
+        rc = scan_error(&s, exp, label, &sel, seed ? *seed : 0, err);
     if (!rc) {
         snprintf(src->run_id, sizeof src->run_id, "%s", s.first);
         rn_pathf(src->path, sizeof src->path, "%s/%s/%s", exp, s.first, NB_CKPT_FILE);
@@ -251,6 +257,20 @@ int nb_init_resolve(const char *selector, uint64_t seed, const char *root,
     nb_sweep_free(&s.first_sw);
     free(s.differ);
     return rc;
+}
+
+int nb_init_resolve(const char *selector, uint64_t seed, const char *root,
+                    struct nb_init_source *src, struct nb_error *err)
+{
+    char label[NB_SEL_TEXT_MAX + 16];
+    snprintf(label, sizeof label, "init_from = %s", selector);
+    return resolve(selector, &seed, label, root, src, err);
+}
+
+int nb_init_resolve_any(const char *selector, const char *root, struct nb_init_source *src,
+                        struct nb_error *err)
+{
+    return resolve(selector, NULL, selector, root, src, err);
 }
 
 int nb_runner_check_sources(const struct nb_sweep *sw, const struct nb_runner_opts *o,

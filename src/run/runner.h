@@ -139,6 +139,15 @@ struct nb_init_source {
 int nb_init_resolve(const char *selector, uint64_t seed, const char *root,
                     struct nb_init_source *src, struct nb_error *err);
 
+/* The same for a selector given outside any run (`normbench fold`):
+ * without a selecting run there is no seed to match, so runs of every
+ * seed fit (two seeds that both fit are two matches: the hint names
+ * experiment.seeds), and the messages name the selector as given
+ * ("pre/lr=0.1: 2 runs of experiment pre match ...") rather than
+ * "init_from = pre/lr=0.1". */
+int nb_init_resolve_any(const char *selector, const char *root, struct nb_init_source *src,
+                        struct nb_error *err);
+
 /* The up-front check of the selected runs (o->indices, or all) of sw:
  * every [model] init_from must name an experiment whose folder exists
  * under the runs' results directory (o->results_dir, else the config's),

@@ -1,5 +1,6 @@
 /* src/run/runner_impl.h - what the runner's files (rundir.c, worker.c,
- * runner.c, ranks.c, initfrom.c, slurm.c) share and nothing else
+ * runner.c, ranks.c, initfrom.c, slurm.c, and fold.c, which reads run
+ * directories and writes a checkpoint as they do) share and nothing else
  * includes. Each function's contract is at its
  * definition (or here, where it has none there). */
 #ifndef NB_HARNESS_RUNNER_IMPL_H

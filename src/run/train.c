@@ -84,10 +84,7 @@ void nb_train_spec_default(struct nb_train_spec *s)
     nb_keys_default(nb_train_keys, nb_train_n_keys, s);
 }
 
-/* Largest batch the model is built for: a multiple of the training batch
- * of at least 128, so evaluation runs in big chunks and any ghost batch
- * that divides the training batch divides it too. */
-static int model_batch(int batch)
+int nb_train_model_batch(int batch)
 {
     int k = (128 + batch - 1) / batch;
     return batch * (k < 1 ? 1 : k);
@@ -184,7 +181,8 @@ struct trainer {
 static int trainer_build(struct trainer *T, struct nb_error *err)
 {
     const struct nb_train_spec *spec = T->spec;
-    int rc = nb_model_build(&T->m, &spec->model, model_batch(spec->batch), spec->seed, err);
+    int rc = nb_model_build(&T->m, &spec->model, nb_train_model_batch(spec->batch), spec->seed,
+                            err);
     if (!rc && spec->init)
         rc = nb_ckpt_apply(spec->init, &T->m, err);
     if (rc) {

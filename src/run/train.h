@@ -115,6 +115,12 @@ struct nb_train_hooks {
                    const struct nb_train_result *res);
 };
 
+/* The largest batch a run of training batch `batch` builds its model
+ * for, and so the batch its evaluations take: a multiple of the training
+ * batch of at least 128, so evaluation runs in big chunks and any ghost
+ * batch that divides the training batch divides it too. */
+int nb_train_model_batch(int batch);
+
 /* Evaluates m on the first `limit` samples of ds (all when limit <= 0) in
  * EVAL mode; returns mean loss and accuracy. */
 void nb_evaluate(struct nb_model *m, const struct nb_dataset *ds, int limit,
