@@ -278,7 +278,9 @@ static int fold_build(struct fold *F, struct nb_fold_report *rep, struct nb_erro
     if (F->data.test.n == 0)
         return nb_error_set(err, NB_EINVAL, NULL, 0,
                             "the run's data have no test set to compare the networks on");
-    nb_runcfg_bind_data(cfg, &F->data);
+    cfg->probes = false; /* fold runs none: binding cannot fail */
+    if ((rc = nb_runcfg_bind_data(cfg, NULL, &F->data, err)))
+        return rc;
     const struct nb_train_spec *spec = &cfg->train;
     rc = nb_model_build(&F->m, &spec->model, nb_train_model_batch(spec->batch), spec->seed, err);
     if (rc)
