@@ -322,7 +322,8 @@ static int item_cmp(const void *a, const void *b)
 static int put_sorted(struct list_item *it, size_t n, const char *buf, struct nb_text *out,
                       struct nb_error *err)
 {
-    qsort(it, n, sizeof *it, item_cmp);
+    if (n > 1) /* an empty list has no array (qsort's pointer must not be NULL) */
+        qsort(it, n, sizeof *it, item_cmp);
     for (size_t i = 0; i < n; i++) {
         if (i > 0 && it[i].v == it[i - 1].v)
             continue;
