@@ -577,8 +577,10 @@ static void test_check(void)
                 "per-channel means that differ are not supported: the data module "
                 "standardizes every channel with one mean and std");
 
-    /* a big sweep over lr and seeds builds a handful of models */
+    /* a big sweep over lr and seeds builds a handful of models: one per
+     * norm type (the learning rate and the seed do not change the model) */
     struct nb_sweep sw;
+    nb_runcfg_cache_clear();
     double t0 = nb_now();
     int rc = load("big-sweep.ini",
                   "[experiment]\nseeds = 0..49\n[norm]\ntype = none, batch, group\n"
@@ -586,7 +588,8 @@ static void test_check(void)
                   &sw, true);
     double dt = nb_now() - t0;
     ok(rc == 0 && sw.n_runs == 1200, "check: a 1200-run sweep passes");
-    ok(dt < 2.0, "check: ... in %.3f s (verdicts cached per model)", dt);
+    is_int((long long)nb_runcfg_cache_size(), 3, "check: ... builds 3 models (verdicts cached per model)");
+    tap_diag("the 1200-run check took %.3f s", dt);
     if (!rc)
         nb_sweep_free(&sw);
     nb_runcfg_cache_clear();

@@ -277,6 +277,8 @@ void nb_runcfg_cache_clear(void)
     n_cache = cap_cache = 0;
 }
 
+size_t nb_runcfg_cache_size(void) { return n_cache; }
+
 
 /* The part of a run that decides the model check: every [model] and
  * [norm] key plus the loop and data facts the check uses. */

@@ -107,4 +107,8 @@ int nb_runcfg_check_ranks(const struct nb_run *run, int ranks, struct nb_error *
  * state; per process, not thread-safe).  Harmless to call any time. */
 void nb_runcfg_cache_clear(void);
 
+/* The number of verdicts cached (distinct model-relevant configurations
+ * checked since the last clear). */
+size_t nb_runcfg_cache_size(void);
+
 #endif
