@@ -3,14 +3,17 @@
  * ICS on a two-layer linear net by hand, power iteration and Hutchinson
  * against GSL's symmetric eigensolver and the exact trace, filter
  * normalization, the distribution statistics against sorting, the slice
- * file's gnuplot layout, and the guarantee that probes never change
- * training (bit-identical metrics with probes on and off). */
+ * file's gnuplot layout, the evaluation statistics and the variance shift
+ * by hand (and the shift against the dropout formula), and the guarantee
+ * that probes never change training (bit-identical metrics with probes on
+ * and off). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <gsl/gsl_eigen.h>
 #include <gsl/gsl_matrix.h>
+#include <gsl/gsl_randist.h>
 #include <gsl/gsl_rng.h>
 #include <gsl/gsl_vector.h>
 
@@ -1261,6 +1264,384 @@ static void test_evalstats(void)
     nb_dataset_free(&te);
 }
 
+/* ---- variance shift -------------------------------------------------------- */
+
+/* What the varshift probe should write for one norm layer, by hand: two
+ * passes of EVAL forwards over the first n samples of te, the moments of
+ * the layer's input per channel, the layer's running_var by its state
+ * name, the formula with keep probability q. */
+struct vs_want {
+    double meas, meas_med, pred, pred_med, c2v, units;
+};
+
+static double med_sorted(double *x, int n)
+{
+    for (int i = 1; i < n; i++) /* insertion sort: a few dozen values */
+        for (int j = i; j > 0 && x[j - 1] > x[j]; j--) {
+            double t = x[j];
+            x[j] = x[j - 1];
+            x[j - 1] = t;
+        }
+    return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
+}
+
+static void vs_by_hand(struct nb_model *m, const struct nb_dataset *te, size_t n, int li,
+                       double q, struct vs_want *w)
+{
+    const struct nb_layer *l = &m->layers[li];
+    const int C = l->in.c;
+    const size_t hw = (size_t)l->in.h * (size_t)l->in.w, numel = nb_shape_numel(&te->shape);
+    const float *rv = NULL;
+    for (int si = 0; si < l->n_state; si++)
+        if (!strcmp(l->state[si].name, "running_var"))
+            rv = l->state[si].value;
+    double *sum = calloc((size_t)C, sizeof *sum), *sq = calloc((size_t)C, sizeof *sq);
+    double *meas = calloc((size_t)C, sizeof *meas), *pred = calloc((size_t)C, sizeof *pred);
+    float *x = malloc((size_t)m->max_batch * numel * sizeof *x);
+    int *y = malloc((size_t)m->max_batch * sizeof *y);
+    size_t idx[256];
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t off = 0; off < n; off += (size_t)m->max_batch) {
+            int k = (int)(n - off < (size_t)m->max_batch ? n - off : (size_t)m->max_batch);
+            for (int i = 0; i < k; i++)
+                idx[i] = off + (size_t)i;
+            nb_dataset_gather(te, idx, (size_t)k, x, y, NULL);
+            nb_model_forward(m, x, y, NULL, k, NB_EVAL);
+            const float *a = m->acts[m->in_idx[li]];
+            for (int s = 0; s < k; s++)
+                for (int c = 0; c < C; c++)
+                    for (size_t j = 0; j < hw; j++) {
+                        double v = a[((size_t)s * C + c) * hw + j];
+                        if (pass == 0)
+                            sum[c] += v;
+                        else
+                            sq[c] += (v - sum[c]) * (v - sum[c]);
+                    }
+            if (pass == 0 && off + (size_t)k >= n)
+                for (int c = 0; c < C; c++)
+                    sum[c] /= (double)n * (double)hw;
+        }
+    double cnt = (double)n * (double)hw;
+    int u = 0;
+    memset(w, 0, sizeof *w);
+    for (int c = 0; c < C; c++) {
+        double v = sq[c] / (cnt - 1), mu = sum[c];
+        if (!(v > 0))
+            continue;
+        meas[u] = rv[c] / v;
+        pred[u] = ((mu * mu + v) / q - mu * mu) / v;
+        w->meas += meas[u];
+        w->pred += pred[u];
+        w->c2v += mu * mu / v;
+        u++;
+    }
+    w->meas /= u;
+    w->pred /= u;
+    w->c2v /= u;
+    w->units = u;
+    w->meas_med = med_sorted(meas, u);
+    w->pred_med = med_sorted(pred, u);
+    free(sum), free(sq), free(meas), free(pred), free(x), free(y);
+}
+
+/* The probe's rows of layer `layer` against vs_by_hand, to rtol. */
+static void vs_same(const struct rows *rs, const char *label, const char *layer,
+                    const struct vs_want *w, double q, double rtol)
+{
+    double got[7] = {find(rs, "varshift", layer, "measured", "ratio"),
+                     find(rs, "varshift", layer, "measured", "ratio_median"),
+                     find(rs, "varshift", layer, "predicted", "ratio"),
+                     find(rs, "varshift", layer, "predicted", "ratio_median"),
+                     find(rs, "varshift", layer, "", "c2v"),
+                     find(rs, "varshift", layer, "", "units"),
+                     find(rs, "varshift", layer, "", "keep")};
+    double want[7] = {w->meas, w->meas_med, w->pred, w->pred_med, w->c2v, w->units, q};
+    bool all = true;
+    int worst = 0;
+    for (int k = 0; k < 7; k++) {
+        bool good = fabs(got[k] - want[k]) <= rtol * fabs(want[k]);
+        if (!good && all)
+            worst = k;
+        all = all && good;
+    }
+    ok(all, "varshift %s %s: measured %.6g (median %.6g), predicted %.6g (median %.6g), "
+            "c2v %.6g, %g units, keep %g as by hand", label, layer, got[0], got[1], got[2],
+       got[3], got[4], got[5], got[6]);
+    if (!all)
+        tap_diag("  value %d: %.17g, by hand %.17g", worst, got[worst], want[worst]);
+}
+
+/* A one- or two-layer mlp with batch norm on blobs, dropout p at place. */
+static void vs_model(struct nb_model *m, const struct nb_dataset *tr, int widths, double p,
+                     enum nb_dropout_place place, int max_batch, bool cumulative)
+{
+    struct nb_model_desc d;
+    struct nb_error e;
+    nb_model_desc_default(&d);
+    d.arch = NB_ARCH_MLP;
+    d.input = tr->shape;
+    d.outputs = 3;
+    d.n_widths = widths;
+    d.widths[0] = 16;
+    d.widths[1] = 12;
+    d.norm.type = NB_NORM_BATCH;
+    d.norm.momentum_cumulative = cumulative;
+    d.norm.momentum = 1.0;
+    d.dropout = p;
+    d.dropout_place = place;
+    if (nb_model_build(m, &d, max_batch, 9, &e))
+        tap_bail("model: %s", e.msg);
+}
+
+/* Runs the varshift probe once at the end into rs (over all of te). */
+static void vs_probe(struct nb_model *m, const struct nb_dataset *te, struct rows *rs,
+                     bool *state_kept)
+{
+    struct nb_probe_opts o;
+    struct nb_probe p;
+    struct nb_error e;
+    nb_probe_opts_default(&o);
+    o.varshift = true;
+    if (nb_probe_init(&p, &o, m, 3, NULL, te, &e))
+        tap_bail("varshift init: %s", e.msg);
+    struct nb_probe_sink sink = {.user = rs, .row = keep};
+    nb_probe_set_sink(&p, &sink);
+    float *st = malloc(m->state.count * sizeof *st), *pa = malloc(m->params.count * sizeof *pa);
+    memcpy(st, m->state.data, m->state.count * sizeof *st);
+    memcpy(pa, m->params.data, m->params.count * sizeof *pa);
+    nb_probe_finish(&p, m, 1);
+    *state_kept = memcmp(st, m->state.data, m->state.count * sizeof *st) == 0 &&
+                  memcmp(pa, m->params.data, m->params.count * sizeof *pa) == 0;
+    free(st), free(pa);
+    nb_probe_free(&p);
+}
+
+/* n TRAIN forwards (weights frozen: no update) of random batches of b
+ * samples of ds, dropout masks from r. */
+static void vs_train_forwards(struct nb_model *m, const struct nb_dataset *ds, int b, int n,
+                              gsl_rng *r)
+{
+    size_t numel = nb_shape_numel(&ds->shape), idx[256];
+    float *x = malloc((size_t)b * numel * sizeof *x);
+    int *y = malloc((size_t)b * sizeof *y);
+    size_t *perm = malloc(ds->n * sizeof *perm);
+    for (size_t i = 0; i < ds->n; i++)
+        perm[i] = i;
+    m->ctx.rng_dropout = r;
+    for (int s = 0; s < n; s++) {
+        gsl_ran_shuffle(r, perm, ds->n, sizeof *perm);
+        memcpy(idx, perm, (size_t)b * sizeof *idx);
+        nb_dataset_gather(ds, idx, (size_t)b, x, y, NULL);
+        nb_model_forward(m, x, y, NULL, b, NB_TRAIN);
+    }
+    m->ctx.rng_dropout = NULL;
+    free(x), free(y), free(perm);
+}
+
+static void test_varshift(void)
+{
+    struct nb_dataset tr, te;
+    struct nb_error e;
+    blobs(256, 200, 4, 3, 31, 0.3, &tr, &te);
+    gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+    gsl_rng_set(r, 17);
+    struct nb_model m;
+    struct vs_want w;
+    bool kept;
+
+    /* no test set: refused */
+    {
+        struct nb_probe_opts o;
+        struct nb_probe p;
+        nb_probe_opts_default(&o);
+        o.varshift = true;
+        vs_model(&m, &tr, 1, 0.5, NB_DROPOUT_BEFORE_NORM, 64, false);
+        ok(nb_probe_init(&p, &o, &m, 3, &tr, NULL, &e) == NB_EINVAL,
+           "varshift without a test set refused");
+        contains(e.msg, "test set", "  saying so");
+        nb_probe_free(&p);
+        nb_model_free(&m);
+    }
+
+    /* 1. Exact: the rows equal the computation by hand (two passes over
+     * the 200 test samples in chunks of 64; the probe merges chunks with
+     * Chan's formula), two norms behind dropout 0.5, running statistics
+     * moved by a few TRAIN forwards at momentum 1; the state is left as
+     * found. */
+    vs_model(&m, &tr, 2, 0.5, NB_DROPOUT_BEFORE_NORM, 64, false);
+    vs_train_forwards(&m, &tr, 64, 3, r);
+    struct rows rs = {0};
+    vs_probe(&m, &te, &rs, &kept);
+    ok(kept, "varshift leaves parameters and running statistics as found");
+    vs_by_hand(&m, &te, te.n, 2, 0.5, &w);
+    vs_same(&rs, "dropout 0.5 before each norm", "norm1", &w, 0.5, 1e-9);
+    vs_by_hand(&m, &te, te.n, 6, 0.5, &w);
+    vs_same(&rs, "dropout 0.5 before each norm", "norm2", &w, 0.5, 1e-9);
+    ok(find(&rs, "varshift", "", "", "samples") == 200 &&
+           count_rows(&rs, "varshift", "ratio") == 4,
+       "varshift: 200 test samples, measured and predicted ratio for 2 norms");
+    free(rs.r);
+    nb_model_free(&m);
+
+    /* dropout before the classifier only: no dropout before a norm, the
+     * prediction is 1 */
+    vs_model(&m, &tr, 2, 0.5, NB_DROPOUT_CLASSIFIER, 64, false);
+    vs_train_forwards(&m, &tr, 64, 3, r);
+    rs = (struct rows){0};
+    vs_probe(&m, &te, &rs, &kept);
+    vs_by_hand(&m, &te, te.n, 4, 1.0, &w);
+    vs_same(&rs, "dropout before the classifier", "norm2", &w, 1.0, 1e-9);
+    ok(find(&rs, "varshift", "norm1", "predicted", "ratio") == 1 &&
+           find(&rs, "varshift", "norm2", "predicted", "ratio_median") == 1,
+       "  predicted ratio exactly 1 without dropout before the norm");
+    free(rs.r);
+    nb_model_free(&m);
+
+    /* a cnn: per channel over the samples and the H x W positions, four
+     * conv norms and the linear one */
+    {
+        struct nb_dataset ctr, cte;
+        blobs(64, 40, 8, 3, 32, 0.3, &ctr, &cte);
+        struct nb_model_desc d;
+        nb_model_desc_default(&d);
+        d.arch = NB_ARCH_CNN;
+        d.input = ctr.shape;
+        d.outputs = 3;
+        d.norm.type = NB_NORM_BATCH;
+        d.dropout = 0.3;
+        d.dropout_place = NB_DROPOUT_BEFORE_NORM;
+        if (nb_model_build(&m, &d, 16, 9, &e))
+            tap_bail("cnn: %s", e.msg);
+        vs_train_forwards(&m, &ctr, 16, 3, r);
+        rs = (struct rows){0};
+        vs_probe(&m, &cte, &rs, &kept);
+        ok(kept, "varshift on a cnn leaves the state as found");
+        int found = 0;
+        for (int i = 0; i < m.n_layers; i++) {
+            if (m.layers[i].ops != &nb_norm_ops)
+                continue;
+            vs_by_hand(&m, &cte, cte.n, i, 1.0 - (double)0.3f, &w);
+            vs_same(&rs, "cnn, dropout 0.3 before each norm", m.layers[i].name, &w,
+                    1.0 - (double)0.3f, 1e-9);
+            found++;
+        }
+        is_int(found, 5, "  the cnn's five norms (four conv, one linear)");
+        free(rs.r);
+        nb_model_free(&m);
+        nb_dataset_free(&ctr);
+        nb_dataset_free(&cte);
+    }
+
+    /* 2. Without dropout, momentum 1, the test set = the one batch the
+     * running statistics come from: the measured ratio is 1 up to the
+     * float rounding of running_var (both are the unbiased variance of
+     * the same values). */
+    {
+        struct nb_dataset one, unused;
+        blobs(64, 64, 4, 3, 33, 0.3, &one, &unused);
+        vs_model(&m, &one, 1, 0.0, NB_DROPOUT_CLASSIFIER, 64, false);
+        size_t idx[64], numel = nb_shape_numel(&one.shape);
+        float *x = malloc(64 * numel * sizeof *x);
+        int y[64];
+        for (int i = 0; i < 64; i++)
+            idx[i] = (size_t)i;
+        nb_dataset_gather(&one, idx, 64, x, y, NULL);
+        nb_model_forward(&m, x, y, NULL, 64, NB_TRAIN);
+        free(x);
+        rs = (struct rows){0};
+        vs_probe(&m, &one, &rs, &kept);
+        is_close(find(&rs, "varshift", "norm1", "measured", "ratio"), 1.0, 0, 1e-5,
+                 "no dropout, momentum 1, the same batch: measured ratio 1");
+        is_close(find(&rs, "varshift", "norm1", "measured", "ratio_median"), 1.0, 0, 1e-5,
+                 "  and its median");
+        free(rs.r);
+        nb_model_free(&m);
+        nb_dataset_free(&one);
+        nb_dataset_free(&unused);
+    }
+
+    /* 3. The formula: weights frozen, the running variance the
+     * cumulative average over 1000 TRAIN batches of 32 drawn from the
+     * test set itself (so the dropout's input is the same population in
+     * training and at test, the formula's assumption): with dropout p =
+     * 0.5 and 0.2 the measured ratio is within 3 % of the prediction (the
+     * expected departure is the finite population's 1/(N-1), 0.5 %, and
+     * the masks' noise, about 0.3 %); without dropout within 2 % of 1. */
+    static const double ps[3] = {0.5, 0.2, 0.0};
+    for (int k = 0; k < 3; k++) {
+        vs_model(&m, &te, 1, ps[k], NB_DROPOUT_BEFORE_NORM, 32, true);
+        vs_train_forwards(&m, &te, 32, 1000, r);
+        rs = (struct rows){0};
+        vs_probe(&m, &te, &rs, &kept);
+        double meas = find(&rs, "varshift", "norm1", "measured", "ratio");
+        double pred = find(&rs, "varshift", "norm1", "predicted", "ratio");
+        double q = 1.0 - (double)(float)ps[k];
+        if (ps[k] > 0) {
+            ok(fabs(meas / pred - 1) <= 0.03 && pred > 1.0 / q,
+               "dropout %g before the norm: measured ratio %.4f within 3 %% of the formula's "
+               "%.4f (> 1/q = %.4f: the units are not centred, c2v %.3f)", ps[k], meas, pred,
+               1.0 / q, find(&rs, "varshift", "norm1", "", "c2v"));
+        } else {
+            ok(fabs(meas - 1) <= 0.02 && pred == 1,
+               "no dropout: measured ratio %.4f within 2 %% of 1, predicted %g", meas, pred);
+        }
+        ok(kept, "  the probe left the state as found");
+        free(rs.r);
+        nb_model_free(&m);
+    }
+
+    /* nb_norm_eval_moments: batch norm's running mean and variance,
+     * renorm's moving mean and std^2 - eps, nothing for group and lp
+     * norm (no variance) */
+    static const enum nb_norm_type types[4] = {NB_NORM_BATCH, NB_NORM_BATCH, NB_NORM_GROUP,
+                                               NB_NORM_LP};
+    for (int k = 0; k < 4; k++) {
+        struct nb_model_desc d;
+        nb_model_desc_default(&d);
+        d.arch = NB_ARCH_MLP;
+        d.input = tr.shape;
+        d.outputs = 3;
+        d.n_widths = 1;
+        d.widths[0] = 8;
+        d.norm.type = types[k];
+        d.norm.groups = 2;
+        d.norm.renorm = k == 1;
+        d.norm.renorm_warmup = d.norm.renorm_rmax_steps = d.norm.renorm_dmax_steps = 0;
+        if (nb_model_build(&m, &d, 16, 9, &e))
+            tap_bail("model: %s", e.msg);
+        vs_train_forwards(&m, &tr, 16, 3, r);
+        const struct nb_layer *l = &m.layers[1];
+        double mean[8], var[8];
+        int C = nb_norm_eval_moments(l, mean, var);
+        const char *mn = k == 1 ? "renorm_mean" : "running_mean";
+        const char *vn = k == 1 ? "renorm_std" : "running_var";
+        const float *sm = NULL, *sv = NULL;
+        for (int si = 0; si < l->n_state; si++) {
+            if (!strcmp(l->state[si].name, mn))
+                sm = l->state[si].value;
+            if (!strcmp(l->state[si].name, vn))
+                sv = l->state[si].value;
+        }
+        if (k >= 2) {
+            ok(C == 0 && nb_norm_eval_moments(&m.layers[0], mean, var) == 0,
+               "eval moments: none for %s norm, nor for a linear layer",
+               nb_norm_type_name(types[k]));
+        } else {
+            bool same = C == 8 && sm && sv;
+            for (int c = 0; same && c < 8; c++) {
+                double want = k == 1 ? (double)sv[c] * sv[c] - d.norm.eps : sv[c];
+                same = mean[c] == sm[c] && fabs(var[c] - want) <= 1e-12 * fabs(want);
+            }
+            ok(same, "eval moments of %s: %s and %s%s", k ? "renorm" : "batch norm", mn, vn,
+               k ? "^2 - eps" : "");
+        }
+        nb_model_free(&m);
+    }
+    gsl_rng_free(r);
+    nb_dataset_free(&tr);
+    nb_dataset_free(&te);
+}
+
 /* ---- probes never change training ---------------------------------------- */
 
 struct run {
@@ -1354,6 +1735,9 @@ static void untouched(const char *label, const struct nb_train_spec *spec,
     o.evalstats_samples[0] = 64;
     o.n_evalstats_samples = 1;
     o.evalstats_target = true;
+    o.varshift = true;
+    o.varshift_every = 8;
+    o.varshift_samples = 50;
     struct rows rows[2] = {{0}, {0}};
     for (int k = 0; k < 2; k++) {
         struct nb_probe p;
@@ -1484,6 +1868,7 @@ int main(void)
     test_dist();
     test_slice();
     test_evalstats();
+    test_varshift();
     test_untouched();
     is_int(n_unlisted, 0, "every row names a stat its probe lists in nb_probe_kinds");
     int seen = 0;

@@ -273,6 +273,13 @@ static void dropout_backward(struct nb_layer *l, const float *x,
         dx[i] = p->mask[i] * dy[i];
 }
 
+double nb_dropout_rate(const struct nb_layer *l)
+{
+    if (!l || l->ops != &nb_dropout_ops || !l->priv)
+        return 0.0;
+    return ((const struct dropout_priv *)l->priv)->p;
+}
+
 static void dropout_destroy(struct nb_layer *l)
 {
     struct dropout_priv *p = l->priv;

@@ -189,6 +189,9 @@ extern const struct nb_layer_ops nb_relu_ops;
 extern const struct nb_layer_ops nb_sigmoid_ops;
 extern const struct nb_layer_ops nb_dropout_ops;
 extern const struct nb_layer_ops nb_flatten_ops;
+/* The drop probability p of a dropout layer (its setup's option); 0 for a
+ * layer of any other kind. */
+double nb_dropout_rate(const struct nb_layer *l);
 /* Residual add y = x + shortcut(x2).  When in2 differs from in (stride-2
  * stage transition), the shortcut is "option A" of He et al.: spatial
  * subsampling by in2.h/in.h and zero-padding of the extra channels. */

@@ -300,6 +300,16 @@ enum nb_pop_formula {
 void nb_norm_recompute_begin(struct nb_layer *l);
 int nb_norm_recompute_end(struct nb_layer *l, enum nb_pop_formula f);
 
+/* The per-channel statistics norm layer l normalizes with in EVAL, as
+ * the mean mu_c and the variance var_c of x such that
+ * y = gamma_c (x - mu_c) / sqrt(var_c + eps) + beta_c: running_mean and
+ * running_var, or with renorm the renorm mean and std^2 - eps (the std
+ * floored at sqrt(eps), as EVAL does).  mean and var (either may be NULL:
+ * a query) get C values.  Returns C, or 0 for a layer without such
+ * statistics: another kind, or a norm of type none, layer, group,
+ * instance (no running statistics) or lp (a scale, not a variance). */
+int nb_norm_eval_moments(const struct nb_layer *l, double *mean, double *var);
+
 /* Folds the EVAL-mode map of norm layer `norm` (batch, lp, or none)
  * y = s_c (x - mu_c) + beta_c, s_c = gamma_c / sqrt(var_c + eps) (lp:
  * gamma_c / scale_c; renorm: gamma_c / renorm_std_c; both times E[s] with

@@ -137,6 +137,25 @@ int nb_norm_fold(const struct nb_layer *norm, float *w, float *b, int out,
     return NB_OK;
 }
 
+int nb_norm_eval_moments(const struct nb_layer *l, double *mean, double *var)
+{
+    if (!l || l->ops != &nb_norm_ops || !l->priv)
+        return 0;
+    const struct norm_priv *P = l->priv;
+    if (!P->bsets || !P->moments || P->s_mean < 0 || P->s_var < 0)
+        return 0;
+    for (int c = 0; c < P->C; c++) {
+        double mu, rstd;
+        eval_stats(P, l, c, &mu, &rstd);
+        if (mean)
+            mean[c] = mu;
+        if (var)
+            var[c] = P->o.renorm ? 1.0 / (rstd * rstd) - P->o.eps
+                                 : (double)l->state[P->s_var].value[c];
+    }
+    return P->C;
+}
+
 /* ---- renorm's schedule ---------------------------------------------------- */
 
 /* renorm's schedule in the paper: 5k, 25k and 40k of 160k steps */

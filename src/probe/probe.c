@@ -119,6 +119,18 @@ const struct nb_key nb_probe_keys[] = {
     { NB_K_("probe", "evalstats_target", NB_KEY_BOOL, "false", 0, 0, NB_KF_ADDED,
             "evalstats: also statistics recomputed on the test data itself (domain shift)"),
       AT(evalstats_target) },
+    { NB_K_("probe", "varshift", NB_KEY_BOOL, "false", 0, 0, NB_KF_ADDED,
+            "per batch-norm layer, its running variance over its input's variance at "
+            "test time (Var_train / Var_test) against the formula for dropout directly "
+            "before it (Li et al. 2019)"),
+      AT(varshift) },
+    { NB_K_INT("probe", "varshift_every", "0", 0, 1e12, NB_KF_ADDED,
+               "steps between varshift probes; 0 = at the end only"),
+      AT(varshift_every) },
+    { NB_K_INT("probe", "varshift_samples", "10000", 1, 1e9, NB_KF_ADDED,
+               "varshift: test samples the test-time moments are taken over (all when "
+               "fewer)"),
+      AT(varshift_samples) },
 };
 #undef AT
 const int nb_probe_n_keys = (int)(sizeof nb_probe_keys / sizeof nb_probe_keys[0]);
@@ -163,6 +175,12 @@ int nb_probe_opts_check(const struct nb_probe_opts *o, struct nb_error *err)
         return BAD("probe.slice_range", "[probe] slice_range must be > 0, not %g", o->slice_range);
     if (o->slice_samples < 0)
         return BAD("probe.slice_samples", "[probe] slice_samples must be >= 0, not %ld", o->slice_samples);
+    if (o->varshift_every < 0)
+        return BAD("probe.varshift_every", "[probe] varshift_every must be >= 0, not %ld",
+                   o->varshift_every);
+    if (o->varshift_samples < 1)
+        return BAD("probe.varshift_samples", "[probe] varshift_samples must be >= 1, not %ld",
+                   o->varshift_samples);
     if (o->n_slice_at < 0 || (o->n_slice_at > 0 && !o->slice_at))
         return BAD("probe.slice_at", "[probe] slice_at: bad list");
     for (int i = 0; i < o->n_slice_at; i++)
@@ -252,6 +270,8 @@ void nb_probe_free(struct nb_probe *p)
     free(p->first_valid);
     free(p->idx);
     free(p->tidx);
+    free(p->vs_acc);
+    free(p->vs_work);
     free(p->bx);
     free(p->bt);
     free(p->by);
@@ -299,11 +319,22 @@ int nb_probe_init(struct nb_probe *p, const struct nb_probe_opts *opts,
     p->data = train ? train : eval_set;
     if (needs_data(&p->o) && (rc = check_set(m, p->data, "a training set", err)))
         return rc;
-    if (p->o.evalstats) {
+    if (p->o.evalstats || p->o.varshift) {
         p->test = eval_set;
         if ((rc = check_set(m, p->test, "a test set", err)))
             return rc;
         if (!(p->tidx = malloc((size_t)p->cap * sizeof *p->tidx)))
+            goto nomem;
+    }
+    if (p->o.varshift) {
+        for (int i = 0; i < m->n_layers; i++) {
+            int c = nb_norm_eval_moments(&m->layers[i], NULL, NULL);
+            p->vs_channels += c;
+            if (c > p->vs_cmax)
+                p->vs_cmax = c;
+        }
+        if (!(p->vs_acc = calloc(2 * (size_t)p->vs_channels + 1, sizeof *p->vs_acc)) ||
+            !(p->vs_work = calloc(4 * (size_t)p->vs_cmax + 1, sizeof *p->vs_work)))
             goto nomem;
     }
 
@@ -330,6 +361,8 @@ int nb_probe_init(struct nb_probe *p, const struct nb_probe_opts *opts,
             goto nomem;
         for (size_t i = 0; i < p->n_idx; i++)
             p->idx[i] = i;
+    }
+    if (needs_data(&p->o) || p->test) { /* one chunk of samples */
         size_t cap = (size_t)p->cap;
         if (!(p->bx = nb_alloc_floats(cap * p->in_numel)) ||
             !(p->by = calloc(cap, sizeof *p->by)) ||

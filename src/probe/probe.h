@@ -1,7 +1,9 @@
 /* src/probe/probe.h - measurements of the training run that never change
  * it: Santurkar's loss-landscape probe and ICS, activation and gradient
  * statistics, Hessian curvature (PyHessian), filter-normalized loss
- * slices (Li et al.).  See ../shared/claims.md 1.a-1.e, 5.4, 5.5, 7.6.
+ * slices (Li et al.), evaluation statistics, the dropout/BN variance
+ * shift (Li et al. 2019).  See ../shared/claims.md 1.a-1.e, 5.3, 5.4,
+ * 5.5, 7.6.
  *
  * Life of a run:
  *
@@ -46,14 +48,16 @@
  *
  *   step        optimizer updates done before the probe (the hook's step;
  *               nb_probe_finish's steps at the end of the run)
- *   probe       landscape | ics | dist | gradstats | hessian | slice
+ *   probe       landscape | ics | dist | gradstats | hessian | slice |
+ *               evalstats | varshift
  *   layer       layer name ("conv3", "norm2", "linear1"); empty when the
  *               row is about the whole model
  *   layer_index index of that layer in the model (0-based), -1 if none
  *   param       name of the row's parameter: "eta" (landscape, per step
  *               size), "lr" (ics), "in" / "out" (dist: the input or the
- *               output of the layer), "samples" (hessian, slice); empty
- *               when none
+ *               output of the layer), "samples" (hessian, slice),
+ *               evalstats' estimators, "measured" / "predicted"
+ *               (varshift); empty when none
  *   param_value numeric value of param (eta, lr, sample count); NaN
  *               (written as an empty field) when param is not a number
  *   stat        the quantity (below)
@@ -120,6 +124,32 @@
  *  slice (bn_mode eval or recomputed; claims 5.4), param samples: dim,
  *    points, range, index (the gnuplot index of its block in slice.csv),
  *    loss_center (at a = b = 0), loss_min, loss_max.
+ *  evalstats (bn_mode eval): evalstats.c's header.
+ *  varshift (bn_mode eval; claims 5.3, Li et al. 2019), per norm layer
+ *    with population statistics (nb_norm_eval_moments: batch norm, not
+ *    lp, layer, group, instance), over the first varshift_samples test
+ *    samples (all when fewer) in EVAL mode, as the network is used at
+ *    test time (no dropout, every norm with its running statistics): for
+ *    unit (channel) j of the layer's input, c_j and v_j its mean and its
+ *    unbiased variance there (over samples x H x W), r_j the variance
+ *    the layer normalizes with in EVAL (running_var: what training saw),
+ *    q the keep probability 1 - p of a dropout directly before the
+ *    layer (1 without one).  Every ratio is Var_train / Var_test (> 1
+ *    when training saw the larger variance; claims.md 5.3's
+ *    Delta(p) = Var_test / Var_train is its inverse), per unit, over the
+ *    units with v_j > 0:
+ *      param measured:  ratio = the mean over units of r_j / v_j,
+ *                       ratio_median = their median;
+ *      param predicted: ratio, ratio_median of the formula for dropout
+ *                       directly before the norm,
+ *                       ((c_j^2 + v_j) / q - c_j^2) / v_j (1 when q = 1);
+ *      no param:        keep (q), c2v (the mean over units of
+ *                       c_j^2 / v_j: the formula is 1/q + (1/q - 1) c2v
+ *                       averaged), units (those averaged);
+ *    layer empty: samples (test samples used).  The formula assumes the
+ *    dropout's input is distributed in training as at test; a dropout or
+ *    batch norm upstream changes that (the shift accumulates), so below
+ *    the first norm the measured ratio may depart from the prediction.
  *
  * slice.csv: the header "step,a,b,loss,acc" (nb_probe_slice_cols; written
  * before the first slice), then one line per grid point in gnuplot grid
@@ -162,7 +192,7 @@ extern const char *const nb_probe_spacing_names[];
  * probe.c's table, its file (added to Makefile.am) and its test. */
 #define NB_PROBE_KINDS(X)                                                                \
     X(LANDSCAPE, landscape) X(ICS, ics) X(DIST, dist) X(GRADSTATS, gradstats)           \
-    X(HESSIAN, hessian) X(SLICE, slice) X(EVALSTATS, evalstats)
+    X(HESSIAN, hessian) X(SLICE, slice) X(EVALSTATS, evalstats) X(VARSHIFT, varshift)
 
 enum nb_probe_kind {
 #define NB_PROBE_ENUMERATOR_(U, l) NB_PROBE_##U,
@@ -258,6 +288,12 @@ struct nb_probe_opts {
     int evalstats_samples[8];
     int n_evalstats_samples;
     bool evalstats_target;   /* also recomputed on the test data */
+    /* Variance shift (varshift.c, claims 5.3): every varshift_every
+     * steps (0: none during training) and at nb_probe_finish, over the
+     * first varshift_samples test samples in EVAL mode. */
+    bool varshift;
+    long varshift_every;
+    long varshift_samples;
     /* Not a [probe] key: the run's [train] eval_samples (test samples an
      * evaluation uses, 0: all), which evalstats' evaluations follow. */
     long eval_samples;
@@ -352,8 +388,12 @@ struct nb_probe {
     double *first_q;      /* 3 * 2 * n_layers: p15, p50, p85 of the first call */
     bool *first_valid;
     size_t *idx;          /* identity sample index for gathers */
-    const struct nb_dataset *test; /* evalstats: the evaluation set */
-    size_t *tidx;         /* evalstats: cap sample indices of one test chunk */
+    const struct nb_dataset *test; /* evalstats, varshift: the evaluation set */
+    size_t *tidx;         /* evalstats, varshift: cap sample indices of one test chunk */
+    int vs_channels;      /* varshift: channels of every norm layer it reads */
+    int vs_cmax;          /* varshift: the most channels of one */
+    double *vs_acc;       /* varshift: 2 x vs_channels: mean, M2 (Chan) */
+    double *vs_work;      /* varshift: 4 x vs_cmax */
     size_t n_idx;
     float *bx, *bt;       /* one chunk of samples: cap x input, cap x tdim */
     int *by;
