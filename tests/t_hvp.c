@@ -20,9 +20,9 @@
  * its error is float rounding (~1e-6 relative).  Every check prints its
  * measured error.
  *
- * `t_hvp --fd` runs the ReLU check with the finite-difference product of
- * the Hessian probe instead: it fails (the demonstration of issue 17; not
- * part of make check). */
+ * `t_hvp --fd` runs the ReLU checks with the old finite-difference
+ * product instead (probe.h's hessian_hvp = fd): they fail (the
+ * demonstration of issue 17; not part of make check). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +32,7 @@
 #include "core/rng.h"
 #include "data/data.h"
 #include "model/model.h"
+#include "probe/probe.h"
 #include "tap.h"
 
 static bool use_fd; /* --fd: the ReLU checks on finite differences */
@@ -653,6 +654,133 @@ static void test_relu_diagonal(void)
     net_free(&t);
 }
 
+static int keep_row(void *user, const struct nb_probe_row *r)
+{
+    double *v = user;
+    static const char *const stats[] = {"trace", "trace_ci_lo", "trace_ci_hi", "hvp_exact",
+                                        "trace_iters", "lambda_max"};
+    for (int k = 0; k < 6; k++)
+        if (!strcmp(r->stat, stats[k]))
+            v[k] = r->value;
+    return 0;
+}
+
+/* Hutchinson's trace from the Hessian probe on a ReLU mlp without norm
+ * (blobs, 256 samples): >= 0 within its 95 % interval, the interval
+ * holding the trace summed from the exact diagonal; `--fd`: the same with
+ * hessian_hvp = fd. */
+static void test_relu_trace(void)
+{
+    struct nb_synth_opts so;
+    nb_synth_opts_default(&so);
+    so.n_train = 256;
+    so.n_test = 16;
+    so.shape = (struct nb_shape){1, 8, 8};
+    so.classes = 4;
+    so.seed = 11;
+    struct nb_dataset tr, te;
+    struct nb_error e;
+    if (nb_synth_blobs(&so, &tr, &te, &e))
+        tap_bail("blobs: %s", e.msg);
+    struct nb_model_desc d;
+    mlp_desc(&d, NB_ACT_RELU, NB_NORM_NONE, 64, 32, 32, 4);
+    struct nb_model m;
+    if (nb_model_build(&m, &d, 64, 5, &e))
+        tap_bail("relu mlp: %s", e.msg);
+    /* the exact trace: the sum of the exact diagonal over the 256 samples */
+    struct nb_hvp hv;
+    if (nb_hvp_init(&hv, &m, &e))
+        tap_bail("hvp: %s", e.msg);
+    size_t P = m.n_params;
+    double *diag = calloc(P, sizeof *diag);
+    float *x = malloc(64 * 64 * sizeof *x);
+    int y[64];
+    for (size_t off = 0; off < tr.n; off += 64) {
+        size_t idx[64];
+        for (int k = 0; k < 64; k++)
+            idx[k] = off + (size_t)k;
+        nb_dataset_gather(&tr, idx, 64, x, y, NULL);
+        nb_model_forward(&m, x, y, NULL, 64, NB_EVAL);
+        nb_model_backward(&m, 64);
+        memset(hv.dir, 0, P * sizeof *hv.dir);
+        for (size_t i = 0; i < P; i++) {
+            hv.dir[i] = 1.0f;
+            nb_model_hvp(&m, &hv, 64);
+            hv.dir[i] = 0.0f;
+            diag[i] += hv.hv[i] * 64.0 / (double)tr.n;
+        }
+    }
+    double trace = 0;
+    for (size_t i = 0; i < P; i++)
+        trace += diag[i];
+
+    struct nb_probe_opts o;
+    nb_probe_opts_default(&o);
+    o.hessian = true;
+    o.hessian_samples = (long)tr.n;
+    o.hessian_hvp = use_fd ? NB_HVP_FD : NB_HVP_AUTO;
+    struct nb_probe p;
+    if (nb_probe_init(&p, &o, &m, 7, &tr, NULL, &e))
+        tap_bail("probe: %s", e.msg);
+    double v[6] = {NAN, NAN, NAN, NAN, NAN, NAN};
+    struct nb_probe_sink sink = {.user = v, .row = keep_row};
+    nb_probe_set_sink(&p, &sink);
+    nb_probe_finish(&p, &m, 0);
+    ok(v[3] == (use_fd ? 0 : 1), "relu mlp without norm: hvp_exact %g", v[3]);
+    ok(v[2] >= 0 && v[0] >= v[1] && v[0] <= v[2],
+       "relu mlp without norm, %s: Hutchinson's trace %.4g in [%.4g, %.4g] (%g vectors), "
+       ">= 0 within its interval", use_fd ? "fd" : "exact", v[0], v[1], v[2], v[4]);
+    ok(v[1] <= trace && trace <= v[2],
+       "relu mlp without norm, %s: the interval holds the trace of the exact diagonal %.4g",
+       use_fd ? "fd" : "exact", trace);
+    nb_probe_free(&p);
+    free(diag);
+    free(x);
+    nb_hvp_free(&hv);
+    nb_model_free(&m);
+    nb_dataset_free(&tr);
+    nb_dataset_free(&te);
+}
+
+/* hessian_hvp = exact is refused where a layer has no exact product (lp
+ * norm with batch statistics); auto falls back to differences and says
+ * so. */
+static void test_fallback(void)
+{
+    struct nb_model_desc d;
+    mlp_desc(&d, NB_ACT_TANH, NB_NORM_LP, 5, 4, 4, 3);
+    struct nb_model m;
+    struct nb_error e;
+    if (nb_model_build(&m, &d, 8, 5, &e))
+        tap_bail("lp mlp: %s", e.msg);
+    int bad = nb_model_hvp_unsupported(&m, NB_PROBE);
+    ok(bad >= 0 && !strcmp(m.layers[bad].ops->kind, "norm") &&
+           nb_model_hvp_unsupported(&m, NB_EVAL) < 0,
+       "lp norm: exact products in eval mode, none with batch statistics (layer %s)",
+       bad >= 0 ? m.layers[bad].name : "-");
+    struct nb_probe_opts o;
+    nb_probe_opts_default(&o);
+    o.hessian = true;
+    o.hessian_mode = NB_HESSIAN_PROBE;
+    o.hessian_hvp = NB_HVP_EXACT;
+    int rc = nb_probe_check_model(&o, &m, &e);
+    ok(rc == NB_EINVAL && strstr(e.msg, "norm1") && !strcmp(e.key, "probe.hessian_hvp"),
+       "hessian_hvp = exact with lp norm in probe mode refused: %s", rc ? e.msg : "accepted");
+    o.hessian_mode = NB_HESSIAN_EVAL;
+    ok(nb_probe_check_model(&o, &m, &e) == 0, "hessian_hvp = exact with lp norm in eval mode");
+    d.norm.type = NB_NORM_BATCH;
+    d.norm.renorm = true;
+    nb_norm_resolve_auto(&d.norm, 1000);
+    struct nb_model m2;
+    if (nb_model_build(&m2, &d, 8, 5, &e))
+        tap_bail("renorm mlp: %s", e.msg);
+    ok(nb_model_hvp_unsupported(&m2, NB_PROBE) >= 0 &&
+           nb_model_hvp_unsupported(&m2, NB_EVAL) < 0,
+       "batch renorm: exact products in eval mode only");
+    nb_model_free(&m2);
+    nb_model_free(&m);
+}
+
 int main(int argc, char **argv)
 {
     use_fd = argc > 1 && !strcmp(argv[1], "--fd");
@@ -661,8 +789,10 @@ int main(int argc, char **argv)
         test_convnets();
         test_linear_mse();
         test_two_layer_linear();
+        test_fallback();
     }
     test_relu_diagonal();
+    test_relu_trace();
     tap_done_testing();
     return tap_exit();
 }
