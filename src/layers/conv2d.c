@@ -573,18 +573,20 @@ static void conv_rforward(struct nb_layer *l, const float *x, const float *y,
     float *work = l->ctx ? l->ctx->rwork : NULL; /* work: (n, O, OH, OW) */
     NB_ASSERT(work && l->ctx->rwork_count >= m);
     NB_ASSERT(l->params[p->w_idx].rdir);
-    /* ry = conv(rx; W), no bias */
+    /* ry = conv(rx; W), no bias (rx NULL: R{x} = 0, no term) */
     pv.b_idx = -1;
-    conv_forward(&lv, rx, ry, n, NB_EVAL);
-    /* work = conv(x; V) + Vb */
+    if (rx)
+        conv_forward(&lv, rx, ry, n, NB_EVAL);
+    /* work (ry itself without the first term) = conv(x; V) + Vb */
     lv.params[p->w_idx].value = (float *)l->params[p->w_idx].rdir;
     if (p->b_idx >= 0) {
         NB_ASSERT(l->params[p->b_idx].rdir);
         pv.b_idx = p->b_idx;
         lv.params[p->b_idx].value = (float *)l->params[p->b_idx].rdir;
     }
-    conv_forward(&lv, x, work, n, NB_EVAL);
-    add_block(ry, work, m);
+    conv_forward(&lv, x, rx ? work : ry, n, NB_EVAL);
+    if (rx)
+        add_block(ry, work, m);
 }
 
 static void conv_rbackward(struct nb_layer *l, const float *x, const float *y,
@@ -606,7 +608,11 @@ static void conv_rbackward(struct nb_layer *l, const float *x, const float *y,
     NB_ASSERT(work && l->ctx->rwork_count >= m);
     /* rdx = conv^T(rdy; W); R{dW} += dW(x, rdy); R{db} += sum rdy */
     conv_backward(&lv, x, NULL, rdy, rdx, n);
-    /* work = conv^T(dy; V); R{dW} += dW(rx, dy) */
+    /* work = conv^T(dy; V); R{dW} += dW(rx, dy) (rx NULL: R{x} = 0, and
+     * no rdx is asked for) */
+    NB_ASSERT(rx || !rdx);
+    if (!rx)
+        return;
     pv.b_idx = -1;
     lv.params[p->w_idx].value = (float *)l->params[p->w_idx].rdir;
     conv_backward(&lv, rx, NULL, dy, rdx ? work : NULL, n);
@@ -629,4 +635,5 @@ const struct nb_layer_ops nb_conv2d_ops = {
     .destroy = conv_destroy,
     .rforward = conv_rforward,
     .rbackward = conv_rbackward,
+    .rx_null_ok = true,
 };

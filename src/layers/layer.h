@@ -175,6 +175,12 @@ struct nb_layer_ops {
     /* Whether the pair is exact after a forward in `mode` (its
      * statistics, its options); NULL: in every mode. */
     bool (*rsupports)(const struct nb_layer *l, enum nb_mode mode);
+    /* The pair takes rx = NULL for R{x} = 0 (the model's input, which no
+     * direction moves) and skips the terms it would feed, rdx then being
+     * NULL too: the kinds a network starts with (linear, conv2d), whose
+     * R-passes then cost what a forward and a backward do.  Others get a
+     * buffer of zeros. */
+    bool rx_null_ok;
 };
 
 /* Declares a parameter block; returns its index in l->params, or -1 (with

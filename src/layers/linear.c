@@ -129,11 +129,12 @@ static void linear_rforward(struct nb_layer *l, const float *x,
     const float *w = l->params[p->w_idx].value; /* w: (out, in) */
     const float *v = l->params[p->w_idx].rdir;  /* v: (out, in) */
     NB_ASSERT(v);
-    /* x, rx: (n, in); ry: (n, out) */
+    /* x, rx: (n, in); ry: (n, out); rx NULL: R{x} = 0 */
+    if (rx)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, p->out, p->in,
+                    1.0f, rx, p->in, w, p->in, 0.0f, ry, p->out);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, p->out, p->in,
-                1.0f, rx, p->in, w, p->in, 0.0f, ry, p->out);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, p->out, p->in,
-                1.0f, x, p->in, v, p->in, 1.0f, ry, p->out);
+                1.0f, x, p->in, v, p->in, rx ? 1.0f : 0.0f, ry, p->out);
     if (p->b_idx >= 0) {
         const float *vb = l->params[p->b_idx].rdir; /* vb: (out) */
         NB_ASSERT(vb);
@@ -159,8 +160,10 @@ static void linear_rbackward(struct nb_layer *l, const float *x,
     /* x, rx, rdx: (n, in); dy, rdy: (n, out); w, v, rdw: (out, in) */
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, p->out, p->in, n,
                 1.0f, rdy, p->out, x, p->in, 1.0f, pw->rgrad, p->in);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, p->out, p->in, n,
-                1.0f, dy, p->out, rx, p->in, 1.0f, pw->rgrad, p->in);
+    if (rx) /* NULL: R{x} = 0 */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, p->out, p->in, n,
+                    1.0f, dy, p->out, rx, p->in, 1.0f, pw->rgrad, p->in);
+    NB_ASSERT(rx || !rdx);
     if (p->b_idx >= 0) {
         float *rdb = l->params[p->b_idx].rgrad; /* rdb: (out) */
         NB_ASSERT(rdb);
@@ -196,4 +199,5 @@ const struct nb_layer_ops nb_linear_ops = {
     .destroy = linear_destroy,
     .rforward = linear_rforward,
     .rbackward = linear_rbackward,
+    .rx_null_ok = true,
 };

@@ -717,6 +717,14 @@ static void hvp_bind(struct nb_model *m, struct nb_hvp *h)
     m->ctx.rwork_count = h ? h->rwork_count : 0;
 }
 
+/* R{x} of layer i: NULL for the model's input (R{x} = 0) where the kind
+ * takes it (rx_null_ok), else its buffer (racts[0] holds zeros). */
+static const float *hvp_rx(const struct nb_model *m, const struct nb_hvp *h, int i)
+{
+    int a = m->in_idx[i];
+    return a == 0 && m->layers[i].ops->rx_null_ok ? NULL : h->racts[a];
+}
+
 double nb_model_hvp(struct nb_model *m, struct nb_hvp *h, int n)
 {
     NB_ASSERT(h->n_layers == m->n_layers && h->n_params == m->n_params);
@@ -730,7 +738,7 @@ double nb_model_hvp(struct nb_model *m, struct nb_hvp *h, int n)
         int a = m->in_idx[i], a2 = m->in2_idx[i];
         l->x2 = a2 >= 0 ? m->acts[a2] : NULL;
         l->rx2 = a2 >= 0 ? h->racts[a2] : NULL;
-        l->ops->rforward(l, m->acts[a], m->acts[i + 1], h->racts[a], h->racts[i + 1], n);
+        l->ops->rforward(l, m->acts[a], m->acts[i + 1], hvp_rx(m, h, i), h->racts[i + 1], n);
     }
     double rl = 0;
     for (int k = 0; k < n; k++)
@@ -748,7 +756,7 @@ double nb_model_hvp(struct nb_model *m, struct nb_hvp *h, int n)
             NB_ASSERT(t2 != m->tmp);
             l->rdx2 = t2;
         }
-        l->ops->rbackward(l, m->acts[a], m->acts[i + 1], h->racts[a], m->dacts[i + 1],
+        l->ops->rbackward(l, m->acts[a], m->acts[i + 1], hvp_rx(m, h, i), m->dacts[i + 1],
                           h->rdacts[i + 1], grad_target(m, h->rdacts, a), n);
         grad_commit(m, h->rdacts, a, n);
         if (a2 >= 0)
