@@ -20,7 +20,8 @@
  *             - R{xh_i} mean(gh xh) - xh_i mean(R{gh} xh + gh R{xh}))
  *                                                           (fixed: rho R{gh_i})
  *   R{dgamma_c} += sum (R{g_i} xh_i + g_i R{xh_i}),  R{dbeta_c} += sum R{g_i}.
- * Sums in double, one set at a time (plain loops: the R-passes are a
+ * Fixed statistics run per plane in float (sums in double); batch
+ * statistics one set at a time in double (plain loops: the R-passes are a
  * probe's, not training's hot path).
  *
  * Not exact, so refused by norm_rsupports (the Hessian probe then takes
@@ -98,11 +99,91 @@ static void set_rmoments(const struct norm_priv *P, size_t s, const float *x,
     *mxr = m > 0 ? b / m : 0;
 }
 
+/* Fixed statistics (EVAL, frozen): per channel an affine map in float,
+ * R{y} = s (a1 x + a0 + a2 R{x}) with a1 = V_gamma rho,
+ * a0 = V_beta - a1 mu, a2 = gamma rho; the coefficients go to the
+ * backward's (C) temporaries coef_a, coef_b, coef_mu. */
+static void fixed_rforward(struct norm_priv *P, const struct nb_layer *l, const float *x,
+                           const float *rx, float *ry, const float *vg, const float *vb)
+{
+    const size_t HW = (size_t)P->HW, C = (size_t)P->C;
+    const float es = P->escaled ? (float)noise_mean_scale(&P->o) : 1.0f;
+    float *a1 = P->coef_a, *a0 = P->coef_b, *a2 = P->coef_mu; /* (C) */
+    for (size_t c = 0; c < C; c++) {
+        const double rho = P->srstd[c];
+        a1[c] = (float)(vg[c] * rho);
+        a2[c] = (float)(gamma_of(P, l, (int)c) * rho);
+        a0[c] = (float)(vb[c] - vg[c] * rho * P->smean[c]);
+    }
+    for (size_t i = 0; i < (size_t)P->n; i++)
+        for (size_t c = 0; c < (HW == 1 ? 1 : C); c++) {
+            /* HW == 1: the whole (C) row at once, channel k = q */
+            const size_t off = HW == 1 ? i * C : (i * C + c) * HW, m = HW == 1 ? C : HW;
+            const float *xp = x + off, *rp = rx + off; /* (m) */
+            const float *sp = P->noised ? P->ns + off : NULL;
+            float *yp = ry + off;                      /* (m) */
+            for (size_t q = 0; q < m; q++) {
+                const size_t k = HW == 1 ? q : c;
+                const float v = a1[k] * xp[q] + a0[k] + a2[k] * rp[q];
+                yp[q] = (sp ? sp[q] : es) * v;
+            }
+        }
+}
+
+/* Fixed statistics: R{dx} = rho s (V_gamma dy + gamma R{dy});
+ * R{dgamma} += rho sum s (R{dy} (x - mu) + dy R{x}), R{dbeta} += sum s R{dy}
+ * (into P->cda, P->cdb, zeroed by the caller). */
+static void fixed_rbackward(struct norm_priv *P, const struct nb_layer *l, const float *x,
+                            const float *rx, const float *dy, const float *rdy, float *rdx,
+                            const float *vg)
+{
+    const size_t HW = (size_t)P->HW, C = (size_t)P->C;
+    const float es = P->escaled ? (float)noise_mean_scale(&P->o) : 1.0f;
+    float *b1 = P->coef_a, *b2 = P->coef_b, *mu = P->coef_mu; /* (C) */
+    for (size_t c = 0; c < C; c++) {
+        const double rho = P->srstd[c];
+        b1[c] = (float)(rho * vg[c]);
+        b2[c] = (float)(rho * gamma_of(P, l, (int)c));
+        mu[c] = (float)P->smean[c];
+    }
+    for (size_t i = 0; i < (size_t)P->n; i++)
+        for (size_t c = 0; c < (HW == 1 ? 1 : C); c++) {
+            const size_t off = HW == 1 ? i * C : (i * C + c) * HW, m = HW == 1 ? C : HW;
+            const float *xp = x + off, *rp = rx + off, *gp = dy + off, *rgp = rdy + off;
+            const float *sp = P->noised ? P->ns + off : NULL;
+            if (HW == 1) {
+                for (size_t q = 0; q < m; q++) {
+                    const float sc = sp ? sp[q] : es, g = sc * gp[q], rg = sc * rgp[q];
+                    P->cda[q] += (double)rg * (xp[q] - mu[q]) + (double)g * rp[q];
+                    P->cdb[q] += rg;
+                }
+            } else {
+                double sa = 0, sb = 0;
+                for (size_t q = 0; q < m; q++) {
+                    const float sc = sp ? sp[q] : es, g = sc * gp[q], rg = sc * rgp[q];
+                    sa += (double)rg * (xp[q] - mu[c]) + (double)g * rp[q];
+                    sb += rg;
+                }
+                P->cda[c] += sa;
+                P->cdb[c] += sb;
+            }
+            if (!rdx)
+                continue;
+            float *op = rdx + off; /* (m) */
+            for (size_t q = 0; q < m; q++) {
+                const size_t k = HW == 1 ? q : c;
+                op[q] = (sp ? sp[q] : es) * (b1[k] * gp[q] + b2[k] * rgp[q]);
+            }
+        }
+    for (size_t c = 0; c < C; c++)
+        P->cda[c] *= P->srstd[c];
+}
+
 void norm_rforward(struct nb_layer *l, const float *x, const float *y,
                    const float *rx, float *ry, int n)
 {
     NB_UNUSED(y);
-    const struct norm_priv *P = l->priv;
+    struct norm_priv *P = l->priv;
     NB_ASSERT(P && n == P->n && !P->comm);
     const size_t total = (size_t)n * P->numel, HW = (size_t)P->HW;
     if (P->o.type == NB_NORM_NONE) {
@@ -114,6 +195,10 @@ void norm_rforward(struct nb_layer *l, const float *x, const float *y,
     const float *vg = P->p_gamma >= 0 ? l->params[P->p_gamma].rdir : P->zeros;
     const float *vb = P->p_beta >= 0 ? l->params[P->p_beta].rdir : P->zeros;
     NB_ASSERT(vg && vb);
+    if (P->fixed) {
+        fixed_rforward(P, l, x, rx, ry, vg, vb);
+        return;
+    }
     const size_t sets = set_count(P);
     for (size_t s = 0; s < sets; s++) {
         const double mu = P->smean[s], rho = P->srstd[s];
@@ -156,7 +241,9 @@ void norm_rbackward(struct nb_layer *l, const float *x, const float *y,
     /* cda, cdb (backward's temporaries): R{dgamma}, R{dbeta} */
     for (int c = 0; c < P->C; c++)
         P->cda[c] = P->cdb[c] = 0;
-    const size_t sets = set_count(P);
+    const size_t sets = P->fixed ? 0 : set_count(P);
+    if (P->fixed)
+        fixed_rbackward(P, l, x, rx, dy, rdy, rdx, vg);
     for (size_t s = 0; s < sets; s++) {
         const double mu = P->smean[s], rho = P->srstd[s];
         double mr = 0, mxr = 0;
