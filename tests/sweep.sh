@@ -382,6 +382,10 @@ check "probes: probes.csv and slice.csv written" \
 is "$(cut -d, -f2 "$W/r-probe/probes/$on_id/probes.csv" | sort -u | tr '\n' ' ')" \
     "dist hessian landscape probe slice " "probes: every probe asked for has rows"
 check "probes: the cost is in meta.txt" grep -q '^probe_seconds = ' "$W/r-probe/probes/$on_id/meta.txt"
+check "probes: the Hessian's products were exact (meta.txt)" \
+    grep -q '^probe_hessian_hvp = exact$' "$W/r-probe/probes/$on_id/meta.txt"
+check "probes: the Hessian's rows say so (hvp_exact 1)" \
+    grep -q ',hessian,"",-1,samples,64,hvp_exact,1,eval$' "$W/r-probe/probes/$on_id/probes.csv"
 
 # ---- GNU parallel drives list / run --index --------------------------------
 if command -v parallel >/dev/null 2>&1 && parallel --version 2>/dev/null | grep -q 'GNU parallel'; then

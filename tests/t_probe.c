@@ -456,11 +456,13 @@ static void test_hessian(void)
              "hessian: Hutchinson trace %.6g vs exact %.6g (%g Rademacher vectors, 5 sd = %.3g)",
              tr, trace, tit, tol);
     ok(tit >= 2 && tit <= 100, "hessian: trace iterations recorded (%g)", tit);
-    double wn = 0;
-    for (int i = 0; i < NP; i++)
-        wn += (double)W[i] * W[i];
-    is_close(find(&rs, "hessian", NULL, "samples", "fd_step"), 1e-3 * fmax(1.0, sqrt(wn)), 0,
-             1e-12, "hessian: fd_step = 1e-3 max(1, ||theta||) recorded");
+    double lo = find(&rs, "hessian", NULL, "samples", "trace_ci_lo");
+    double hi = find(&rs, "hessian", NULL, "samples", "trace_ci_hi");
+    ok(tit < 2 || (lo < tr && tr < hi), "hessian: trace interval [%.6g, %.6g] around %.6g", lo,
+       hi, tr);
+    ok(find(&rs, "hessian", NULL, "samples", "hvp_exact") == 1 &&
+           isnan(find(&rs, "hessian", NULL, "samples", "fd_step")),
+       "hessian: exact Hessian-vector products by default (hvp_exact 1, fd_step NaN)");
     double pv = NAN;
     find_k(&rs, "hessian", NULL, "samples", "loss", 0, &pv);
     ok(pv == N && !strcmp(rs.r[0].mode, "eval"), "hessian: samples %g, bn_mode eval", pv);
@@ -481,6 +483,31 @@ static void test_hessian(void)
     tol = 5.0 * sqrt(2.0 * off2 / tit) + 1e-4 * trace;
     is_close(tr, trace, tol, 0, "hessian: tol 1e-9: trace %.6g vs %.6g (%g vectors)", tr, trace,
              tit);
+    double res = find(&rs, "hessian", NULL, "samples", "lambda_residual");
+    ok(res < 1e-3, "hessian: tol 1e-9: lambda_residual ||H v - lambda v|| / lambda = %.2g", res);
+    lo = find(&rs, "hessian", NULL, "samples", "trace_ci_lo");
+    hi = find(&rs, "hessian", NULL, "samples", "trace_ci_hi");
+    ok(lo <= trace && trace <= hi, "hessian: tol 1e-9: the exact trace %.6g in [%.6g, %.6g]",
+       trace, lo, hi);
+    nb_probe_free(&p);
+
+    /* the same by central differences (hessian_hvp = fd): exact on a
+     * quadratic up to rounding */
+    o.hessian_hvp = NB_HVP_FD;
+    rs.n = 0;
+    nb_probe_init(&p, &o, &m, 9, &ds, NULL, &e);
+    nb_probe_set_sink(&p, &sink);
+    nb_probe_finish(&p, &m, 0);
+    lam = find(&rs, "hessian", NULL, "samples", "lambda_max");
+    is_close(lam, lmax, 0, 1e-5, "hessian: fd, tol 1e-9: lambda_max %.9g vs %.9g", lam, lmax);
+    double wn = 0;
+    for (int i = 0; i < NP; i++)
+        wn += (double)W[i] * W[i];
+    is_close(find(&rs, "hessian", NULL, "samples", "fd_step"), 1e-3 * fmax(1.0, sqrt(wn)), 0,
+             1e-12, "hessian: fd: fd_step = 1e-3 max(1, ||theta||) recorded");
+    ok(find(&rs, "hessian", NULL, "samples", "hvp_exact") == 0 && p.hessian_fd == 1 &&
+           p.hessian_exact == 0,
+       "hessian: fd: hvp_exact 0, one call by differences");
     nb_probe_free(&p);
 
     /* probe mode with chunks of the training batch: same Hessian here */

@@ -532,6 +532,7 @@ static void test_defaults(void)
     is_int(po->hessian_every, dp.hessian_every, "defaults agree: probe.hessian_every");
     is_int(po->hessian_samples, dp.hessian_samples, "defaults agree: probe.hessian_samples");
     is_int(po->hessian_mode, dp.hessian_mode, "defaults agree: probe.hessian_mode");
+    is_int(po->hessian_hvp, dp.hessian_hvp, "defaults agree: probe.hessian_hvp");
     is_int(po->slice_dim, dp.slice_dim, "defaults agree: probe.slice_dim");
     is_int(po->slice_points, dp.slice_points, "defaults agree: probe.slice_points");
     ok(po->slice_range == dp.slice_range, "defaults agree: probe.slice_range");
@@ -552,6 +553,12 @@ static void test_check(void)
                 "same share)");
     check_error("both.ini", "[norm]\ntype = batch\nnorm_batch = 4\ndevices = 2\n", 4,
                 "give either norm_batch (4) or devices (2), not both");
+    check_error("hvp.ini",
+                "[norm]\ntype = lp\n[probe]\nhessian = true\nhessian_mode = probe\n"
+                "hessian_hvp = exact\n[data]\nsource = blobs\n", 6,
+                "[probe] hessian_hvp = exact, but layer norm1 (norm) has no exact "
+                "Hessian-vector product with hessian_mode = probe (lp norm and batch renorm "
+                "with batch statistics have none)");
     check_error("bn1.ini", "[model]\narch = mlp\n[norm]\ntype = batch\n[train]\nbatch = 8, 1\n", 6,
                 "layer norm1: batch norm needs more than one value per channel in training "
                 "(batch 1 x 1 x 1 = 1) (run 1: train.batch=1)");

@@ -295,10 +295,12 @@ static char *model_key(const struct nb_run *run, const struct nb_runcfg *rc,
     char extra[256];
     snprintf(extra, sizeof extra,
              "batch %d drop_last %d input %dx%dx%d outputs %d loss %d n %zu "
-             "renorm %ld %ld %ld",
+             "renorm %ld %ld %ld hessian %d %d %d",
              s->batch, (int)s->drop_last, s->model.input.c, s->model.input.h,
              s->model.input.w, s->model.outputs, (int)s->model.loss, ntrain,
-             n->renorm_warmup, n->renorm_dmax_steps, n->renorm_rmax_steps);
+             n->renorm_warmup, n->renorm_dmax_steps, n->renorm_rmax_steps,
+             (int)(rc->probes && rc->probe.hessian), (int)rc->probe.hessian_hvp,
+             (int)rc->probe.hessian_mode);
     nb_text_printf(&b, "%s\n", extra);
     if (b.failed) {
         free(b.s);
@@ -362,7 +364,8 @@ static void groups_hint(const struct nb_model_desc *desc, char *hint, size_t siz
     nb_model_free(&m);
 }
 
-/* Builds the model for a few samples and checks the training batches. */
+/* Builds the model for a few samples and checks the training batches,
+ * and the probes' demands on the model (probe.h nb_probe_check_model). */
 static void model_verdict(const struct nb_runcfg *rc, size_t ntrain,
                           struct verdict *v)
 {
@@ -410,6 +413,8 @@ static void model_verdict(const struct nb_runcfg *rc, size_t ntrain,
         snprintf(v->hint, sizeof v->hint,
                  "the last batch of an epoch has %d sample(s) (%zu %% %d): "
                  "set drop_last = true", rem, ntrain, B);
+    } else if (rc->probes && (r = nb_probe_check_model(&rc->probe, &m, &e))) {
+        blame(&e, rc, &v->section, &v->name);
     }
     nb_model_free(&m);
     if (r) {

@@ -1,6 +1,13 @@
-/* src/layers/activation.c - element-wise layers: relu, sigmoid, flatten
- * and dropout.  Each keeps the input shape (flatten reshapes to
- * (C*H*W, 1, 1)) and works on the n * numel contiguous floats. */
+/* src/layers/activation.c - element-wise layers: relu, sigmoid, tanh,
+ * flatten and dropout.  Each keeps the input shape (flatten reshapes to
+ * (C*H*W, 1, 1)) and works on the n * numel contiguous floats.
+ *
+ * R-operators (layer.h): every one of them has a diagonal Jacobian
+ * D = diag(f'(x)) (flatten's and EVAL dropout's the identity, relu's and
+ * dropout's a cached mask), so R{y} = D R{x} is the kind's own backward
+ * applied to R{x}; R{dx} = D R{dy} + diag(f''(x) dy) R{x}, where f'' is 0
+ * for the piecewise-linear ones (relu: exact, the kink has measure zero
+ * and its mask is that of the forward). */
 #include "layers/layer.h"
 
 #include <math.h>
@@ -73,6 +80,13 @@ static void relu_backward(struct nb_layer *l, const float *x, const float *y,
         dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
 }
 
+/* R{y} = [x > 0] R{x}: the backward's mask applied to rx. */
+static void relu_rforward(struct nb_layer *l, const float *x, const float *y,
+                          const float *rx, float *ry, int n)
+{
+    relu_backward(l, x, y, rx, ry, n);
+}
+
 const struct nb_layer_ops nb_relu_ops = {
     .kind = "relu",
     .setup = same_shape_setup,
@@ -80,6 +94,8 @@ const struct nb_layer_ops nb_relu_ops = {
     .forward = relu_forward,
     .backward = relu_backward,
     .destroy = NULL,
+    .rforward = relu_rforward,
+    .rbackward = nb_layer_rbackward_adjoint,
 };
 
 /* ---- sigmoid -------------------------------------------------------- */
@@ -116,6 +132,33 @@ static void sigmoid_backward(struct nb_layer *l, const float *x,
         dx[i] = dy[i] * y[i] * (1.0f - y[i]);
 }
 
+/* R{y} = y (1 - y) R{x}. */
+static void sigmoid_rforward(struct nb_layer *l, const float *x,
+                             const float *y, const float *rx, float *ry,
+                             int n)
+{
+    sigmoid_backward(l, x, y, rx, ry, n);
+}
+
+/* dx = dy s', s' = y (1 - y), s'' = s' (1 - 2y):
+ * R{dx} = R{dy} s' + dy s'' R{x}. */
+static void sigmoid_rbackward(struct nb_layer *l, const float *x,
+                              const float *y, const float *rx,
+                              const float *dy, const float *rdy, float *rdx,
+                              int n)
+{
+    NB_UNUSED(x);
+    NB_ASSERT(n >= 0 && n <= l->max_batch);
+    if (!rdx)
+        return;
+    const size_t m = batch_numel(l, n); /* y, rx, dy, rdy, rdx: (n, C, H, W) */
+    for (size_t i = 0; i < m; i++) {
+        const double s1 = (double)y[i] * (1.0 - (double)y[i]);
+        const double s2 = s1 * (1.0 - 2.0 * (double)y[i]);
+        rdx[i] = (float)(rdy[i] * s1 + (double)dy[i] * s2 * rx[i]);
+    }
+}
+
 const struct nb_layer_ops nb_sigmoid_ops = {
     .kind = "sigmoid",
     .setup = same_shape_setup,
@@ -123,6 +166,68 @@ const struct nb_layer_ops nb_sigmoid_ops = {
     .forward = sigmoid_forward,
     .backward = sigmoid_backward,
     .destroy = NULL,
+    .rforward = sigmoid_rforward,
+    .rbackward = sigmoid_rbackward,
+};
+
+/* ---- tanh ----------------------------------------------------------- */
+
+/* y = tanh(x);  dx = dy (1 - y^2), from y alone. */
+static void tanh_forward(struct nb_layer *l, const float *x, float *y, int n,
+                         enum nb_mode mode)
+{
+    NB_UNUSED(mode);
+    NB_ASSERT(n >= 0 && n <= l->max_batch);
+    const size_t m = batch_numel(l, n); /* x, y: (n, C, H, W) */
+    for (size_t i = 0; i < m; i++)
+        y[i] = tanhf(x[i]);
+}
+
+static void tanh_backward(struct nb_layer *l, const float *x, const float *y,
+                          const float *dy, float *dx, int n)
+{
+    NB_UNUSED(x);
+    NB_ASSERT(n >= 0 && n <= l->max_batch);
+    if (!dx)
+        return;
+    const size_t m = batch_numel(l, n); /* y, dy, dx: (n, C, H, W) */
+    for (size_t i = 0; i < m; i++)
+        dx[i] = dy[i] * (1.0f - y[i] * y[i]);
+}
+
+/* R{y} = (1 - y^2) R{x}. */
+static void tanh_rforward(struct nb_layer *l, const float *x, const float *y,
+                          const float *rx, float *ry, int n)
+{
+    tanh_backward(l, x, y, rx, ry, n);
+}
+
+/* t' = 1 - y^2, t'' = -2 y t':  R{dx} = R{dy} t' + dy t'' R{x}. */
+static void tanh_rbackward(struct nb_layer *l, const float *x, const float *y,
+                           const float *rx, const float *dy, const float *rdy,
+                           float *rdx, int n)
+{
+    NB_UNUSED(x);
+    NB_ASSERT(n >= 0 && n <= l->max_batch);
+    if (!rdx)
+        return;
+    const size_t m = batch_numel(l, n); /* y, rx, dy, rdy, rdx: (n, C, H, W) */
+    for (size_t i = 0; i < m; i++) {
+        const double t1 = 1.0 - (double)y[i] * (double)y[i];
+        const double t2 = -2.0 * (double)y[i] * t1;
+        rdx[i] = (float)(rdy[i] * t1 + (double)dy[i] * t2 * rx[i]);
+    }
+}
+
+const struct nb_layer_ops nb_tanh_ops = {
+    .kind = "tanh",
+    .setup = same_shape_setup,
+    .init = NULL,
+    .forward = tanh_forward,
+    .backward = tanh_backward,
+    .destroy = NULL,
+    .rforward = tanh_rforward,
+    .rbackward = tanh_rbackward,
 };
 
 /* ---- flatten -------------------------------------------------------- */
@@ -161,6 +266,16 @@ static void flatten_backward(struct nb_layer *l, const float *x,
         memmove(dx, dy, batch_numel(l, n) * sizeof *dx);
 }
 
+/* R{y} = R{x}, reshaped. */
+static void flatten_rforward(struct nb_layer *l, const float *x,
+                             const float *y, const float *rx, float *ry,
+                             int n)
+{
+    NB_UNUSED(y);
+    NB_UNUSED(x);
+    flatten_forward(l, rx, ry, n, NB_EVAL);
+}
+
 const struct nb_layer_ops nb_flatten_ops = {
     .kind = "flatten",
     .setup = flatten_setup,
@@ -168,6 +283,8 @@ const struct nb_layer_ops nb_flatten_ops = {
     .forward = flatten_forward,
     .backward = flatten_backward,
     .destroy = NULL,
+    .rforward = flatten_rforward,
+    .rbackward = nb_layer_rbackward_adjoint,
 };
 
 /* ---- dropout -------------------------------------------------------- */
@@ -289,6 +406,14 @@ static void dropout_destroy(struct nb_layer *l)
     l->priv = NULL;
 }
 
+/* R{y} = m R{x} with the forward's mask (EVAL: R{x}). */
+static void dropout_rforward(struct nb_layer *l, const float *x,
+                             const float *y, const float *rx, float *ry,
+                             int n)
+{
+    dropout_backward(l, x, y, rx, ry, n);
+}
+
 const struct nb_layer_ops nb_dropout_ops = {
     .kind = "dropout",
     .setup = dropout_setup,
@@ -296,4 +421,6 @@ const struct nb_layer_ops nb_dropout_ops = {
     .forward = dropout_forward,
     .backward = dropout_backward,
     .destroy = dropout_destroy,
+    .rforward = dropout_rforward,
+    .rbackward = nb_layer_rbackward_adjoint,
 };

@@ -12,7 +12,9 @@
  *    s = H2/H when that divides, and a 7x7 map subsampled to 4x4 works).
  * Backward: dx = dy; dx2 = the adjoint of the shortcut applied to dy,
  * i.e. dx2[c, h*s, w*s] = dy[c, h, w] for c < C2 and 0 at every position
- * the subsampling skips.  Both are OVERWRITTEN (each skipped when NULL). */
+ * the subsampling skips.  Both are OVERWRITTEN (each skipped when NULL).
+ * R-operators (layer.h): the add is linear, so R{y} = R{x} +
+ * shortcut(R{x2}) and (R{dx}, R{dx2}) is the backward of R{dy}. */
 #include "layers/layer.h"
 
 #include <stdlib.h>
@@ -55,13 +57,13 @@ static int add_setup(struct nb_layer *l, const void *opts,
     return 0;
 }
 
-static void add_forward(struct nb_layer *l, const float *x, float *y, int n,
-                        enum nb_mode mode)
+/* y = x + shortcut(x2). */
+static void add_apply(const struct nb_layer *l, const float *x,
+                      const float *x2, /* x2: (n, C2, H2, W2) */
+                      float *y, int n)
 {
-    NB_UNUSED(mode);
     const struct add_priv *p = l->priv;
     NB_ASSERT(p && n >= 0 && n <= l->max_batch);
-    const float *x2 = l->x2; /* x2: (n, C2, H2, W2) */
     NB_ASSERT(x2 || n == 0);
     const int C = l->in.c, H = l->in.h, W = l->in.w;
     const int C2 = l->in2.c, H2 = l->in2.h, W2 = l->in2.w, s = p->s;
@@ -94,17 +96,23 @@ static void add_forward(struct nb_layer *l, const float *x, float *y, int n,
     }
 }
 
-static void add_backward(struct nb_layer *l, const float *x, const float *y,
-                         const float *dy, float *dx, int n)
+static void add_forward(struct nb_layer *l, const float *x, float *y, int n,
+                        enum nb_mode mode)
 {
-    NB_UNUSED(x);
-    NB_UNUSED(y);
+    NB_UNUSED(mode);
+    add_apply(l, x, l->x2, y, n);
+}
+
+/* dx = dy, dx2 = the shortcut's adjoint of dy (each skipped when NULL). */
+static void add_adjoint(const struct nb_layer *l, const float *dy, float *dx,
+                        float *dx2, /* dx2: (n, C2, H2, W2) */
+                        int n)
+{
     const struct add_priv *p = l->priv;
     NB_ASSERT(p && n >= 0 && n <= l->max_batch);
     const int C = l->in.c, H = l->in.h, W = l->in.w;
     const int C2 = l->in2.c, H2 = l->in2.h, W2 = l->in2.w, s = p->s;
     const size_t xs = nb_shape_numel(&l->in), x2s = nb_shape_numel(&l->in2);
-    float *dx2 = l->dx2; /* dx2: (n, C2, H2, W2) */
     if (dx && dx != dy)
         memmove(dx, dy, (size_t)n * xs * sizeof *dx);
     if (!dx2)
@@ -129,6 +137,33 @@ static void add_backward(struct nb_layer *l, const float *x, const float *y,
     }
 }
 
+static void add_backward(struct nb_layer *l, const float *x, const float *y,
+                         const float *dy, float *dx, int n)
+{
+    NB_UNUSED(x);
+    NB_UNUSED(y);
+    add_adjoint(l, dy, dx, l->dx2, n);
+}
+
+static void add_rforward(struct nb_layer *l, const float *x, const float *y,
+                         const float *rx, float *ry, int n)
+{
+    NB_UNUSED(x);
+    NB_UNUSED(y);
+    add_apply(l, rx, l->rx2, ry, n);
+}
+
+static void add_rbackward(struct nb_layer *l, const float *x, const float *y,
+                          const float *rx, const float *dy, const float *rdy,
+                          float *rdx, int n)
+{
+    NB_UNUSED(x);
+    NB_UNUSED(y);
+    NB_UNUSED(rx);
+    NB_UNUSED(dy);
+    add_adjoint(l, rdy, rdx, l->rdx2, n);
+}
+
 static void add_destroy(struct nb_layer *l)
 {
     free(l->priv);
@@ -142,4 +177,6 @@ const struct nb_layer_ops nb_add_ops = {
     .forward = add_forward,
     .backward = add_backward,
     .destroy = add_destroy,
+    .rforward = add_rforward,
+    .rbackward = add_rbackward,
 };

@@ -40,7 +40,17 @@
  * A 1x1, stride-1, unpadded convolution skips im2col: col is x itself.
  * (Tried and dropped: computing dx as a correlation of dy with the flipped
  * kernel, which avoids col2im's scatter-add; it measured no faster.  The
- * Winograd path does compute dx that way, where it pays.) */
+ * Winograd path does compute dx that way, where it pays.)
+ *
+ * R-operators (layer.h): the convolution is bilinear in (x, W), so with V
+ * and Vb the direction of W and b
+ *   R{y}  = conv(R{x}; W) + conv(x; V) + Vb
+ *   R{dx} = conv^T(R{dy}; W) + conv^T(dy; V)
+ *   R{dW} += dW(x, R{dy}) + dW(R{x}, dy),   R{db} += sum R{dy},
+ * each term one call of this layer's own forward or backward (so the
+ * layer's algorithm, im2col or Winograd, with its rounding) on a shallow
+ * copy of the layer whose weight/bias views point at V, Vb or the
+ * R-gradients; the second term of a sum goes through ctx->rwork. */
 #include "layers/conv_impl.h"
 
 #include <stdlib.h>
@@ -540,6 +550,76 @@ static void conv_backward(struct nb_layer *l, const float *x, const float *y,
                 dw[(size_t)o * K + r] += dwt[(size_t)r * O + o];
 }
 
+/* The shallow copy of l that the R-operators run the layer's own passes
+ * on: *lv and *pv are l and its priv, lv->priv = pv. */
+static void conv_view(const struct nb_layer *l, struct nb_layer *lv,
+                      struct conv_priv *pv)
+{
+    *lv = *l;
+    *pv = *(const struct conv_priv *)l->priv;
+    lv->priv = pv;
+}
+
+static void conv_rforward(struct nb_layer *l, const float *x, const float *y,
+                          const float *rx, float *ry, int n)
+{
+    NB_UNUSED(y);
+    const struct conv_priv *p = l->priv;
+    NB_ASSERT(p && n >= 0 && n <= l->max_batch);
+    struct nb_layer lv;
+    struct conv_priv pv;
+    conv_view(l, &lv, &pv);
+    const size_t m = (size_t)n * nb_shape_numel(&l->out);
+    float *work = l->ctx ? l->ctx->rwork : NULL; /* work: (n, O, OH, OW) */
+    NB_ASSERT(work && l->ctx->rwork_count >= m);
+    NB_ASSERT(l->params[p->w_idx].rdir);
+    /* ry = conv(rx; W), no bias (rx NULL: R{x} = 0, no term) */
+    pv.b_idx = -1;
+    if (rx)
+        conv_forward(&lv, rx, ry, n, NB_EVAL);
+    /* work (ry itself without the first term) = conv(x; V) + Vb */
+    lv.params[p->w_idx].value = (float *)l->params[p->w_idx].rdir;
+    if (p->b_idx >= 0) {
+        NB_ASSERT(l->params[p->b_idx].rdir);
+        pv.b_idx = p->b_idx;
+        lv.params[p->b_idx].value = (float *)l->params[p->b_idx].rdir;
+    }
+    conv_forward(&lv, x, rx ? work : ry, n, NB_EVAL);
+    if (rx)
+        add_block(ry, work, m);
+}
+
+static void conv_rbackward(struct nb_layer *l, const float *x, const float *y,
+                           const float *rx, const float *dy, const float *rdy,
+                           float *rdx, int n)
+{
+    NB_UNUSED(y);
+    const struct conv_priv *p = l->priv;
+    NB_ASSERT(p && n >= 0 && n <= l->max_batch);
+    struct nb_layer lv;
+    struct conv_priv pv;
+    conv_view(l, &lv, &pv);
+    for (int i = 0; i < l->n_params; i++) {
+        NB_ASSERT(l->params[i].rdir && l->params[i].rgrad);
+        lv.params[i].grad = l->params[i].rgrad;
+    }
+    const size_t m = (size_t)n * nb_shape_numel(&l->in);
+    float *work = l->ctx ? l->ctx->rwork : NULL; /* work: (n, C, H, W) */
+    NB_ASSERT(work && l->ctx->rwork_count >= m);
+    /* rdx = conv^T(rdy; W); R{dW} += dW(x, rdy); R{db} += sum rdy */
+    conv_backward(&lv, x, NULL, rdy, rdx, n);
+    /* work = conv^T(dy; V); R{dW} += dW(rx, dy) (rx NULL: R{x} = 0, and
+     * no rdx is asked for) */
+    NB_ASSERT(rx || !rdx);
+    if (!rx)
+        return;
+    pv.b_idx = -1;
+    lv.params[p->w_idx].value = (float *)l->params[p->w_idx].rdir;
+    conv_backward(&lv, rx, NULL, dy, rdx ? work : NULL, n);
+    if (rdx)
+        add_block(rdx, work, m);
+}
+
 static void conv_destroy(struct nb_layer *l)
 {
     free(l->priv);
@@ -553,4 +633,7 @@ const struct nb_layer_ops nb_conv2d_ops = {
     .forward = conv_forward,
     .backward = conv_backward,
     .destroy = conv_destroy,
+    .rforward = conv_rforward,
+    .rbackward = conv_rbackward,
+    .rx_null_ok = true,
 };

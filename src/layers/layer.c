@@ -77,3 +77,21 @@ void nb_layer_destroy(struct nb_layer *l)
         l->ops->destroy(l);
     memset(l, 0, sizeof *l);
 }
+
+bool nb_layer_rsupports(const struct nb_layer *l, enum nb_mode mode)
+{
+    if (!l->ops || !l->ops->rforward || !l->ops->rbackward)
+        return false;
+    return !l->ops->rsupports || l->ops->rsupports(l, mode);
+}
+
+void nb_layer_rbackward_adjoint(struct nb_layer *l, const float *x,
+                                const float *y, const float *rx,
+                                const float *dy, const float *rdy,
+                                float *rdx, int n)
+{
+    NB_UNUSED(rx);
+    NB_UNUSED(dy);
+    NB_ASSERT(l->n_params == 0);
+    l->ops->backward(l, x, y, rdy, rdx, n);
+}

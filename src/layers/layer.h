@@ -15,6 +15,17 @@
  *      only NB_ASSERT;
  *   4. ops->destroy frees l->priv only (views never free).
  *
+ * Exact Hessian-vector products (Pearlmutter 1994, "Fast exact
+ * multiplication by the Hessian"): R{f} = d/dt f(theta + t v) at t = 0 for
+ * a direction v on the parameters.  A kind that implements the optional
+ * pair rforward/rbackward propagates R{x} forward (R{y} = J_x R{x} +
+ * J_theta v) and R{dL/dy} backward (R{dL/dx} and R{dL/dtheta}, the
+ * latter being H v for the whole model), reading the caches of the
+ * forward and the dy of the backward of the same samples; the owner
+ * (model.h: nb_model_hvp) binds each parameter's direction (rdir) and
+ * R-gradient (rgrad) views and ctx->rwork before the passes.  Storage is
+ * float as in forward/backward; sums accumulate in double.
+ *
  * Data layout is NCHW float32: a batch of n samples of shape l->in is
  * n * nb_shape_numel(&l->in) contiguous floats.  x, y, dy and dx never
  * alias (backward may need the original x and y).  ctx->scratch is shared
@@ -60,6 +71,10 @@ struct nb_param {
     int filters;        /* rows ("filters": output units) for WEIGHT */
     float *value;       /* bound by the owner */
     float *grad;        /* bound by the owner; backward ADDS into it */
+    /* Bound by the owner of an R-pass (nb_model_hvp), NULL otherwise: the
+     * direction v of this block, and R{dL/dtheta} (rbackward ADDS). */
+    const float *rdir;
+    float *rgrad;
 };
 
 struct nb_state {
@@ -88,6 +103,11 @@ struct nb_ctx {
      * a forward are the whole batch. */
     const struct nb_comm *comm;
     int part_start, part_total;
+    /* Workspace of the R-passes (bound with the parameters' rdir/rgrad):
+     * rwork_count >= max_batch x the largest activation of the model, free
+     * for any rforward/rbackward to overwrite. */
+    float *rwork;
+    size_t rwork_count;
 };
 
 #define NB_MAX_PARAMS 4
@@ -111,6 +131,10 @@ struct nb_layer {
     struct nb_shape in2;
     const float *x2;
     float *dx2;
+    /* R{x2} and R{dL/dx2} of the R-passes, bound like x2 and dx2;
+     * rbackward OVERWRITES rdx2. */
+    const float *rx2;
+    float *rdx2;
     struct nb_ctx *ctx;      /* bound by the owner */
     void *priv;              /* kind-specific state and caches */
 };
@@ -134,6 +158,29 @@ struct nb_layer_ops {
                      const float *dy, float *dx, int n);
     /* Frees l->priv; safe after a failed setup. */
     void (*destroy)(struct nb_layer *l);
+    /* ---- the R-operator (see the top of this file); both NULL or both
+     * set.  They run after a forward (same n, same mode, whose caches
+     * they read) and a backward of it (that gave dy), at the same
+     * parameters, and the R-values of the layers before them.
+     * rforward: from rx = R{x} (n, in) (and l->rx2), OVERWRITES
+     *   ry = R{y} (n, out) (a loss: R{L_n}).
+     * rbackward: from dy (the backward's dL/dy) and rdy = R{dL/dy},
+     *   OVERWRITES rdx = R{dL/dx} (skipped when NULL; and l->rdx2) and
+     *   ADDS R{dL/dtheta} into every parameter's rgrad. */
+    void (*rforward)(struct nb_layer *l, const float *x, const float *y,
+                     const float *rx, float *ry, int n);
+    void (*rbackward)(struct nb_layer *l, const float *x, const float *y,
+                      const float *rx, const float *dy, const float *rdy,
+                      float *rdx, int n);
+    /* Whether the pair is exact after a forward in `mode` (its
+     * statistics, its options); NULL: in every mode. */
+    bool (*rsupports)(const struct nb_layer *l, enum nb_mode mode);
+    /* The pair takes rx = NULL for R{x} = 0 (the model's input, which no
+     * direction moves) and skips the terms it would feed, rdx then being
+     * NULL too: the kinds a network starts with (linear, conv2d), whose
+     * R-passes then cost what a forward and a backward do.  Others get a
+     * buffer of zeros. */
+    bool rx_null_ok;
 };
 
 /* Declares a parameter block; returns its index in l->params, or -1 (with
@@ -152,6 +199,18 @@ int nb_layer_setup(struct nb_layer *l, const struct nb_layer_ops *ops,
 
 /* Calls destroy (if set up) and zeroes l. */
 void nb_layer_destroy(struct nb_layer *l);
+
+/* Whether l has exact R-operators after a forward in mode. */
+bool nb_layer_rsupports(const struct nb_layer *l, enum nb_mode mode);
+
+/* rbackward of a kind without parameters whose Jacobian is constant
+ * around x, given the forward's caches (relu's mask, max-pool's argmax,
+ * dropout's mask, flatten, global average pooling): then R{dL/dx} =
+ * J^T R{dL/dy} is its own backward applied to rdy. */
+void nb_layer_rbackward_adjoint(struct nb_layer *l, const float *x,
+                                const float *y, const float *rx,
+                                const float *dy, const float *rdy,
+                                float *rdx, int n);
 
 /* ---- the kinds of the core (norm.h declares the normalization family) */
 
@@ -187,6 +246,7 @@ extern const struct nb_layer_ops nb_maxpool_ops;
 extern const struct nb_layer_ops nb_gap_ops;      /* global average pool */
 extern const struct nb_layer_ops nb_relu_ops;
 extern const struct nb_layer_ops nb_sigmoid_ops;
+extern const struct nb_layer_ops nb_tanh_ops;
 extern const struct nb_layer_ops nb_dropout_ops;
 extern const struct nb_layer_ops nb_flatten_ops;
 /* The drop probability p of a dropout layer (its setup's option); 0 for a

@@ -4,7 +4,12 @@
  * in = C*H*W features (the NCHW layout makes that a no-op), the output has
  * shape (out, 1, 1).  Parameters: weight [out, in] row-major (PyTorch's
  * nn.Linear layout), bias [out] when opts->bias.  All products go through
- * CBLAS sgemm, with the batch as the M dimension. */
+ * CBLAS sgemm, with the batch as the M dimension.
+ *
+ * R-operators (layer.h), V and Vb the direction of W and b:
+ *   R{Y}  = R{X} W^T + X V^T + 1 Vb^T
+ *   R{dX} = R{dY} W + dY V
+ *   R{dW} += R{dY}^T X + dY^T R{X},   R{db} += sum_n R{dY}[n, :]. */
 #include "layers/layer.h"
 
 #include <stdlib.h>
@@ -113,6 +118,72 @@ static void linear_backward(struct nb_layer *l, const float *x,
                     p->out, 1.0f, dy, p->out, w, p->in, 0.0f, dx, p->in);
 }
 
+static void linear_rforward(struct nb_layer *l, const float *x,
+                            const float *y, const float *rx, float *ry, int n)
+{
+    NB_UNUSED(y);
+    const struct linear_priv *p = l->priv;
+    NB_ASSERT(p && n >= 0 && n <= l->max_batch);
+    if (n == 0)
+        return;
+    const float *w = l->params[p->w_idx].value; /* w: (out, in) */
+    const float *v = l->params[p->w_idx].rdir;  /* v: (out, in) */
+    NB_ASSERT(v);
+    /* x, rx: (n, in); ry: (n, out); rx NULL: R{x} = 0 */
+    if (rx)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, p->out, p->in,
+                    1.0f, rx, p->in, w, p->in, 0.0f, ry, p->out);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, p->out, p->in,
+                1.0f, x, p->in, v, p->in, rx ? 1.0f : 0.0f, ry, p->out);
+    if (p->b_idx >= 0) {
+        const float *vb = l->params[p->b_idx].rdir; /* vb: (out) */
+        NB_ASSERT(vb);
+        for (int s = 0; s < n; s++) {
+            float *ys = ry + (size_t)s * p->out;
+            for (int o = 0; o < p->out; o++)
+                ys[o] += vb[o];
+        }
+    }
+}
+
+static void linear_rbackward(struct nb_layer *l, const float *x,
+                             const float *y, const float *rx, const float *dy,
+                             const float *rdy, float *rdx, int n)
+{
+    NB_UNUSED(y);
+    const struct linear_priv *p = l->priv;
+    NB_ASSERT(p && n >= 0 && n <= l->max_batch);
+    if (n == 0)
+        return;
+    const struct nb_param *pw = &l->params[p->w_idx];
+    NB_ASSERT(pw->rdir && pw->rgrad);
+    /* x, rx, rdx: (n, in); dy, rdy: (n, out); w, v, rdw: (out, in) */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, p->out, p->in, n,
+                1.0f, rdy, p->out, x, p->in, 1.0f, pw->rgrad, p->in);
+    if (rx) /* NULL: R{x} = 0 */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, p->out, p->in, n,
+                    1.0f, dy, p->out, rx, p->in, 1.0f, pw->rgrad, p->in);
+    NB_ASSERT(rx || !rdx);
+    if (p->b_idx >= 0) {
+        float *rdb = l->params[p->b_idx].rgrad; /* rdb: (out) */
+        NB_ASSERT(rdb);
+        for (int o = 0; o < p->out; o++) {
+            double s = 0.0;
+            for (int i = 0; i < n; i++)
+                s += rdy[(size_t)i * p->out + o];
+            rdb[o] += (float)s;
+        }
+    }
+    if (rdx) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, p->in,
+                    p->out, 1.0f, rdy, p->out, pw->value, p->in, 0.0f, rdx,
+                    p->in);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, p->in,
+                    p->out, 1.0f, dy, p->out, pw->rdir, p->in, 1.0f, rdx,
+                    p->in);
+    }
+}
+
 static void linear_destroy(struct nb_layer *l)
 {
     free(l->priv);
@@ -126,4 +197,7 @@ const struct nb_layer_ops nb_linear_ops = {
     .forward = linear_forward,
     .backward = linear_backward,
     .destroy = linear_destroy,
+    .rforward = linear_rforward,
+    .rbackward = linear_rbackward,
+    .rx_null_ok = true,
 };

@@ -14,7 +14,16 @@
  * mse (targets from ctx->targets, (n, D)):
  *   L_n = (1/D) sum_k (x_n[k] - t_n[k])^2   (mean over the sample's values)
  *   dx_n[k] = dy[n] * 2 (x_n[k] - t_n[k]) / D.
- *   The batch mean of L_n equals PyTorch's MSELoss(reduction='mean'). */
+ *   The batch mean of L_n equals PyTorch's MSELoss(reduction='mean').
+ *
+ * R-operators (layer.h), r = R{x_n}, p = softmax(x_n), e = onehot(label):
+ *   xent: R{L_n} = (p - e) . r,
+ *         R{dx_n} = R{dy[n]} (p - e) + dy[n] (diag(p) - p p^T) r
+ *                 = R{dy[n]} (p - e) + dy[n] p * (r - p . r);
+ *   mse:  R{L_n} = (2/D) (x_n - t_n) . r,
+ *         R{dx_n} = (2/D) (R{dy[n]} (x_n - t_n) + dy[n] r).
+ * (The owner's dy = 1/n is a constant: R{dy} = 0 there.)  Per sample in
+ * double. */
 #include "layers/layer.h"
 
 #include <math.h>
@@ -89,6 +98,48 @@ static void xent_backward(struct nb_layer *l, const float *x, const float *y,
     }
 }
 
+static void xent_rforward(struct nb_layer *l, const float *x, const float *y,
+                          const float *rx, float *ry, int n)
+{
+    NB_UNUSED(y);
+    NB_ASSERT(n >= 0 && n <= l->max_batch);
+    const size_t d = nb_shape_numel(&l->in);
+    for (int s = 0; s < n; s++) {
+        const float *xs = x + (size_t)s * d, *rs = rx + (size_t)s * d; /* (D) */
+        const double lse = xent_lse(xs, d);
+        double acc = 0.0;
+        for (size_t k = 0; k < d; k++)
+            acc += exp((double)xs[k] - lse) * (double)rs[k];
+        ry[s] = (float)(acc - (double)rs[xent_label(l, s, d)]); /* ry: (n) */
+    }
+}
+
+static void xent_rbackward(struct nb_layer *l, const float *x, const float *y,
+                           const float *rx, const float *dy, const float *rdy,
+                           float *rdx, int n)
+{
+    NB_UNUSED(y);
+    NB_ASSERT(n >= 0 && n <= l->max_batch);
+    if (!rdx)
+        return;
+    const size_t d = nb_shape_numel(&l->in);
+    for (int s = 0; s < n; s++) {
+        const float *xs = x + (size_t)s * d, *rs = rx + (size_t)s * d; /* (D) */
+        float *out = rdx + (size_t)s * d;                               /* (D) */
+        const double lse = xent_lse(xs, d);
+        double pr = 0.0; /* p . r */
+        for (size_t k = 0; k < d; k++)
+            pr += exp((double)xs[k] - lse) * (double)rs[k];
+        const double g = dy[s], rg = rdy[s];
+        const int lab = xent_label(l, s, d);
+        for (size_t k = 0; k < d; k++) {
+            const double pk = exp((double)xs[k] - lse);
+            const double e = (int)k == lab ? 1.0 : 0.0;
+            out[k] = (float)(rg * (pk - e) + g * pk * ((double)rs[k] - pr));
+        }
+    }
+}
+
 const struct nb_layer_ops nb_xent_ops = {
     .kind = "xent",
     .setup = loss_setup,
@@ -96,6 +147,8 @@ const struct nb_layer_ops nb_xent_ops = {
     .forward = xent_forward,
     .backward = xent_backward,
     .destroy = NULL,
+    .rforward = xent_rforward,
+    .rbackward = xent_rbackward,
 };
 
 /* ---- mean squared error --------------------------------------------- */
@@ -138,6 +191,44 @@ static void mse_backward(struct nb_layer *l, const float *x, const float *y,
     }
 }
 
+static void mse_rforward(struct nb_layer *l, const float *x, const float *y,
+                         const float *rx, float *ry, int n)
+{
+    NB_UNUSED(y);
+    NB_ASSERT(n >= 0 && n <= l->max_batch);
+    NB_ASSERT(n == 0 || (l->ctx && l->ctx->targets));
+    const size_t d = nb_shape_numel(&l->in);
+    for (int s = 0; s < n; s++) {
+        const float *xs = x + (size_t)s * d, *rs = rx + (size_t)s * d; /* (D) */
+        const float *ts = l->ctx->targets + (size_t)s * d;              /* (D) */
+        double acc = 0.0;
+        for (size_t k = 0; k < d; k++)
+            acc += ((double)xs[k] - (double)ts[k]) * (double)rs[k];
+        ry[s] = (float)(2.0 * acc / (double)d); /* ry: (n) */
+    }
+}
+
+static void mse_rbackward(struct nb_layer *l, const float *x, const float *y,
+                          const float *rx, const float *dy, const float *rdy,
+                          float *rdx, int n)
+{
+    NB_UNUSED(y);
+    NB_ASSERT(n >= 0 && n <= l->max_batch);
+    if (!rdx)
+        return;
+    NB_ASSERT(n == 0 || (l->ctx && l->ctx->targets));
+    const size_t d = nb_shape_numel(&l->in);
+    for (int s = 0; s < n; s++) {
+        const float *xs = x + (size_t)s * d, *rs = rx + (size_t)s * d; /* (D) */
+        const float *ts = l->ctx->targets + (size_t)s * d;              /* (D) */
+        float *out = rdx + (size_t)s * d;                               /* (D) */
+        const double c = 2.0 / (double)d, g = dy[s], rg = rdy[s];
+        for (size_t k = 0; k < d; k++)
+            out[k] = (float)(c * (rg * ((double)xs[k] - (double)ts[k]) +
+                                  g * (double)rs[k]));
+    }
+}
+
 const struct nb_layer_ops nb_mse_ops = {
     .kind = "mse",
     .setup = loss_setup,
@@ -145,4 +236,6 @@ const struct nb_layer_ops nb_mse_ops = {
     .forward = mse_forward,
     .backward = mse_backward,
     .destroy = NULL,
+    .rforward = mse_rforward,
+    .rbackward = mse_rbackward,
 };

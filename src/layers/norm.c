@@ -1189,5 +1189,8 @@ const struct nb_layer_ops nb_norm_ops = {
     .forward = norm_forward,
     .backward = norm_backward,
     .destroy = norm_destroy,
+    .rforward = norm_rforward,
+    .rbackward = norm_rbackward,
+    .rsupports = norm_rsupports,
 };
 

@@ -181,6 +181,18 @@ bool norm_lower_rank_has_max(const struct norm_priv *P, const struct nb_comm *cm
  * over the ranks, added in rank order. */
 void norm_sum_backward(struct norm_priv *P, const struct nb_comm *cm);
 
+/* ---- norm_rop.c: the R-operators (layer.h) ------------------------------ */
+
+/* Exact after a forward in mode: type none, layer/group/instance, and
+ * batch/lp with fixed statistics (EVAL, frozen) always; batch statistics
+ * of batch norm (not renorm, not over ranks); never lp's batch scale. */
+bool norm_rsupports(const struct nb_layer *l, enum nb_mode mode);
+void norm_rforward(struct nb_layer *l, const float *x, const float *y,
+                   const float *rx, float *ry, int n);
+void norm_rbackward(struct nb_layer *l, const float *x, const float *y,
+                    const float *rx, const float *dy, const float *rdy,
+                    float *rdx, int n);
+
 /* Setup errors: NB_EINVAL with a message, or naming the config key it is
  * about (core/error.h); err must be in scope. */
 #define EINVAL_(...) nb_error_set(err, NB_EINVAL, NULL, 0, __VA_ARGS__)

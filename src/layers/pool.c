@@ -8,7 +8,11 @@
  *   dx[n, c, a(n, c, oh, ow)] += dy[n, c, oh, ow],  dx = 0 elsewhere.
  *
  * gap (no options): y[n, c] = mean_{h, w} x[n, c, h, w], output (C, 1, 1);
- *   dx[n, c, h, w] = dy[n, c] / (H W). */
+ *   dx[n, c, h, w] = dy[n, c] / (H W).
+ *
+ * R-operators (layer.h): both are linear around x (max-pool with the
+ * forward's argmax fixed), so R{y} gathers R{x} at the argmax (gap:
+ * averages it) and R{dx} is the backward of R{dy}. */
 #include "layers/layer.h"
 
 #include <stdint.h>
@@ -127,6 +131,27 @@ static void maxpool_destroy(struct nb_layer *l)
     l->priv = NULL;
 }
 
+/* R{y}[n, c, q] = R{x}[n, c, a(n, c, q)]. */
+static void maxpool_rforward(struct nb_layer *l, const float *x,
+                             const float *y, const float *rx, float *ry,
+                             int n)
+{
+    NB_UNUSED(x);
+    NB_UNUSED(y);
+    const struct maxpool_priv *p = l->priv;
+    NB_ASSERT(p && n >= 0 && n <= l->max_batch);
+    const size_t hw = (size_t)l->in.h * l->in.w;
+    const size_t ohw = (size_t)l->out.h * l->out.w;
+    const size_t planes = (size_t)n * l->in.c;
+    for (size_t pl = 0; pl < planes; pl++) {
+        const float *rxp = rx + pl * hw;       /* rxp: (H, W) */
+        float *ryp = ry + pl * ohw;            /* ryp: (OH, OW) */
+        const int32_t *ap = p->arg + pl * ohw; /* ap: (OH, OW) */
+        for (size_t q = 0; q < ohw; q++)
+            ryp[q] = rxp[ap[q]];
+    }
+}
+
 const struct nb_layer_ops nb_maxpool_ops = {
     .kind = "maxpool",
     .setup = maxpool_setup,
@@ -134,6 +159,8 @@ const struct nb_layer_ops nb_maxpool_ops = {
     .forward = maxpool_forward,
     .backward = maxpool_backward,
     .destroy = maxpool_destroy,
+    .rforward = maxpool_rforward,
+    .rbackward = nb_layer_rbackward_adjoint,
 };
 
 /* ---- global average pool -------------------------------------------- */
@@ -182,6 +209,14 @@ static void gap_backward(struct nb_layer *l, const float *x, const float *y,
     }
 }
 
+static void gap_rforward(struct nb_layer *l, const float *x, const float *y,
+                         const float *rx, float *ry, int n)
+{
+    NB_UNUSED(x);
+    NB_UNUSED(y);
+    gap_forward(l, rx, ry, n, NB_EVAL);
+}
+
 const struct nb_layer_ops nb_gap_ops = {
     .kind = "gap",
     .setup = gap_setup,
@@ -189,4 +224,6 @@ const struct nb_layer_ops nb_gap_ops = {
     .forward = gap_forward,
     .backward = gap_backward,
     .destroy = NULL,
+    .rforward = gap_rforward,
+    .rbackward = nb_layer_rbackward_adjoint,
 };

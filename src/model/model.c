@@ -14,7 +14,8 @@ const char *const nb_arch_names[NB_ARCH_COUNT + 1] = {
     [NB_ARCH_DLN] = "dln",       [NB_ARCH_COUNT] = NULL,
 };
 const char *const nb_act_names[NB_ACT_COUNT + 1] = {
-    [NB_ACT_RELU] = "relu", [NB_ACT_SIGMOID] = "sigmoid", [NB_ACT_COUNT] = NULL,
+    [NB_ACT_RELU] = "relu", [NB_ACT_SIGMOID] = "sigmoid", [NB_ACT_TANH] = "tanh",
+    [NB_ACT_COUNT] = NULL,
 };
 const char *const nb_init_names[NB_INIT_COUNT + 1] = {
     [NB_INIT_KAIMING] = "kaiming", [NB_INIT_GLOROT] = "glorot", [NB_INIT_SMALL] = "small",
@@ -198,6 +199,8 @@ static int push_act(struct builder *b)
 {
     if (b->m->desc.act == NB_ACT_SIGMOID)
         return push(b, &nb_sigmoid_ops, K_ACT, "sigmoid", NULL, -1);
+    if (b->m->desc.act == NB_ACT_TANH)
+        return push(b, &nb_tanh_ops, K_ACT, "tanh", NULL, -1);
     return push(b, &nb_relu_ops, K_ACT, "relu", NULL, -1);
 }
 
@@ -575,22 +578,23 @@ double nb_model_forward(struct nb_model *m, const float *x, const int *labels,
     return s / n;
 }
 
-/* Where a backward writes the gradient of activation a: straight into its
- * buffer when it is the first consumer seen, else into tmp (added after). */
-static float *grad_target(struct nb_model *m, int a)
+/* Where a backward writes the gradient of activation a into the buffers
+ * da (m->dacts, or the R-backward's R{dacts}): straight into da[a] when it
+ * is the first consumer seen, else into tmp (added after). */
+static float *grad_target(struct nb_model *m, float **da, int a)
 {
     if (a == 0)
         return NULL; /* the input needs no gradient */
-    return m->written[a] ? m->tmp : m->dacts[a];
+    return m->written[a] ? m->tmp : da[a];
 }
 
-static void grad_commit(struct nb_model *m, int a, int n)
+static void grad_commit(struct nb_model *m, float **da, int a, int n)
 {
     if (a == 0)
         return;
     size_t count = (size_t)n * nb_shape_numel(&m->layers[a - 1].out);
     if (m->written[a]) {
-        float *d = m->dacts[a];
+        float *d = da[a];
         for (size_t k = 0; k < count; k++)
             d[k] += m->tmp[k];
     }
@@ -620,21 +624,146 @@ void nb_model_backward_part(struct nb_model *m, int n, int total)
              * reverse order it writes first and never needs tmp, which
              * stays free for the main input. */
             l->x2 = m->acts[a2];
-            float *t2 = grad_target(m, a2);
+            float *t2 = grad_target(m, m->dacts, a2);
             NB_ASSERT(t2 != m->tmp);
             l->dx2 = t2;
             l->ops->backward(l, m->acts[a], m->acts[i + 1], m->dacts[i + 1],
-                             grad_target(m, a), n);
-            grad_commit(m, a, n);
-            grad_commit(m, a2, n);
+                             grad_target(m, m->dacts, a), n);
+            grad_commit(m, m->dacts, a, n);
+            grad_commit(m, m->dacts, a2, n);
         } else {
             l->ops->backward(l, m->acts[a], m->acts[i + 1], m->dacts[i + 1],
-                             grad_target(m, a), n);
-            grad_commit(m, a, n);
+                             grad_target(m, m->dacts, a), n);
+            grad_commit(m, m->dacts, a, n);
         }
         if (m->profile)
             m->prof_bwd[i] += nb_now() - t0;
     }
+}
+
+/* ---- exact Hessian-vector products ------------------------------------- */
+
+void nb_hvp_free(struct nb_hvp *h)
+{
+    if (h->racts)
+        for (int a = 0; a <= h->n_layers; a++)
+            free(h->racts[a]);
+    if (h->rdacts)
+        for (int a = 0; a <= h->n_layers; a++)
+            free(h->rdacts[a]);
+    free(h->racts);
+    free(h->rdacts);
+    free(h->rwork);
+    free(h->dir);
+    free(h->hv);
+    memset(h, 0, sizeof *h);
+}
+
+int nb_hvp_init(struct nb_hvp *h, const struct nb_model *m, struct nb_error *err)
+{
+    memset(h, 0, sizeof *h);
+    h->n_layers = m->n_layers;
+    h->max_batch = m->max_batch;
+    h->n_params = m->n_params;
+    size_t maxact = 0;
+    h->racts = calloc((size_t)m->n_layers + 1, sizeof *h->racts);
+    h->rdacts = calloc((size_t)m->n_layers + 1, sizeof *h->rdacts);
+    if (!h->racts || !h->rdacts)
+        goto nomem;
+    for (int a = 0; a <= m->n_layers; a++) {
+        const struct nb_shape *s = a == 0 ? &m->layers[0].in : &m->layers[a - 1].out;
+        size_t count = (size_t)m->max_batch * nb_shape_numel(s);
+        maxact = count > maxact ? count : maxact;
+        h->racts[a] = nb_alloc_floats(count); /* zeroed: racts[0] stays 0 */
+        h->rdacts[a] = nb_alloc_floats(count);
+        if (!h->racts[a] || !h->rdacts[a])
+            goto nomem;
+    }
+    h->rwork_count = maxact;
+    size_t np = m->n_params ? m->n_params : 1;
+    if (!(h->rwork = nb_alloc_floats(maxact)) || !(h->dir = nb_alloc_floats(np)) ||
+        !(h->hv = nb_alloc_floats(np)))
+        goto nomem;
+    return 0;
+nomem:
+    nb_hvp_free(h);
+    return nb_error_set(err, NB_ENOMEM, NULL, 0,
+                        "out of memory for the Hessian-vector buffers (batch %d)",
+                        m->max_batch);
+}
+
+int nb_model_hvp_unsupported(const struct nb_model *m, enum nb_mode mode)
+{
+    for (int i = 0; i < m->n_layers; i++)
+        if (!nb_layer_rsupports(&m->layers[i], mode))
+            return i;
+    return -1;
+}
+
+/* Points every parameter's rdir/rgrad views and ctx->rwork into h (NULL
+ * h: back to NULL). */
+static void hvp_bind(struct nb_model *m, struct nb_hvp *h)
+{
+    for (int i = 0; i < m->n_layers; i++) {
+        struct nb_layer *l = &m->layers[i];
+        for (int p = 0; p < l->n_params; p++) {
+            l->params[p].rdir = h ? h->dir + l->params[p].offset : NULL;
+            l->params[p].rgrad = h ? h->hv + l->params[p].offset : NULL;
+        }
+        l->rx2 = NULL;
+        l->rdx2 = NULL;
+    }
+    m->ctx.rwork = h ? h->rwork : NULL;
+    m->ctx.rwork_count = h ? h->rwork_count : 0;
+}
+
+/* R{x} of layer i: NULL for the model's input (R{x} = 0) where the kind
+ * takes it (rx_null_ok), else its buffer (racts[0] holds zeros). */
+static const float *hvp_rx(const struct nb_model *m, const struct nb_hvp *h, int i)
+{
+    int a = m->in_idx[i];
+    return a == 0 && m->layers[i].ops->rx_null_ok ? NULL : h->racts[a];
+}
+
+double nb_model_hvp(struct nb_model *m, struct nb_hvp *h, int n)
+{
+    NB_ASSERT(h->n_layers == m->n_layers && h->n_params == m->n_params);
+    NB_ASSERT(n >= 1 && n <= m->max_batch && n <= h->max_batch);
+    hvp_bind(m, h);
+    if (m->n_params)
+        memset(h->hv, 0, m->n_params * sizeof *h->hv);
+    /* R-forward: R{a_(i+1)} from R{a_in} and the direction */
+    for (int i = 0; i < m->n_layers; i++) {
+        struct nb_layer *l = &m->layers[i];
+        int a = m->in_idx[i], a2 = m->in2_idx[i];
+        l->x2 = a2 >= 0 ? m->acts[a2] : NULL;
+        l->rx2 = a2 >= 0 ? h->racts[a2] : NULL;
+        l->ops->rforward(l, m->acts[a], m->acts[i + 1], hvp_rx(m, h, i), h->racts[i + 1], n);
+    }
+    double rl = 0;
+    for (int k = 0; k < n; k++)
+        rl += h->racts[m->n_layers][k];
+    /* R-backward: the loss's dy (1/n) is a constant, R{dy} = 0 */
+    memset(m->written, 0, ((size_t)m->n_layers + 1) * sizeof *m->written);
+    memset(h->rdacts[m->n_layers], 0, (size_t)n * sizeof(float));
+    for (int i = m->n_layers - 1; i >= 0; i--) {
+        struct nb_layer *l = &m->layers[i];
+        int a = m->in_idx[i], a2 = m->in2_idx[i];
+        if (a2 >= 0) { /* as in the backward: the shortcut's target first */
+            l->x2 = m->acts[a2];
+            l->rx2 = h->racts[a2];
+            float *t2 = grad_target(m, h->rdacts, a2);
+            NB_ASSERT(t2 != m->tmp);
+            l->rdx2 = t2;
+        }
+        l->ops->rbackward(l, m->acts[a], m->acts[i + 1], hvp_rx(m, h, i), m->dacts[i + 1],
+                          h->rdacts[i + 1], grad_target(m, h->rdacts, a), n);
+        grad_commit(m, h->rdacts, a, n);
+        if (a2 >= 0)
+            grad_commit(m, h->rdacts, a2, n);
+    }
+    hvp_bind(m, NULL);
+    return rl / n;
 }
 
 const float *nb_model_logits(const struct nb_model *m)

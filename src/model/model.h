@@ -22,7 +22,7 @@
 #include "layers/norm.h"
 
 enum nb_arch { NB_ARCH_MLP = 0, NB_ARCH_CNN, NB_ARCH_RESNET, NB_ARCH_DLN, NB_ARCH_COUNT };
-enum nb_act { NB_ACT_RELU = 0, NB_ACT_SIGMOID, NB_ACT_COUNT };
+enum nb_act { NB_ACT_RELU = 0, NB_ACT_SIGMOID, NB_ACT_TANH, NB_ACT_COUNT };
 enum nb_init { NB_INIT_KAIMING = 0, NB_INIT_GLOROT, NB_INIT_SMALL, NB_INIT_COUNT };
 enum nb_loss { NB_LOSS_XENT = 0, NB_LOSS_MSE };
 enum nb_dropout_place {
@@ -147,6 +147,58 @@ void nb_model_print(const struct nb_model *m, FILE *fp);
 /* Checks that every norm layer accepts a training batch of n samples
  * (batch norm needs more than one value per channel). */
 int nb_model_check_batch(const struct nb_model *m, int n, struct nb_error *err);
+
+/* ---- exact Hessian-vector products ----------------------------------------
+ *
+ * Pearlmutter's R-operator (layer.h): after a forward and a backward of n
+ * samples, one R-forward (R{a} of every activation, the directional
+ * derivative along the parameter direction v) and one R-backward (R{dL/da}
+ * and R{dL/dtheta}) give H v, the Hessian of the mean loss of those
+ * samples times v, exactly up to float rounding: no step size, no
+ * truncation error, and a ReLU's or a max-pool's kink is never straddled
+ * (the Hessian of the linear piece the forward is on).  About two
+ * training steps' work.  Every layer of the model must have exact
+ * R-operators in the forward's mode (nb_model_hvp_unsupported). */
+
+/* What the R-passes need beside the model: caller-owned (the Hessian probe
+ * holds one), allocated once for models of m's layout by nb_hvp_init; a
+ * call allocates nothing. */
+struct nb_hvp {
+    int n_layers, max_batch;
+    size_t n_params;
+    float **racts;   /* n_layers + 1: R{activation a}, max_batch samples
+                        each; racts[0] (the input) stays 0 */
+    float **rdacts;  /* n_layers + 1: R{dL/d activation a} */
+    float *rwork;    /* the layers' workspace (nb_ctx.rwork) */
+    size_t rwork_count;
+    float *dir;      /* n_params: the direction v, in the parameter
+                        arena's layout; the caller fills it */
+    float *hv;       /* n_params: H v, written by nb_model_hvp */
+};
+
+/* Allocates h for models like m (its layers and parameter count) and
+ * products of up to m->max_batch samples.  Returns 0 or NB_ENOMEM with err filled; h is then safe to
+ * free. */
+int nb_hvp_init(struct nb_hvp *h, const struct nb_model *m, struct nb_error *err);
+
+/* Frees everything; safe on a zeroed or failed h. */
+void nb_hvp_free(struct nb_hvp *h);
+
+/* The index of the first layer of m without exact R-operators after a
+ * forward in mode (layer.h: nb_layer_rsupports), or -1 when every layer
+ * has them. */
+int nb_model_hvp_unsupported(const struct nb_model *m, enum nb_mode mode);
+
+/* After nb_model_forward of n samples and nb_model_backward(m, n) of it,
+ * at the same parameters: OVERWRITES h->hv with H h->dir, H the Hessian
+ * of the mean loss of the n samples, and returns R{mean loss} = grad . dir
+ * (the directional derivative, a check).  Overwrites h's R-values, the
+ * activation-gradient temporaries the backward left (m->tmp) and the
+ * shared scratch; leaves the forward's activations and gradients, the
+ * gradient arena and the parameters as they were.  Asserts that h was
+ * made for m's layout and that nb_model_hvp_unsupported(m, mode of the
+ * forward) is -1 (the caller checks), and n <= h->max_batch. */
+double nb_model_hvp(struct nb_model *m, struct nb_hvp *h, int n);
 
 /* Recomputes the population statistics of every norm layer over the
  * first `samples` samples of ds (all when 0) in batches of `batch` (the

@@ -43,6 +43,11 @@ const char *const nb_hessian_mode_names[NB_HESSIAN_MODE_COUNT + 1] = {
     [NB_HESSIAN_EVAL] = "eval", [NB_HESSIAN_PROBE] = "probe", [NB_HESSIAN_MODE_COUNT] = NULL,
 };
 
+const char *const nb_hessian_hvp_names[NB_HVP_COUNT + 1] = {
+    [NB_HVP_AUTO] = "auto", [NB_HVP_EXACT] = "exact", [NB_HVP_FD] = "fd",
+    [NB_HVP_COUNT] = NULL,
+};
+
 #define INF HUGE_VAL
 #define AT(m) NB_KEY_AT(struct nb_probe_opts, m)
 const struct nb_key nb_probe_keys[] = {
@@ -86,6 +91,13 @@ const struct nb_key nb_probe_keys[] = {
                 "norm statistics during the Hessian: running (eval) or batch "
                 "(probe)"),
       AT(hessian_mode) },
+    { NB_K_("probe", "hessian_hvp", NB_KEY_ENUM, "auto", 0, 0, NB_KF_ADDED,
+            "Hessian-vector products: exact (Pearlmutter's R-operator; refused when a "
+            "layer has none in hessian_mode: lp norm and renorm with batch statistics), "
+            "fd (central differences of the gradient, as before exact products existed), auto "
+            "(exact where every layer has it, fd otherwise; the hvp_exact stat says "
+            "which)"),
+      .enum_values = nb_hessian_hvp_names, AT(hessian_hvp) },
     { NB_K_BOOL("probe", "slice", "false", "filter-normalized loss slices (Li et al. 2018)"),
       AT(slice) },
     { NB_K_ILIST("probe", "slice_at", "", -1, 1e12, NB_KF_SORTED,
@@ -165,6 +177,8 @@ int nb_probe_opts_check(const struct nb_probe_opts *o, struct nb_error *err)
         return BAD("probe.hessian_samples", "[probe] hessian_samples must be >= 1, not %ld", o->hessian_samples);
     if (o->hessian_mode != NB_HESSIAN_EVAL && o->hessian_mode != NB_HESSIAN_PROBE)
         return BAD("probe.hessian_mode", "[probe] hessian_mode must be eval or probe");
+    if (o->hessian_hvp < 0 || o->hessian_hvp >= NB_HVP_COUNT)
+        return BAD("probe.hessian_hvp", "[probe] hessian_hvp must be auto, exact or fd");
     if (!(o->hessian_tol > 0) || o->hessian_max_iter < 1 || !(o->hessian_fd_rel > 0))
         return BAD("probe.hessian", "[probe] the Hessian needs tol > 0, max_iter >= 1 and fd step > 0");
     if (o->slice_dim != 1 && o->slice_dim != 2)
@@ -277,6 +291,7 @@ void nb_probe_free(struct nb_probe *p)
     free(p->by);
     free(p->eta);
     free(p->lscratch);
+    nb_hvp_free(&p->hvp);
     memset(p, 0, sizeof *p);
 }
 
@@ -318,6 +333,10 @@ int nb_probe_init(struct nb_probe *p, const struct nb_probe_opts *opts,
 
     p->data = train ? train : eval_set;
     if (needs_data(&p->o) && (rc = check_set(m, p->data, "a training set", err)))
+        return rc;
+    if ((rc = nb_probe_check_model(&p->o, m, err)))
+        return rc;
+    if (p->o.hessian && p->o.hessian_hvp != NB_HVP_FD && (rc = nb_hvp_init(&p->hvp, m, err)))
         return rc;
     if (p->o.evalstats || p->o.varshift) {
         p->test = eval_set;
@@ -416,6 +435,23 @@ int nb_probe_init(struct nb_probe *p, const struct nb_probe_opts *opts,
     return 0;
 nomem:
     return nb_error_set(err, NB_ENOMEM, NULL, 0, "probes: out of memory");
+}
+
+int nb_probe_check_model(const struct nb_probe_opts *o, const struct nb_model *m,
+                         struct nb_error *err)
+{
+    if (!o->hessian || o->hessian_hvp != NB_HVP_EXACT)
+        return 0;
+    enum nb_mode mode = o->hessian_mode == NB_HESSIAN_PROBE ? NB_PROBE : NB_EVAL;
+    int i = nb_model_hvp_unsupported(m, mode);
+    if (i < 0)
+        return 0;
+    BAD("probe.hessian_hvp",
+        "[probe] hessian_hvp = exact, but layer %s (%s) has no exact Hessian-vector product "
+        "with hessian_mode = %s (lp norm and batch renorm with batch statistics have none)",
+        m->layers[i].name, m->layers[i].ops->kind, nb_hessian_mode_names[o->hessian_mode]);
+    return nb_error_hint(err, "hessian_mode = eval, or hessian_hvp = auto (central "
+                              "differences where the exact product is missing)");
 }
 
 int nb_probe_init_desc(struct nb_probe *p, const struct nb_probe_opts *opts,
@@ -538,15 +574,20 @@ size_t nbp_pass_samples(const struct nb_probe *p, const struct nb_model *m,
     return n;
 }
 
-double nbp_pass(struct nb_probe *p, struct nb_model *m, size_t count,
-                int chunk, enum nb_mode mode, bool grad, long *hits)
+/* nbp_pass and nbp_pass_hvp: the loss, and with grad the gradient into
+ * p->acc, and with hvp H p->hvp.dir into p->acc2. */
+static double pass(struct nb_probe *p, struct nb_model *m, size_t count, int chunk,
+                   enum nb_mode mode, bool grad, bool hvp, long *hits)
 {
     const struct nb_dataset *ds = p->data;
     int *y = ds->classes > 0 ? p->by : NULL;
     float *t = ds->tdim > 0 ? p->bt : NULL;
     size_t np = p->n_params;
+    grad = grad || hvp;
     if (grad)
         memset(p->acc, 0, np * sizeof *p->acc);
+    if (hvp)
+        memset(p->acc2, 0, np * sizeof *p->acc2);
     double sl = 0;
     long h = 0;
     unsigned long seed = p->fwd_seed;
@@ -566,11 +607,31 @@ double nbp_pass(struct nb_probe *p, struct nb_model *m, size_t count,
             double w = (double)k / (double)count;
             for (size_t i = 0; i < np; i++)
                 p->acc[i] += w * (double)gr[i];
+            if (hvp) {
+                nb_model_hvp(m, &p->hvp, k);
+                const float *hv = p->hvp.hv;
+                for (size_t i = 0; i < np; i++)
+                    p->acc2[i] += w * (double)hv[i];
+            }
         }
     }
     if (hits)
         *hits = h;
     return count ? sl / (double)count : NAN;
+}
+
+double nbp_pass(struct nb_probe *p, struct nb_model *m, size_t count,
+                int chunk, enum nb_mode mode, bool grad, long *hits)
+{
+    return pass(p, m, count, chunk, mode, grad, false, hits);
+}
+
+double nbp_pass_hvp(struct nb_probe *p, struct nb_model *m, const float *v, size_t count,
+                    int chunk, enum nb_mode mode)
+{
+    NB_ASSERT(p->hvp.hv && p->hvp.n_params == p->n_params);
+    memcpy(p->hvp.dir, v, p->n_params * sizeof *v);
+    return pass(p, m, count, chunk, mode, true, true, NULL);
 }
 
 /* ---- the driver ----------------------------------------------------------- */

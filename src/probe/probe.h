@@ -116,11 +116,17 @@
  *    weight_norm over all its parameters; layer empty: grad_norm of the
  *    whole model.  Runs at the dist steps (dist_every).
  *  hessian (bn_mode eval or probe; claims 5.5), param samples = number of
- *    training samples used: loss, lambda_max (power iteration),
- *    lambda_iters, lambda_converged (1/0), trace (Hutchinson, Rademacher),
- *    trace_iters (vectors used), trace_converged, trace_stderr (standard
- *    error of the mean of v^T H v), fd_step (h of the central differences
- *    H v = (g(w + h v) - g(w - h v)) / 2h, |v| = 1).
+ *    training samples used: loss; lambda_max (power iteration),
+ *    lambda_iters, lambda_converged (1/0: the relative change fell below
+ *    tol), lambda_residual (||H v - lambda v|| / |lambda| at the last
+ *    iterate: how far it is from an eigenpair); trace (Hutchinson,
+ *    Rademacher), trace_iters (vectors used, k), trace_converged,
+ *    trace_stderr (sd / sqrt(k) of the k values z^T H z), trace_ci_lo,
+ *    trace_ci_hi (trace -+ t_{0.975, k-1} trace_stderr: a 95 % interval,
+ *    NaN for k = 1); hvp_exact (1: Hessian-vector products by the exact
+ *    R-operator, model.h nb_model_hvp; 0: by central differences of the
+ *    gradient), fd_step (h of the central differences
+ *    H v = (g(w + h v) - g(w - h v)) / 2h, |v| = 1; NaN when exact).
  *  slice (bn_mode eval or recomputed; claims 5.4), param samples: dim,
  *    points, range, index (the gnuplot index of its block in slice.csv),
  *    loss_center (at a = b = 0), loss_min, loss_max.
@@ -234,6 +240,12 @@ extern const char *const nb_probe_slice_cols[NB_SLICE_COL_COUNT];
  * the batch's (PROBE mode). */
 enum nb_hessian_mode { NB_HESSIAN_EVAL = 0, NB_HESSIAN_PROBE, NB_HESSIAN_MODE_COUNT };
 extern const char *const nb_hessian_mode_names[]; /* by enumerator, NULL-terminated */
+/* How the Hessian probe multiplies by the Hessian: auto (the exact
+ * R-operator where every layer of the model has one in the probe's mode,
+ * central differences of the gradient otherwise), exact (refused when a
+ * layer has none: nb_probe_check_model), fd (central differences). */
+enum nb_hessian_hvp { NB_HVP_AUTO = 0, NB_HVP_EXACT, NB_HVP_FD, NB_HVP_COUNT };
+extern const char *const nb_hessian_hvp_names[]; /* by enumerator, NULL-terminated */
 
 struct nb_probe_opts {
     /* Santurkar landscape (1.a-1.c): eta on a grid of eta_points values
@@ -259,6 +271,7 @@ struct nb_probe_opts {
     long hessian_every;
     long hessian_samples;
     enum nb_hessian_mode hessian_mode;
+    enum nb_hessian_hvp hessian_hvp;
     double hessian_tol;     /* PyHessian: 1e-3 (power iteration and trace) */
     int hessian_max_iter;   /* PyHessian: 100 (each) */
     double hessian_fd_rel;  /* h = hessian_fd_rel * max(1, ||theta||) */
@@ -360,6 +373,7 @@ struct nb_probe {
     double seconds;       /* wall time of all probe calls, save/restore included */
     long calls;           /* nb_probe_step / finish calls that ran a probe */
     struct nb_probe_cost cost[NB_PROBE_KIND_COUNT];
+    long hessian_exact, hessian_fd; /* Hessian calls by each product */
     int status;           /* 0, or the sink's failure (probes stopped) */
     struct nb_error err;  /* when status != 0 */
     /* ---- private ---- */
@@ -397,6 +411,7 @@ struct nb_probe {
     size_t n_idx;
     float *bx, *bt;       /* one chunk of samples: cap x input, cap x tdim */
     int *by;
+    struct nb_hvp hvp;    /* the exact products' buffers (Hessian on) */
     double *eta;          /* eta_points */
     double *lscratch;     /* 3 * eta_points */
 };
@@ -421,6 +436,13 @@ int nb_probe_init_desc(struct nb_probe *p, const struct nb_probe_opts *opts,
                        uint64_t seed, const struct nb_dataset *train,
                        const struct nb_dataset *eval_set,
                        struct nb_error *err);
+
+/* Whether the options fit model m: with hessian_hvp = exact, every layer
+ * must have exact R-operators in the Hessian's mode (as m stands, at step
+ * 0: frozen statistics only ever add support).  Returns 0, or NB_EINVAL
+ * with a message naming the layer, keyed probe.hessian_hvp. */
+int nb_probe_check_model(const struct nb_probe_opts *o, const struct nb_model *m,
+                         struct nb_error *err);
 
 /* Sets where rows and slice points go (copied); before the first step. */
 void nb_probe_set_sink(struct nb_probe *p, const struct nb_probe_sink *s);

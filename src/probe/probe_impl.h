@@ -51,6 +51,15 @@ size_t nbp_pass_samples(const struct nb_probe *p, const struct nb_model *m,
 double nbp_pass(struct nb_probe *p, struct nb_model *m, size_t count,
                 int chunk, enum nb_mode mode, bool grad, long *hits);
 
+/* The same passes with exact Hessian-vector products: the mean loss,
+ * its gradient into p->acc and H v into p->acc2 (double), H the Hessian
+ * of the mean loss over samples [0, count) at the current parameters and
+ * v (n_params floats) the direction.  Needs p->hvp (nb_probe_init made it:
+ * Hessian on, hessian_hvp not fd) and exact R-operators in every layer in
+ * `mode` (nb_model_hvp_unsupported). */
+double nbp_pass_hvp(struct nb_probe *p, struct nb_model *m, const float *v, size_t count,
+                    int chunk, enum nb_mode mode);
+
 /* The batch of the training step a probe call comes with (probe.c's
  * nb_probe_step): inputs x, labels y or targets t (NULL when the other),
  * n samples, the step's learning rate, and the loss at theta on it (the

@@ -356,6 +356,10 @@ static void probe_meta(const struct wrun *w, double run_seconds, struct nb_text 
         snprintf(key, sizeof key, "probe_%s_seconds", name);
         rn_kvf(t, key, "%.3f", w->probe.cost[k].seconds);
     }
+    /* how the Hessian calls multiplied by the Hessian (probe.h) */
+    long ex = w->probe.hessian_exact, fd = w->probe.hessian_fd;
+    if (ex || fd)
+        rn_kvf(t, "probe_hessian_hvp", "%s", !fd ? "exact" : !ex ? "fd" : "exact+fd");
 }
 
 static int close_outputs(struct wrun *w, struct nb_error *err)
