@@ -1,4 +1,5 @@
 /* src/config/sweep.c - see sweep.h. */
+#define _GNU_SOURCE /* qsort_r */
 #include "config/sweep.h"
 
 #include <inttypes.h>
@@ -406,45 +407,100 @@ static int build_values(struct nb_sweep *sw, struct nb_error *err)
     return 0;
 }
 
+/* Ordering of value positions by the tuple of the axes they index
+ * (qsort_r's context: the config and the axes). */
+struct tuple_ctx {
+    const struct nb_config *cfg;
+    const int *keys;
+    int n;
+};
+
+static int cmp_tuple(const void *pa, const void *pb, void *ctx)
+{
+    const struct tuple_ctx *t = ctx;
+    int a = *(const int *)pa, b = *(const int *)pb;
+    for (int j = 0; j < t->n; j++) {
+        int c = strcmp(t->cfg->set[t->keys[j]].items[a], t->cfg->set[t->keys[j]].items[b]);
+        if (c)
+            return c;
+    }
+    return (a > b) - (a < b); /* stable: equal tuples in list order */
+}
+
+/* Are the tuples at positions a and b equal (0 when they are, as strcmp)? */
+static int cmp_tuple_eq(const struct tuple_ctx *t, int a, int b)
+{
+    for (int j = 0; j < t->n; j++)
+        if (strcmp(t->cfg->set[t->keys[j]].items[a], t->cfg->set[t->keys[j]].items[b]))
+            return 1;
+    return 0;
+}
+
+/* The earliest repeat among the tuples of the n axes keys (all of one
+ * length): 0, or 1 with *later the first position whose tuple occurred
+ * before and *first that earlier position; -1 out of memory.  Sorted,
+ * not pairwise: a range may hold 10^5 values. */
+static int find_repeat(const struct nb_config *cfg, const int *keys, int n, int *first,
+                       int *later)
+{
+    int len = cfg->set[keys[0]].n_items;
+    if (len < 2)
+        return 0;
+    int *ord = malloc((size_t)len * sizeof *ord);
+    if (!ord)
+        return -1;
+    for (int i = 0; i < len; i++)
+        ord[i] = i;
+    struct tuple_ctx t = {cfg, keys, n};
+    qsort_r(ord, (size_t)len, sizeof *ord, cmp_tuple, &t);
+    int found = 0;
+    /* equal tuples are adjacent, in list order: a run's first element is
+     * the first occurrence, its second the earliest repeat */
+    for (int i = 1; i < len; i++)
+        if (!cmp_tuple_eq(&t, ord[i - 1], ord[i]) && (i < 2 || cmp_tuple_eq(&t, ord[i - 2], ord[i])) &&
+            (!found || ord[i] < *later)) {
+            *first = ord[i - 1];
+            *later = ord[i];
+            found = 1;
+        }
+    free(ord);
+    return found;
+}
+
 /* Key k's list (not zipped) names every value once: NB_EINVAL at the
- * later line of a repeated one, else 0.  Lists are short (at most
- * NB_MAX_AXIS_VALUES): pairwise. */
+ * later line of a repeated one, else a status. */
 static int distinct_values(const struct nb_config *cfg, int k, struct nb_error *err)
 {
     const struct nb_config_val *cv = &cfg->set[k];
     const struct nb_key *key = nb_key_at(k);
-    for (int b = 1; b < cv->n_items; b++)
-        for (int a = 0; a < b; a++)
-            if (!strcmp(cv->items[a], cv->items[b]))
-                return nb_error_set(err, NB_EINVAL, cv->file, cv->item_line[b],
-                                    "duplicate value %s in the list for [%s] %s (also at line %d)",
-                                    cv->items[b], key->section, key->key, cv->item_line[a]);
+    int a, b, r = find_repeat(cfg, &k, 1, &a, &b);
+    if (r < 0)
+        return nb_error_oom(err);
+    if (r)
+        return nb_error_set(err, NB_EINVAL, cv->file, cv->item_line[b],
+                            "duplicate value %s in the list for [%s] %s (also at line %d)",
+                            cv->items[b], key->section, key->key, cv->item_line[a]);
     return 0;
 }
 
 /* Zip zp's axes name every combination once (a key may repeat a value,
  * as in arms that share a batch size): NB_EINVAL at the zip line for a
- * repeated one, else 0. */
+ * repeated one, else a status. */
 static int distinct_tuples(const struct nb_config *cfg, const struct nb_zip *zp,
                            struct nb_error *err)
 {
-    int n = cfg->set[zp->keys[0]].n_items;
-    for (int b = 1; b < n; b++)
-        for (int a = 0; a < b; a++) {
-            int same = 1;
-            for (int j = 0; j < zp->n && same; j++)
-                same = !strcmp(cfg->set[zp->keys[j]].items[a], cfg->set[zp->keys[j]].items[b]);
-            if (same) {
-                const struct nb_key *k0 = nb_key_at(zp->keys[0]);
-                int rc = nb_error_set(err, NB_EINVAL, zp->file, zp->line,
-                                      "zip: combinations %d and %d are the same (%s.%s = %s, ...)",
-                                      a + 1, b + 1, k0->section, k0->key,
-                                      cfg->set[zp->keys[0]].items[a]);
-                nb_error_hint(err, "zipped axes may repeat a value, but each position "
-                                   "must make a different combination");
-                return rc;
-            }
-        }
+    int a, b, r = find_repeat(cfg, zp->keys, zp->n, &a, &b);
+    if (r < 0)
+        return nb_error_oom(err);
+    if (r) {
+        const struct nb_key *k0 = nb_key_at(zp->keys[0]);
+        int rc = nb_error_set(err, NB_EINVAL, zp->file, zp->line,
+                              "zip: combinations %d and %d are the same (%s.%s = %s, ...)", a + 1,
+                              b + 1, k0->section, k0->key, cfg->set[zp->keys[0]].items[a]);
+        nb_error_hint(err, "zipped axes may repeat a value, but each position must make a "
+                           "different combination");
+        return rc;
+    }
     return 0;
 }
 
