@@ -20,6 +20,7 @@
 #include "core/rng.h"
 #include "run/train.h"
 #include "model/model.h"
+#include "model/evaluate.h"
 #include "probe/probe.h"
 #include "tap.h"
 
@@ -1465,6 +1466,112 @@ static void vs_train_forwards(struct nb_model *m, const struct nb_dataset *ds, i
     free(x), free(y), free(perm);
 }
 
+/* The fold probe: rows equal nb_model_fold + nb_fold_compare by hand, the
+ * folded logits within float rounding, the state as found; refusals of
+ * what cannot be folded, keyed to the config line at fault. */
+static void test_fold(void)
+{
+    struct nb_dataset tr, te;
+    struct nb_error e;
+    blobs(256, 200, 4, 3, 41, 0.3, &tr, &te);
+    gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+    gsl_rng_set(r, 19);
+    struct nb_model m;
+    vs_model(&m, &tr, 2, 0.0, NB_DROPOUT_BEFORE_NORM, 64, false);
+    vs_train_forwards(&m, &tr, 64, 3, r); /* running statistics away from 0 and 1 */
+    for (size_t i = 0; i < m.params.count; i++) /* gamma and beta away from 1 and 0 */
+        m.params.data[i] += (float)(0.1 * sin((double)i));
+
+    /* by hand: the library's fold and comparison */
+    struct nb_model f;
+    int folded = nb_model_fold(&m, &f, &e);
+    double max_abs;
+    size_t differ, samples;
+    ok(folded == 2 && nb_fold_compare(&m, &f, &te, 0, &max_abs, &differ, &samples, &e) == 0,
+       "fold by hand: 2 norms folded, compared over the test set");
+    nb_model_free(&f);
+
+    for (int lim = 0; lim < 2; lim++) {
+        struct nb_probe_opts o;
+        struct nb_probe p;
+        nb_probe_opts_default(&o);
+        o.fold = true;
+        o.fold_rounds = 3;
+        if (lim)
+            o.fold_samples = 50;
+        if (nb_probe_init(&p, &o, &m, 3, NULL, &te, &e))
+            tap_bail("fold init: %s", e.msg);
+        struct rows rs = {0};
+        struct nb_probe_sink sink = {.user = &rs, .row = keep};
+        nb_probe_set_sink(&p, &sink);
+        float *st = malloc(m.state.count * sizeof *st), *pa = malloc(m.params.count * sizeof *pa);
+        memcpy(st, m.state.data, m.state.count * sizeof *st);
+        memcpy(pa, m.params.data, m.params.count * sizeof *pa);
+        nb_probe_finish(&p, &m, 7);
+        ok(memcmp(st, m.state.data, m.state.count * sizeof *st) == 0 &&
+               memcmp(pa, m.params.data, m.params.count * sizeof *pa) == 0,
+           "fold leaves parameters and running statistics as found");
+        free(st), free(pa);
+        double su = find(&rs, "fold", "", "samples", "seconds_unfolded"),
+               sf = find(&rs, "fold", "", "samples", "seconds_folded"),
+               ratio = find(&rs, "fold", "", "samples", "time_ratio"),
+               d = find(&rs, "fold", "", "samples", "max_abs_logit_diff");
+        if (!lim) {
+            ok(find(&rs, "fold", "", "samples", "layers_folded") == 2 &&
+                   d == max_abs &&
+                   find(&rs, "fold", "", "samples", "predictions_differ") == (double)differ &&
+                   rs.r[0].pv == 200 && rs.r[0].step == 7,
+               "fold rows: 2 layers, max |logit diff| %.3g and %zu predictions changed as by "
+               "hand, over 200 samples, at step 7",
+               d, differ);
+            ok(d < 1e-5 && differ == 0, "  the folded logits within float rounding (%.3g)", d);
+        } else {
+            ok(rs.r[0].pv == 50 && d <= max_abs,
+               "fold_samples 50: 50 samples compared (max diff %.3g)", d);
+        }
+        ok(su > 0 && sf > 0 && ratio == sf / su,
+           "  timed: %.3g s unfolded, %.3g s folded per pass, ratio %.3f", su, sf, ratio);
+        free(rs.r);
+        nb_probe_free(&p);
+    }
+    nb_model_free(&m);
+
+    /* refused: placement post, norms without running statistics, none */
+    struct {
+        enum nb_norm_type t;
+        enum nb_norm_placement pl;
+        const char *key, *what;
+    } bad[] = {
+        {NB_NORM_BATCH, NB_PLACE_POST, "model.placement", "placement post"},
+        {NB_NORM_GROUP, NB_PLACE_PRE, "norm.type", "group norm"},
+        {NB_NORM_LAYER, NB_PLACE_PRE, "norm.type", "layer norm"},
+        {NB_NORM_NONE, NB_PLACE_PRE, "norm.type", "no norm"},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        struct nb_model_desc d;
+        nb_model_desc_default(&d);
+        d.arch = NB_ARCH_MLP;
+        d.input = tr.shape;
+        d.outputs = 3;
+        d.n_widths = 1;
+        d.widths[0] = 8;
+        d.norm.type = bad[k].t;
+        d.norm.groups = 1;
+        d.placement = bad[k].pl;
+        struct nb_probe_opts o;
+        struct nb_probe p;
+        nb_probe_opts_default(&o);
+        o.fold = true;
+        int rc = nb_probe_init_desc(&p, &o, &d, 16, 1, &tr, &te, &e);
+        ok(rc == NB_EINVAL && !strcmp(e.key, bad[k].key), "fold refuses %s, keyed %s (%s)",
+           bad[k].what, e.key, e.msg);
+        nb_probe_free(&p);
+    }
+    gsl_rng_free(r);
+    nb_dataset_free(&tr);
+    nb_dataset_free(&te);
+}
+
 static void test_varshift(void)
 {
     struct nb_dataset tr, te;
@@ -1685,6 +1792,14 @@ static void on_step(void *user, struct nb_model *m, const float *x, const int *y
         nb_probe_step(r->p, m, x, y, t, n, step, lr);
 }
 
+/* End-of-run probes (fold, and the Hessian and slices at the end). */
+static void on_end(void *user, struct nb_model *m, const struct nb_train_result *res)
+{
+    struct run *r = user;
+    if (r->p)
+        nb_probe_finish(r->p, m, res->steps);
+}
+
 static int on_metrics(void *user, const struct nb_metrics *row)
 {
     struct run *r = user;
@@ -1713,8 +1828,9 @@ static bool same_rows(const struct rows *a, const struct rows *b)
         return false;
     for (size_t i = 0; i < a->n; i++) {
         struct row x = a->r[i], y = b->r[i];
-        if (!strcmp(x.stat, "seconds"))
-            continue;
+        if (!strcmp(x.stat, "seconds") || !strncmp(x.stat, "seconds_", 8) ||
+            !strcmp(x.stat, "time_ratio"))
+            continue; /* wall times (fold's timing among them) */
         if (x.step != y.step || strcmp(x.probe, y.probe) || strcmp(x.stat, y.stat) ||
             memcmp(&x.value, &y.value, sizeof x.value))
             return false;
@@ -1729,7 +1845,8 @@ static void untouched(const char *label, const struct nb_train_spec *spec,
     struct nb_error e;
     struct nb_train_result res;
     struct run off = {0}, on = {0};
-    struct nb_train_hooks h = {.user = &off, .on_step = on_step, .on_metrics = on_metrics};
+    struct nb_train_hooks h = {.user = &off, .on_step = on_step, .on_metrics = on_metrics,
+                               .on_end = on_end};
     int rc = nb_train(spec, tr, te, &h, 0, &res, &e);
     ok(rc == 0 && res.status == NB_TRAIN_DONE && off.n >= 2, "%s: trains without probes (%d rows)",
        label, off.n);
@@ -1765,6 +1882,9 @@ static void untouched(const char *label, const struct nb_train_spec *spec,
     o.varshift = true;
     o.varshift_every = 8;
     o.varshift_samples = 50;
+    o.fold = true;
+    o.fold_samples = 50;
+    o.fold_rounds = 1;
     struct rows rows[2] = {{0}, {0}};
     for (int k = 0; k < 2; k++) {
         struct nb_probe p;
@@ -1896,6 +2016,7 @@ int main(void)
     test_slice();
     test_evalstats();
     test_varshift();
+    test_fold();
     test_untouched();
     is_int(n_unlisted, 0, "every row names a stat its probe lists in nb_probe_kinds");
     int seen = 0;
