@@ -1027,6 +1027,22 @@ static void test_slice(void)
     ok(count_rows(&rs, "slice", "index") == 2 &&
            find_k(&rs, "slice", NULL, NULL, "index", 1, NULL) == 1,
        "slice: two slices, indices 0 and 1");
+    {
+        /* the curvature rows: second differences at the centre over h^2
+         * (h = 1 here), relative to the centre's loss, along a at b = 0
+         * (lines 2, 6, 10) and along b at a = 0 (lines 5, 6, 7) */
+        double l[12];
+        for (int i = 1; i <= 11; i++)
+            l[i] = lines[i][0] && sscanf(lines[i], "%ld,%lf,%lf,%lf", &sstep, &a, &b, &l[i]) == 4
+                       ? l[i]
+                       : NAN;
+        is_close(find(&rs, "slice", NULL, "samples", "curvature"),
+                 (l[2] - 2 * l[6] + l[10]) / l[6], 1e-12, 1e-12,
+                 "slice 2-D: curvature = (L(-h, 0) - 2 L(0) + L(h, 0)) / h^2 / L(0)");
+        is_close(find(&rs, "slice", NULL, "samples", "curvature_b"),
+                 (l[5] - 2 * l[6] + l[7]) / l[6], 1e-12, 1e-12,
+                 "slice 2-D: curvature_b the same along b");
+    }
     ok(rs.n > 0 && rs.r[rs.n - 1].step == 10, "slice: the end slice has the final step");
     nb_probe_free(&p);
 
@@ -1045,6 +1061,37 @@ static void test_slice(void)
     ok(n == 6 && !strncmp(lines[1], "10,-0.5,0,", 10) && !strncmp(lines[3], "10,0,0,", 7) &&
            !strncmp(lines[5], "10,0.5,0,", 9),
        "slice 1-D: 5 points from -0.5 to 0.5 with b = 0 at step 10, no blank lines");
+    {
+        /* a least-squares loss is quadratic along a line: the second
+         * difference over the neighbours (h = 0.25) equals the one over
+         * the ends (2h), and is the exact second derivative */
+        double l[6];
+        for (int i = 1; i <= 5; i++)
+            if (sscanf(lines[i], "%ld,%lf,%lf,%lf", &sstep, &a, &b, &l[i]) != 4)
+                l[i] = NAN;
+        double c = find_k(&rs, "slice", NULL, NULL, "curvature", (int)count_rows(&rs, "slice", "curvature") - 1, NULL);
+        is_close(c, (l[2] - 2 * l[3] + l[4]) / (0.25 * 0.25) / l[3], 1e-12, 1e-12,
+                 "slice 1-D: curvature from the centre's neighbours, h = 0.25 (%g)", c);
+        is_close(c, (l[1] - 2 * l[3] + l[5]) / (0.5 * 0.5) / l[3], 1e-4, 1e-6,
+                 "  = the second difference over the ends (2h): quadratic along the line");
+        ok(isnan(find(&rs, "slice", NULL, NULL, "curvature_b")) ||
+               count_rows(&rs, "slice", "curvature_b") == 2,
+           "  no curvature_b row for a 1-D slice");
+    }
+    nb_probe_free(&p);
+
+    /* an even grid has no point at 0: curvature NaN */
+    f = fopen(path, "w");
+    o.slice_points = 4;
+    rs.n = 0;
+    nb_probe_init(&p, &o, &m, 3, &ds, NULL, &e);
+    sink.slice = f;
+    nb_probe_set_sink(&p, &sink);
+    nb_probe_finish(&p, &m, 10);
+    fclose(f);
+    ok(count_rows(&rs, "slice", "curvature") == 1 &&
+           isnan(find(&rs, "slice", NULL, NULL, "curvature")),
+       "slice with 4 points: curvature NaN (no grid point at 0)");
     nb_probe_free(&p);
 
     /* the last step: slice_at = the run's length is the final weights,

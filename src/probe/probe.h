@@ -129,7 +129,12 @@
  *    H v = (g(w + h v) - g(w - h v)) / 2h, |v| = 1; NaN when exact).
  *  slice (bn_mode eval or recomputed; claims 5.4), param samples: dim,
  *    points, range, index (the gnuplot index of its block in slice.csv),
- *    loss_center (at a = b = 0), loss_min, loss_max.
+ *    loss_center (at a = b = 0), loss_min, loss_max; curvature: the
+ *    second difference at the centre along d1 (b = 0),
+ *    (L(-h) - 2 L(0) + L(h)) / h^2 with h the grid spacing
+ *    2 range / (points - 1), divided by L(0) (relative to the loss
+ *    level), NaN for an even number of points (no grid point at 0) or
+ *    L(0) <= 0; curvature_b (2-D slices): the same along d2 (a = 0).
  *  evalstats (bn_mode eval): evalstats.c's header.
  *  varshift (bn_mode eval; claims 5.3, Li et al. 2019), per norm layer
  *    with population statistics (nb_norm_eval_moments: batch norm, not
