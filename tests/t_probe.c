@@ -20,6 +20,7 @@
 #include "core/rng.h"
 #include "run/train.h"
 #include "model/model.h"
+#include "model/evaluate.h"
 #include "probe/probe.h"
 #include "tap.h"
 
@@ -1026,6 +1027,22 @@ static void test_slice(void)
     ok(count_rows(&rs, "slice", "index") == 2 &&
            find_k(&rs, "slice", NULL, NULL, "index", 1, NULL) == 1,
        "slice: two slices, indices 0 and 1");
+    {
+        /* the curvature rows: second differences at the centre over h^2
+         * (h = 1 here), relative to the centre's loss, along a at b = 0
+         * (lines 2, 6, 10) and along b at a = 0 (lines 5, 6, 7) */
+        double l[12];
+        for (int i = 1; i <= 11; i++)
+            l[i] = lines[i][0] && sscanf(lines[i], "%ld,%lf,%lf,%lf", &sstep, &a, &b, &l[i]) == 4
+                       ? l[i]
+                       : NAN;
+        is_close(find(&rs, "slice", NULL, "samples", "curvature"),
+                 (l[2] - 2 * l[6] + l[10]) / l[6], 1e-12, 1e-12,
+                 "slice 2-D: curvature = (L(-h, 0) - 2 L(0) + L(h, 0)) / h^2 / L(0)");
+        is_close(find(&rs, "slice", NULL, "samples", "curvature_b"),
+                 (l[5] - 2 * l[6] + l[7]) / l[6], 1e-12, 1e-12,
+                 "slice 2-D: curvature_b the same along b");
+    }
     ok(rs.n > 0 && rs.r[rs.n - 1].step == 10, "slice: the end slice has the final step");
     nb_probe_free(&p);
 
@@ -1044,6 +1061,37 @@ static void test_slice(void)
     ok(n == 6 && !strncmp(lines[1], "10,-0.5,0,", 10) && !strncmp(lines[3], "10,0,0,", 7) &&
            !strncmp(lines[5], "10,0.5,0,", 9),
        "slice 1-D: 5 points from -0.5 to 0.5 with b = 0 at step 10, no blank lines");
+    {
+        /* a least-squares loss is quadratic along a line: the second
+         * difference over the neighbours (h = 0.25) equals the one over
+         * the ends (2h), and is the exact second derivative */
+        double l[6];
+        for (int i = 1; i <= 5; i++)
+            if (sscanf(lines[i], "%ld,%lf,%lf,%lf", &sstep, &a, &b, &l[i]) != 4)
+                l[i] = NAN;
+        double c = find_k(&rs, "slice", NULL, NULL, "curvature", (int)count_rows(&rs, "slice", "curvature") - 1, NULL);
+        is_close(c, (l[2] - 2 * l[3] + l[4]) / (0.25 * 0.25) / l[3], 1e-12, 1e-12,
+                 "slice 1-D: curvature from the centre's neighbours, h = 0.25 (%g)", c);
+        is_close(c, (l[1] - 2 * l[3] + l[5]) / (0.5 * 0.5) / l[3], 1e-4, 1e-6,
+                 "  = the second difference over the ends (2h): quadratic along the line");
+        ok(isnan(find(&rs, "slice", NULL, NULL, "curvature_b")) ||
+               count_rows(&rs, "slice", "curvature_b") == 2,
+           "  no curvature_b row for a 1-D slice");
+    }
+    nb_probe_free(&p);
+
+    /* an even grid has no point at 0: curvature NaN */
+    f = fopen(path, "w");
+    o.slice_points = 4;
+    rs.n = 0;
+    nb_probe_init(&p, &o, &m, 3, &ds, NULL, &e);
+    sink.slice = f;
+    nb_probe_set_sink(&p, &sink);
+    nb_probe_finish(&p, &m, 10);
+    fclose(f);
+    ok(count_rows(&rs, "slice", "curvature") == 1 &&
+           isnan(find(&rs, "slice", NULL, NULL, "curvature")),
+       "slice with 4 points: curvature NaN (no grid point at 0)");
     nb_probe_free(&p);
 
     /* the last step: slice_at = the run's length is the final weights,
@@ -1465,6 +1513,112 @@ static void vs_train_forwards(struct nb_model *m, const struct nb_dataset *ds, i
     free(x), free(y), free(perm);
 }
 
+/* The fold probe: rows equal nb_model_fold + nb_fold_compare by hand, the
+ * folded logits within float rounding, the state as found; refusals of
+ * what cannot be folded, keyed to the config line at fault. */
+static void test_fold(void)
+{
+    struct nb_dataset tr, te;
+    struct nb_error e;
+    blobs(256, 200, 4, 3, 41, 0.3, &tr, &te);
+    gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+    gsl_rng_set(r, 19);
+    struct nb_model m;
+    vs_model(&m, &tr, 2, 0.0, NB_DROPOUT_BEFORE_NORM, 64, false);
+    vs_train_forwards(&m, &tr, 64, 3, r); /* running statistics away from 0 and 1 */
+    for (size_t i = 0; i < m.params.count; i++) /* gamma and beta away from 1 and 0 */
+        m.params.data[i] += (float)(0.1 * sin((double)i));
+
+    /* by hand: the library's fold and comparison */
+    struct nb_model f;
+    int folded = nb_model_fold(&m, &f, &e);
+    double max_abs;
+    size_t differ, samples;
+    ok(folded == 2 && nb_fold_compare(&m, &f, &te, 0, &max_abs, &differ, &samples, &e) == 0,
+       "fold by hand: 2 norms folded, compared over the test set");
+    nb_model_free(&f);
+
+    for (int lim = 0; lim < 2; lim++) {
+        struct nb_probe_opts o;
+        struct nb_probe p;
+        nb_probe_opts_default(&o);
+        o.fold = true;
+        o.fold_rounds = 3;
+        if (lim)
+            o.fold_samples = 50;
+        if (nb_probe_init(&p, &o, &m, 3, NULL, &te, &e))
+            tap_bail("fold init: %s", e.msg);
+        struct rows rs = {0};
+        struct nb_probe_sink sink = {.user = &rs, .row = keep};
+        nb_probe_set_sink(&p, &sink);
+        float *st = malloc(m.state.count * sizeof *st), *pa = malloc(m.params.count * sizeof *pa);
+        memcpy(st, m.state.data, m.state.count * sizeof *st);
+        memcpy(pa, m.params.data, m.params.count * sizeof *pa);
+        nb_probe_finish(&p, &m, 7);
+        ok(memcmp(st, m.state.data, m.state.count * sizeof *st) == 0 &&
+               memcmp(pa, m.params.data, m.params.count * sizeof *pa) == 0,
+           "fold leaves parameters and running statistics as found");
+        free(st), free(pa);
+        double su = find(&rs, "fold", "", "samples", "seconds_unfolded"),
+               sf = find(&rs, "fold", "", "samples", "seconds_folded"),
+               ratio = find(&rs, "fold", "", "samples", "time_ratio"),
+               d = find(&rs, "fold", "", "samples", "max_abs_logit_diff");
+        if (!lim) {
+            ok(find(&rs, "fold", "", "samples", "layers_folded") == 2 &&
+                   d == max_abs &&
+                   find(&rs, "fold", "", "samples", "predictions_differ") == (double)differ &&
+                   rs.r[0].pv == 200 && rs.r[0].step == 7,
+               "fold rows: 2 layers, max |logit diff| %.3g and %zu predictions changed as by "
+               "hand, over 200 samples, at step 7",
+               d, differ);
+            ok(d < 1e-5 && differ == 0, "  the folded logits within float rounding (%.3g)", d);
+        } else {
+            ok(rs.r[0].pv == 50 && d <= max_abs,
+               "fold_samples 50: 50 samples compared (max diff %.3g)", d);
+        }
+        ok(su > 0 && sf > 0 && ratio == sf / su,
+           "  timed: %.3g s unfolded, %.3g s folded per pass, ratio %.3f", su, sf, ratio);
+        free(rs.r);
+        nb_probe_free(&p);
+    }
+    nb_model_free(&m);
+
+    /* refused: placement post, norms without running statistics, none */
+    struct {
+        enum nb_norm_type t;
+        enum nb_norm_placement pl;
+        const char *key, *what;
+    } bad[] = {
+        {NB_NORM_BATCH, NB_PLACE_POST, "model.placement", "placement post"},
+        {NB_NORM_GROUP, NB_PLACE_PRE, "norm.type", "group norm"},
+        {NB_NORM_LAYER, NB_PLACE_PRE, "norm.type", "layer norm"},
+        {NB_NORM_NONE, NB_PLACE_PRE, "norm.type", "no norm"},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        struct nb_model_desc d;
+        nb_model_desc_default(&d);
+        d.arch = NB_ARCH_MLP;
+        d.input = tr.shape;
+        d.outputs = 3;
+        d.n_widths = 1;
+        d.widths[0] = 8;
+        d.norm.type = bad[k].t;
+        d.norm.groups = 1;
+        d.placement = bad[k].pl;
+        struct nb_probe_opts o;
+        struct nb_probe p;
+        nb_probe_opts_default(&o);
+        o.fold = true;
+        int rc = nb_probe_init_desc(&p, &o, &d, 16, 1, &tr, &te, &e);
+        ok(rc == NB_EINVAL && !strcmp(e.key, bad[k].key), "fold refuses %s, keyed %s (%s)",
+           bad[k].what, e.key, e.msg);
+        nb_probe_free(&p);
+    }
+    gsl_rng_free(r);
+    nb_dataset_free(&tr);
+    nb_dataset_free(&te);
+}
+
 static void test_varshift(void)
 {
     struct nb_dataset tr, te;
@@ -1685,6 +1839,14 @@ static void on_step(void *user, struct nb_model *m, const float *x, const int *y
         nb_probe_step(r->p, m, x, y, t, n, step, lr);
 }
 
+/* End-of-run probes (fold, and the Hessian and slices at the end). */
+static void on_end(void *user, struct nb_model *m, const struct nb_train_result *res)
+{
+    struct run *r = user;
+    if (r->p)
+        nb_probe_finish(r->p, m, res->steps);
+}
+
 static int on_metrics(void *user, const struct nb_metrics *row)
 {
     struct run *r = user;
@@ -1713,8 +1875,9 @@ static bool same_rows(const struct rows *a, const struct rows *b)
         return false;
     for (size_t i = 0; i < a->n; i++) {
         struct row x = a->r[i], y = b->r[i];
-        if (!strcmp(x.stat, "seconds"))
-            continue;
+        if (!strcmp(x.stat, "seconds") || !strncmp(x.stat, "seconds_", 8) ||
+            !strcmp(x.stat, "time_ratio"))
+            continue; /* wall times (fold's timing among them) */
         if (x.step != y.step || strcmp(x.probe, y.probe) || strcmp(x.stat, y.stat) ||
             memcmp(&x.value, &y.value, sizeof x.value))
             return false;
@@ -1729,7 +1892,8 @@ static void untouched(const char *label, const struct nb_train_spec *spec,
     struct nb_error e;
     struct nb_train_result res;
     struct run off = {0}, on = {0};
-    struct nb_train_hooks h = {.user = &off, .on_step = on_step, .on_metrics = on_metrics};
+    struct nb_train_hooks h = {.user = &off, .on_step = on_step, .on_metrics = on_metrics,
+                               .on_end = on_end};
     int rc = nb_train(spec, tr, te, &h, 0, &res, &e);
     ok(rc == 0 && res.status == NB_TRAIN_DONE && off.n >= 2, "%s: trains without probes (%d rows)",
        label, off.n);
@@ -1765,6 +1929,9 @@ static void untouched(const char *label, const struct nb_train_spec *spec,
     o.varshift = true;
     o.varshift_every = 8;
     o.varshift_samples = 50;
+    o.fold = true;
+    o.fold_samples = 50;
+    o.fold_rounds = 1;
     struct rows rows[2] = {{0}, {0}};
     for (int k = 0; k < 2; k++) {
         struct nb_probe p;
@@ -1896,6 +2063,7 @@ int main(void)
     test_slice();
     test_evalstats();
     test_varshift();
+    test_fold();
     test_untouched();
     is_int(n_unlisted, 0, "every row names a stat its probe lists in nb_probe_kinds");
     int seen = 0;

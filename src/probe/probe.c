@@ -143,6 +143,17 @@ const struct nb_key nb_probe_keys[] = {
                "varshift: test samples the test-time moments are taken over (all when "
                "fewer)"),
       AT(varshift_samples) },
+    { NB_K_("probe", "fold", NB_KEY_BOOL, "false", 0, 0, NB_KF_ADDED,
+            "at the end of training, fold every batch norm into the conv or linear layer "
+            "before it (as normbench fold) and compare: max logit difference, predictions "
+            "changed, time of a pass folded and unfolded"),
+      AT(fold) },
+    { NB_K_INT("probe", "fold_samples", "10000", 1, 1e9, NB_KF_ADDED,
+               "fold: test samples compared and timed (all when fewer)"),
+      AT(fold_samples) },
+    { NB_K_INT("probe", "fold_rounds", "5", 1, 1000, NB_KF_ADDED,
+               "fold: interleaved timing rounds (the median is kept)"),
+      AT(fold_rounds) },
 };
 #undef AT
 const int nb_probe_n_keys = (int)(sizeof nb_probe_keys / sizeof nb_probe_keys[0]);
@@ -338,7 +349,7 @@ int nb_probe_init(struct nb_probe *p, const struct nb_probe_opts *opts,
         return rc;
     if (p->o.hessian && p->o.hessian_hvp != NB_HVP_FD && (rc = nb_hvp_init(&p->hvp, m, err)))
         return rc;
-    if (p->o.evalstats || p->o.varshift) {
+    if (p->o.evalstats || p->o.varshift || p->o.fold) {
         p->test = eval_set;
         if ((rc = check_set(m, p->test, "a test set", err)))
             return rc;
@@ -440,6 +451,26 @@ nomem:
 int nb_probe_check_model(const struct nb_probe_opts *o, const struct nb_model *m,
                          struct nb_error *err)
 {
+    if (o->fold) {
+        const struct nb_model_desc *d = &m->desc;
+        if (d->norm.type != NB_NORM_BATCH && d->norm.type != NB_NORM_LP) {
+            BAD("norm.type",
+                d->norm.type == NB_NORM_NONE
+                    ? "[probe] fold: norm type = none: the network has no norm layer to fold"
+                    : "[probe] fold: norm type = %s normalizes each sample with its own "
+                      "statistics, also in eval mode: there are no constants to fold",
+                nb_norm_type_name(d->norm.type));
+            return nb_error_hint(err, "fold takes batch norm (type = batch, or lp), whose eval "
+                                      "mode uses the running statistics");
+        }
+        if (d->placement != NB_PLACE_PRE) {
+            BAD("model.placement",
+                "[probe] fold: placement = %s puts a ReLU between each conv or linear layer "
+                "and its norm (Conv -> ReLU -> BN): there is nothing to fold the norm into",
+                nb_norm_placement_names[d->placement]);
+            return nb_error_hint(err, "folding needs placement = pre (Conv -> BN -> ReLU)");
+        }
+    }
     if (!o->hessian || o->hessian_hvp != NB_HVP_EXACT)
         return 0;
     enum nb_mode mode = o->hessian_mode == NB_HESSIAN_PROBE ? NB_PROBE : NB_EVAL;

@@ -49,7 +49,7 @@
  *   step        optimizer updates done before the probe (the hook's step;
  *               nb_probe_finish's steps at the end of the run)
  *   probe       landscape | ics | dist | gradstats | hessian | slice |
- *               evalstats | varshift
+ *               evalstats | varshift | fold
  *   layer       layer name ("conv3", "norm2", "linear1"); empty when the
  *               row is about the whole model
  *   layer_index index of that layer in the model (0-based), -1 if none
@@ -129,7 +129,12 @@
  *    H v = (g(w + h v) - g(w - h v)) / 2h, |v| = 1; NaN when exact).
  *  slice (bn_mode eval or recomputed; claims 5.4), param samples: dim,
  *    points, range, index (the gnuplot index of its block in slice.csv),
- *    loss_center (at a = b = 0), loss_min, loss_max.
+ *    loss_center (at a = b = 0), loss_min, loss_max; curvature: the
+ *    second difference at the centre along d1 (b = 0),
+ *    (L(-h) - 2 L(0) + L(h)) / h^2 with h the grid spacing
+ *    2 range / (points - 1), divided by L(0) (relative to the loss
+ *    level), NaN for an even number of points (no grid point at 0) or
+ *    L(0) <= 0; curvature_b (2-D slices): the same along d2 (a = 0).
  *  evalstats (bn_mode eval): evalstats.c's header.
  *  varshift (bn_mode eval; claims 5.3, Li et al. 2019), per norm layer
  *    with population statistics (nb_norm_eval_moments: batch norm, not
@@ -156,6 +161,18 @@
  *    dropout's input is distributed in training as at test; a dropout or
  *    batch norm upstream changes that (the shift accumulates), so below
  *    the first norm the measured ratio may depart from the prediction.
+ *  fold (bn_mode eval; claims 6.5, 8 row 23), at the end of training
+ *    only, param samples = test samples compared and timed (the first
+ *    fold_samples): every norm layer folded into the conv or linear
+ *    layer before it (model.h nb_model_fold, as `normbench fold`):
+ *    layers_folded, max_abs_logit_diff (the largest |logit folded -
+ *    logit unfolded| over the samples, EVAL), predictions_differ
+ *    (samples whose argmax differs), seconds_unfolded, seconds_folded
+ *    (the median over fold_rounds interleaved rounds of one pass's wall
+ *    seconds, model/evaluate.h nb_fold_time) and time_ratio (folded /
+ *    unfolded).  Refused at the config's [model] placement line for
+ *    placement post and at its [norm] type line for a norm without
+ *    running statistics (nb_probe_check_model).
  *
  * slice.csv: the header "step,a,b,loss,acc" (nb_probe_slice_cols; written
  * before the first slice), then one line per grid point in gnuplot grid
@@ -198,7 +215,8 @@ extern const char *const nb_probe_spacing_names[];
  * probe.c's table, its file (added to Makefile.am) and its test. */
 #define NB_PROBE_KINDS(X)                                                                \
     X(LANDSCAPE, landscape) X(ICS, ics) X(DIST, dist) X(GRADSTATS, gradstats)           \
-    X(HESSIAN, hessian) X(SLICE, slice) X(EVALSTATS, evalstats) X(VARSHIFT, varshift)
+    X(HESSIAN, hessian) X(SLICE, slice) X(EVALSTATS, evalstats) X(VARSHIFT, varshift)        \
+    X(FOLD, fold)
 
 enum nb_probe_kind {
 #define NB_PROBE_ENUMERATOR_(U, l) NB_PROBE_##U,
@@ -307,6 +325,11 @@ struct nb_probe_opts {
     bool varshift;
     long varshift_every;
     long varshift_samples;
+    /* BN folding (fold.c, claims 6.5): at the end of training only, on
+     * the first fold_samples test samples, fold_rounds timing rounds. */
+    bool fold;
+    long fold_samples;
+    long fold_rounds;
     /* Not a [probe] key: the run's [train] eval_samples (test samples an
      * evaluation uses, 0: all), which evalstats' evaluations follow. */
     long eval_samples;
@@ -402,7 +425,7 @@ struct nb_probe {
     double *first_q;      /* 3 * 2 * n_layers: p15, p50, p85 of the first call */
     bool *first_valid;
     size_t *idx;          /* identity sample index for gathers */
-    const struct nb_dataset *test; /* evalstats, varshift: the evaluation set */
+    const struct nb_dataset *test; /* evalstats, varshift, fold: the evaluation set */
     size_t *tidx;         /* evalstats, varshift: cap sample indices of one test chunk */
     int vs_channels;      /* varshift: channels of every norm layer it reads */
     int vs_cmax;          /* varshift: the most channels of one */
@@ -439,8 +462,10 @@ int nb_probe_init_desc(struct nb_probe *p, const struct nb_probe_opts *opts,
 
 /* Whether the options fit model m: with hessian_hvp = exact, every layer
  * must have exact R-operators in the Hessian's mode (as m stands, at step
- * 0: frozen statistics only ever add support).  Returns 0, or NB_EINVAL
- * with a message naming the layer, keyed probe.hessian_hvp. */
+ * 0: frozen statistics only ever add support); with fold, m must be
+ * foldable (placement pre, a norm with running statistics: batch or lp).
+ * Returns 0, or NB_EINVAL with a message keyed probe.hessian_hvp (naming
+ * the layer), model.placement or norm.type. */
 int nb_probe_check_model(const struct nb_probe_opts *o, const struct nb_model *m,
                          struct nb_error *err);
 

@@ -36,6 +36,12 @@ void nbp_set_params(struct nb_probe *p, struct nb_model *m, double a,
 double nbp_norm(const float *x, size_t n);
 double nbp_dot(const float *x, const float *y, size_t n);
 
+/* The slice probe's curvature at the centre: the second difference
+ * (lm - 2 l0 + lp) / h^2 of the losses at -h, 0, +h along a direction,
+ * divided by l0 (relative to the loss level, so that nets at different
+ * losses compare); NaN when l0 <= 0, l0 is not finite or h <= 0. */
+double nbp_slice_curvature(double lm, double l0, double lp, double h);
+
 /* Number of samples of p->data a pass uses in `mode` with up to `want`
  * samples (0 = all): all of them in EVAL; in PROBE or TRAIN whole chunks
  * of the training batch only (a batch-norm set of one sample is refused),

@@ -86,6 +86,13 @@ static void recompute(struct nb_probe *p, struct nb_model *m, size_t count, int 
     m->ctx.rng_noise = noise;
 }
 
+double nbp_slice_curvature(double lm, double l0, double lp, double h)
+{
+    if (!(l0 > 0) || !(h > 0) || !isfinite(l0))
+        return NAN;
+    return (lm - 2.0 * l0 + lp) / (h * h) / l0;
+}
+
 static void slice(struct nb_probe *p, struct nb_model *m, const struct nbp_batch *b, long step)
 {
     (void)b;
@@ -115,6 +122,10 @@ static void slice(struct nb_probe *p, struct nb_model *m, const struct nbp_batch
         fputs("\n\n", f);
     }
     double lc = NAN, lmin = INFINITY, lmax = -INFINITY;
+    /* the neighbours of the centre along a (at b = 0) and along b (at
+     * a = 0): the second differences of an odd grid */
+    double la[2] = {NAN, NAN}, lb[2] = {NAN, NAN};
+    const int mid = P % 2 ? (P - 1) / 2 : -1;
     bool nan = false;
     int nb = dim == 2 ? P : 1;
     for (int i = 0; i < P; i++) {
@@ -131,6 +142,10 @@ static void slice(struct nb_probe *p, struct nb_model *m, const struct nbp_batch
             double acc = (classify && N) ? (double)hits / (double)N : NAN;
             if (a == 0 && b == 0)
                 lc = loss;
+            if (mid > 0 && (dim == 1 || j == mid) && (i == mid - 1 || i == mid + 1))
+                la[i > mid] = loss;
+            if (mid > 0 && dim == 2 && i == mid && (j == mid - 1 || j == mid + 1))
+                lb[j > mid] = loss;
             if (isnan(loss))
                 nan = true;
             else {
@@ -169,12 +184,16 @@ static void slice(struct nb_probe *p, struct nb_model *m, const struct nbp_batch
     nbp_emit(p, &r, "loss_center", lc);
     nbp_emit(p, &r, "loss_min", lmin);
     nbp_emit(p, &r, "loss_max", lmax);
+    double h = coord(1, P, range) - coord(0, P, range);
+    nbp_emit(p, &r, "curvature", nbp_slice_curvature(la[0], lc, la[1], h));
+    if (dim == 2)
+        nbp_emit(p, &r, "curvature_b", nbp_slice_curvature(lb[0], lc, lb[1], h));
     p->slices_written++;
 }
 
-const char *const nbp_slice_stats[] = {"dim",         "points",   "range",    "index",
-                                       "loss_center", "loss_min", "loss_max", "seconds",
-                                       NULL};
+const char *const nbp_slice_stats[] = {"dim",      "points",   "range",     "index",
+                                       "loss_center", "loss_min", "loss_max", "curvature",
+                                       "curvature_b", "seconds",  NULL};
 
 const char *const nb_probe_slice_cols[NB_SLICE_COL_COUNT] = {
     [NB_SLICE_STEP] = "step", [NB_SLICE_A] = "a",     [NB_SLICE_B] = "b",

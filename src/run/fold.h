@@ -41,14 +41,8 @@
 #include "core/error.h"
 #include "data/data.h"
 #include "layers/norm.h"
+#include "model/evaluate.h"
 #include "model/model.h"
-
-/* Timing rounds by default, and at most. */
-#define NB_FOLD_ROUNDS 5
-#define NB_FOLD_MAX_ROUNDS 1000
-/* Each network's share of a round lasts at least this many seconds by
- * default: a pass over a small evaluation set is repeated until it does. */
-#define NB_FOLD_MIN_SECONDS 0.05
 
 struct nb_fold_opts {
     const char *run;         /* RUN_DIR, or a SELECTOR */
@@ -62,17 +56,6 @@ struct nb_fold_opts {
 /* run NULL, results_dir NULL, out NULL, NB_FOLD_ROUNDS,
  * NB_FOLD_MIN_SECONDS. */
 void nb_fold_opts_default(struct nb_fold_opts *o);
-
-/* Inference time of the unfolded and the folded network over the same
- * samples: `rounds` rounds of `passes` passes of the unfolded network,
- * then `passes` passes of the folded one (A/B/A/B...). */
-struct nb_fold_timing {
-    int rounds, passes;
-    double unfolded, folded;           /* median over the rounds, seconds per pass */
-    double ratio;                      /* folded / unfolded (of the medians) */
-    double loss_unfolded, loss_folded; /* mean loss over the samples */
-    double acc_unfolded, acc_folded;   /* accuracy (NaN for regression) */
-};
 
 struct nb_fold_report {
     char run_dir[2048];
@@ -100,22 +83,5 @@ struct nb_fold_report {
  * line, "fold: ..." otherwise (a file involved is named in the message),
  * each with a hint where the fix is obvious. */
 int nb_fold_run(const struct nb_fold_opts *o, struct nb_fold_report *rep, struct nb_error *err);
-
-/* EVAL-mode forwards of a and b (networks of the same input and outputs)
- * over the first `limit` samples of ds (all when limit <= 0), in batches
- * of a's max_batch (b's must be as large): the largest absolute
- * difference of their logits in *max_abs, the samples whose argmax
- * differs in *argmax_differ (0 without labels), the samples in
- * *samples.  Returns 0, or a status from the loader (ds empty). */
-int nb_fold_compare(struct nb_model *a, struct nb_model *b, const struct nb_dataset *ds, int limit,
-                    double *max_abs, size_t *argmax_differ, size_t *samples, struct nb_error *err);
-
-/* Times nb_evaluate of a (unfolded) and b (folded) over the same samples
- * (limit as nb_fold_compare), interleaved: after one pass of each to warm
- * up and one more of a that sets the passes per round (enough for
- * min_seconds), `rounds` (1..NB_FOLD_MAX_ROUNDS) rounds of a's passes
- * then b's; fills t. */
-void nb_fold_time(struct nb_model *a, struct nb_model *b, const struct nb_dataset *ds, int limit,
-                  int rounds, double min_seconds, struct nb_fold_timing *t);
 
 #endif

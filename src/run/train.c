@@ -110,37 +110,6 @@ static void recompute_failed(struct nb_error *err, const struct nb_train_spec *s
                       spec->eval_stats == NB_EVAL_STATS_TARGET ? "test" : "training");
 }
 
-void nb_evaluate(struct nb_model *m, const struct nb_dataset *ds, int limit,
-                 double *loss, double *acc)
-{
-    struct nb_loader ld;
-    struct nb_error err;
-    *loss = *acc = NAN;
-    if (nb_loader_init(&ld, ds, m->max_batch, false, NULL, &err))
-        return;
-    nb_loader_epoch(&ld);
-    size_t want = (limit > 0 && (size_t)limit < ds->n) ? (size_t)limit : ds->n;
-    size_t done = 0;
-    double sl = 0;
-    long hits = 0;
-    const float *x, *t;
-    const int *y;
-    int n;
-    while (done < want && (n = nb_loader_next(&ld, &x, &y, &t)) > 0) {
-        if ((size_t)n > want - done)
-            n = (int)(want - done);
-        sl += nb_model_forward(m, x, y, t, n, NB_EVAL) * n;
-        if (y)
-            hits += nb_model_correct(m, y, n);
-        done += (size_t)n;
-    }
-    nb_loader_free(&ld);
-    if (done) {
-        *loss = sl / (double)done;
-        *acc = ds->y ? (double)hits / (double)done : NAN;
-    }
-}
-
 int nb_train(const struct nb_train_spec *spec, const struct nb_dataset *train,
              const struct nb_dataset *test, const struct nb_train_hooks *hooks,
              double target_acc, struct nb_train_result *res,

@@ -13,6 +13,7 @@
 
 #include "data/data.h"
 #include "model/checkpoint.h"
+#include "model/evaluate.h"
 #include "model/model.h"
 #include "optim/optim.h"
 
@@ -120,11 +121,6 @@ struct nb_train_hooks {
  * batch of at least 128, so evaluation runs in big chunks and any ghost
  * batch that divides the training batch divides it too. */
 int nb_train_model_batch(int batch);
-
-/* Evaluates m on the first `limit` samples of ds (all when limit <= 0) in
- * EVAL mode; returns mean loss and accuracy. */
-void nb_evaluate(struct nb_model *m, const struct nb_dataset *ds, int limit,
-                 double *loss, double *acc);
 
 /* Runs a whole training.  train must be non-empty; test may be NULL.
  * target_acc > 0 fills steps_to_target.  Returns 0 (see res->status for
