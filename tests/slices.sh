@@ -92,8 +92,10 @@ check "1-D: two blank lines between the slices" \
     sh -c "awk 'NF == 0 { b++ } END { exit b != 2 }' '$F1'"
 is "$(blocks "$F2")" "0:3 0:3 0:3 8:3 8:3 8:3 " \
     "2-D: slices at 0 and 8, 3 scans of 3 points each (a blank line between scans)"
-is "$(cut -d, -f1,2 "$R/s1/$id1/probes.csv" | grep -c ',slice$')" 16 \
-    "1-D: probes.csv has the 8 rows of each slice"
+is "$(cut -d, -f1,2 "$R/s1/$id1/probes.csv" | grep -c ',slice$')" 18 \
+    "1-D: probes.csv has the 9 rows of each slice (curvature: an odd slice_points)"
+is "$(awk -F, '$2 == "slice" && $7 == "curvature"' "$R/s1/$id1/probes.csv" | wc -l | tr -d ' ')" 2 \
+    "1-D: a curvature row per slice"
 is "$(grep ',slice,' "$R/s1/$id1/probes.csv" | grep ',index,' | cut -d, -f1 | tr '\n' ' ')" \
     "3 8 " "1-D: probes.csv's slice rows at steps 3 and 8"
 # the slice at the last step is on the final weights: its centre's loss
