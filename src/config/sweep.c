@@ -427,8 +427,8 @@ static int cmp_tuple(const void *pa, const void *pb, void *ctx)
     return (a > b) - (a < b); /* stable: equal tuples in list order */
 }
 
-/* Are the tuples at positions a and b equal (0 when they are, as strcmp)? */
-static int cmp_tuple_eq(const struct tuple_ctx *t, int a, int b)
+/* Do the tuples at positions a and b differ (1) or not (0)? */
+static int tuples_differ(const struct tuple_ctx *t, int a, int b)
 {
     for (int j = 0; j < t->n; j++)
         if (strcmp(t->cfg->set[t->keys[j]].items[a], t->cfg->set[t->keys[j]].items[b]))
@@ -457,7 +457,7 @@ static int find_repeat(const struct nb_config *cfg, const int *keys, int n, int 
     /* equal tuples are adjacent, in list order: a run's first element is
      * the first occurrence, its second the earliest repeat */
     for (int i = 1; i < len; i++)
-        if (!cmp_tuple_eq(&t, ord[i - 1], ord[i]) && (i < 2 || cmp_tuple_eq(&t, ord[i - 2], ord[i])) &&
+        if (!tuples_differ(&t, ord[i - 1], ord[i]) && (i < 2 || tuples_differ(&t, ord[i - 2], ord[i])) &&
             (!found || ord[i] < *later)) {
             *first = ord[i - 1];
             *later = ord[i];
