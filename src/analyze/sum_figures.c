@@ -75,8 +75,7 @@ static const char *key_axis_title(int key)
         return "depth";
     if (!strcmp(k->section, "model") && !strcmp(k->key, "dln_layers"))
         return "layers";
-    if (!strcmp(k->section, "norm") &&
-        (!strcmp(k->key, "momentum") || !strcmp(k->key, "renorm_momentum")))
+    if (nb_norm_key_is_momentum(k->section, k->key))
         /* no comma: gnuplot reads the CSV */
         return strcmp(k->key, "momentum") ? "renorm momentum m (PyTorch; Keras: 1 - m)"
                                           : "BN momentum m (PyTorch; Keras: 1 - m)";
@@ -93,8 +92,7 @@ static bool fig_x(const struct nb_summary *s, int g, int x, double *out)
         return false;
     const struct nb_key *k = nb_key_at(x);
     int conv = nb_key_lookup("norm", "momentum_convention");
-    if (!strcmp(k->section, "norm") &&
-        (!strcmp(k->key, "momentum") || !strcmp(k->key, "renorm_momentum")) && conv >= 0) {
+    if (nb_norm_key_is_momentum(k->section, k->key) && conv >= 0) {
         const char *c = nb_summary_group_val(s, g, conv);
         if (c && !strcmp(c, "keras"))
             *out = nb_norm_momentum_from_keras(*out);

@@ -82,9 +82,9 @@ static const char *identity_text(const struct nb_run *run, const struct nb_key *
 {
     if (no_op(run, k))
         return k->def;
-    bool conv = !strcmp(k->key, "momentum_convention");
-    bool mom = !strcmp(k->key, "momentum") || !strcmp(k->key, "renorm_momentum");
-    if (strcmp(k->section, "norm") || !(conv || mom) ||
+    bool conv = !strcmp(k->section, "norm") && !strcmp(k->key, "momentum_convention");
+    bool mom = nb_norm_key_is_momentum(k->section, k->key);
+    if (!(conv || mom) ||
         !is(run, "norm", "momentum_convention", "keras"))
         return v;
     if (conv)

@@ -221,6 +221,10 @@ const char *nb_norm_type_name(enum nb_norm_type t);
  * them, so the two spellings are one run. */
 double nb_norm_momentum_from_keras(double m);
 
+/* Whether config key [section] key is a momentum that momentum_convention
+ * spells (norm.momentum and norm.renorm_momentum). */
+bool nb_norm_key_is_momentum(const char *section, const char *key);
+
 /* Whether type t takes its statistics across the samples of a batch
  * (batch norm and lp norm: ghost sub-batches, devices, running
  * statistics apply) rather than within each sample. */

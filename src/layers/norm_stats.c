@@ -161,6 +161,12 @@ int nb_norm_eval_moments(const struct nb_layer *l, double *mean, double *var)
 /* renorm's schedule in the paper: 5k, 25k and 40k of 160k steps */
 #define RENORM_PAPER_STEPS 160000.0
 
+bool nb_norm_key_is_momentum(const char *section, const char *key)
+{
+    return !strcmp(section, "norm") &&
+           (!strcmp(key, "momentum") || !strcmp(key, "renorm_momentum"));
+}
+
 double nb_norm_momentum_from_keras(double m)
 {
     char buf[32];
