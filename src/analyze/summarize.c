@@ -453,6 +453,15 @@ static int cmp_seed_ctx(const void *pa, const void *pb, void *ctx)
 /* The varying keys into s->vary: those not on a sweep axis first (in
  * table order), then the sweeps' axes in product order; returns a
  * status. */
+/* Does key k's value differ between s's runs? */
+static bool key_varies(const struct nb_summary *s, int k)
+{
+    for (size_t i = 1; i < s->n_runs; i++)
+        if (strcmp(rval(&s->runs[i], k), rval(&s->runs[0], k)))
+            return true;
+    return false;
+}
+
 static int find_vary(struct nb_summary *s, struct nb_error *err)
 {
     int *vary = malloc(((size_t)nb_key_count() + 1) * sizeof *vary);
@@ -462,22 +471,14 @@ static int find_vary(struct nb_summary *s, struct nb_error *err)
         free(is_vary);
         return nb_error_oom(err);
     }
-    for (int k = 0; k < nb_key_count(); k++) {
-        if (!key_is_identity(k))
-            continue;
-        for (size_t i = 1; i < s->n_runs && !is_vary[k]; i++)
-            is_vary[k] = strcmp(rval(&s->runs[i], k), rval(&s->runs[0], k)) != 0;
-    }
+    for (int k = 0; k < nb_key_count(); k++)
+        is_vary[k] = key_is_identity(k) && key_varies(s, k);
     int nv = 0;
     /* an experiment's arm labels (not part of the identity) lead: the
      * keys zipped with them are then determined and left out of labels */
     int arm = nb_key_lookup("experiment", "arm");
-    for (size_t i = 1; arm >= 0 && i < s->n_runs && !is_vary[arm]; i++)
-        is_vary[arm] = strcmp(rval(&s->runs[i], arm), rval(&s->runs[0], arm)) != 0;
-    if (arm >= 0 && is_vary[arm]) {
-        vary[nv++] = arm;
-        is_vary[arm] = false;
-    }
+    if (arm >= 0 && key_varies(s, arm))
+        vary[nv++] = arm; /* not an identity key: is_vary[arm] stays false */
     for (int k = 0; k < nb_key_count(); k++) {
         bool axis = false;
         for (int j = 0; j < s->n_axis; j++)
