@@ -182,12 +182,16 @@ sync = true
 devices = 2
 [train]
 batch = 32
-max_steps = 300
-eval_every = 5
+max_steps = 12000
+eval_every = 100
 eval_samples = 100
 [data]
 train_subset = 2000
 EOF
+# 12000 steps take ~4 s on an idle core here (a first metrics row after
+# 0.03 s): the signal, sent within 0.05 s of that row, lands mid-run even
+# on a machine many times faster.  With 300 steps the whole run ended
+# before the signal on an idle machine, and the test failed there.
 K=$W/kill
 # nb_pids: the normbench processes of this test's kill.ini (/proc, no procps)
 nb_pids() {
@@ -196,6 +200,8 @@ nb_pids() {
             echo "${d#/proc/}"
     done
 }
+# whatever a failed check left running goes with the test
+trap 'for p in $(nb_pids); do kill -KILL "$p"; done 2>/dev/null' EXIT
 # rank_pid R: the pid of rank R
 rank_pid() {
     for p in $(nb_pids); do
@@ -210,12 +216,20 @@ hit() {
     t0=$(date +%s)
     mpi 2 run "$W/kill.ini" --index "$1" --results-dir "$K" -q ${4:-} >"$W/hit$1.out" 2>"$W/hit$1.err" &
     mp=$!
+    # the rank's pid first (it exists before it trains), so that the
+    # signal follows the first metrics row at once
     i=0
-    while [ "$i" -lt 300 ] && [ "$({ wc -l <"$K/kill/$id/metrics.csv"; } 2>/dev/null || echo 0)" -lt 2 ]; do
-        sleep 0.1
+    p=
+    while [ "$i" -lt 300 ] && [ -z "$p" ]; do
+        p=$(rank_pid "$3")
+        [ -n "$p" ] || sleep 0.1
         i=$((i + 1))
     done
-    p=$(rank_pid "$3")
+    i=0
+    while [ "$i" -lt 600 ] && [ "$({ wc -l <"$K/kill/$id/metrics.csv"; } 2>/dev/null || echo 0)" -lt 2 ]; do
+        sleep 0.05
+        i=$((i + 1))
+    done
     [ -n "$p" ] && kill "-$2" "$p"
     # a minute at most, then the test ends it (and fails)
     i=0
