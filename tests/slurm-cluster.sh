@@ -190,7 +190,7 @@ lr = 0.05
 
 [train]
 batch = 16
-epochs = 8
+epochs = 48
 eval_every = 20
 eval_samples = 200
 
@@ -198,6 +198,9 @@ eval_samples = 200
 source = blobs
 train_subset = 2000
 EOF
+# 6000 steps, ~5 s on an idle core here: the scancel and the SIGKILL,
+# sent within a 0.1 s poll of a run's first metrics row, land mid-run on a
+# faster machine too (8 epochs took 0.8 s, too close)
 E=$R/four
 "$NB" list four.ini >four.list
 "$NB" slurm four.ini --submit --throttle 1 --results-dir "$R" >sub4.out 2>sub4.err
