@@ -511,6 +511,20 @@ static void test_hessian(void)
        "hessian: fd: hvp_exact 0, one call by differences");
     nb_probe_free(&p);
 
+    /* hessian_max_iter caps each estimate; the cap is not convergence */
+    o.hessian_hvp = NB_HVP_AUTO;
+    o.hessian_max_iter = 2;
+    rs.n = 0;
+    nb_probe_init(&p, &o, &m, 9, &ds, NULL, &e);
+    nb_probe_set_sink(&p, &sink);
+    nb_probe_finish(&p, &m, 0);
+    ok(find(&rs, "hessian", NULL, "samples", "lambda_iters") == 2 &&
+           find(&rs, "hessian", NULL, "samples", "trace_iters") == 2 &&
+           find(&rs, "hessian", NULL, "samples", "lambda_converged") == 0 &&
+           find(&rs, "hessian", NULL, "samples", "trace_converged") == 0,
+       "hessian: max_iter 2 with tol 1e-9: two products each, neither converged");
+    nb_probe_free(&p);
+
     /* probe mode with chunks of the training batch: same Hessian here */
     nb_probe_opts_default(&o);
     o.hessian = true;

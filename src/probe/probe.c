@@ -87,6 +87,14 @@ const struct nb_key nb_probe_keys[] = {
       AT(hessian_every) },
     { NB_K_INT("probe", "hessian_samples", "1000", 1, 1e9, 0, "training samples for the Hessian"),
       AT(hessian_samples) },
+    { NB_K_INT("probe", "hessian_max_iter", "100", 1, 100000, NB_KF_ADDED,
+               "Hessian: most products of the power iteration, and of Hutchinson's "
+               "trace, each (PyHessian's maxIter)"),
+      AT(hessian_max_iter) },
+    { NB_K_FLT("probe", "hessian_tol", "1e-3", 0, 1, NB_KF_MIN_EXCL | NB_KF_ADDED,
+               "Hessian: each estimate stops when it moves by less than this, "
+               "relative (PyHessian's tol)"),
+      AT(hessian_tol) },
     { NB_K_ENUM("probe", "hessian_mode", "eval", nb_hessian_mode_names,
                 "norm statistics during the Hessian: running (eval) or batch "
                 "(probe)"),
@@ -161,8 +169,6 @@ const int nb_probe_n_keys = (int)(sizeof nb_probe_keys / sizeof nb_probe_keys[0]
 void nb_probe_opts_default(struct nb_probe_opts *o)
 {
     memset(o, 0, sizeof *o);
-    o->hessian_tol = 1e-3;
-    o->hessian_max_iter = 100;
     o->hessian_fd_rel = 1e-3;
     nb_keys_default(nb_probe_keys, nb_probe_n_keys, o);
 }
