@@ -91,7 +91,7 @@ const struct nb_key nb_probe_keys[] = {
                "Hessian: most products of the power iteration, and of Hutchinson's "
                "trace, each (PyHessian's maxIter)"),
       AT(hessian_max_iter) },
-    { NB_K_FLT("probe", "hessian_tol", "1e-3", 0, 1, NB_KF_MIN_EXCL | NB_KF_ADDED,
+    { NB_K_FLT("probe", "hessian_tol", "0.001", 0, 1, NB_KF_MIN_EXCL | NB_KF_ADDED,
                "Hessian: each estimate stops when it moves by less than this, "
                "relative (PyHessian's tol)"),
       AT(hessian_tol) },
