@@ -3,14 +3,19 @@
 
 Run with Debian's PyTorch (python3-torch, 1.13):
     /usr/bin/python3 tests/make_hvp_fixtures.py
-It writes tests/data/hvp/{mlp,cnn}_bn_eval.txt (next to this script);
-`make check` reads them from C and needs neither Python nor PyTorch.
+It writes tests/data/hvp/mlp_bn_eval.txt and cnn_NORM.txt (next to this
+script); `make check` reads them from C and needs neither Python nor
+PyTorch.
 
 The networks are normbench's mlp (widths 5 4, tanh, batch norm before each
 activation, on 6 inputs, 3 classes) and cnn (its fixed layers on 1x4x4
-inputs, relu, batch norm after every conv and the hidden linear layer, 3
-classes), in evaluation mode (batch norm with running statistics), mean
-softmax cross-entropy.  Parameters, running statistics, inputs and the
+inputs, relu, 3 classes) with each norm type after every conv and the
+hidden linear layer, as workloads.md: none (the convs and linear layers
+then have biases), batch in evaluation mode (running statistics: bn_eval)
+and with the batch's statistics (bn_batch: Sync-free training mode, what
+hessian_mode = probe uses), layer (G = 1), group (G = 4 on 16 channels, 8
+on 32 and on 128 features) and instance (G = C; the hidden linear layer
+then has no norm and a bias); mean softmax cross-entropy.  Parameters, running statistics, inputs and the
 direction v are not stored: both sides draw them from the same integer
 hash (gen() below; its C twin is in t_hvp.c), rounded to float32, in
 normbench's parameter-arena order, which is the order of the blocks listed
@@ -79,8 +84,9 @@ def rec(f, name, vals):
 class Net:
     """Blocks (name, shape, kind, fan_in) in arena order, and a forward."""
 
-    def __init__(self, arch, n, c, h, w, classes):
+    def __init__(self, arch, n, c, h, w, classes, norm="batch", batch_stats=False):
         self.arch, self.shape, self.classes = arch, (n, c, h, w), classes
+        self.norm_type, self.batch_stats = norm, batch_stats
         self.blocks = []   # (kind, shape, fan_in)
         self.state = []    # (kind, count) per norm: running mean, var
         self.layers = []   # ops in order, each referring to block indices
@@ -99,13 +105,16 @@ class Net:
                     self.layers.append(("pool",))
                     hh //= 2
                     continue
-                self.conv(ch, out)
-                self.norm(out)
+                self.conv(ch, out, bias=norm == "none")
+                if norm != "none":
+                    self.norm(out)
                 self.layers.append(("relu",))
                 ch = out
             self.layers.append(("flatten",))
-            self.linear(ch * hh * hh, 128, bias=False)
-            self.norm(128)
+            lnorm = norm not in ("none", "instance")
+            self.linear(ch * hh * hh, 128, bias=not lnorm)
+            if lnorm:
+                self.norm(128)
             self.layers.append(("relu",))
             self.linear(128, classes, bias=True)
 
@@ -118,15 +127,25 @@ class Net:
         b = self.add("bias", (o,)) if bias else None
         self.layers.append(("linear", w, b))
 
-    def conv(self, i, o):
+    def conv(self, i, o, bias=False):
         w = self.add("weight", (o, i, 3, 3), i * 9)
-        self.layers.append(("conv", w))
+        b = self.add("bias", (o,)) if bias else None
+        self.layers.append(("conv", w, b))
 
     def norm(self, ch):
         g = self.add("gamma", (ch,))
         b = self.add("beta", (ch,))
-        self.state.append(ch)
-        self.layers.append(("bn", g, b, len(self.state) - 1))
+        if self.norm_type == "batch":
+            self.state.append(ch)
+            self.layers.append(("bn", g, b, len(self.state) - 1))
+            return
+        # normbench's nb_norm_default_groups: min(C / 4, 8), down to a divisor
+        groups = {"layer": 1, "instance": ch}.get(self.norm_type)
+        if groups is None:
+            groups = max(1, min(ch // 4, 8))
+            while ch % groups:
+                groups -= 1
+        self.layers.append(("gn", g, b, groups))
 
     def params(self):
         out, k = [], 0
@@ -164,10 +183,15 @@ class Net:
                 a = F.linear(a.reshape(a.shape[0], -1), ps[op[1]],
                              ps[op[2]] if op[2] is not None else None)
             elif op[0] == "conv":
-                a = F.conv2d(a, ps[op[1]], None, 1, 1)
+                a = F.conv2d(a, ps[op[1]], ps[op[2]] if op[2] is not None else None, 1, 1)
             elif op[0] == "bn":
-                rm, rv = run[op[3]]
-                a = F.batch_norm(a, rm, rv, ps[op[1]], ps[op[2]], False, 0.1, 1e-5)
+                if self.batch_stats:
+                    a = F.batch_norm(a, None, None, ps[op[1]], ps[op[2]], True, 0.1, 1e-5)
+                else:
+                    rm, rv = run[op[3]]
+                    a = F.batch_norm(a, rm, rv, ps[op[1]], ps[op[2]], False, 0.1, 1e-5)
+            elif op[0] == "gn":
+                a = F.group_norm(a, op[3], ps[op[1]], ps[op[2]], 1e-5)
             elif op[0] == "tanh":
                 a = torch.tanh(a)
             elif op[0] == "relu":
@@ -179,8 +203,8 @@ class Net:
         return F.cross_entropy(a, y)
 
 
-def write(name, arch, n, c, h, w, classes, note):
-    net = Net(arch, n, c, h, w, classes)
+def write(name, arch, n, c, h, w, classes, note, norm="batch", batch_stats=False):
+    net = Net(arch, n, c, h, w, classes, norm, batch_stats)
     theta = torch.cat([p.reshape(-1) for p in net.params()])
     run = net.running()
     x = draw(3, 0, n * c * h * w, lambda u: 2 * u - 1).reshape(n, c, h, w)
@@ -229,6 +253,15 @@ def main():
     write("cnn_bn_eval.txt", "cnn", 2, 1, 4, 4, 3,
           "normbench's cnn on 1x4x4, relu, BatchNorm2d/1d after each conv and "
           "the hidden linear, eval")
+    write("cnn_bn_batch.txt", "cnn", 4, 1, 4, 4, 3,
+          "normbench's cnn on 1x4x4, relu, BatchNorm2d/1d after each conv and "
+          "the hidden linear, with the batch's statistics", "batch", True)
+    write("cnn_none.txt", "cnn", 2, 1, 4, 4, 3,
+          "normbench's cnn on 1x4x4, relu, no norm (conv and linear biases)", "none")
+    for norm, what in (("layer", "GroupNorm(1, C)"), ("group", "GroupNorm(G, C), G = 4, 8, 8"),
+                       ("instance", "GroupNorm(C, C) after each conv, none on the linear")):
+        write("cnn_%s.txt" % norm, "cnn", 2, 1, 4, 4, 3,
+              "normbench's cnn on 1x4x4, relu, %s norm: %s" % (norm, what), norm)
 
 
 if __name__ == "__main__":
