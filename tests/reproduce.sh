@@ -105,6 +105,57 @@ check "  under a Discussion heading, after the checks" \
     sh -c "sed -n '/^## Checks/,\$p' '$Q/report.md' | grep -q '^## Discussion'"
 check "  one paragraph each, continuation joined" \
     sh -c "grep -A1 -x 'First one, continued.' '$Q/report.md' | tail -1 | grep -qx '' && grep -qx 'Second one.' '$Q/report.md'"
+# probe_stats: the tables and the archive keep the listed probe stats
+# only, and what reads them (figures, checks) is unchanged; in a copy of
+# the results, so the quick runs stay whole for what follows
+K=$W/keep
+mkdir -p "$K/exp"
+cp -R "$R" "$K/results"
+keep='landscape.loss_min landscape.loss_max landscape.grad_change_min landscape.grad_change_max landscape.beta_eff landscape.loss0 landscape.grad_norm'
+printf 'include = %s/quickstart.ini\n[experiment]\nprobe_stats = %s\n' "$EXP" "$keep" \
+    >"$K/exp/quickstart.ini"
+"$NB" reproduce "$K/exp/quickstart.ini" --quick --no-run --results "$K/results" --progress none \
+    >"$K/out" 2>"$K/err"
+check "probe_stats: the report is written" [ $? -eq 0 ]
+KQ=$K/results/quick/quickstart
+# the probe and stat columns of a probes table (archive or tables/), as
+# PROBE.STAT lines, sorted and unique
+pstats() {
+    { gzip -dc "$1" 2>/dev/null || cat "$1"; } | awk -F, '
+        NR == 1 { for (i = 1; i <= NF; i++) { if ($i == "probe") p = i; if ($i == "stat") s = i } next }
+        { print $p "." $s }' | sort -u
+}
+a=$(ls "$KQ"/archive/probes.csv* | head -n1)
+is "$(pstats "$a" | tr '\n' ' ')" "$(printf '%s\n' $keep | sort | tr '\n' ' ')" \
+    "  the archive keeps exactly the listed stats"
+check "  the unfiltered archive had more" \
+    test "$(pstats "$(ls "$Q"/archive/probes.csv* | head -n1)" | wc -l)" -gt "$(pstats "$a" | wc -l)"
+is "$(pstats "$KQ/tables/probes.csv" | tr '\n' ' ')" \
+    "$(printf '%s\n' $keep landscape.loss_range landscape.grad_change_range | sort | tr '\n' ' ')" \
+    "  tables/probes.csv: the listed stats and the two derived from them"
+same=1
+for f in $(cd "$Q" && ls figures/*.csv verdict.txt); do
+    cmp -s "$Q/$f" "$KQ/$f" || { same=0; diag "differs: $f"; }
+done
+check "  figures and verdict as without probe_stats" [ $same -eq 1 ]
+check "  the report says what was kept" grep -q "^The tables and the archive keep the probe stats \`landscape.loss_min\`" "$KQ/report.md"
+"$NB" reproduce "$K/exp/quickstart.ini" --quick --no-run --results "$K/results" --progress none \
+    >"$K/out2" 2>"$K/err2"
+check "  regenerating from the kept archive gives the same archive" cmp -s "$a" "$(ls "$KQ"/archive/probes.csv* | head -n1)"
+# its errors: FILE:LINE, exit 2
+perr() { # perr DESCRIPTION MESSAGE VALUE
+    printf 'include = %s/quickstart.ini\n[experiment]\nprobe_stats = %s\n' "$EXP" "$3" >"$K/bad.ini"
+    "$NB" reproduce "$K/bad.ini" --quick --no-run --results "$K/results" >"$K/outb" 2>"$K/errb"
+    rc=$?
+    check "probe_stats $1: exit 2 and '$2'" sh -c "[ $rc -eq 2 ] && grep -q \"$2\" '$K/errb'"
+    [ $rc -eq 2 ] || show "$K/errb"
+}
+perr "naming an unknown stat" "bad.ini:3: probe landscape has no stat 'los_min'" "landscape.los_min"
+check "  with a did-you-mean" grep -q "did you mean 'landscape.loss_min'" "$K/errb"
+perr "naming a derived stat" "bad.ini:3: probe_stats: 'landscape.loss_range' is not a stat a probe writes" "landscape.loss_range"
+check "  with a hint" grep -q "the summary derives it" "$K/errb"
+perr "naming a scalar" "bad.ini:3: probe_stats: 'final_test_error' is not a stat a probe writes" "final_test_error"
+perr "naming a stat twice" "bad.ini:3: probe_stats: 'landscape.loss0' is listed twice" "landscape.loss0 landscape.loss0"
 # a check edited after the runs is post hoc, in the report and the index
 mkdir -p "$W/edit"
 first=$(sed -n 's/^\[check \(.*\)\]$/\1/p' "$EXP/quickstart.ini" | head -n1)

@@ -98,13 +98,14 @@ static int grow(void **p, int n, size_t elem, struct nb_error *err)
  * key_in and the did-you-mean hints). */
 enum exp_key {
     EK_NAME, EK_CLAIM, EK_SOURCE, EK_PAPER, EK_CONFIG, EK_ESTIMATE, EK_NOTES,
-    EK_DISCUSSION, EK_CAVEATS, EK_ROBUSTNESS, EK_COUNT
+    EK_DISCUSSION, EK_CAVEATS, EK_ROBUSTNESS, EK_PROBE_STATS, EK_COUNT
 };
 static const char *const exp_keys[EK_COUNT + 1] = {
     [EK_NAME] = "name",         [EK_CLAIM] = "claim",     [EK_SOURCE] = "source",
     [EK_PAPER] = "paper",       [EK_CONFIG] = "config",   [EK_ESTIMATE] = "estimate",
     [EK_NOTES] = "notes",       [EK_DISCUSSION] = "discussion",
-    [EK_CAVEATS] = "caveats",   [EK_ROBUSTNESS] = "robustness"};
+    [EK_CAVEATS] = "caveats",   [EK_ROBUSTNESS] = "robustness",
+    [EK_PROBE_STATS] = "probe_stats"};
 enum fig_key { FK_KIND, FK_X, FK_Y, FK_WHERE, FK_PARAM, FK_CAPTION, FK_PAPER, FK_PAPER_LABEL,
                FK_SERIES, FK_YSCALE, FK_COUNT };
 static const char *const fig_keys[FK_COUNT + 1] = {
@@ -336,6 +337,49 @@ static int scalar_of(const char *v, const char *file, int line, const char *what
     return 0;
 }
 
+/* probe_stats = PROBE.STAT ...: the probe rows the summary keeps, each a
+ * stat the probe writes (not one the summary derives from them), once. */
+static int set_probe_stats(struct nb_experiment *e, const struct nb_ini_item *it,
+                           struct nb_error *err)
+{
+    for (const char *p = it->value; *p;) {
+        while (isspace((unsigned char)*p))
+            p++;
+        size_t n = strcspn(p, " \t\n\r");
+        if (!n)
+            break;
+        char name[160];
+        snprintf(name, sizeof name, "%.*s", (int)(n < sizeof name ? n : sizeof name - 1), p);
+        p += n;
+        struct nb_metric m;
+        int rc = nb_metric_parse(name, it->file, it->line, &m, err);
+        if (rc)
+            return rc;
+        bool probe = m.kind == NB_MK_PROBE, derived = false;
+        for (int d = 0; probe && nb_sum_derived_stats[d]; d++)
+            derived |= !strcmp(m.stat, nb_sum_derived_stats[d]);
+        nb_metric_free(&m);
+        if (!probe || derived) {
+            nb_error_set(err, NB_EINVAL, it->file, it->line,
+                         "probe_stats: '%s' is not a stat a probe writes", name);
+            return nb_error_hint(err, derived ? "the summary derives it; keep the stats it is "
+                                                "made of (e.g. landscape.loss_min and "
+                                                "landscape.loss_max)"
+                                              : "name PROBE.STAT, e.g. landscape.loss_min");
+        }
+        for (int i = 0; i < e->n_probe_stats; i++)
+            if (!strcmp(e->probe_stats[i], name))
+                return nb_error_set(err, NB_EINVAL, it->file, it->line,
+                                    "probe_stats: '%s' is listed twice", name);
+        if (grow((void **)&e->probe_stats, e->n_probe_stats, sizeof *e->probe_stats, err))
+            return NB_ENOMEM;
+        if (!(e->probe_stats[e->n_probe_stats] = strdup(name)))
+            return nb_error_oom(err);
+        e->n_probe_stats++;
+    }
+    return 0;
+}
+
 /* A key of [experiment]: claim, source, paper, config (a list), notes, .... */
 static int on_experiment(struct lctx *c, const struct nb_ini_item *it, struct nb_error *err)
 {
@@ -407,6 +451,7 @@ static int on_experiment(struct lctx *c, const struct nb_ini_item *it, struct nb
     case EK_NOTES: return set_str(&e->notes, v, err);
     case EK_CAVEATS: return set_str(&e->caveats, v, err);
     case EK_ROBUSTNESS: return set_str(&e->robustness, v, err);
+    case EK_PROBE_STATS: return set_probe_stats(e, it, err);
     case EK_DISCUSSION:
         if (grow((void **)&e->discussion, e->n_discussion, sizeof *e->discussion, err))
             return NB_ENOMEM;
@@ -1007,6 +1052,9 @@ void nb_experiment_free(struct nb_experiment *e)
         return;
     free(e->path), free(e->name), free(e->claim), free(e->source), free(e->paper);
     free(e->estimate), free(e->notes), free(e->caveats), free(e->robustness);
+    for (int i = 0; i < e->n_probe_stats; i++)
+        free(e->probe_stats[i]);
+    free(e->probe_stats);
     for (int i = 0; i < e->n_discussion; i++)
         free(e->discussion[i]);
     free(e->discussion);

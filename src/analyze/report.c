@@ -671,6 +671,12 @@ int nb_report_write(const char *path, const struct nb_report_in *in, struct nb_e
         if (probes)
             fprintf(fp, ", [%s/probes.csv](%s/probes.csv) (probes per step)", td, td);
         fputs(".\n", fp);
+        if (probes && e->n_probe_stats) {
+            fputs("The tables and the archive keep the probe stats", fp);
+            for (int i = 0; i < e->n_probe_stats; i++)
+                fprintf(fp, "%s `%s`", i ? "," : "", e->probe_stats[i]);
+            fputs(" (the experiment's probe_stats); each run's probes.csv has every row.\n", fp);
+        }
     }
     return nb_atomic_end(path, tmp, fp, err);
 }

@@ -23,6 +23,13 @@
  *              paragraph each): how to read the results, what might
  *              explain a claim that does not reproduce; the report prints
  *              it under its own heading, apart from the computed verdict
+ *   probe_stats = PROBE.STAT ...  the probe rows the summary keeps: its
+ *              tables/probes.csv and the archive hold these stats only (the
+ *              run directories every row), to keep a probe-heavy
+ *              experiment's archive small; each a stat a probe writes (not
+ *              loss_range or grad_change_range, which the summary derives
+ *              from loss_min/max and grad_change_min/max), once; the report
+ *              lists them; default: every row
  *
  *   [quick SECTION]        overrides for --quick, applied to every config
  *   KEY = VALUE            (SECTION.KEY must be a config key; a list
@@ -129,6 +136,8 @@ struct nb_experiment {
     char *path;
     char *name, *claim, *source, *paper, *estimate, *notes, *caveats, *robustness;
     char **discussion;        /* paragraphs, in file order */
+    char **probe_stats;       /* PROBE.STAT the summary keeps; none: all */
+    int n_probe_stats;
     int n_discussion;
     char **configs;           /* as written */
     char **config_paths;      /* resolved against the file's directory */

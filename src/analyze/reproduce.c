@@ -979,6 +979,10 @@ int nb_reproduce(const char *experiment, const struct nb_repro_opts *o,
         return rc;
     R.n = R.e.n_configs;
     nb_summary_init(&R.s);
+    if (nb_summary_keep_probes(&R.s, R.e.probe_stats, R.e.n_probe_stats)) {
+        rc = nb_error_oom(err);
+        goto out;
+    }
     if ((rc = repro_alloc(&R, err)) || (rc = repro_load_configs(&R, err)) ||
         (o->run && (rc = repro_check_sources(&R, err))) ||
         (rc = repro_preregister(&R, err)) || (o->run && (rc = repro_run(&R, err))))

@@ -369,6 +369,10 @@ static void pr_row(int c, void *user)
         pr_fail(p, NB_EFORMAT, "row with %s", buf);
         goto next;
     }
+    /* a stat the experiment does not keep (probe_stats) */
+    if (p->f[PC_PROBE] && p->f[PC_STAT] &&
+        !nb_summary_keeps_probe(p->s, p->f[PC_PROBE], p->f[PC_STAT]))
+        goto next;
     struct nb_sum_prow row;
     double v;
     if (!sum_parse_num(p->f[PC_STEP], &v)) {
@@ -456,7 +460,8 @@ static int derive_landscape(struct nb_summary *s, struct nb_sum_run *r,
     int ids[4] = {nb_summary_str_find(s, "loss_min"), nb_summary_str_find(s, "loss_max"),
                   nb_summary_str_find(s, "grad_change_min"),
                   nb_summary_str_find(s, "grad_change_max")};
-    int lr = sum_str_intern(s, "loss_range"), gr = sum_str_intern(s, "grad_change_range");
+    int lr = sum_str_intern(s, nb_sum_derived_stats[0]),
+        gr = sum_str_intern(s, nb_sum_derived_stats[1]);
     if (lr == -2 || gr == -2)
         return nb_error_oom(err);
     size_t n = r->n_probes;

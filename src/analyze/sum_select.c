@@ -58,7 +58,7 @@ static bool is_step_metric(const char *name)
  * (probe.h's nb_probe_kinds) and, for landscape, the two the summary
  * derives per step (sum_read.c: loss_max - loss_min, and the same for
  * grad_change). */
-static const char *const derived_landscape[] = {"loss_range", "grad_change_range", NULL};
+const char *const nb_sum_derived_stats[] = {"loss_range", "grad_change_range", NULL};
 
 /* Index of probe in nb_probe_kinds, or -1. */
 static int probe_kind(const char *probe)
@@ -77,8 +77,8 @@ static int probe_stat_names(int k, const char **names)
     for (int i = 0; nb_probe_kinds[k].stats[i] && n < 32; i++)
         names[n++] = nb_probe_kinds[k].stats[i];
     if (k == NB_PROBE_LANDSCAPE)
-        for (int i = 0; derived_landscape[i] && n < 32; i++)
-            names[n++] = derived_landscape[i];
+        for (int i = 0; nb_sum_derived_stats[i] && n < 32; i++)
+            names[n++] = nb_sum_derived_stats[i];
     return n;
 }
 

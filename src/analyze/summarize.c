@@ -276,7 +276,43 @@ void nb_summary_free(struct nb_summary *s)
     for (int i = 0; i < s->n_mcols; i++)
         free(s->mcols[i]);
     free(s->mcols);
+    for (int i = 0; i < s->n_keep; i++)
+        free(s->keep[i]);
+    free(s->keep);
     memset(s, 0, sizeof *s);
+}
+
+int nb_summary_keep_probes(struct nb_summary *s, char *const *names, int n)
+{
+    NB_ASSERT(s->n_runs == 0);
+    char **k = n ? calloc((size_t)n, sizeof *k) : NULL;
+    if (n && !k)
+        return NB_ENOMEM;
+    for (int i = 0; i < n; i++)
+        if (!(k[i] = strdup(names[i]))) {
+            while (i--)
+                free(k[i]);
+            free(k);
+            return NB_ENOMEM;
+        }
+    for (int i = 0; i < s->n_keep; i++)
+        free(s->keep[i]);
+    free(s->keep);
+    s->keep = k;
+    s->n_keep = n;
+    return 0;
+}
+
+bool nb_summary_keeps_probe(const struct nb_summary *s, const char *probe, const char *stat)
+{
+    if (s->n_keep == 0)
+        return true;
+    size_t pl = strlen(probe);
+    for (int i = 0; i < s->n_keep; i++)
+        if (!strncmp(s->keep[i], probe, pl) && s->keep[i][pl] == '.' &&
+            !strcmp(s->keep[i] + pl + 1, stat))
+            return true;
+    return false;
 }
 
 const char *nb_summary_str(const struct nb_summary *s, int id)

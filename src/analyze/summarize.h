@@ -210,6 +210,10 @@ struct nb_summary {
     /* per-step metric columns: the union over runs, derived ones last */
     char **mcols;
     int n_mcols;
+    /* the probe rows kept (nb_summary_keep_probes): PROBE.STAT names;
+     * n_keep 0: every row */
+    char **keep;
+    int n_keep;
 };
 
 /* Whether scalar sc has a column in s's tables (runs.csv, groups.csv):
@@ -220,6 +224,15 @@ bool nb_sum_scalar_tabled(const struct nb_summary *s, int sc);
 
 void nb_summary_init(struct nb_summary *s);
 void nb_summary_free(struct nb_summary *s);
+
+/* Keeps only the probe rows whose PROBE.STAT is one of names[0..n) (an
+ * experiment's probe_stats): the others are not read, so they leave the
+ * tables and the archive built from s (the run directories keep them).
+ * n 0: every row.  Call before adding runs; 0 or NB_ENOMEM. */
+int nb_summary_keep_probes(struct nb_summary *s, char *const *names, int n);
+
+/* Whether s keeps the rows of probe's stat. */
+bool nb_summary_keeps_probe(const struct nb_summary *s, const char *probe, const char *stat);
 
 /* Adds the runs of sw, reading them from exp_dir/RUN_ID; a run whose
  * directory has neither DONE nor error.txt is looked up through the
@@ -314,6 +327,11 @@ void nb_metric_free(struct nb_metric *m);
  * file:line ("unknown metric 'x'", did-you-mean hint). */
 int nb_metric_parse(const char *name, const char *file, int line,
                     struct nb_metric *m, struct nb_error *err);
+
+/* The landscape stats the summary derives per step (sum_read.c: loss_max -
+ * loss_min, and the same for grad_change), NULL-terminated: a check may
+ * name them; no probe writes them. */
+extern const char *const nb_sum_derived_stats[];
 
 /* One selected value: its group, and the coordinates of the point inside
  * the group (step -1, layer/param -1 and param_value NaN for scalars). */
