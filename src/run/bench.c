@@ -23,6 +23,27 @@ void nb_bench_opts_default(struct nb_bench_opts *o)
     o->warmup = 5;
 }
 
+const char *const nb_bench_part_names[NB_BENCH_PARTS] = {
+    [NB_BENCH_CONV] = "conv",     [NB_BENCH_NORM] = "norm",   [NB_BENCH_ACT] = "act",
+    [NB_BENCH_POOL] = "pool",     [NB_BENCH_LINEAR] = "linear", [NB_BENCH_OPTIM] = "optim",
+    [NB_BENCH_OTHER] = "other"};
+
+/* The part of the step a layer's time counts to. */
+static enum nb_bench_part bench_part(const struct nb_layer_ops *ops)
+{
+    if (ops == &nb_conv2d_ops)
+        return NB_BENCH_CONV;
+    if (ops == &nb_norm_ops)
+        return NB_BENCH_NORM;
+    if (ops == &nb_relu_ops || ops == &nb_sigmoid_ops || ops == &nb_tanh_ops)
+        return NB_BENCH_ACT;
+    if (ops == &nb_maxpool_ops || ops == &nb_gap_ops)
+        return NB_BENCH_POOL;
+    if (ops == &nb_linear_ops)
+        return NB_BENCH_LINEAR;
+    return NB_BENCH_OTHER; /* loss, flatten, dropout, add */
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -77,25 +98,36 @@ static int bench_one(FILE *out, const struct nb_bench_opts *o,
             STEP();
         rates[w] = (double)o->steps * batch / (nb_now() - t0);
     }
-    /* one profiled window for the split */
+    /* one profiled window for the split: each layer's forward and
+     * backward by kind, the optimizer timed around its step */
     m.profile = true;
+    double part[NB_BENCH_PARTS] = {0};
     double t0 = nb_now();
-    for (int s = 0; s < o->steps; s++)
-        STEP();
+    for (int s = 0; s < o->steps; s++) {
+        m.ctx.step = step++;
+        nb_model_forward(&m, x, y, NULL, batch, NB_TRAIN);
+        nb_model_backward(&m, batch);
+        double t1 = nb_now();
+        nb_sgd_step(&sgd, &m, 0.01);
+        part[NB_BENCH_OPTIM] += nb_now() - t1;
+    }
     double total = nb_now() - t0;
 #undef STEP
-    double conv = 0, nrm = 0;
+    double layers = 0;
     for (int i = 0; i < m.n_layers; i++) {
         double t = m.prof_fwd[i] + m.prof_bwd[i];
-        if (m.layers[i].ops == &nb_conv2d_ops)
-            conv += t;
-        else if (m.layers[i].ops == &nb_norm_ops)
-            nrm += t;
+        part[bench_part(m.layers[i].ops)] += t;
+        layers += t;
     }
+    /* what no layer or the optimizer took: the model's own passes
+     * (zeroing gradients, copying the batch) */
+    part[NB_BENCH_OTHER] += total - layers - part[NB_BENCH_OPTIM];
     qsort(rates, (size_t)nw, sizeof rates[0], cmp_double);
-    fprintf(out, "%-6s %-9s %6d %12.0f  %5.1f%% %5.1f%% %5.1f%%\n",
-            nb_arch_name(o->arch), nb_norm_type_name(norm), batch, rates[nw / 2],
-            100 * conv / total, 100 * nrm / total, 100 * (total - conv - nrm) / total);
+    fprintf(out, "%-6s %-9s %6d %12.0f ", nb_arch_name(o->arch), nb_norm_type_name(norm),
+            batch, rates[nw / 2]);
+    for (int k = 0; k < NB_BENCH_PARTS; k++)
+        fprintf(out, " %5.1f%%", 100 * part[k] / total);
+    fputc('\n', out);
     fflush(out);
     gsl_rng_free(r);
     free(x);
@@ -110,8 +142,10 @@ int nb_bench_throughput(FILE *out, const struct nb_bench_opts *o,
     fprintf(out, "# training throughput: full steps (forward, loss, backward, SGD) on one\n"
                  "# fixed random batch; %d warm-up steps, median of %d windows of %d steps\n",
             o->warmup, o->windows, o->steps);
-    fprintf(out, "%-6s %-9s %6s %12s  %6s %6s %6s\n", "arch", "norm", "batch", "img/s",
-            "conv", "norm", "rest");
+    fprintf(out, "%-6s %-9s %6s %12s ", "arch", "norm", "batch", "img/s");
+    for (int k = 0; k < NB_BENCH_PARTS; k++)
+        fprintf(out, " %6s", nb_bench_part_names[k]);
+    fputc('\n', out);
     for (int i = 0; i < o->n_norms; i++)
         for (int j = 0; j < o->n_batches; j++) {
             int rc = bench_one(out, o, o->norms[i], o->batches[j], err);

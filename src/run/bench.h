@@ -1,6 +1,6 @@
 /* src/run/bench.h - `normbench bench`: training throughput of the
- * workloads.md networks, with the time split between conv, norm and the
- * rest.  A benchmark command, never a timed test. */
+ * workloads.md networks, with the time split between the parts of a step
+ * (nb_bench_part).  A benchmark command, never a timed test. */
 #ifndef NB_HARNESS_BENCH_H
 #define NB_HARNESS_BENCH_H
 
@@ -21,6 +21,17 @@ struct nb_bench_opts {
 };
 
 void nb_bench_opts_default(struct nb_bench_opts *o);
+
+/* The parts of a training step the throughput table splits its time into
+ * (one profiled window): conv layers (im2col or Winograd transforms and
+ * their GEMMs), norm layers, activations, pooling, linear layers, the
+ * optimizer step, and the rest (loss, flatten, dropout, the model's own
+ * passes). */
+enum nb_bench_part {
+    NB_BENCH_CONV, NB_BENCH_NORM, NB_BENCH_ACT, NB_BENCH_POOL, NB_BENCH_LINEAR,
+    NB_BENCH_OPTIM, NB_BENCH_OTHER, NB_BENCH_PARTS
+};
+extern const char *const nb_bench_part_names[NB_BENCH_PARTS];
 
 /* Measures images/s of full training steps (forward, cross-entropy,
  * backward, SGD momentum 0.9) on one fixed random batch, as
