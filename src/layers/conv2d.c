@@ -429,9 +429,11 @@ static void conv_forward(struct nb_layer *l, const float *x, float *y, int n,
     }
     if (p->direct) {
         /* y_s (O, P) = W (O, C) x_s (C, P) */
+        double t0 = conv_gemm_on(l);
         for (int s = 0; s < n; s++)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, O, P, K,
                         1.0f, w, K, x + s * xs, P, 0.0f, y + s * ys, P);
+        conv_gemm_off(l, t0);
     } else {
         NB_ASSERT(l->ctx && l->ctx->scratch_count >= l->scratch);
         float *col = l->ctx->scratch; /* col: (K, nb*T) */
@@ -446,11 +448,13 @@ static void conv_forward(struct nb_layer *l, const float *x, float *y, int n,
                     im2col(&p->g, x + (s0 + s) * xs, col + (size_t)s * T, ld,
                            ra, rb);
                 /* y_s[:, tile] (O, T) = W (O, K) col_s (K, T) */
+                double t0 = conv_gemm_on(l);
                 for (int s = 0; s < nb; s++)
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, O,
                                 T, K, 1.0f, w, K, col + (size_t)s * T,
                                 (int)ld, 0.0f,
                                 y + (s0 + s) * ys + (size_t)ra * OW, P);
+                conv_gemm_off(l, t0);
             }
         }
     }
@@ -492,6 +496,7 @@ static void conv_backward(struct nb_layer *l, const float *x, const float *y,
         return;
     }
     if (p->direct) {
+        double t0 = conv_gemm_on(l);
         for (int s = 0; s < n; s++) {
             const float *xsmp = x + s * xs; /* xsmp: (C, P) */
             const float *dys = dy + s * ys; /* dys: (O, P) */
@@ -503,6 +508,7 @@ static void conv_backward(struct nb_layer *l, const float *x, const float *y,
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, P, O,
                             1.0f, w, K, dys, P, 0.0f, dx + s * xs, P);
         }
+        conv_gemm_off(l, t0);
         return;
     }
 
@@ -523,6 +529,7 @@ static void conv_backward(struct nb_layer *l, const float *x, const float *y,
                 im2col(&p->g, x + (s0 + s) * xs, col + (size_t)s * T, ld, ra,
                        rb);
             /* dWt (K, O) (+)= col_s (K, T) dy_s[:, tile]^T (T, O) */
+            double t0 = conv_gemm_on(l);
             for (int s = 0; s < nb; s++) {
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, K, O, T,
                             1.0f, col + (size_t)s * T, (int)ld,
@@ -530,14 +537,17 @@ static void conv_backward(struct nb_layer *l, const float *x, const float *y,
                             dwt, O);
                 beta = 1.0f;
             }
+            conv_gemm_off(l, t0);
             if (!dx)
                 continue;
             /* dcol_s (K, T) = W^T (K, O) dy_s[:, tile] (O, T), into col's
              * space; then dx_s += col2im(dcol_s) */
+            t0 = conv_gemm_on(l);
             for (int s = 0; s < nb; s++)
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, T, O,
                             1.0f, w, K, dy + (s0 + s) * ys + (size_t)ra * OW,
                             P, 0.0f, col + (size_t)s * T, (int)ld);
+            conv_gemm_off(l, t0);
             for (int s = 0; s < nb; s++)
                 col2im(&p->g, col + (size_t)s * T, ld, dx + (s0 + s) * xs, ra,
                        rb);

@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 
+#include "core/arena.h"
 #include "layers/layer.h"
 
 /* One correlation: input (c, h, w) -> output (oh, ow), kernel k, stride
@@ -86,5 +87,17 @@ void conv_wino_forward(const struct nb_layer *l, const float *x, float *y, int n
  * (n, C, H, W) with the input gradient.  (db is done by the caller.) */
 void conv_wino_backward(const struct nb_layer *l, const float *x, const float *dy, float *dx,
                         int n);
+
+/* The bench profile's GEMM clock (nb_ctx.gemm_seconds): conv_gemm_on
+ * starts it when a profile asks, conv_gemm_off adds the seconds since. */
+static inline double conv_gemm_on(const struct nb_layer *l)
+{
+    return l->ctx && l->ctx->gemm_seconds ? nb_now() : 0.0;
+}
+static inline void conv_gemm_off(const struct nb_layer *l, double t0)
+{
+    if (l->ctx && l->ctx->gemm_seconds)
+        *l->ctx->gemm_seconds += nb_now() - t0;
+}
 
 #endif

@@ -546,10 +546,12 @@ void conv_wino_forward(const struct nb_layer *l, const float *x, float *y, int n
                     wk->bt(g, sub, (int)tb, v + c * T + s * tb, (size_t)C * T);
                 }
             /* M[xi] (O, T) = U[xi] (O, C) V[xi] (C, T) */
+            double t0 = conv_gemm_on(l);
             for (int xi = 0; xi < 16; xi++)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, O,
                             (int)T, C, 1.0f, u + xi * oc, C, v + xi * C * T,
                             (int)T, 0.0f, mm + xi * O * T, (int)T);
+            conv_gemm_off(l, t0);
             for (int s = 0; s < nb; s++)
                 for (int o = 0; o < O; o++)
                     wk->out(g, mm + o * T + s * tb, (size_t)O * T, ty0, ty1,
@@ -603,21 +605,25 @@ void conv_wino_backward(const struct nb_layer *l, const float *x, const float *d
                 }
             }
             /* dU[xi] (O, C) (+)= Da[xi] (O, T) V[xi]^T (T, C) */
+            double t0 = conv_gemm_on(l);
             for (int xi = 0; xi < 16; xi++)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, O, C,
                             (int)T, 1.0f, da + xi * O * T, (int)T,
                             v + xi * C * T, (int)T, beta, du + xi * oc, C);
+            conv_gemm_off(l, t0);
             beta = 1.0f;
             if (!dx)
                 continue;
             /* dM[xi] (C, T) = U[p(xi)]^T (C, O) Vb[xi] (O, T), into v */
             static const int flip[16] = {15, 13, 14, 12, 7, 5, 6, 4,
                                          11, 9, 10, 8, 3, 1, 2, 0};
+            t0 = conv_gemm_on(l);
             for (int xi = 0; xi < 16; xi++)
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C,
                             (int)T, O, 1.0f, u + flip[xi] * oc, C,
                             vb + xi * O * T, (int)T, 0.0f, v + xi * C * T,
                             (int)T);
+            conv_gemm_off(l, t0);
             for (int s = 0; s < nb; s++)
                 for (int c = 0; c < C; c++)
                     wk->out(g, v + c * T + s * tb, (size_t)C * T, ty0, ty1,

@@ -108,6 +108,10 @@ struct nb_ctx {
      * for any rforward/rbackward to overwrite. */
     float *rwork;
     size_t rwork_count;
+    /* A profile (normbench bench): when not NULL, conv layers add the
+     * seconds of their GEMMs here, so the rest of their time is im2col or
+     * the Winograd transforms. */
+    double *gemm_seconds;
 };
 
 #define NB_MAX_PARAMS 4

@@ -24,7 +24,8 @@ void nb_bench_opts_default(struct nb_bench_opts *o)
 }
 
 const char *const nb_bench_part_names[NB_BENCH_PARTS] = {
-    [NB_BENCH_CONV] = "conv",     [NB_BENCH_NORM] = "norm",   [NB_BENCH_ACT] = "act",
+    [NB_BENCH_CONV_GEMM] = "c.gemm", [NB_BENCH_CONV] = "c.xfrm",
+    [NB_BENCH_NORM] = "norm",     [NB_BENCH_ACT] = "act",
     [NB_BENCH_POOL] = "pool",     [NB_BENCH_LINEAR] = "linear", [NB_BENCH_OPTIM] = "optim",
     [NB_BENCH_OTHER] = "other"};
 
@@ -102,6 +103,7 @@ static int bench_one(FILE *out, const struct nb_bench_opts *o,
      * backward by kind, the optimizer timed around its step */
     m.profile = true;
     double part[NB_BENCH_PARTS] = {0};
+    m.ctx.gemm_seconds = &part[NB_BENCH_CONV_GEMM];
     double t0 = nb_now();
     for (int s = 0; s < o->steps; s++) {
         m.ctx.step = step++;
@@ -112,6 +114,7 @@ static int bench_one(FILE *out, const struct nb_bench_opts *o,
         part[NB_BENCH_OPTIM] += nb_now() - t1;
     }
     double total = nb_now() - t0;
+    m.ctx.gemm_seconds = NULL;
 #undef STEP
     double layers = 0;
     for (int i = 0; i < m.n_layers; i++) {
@@ -119,6 +122,7 @@ static int bench_one(FILE *out, const struct nb_bench_opts *o,
         part[bench_part(m.layers[i].ops)] += t;
         layers += t;
     }
+    part[NB_BENCH_CONV] -= part[NB_BENCH_CONV_GEMM]; /* the conv layers' time held both */
     /* what no layer or the optimizer took: the model's own passes
      * (zeroing gradients, copying the batch) */
     part[NB_BENCH_OTHER] += total - layers - part[NB_BENCH_OPTIM];

@@ -23,13 +23,13 @@ struct nb_bench_opts {
 void nb_bench_opts_default(struct nb_bench_opts *o);
 
 /* The parts of a training step the throughput table splits its time into
- * (one profiled window): conv layers (im2col or Winograd transforms and
- * their GEMMs), norm layers, activations, pooling, linear layers, the
- * optimizer step, and the rest (loss, flatten, dropout, the model's own
- * passes). */
+ * (one profiled window): the conv layers' GEMMs, the rest of the conv
+ * layers (im2col or the Winograd transforms, bias), norm layers,
+ * activations, pooling, linear layers, the optimizer step, and the rest
+ * (loss, flatten, dropout, the model's own passes). */
 enum nb_bench_part {
-    NB_BENCH_CONV, NB_BENCH_NORM, NB_BENCH_ACT, NB_BENCH_POOL, NB_BENCH_LINEAR,
-    NB_BENCH_OPTIM, NB_BENCH_OTHER, NB_BENCH_PARTS
+    NB_BENCH_CONV_GEMM, NB_BENCH_CONV, NB_BENCH_NORM, NB_BENCH_ACT, NB_BENCH_POOL,
+    NB_BENCH_LINEAR, NB_BENCH_OPTIM, NB_BENCH_OTHER, NB_BENCH_PARTS
 };
 extern const char *const nb_bench_part_names[NB_BENCH_PARTS];
 
