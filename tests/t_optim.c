@@ -138,6 +138,31 @@ int main(void)
         nb_model_free(&m);
     }
 
+    /* without clipping the update's own pass takes the norm: the same as
+     * nb_grad_norm's pass before it, to double rounding, with momentum
+     * (first step and later) and without */
+    for (int mom = 0; mom < 2; mom++) {
+        struct nb_model m;
+        build(&m);
+        struct nb_sgd_opts o;
+        nb_sgd_opts_default(&o);
+        o.momentum = mom ? 0.9 : 0.0;
+        struct nb_sgd s;
+        nb_sgd_init(&s, &o);
+        bool same = true;
+        double worst = 0;
+        for (int step = 0; step < 3; step++) {
+            for (size_t i = 0; i < m.grads.count; i++)
+                m.grads.data[i] = (float)sin(0.7 * (double)i + step) * (float)(1 + i % 5);
+            double want = nb_grad_norm(&m), got = nb_sgd_step(&s, &m, 0.1);
+            worst = fmax(worst, fabs(got - want) / want);
+            same = same && fabs(got - want) <= 1e-12 * want;
+        }
+        ok(same, "momentum %g: the norm nb_sgd_step returns = nb_grad_norm before it "
+           "(relative %.2g, 1e-12)", o.momentum, worst);
+        nb_model_free(&m);
+    }
+
     /* schedules */
     struct nb_schedule sc;
     nb_schedule_default(&sc, 0.1);

@@ -50,27 +50,60 @@ double nb_grad_norm(const struct nb_model *m)
         }                                                                   \
     } while (0)
 
+/* With acc not NULL, the same update also adds each gradient's square to
+ * acc[k] (k = its index mod 8 within the block, in double): the gradient
+ * norm in the update's own pass over the gradients (nb_sgd_step without
+ * clipping) instead of a pass of its own. */
+#define SGD_NORM_LOOP(BODY)                                                 \
+    do {                                                                    \
+        size_t i = 0;                                                       \
+        for (; i + 8 <= n; i += 8)                                          \
+            for (size_t j = i; j < i + 8; j++) {                            \
+                acc[j - i] += (double)grad[j] * grad[j];                    \
+                BODY;                                                       \
+            }                                                               \
+        for (size_t j = i; j < n; j++) {                                    \
+            acc[j - i] += (double)grad[j] * grad[j];                        \
+            BODY;                                                           \
+        }                                                                   \
+    } while (0)
+
 static void sgd_block(float *restrict w, const float *restrict grad, float *restrict buf,
-                      size_t n, float lr, float wd, float mom, bool nesterov, bool first)
+                      size_t n, float lr, float wd, float mom, bool nesterov, bool first,
+                      double *restrict acc)
 {
-    if (mom == 0.0f) {
-        SGD_LOOP(w[j] -= lr * (grad[j] + wd * w[j]));
-    } else if (first) { /* buf = g */
-        float m2 = nesterov ? mom : 0.0f; /* PyTorch: g + mom * buf, buf = g */
-        SGD_LOOP(float g = grad[j] + wd * w[j]; buf[j] = g; w[j] -= lr * (g + m2 * g));
-    } else if (nesterov) { /* buf = mom buf + g; step g + mom buf */
-        SGD_LOOP(float g = grad[j] + wd * w[j]; float b = mom * buf[j] + g; buf[j] = b;
-                 w[j] -= lr * (g + mom * b));
-    } else { /* buf = mom buf + g; step buf */
-        SGD_LOOP(float b = mom * buf[j] + (grad[j] + wd * w[j]); buf[j] = b; w[j] -= lr * b);
-    }
+#define SGD_CASES(LOOP)                                                                  \
+    do {                                                                                 \
+        if (mom == 0.0f) {                                                               \
+            LOOP(w[j] -= lr * (grad[j] + wd * w[j]));                                    \
+        } else if (first) { /* buf = g */                                                \
+            float m2 = nesterov ? mom : 0.0f; /* PyTorch: g + mom * buf, buf = g */      \
+            LOOP(float g = grad[j] + wd * w[j]; buf[j] = g; w[j] -= lr * (g + m2 * g));  \
+        } else if (nesterov) { /* buf = mom buf + g; step g + mom buf */                 \
+            LOOP(float g = grad[j] + wd * w[j]; float b = mom * buf[j] + g; buf[j] = b;  \
+                 w[j] -= lr * (g + mom * b));                                            \
+        } else { /* buf = mom buf + g; step buf */                                       \
+            LOOP(float b = mom * buf[j] + (grad[j] + wd * w[j]); buf[j] = b;             \
+                 w[j] -= lr * b);                                                        \
+        }                                                                                \
+    } while (0)
+    if (acc)
+        SGD_CASES(SGD_NORM_LOOP);
+    else
+        SGD_CASES(SGD_LOOP);
+#undef SGD_CASES
 }
+#undef SGD_NORM_LOOP
 #undef SGD_LOOP
 
 double nb_sgd_step(struct nb_sgd *s, struct nb_model *m, double lr)
 {
-    double norm = nb_grad_norm(m);
-    if (s->o.clip_norm > 0) {
+    /* clipping needs the norm before the update; otherwise the update's
+     * pass over the gradients takes it (acc) */
+    const bool clip = s->o.clip_norm > 0;
+    double norm = clip ? nb_grad_norm(m) : 0.0;
+    double acc[8] = {0};
+    if (clip) {
         /* torch.nn.utils.clip_grad_norm_: scale by max/(norm + 1e-6) */
         double coef = s->o.clip_norm / (norm + 1e-6);
         if (coef < 1.0)
@@ -86,10 +119,13 @@ double nb_sgd_step(struct nb_sgd *s, struct nb_model *m, double lr)
             size_t off = pp->offset;
             sgd_block(m->params.data + off, m->grads.data + off, m->opt.data + off,
                       pp->count, (float)lr, decay ? (float)s->o.weight_decay : 0.0f,
-                      (float)s->o.momentum, s->o.nesterov, first);
+                      (float)s->o.momentum, s->o.nesterov, first, clip ? NULL : acc);
         }
     }
     s->steps++;
+    if (!clip)
+        norm = sqrt(((acc[0] + acc[1]) + (acc[2] + acc[3])) +
+                    ((acc[4] + acc[5]) + (acc[6] + acc[7])));
     return norm;
 }
 
