@@ -136,9 +136,9 @@ struct nb_experiment {
     char *path;
     char *name, *claim, *source, *paper, *estimate, *notes, *caveats, *robustness;
     char **discussion;        /* paragraphs, in file order */
+    int n_discussion;
     char **probe_stats;       /* PROBE.STAT the summary keeps; none: all */
     int n_probe_stats;
-    int n_discussion;
     char **configs;           /* as written */
     char **config_paths;      /* resolved against the file's directory */
     int n_configs;

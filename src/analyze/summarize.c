@@ -486,9 +486,6 @@ static int cmp_seed_ctx(const void *pa, const void *pb, void *ctx)
     return a->order < b->order ? -1 : a->order > b->order;
 }
 
-/* The varying keys into s->vary: those not on a sweep axis first (in
- * table order), then the sweeps' axes in product order; returns a
- * status. */
 /* Does key k's value differ between s's runs? */
 static bool key_varies(const struct nb_summary *s, int k)
 {
@@ -498,6 +495,9 @@ static bool key_varies(const struct nb_summary *s, int k)
     return false;
 }
 
+/* The varying keys into s->vary: those not on a sweep axis first (in
+ * table order), then the sweeps' axes in product order; returns a
+ * status. */
 static int find_vary(struct nb_summary *s, struct nb_error *err)
 {
     int *vary = malloc(((size_t)nb_key_count() + 1) * sizeof *vary);

@@ -54,19 +54,7 @@ double nb_grad_norm(const struct nb_model *m)
  * acc[k] (k = its index mod 8 within the block, in double): the gradient
  * norm in the update's own pass over the gradients (nb_sgd_step without
  * clipping) instead of a pass of its own. */
-#define SGD_NORM_LOOP(BODY)                                                 \
-    do {                                                                    \
-        size_t i = 0;                                                       \
-        for (; i + 8 <= n; i += 8)                                          \
-            for (size_t j = i; j < i + 8; j++) {                            \
-                acc[j - i] += (double)grad[j] * grad[j];                    \
-                BODY;                                                       \
-            }                                                               \
-        for (size_t j = i; j < n; j++) {                                    \
-            acc[j - i] += (double)grad[j] * grad[j];                        \
-            BODY;                                                           \
-        }                                                                   \
-    } while (0)
+#define SGD_NORM_LOOP(BODY) SGD_LOOP(acc[j - i] += (double)grad[j] * grad[j]; BODY)
 
 static void sgd_block(float *restrict w, const float *restrict grad, float *restrict buf,
                       size_t n, float lr, float wd, float mom, bool nesterov, bool first,

@@ -82,21 +82,26 @@ static int bench_one(FILE *out, const struct nb_bench_opts *o,
     nb_sgd_init(&sgd, &so);
 
     long step = 0;
-#define STEP()                                                     \
+    /* one training step; with opt not NULL, the optimizer's seconds are
+     * added there */
+#define STEP(opt)                                                  \
     do {                                                           \
         m.ctx.step = step++;                                       \
         nb_model_forward(&m, x, y, NULL, batch, NB_TRAIN);         \
         nb_model_backward(&m, batch);                              \
+        double *opt_ = (opt), t1 = opt_ ? nb_now() : 0.0;          \
         nb_sgd_step(&sgd, &m, 0.01);                               \
+        if (opt_)                                                  \
+            *opt_ += nb_now() - t1;                                \
     } while (0)
     for (int i = 0; i < o->warmup; i++)
-        STEP();
+        STEP(NULL);
     double rates[64];
     int nw = o->windows < 64 ? o->windows : 64;
     for (int w = 0; w < nw; w++) {
         double t0 = nb_now();
         for (int s = 0; s < o->steps; s++)
-            STEP();
+            STEP(NULL);
         rates[w] = (double)o->steps * batch / (nb_now() - t0);
     }
     /* one profiled window for the split: each layer's forward and
@@ -105,14 +110,8 @@ static int bench_one(FILE *out, const struct nb_bench_opts *o,
     double part[NB_BENCH_PARTS] = {0};
     m.ctx.gemm_seconds = &part[NB_BENCH_CONV_GEMM];
     double t0 = nb_now();
-    for (int s = 0; s < o->steps; s++) {
-        m.ctx.step = step++;
-        nb_model_forward(&m, x, y, NULL, batch, NB_TRAIN);
-        nb_model_backward(&m, batch);
-        double t1 = nb_now();
-        nb_sgd_step(&sgd, &m, 0.01);
-        part[NB_BENCH_OPTIM] += nb_now() - t1;
-    }
+    for (int s = 0; s < o->steps; s++)
+        STEP(&part[NB_BENCH_OPTIM]);
     double total = nb_now() - t0;
     m.ctx.gemm_seconds = NULL;
 #undef STEP
