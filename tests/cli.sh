@@ -57,6 +57,17 @@ usage "train: batch larger than the data" "batch 200 is larger than the training
     train --data blobs --arch mlp --subset 100 --batch 200
 usage "bench --steps 5x" "--steps takes a count >= 1, not '5x'" bench --steps 5x
 usage "bench --windows 0" "--windows takes a count >= 1, not '0'" bench --windows 0
+# bench's table: the parts of a step (bench.h's nb_bench_part) as columns,
+# and on each row their shares of the profiled window, adding up to 100 %
+"$NB" bench --no-norm-bench --norms none,batch --batches 2 --windows 1 --steps 2 >"$W/bench.out" 2>&1
+is "$?" 0 "bench on the cnn at batch 2 exits 0"
+is "$(grep '^arch' "$W/bench.out" | tr -s ' ')" "arch norm batch img/s c.gemm c.xfrm norm act pool linear optim other" \
+    "  its columns: the parts of a step"
+is "$(awk '$1 == "cnn" { s = 0; for (i = 5; i <= NF; i++) s += $i; if (s < 99 || s > 101) bad++; n++ }
+    END { print n + 0, bad + 0 }' "$W/bench.out")" "2 0" \
+    "  two rows, each row's shares add up to 100 % (+-1 of rounding)"
+check "  the conv GEMMs take a share of the cnn's step" \
+    sh -c "awk '\$1 == \"cnn\" && \$5 + 0 <= 0 { bad = 1 } END { exit bad }' '$W/bench.out'"
 usage "fold --rounds x" "--rounds takes a count 1..1000, not 'x'" fold somerun --rounds x
 usage "fold: two runs" "expected one RUN_DIR or SELECTOR" fold a b
 usage "fold nosuch (no results)" "fold: results/nosuch: nosuch: experiment nosuch has no results" \
