@@ -340,6 +340,44 @@ timeout 120 "$NB" run "$CONF/test-tiny.ini" --index 8 -q --stale-after 60 --resu
 is "$?" 0 "a local claim of a live unrelated pid without a start time is taken over after 4 x --stale-after"
 check "... and the run is done" test -f "$R9/test-tiny/$id8/DONE"
 
+# ---- a run killed between DONE and its end event -------------------------
+# SIGKILL (the pool's death signal to its workers, a crash, power loss)
+# can fall after a worker wrote DONE and before it logged the end and
+# released the claim: the next run takes the claim over and logs the end
+# once, and leaves a live process's claim alone
+R10=$W/r10
+cp -r "$R2" "$R10"
+rm -rf "$R10/test-tiny/.locks"
+sh -c 'exit 0' &
+deadpid=$!
+wait $deadpid
+for k in 1 2 3; do
+    idk=$(sed -n "${k}p" "$W/list1" | cut -f2)
+    mkdir -p "$R10/test-tiny/.locks/$idk"
+    printf 'host = %s\npid = %s\nworker = 0\nnonce = d%s\n' "$(uname -n)" \
+        "$([ $k = 3 ] && echo $$ || echo $deadpid)" "$k" >"$R10/test-tiny/.locks/$idk/owner"
+done
+ida=$(sed -n 1p "$W/list1" | cut -f2)
+idb=$(sed -n 2p "$W/list1" | cut -f2)
+idc=$(sed -n 3p "$W/list1" | cut -f2)
+# run a never got to log its end; run b did (killed before the release)
+awk -v id="$ida" '!($4 == "done" && $6 == id)' "$R10/test-tiny/events.log" >"$W/ev" &&
+    cat "$W/ev" >"$R10/test-tiny/events.log"
+ends() { awk -v id="$1" '($4 == "done" || $4 == "diverged") && $6 == id { n++ } END { print n + 0 }' \
+    "$R10/test-tiny/events.log"; }
+"$NB" run "$CONF/test-tiny.ini" -j 2 -q --results-dir "$R10" >/dev/null 2>&1
+is "$?" 0 "a done run with a dead process's claim: run exits 0"
+is "$(grep -c ' start ' "$R10/test-tiny/events.log")" "$starts" "... and starts nothing"
+check "... its claim is taken over" test ! -e "$R10/test-tiny/.locks/$ida"
+is "$(ends "$ida")" 1 "... the end it missed is logged once"
+check "... and says so" grep -q " done [0-9]* $ida recovered" "$R10/test-tiny/events.log"
+check "a claim left after the end was logged is taken over" test ! -e "$R10/test-tiny/.locks/$idb"
+is "$(ends "$idb")" 1 "... and the end is not logged twice"
+check "the claim of a live process on a done run is left alone" test -f "$R10/test-tiny/.locks/$idc/owner"
+is "$(ends "$idc")" 1 "... and nothing is logged for it"
+"$NB" run "$CONF/test-tiny.ini" -q --results-dir "$R10" >/dev/null 2>&1
+is "$(ends "$ida")" 1 "a second run logs nothing more"
+
 # ---- probes leave training untouched; their files are written ----------
 cat >"$W/probe-off.ini" <<EOF
 [experiment]

@@ -162,8 +162,11 @@ static int root_decide(const struct ctx *c, size_t i, char *nonce, size_t nsize,
                        size_t notesize)
 {
     const struct nb_run *r = &c->sw->runs[i];
-    if (rn_done_state(c, r) >= 0)
+    int d = rn_done_state(c, r);
+    if (d >= 0) {
+        rn_done_tidy(c, r, d);
         return SKIP_DONE;
+    }
     struct nb_error e;
     nb_error_clear(&e);
     switch (rn_claim(c, r, nonce, nsize, &e)) {

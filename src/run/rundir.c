@@ -539,6 +539,39 @@ int rn_claim(const struct ctx *c, const struct nb_run *r, char *nonce,
     return CLAIM_BUSY;
 }
 
+/* Is the last event of run r in events.log its end (done, diverged)?
+ * Read only when a finished run's claim was left behind, which is rare. */
+static bool last_event_is_end(const struct ctx *c, const struct nb_run *r)
+{
+    char path[PATH_SZ + 16], line[1200], what[32], id[512];
+    FILE *f = fopen(rn_pathf(path, sizeof path, "%s/events.log", c->exp), "r");
+    if (!f)
+        return false;
+    bool end = false;
+    while (fgets(line, sizeof line, f)) {
+        /* WHEN HOST PID WHAT INDEX RUN_ID [DETAIL] */
+        if (sscanf(line, "%*s %*s %*s %31s %*s %511s", what, id) == 2 && !strcmp(id, r->run_id))
+            end = !strcmp(what, "done") || !strcmp(what, "diverged");
+    }
+    fclose(f);
+    return end;
+}
+
+void rn_done_tidy(const struct ctx *c, const struct nb_run *r, int state)
+{
+    char lockdir[PATH_SZ];
+    struct stat st;
+    if (stat(rn_lock_dir(c, r, lockdir, sizeof lockdir), &st) != 0)
+        return;
+    struct owner w;
+    owner_read(lockdir, &w);
+    if (!owner_stale(c, &w) || !lock_recover(c, lockdir, &w))
+        return;
+    if (!last_event_is_end(c, r))
+        rn_event(c, state == NB_STATE_DIVERGED ? "diverged" : "done", r,
+                 "recovered: its process was killed after writing DONE, before logging it");
+}
+
 enum nb_run_state nb_runner_state(const struct nb_sweep *sw, size_t i,
                                   const char *results_dir, double stale_after)
 {

@@ -343,6 +343,7 @@ static int pool_select(struct pool *P, struct nb_error *err)
     for (size_t k = 0; k < P->n; k++) {
         int d = rn_done_state(&P->c, &P->sw->runs[P->sel[k]]);
         if (d >= 0) {
+            rn_done_tidy(&P->c, &P->sw->runs[P->sel[k]], d);
             P->oc[k].state = d;
             P->oc[k].skipped = true;
             P->rep->skipped++;

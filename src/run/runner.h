@@ -50,7 +50,10 @@
  * its run.  SIGINT / SIGTERM / SIGHUP stop the pool: workers get SIGTERM,
  * their claims are released, and the runs in flight are lost (nothing
  * else).  On Linux a worker dies with its parent (PR_SET_PDEATHSIG), so a
- * SIGKILLed pool leaves stale claims that the next `run` takes over. */
+ * SIGKILLed pool leaves stale claims that the next `run` takes over.  A
+ * worker killed after its DONE and before its end event and the release
+ * leaves a done run with a stale claim: the next `run` takes that over
+ * too and logs the missing end, marked "recovered". */
 #ifndef NB_HARNESS_RUNNER_H
 #define NB_HARNESS_RUNNER_H
 

@@ -84,6 +84,12 @@ int rn_done_state(const struct ctx *c, const struct nb_run *r);
  * sweep: [model] init_from's sources). */
 int rn_done_state_dir(const char *dir, const char *run_id);
 
+/* Run r is done (state: rn_done_state's): takes over the claim its
+ * process left behind when it was killed (SIGKILL, a crash, power loss)
+ * between writing DONE and releasing the claim, and logs the end event
+ * that process did not get to log. */
+void rn_done_tidy(const struct ctx *c, const struct nb_run *r, int state);
+
 /* The folder of run r's experiment folders: results_dir (an override),
  * else r's [experiment] results_dir, "." when that is empty. */
 const char *rn_results_root(const char *results_dir, const struct nb_run *r);
