@@ -7,21 +7,9 @@
 # tree, so a stray write into the working directory shows.
 set -u
 
-srcdir=${srcdir:-.}
-top_builddir=${top_builddir:-.}
-NB=$(cd "$top_builddir" && pwd)/normbench
-CONF=$(cd "$srcdir/configs" && pwd)
-W=tests/tmp/cli-$$
-mkdir -p "$W"
-W=$(cd "$W" && pwd)
-export OPENBLAS_NUM_THREADS=1
-
-. "$srcdir/tests/taplib.sh"
-
-if [ ! -x "$NB" ]; then
-    echo "1..0 # SKIP $NB not built"
-    exit 0
-fi
+. "${srcdir:-.}/tests/taplib.sh"
+tap_init cli
+need_nb
 
 # usage DESCRIPTION MESSAGE ARGS...: exit status 2, MESSAGE on stderr,
 # nothing on stdout, nothing written in the working directory

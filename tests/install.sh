@@ -8,21 +8,11 @@
 # away again.
 set -u
 
-srcdir=${srcdir:-.}
-top_builddir=${top_builddir:-.}
+. "${srcdir:-.}/tests/taplib.sh"
+tap_init install
 B=$(cd "$top_builddir" && pwd)
-W=tests/tmp/install-$$
-mkdir -p "$W"
-W=$(cd "$W" && pwd)
-export OPENBLAS_NUM_THREADS=1
-
-. "$srcdir/tests/taplib.sh"
 show() { sed 's/^/#   /' "$1" | tail -n 15; }
-
-if [ ! -x "$B/normbench" ]; then
-    echo "1..0 # SKIP $B/normbench not built"
-    exit 0
-fi
+need_nb
 
 D=$W/dest
 ${MAKE:-make} -C "$B" install DESTDIR="$D" >"$W/install.out" 2>&1

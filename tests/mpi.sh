@@ -32,15 +32,8 @@
 # that containers often lack).
 set -u
 
-srcdir=${srcdir:-.}
-top_builddir=${top_builddir:-.}
-NB=$(cd "$top_builddir" && pwd)/normbench
-W=tests/tmp/mpi-$$
-mkdir -p "$W"
-W=$(cd "$W" && pwd)
-export OPENBLAS_NUM_THREADS=1
-
-. "$srcdir/tests/taplib.sh"
+. "${srcdir:-.}/tests/taplib.sh"
+tap_init mpi
 
 # no MPI: a skip, or with NB_REQUIRE_MPI=1 a failure
 no_mpi() {

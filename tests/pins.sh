@@ -25,22 +25,11 @@
 #   cp /tmp/p/long/metrics.csv tests/data/pins/test-tiny-metrics.csv
 set -u
 
-srcdir=${srcdir:-.}
-top_builddir=${top_builddir:-.}
-NB=$(cd "$top_builddir" && pwd)/normbench
+. "${srcdir:-.}/tests/taplib.sh"
+tap_init pins
 S=$(cd "$srcdir" && pwd)
 P=$S/tests/data/pins
-W=tests/tmp/pins-$$
-mkdir -p "$W"
-W=$(cd "$W" && pwd)
-export OPENBLAS_NUM_THREADS=1
-
-. "$srcdir/tests/taplib.sh"
-
-if [ ! -x "$NB" ]; then
-    echo "1..0 # SKIP $NB not built"
-    exit 0
-fi
+need_nb
 
 # 1. config --help
 "$NB" config --help >"$W/help.txt" 2>&1

@@ -6,22 +6,9 @@
 # written under tests/tmp/ of the build tree.
 set -u
 
-srcdir=${srcdir:-.}
-top_builddir=${top_builddir:-.}
-NB=$(cd "$top_builddir" && pwd)/normbench
-EXP=$(cd "$srcdir/experiments" && pwd)
-W=tests/tmp/quick-all-$$
-mkdir -p "$W"
-W=$(cd "$W" && pwd)
-export OPENBLAS_NUM_THREADS=1
-
-. "$srcdir/tests/taplib.sh"
-show() { sed 's/^/#   /' "$1"; }
-
-if [ ! -x "$NB" ]; then
-    echo "1..0 # SKIP $NB not built"
-    exit 0
-fi
+. "${srcdir:-.}/tests/taplib.sh"
+tap_init quick-all
+need_nb
 have_gnuplot=0
 command -v "${GNUPLOT:-gnuplot}" >/dev/null 2>&1 && have_gnuplot=1
 

@@ -17,16 +17,9 @@
 # (~35 s built with ASan).
 set -u
 
-srcdir=${srcdir:-.}
-top_builddir=${top_builddir:-.}
-NB=$(cd "$top_builddir" && pwd)/normbench
+. "${srcdir:-.}/tests/taplib.sh"
+tap_init slurm-cluster
 LOCAL=$(cd "$srcdir/tests" && pwd)/slurm-local.sh
-W=tests/tmp/slurm-cluster-$$
-mkdir -p "$W"
-W=$(cd "$W" && pwd)
-export OPENBLAS_NUM_THREADS=1
-
-. "$srcdir/tests/taplib.sh"
 
 # no cluster: a skip, or with NB_REQUIRE_SLURM=1 a failure
 no_cluster() {

@@ -8,21 +8,10 @@
 # munge), with a cancelled and a killed task.
 set -u
 
-srcdir=${srcdir:-.}
-top_builddir=${top_builddir:-.}
-NB=$(cd "$top_builddir" && pwd)/normbench
-CONF=$(cd "$srcdir/configs" && pwd)
-W=tests/tmp/slurm-$$
+. "${srcdir:-.}/tests/taplib.sh"
+tap_init slurm
 mkdir -p "$W/bin"
-W=$(cd "$W" && pwd)
-export OPENBLAS_NUM_THREADS=1
-
-. "$srcdir/tests/taplib.sh"
-
-if [ ! -x "$NB" ]; then
-    echo "1..0 # SKIP $NB not built"
-    exit 0
-fi
+need_nb
 
 # the stand-in: sbatch --array=SPEC[%K] [--export=ALL,NB_OFFSET=B] SCRIPT
 cat >"$W/bin/sbatch" <<'SB'

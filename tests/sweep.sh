@@ -8,21 +8,9 @@
 # under tests/tmp/ of the build tree.
 set -u
 
-srcdir=${srcdir:-.}
-top_builddir=${top_builddir:-.}
-NB=$(cd "$top_builddir" && pwd)/normbench
-CONF=$(cd "$srcdir/configs" && pwd)
-W=tests/tmp/sweep-$$
-mkdir -p "$W"
-W=$(cd "$W" && pwd)
-export OPENBLAS_NUM_THREADS=1
-
-. "$srcdir/tests/taplib.sh"
-
-if [ ! -x "$NB" ]; then
-    echo "1..0 # SKIP $NB not built"
-    exit 0
-fi
+. "${srcdir:-.}/tests/taplib.sh"
+tap_init sweep
+need_nb
 
 count_files() { # count_files DIR NAME: files called NAME one level below DIR
     find "$1" -mindepth 2 -maxdepth 2 -name "$2" 2>/dev/null | wc -l | tr -d ' '

@@ -15,22 +15,10 @@
 # tests/tmp/ of the build tree.
 set -u
 
-srcdir=${srcdir:-.}
-top_builddir=${top_builddir:-.}
-NB=$(cd "$top_builddir" && pwd)/normbench
-CONF=$(cd "$srcdir/configs" && pwd)
-W=tests/tmp/weights-$$
-mkdir -p "$W"
-W=$(cd "$W" && pwd)
+. "${srcdir:-.}/tests/taplib.sh"
+tap_init weights
 R=$W/results
-export OPENBLAS_NUM_THREADS=1
-
-. "$srcdir/tests/taplib.sh"
-
-if [ ! -x "$NB" ]; then
-    echo "1..0 # SKIP $NB not built"
-    exit 0
-fi
+need_nb
 
 # the run directory of seed S in experiment folder DIR
 run_of() { dirname "$(grep -l "^seed = $2\$" "$1"/*/meta.txt)"; }
@@ -44,7 +32,6 @@ tailsum() {
     od -An -tx1 -j $((size - 8)) -N 8 "$1" | tr -s ' \n' ' ' |
         awk '{ for (i = NF; i > 0; i--) printf "%s", $i; print "" }'
 }
-show() { sed 's/^/#   /' "$1"; }
 
 # ---- A: two seeds, weights saved -----------------------------------------
 cat >"$W/pre.ini" <<EOF
