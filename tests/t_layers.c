@@ -613,8 +613,68 @@ static void maxpool_gradcheck(struct nb_shape in, int k, int s, int n)
     gc_free(&t);
 }
 
+/* The 2x2, stride-2 kernels (vectors, 8 or 4 outputs a step, the last
+ * step moved back) give the bytes of the general code's definition, here
+ * written out: ties (values on a grid of 4), NaNs in x, -0 and NaN in dy. */
+static void maxpool2_bytes(struct nb_shape in, int n)
+{
+    struct nb_pool_opts o = {.k = 2, .stride = 2};
+    char name[80];
+    snprintf(name, sizeof name, "maxpool (%d,%d,%d) k2 s2", in.c, in.h, in.w);
+    struct gc_layer t;
+    setup_or_bail(&t, &nb_maxpool_ops, name, in, NULL, n, &o, 1);
+    const int H = in.h, W = in.w, OH = t.l.out.h, OW = t.l.out.w;
+    const size_t planes = (size_t)n * in.c, nx = planes * H * W, ny = planes * OH * OW;
+    float *x = fvec(nx), *y = fvec(ny), *dy = fvec(ny), *dx = fvec(nx);
+    float *yr = fvec(ny), *dxr = fvec(nx);
+    gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+    gsl_rng_set(r, 11);
+    for (size_t i = 0; i < nx; i++)
+        x[i] = i % 97 == 5 ? NAN : (float)gsl_rng_uniform_int(r, 4) - 1.5f;
+    for (size_t i = 0; i < ny; i++)
+        dy[i] = i % 13 == 3 ? -0.0f : i % 41 == 7 ? NAN : (float)gsl_rng_uniform(r) - 0.5f;
+    gsl_rng_free(r);
+    memset(dxr, 0, nx * sizeof *dxr);
+    for (size_t pl = 0; pl < planes; pl++)
+        for (int a = 0; a < OH; a++)
+            for (int b = 0; b < OW; b++) {
+                const float *xp = x + pl * H * W;
+                int best = 2 * a * W + 2 * b;
+                float m = xp[best];
+                for (int i = 0; i < 2; i++)
+                    for (int j = 0; j < 2; j++) {
+                        const int idx = (2 * a + i) * W + 2 * b + j;
+                        if (xp[idx] > m) {
+                            m = xp[idx];
+                            best = idx;
+                        }
+                    }
+                yr[pl * OH * OW + a * OW + b] = m;
+                dxr[pl * H * W + best] += dy[pl * OH * OW + a * OW + b];
+            }
+    for (size_t i = 0; i < nx; i++)
+        dx[i] = 7.0f; /* overwritten */
+    gc_forward(&t, x, NULL, y, n, NB_TRAIN);
+    t.l.ops->backward(&t.l, x, y, dy, dx, n);
+    ok(!memcmp(y, yr, ny * sizeof *y), "%s: forward, the bytes of the definition", name);
+    ok(!memcmp(dx, dxr, nx * sizeof *dx), "%s: backward, the bytes of the definition", name);
+    free(x);
+    free(y);
+    free(dy);
+    free(dx);
+    free(yr);
+    free(dxr);
+    gc_free(&t);
+}
+
 static void test_pool(void)
 {
+    maxpool2_bytes((struct nb_shape){16, 28, 28}, 3); /* the cnn's pools: OW 14 */
+    maxpool2_bytes((struct nb_shape){32, 14, 14}, 3); /* OW 7 */
+    maxpool2_bytes((struct nb_shape){2, 6, 16}, 2);   /* OW 8 */
+    maxpool2_bytes((struct nb_shape){2, 4, 8}, 2);    /* OW 4 */
+    maxpool2_bytes((struct nb_shape){2, 6, 6}, 2);    /* OW 3: the general code */
+
     struct nb_pool_opts o = {.k = 2, .stride = 2};
     struct gc_layer t;
     setup_or_bail(&t, &nb_maxpool_ops, "pool1", (struct nb_shape){3, 7, 6},
@@ -654,6 +714,7 @@ static void test_pool(void)
     gc_free(&t);
 
     maxpool_gradcheck((struct nb_shape){2, 6, 7}, 2, 2, 2);
+    maxpool_gradcheck((struct nb_shape){2, 8, 14}, 2, 2, 2); /* vector kernels */
     maxpool_gradcheck((struct nb_shape){2, 7, 7}, 3, 2, 2); /* overlapping */
     maxpool_gradcheck((struct nb_shape){1, 5, 8}, 3, 1, 2);
 

@@ -63,38 +63,12 @@
 /* Build knobs for testing the fallbacks: NB_CONV_NO_AVX2 keeps the
  * target's generic vector code only; NB_CONV_SCALAR turns every vector
  * path off. */
-#if (defined(__GNUC__) || defined(__clang__)) && !defined(NB_CONV_SCALAR)
-#define WINO_INLINE static inline __attribute__((always_inline))
-/* 8 and 4 floats (in the AVX2 build one AVX or SSE register; otherwise
- * two or one SSE registers); the *u types are the unaligned, may-alias
- * views used for loads and stores. */
-typedef float wv8 __attribute__((vector_size(32)));
-typedef float wv8u __attribute__((vector_size(32), aligned(4), may_alias));
-typedef float wv4 __attribute__((vector_size(16)));
-typedef float wv4u __attribute__((vector_size(16), aligned(4), may_alias));
-#define WV8_LD(p) (*(const wv8u *)(p))
-#define WV8_ST(p, v) (*(wv8u *)(p) = (v))
-#define WV4_LD(p) (*(const wv4u *)(p))
-#define WV4_ST(p, v) (*(wv4u *)(p) = (v))
-#if defined(__clang__)
-#define WV_SHUF(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
-#define WV8_SHUF(a, b, ...) WV_SHUF(a, b, __VA_ARGS__)
-#define WV4_SHUF(a, b, ...) WV_SHUF(a, b, __VA_ARGS__)
-#else
-typedef int wv8i __attribute__((vector_size(32)));
-typedef int wv4i __attribute__((vector_size(16)));
-#define WV8_SHUF(a, b, ...) __builtin_shuffle(a, b, (wv8i){__VA_ARGS__})
-#define WV4_SHUF(a, b, ...) __builtin_shuffle(a, b, (wv4i){__VA_ARGS__})
+#if defined(NB_CONV_SCALAR) && !defined(NB_NO_VEC)
+#define NB_NO_VEC 1
 #endif
-/* even / odd elements of the pair (a, b); interleaved low / high halves */
-#define WV8_EVEN(a, b) WV8_SHUF(a, b, 0, 2, 4, 6, 8, 10, 12, 14)
-#define WV8_ODD(a, b) WV8_SHUF(a, b, 1, 3, 5, 7, 9, 11, 13, 15)
-#define WV8_ZIPLO(a, b) WV8_SHUF(a, b, 0, 8, 1, 9, 2, 10, 3, 11)
-#define WV8_ZIPHI(a, b) WV8_SHUF(a, b, 4, 12, 5, 13, 6, 14, 7, 15)
-#define WV4_EVEN(a, b) WV4_SHUF(a, b, 0, 2, 4, 6)
-#define WV4_ODD(a, b) WV4_SHUF(a, b, 1, 3, 5, 7)
-#define WV4_ZIPLO(a, b) WV4_SHUF(a, b, 0, 4, 1, 5)
-#define WV4_ZIPHI(a, b) WV4_SHUF(a, b, 2, 6, 3, 7)
+#include "layers/vec.h"
+#if NB_VEC
+#define WINO_INLINE static inline __attribute__((always_inline))
 #define WINO_VEC 1
 #else
 #define WINO_INLINE static inline
