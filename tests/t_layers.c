@@ -782,6 +782,24 @@ static void test_activations(void)
     gc_forward(&t, xr, NULL, yr, 1, NB_TRAIN);
     arrays_close(yr, wr, 4, 0, 0, "relu: forward values");
     gc_free(&t);
+
+    /* relu's vector kernels (blocks of 8, a scalar tail) give the bytes of
+     * the definition: -0, NaN, +-inf and random signs, 3 x 37 floats */
+    setup_or_bail(&t, &nb_relu_ops, "relu2", (struct nb_shape){37, 1, 1}, NULL, 3, NULL, 1);
+    float xb[111], dyb[111], yb[111], dxb[111], yw[111], dxw[111];
+    gc_fill(xb, 111, 1.0, 0.0, 23);
+    gc_fill(dyb, 111, 1.0, 0.0, 29);
+    xb[3] = -0.0f, xb[9] = NAN, xb[17] = INFINITY, xb[40] = -INFINITY, xb[110] = NAN;
+    xb[20] = 0.0f, dyb[5] = -0.0f, dyb[21] = NAN;
+    for (int i = 0; i < 111; i++) {
+        yw[i] = xb[i] > 0.0f ? xb[i] : 0.0f;
+        dxw[i] = xb[i] > 0.0f ? dyb[i] : 0.0f;
+    }
+    gc_forward(&t, xb, NULL, yb, 3, NB_TRAIN);
+    t.l.ops->backward(&t.l, xb, yb, dyb, dxb, 3);
+    ok(!memcmp(yb, yw, sizeof yb), "relu: forward, the bytes of the definition");
+    ok(!memcmp(dxb, dxw, sizeof dxb), "relu: backward, the bytes of the definition");
+    gc_free(&t);
 }
 
 /* ---- dropout --------------------------------------------------------- */
