@@ -131,10 +131,50 @@ int main(void)
         nb_sgd_init(&s, &o);
         for (size_t i = 0; i < m.grads.count; i++)
             m.grads.data[i] = 3.0f;
+        float w0[64];
+        memcpy(w0, m.params.data, m.params.count * sizeof(float));
         double before = nb_sgd_step(&s, &m, 0.1);
         is_close(before, 3.0 * sqrt((double)m.grads.count), 1e-5, 1e-6,
                  "sgd step returns the norm before clipping");
-        is_close(nb_grad_norm(&m), 1.0, 1e-5, 1e-5, "clipped gradient has norm clip_norm");
+        /* plain SGD moved the weights by lr times the clipped gradient */
+        double ss = 0;
+        for (size_t i = 0; i < m.params.count; i++)
+            ss += ((double)w0[i] - m.params.data[i]) * ((double)w0[i] - m.params.data[i]);
+        is_close(sqrt(ss) / 0.1, 1.0, 1e-5, 1e-5, "the step used a gradient of norm clip_norm");
+        nb_model_free(&m);
+    }
+
+    /* nb_sgd_step consumes the gradient: every gradient is 0 after it and
+     * grads_zero says so, so the next backward skips its clearing pass;
+     * that backward gives the bytes of one after the clearing pass */
+    {
+        struct nb_model m;
+        build(&m);
+        struct nb_sgd_opts o;
+        nb_sgd_opts_default(&o);
+        struct nb_sgd s;
+        nb_sgd_init(&s, &o);
+        float x[12];
+        int y[4] = {0, 1, 1, 0};
+        for (int i = 0; i < 12; i++)
+            x[i] = (float)sin(1.3 * i);
+        nb_model_forward(&m, x, y, NULL, 4, NB_TRAIN);
+        nb_model_backward(&m, 4);
+        ok(!m.grads_zero && nb_grad_norm(&m) > 0, "a backward leaves a gradient");
+        nb_sgd_step(&s, &m, 0.1);
+        ok(m.grads_zero && nb_grad_norm(&m) == 0, "nb_sgd_step leaves every gradient 0 and says so");
+        float g1[64], g2[64];
+        nb_model_forward(&m, x, y, NULL, 4, NB_TRAIN);
+        nb_model_backward(&m, 4);
+        memcpy(g1, m.grads.data, m.grads.count * sizeof(float));
+        for (size_t i = 0; i < m.grads.count; i++)
+            m.grads.data[i] = 123.0f;
+        nb_model_forward(&m, x, y, NULL, 4, NB_TRAIN);
+        nb_model_backward(&m, 4);
+        memcpy(g2, m.grads.data, m.grads.count * sizeof(float));
+        ok(m.grads.count <= 64 && !memcmp(g1, g2, m.grads.count * sizeof(float)) &&
+               nb_grad_norm(&m) > 0,
+           "the backward after a step: the bytes of one after a clearing pass");
         nb_model_free(&m);
     }
 

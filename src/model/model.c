@@ -609,7 +609,9 @@ void nb_model_backward(struct nb_model *m, int n)
 void nb_model_backward_part(struct nb_model *m, int n, int total)
 {
     NB_ASSERT(n >= 1 && n <= m->max_batch && total >= n);
-    memset(m->grads.data, 0, m->grads.count * sizeof(float));
+    if (!m->grads_zero)
+        memset(m->grads.data, 0, m->grads.count * sizeof(float));
+    m->grads_zero = false;
     memset(m->written, 0, ((size_t)m->n_layers + 1) * sizeof *m->written);
     float *dl = m->dacts[m->n_layers];
     for (int k = 0; k < n; k++)

@@ -96,6 +96,10 @@ struct nb_model {
     float *tmp;     /* for activations with two consumers */
     bool *written;  /* per activation, during backward */
     struct nb_arena params, grads, opt, state;
+    /* Every gradient is 0 (nb_sgd_step leaves them so, in its own pass):
+     * the next backward need not clear them first.  Whoever else writes
+     * to grads.data between a step and the next backward clears it. */
+    bool grads_zero;
     struct nb_ctx ctx;
     int max_batch;
     struct nb_model_desc desc;

@@ -44,9 +44,11 @@ double nb_grad_norm(const struct nb_model *m)
         for (; i + 8 <= n; i += 8)                                          \
             for (size_t j = i; j < i + 8; j++) {                            \
                 BODY;                                                       \
+                grad[j] = 0.0f;                                             \
             }                                                               \
         for (size_t j = i; j < n; j++) {                                    \
             BODY;                                                           \
+            grad[j] = 0.0f;                                                 \
         }                                                                   \
     } while (0)
 
@@ -56,7 +58,7 @@ double nb_grad_norm(const struct nb_model *m)
  * clipping) instead of a pass of its own. */
 #define SGD_NORM_LOOP(BODY) SGD_LOOP(acc[j - i] += (double)grad[j] * grad[j]; BODY)
 
-static void sgd_block(float *restrict w, const float *restrict grad, float *restrict buf,
+static void sgd_block(float *restrict w, float *restrict grad, float *restrict buf,
                       size_t n, float lr, float wd, float mom, bool nesterov, bool first,
                       double *restrict acc)
 {
@@ -111,6 +113,7 @@ double nb_sgd_step(struct nb_sgd *s, struct nb_model *m, double lr)
         }
     }
     s->steps++;
+    m->grads_zero = true;
     if (!clip)
         norm = sqrt(((acc[0] + acc[1]) + (acc[2] + acc[3])) +
                     ((acc[4] + acc[5]) + (acc[6] + acc[7])));

@@ -38,8 +38,10 @@ double nb_grad_norm(const struct nb_model *m);
 
 /* One update of m->params from m->grads at learning rate lr, using
  * m->opt as the momentum buffer.  Clips first when clip_norm > 0 (the
- * gradient arena is scaled in place).  Returns the gradient norm before
- * clipping. */
+ * gradient arena is scaled in place).  Consumes the gradient: leaves
+ * every gradient 0 (in the update's own pass) and sets m->grads_zero, so
+ * the next backward skips its clearing pass.  Returns the gradient norm
+ * before clipping. */
 double nb_sgd_step(struct nb_sgd *s, struct nb_model *m, double lr);
 
 enum nb_sched_kind {

@@ -706,6 +706,7 @@ static void restore(struct nb_probe *p, struct nb_model *m, const struct saved_c
 {
     memcpy(m->params.data, p->theta, p->n_params * sizeof(float));
     memcpy(m->grads.data, p->g, p->n_params * sizeof(float));
+    m->grads_zero = false; /* p->g is the gradient of a backward */
     memcpy(m->opt.data, p->opt, p->n_params * sizeof(float));
     if (p->n_state)
         memcpy(m->state.data, p->state, p->n_state * sizeof(float));
