@@ -35,6 +35,8 @@ check "the test error table gives the test set's binomial standard error (N = ev
 check "the checks were pre-registered before the first run" grep -qx "runs_before = 0" "$Q/preregistration.txt"
 check "  every check is registered" [ "$(grep -c '^\[check ' "$Q/preregistration.txt")" -eq "$nchecks" ]
 check "  and the report says so" [ "$(grep -c '| pre-registered |' "$Q/report.md")" -eq "$nchecks" ]
+check "  and that the experiment file is unchanged since" \
+    grep -q "^- pre-registration: .*; the experiment file is unchanged since\$" "$Q/report.md"
 check "the report lists every check" [ "$(grep -c '^| bn_' "$Q/report.md")" -eq "$nchecks" ]
 check "verdict.txt says quick" grep -qx "quick = true" "$Q/verdict.txt"
 check "the quick index lists the experiment" grep -q '\[quickstart\](quickstart/report.md)' "$R/quick/index.md"
@@ -143,6 +145,24 @@ perr "naming a derived stat" "bad.ini:3: probe_stats: 'landscape.loss_range' is 
 check "  with a hint" grep -q "the summary derives it" "$K/errb"
 perr "naming a scalar" "bad.ini:3: probe_stats: 'final_test_error' is not a stat a probe writes" "final_test_error"
 perr "naming a stat twice" "bad.ini:3: probe_stats: 'landscape.loss0' is listed twice" "landscape.loss0 landscape.loss0"
+# robustness and discussion, written after the runs, are no edit of what
+# was registered; anything else is, with the command that shows it
+mkdir -p "$W/after/experiments"
+ln -s "$EXP/../configs" "$W/after/configs"
+sed -e '/^\[experiment\]$/a\
+discussion = written after the runs,\
+  on two lines' "$EXP/quickstart.ini" >"$W/after/experiments/quickstart.ini"
+"$NB" reproduce "$W/after/experiments/quickstart.ini" --quick --no-run --results "$R" --progress none \
+    >"$W/out3a" 2>"$W/err3a"
+check "an experiment file with a discussion paragraph added reports" [ $? -eq 0 ]
+check "  the file is unchanged since but for it" grep -q "^- pre-registration: .*; the experiment file is unchanged since but for its robustness and discussion, written after the runs\$" "$Q/report.md"
+check "  the discussion is in the report" grep -qx "written after the runs, on two lines" "$Q/report.md"
+sed -i 's/^  on two lines$/  on two lines; and a caption edited/; s/^caption = /caption = (edited) /' "$W/after/experiments/quickstart.ini"
+"$NB" reproduce "$W/after/experiments/quickstart.ini" --quick --no-run --results "$R" --progress none \
+    >"$W/out3b" 2>"$W/err3b"
+rev=$(sed -n 's/^revision = //p' "$Q/preregistration.txt")
+check "a caption edited too: the file is edited since, with the git command that shows how" \
+    grep -qF "; the experiment file is edited since (captions, notes or checks: see each check's registration; \`git diff $rev -- experiments/quickstart.ini\` shows the edits)" "$Q/report.md"
 # a check edited after the runs is post hoc, in the report and the index
 mkdir -p "$W/edit"
 first=$(sed -n 's/^\[check \(.*\)\]$/\1/p' "$EXP/quickstart.ini" | head -n1)

@@ -121,6 +121,12 @@ enum check_key { CK_EXPECT, CK_ABOUT, CK_CENTRAL, CK_COUNT };
 static const char *const check_keys[CK_COUNT + 1] = {
     [CK_EXPECT] = "expect", [CK_ABOUT] = "about", [CK_CENTRAL] = "central"};
 
+bool nb_experiment_after_runs_key(const char *section, const char *key)
+{
+    return !strcmp(section, "experiment") &&
+           (!strcmp(key, exp_keys[EK_ROBUSTNESS]) || !strcmp(key, exp_keys[EK_DISCUSSION]));
+}
+
 /* Index of k in the NULL-terminated list l, or -1. */
 static int key_in(const char *const *l, const char *k)
 {

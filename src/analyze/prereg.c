@@ -8,7 +8,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "analyze/report.h"    /* nb_experiment_after_runs_key */
 #include "analyze/summarize.h" /* nb_atomic_begin, nb_atomic_end */
+#include "config/ini.h"        /* NB_INI_MAX_FILE */
 
 unsigned long long nb_text_hash(unsigned long long h, const void *buf, size_t n)
 {
@@ -38,6 +40,85 @@ static char *collapse_ws(const char *s)
     }
     d[n] = '\0';
     return d;
+}
+
+/* Whether the line [p, end) is a `KEY = ...` line (KEY at its start);
+ * KEY into key (truncated to size). */
+static bool key_line(const char *p, const char *end, char *key, size_t size)
+{
+    const char *q = p;
+    while (q < end && (isalnum((unsigned char)*q) || *q == '_' || *q == '.' || *q == '-'))
+        q++;
+    size_t n = (size_t)(q - p);
+    while (q < end && (*q == ' ' || *q == '\t'))
+        q++;
+    if (n == 0 || q == end || *q != '=')
+        return false;
+    snprintf(key, size, "%.*s", (int)n, p);
+    return true;
+}
+
+int nb_prereg_file_hash_before_runs(const char *path, char hex[17], struct nb_error *err)
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp)
+        return nb_error_set(err, NB_EIO, path, 0, "cannot read: %s", strerror(errno));
+    char *text = malloc((size_t)NB_INI_MAX_FILE + 1);
+    if (!text) {
+        fclose(fp);
+        return nb_error_oom(err);
+    }
+    size_t len = fread(text, 1, (size_t)NB_INI_MAX_FILE + 1, fp);
+    bool bad = ferror(fp) || len > (size_t)NB_INI_MAX_FILE;
+    fclose(fp);
+    if (bad) {
+        free(text);
+        return nb_error_set(err, NB_EIO, path, 0, "read error, or larger than the INI reader takes");
+    }
+    unsigned long long h = NB_TEXT_HASH_SEED;
+    char section[128] = "", key[128];
+    bool skip = false;
+    for (const char *p = text, *stop = text + len; p < stop;) {
+        const char *nl = memchr(p, '\n', (size_t)(stop - p));
+        const char *next = nl ? nl + 1 : stop;
+        const char *q = p;
+        while (q < next && (*q == ' ' || *q == '\t' || *q == '\r' || *q == '\n'))
+            q++;
+        bool blank = q == next, indented = !blank && (*p == ' ' || *p == '\t');
+        if (skip && indented) { /* a continuation line of the skipped value */
+            p = next;
+            continue;
+        }
+        skip = false;
+        if (*p == '[') {
+            const char *e = memchr(p, ']', (size_t)(next - p));
+            snprintf(section, sizeof section, "%.*s", e ? (int)(e - p - 1) : 0, p + 1);
+        } else if (!blank && !indented && key_line(p, next, key, sizeof key) &&
+                   nb_experiment_after_runs_key(section, key)) {
+            skip = true;
+            p = next;
+            continue;
+        }
+        h = nb_text_hash(h, p, (size_t)(next - p));
+        p = next;
+    }
+    free(text);
+    snprintf(hex, 17, "%016llx", h);
+    return 0;
+}
+
+enum nb_prereg_file nb_prereg_file_compare(const struct nb_prereg *p, const char *path)
+{
+    char hex[17], hex2[17];
+    if (nb_prereg_file_hash(path, hex, NULL) || nb_prereg_file_hash_before_runs(path, hex2, NULL))
+        return NB_PREREG_UNREADABLE;
+    if (!strcmp(hex, p->experiment_hash))
+        return NB_PREREG_SAME;
+    /* registrations older than experiment_hash_before_runs were written
+     * before any experiment had those keys: their whole-file hash is it */
+    const char *then =
+        p->experiment_hash_before_runs[0] ? p->experiment_hash_before_runs : p->experiment_hash;
+    return !strcmp(hex2, then) ? NB_PREREG_AFTER_RUNS_ONLY : NB_PREREG_EDITED;
 }
 
 int nb_prereg_file_hash(const char *path, char hex[17], struct nb_error *err)
@@ -128,6 +209,9 @@ int nb_prereg_read(const char *path, struct nb_prereg *p, struct nb_error *err)
             snprintf(p->experiment, sizeof p->experiment, "%s", v);
         else if (!strcmp(k, "experiment_hash"))
             snprintf(p->experiment_hash, sizeof p->experiment_hash, "%s", v);
+        else if (!strcmp(k, "experiment_hash_before_runs"))
+            snprintf(p->experiment_hash_before_runs, sizeof p->experiment_hash_before_runs, "%s",
+                     v);
         else if (!strcmp(k, "date"))
             snprintf(p->date, sizeof p->date, "%s", v);
         else if (!strcmp(k, "revision"))
@@ -154,8 +238,10 @@ int nb_prereg_write(const char *path, const char *exp_path, const struct nb_chec
         return nb_error_set(err, NB_EINVAL, path, 0,
                             "exists: a registration is never rewritten (delete it with "
                             "the runs to start afresh)");
-    char hex[17];
+    char hex[17], hex2[17];
     int rc = nb_prereg_file_hash(exp_path, hex, err);
+    if (!rc)
+        rc = nb_prereg_file_hash_before_runs(exp_path, hex2, err);
     if (rc)
         return rc;
     char tmp[4200];
@@ -168,9 +254,9 @@ int nb_prereg_write(const char *path, const char *exp_path, const struct nb_chec
                 "hoc and does not\n"
                 "# count toward the verdict.  Never edit this file; to start afresh, "
                 "delete it with the runs.\n");
-    fprintf(fp, "experiment = %s\nexperiment_hash = %s\ndate = %s\nrevision = %s\n"
-                "runs_before = %ld\n",
-            exp_path, hex, date, revision, runs_before);
+    fprintf(fp, "experiment = %s\nexperiment_hash = %s\nexperiment_hash_before_runs = %s\n"
+                "date = %s\nrevision = %s\nruns_before = %ld\n",
+            exp_path, hex, hex2, date, revision, runs_before);
     for (int i = 0; i < n; i++) {
         char *t = collapse_ws(c[i].text);
         if (!t) {

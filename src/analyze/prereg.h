@@ -42,6 +42,9 @@ struct nb_prereg {
     bool present;            /* the file exists */
     char experiment[1024];
     char experiment_hash[17];
+    /* nb_prereg_file_hash_before_runs of the file at registration; ""
+     * in registrations written before it was recorded */
+    char experiment_hash_before_runs[17];
     char date[64];
     char revision[128];
     long runs_before;
@@ -74,6 +77,18 @@ int nb_prereg_write(const char *path, const char *exp_path, const struct nb_chec
 /* The nb_text_hash of a file's bytes as 16 hex digits into hex[17];
  * 0 or NB_EIO. */
 int nb_prereg_file_hash(const char *path, char hex[17], struct nb_error *err);
+
+/* The same hash of the file without the keys written after the runs
+ * (nb_experiment_after_runs_key) and their continuation lines: the same
+ * as at registration when those keys are the only edit since. */
+int nb_prereg_file_hash_before_runs(const char *path, char hex[17], struct nb_error *err);
+
+/* How the experiment file at path compares with the one registered in
+ * p: unchanged, changed only in the keys written after the runs, edited,
+ * or unreadable. */
+enum nb_prereg_file { NB_PREREG_SAME, NB_PREREG_AFTER_RUNS_ONLY, NB_PREREG_EDITED,
+                      NB_PREREG_UNREADABLE };
+enum nb_prereg_file nb_prereg_file_compare(const struct nb_prereg *p, const char *path);
 
 enum nb_reg {
     NB_REG_OK = 0,     /* registered before the runs, unchanged */

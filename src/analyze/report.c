@@ -552,15 +552,19 @@ static void write_prereg(FILE *fp, const struct nb_report_in *in)
         fprintf(fp, ", after %ld runs existed", p->runs_before);
     else
         fputs(", before the first run", fp);
-    char hex[17];
-    struct nb_error e2;
-    nb_error_clear(&e2);
-    if (nb_prereg_file_hash(in->e->path, hex, &e2) == 0)
-        fprintf(fp, "; the experiment file is %s", !strcmp(hex, p->experiment_hash)
-                                                       ? "unchanged since"
-                                                       : "edited since (captions, notes or "
-                                                         "checks: see each check's "
-                                                         "registration)");
+    switch (nb_prereg_file_compare(p, in->e->path)) {
+    case NB_PREREG_SAME: fputs("; the experiment file is unchanged since", fp); break;
+    case NB_PREREG_AFTER_RUNS_ONLY:
+        fputs("; the experiment file is unchanged since but for its robustness and "
+              "discussion, written after the runs", fp);
+        break;
+    case NB_PREREG_EDITED:
+        fprintf(fp, "; the experiment file is edited since (captions, notes or checks: see "
+                    "each check's registration; `git diff %s -- experiments/%s.ini` shows "
+                    "the edits)", p->revision, in->e->name);
+        break;
+    case NB_PREREG_UNREADABLE: break;
+    }
     fputs("\n", fp);
 }
 

@@ -158,6 +158,11 @@ int nb_experiment_load(const char *path, struct nb_experiment *e,
                        struct nb_error *err);
 void nb_experiment_free(struct nb_experiment *e);
 
+/* Whether key of section is one of those written after the runs (the
+ * [experiment] keys robustness and discussion): a registration's record
+ * of the experiment file does not cover them. */
+bool nb_experiment_after_runs_key(const char *section, const char *key);
+
 /* ---- the report ----------------------------------------------------------- */
 
 /* One figure as reproduce rendered it. */
