@@ -59,6 +59,8 @@ else
     pass "# SKIP gnuplot not installed"
 fi
 check "the figure data is written" [ -s "$Q/figures/curves.csv" ]
+check "the report says how many runs ran at once (-j 2)" \
+    grep -q "^- machine: .*; runs at once (-j) 2 (each run's meta.txt" "$Q/report.md"
 
 # 2. again: every run is done, nothing is trained, same verdict
 v1=$(sed -n 's/^verdict = //p' "$Q/verdict.txt")

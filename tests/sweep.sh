@@ -148,6 +148,7 @@ check "every run has config.ini, meta.txt, timing.csv" sh -c "
         test -f \"\$d/config.ini\" && test -f \"\$d/meta.txt\" && test -f \"\$d/timing.csv\" || exit 1
         grep -q '^status = done' \"\$d/meta.txt\" || exit 1
     done"
+is "$(cat "$R2"/test-tiny/*/meta.txt | grep -c '^jobs = 2$')" 12 "meta.txt: every run says it ran with -j 2"
 id0=$(head -n 1 "$W/list1" | cut -f2)
 "$NB" list "$R2/test-tiny/$id0/config.ini" >"$W/list-back"
 is "$(cut -f2 "$W/list-back")" "$id0" "config.ini of a run reads back to its run_id"

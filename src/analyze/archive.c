@@ -23,7 +23,7 @@ enum { RC_RUN_ID, RC_CONFIG, RC_STATUS, RC_SEED, RC_N };
 static const char *const meta_keys[] = {
     "git_revision", "package", "start_utc", "end_utc", "host", "cpu", "cpus_online",
     "blas", "conv_algo", "openblas_coretype", "threads", "wall_seconds", "cpu_seconds",
-    "data", "params", NULL};
+    "data", "params", "jobs", NULL};
 /* meta_keys from here on were recorded since 0.1.0: a column only when
  * some run has a value, so archives of runs made before regenerate byte
  * for byte */
@@ -984,7 +984,7 @@ void nb_archive_facts(const struct nb_archive *a, struct nb_archive_facts *f)
     /* the end's date only when it differs from the start's */
     snprintf(f->when, sizeof f->when, "%s to %s UTC", a1,
              strncmp(a1, a2, 11) ? a2 : a2 + (strlen(a2) > 11 ? 11 : 0));
-    char pkg[300], rev[300], cpu[400], host[300], ncpu[100], blas[400], conv[200];
+    char pkg[300], rev[300], cpu[400], host[300], ncpu[100], blas[400], conv[200], jobs[100];
     distinct(t, col(t, "package"), pkg, sizeof pkg);
     distinct(t, col(t, "git_revision"), rev, sizeof rev);
     int nh = distinct(t, col(t, "host"), host, sizeof host);
@@ -992,6 +992,7 @@ void nb_archive_facts(const struct nb_archive *a, struct nb_archive_facts *f)
     distinct(t, col(t, "cpus_online"), ncpu, sizeof ncpu);
     distinct(t, col(t, "blas"), blas, sizeof blas);
     distinct(t, col(t, "conv_algo"), conv, sizeof conv);
+    distinct(t, col(t, "jobs"), jobs, sizeof jobs); /* "": runs made before it was recorded */
     size_t nc, nw;
     double cpu_s = sum_col(t, col(t, "cpu_seconds"), &nc);
     double wall_s = sum_col(t, col(t, "wall_seconds"), &nw);
@@ -1013,9 +1014,12 @@ void nb_archive_facts(const struct nb_archive *a, struct nb_archive_facts *f)
         }
         f->n_test = n;
     }
+    char jtext[140] = "";
+    if (jobs[0])
+        snprintf(jtext, sizeof jtext, "; runs at once (-j) %s", jobs);
     snprintf(f->machine, sizeof f->machine,
-             "%s (%s CPUs online) on %d host%s; BLAS %s; conv_algo %s (each run's meta.txt, "
+             "%s (%s CPUs online) on %d host%s; BLAS %s; conv_algo %s%s (each run's meta.txt, "
              "archive/runs.csv)",
              cpu[0] ? cpu : "unknown CPU", ncpu[0] ? ncpu : "?", nh, nh == 1 ? "" : "s",
-             blas[0] ? blas : "unknown", conv[0] ? conv : "unknown");
+             blas[0] ? blas : "unknown", conv[0] ? conv : "unknown", jtext);
 }

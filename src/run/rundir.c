@@ -265,6 +265,7 @@ void rn_ctx_init(struct ctx *c, const struct nb_sweep *sw,
             *p = '_';
     c->parent = getpid();
     c->started = time(NULL);
+    c->jobs = 1;
 }
 
 const char *rn_run_dir(const struct ctx *c, const struct nb_run *r,

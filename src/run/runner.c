@@ -595,6 +595,7 @@ int nb_runner_run(const struct nb_sweep *sw, const struct nb_runner_opts *o,
     rn_ctx_init(&P.c, sw, o->results_dir, o->stale_after);
     P.c.blas_coretype = o->env ? o->env->openblas_coretype : NULL;
     P.jobs = o->jobs > 0 ? o->jobs : 1;
+    P.c.jobs = P.jobs;
     int rc = nb_runner_check_sources(sw, o, NULL, 0, err);
     if (rc || (rc = rn_mkdir_p(P.c.locks, err)))
         return rc;

@@ -28,6 +28,7 @@ struct ctx {
     const char *results_dir; /* NULL: the config's */
     double stale_after;
     const char *blas_coretype; /* $OPENBLAS_CORETYPE (NULL: unset), for meta.txt */
+    int jobs;                  /* runs at once in this invocation (-j; 1 under MPI) */
     char exp[PATH_SZ];
     char locks[PATH_SZ];
     char host[256];

@@ -271,6 +271,7 @@ static void meta_head(const struct wrun *w, const char *start, struct nb_text *t
         rn_kvf(t, "os", "%s %s %s", un.sysname, un.release, un.machine);
     rn_kvf(t, "pid", "%ld", (long)getpid());
     rn_kvf(t, "threads", "%lld", nb_run_get_int(r, "train", "threads"));
+    rn_kvf(t, "jobs", "%d", c->jobs); /* runs at once in the invocation (-j) */
     rn_kvf(t, "start_utc", "%s", start);
 }
 
