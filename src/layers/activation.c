@@ -9,7 +9,7 @@
  * for the piecewise-linear ones (relu: exact, the kink has measure zero
  * and its mask is that of the forward). */
 #include "layers/layer.h"
-#include "layers/vec.h"
+#include "core/vec.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -40,7 +40,7 @@ static int same_shape_setup(struct nb_layer *l, const void *opts,
  * element, which mispredicts on random signs (measured 40x slower than
  * a select, a third of a cnn training step); blocks of 8 in local arrays
  * vectorize but go through the stack.  The kernels select in generic
- * vectors (layers/vec.h) of 8 floats, compiled for the build's target and
+ * vectors (core/vec.h) of 8 floats, compiled for the build's target and
  * (x86-64) for AVX2, picked per call; the same bytes as the scalar tail
  * (compares and selects only).  In-place use (y == x) stays correct: each
  * block is loaded before it is stored. */

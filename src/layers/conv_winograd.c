@@ -66,7 +66,7 @@
 #if defined(NB_CONV_SCALAR) && !defined(NB_NO_VEC)
 #define NB_NO_VEC 1
 #endif
-#include "layers/vec.h"
+#include "core/vec.h"
 #if NB_VEC
 #define WINO_INLINE static inline __attribute__((always_inline))
 #define WINO_VEC 1

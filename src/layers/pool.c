@@ -15,7 +15,7 @@
  * averages it) and R{dx} is the backward of R{dy}.
  *
  * Speed: the 2x2, stride-2 window (every pool of the workloads) has its
- * own kernels, 8 or 4 outputs at a time in generic vectors (layers/vec.h,
+ * own kernels, 8 or 4 outputs at a time in generic vectors (core/vec.h,
  * AVX2 where the CPU has it, twice the speed of the build's SSE2): the
  * forward deinterleaves two input rows and runs the general code's
  * compares lane by lane (the same maxima, argmaxima, ties and NaNs); the
@@ -23,7 +23,7 @@
  * elsewhere) instead of zeroing dx and scattering, when the windows tile
  * the plane (even H and W).  Both give the general code's bytes. */
 #include "layers/layer.h"
-#include "layers/vec.h"
+#include "core/vec.h"
 
 #include <stdint.h>
 #include <stdlib.h>

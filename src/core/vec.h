@@ -1,10 +1,11 @@
-/* src/layers/vec.h - GCC/Clang generic vectors of 8 and 4 floats for the
- * layers' hand-vectorized kernels (conv_winograd.c, pool.c): no target
+/* src/core/vec.h - GCC/Clang generic vectors of 8 and 4 floats for the
+ * hand-vectorized kernels (layers/conv_winograd.c, pool.c, activation.c)
+ * and the AVX2 dispatch (NB_VEC_AVX2) of those and optim.c: no target
  * flags needed (in an AVX2 function one AVX or SSE register, otherwise
  * two or one SSE registers).  NB_VEC is 1 where they exist (GCC or Clang,
  * and NB_NO_VEC not defined), else 0 and the kernels use scalar code. */
-#ifndef NB_LAYERS_VEC_H
-#define NB_LAYERS_VEC_H
+#ifndef NB_CORE_VEC_H
+#define NB_CORE_VEC_H
 
 #if (defined(__GNUC__) || defined(__clang__)) && !defined(NB_NO_VEC)
 #define NB_VEC 1
