@@ -60,4 +60,13 @@ typedef int wv4iu __attribute__((vector_size(16), aligned(4), may_alias));
 #define NB_VEC_AVX2 0
 #endif
 
+/* NAME_avx2 where the CPU has AVX2 (and the build made it), else
+ * NAME_generic: a kernel compiled twice, once with ATTR
+ * __attribute__((target("avx2"))), picked per call. */
+#if NB_VEC_AVX2
+#define NB_VEC_PICK(NAME) (__builtin_cpu_supports("avx2") ? NAME##_avx2 : NAME##_generic)
+#else
+#define NB_VEC_PICK(NAME) NAME##_generic
+#endif
+
 #endif

@@ -72,10 +72,8 @@ static int same_shape_setup(struct nb_layer *l, const void *opts,
 RELU_KERNELS(generic, )
 #if NB_VEC_AVX2
 RELU_KERNELS(avx2, __attribute__((target("avx2"))))
-#define RELU_PICK(NAME) (__builtin_cpu_supports("avx2") ? NAME##_avx2 : NAME##_generic)
-#else
-#define RELU_PICK(NAME) NAME##_generic
 #endif
+#define RELU_PICK(NAME) NB_VEC_PICK(NAME)
 #else
 static void relu_fwd_scalar(const float *x, float *y, size_t m)
 {

@@ -180,12 +180,9 @@ static bool maxpool2_vec(const struct nb_layer *l, const struct maxpool_priv *p)
 MAXPOOL2_KERNELS(generic, )
 #if NB_VEC_AVX2
 MAXPOOL2_KERNELS(avx2, __attribute__((target("avx2"))))
-#define MAXPOOL2_PICK(NAME) (__builtin_cpu_supports("avx2") ? NAME##_avx2 : NAME##_generic)
-#else
-#define MAXPOOL2_PICK(NAME) NAME##_generic
 #endif
-#define maxpool2_forward MAXPOOL2_PICK(maxpool2_forward)
-#define maxpool2_backward MAXPOOL2_PICK(maxpool2_backward)
+#define maxpool2_forward NB_VEC_PICK(maxpool2_forward)
+#define maxpool2_backward NB_VEC_PICK(maxpool2_backward)
 #else
 static bool maxpool2_vec(const struct nb_layer *l, const struct maxpool_priv *p)
 {

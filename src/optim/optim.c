@@ -100,10 +100,8 @@ double nb_grad_norm(const struct nb_model *m)
 SGD_BLOCK(generic, )
 #if NB_VEC_AVX2
 SGD_BLOCK(avx2, __attribute__((target("avx2"))))
-#define sgd_block (__builtin_cpu_supports("avx2") ? sgd_block_avx2 : sgd_block_generic)
-#else
-#define sgd_block sgd_block_generic
 #endif
+#define sgd_block NB_VEC_PICK(sgd_block)
 #undef SGD_CASES
 #undef SGD_NORM_LOOP
 #undef SGD_LOOP
