@@ -10,7 +10,6 @@
 
 #include "analyze/report.h"    /* nb_experiment_after_runs_key */
 #include "analyze/summarize.h" /* nb_atomic_begin, nb_atomic_end */
-#include "config/ini.h"        /* NB_INI_MAX_FILE */
 
 unsigned long long nb_text_hash(unsigned long long h, const void *buf, size_t n)
 {
@@ -58,59 +57,58 @@ static bool key_line(const char *p, const char *end, char *key, size_t size)
     return true;
 }
 
-int nb_prereg_file_hash_before_runs(const char *path, char hex[17], struct nb_error *err)
+int nb_prereg_file_hashes(const char *path, char whole[17], char before_runs[17],
+                          struct nb_error *err)
 {
     FILE *fp = fopen(path, "rb");
     if (!fp)
         return nb_error_set(err, NB_EIO, path, 0, "cannot read: %s", strerror(errno));
-    char *text = malloc((size_t)NB_INI_MAX_FILE + 1);
-    if (!text) {
-        fclose(fp);
-        return nb_error_oom(err);
-    }
-    size_t len = fread(text, 1, (size_t)NB_INI_MAX_FILE + 1, fp);
-    bool bad = ferror(fp) || len > (size_t)NB_INI_MAX_FILE;
-    fclose(fp);
-    if (bad) {
-        free(text);
-        return nb_error_set(err, NB_EIO, path, 0, "read error, or larger than the INI reader takes");
-    }
-    unsigned long long h = NB_TEXT_HASH_SEED;
+    unsigned long long h = NB_TEXT_HASH_SEED, hb = NB_TEXT_HASH_SEED;
     char section[128] = "", key[128];
     bool skip = false;
-    for (const char *p = text, *stop = text + len; p < stop;) {
-        const char *nl = memchr(p, '\n', (size_t)(stop - p));
-        const char *next = nl ? nl + 1 : stop;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    while ((n = getline(&line, &cap, fp)) > 0) {
+        const char *p = line, *next = line + n;
+        h = nb_text_hash(h, p, (size_t)n);
         const char *q = p;
         while (q < next && (*q == ' ' || *q == '\t' || *q == '\r' || *q == '\n'))
             q++;
         bool blank = q == next, indented = !blank && (*p == ' ' || *p == '\t');
-        if (skip && indented) { /* a continuation line of the skipped value */
-            p = next;
+        if (skip && indented) /* a continuation line of the skipped value */
             continue;
-        }
         skip = false;
         if (*p == '[') {
-            const char *e = memchr(p, ']', (size_t)(next - p));
+            const char *e = memchr(p, ']', (size_t)n);
             snprintf(section, sizeof section, "%.*s", e ? (int)(e - p - 1) : 0, p + 1);
         } else if (!blank && !indented && key_line(p, next, key, sizeof key) &&
                    nb_experiment_after_runs_key(section, key)) {
             skip = true;
-            p = next;
             continue;
         }
-        h = nb_text_hash(h, p, (size_t)(next - p));
-        p = next;
+        hb = nb_text_hash(hb, p, (size_t)n);
     }
-    free(text);
-    snprintf(hex, 17, "%016llx", h);
+    bool bad = ferror(fp);
+    free(line);
+    fclose(fp);
+    if (bad)
+        return nb_error_set(err, NB_EIO, path, 0, "read error");
+    snprintf(whole, 17, "%016llx", h);
+    snprintf(before_runs, 17, "%016llx", hb);
     return 0;
+}
+
+int nb_prereg_file_hash(const char *path, char hex[17], struct nb_error *err)
+{
+    char unused[17];
+    return nb_prereg_file_hashes(path, hex, unused, err);
 }
 
 enum nb_prereg_file nb_prereg_file_compare(const struct nb_prereg *p, const char *path)
 {
     char hex[17], hex2[17];
-    if (nb_prereg_file_hash(path, hex, NULL) || nb_prereg_file_hash_before_runs(path, hex2, NULL))
+    if (nb_prereg_file_hashes(path, hex, hex2, NULL))
         return NB_PREREG_UNREADABLE;
     if (!strcmp(hex, p->experiment_hash))
         return NB_PREREG_SAME;
@@ -121,23 +119,6 @@ enum nb_prereg_file nb_prereg_file_compare(const struct nb_prereg *p, const char
     return !strcmp(hex2, then) ? NB_PREREG_AFTER_RUNS_ONLY : NB_PREREG_EDITED;
 }
 
-int nb_prereg_file_hash(const char *path, char hex[17], struct nb_error *err)
-{
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return nb_error_set(err, NB_EIO, path, 0, "cannot read: %s", strerror(errno));
-    unsigned long long h = NB_TEXT_HASH_SEED;
-    char buf[8192];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, fp)) > 0)
-        h = nb_text_hash(h, buf, n);
-    bool bad = ferror(fp);
-    fclose(fp);
-    if (bad)
-        return nb_error_set(err, NB_EIO, path, 0, "read error");
-    snprintf(hex, 17, "%016llx", h);
-    return 0;
-}
 
 void nb_prereg_free(struct nb_prereg *p)
 {
@@ -239,9 +220,7 @@ int nb_prereg_write(const char *path, const char *exp_path, const struct nb_chec
                             "exists: a registration is never rewritten (delete it with "
                             "the runs to start afresh)");
     char hex[17], hex2[17];
-    int rc = nb_prereg_file_hash(exp_path, hex, err);
-    if (!rc)
-        rc = nb_prereg_file_hash_before_runs(exp_path, hex2, err);
+    int rc = nb_prereg_file_hashes(exp_path, hex, hex2, err);
     if (rc)
         return rc;
     char tmp[4200];

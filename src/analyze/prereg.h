@@ -42,7 +42,7 @@ struct nb_prereg {
     bool present;            /* the file exists */
     char experiment[1024];
     char experiment_hash[17];
-    /* nb_prereg_file_hash_before_runs of the file at registration; ""
+    /* nb_prereg_file_hashes' before_runs of the file at registration; ""
      * in registrations written before it was recorded */
     char experiment_hash_before_runs[17];
     char date[64];
@@ -74,14 +74,14 @@ int nb_prereg_write(const char *path, const char *exp_path, const struct nb_chec
                     int n, const char *date, const char *revision, long runs_before,
                     struct nb_error *err);
 
-/* The nb_text_hash of a file's bytes as 16 hex digits into hex[17];
- * 0 or NB_EIO. */
+/* The nb_text_hash of a file's bytes, and of the file without the keys
+ * written after the runs (nb_experiment_after_runs_key) and their
+ * continuation lines (the same as at registration when those keys are
+ * the only edit since), as 16 hex digits each, in one read; 0 or NB_EIO. */
+int nb_prereg_file_hashes(const char *path, char whole[17], char before_runs[17],
+                          struct nb_error *err);
+/* The first of the two. */
 int nb_prereg_file_hash(const char *path, char hex[17], struct nb_error *err);
-
-/* The same hash of the file without the keys written after the runs
- * (nb_experiment_after_runs_key) and their continuation lines: the same
- * as at registration when those keys are the only edit since. */
-int nb_prereg_file_hash_before_runs(const char *path, char hex[17], struct nb_error *err);
 
 /* How the experiment file at path compares with the one registered in
  * p: unchanged, changed only in the keys written after the runs, edited,
