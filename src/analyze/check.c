@@ -792,6 +792,11 @@ int nb_verdict_of(const struct nb_check *c, const struct nb_check_result *r, int
     return NB_VERDICT_INCONCLUSIVE;
 }
 
+int nb_outcome_agree(int a, int b)
+{
+    return a == b ? a : NB_OUT_INCONCLUSIVE;
+}
+
 int nb_check_central(const struct nb_check *c, int n)
 {
     for (int i = 0; i < n; i++)

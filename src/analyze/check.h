@@ -127,6 +127,10 @@
  *                      experiment; the first check when none is), or
  *                      every check fails
  *   partly reproduced  some checks pass and some fail
+ * With reruns (rerun.h: the same runs made again with other BLAS kernels
+ * or elsewhere), a check counts with its outcome only when every rerun's
+ * is the same (nb_outcome_agree), inconclusive where they differ, and a
+ * rerun that lacks runs counts as runs missing.
  *
  * Label short names are accepted as keys: bs (train.batch), G
  * (norm.groups). */
@@ -227,6 +231,10 @@ const char *nb_verdict_name(int v);
 
 /* The index of the central check of c[0..n) (-1 when n = 0). */
 int nb_check_central(const struct nb_check *c, int n);
+
+/* The outcome a check counts with when the same runs, made twice, gave
+ * outcomes a and b: a when they agree, else inconclusive. */
+int nb_outcome_agree(int a, int b);
 
 /* The verdict of the n checks c and their results r; complete = no run
  * is missing. */

@@ -347,6 +347,15 @@ static int reg_of(const struct nb_report_in *in, int i)
     return in->reg ? in->reg[i] : NB_REG_NONE;
 }
 
+/* Whether a rerun gives check i another outcome than these runs. */
+static bool rerun_differs(const struct nb_report_in *in, int i)
+{
+    for (int k = 0; in->own && k < in->n_reruns; k++)
+        if (in->reruns[k].results[i].outcome != in->own[i])
+            return true;
+    return false;
+}
+
 /* Writes the Checks section: how to read it, then one row per check with
  * its statement, effect, 95 % interval, n, outcome and registration, and
  * the per-seed column. */
@@ -416,7 +425,10 @@ static void write_checks(FILE *fp, const struct nb_report_in *in)
         int rg = reg_of(in, i);
         fprintf(fp, " | %s | %s", rg == NB_REG_OK ? "pre-registered" : nb_reg_name(rg),
                 outcome_mark(r->outcome));
-        if (r->outcome == NB_OUT_INCONCLUSIVE) {
+        if (rerun_differs(in, i))
+            fprintf(fp, " (%s on these runs, another outcome in a rerun: see Reruns)",
+                    nb_outcome_name(in->own[i]));
+        else if (r->outcome == NB_OUT_INCONCLUSIVE) {
             if (r->seeds_needed > 0)
                 fprintf(fp, " (~%d seeds would decide it)", r->seeds_needed);
             else
@@ -425,6 +437,54 @@ static void write_checks(FILE *fp, const struct nb_report_in *in)
         if (r->post_hoc)
             fputs(" (post hoc: not counted)", fp);
         fputs(" |\n", fp);
+    }
+    fputc('\n', fp);
+}
+
+static int names_with(FILE *fp, const struct nb_report_in *in, int o, bool post_hoc);
+
+/* Writes the Reruns section: where and how each rerun ran, its verdict
+ * on its own, and every check's effect and outcome on these runs and on
+ * each rerun beside the outcome it counts with. */
+static void write_reruns(FILE *fp, const struct nb_report_in *in)
+{
+    const struct nb_experiment *e = in->e;
+    char b1[200];
+    fprintf(fp, "## Reruns\n\nThe same runs (the same configs and run_ids) made again in "
+                "another environment, each kept as its runs' archive in "
+                "`%s/LABEL/archive/`; the checks are evaluated on each rerun's runs alone. A "
+                "check counts toward the verdict with its outcome only when every rerun gives "
+                "the same one; where they differ it counts as inconclusive, so a verdict "
+                "cannot rest on the rounding of one BLAS kernel set.\n\n",
+            NB_RERUN_DIR);
+    for (int k = 0; k < in->n_reruns; k++) {
+        const struct nb_rerun *r = &in->reruns[k];
+        fprintf(fp, "- `%s`: %s, %s; machine: %s. On its own: **%s**, %d of %d counted "
+                    "checks pass",
+                r->label, r->facts.version, r->facts.when[0] ? r->facts.when : "when unknown",
+                r->facts.machine, nb_verdict_name(r->verdict), r->pass,
+                e->n_checks - names_with(NULL, in, -1, true));
+        if (r->missing)
+            fprintf(fp, "; %zu of its %zu runs are missing", r->missing, r->total);
+        fputs(".\n", fp);
+    }
+    fputs("\n| check | these runs: effect [95 % CI] | outcome |", fp);
+    for (int k = 0; k < in->n_reruns; k++)
+        fprintf(fp, " %s: effect [95 %% CI] | outcome |", in->reruns[k].label);
+    fputs(" counts as |\n|---|---|---|", fp);
+    for (int k = 0; k < in->n_reruns; k++)
+        fputs("---|---|", fp);
+    fputs("---|\n", fp);
+    for (int i = 0; i < e->n_checks; i++) {
+        fprintf(fp, "| %s | %s | %s |", e->checks[i].name,
+                effect_str(&in->results[i], b1, sizeof b1),
+                nb_outcome_name(in->own ? in->own[i] : in->results[i].outcome));
+        for (int k = 0; k < in->n_reruns; k++) {
+            const struct nb_check_result *r = &in->reruns[k].results[i];
+            fprintf(fp, " %s | %s |", effect_str(r, b1, sizeof b1), nb_outcome_name(r->outcome));
+        }
+        fprintf(fp, " %s%s |\n", outcome_mark(in->results[i].outcome),
+                in->results[i].post_hoc ? " (post hoc: not counted)" : "");
     }
     fputc('\n', fp);
 }
@@ -486,6 +546,42 @@ static int names_with(FILE *fp, const struct nb_report_in *in, int o, bool post_
     return k;
 }
 
+/* The counted checks whose outcome on these runs differs from a rerun's,
+ * as " `a`, `b`"; returns how many. */
+static int names_differing(FILE *fp, const struct nb_report_in *in)
+{
+    int k = 0;
+    for (int i = 0; i < in->e->n_checks; i++)
+        if (!in->results[i].post_hoc && rerun_differs(in, i)) {
+            if (fp)
+                fprintf(fp, "%s`%s`", k ? ", " : " ", in->e->checks[i].name);
+            k++;
+        }
+    return k;
+}
+
+/* The verdict paragraph's sentence on the reruns: each one's verdict on
+ * its own, and the checks that count as inconclusive because they
+ * differ. */
+static void rerun_sentence(FILE *fp, const struct nb_report_in *in)
+{
+    fprintf(fp, " The same runs were made again (%s", in->n_reruns == 1 ? "a rerun" : "reruns");
+    for (int k = 0; k < in->n_reruns; k++) {
+        const struct nb_rerun *r = &in->reruns[k];
+        fprintf(fp, "%s`%s`: %s on its own, %d of %d checks pass", k ? "; " : ", ", r->label,
+                nb_verdict_name(r->verdict), r->pass,
+                in->e->n_checks - names_with(NULL, in, -1, true));
+    }
+    fputs("; see Reruns): ", fp);
+    if (names_differing(NULL, in)) {
+        fputs("checks whose outcome differs between them count as inconclusive:", fp);
+        names_differing(fp, in);
+        fputc('.', fp);
+    } else {
+        fputs("every counted check has the same outcome in each.", fp);
+    }
+}
+
 /* Writes the verdict line and the sentence that explains it (missing runs,
  * too few seeds, central check, post hoc checks). */
 static void verdict_text(FILE *fp, const struct nb_report_in *in)
@@ -497,6 +593,10 @@ static void verdict_text(FILE *fp, const struct nb_report_in *in)
             in->quick ? " (quick run: a smoke test)" : "");
     if (!in->complete)
         fputs("Some runs are missing (failed or not run), so no verdict is drawn. ", fp);
+    for (int k = 0; k < in->n_reruns; k++)
+        if (in->reruns[k].missing)
+            fprintf(fp, "The rerun `%s` lacks %zu of the %zu runs, so no verdict is drawn. ",
+                    in->reruns[k].label, in->reruns[k].missing, in->reruns[k].total);
     if (in->verdict == NB_VERDICT_NONE) {
         int min_n = -1;
         for (int i = 0; i < n; i++)
@@ -534,7 +634,10 @@ static void verdict_text(FILE *fp, const struct nb_report_in *in)
                 effect_str(r, b1, sizeof b1), claim_str(&e->checks[c], r, b2, sizeof b2), r->n,
                 nb_outcome_name(r->outcome));
     }
-    fputs(".\n\n", fp);
+    fputs(".", fp);
+    if (in->n_reruns > 0)
+        rerun_sentence(fp, in);
+    fputs("\n\n", fp);
 }
 
 
@@ -607,9 +710,18 @@ int nb_report_write(const char *path, const struct nb_report_in *in, struct nb_e
         fprintf(fp, "- notes: %s\n", e->notes);
     if (e->caveats)
         fprintf(fp, "- caveats: %s\n", e->caveats);
-    fprintf(fp, "- robustness: %s\n",
-            e->robustness ? e->robustness
-                          : "not checked (the verdict was not rerun with other BLAS kernels)");
+    if (e->robustness) {
+        size_t rl = strlen(e->robustness);
+        fprintf(fp, "- robustness: %s%s\n", e->robustness,
+                !in->n_reruns                          ? ""
+                : rl && e->robustness[rl - 1] == '.' ? " Reruns, below, has each check's numbers."
+                                                       : "; Reruns, below, has each check's numbers");
+    }
+    else
+        fprintf(fp, "- robustness: %s\n",
+                in->n_reruns ? "the same runs were made again: see Reruns, below"
+                             : "not checked (the verdict was not rerun with other BLAS "
+                               "kernels)");
     write_prereg(fp, in);
     if (in->command)
         fprintf(fp, "- reproduce with `%s`\n", in->command);
@@ -631,6 +743,8 @@ int nb_report_write(const char *path, const struct nb_report_in *in, struct nb_e
     }
     fputs("## Checks\n\n", fp);
     write_checks(fp, in);
+    if (in->n_reruns > 0)
+        write_reruns(fp, in);
     if (e->n_discussion > 0) {
         fputs("## Discussion\n\n*Written by the experimenters after the runs "
               "(`discussion` in the experiment file); the verdict above comes from "
@@ -718,6 +832,13 @@ int nb_verdict_write(const char *path, const struct nb_report_in *in, struct nb_
     if (!names_with(fp, in, -1, true))
         fputs(" none", fp);
     fputc('\n', fp);
+    /* only with reruns: verdict.txt files of experiments without stay as
+     * they were */
+    for (int k = 0; k < in->n_reruns; k++) {
+        const struct nb_rerun *r = &in->reruns[k];
+        fprintf(fp, "%s%s: %s %d/%d%s", k ? "; " : "reruns = ", r->label,
+                nb_verdict_name(r->verdict), r->pass, counted, k + 1 == in->n_reruns ? "\n" : "");
+    }
     fprintf(fp, "date = %s\nclaim = %s\nsource = %s\ncaveats = %s\n",
             in->when ? in->when : "", in->e->claim, in->e->source,
             in->e->caveats ? in->e->caveats : "");
@@ -736,6 +857,7 @@ struct idx_row {
     char runs[64];
     char date[64];
     char central[128], effect[200], claimed[64], n[16], post_hoc[512];
+    char reruns[512];
     bool has;
     bool legacy;  /* written before intervals and pre-registration */
 };
@@ -788,6 +910,8 @@ static void kv_read(const char *path, struct idx_row *r)
         }
         else if (!strcmp(line, "source"))
             snprintf(r->source, sizeof r->source, "%s", v);
+        else if (!strcmp(line, "reruns"))
+            snprintf(r->reruns, sizeof r->reruns, "%s", v);
     }
     fclose(fp);
 }
@@ -891,11 +1015,13 @@ static void index_text(FILE *fp, const struct idx_row *rows, int n, bool quick)
           "central check fails; **inconclusive**: an interval straddles its threshold, a "
           "check cannot be evaluated, or runs are missing; **no verdict**: fewer than 5 "
           "seeds (a smoke test). Post hoc checks (changed after the runs) are listed and "
-          "do not count.\n\n",
+          "do not count. **Reruns**: the same runs made again with other BLAS kernels (or "
+          "elsewhere), each with its verdict on its own and its checks passed; a check "
+          "whose outcome differs between them counts as inconclusive.\n\n",
           fp);
     fputs("| experiment | claim | verdict | checks passed | central check: effect [95 % CI] "
-          "| n seeds | post hoc | caveats | runs | date |\n"
-          "|---|---|---|---:|---|---:|---|---|---:|---|\n",
+          "| n seeds | reruns | post hoc | caveats | runs | date |\n"
+          "|---|---|---|---:|---|---:|---|---|---|---:|---|\n",
           fp);
     for (int i = 0; i < n; i++) {
         const struct idx_row *r = &rows[i];
@@ -918,7 +1044,8 @@ static void index_text(FILE *fp, const struct idx_row *rows, int n, bool quick)
             fprintf(fp, "`%s`: %s, claim %s", r->central, r->effect, r->claimed);
         else
             fputs("-", fp);
-        fprintf(fp, " | %s | %s | ", r->has && r->n[0] ? r->n : "-",
+        fprintf(fp, " | %s | %s | %s | ", r->has && r->n[0] ? r->n : "-",
+                r->has && r->reruns[0] ? r->reruns : "-",
                 r->has && r->post_hoc[0] ? r->post_hoc : "-");
         cell_str(fp, r->caveats[0] ? r->caveats : "-");
         fprintf(fp, " | %s | %s |\n", r->has ? r->runs : "-", r->has ? r->date : "-");

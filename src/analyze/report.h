@@ -78,6 +78,7 @@
 #include "core/error.h"
 #include "analyze/check.h"
 #include "analyze/prereg.h"
+#include "analyze/rerun.h"
 #include "analyze/summarize.h"
 
 struct nb_exp_override {
@@ -197,6 +198,12 @@ struct nb_report_in {
     const int *reg;                         /* e->n_checks: enum nb_reg (NULL:
                                                none registered) */
     const struct nb_prereg *prereg;         /* may be NULL */
+    const struct nb_rerun *reruns;          /* n_reruns of them (rerun.h) */
+    int n_reruns;
+    const int *own;                         /* with reruns: each check's
+                                               outcome on these runs alone
+                                               (results[] has the counted
+                                               one, nb_outcome_agree) */
 };
 
 /* Writes report.md to path (atomically: a temporary file, then rename). */

@@ -23,6 +23,7 @@
 #include "analyze/check.h"
 #include "analyze/prereg.h"
 #include "analyze/report.h"
+#include "analyze/rerun.h"
 #include "config/runcfg.h"
 #include "run/runner.h"
 #include "analyze/summarize.h"
@@ -584,6 +585,9 @@ struct repro {
     struct nb_report_cfg *rcfg;
     int *reg;
     struct nb_prereg prereg;
+    struct nb_rerun *rr; /* the reruns (rerun.h) */
+    int n_rr;
+    int *own;            /* [n_checks]: outcomes on these runs alone */
 };
 
 /* The arrays of R sized by its experiment; returns a status. */
@@ -598,8 +602,9 @@ static int repro_alloc(struct repro *R, struct nb_error *err)
     R->fig_why = calloc((size_t)e->n_figs + 1, sizeof *R->fig_why);
     R->rcfg = calloc((size_t)R->n, sizeof *R->rcfg);
     R->reg = calloc((size_t)e->n_checks + 1, sizeof *R->reg);
+    R->own = calloc((size_t)e->n_checks + 1, sizeof *R->own);
     if (!R->cr || !R->results || !R->figs || !R->fig_file || !R->fig_table || !R->fig_why ||
-        !R->rcfg || !R->reg)
+        !R->rcfg || !R->reg || !R->own)
         return nb_error_oom(err);
     return 0;
 }
@@ -848,6 +853,37 @@ static int repro_figures(struct repro *R, struct nb_repro_result *res, struct nb
     return 0;
 }
 
+/* Loads the experiment's reruns (rerun.h) and makes each check's result
+ * count with the outcome every rerun agrees on (R->own keeps the one on
+ * these runs); returns a status. */
+static int repro_reruns(struct repro *R, struct nb_error *err)
+{
+    const struct nb_experiment *e = &R->e;
+    const struct nb_sweep **sw = calloc((size_t)R->n + 1, sizeof *sw);
+    bool *post_hoc = calloc((size_t)e->n_checks + 1, sizeof *post_hoc);
+    int rc = 0;
+    if (!sw || !post_hoc)
+        rc = nb_error_oom(err);
+    for (int i = 0; !rc && i < R->n; i++)
+        sw[i] = &R->cr[i].sw;
+    for (int i = 0; !rc && i < e->n_checks; i++)
+        post_hoc[i] = R->results[i].post_hoc;
+    if (!rc)
+        rc = nb_reruns_load(R->report_dir, e->checks, e->n_checks, post_hoc, e->probe_stats,
+                            e->n_probe_stats, sw, R->n, &R->rr, &R->n_rr, err);
+    free(sw);
+    free(post_hoc);
+    if (rc)
+        return rc;
+    for (int i = 0; i < e->n_checks; i++) {
+        R->own[i] = R->results[i].outcome;
+        for (int k = 0; k < R->n_rr; k++)
+            R->results[i].outcome =
+                nb_outcome_agree(R->results[i].outcome, R->rr[k].results[i].outcome);
+    }
+    return 0;
+}
+
 /* Evaluates the checks against their registration, the verdict, builds
  * the archive of these runs and writes report.md and verdict.txt into
  * the staging area; returns a status. */
@@ -863,10 +899,16 @@ static int repro_report(struct repro *R, struct nb_repro_result *res, struct nb_
             return rc;
         R->reg[i] = nb_prereg_status(&R->prereg, &e->checks[i]);
         R->results[i].post_hoc = R->reg[i] != NB_REG_OK;
-        res->checks_pass += R->results[i].outcome == NB_OUT_PASS;
     }
+    if ((rc = repro_reruns(R, err)))
+        return rc;
+    bool complete = R->complete;
+    for (int k = 0; k < R->n_rr; k++)
+        complete &= R->rr[k].missing == 0;
+    for (int i = 0; i < e->n_checks; i++)
+        res->checks_pass += R->results[i].outcome == NB_OUT_PASS;
     res->checks_total = e->n_checks;
-    res->verdict = nb_verdict_of(e->checks, R->results, e->n_checks, R->complete);
+    res->verdict = nb_verdict_of(e->checks, R->results, e->n_checks, complete);
     /* the archive of these runs; its meta facts say when, by what and
      * where they were made (not when this report was written) */
     if ((rc = nb_archive_build(&R->s, R->have_old ? &R->old : NULL, &R->arch, err)))
@@ -895,6 +937,9 @@ static int repro_report(struct repro *R, struct nb_repro_result *res, struct nb_
                                .command = R->cmd,
                                .reg = R->reg,
                                .prereg = &R->prereg,
+                               .reruns = R->rr,
+                               .n_reruns = R->n_rr,
+                               .own = R->n_rr ? R->own : NULL,
                                .when = facts.when[0] ? facts.when : NULL,
                                .version = facts.version,
                                .machine = facts.machine,
@@ -956,7 +1001,8 @@ static void repro_free(struct repro *R)
         nb_check_result_free(&R->results[i]);
     free(R->results);
     free(R->figs), free(R->fig_file), free(R->fig_table), free(R->fig_why), free(R->rcfg),
-        free(R->reg);
+        free(R->reg), free(R->own);
+    nb_reruns_free(R->rr, R->n_rr, R->e.n_checks);
     nb_prereg_free(&R->prereg);
     for (int i = 0; R->cr && i < R->n; i++)
         if (R->cr[i].loaded)
