@@ -18,7 +18,9 @@
  *              few words (results/index.md shows it)
  *   robustness = how the verdict was checked against the BLAS kernels
  *              (OPENBLAS_CORETYPE) or [model] conv_algo, written after those
- *              runs ("not checked" when absent)
+ *              runs ("not checked" when absent and there are no reruns);
+ *              the numbers, and what counts, come from the committed
+ *              reruns (rerun.h), which the report shows in its own section
  *   discussion = a paragraph written after the runs (repeatable, one
  *              paragraph each): how to read the results, what might
  *              explain a claim that does not reproduce; the report prints
