@@ -670,6 +670,14 @@ static void test_verdicts(void)
     V("inconclusive", true, "only post hoc checks: inconclusive");
     is_str(nb_verdict_name(nb_verdict_of(c, r, 0, true)), "inconclusive", "no checks: inconclusive");
 #undef V
+    /* a rerun of the same runs: an outcome counts only where both agree */
+    is_int(nb_outcome_agree(NB_OUT_PASS, NB_OUT_PASS), NB_OUT_PASS, "a pass in both is a pass");
+    is_int(nb_outcome_agree(NB_OUT_FAIL, NB_OUT_FAIL), NB_OUT_FAIL, "a fail in both is a fail");
+    is_int(nb_outcome_agree(NB_OUT_FAIL, NB_OUT_INCONCLUSIVE), NB_OUT_INCONCLUSIVE,
+           "a fail and an inconclusive count as inconclusive");
+    is_int(nb_outcome_agree(NB_OUT_PASS, NB_OUT_FAIL), NB_OUT_INCONCLUSIVE,
+           "a pass and a fail of the same check count as inconclusive");
+    is_int(nb_outcome_agree(NB_OUT_NA, NB_OUT_NA), NB_OUT_NA, "n/a in both stays n/a");
 }
 
 static void test_prereg(void)
