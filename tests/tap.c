@@ -230,8 +230,10 @@ const char *tap_tmpdir(const char *name)
     static char buf[4096];
     mkdir("tests", 0777);
     mkdir("tests/tmp", 0777);
-    snprintf(buf, sizeof buf, "tests/tmp/%s-%ld", name, (long)getpid());
-    if (mkdir(buf, 0777) != 0) {
+    /* the pid names it for a reader; mkdtemp's suffix keeps a directory
+     * an earlier run left under a recycled pid from colliding */
+    snprintf(buf, sizeof buf, "tests/tmp/%s-%ld-XXXXXX", name, (long)getpid());
+    if (!mkdtemp(buf)) {
         perror(buf);
         tap_bail("cannot create scratch directory %s", buf);
     }

@@ -58,8 +58,9 @@ bool tap_arrays_close_at(const char *file, int line, const float *got,
  * Both return a static buffer overwritten by the next call. */
 const char *tap_srcpath(const char *rel);
 /* Creates (once) and returns a fresh scratch directory for this test
- * program under ./tests/tmp/<name>-<pid>; removed by nobody: make clean
- * does. */
+ * program under ./tests/tmp/<name>-<pid>-XXXXXX (mkdtemp: a directory an
+ * earlier run left under a recycled pid does not collide); removed by
+ * nobody: make clean does. */
 const char *tap_tmpdir(const char *name);
 
 #endif

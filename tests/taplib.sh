@@ -29,6 +29,7 @@ tap_init() {
     CONF=$(cd "$srcdir/configs" && pwd)
     EXP=$(cd "$srcdir/experiments" && pwd)
     W=tests/tmp/$1-$$
+    rm -rf "$W" # left by an earlier run under a recycled pid
     mkdir -p "$W"
     W=$(cd "$W" && pwd)
     export OPENBLAS_NUM_THREADS=1
