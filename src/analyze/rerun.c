@@ -76,9 +76,8 @@ static int load_one(struct nb_rerun *r, const struct nb_check *checks, int n_che
     if ((rc = nb_summary_group(&r->s, err)))
         return rc;
     r->total = r->s.n_runs;
-    for (size_t k = 0; k < r->s.n_runs; k++)
-        r->missing += r->s.runs[k].status == NB_SUM_PENDING ||
-                      r->s.runs[k].status == NB_SUM_FAILED;
+    for (int g = 0; g < r->s.n_groups; g++)
+        r->missing += (size_t)r->s.groups[g].n_missing; /* failed or pending */
     r->results = calloc((size_t)n_checks + 1, sizeof *r->results);
     if (!r->results)
         return nb_error_oom(err);
