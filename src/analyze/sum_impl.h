@@ -77,6 +77,11 @@ bool sum_point_matches(const struct nb_summary *s, const struct nb_sum_filter *f
 /* Steps per epoch of group g (its first run that knows), or NaN. */
 double sum_group_spe(const struct nb_summary *s, int g);
 
+/* The order of parameter values (a probe row's param value, NaN where a
+ * row has none): NaN first and equal to NaN, then ascending; -1, 0 or 1.
+ * Raw points and probe rows both sort and collapse by it. */
+int sum_cmp_pv(double a, double b);
+
 /* qsort order of raw points: layer, param, param value, step, replicate. */
 int sum_cmp_raw(const void *pa, const void *pb);
 

@@ -310,6 +310,17 @@ static int str_order(const struct nb_summary *s, int id)
     return rank;
 }
 
+int sum_cmp_pv(double a, double b)
+{
+    if (a == b || (isnan(a) && isnan(b)))
+        return 0;
+    if (isnan(a))
+        return -1;
+    if (isnan(b))
+        return 1;
+    return a < b ? -1 : 1;
+}
+
 int sum_cmp_raw(const void *pa, const void *pb)
 {
     const struct rawpt *a = pa, *b = pb;
@@ -317,13 +328,9 @@ int sum_cmp_raw(const void *pa, const void *pb)
         return a->layer_key < b->layer_key ? -1 : 1;
     if (a->param_key != b->param_key)
         return a->param_key < b->param_key ? -1 : 1;
-    if (!(a->pv == b->pv || (isnan(a->pv) && isnan(b->pv)))) {
-        if (isnan(a->pv))
-            return -1;
-        if (isnan(b->pv))
-            return 1;
-        return a->pv < b->pv ? -1 : 1;
-    }
+    int c = sum_cmp_pv(a->pv, b->pv);
+    if (c)
+        return c;
     if (a->step != b->step)
         return a->step < b->step ? -1 : 1;
     return a->rep - b->rep;
@@ -332,7 +339,7 @@ int sum_cmp_raw(const void *pa, const void *pb)
 bool sum_same_point(const struct rawpt *a, const struct rawpt *b)
 {
     return a->layer == b->layer && a->param == b->param && a->step == b->step &&
-           (a->pv == b->pv || (isnan(a->pv) && isnan(b->pv)));
+           !sum_cmp_pv(a->pv, b->pv);
 }
 
 /* Collapses sorted raw points of group g into out (mode: mean or rep;

@@ -395,13 +395,9 @@ static int cmp_prow_ex(const void *pa, const void *pb)
         return a->kl < b->kl ? -1 : 1;
     if (a->kq != b->kq)
         return a->kq < b->kq ? -1 : 1;
-    if (!(a->pv == b->pv || (isnan(a->pv) && isnan(b->pv)))) {
-        if (isnan(a->pv))
-            return -1;
-        if (isnan(b->pv))
-            return 1;
-        return a->pv < b->pv ? -1 : 1;
-    }
+    int c = sum_cmp_pv(a->pv, b->pv);
+    if (c)
+        return c;
     if (a->ks != b->ks)
         return a->ks < b->ks ? -1 : 1;
     if (a->step != b->step)
@@ -414,8 +410,7 @@ static int cmp_prow_ex(const void *pa, const void *pb)
 static bool prow_same(const struct prow_ex *a, const struct prow_ex *b)
 {
     return a->probe == b->probe && a->stat == b->stat && a->layer == b->layer &&
-           a->param == b->param && a->step == b->step &&
-           (a->pv == b->pv || (isnan(a->pv) && isnan(b->pv)));
+           a->param == b->param && a->step == b->step && !sum_cmp_pv(a->pv, b->pv);
 }
 
 /* probes.csv: per group, probe, layer, parameter, stat and step, the mean,
