@@ -52,10 +52,10 @@ repro same
 check "with an identical rerun reproduce exits 0" [ $? -eq 0 ]
 check "  the verdict is the same" grep -qx "verdict = $v0" "$Q/verdict.txt"
 check "  verdict.txt gives the rerun's own verdict" grep -qx "reruns = same: reproduced 2/2" "$Q/verdict.txt"
-check "  the verdict paragraph says every check agrees" \
-    grep -q "The same runs were made again (a rerun, \`same\`: reproduced on its own, 2 of 2 checks pass; see Reruns): every counted check has the same outcome in each\.\$" "$Q/report.md"
+check "  the verdict paragraph says every check agrees, and that the rerun is no test of the kernels" \
+    grep -q "The same runs were made again (a rerun, \`same\`: reproduced on its own, 2 of 2 checks pass, every metric identical to these runs' (no test of the kernels); see Reruns): every counted check has the same outcome in each\.\$" "$Q/report.md"
 check "  the report has a Reruns section" grep -q '^## Reruns' "$Q/report.md"
-check "  that says where and how the rerun ran" grep -q '^- `same`: 24 runs made by normbench .*; machine: .*BLAS .*On its own: \*\*reproduced\*\*, 2 of 2 counted checks pass\.$' "$Q/report.md"
+check "  that says where and how the rerun ran, and that it computed the same numbers" grep -q '^- `same`: 24 runs made by normbench .*; machine: .*BLAS .*On its own: \*\*reproduced\*\*, 2 of 2 counted checks pass\. Every metric value is these runs. own, to the last digit: .* does not test whether the verdict depends on the BLAS kernels\.$' "$Q/report.md"
 check "  and gives each check's effect on both" \
     grep -Eq '^\| bn_trains_faster \| (-?[0-9.]+ \[[^]]*\]) \| pass \| \1 \| pass \| \*\*pass\*\* \|$' "$Q/report.md"
 check "  the index shows it" grep -q '^| \[quickstart\].* | 6 | same: reproduced 2/2 | none |' "$R/index.md"
@@ -94,7 +94,27 @@ check "  the checks table says why a passing check counts as inconclusive" \
 check "  the Reruns table has both reruns, in label order" \
     grep -Eq '^\| bn_generalizes \| [^|]* \| pass \| [^|]* \| fail \| [^|]* \| pass \| \*\*inconclusive\*\* \|$' "$Q/report.md"
 check "  the index shows both" grep -q '| flip: not reproduced 0/2; same: reproduced 2/2 |' "$R/index.md"
+check "  the swapped rerun is not called identical" \
+    grep -q '^- `flip`: .*counted checks pass\.$' "$Q/report.md"
+check "  nor is the identical one's sameness lost beside it" \
+    grep -q '^- `same`: .*does not test whether the verdict depends on the BLAS kernels\.$' "$Q/report.md"
 rm -rf "$Q/reruns/flip"
+
+# 3b. a rerun that differs from these runs in one metric value, in its last
+# digit, is no longer called identical (the verdict is unaffected)
+D=$Q/reruns/same/archive
+cp -R "$D" "$W/same-archive"
+if [ -f "$D/metrics.csv.gz" ]; then gzip -dc "$D/metrics.csv.gz" >"$D/metrics.csv"; rm "$D/metrics.csv.gz"; fi
+cp "$D/metrics.csv" "$W/base-metrics.csv"
+awk -F, -v OFS=, 'NR == 2 { n = split($NF, d, ""); $NF = substr($NF, 1, length($NF) - 1) (d[n] == "1" ? "2" : "1") } 1' \
+    "$D/metrics.csv" >"$W/m.csv" && mv "$W/m.csv" "$D/metrics.csv"
+check "the one-digit change took" sh -c "! cmp -s '$D/metrics.csv' '$W/base-metrics.csv'"
+repro digit
+check "with a rerun one digit off reproduce exits 0" [ $? -eq 0 ]
+check "  the rerun is not called identical" grep -q '^- `same`: .*counted checks pass\.$' "$Q/report.md"
+check "  nor in the verdict paragraph" sh -c "! grep -q 'no test of the kernels' '$Q/report.md'"
+check "  the verdict is unchanged" grep -qx "verdict = $v0" "$Q/verdict.txt"
+rm -rf "$D" && cp -R "$W/same-archive" "$D"
 
 # 4. a rerun that lacks a run: no verdict
 P=$Q/reruns/part/archive

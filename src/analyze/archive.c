@@ -170,6 +170,22 @@ size_t nb_archive_finished(const struct nb_archive *a)
     return n;
 }
 
+bool nb_archive_same_table(const struct nb_archive *a, const struct nb_archive *b, int table)
+{
+    const struct nb_csv_table *x = &a->t[table], *y = &b->t[table];
+    if (x->nrows == 0 || x->ncols != y->ncols || x->nrows != y->nrows)
+        return false;
+    for (int c = 0; c < x->ncols; c++)
+        if (strcmp(x->header[c], y->header[c]))
+            return false;
+    for (size_t i = 0; i < x->nrows * (size_t)x->ncols; i++) {
+        const char *u = x->cells[i], *v = y->cells[i];
+        if (u != v && (!u || !v || strcmp(u, v)))
+            return false;
+    }
+    return true;
+}
+
 bool nb_archive_has(const struct nb_archive *a, const char *run_id)
 {
     return a && find_run(a, run_id) != NULL;

@@ -70,6 +70,11 @@ void nb_archive_free(struct nb_archive *a);
 /* Its runs that finished (done or diverged; not failed). */
 size_t nb_archive_finished(const struct nb_archive *a);
 
+/* Do a and b hold the same rows of table (NB_AR_METRICS, ...), the same
+ * header and every cell the same text, in the same order?  False when a
+ * has no rows of it. */
+bool nb_archive_same_table(const struct nb_archive *a, const struct nb_archive *b, int table);
+
 /* Has the archive data for run_id? */
 bool nb_archive_has(const struct nb_archive *a, const char *run_id);
 

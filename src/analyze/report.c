@@ -466,6 +466,10 @@ static void write_reruns(FILE *fp, const struct nb_report_in *in)
                 e->n_checks - names_with(NULL, in, -1, true));
         if (r->missing)
             fprintf(fp, "; %zu of its %zu runs are missing", r->missing, r->total);
+        if (r->same_metrics)
+            fputs(". Every metric value is these runs' own, to the last digit: its "
+                  "environment computed the same numbers, so it does not test whether the "
+                  "verdict depends on the BLAS kernels", fp);
         fputs(".\n", fp);
     }
     fputs("\n| check | these runs: effect [95 % CI] | outcome |", fp);
@@ -568,9 +572,12 @@ static void rerun_sentence(FILE *fp, const struct nb_report_in *in)
     fprintf(fp, " The same runs were made again (%s", in->n_reruns == 1 ? "a rerun" : "reruns");
     for (int k = 0; k < in->n_reruns; k++) {
         const struct nb_rerun *r = &in->reruns[k];
-        fprintf(fp, "%s`%s`: %s on its own, %d of %d checks pass", k ? "; " : ", ", r->label,
+        fprintf(fp, "%s`%s`: %s on its own, %d of %d checks pass%s", k ? "; " : ", ", r->label,
                 nb_verdict_name(r->verdict), r->pass,
-                in->e->n_checks - names_with(NULL, in, -1, true));
+                in->e->n_checks - names_with(NULL, in, -1, true),
+                r->same_metrics ? ", every metric identical to these runs' (no test of the "
+                                  "kernels)"
+                                : "");
     }
     fputs("; see Reruns): ", fp);
     if (names_differing(NULL, in)) {

@@ -914,6 +914,8 @@ static int repro_report(struct repro *R, struct nb_repro_result *res, struct nb_
     if ((rc = nb_archive_build(&R->s, R->have_old ? &R->old : NULL, &R->arch, err)))
         return rc;
     R->built = true;
+    for (int k = 0; k < R->n_rr; k++)
+        R->rr[k].same_metrics = nb_archive_same_table(&R->rr[k].a, &R->arch, NB_AR_METRICS);
     struct nb_archive_facts facts;
     nb_archive_facts(&R->arch, &facts);
     /* never an archive of fewer finished runs over one of more (runs

@@ -2,8 +2,9 @@
  * enter an experiment's verdict.
  *
  * A rerun is an experiment's runs (the same configs, so the same run_ids)
- * made again in another environment: with OpenBLAS's other kernel set
- * (OPENBLAS_CORETYPE=Haswell where the default picks AVX-512), another
+ * made again in another environment: with an OpenBLAS kernel set that
+ * rounds differently (OPENBLAS_CORETYPE=Haswell where the default picks
+ * AVX-512, Sandybridge where it picks Haswell or Zen), another
  * conv_algo, another machine.  Its runs' archive (archive.h), committed as
  *
  *   ROOT/NAME/reruns/LABEL/archive/     runs.csv, metrics.csv, ...
@@ -43,6 +44,12 @@ struct nb_rerun {
     int verdict;                      /* of results, on its own */
     int pass;                         /* results that pass (counted ones) */
     size_t total, missing;            /* runs of the configs; without data */
+    /* Set by reproduce once it has these runs' archive: every metrics.csv
+     * value of the rerun is the runs' own (nb_archive_same_table), so its
+     * environment computed the same numbers (OpenBLAS's Zen kernels give
+     * Haswell's bytes, for one) and it does not test the verdict's
+     * dependence on it. */
+    bool same_metrics;
 };
 
 /* Loads every REPORT_DIR/reruns/LABEL/archive (in LABEL order; none when
