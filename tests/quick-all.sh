@@ -29,6 +29,26 @@ for e in "$EXP"/*.ini; do
     nrows=$(grep -Ec '^\| [a-z0-9_]+( \(central\))? \| .*\| -?[0-9.e+-]+ \[-?[0-9.e+-]+, -?[0-9.e+-]+\]' "$Q/report.md")
     check "  every check ($nchecks) has an effect with an interval" [ "$nrows" -eq "$nchecks" ]
     [ "$nrows" -eq "$nchecks" ] || grep '^| ' "$Q/report.md" | sed 's/^/#   /' | head -20
+    # probe_layers: the archive keeps the listed layers' probe rows (and
+    # those of no layer) only, the run directories every layer
+    layers=$(sed -n 's/^probe_layers *= *//p' "$e")
+    if [ -n "$layers" ]; then
+        players() { # the layer column's non-empty values, sorted and unique
+            { gzip -dc "$1" 2>/dev/null || cat "$1"; } | awk -F, '
+                NR == 1 { for (i = 1; i <= NF; i++) if ($i == "layer") l = i; next }
+                $l != "" { print $l }' | sort -u
+        }
+        kept=$(players "$(ls "$Q"/archive/probes.csv* | head -n1)" | tr '\n' ' ')
+        extra=$(for l in $kept; do case " $layers " in *" $l "*) ;; *) echo "$l" ;; esac; done)
+        check "  probe_layers: the archive keeps only $layers ($kept)" \
+            sh -c "[ -n '$kept' ] && [ -z '$extra' ]"
+        all=$(awk -F, '
+            FNR == 1 { l = 0; for (i = 1; i <= NF; i++) if ($i == "layer") l = i; next }
+            l && $l != "" { print $l }' "$R"/quick/"$name"*/*/probes.csv 2>/dev/null |
+            sort -u | wc -l)
+        check "  the run directories keep every layer ($all)" \
+            [ "$all" -gt "$(echo $kept | wc -w)" ]
+    fi
     nfigs=$(grep -c '^\[figure ' "$e")
     if [ $have_gnuplot -eq 1 ]; then
         npng=$(ls "$Q"/figures/*.png 2>/dev/null | wc -l)

@@ -147,6 +147,28 @@ perr "naming a derived stat" "bad.ini:3: probe_stats: 'landscape.loss_range' is 
 check "  with a hint" grep -q "the summary derives it" "$K/errb"
 perr "naming a scalar" "bad.ini:3: probe_stats: 'final_test_error' is not a stat a probe writes" "final_test_error"
 perr "naming a stat twice" "bad.ini:3: probe_stats: 'landscape.loss0' is listed twice" "landscape.loss0 landscape.loss0"
+# probe_layers: rows of no layer (the landscape probe's) are kept whatever
+# it lists, so the quickstart's figures and verdict are unchanged
+printf 'include = %s/quickstart.ini\n[experiment]\nprobe_layers = conv3 linear1\n' "$EXP" \
+    >"$K/exp/layers.ini"
+"$NB" reproduce "$K/exp/layers.ini" --quick --no-run --results "$K/results" --progress none \
+    >"$K/outl" 2>"$K/errl"
+check "probe_layers: the report is written" [ $? -eq 0 ]
+same=1
+for f in $(cd "$KQ" && ls figures/*.csv); do
+    cmp -s "$KQ/$f" "$K/results/quick/layers/$f" || { same=0; diag "differs: $f"; }
+done
+check "  the rows of no layer are kept: the figures' data unchanged" [ $same -eq 1 ]
+check "  the report says what was kept" grep -q "^The tables and the archive keep the probe rows of the layers \`conv3\`, \`linear1\`" "$K/results/quick/layers/report.md"
+lerr() { # lerr DESCRIPTION MESSAGE VALUE
+    printf 'include = %s/quickstart.ini\n[experiment]\nprobe_layers = %s\n' "$EXP" "$3" >"$K/bad.ini"
+    "$NB" reproduce "$K/bad.ini" --quick --no-run --results "$K/results" >"$K/outb" 2>"$K/errb"
+    rc=$?
+    check "probe_layers $1: exit 2 and '$2'" sh -c "[ $rc -eq 2 ] && grep -q \"$2\" '$K/errb'"
+    [ $rc -eq 2 ] || show "$K/errb"
+}
+lerr "naming a layer twice" "bad.ini:3: probe_layers: 'conv3' is listed twice" "conv3 linear1 conv3"
+lerr "naming none" "bad.ini:3: empty value for 'probe_layers'" ""
 # robustness and discussion, written after the runs, are no edit of what
 # was registered; anything else is, with the command that shows it
 mkdir -p "$W/after/experiments"

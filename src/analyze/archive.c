@@ -720,7 +720,7 @@ static int put_run(struct nb_text *b, const struct gather *g, size_t i, const st
         int *map = calloc((size_t)g->ncols[t] + 1, sizeof *map);
         if (!map)
             return nb_error_oom(err);
-        int pc = -1, sc = -1; /* probes: the probe and stat columns */
+        int pc = -1, sc = -1, lc = -1; /* probes: the probe, stat, layer columns */
         for (int c = 0; c < g->ncols[t]; c++) {
             map[c] = -1;
             for (int j = w->c0; j < w->t->ncols; j++)
@@ -730,12 +730,16 @@ static int put_run(struct nb_text *b, const struct gather *g, size_t i, const st
                 pc = map[c];
             if (t == NB_AR_PROBES && !strcmp(g->cols[t][c], "stat"))
                 sc = map[c];
+            if (t == NB_AR_PROBES && !strcmp(g->cols[t][c], "layer"))
+                lc = map[c];
         }
         for (size_t row = w->r0; row < w->r1; row++) {
-            /* the rows the summary keeps (an experiment's probe_stats) */
+            /* the rows the summary keeps (an experiment's probe_stats and
+             * probe_layers) */
             const char *pv = pc >= 0 ? nb_csv_cell(w->t, row, pc) : NULL;
             const char *sv = sc >= 0 ? nb_csv_cell(w->t, row, sc) : NULL;
-            if (pv && sv && !nb_summary_keeps_probe(s, pv, sv))
+            const char *lv = lc >= 0 ? nb_csv_cell(w->t, row, lc) : NULL;
+            if (pv && sv && !nb_summary_keeps_probe(s, pv, sv, lv))
                 continue;
             sb_field(&b[t], r->run_id, true);
             for (int k = 0; k < s->n_vary; k++)

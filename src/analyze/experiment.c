@@ -98,14 +98,14 @@ static int grow(void **p, int n, size_t elem, struct nb_error *err)
  * key_in and the did-you-mean hints). */
 enum exp_key {
     EK_NAME, EK_CLAIM, EK_SOURCE, EK_PAPER, EK_CONFIG, EK_ESTIMATE, EK_NOTES,
-    EK_DISCUSSION, EK_CAVEATS, EK_ROBUSTNESS, EK_PROBE_STATS, EK_COUNT
+    EK_DISCUSSION, EK_CAVEATS, EK_ROBUSTNESS, EK_PROBE_STATS, EK_PROBE_LAYERS, EK_COUNT
 };
 static const char *const exp_keys[EK_COUNT + 1] = {
     [EK_NAME] = "name",         [EK_CLAIM] = "claim",     [EK_SOURCE] = "source",
     [EK_PAPER] = "paper",       [EK_CONFIG] = "config",   [EK_ESTIMATE] = "estimate",
     [EK_NOTES] = "notes",       [EK_DISCUSSION] = "discussion",
     [EK_CAVEATS] = "caveats",   [EK_ROBUSTNESS] = "robustness",
-    [EK_PROBE_STATS] = "probe_stats"};
+    [EK_PROBE_STATS] = "probe_stats", [EK_PROBE_LAYERS] = "probe_layers"};
 enum fig_key { FK_KIND, FK_X, FK_Y, FK_WHERE, FK_PARAM, FK_CAPTION, FK_PAPER, FK_PAPER_LABEL,
                FK_SERIES, FK_YSCALE, FK_COUNT };
 static const char *const fig_keys[FK_COUNT + 1] = {
@@ -386,6 +386,39 @@ static int set_probe_stats(struct nb_experiment *e, const struct nb_ini_item *it
     return 0;
 }
 
+/* probe_layers = LAYER ...: the layers whose probe rows the summary keeps
+ * (besides the rows of no layer), each once. */
+static int set_probe_layers(struct nb_experiment *e, const struct nb_ini_item *it,
+                            struct nb_error *err)
+{
+    for (const char *p = it->value; *p;) {
+        while (isspace((unsigned char)*p))
+            p++;
+        size_t n = strcspn(p, " \t\n\r");
+        if (!n)
+            break;
+        char name[160];
+        if (n >= sizeof name)
+            return nb_error_set(err, NB_EINVAL, it->file, it->line,
+                                "probe_layers: a layer name of %zu characters is too long", n);
+        snprintf(name, sizeof name, "%.*s", (int)n, p);
+        p += n;
+        for (int i = 0; i < e->n_probe_layers; i++)
+            if (!strcmp(e->probe_layers[i], name))
+                return nb_error_set(err, NB_EINVAL, it->file, it->line,
+                                    "probe_layers: '%s' is listed twice", name);
+        if (grow((void **)&e->probe_layers, e->n_probe_layers, sizeof *e->probe_layers, err))
+            return NB_ENOMEM;
+        if (!(e->probe_layers[e->n_probe_layers] = strdup(name)))
+            return nb_error_oom(err);
+        e->n_probe_layers++;
+    }
+    if (e->n_probe_layers == 0)
+        return nb_error_set(err, NB_EINVAL, it->file, it->line,
+                            "probe_layers: no layer named (e.g. conv3 linear1)");
+    return 0;
+}
+
 /* A key of [experiment]: claim, source, paper, config (a list), notes, .... */
 static int on_experiment(struct lctx *c, const struct nb_ini_item *it, struct nb_error *err)
 {
@@ -458,6 +491,7 @@ static int on_experiment(struct lctx *c, const struct nb_ini_item *it, struct nb
     case EK_CAVEATS: return set_str(&e->caveats, v, err);
     case EK_ROBUSTNESS: return set_str(&e->robustness, v, err);
     case EK_PROBE_STATS: return set_probe_stats(e, it, err);
+    case EK_PROBE_LAYERS: return set_probe_layers(e, it, err);
     case EK_DISCUSSION:
         if (grow((void **)&e->discussion, e->n_discussion, sizeof *e->discussion, err))
             return NB_ENOMEM;
@@ -1061,6 +1095,9 @@ void nb_experiment_free(struct nb_experiment *e)
     for (int i = 0; i < e->n_probe_stats; i++)
         free(e->probe_stats[i]);
     free(e->probe_stats);
+    for (int i = 0; i < e->n_probe_layers; i++)
+        free(e->probe_layers[i]);
+    free(e->probe_layers);
     for (int i = 0; i < e->n_discussion; i++)
         free(e->discussion[i]);
     free(e->discussion);

@@ -802,6 +802,13 @@ int nb_report_write(const char *path, const struct nb_report_in *in, struct nb_e
                 fprintf(fp, "%s `%s`", i ? "," : "", e->probe_stats[i]);
             fputs(" (the experiment's probe_stats); each run's probes.csv has every row.\n", fp);
         }
+        if (probes && e->n_probe_layers) {
+            fputs("The tables and the archive keep the probe rows of the layers", fp);
+            for (int i = 0; i < e->n_probe_layers; i++)
+                fprintf(fp, "%s `%s`", i ? "," : "", e->probe_layers[i]);
+            fputs(" and of no layer (the experiment's probe_layers); each run's probes.csv has "
+                  "every layer.\n", fp);
+        }
     }
     return nb_atomic_end(path, tmp, fp, err);
 }

@@ -32,6 +32,11 @@
  *              loss_range or grad_change_range, which the summary derives
  *              from loss_min/max and grad_change_min/max), once; the report
  *              lists them; default: every row
+ *   probe_layers = LAYER ...  likewise the layers whose probe rows the
+ *              summary keeps (rows of no layer, the whole model's, are
+ *              always kept): for a probe that writes every layer when the
+ *              figures and checks read a few; each once; default: every
+ *              layer
  *
  *   [quick SECTION]        overrides for --quick, applied to every config
  *   KEY = VALUE            (SECTION.KEY must be a config key; a list
@@ -142,6 +147,8 @@ struct nb_experiment {
     int n_discussion;
     char **probe_stats;       /* PROBE.STAT the summary keeps; none: all */
     int n_probe_stats;
+    char **probe_layers;      /* layers whose probe rows it keeps; none: all */
+    int n_probe_layers;
     char **configs;           /* as written */
     char **config_paths;      /* resolved against the file's directory */
     int n_configs;

@@ -869,8 +869,7 @@ static int repro_reruns(struct repro *R, struct nb_error *err)
     for (int i = 0; !rc && i < e->n_checks; i++)
         post_hoc[i] = R->results[i].post_hoc;
     if (!rc)
-        rc = nb_reruns_load(R->report_dir, e->checks, e->n_checks, post_hoc, e->probe_stats,
-                            e->n_probe_stats, sw, R->n, &R->rr, &R->n_rr, err);
+        rc = nb_reruns_load(R->report_dir, e, post_hoc, sw, R->n, &R->rr, &R->n_rr, err);
     free(sw);
     free(post_hoc);
     if (rc)
@@ -1027,7 +1026,8 @@ int nb_reproduce(const char *experiment, const struct nb_repro_opts *o,
         return rc;
     R.n = R.e.n_configs;
     nb_summary_init(&R.s);
-    if (nb_summary_keep_probes(&R.s, R.e.probe_stats, R.e.n_probe_stats)) {
+    if (nb_summary_keep_probes(&R.s, R.e.probe_stats, R.e.n_probe_stats) ||
+        nb_summary_keep_layers(&R.s, R.e.probe_layers, R.e.n_probe_layers)) {
         rc = nb_error_oom(err);
         goto out;
     }

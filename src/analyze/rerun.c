@@ -2,6 +2,7 @@
  * archive read as a summary of the experiment's runs and its checks
  * evaluated on it. */
 #include "analyze/rerun.h"
+#include "analyze/report.h"
 
 #include <dirent.h>
 #include <stdio.h>
@@ -52,10 +53,11 @@ static int list_dirs(const char *dir, char ***names, int *n, struct nb_error *er
 }
 
 /* Loads one rerun into r (r->label and r->dir set); 0 or a status. */
-static int load_one(struct nb_rerun *r, const struct nb_check *checks, int n_checks,
-                    const bool *post_hoc, char *const *probe_stats, int n_probe_stats,
+static int load_one(struct nb_rerun *r, const struct nb_experiment *e, const bool *post_hoc,
                     const struct nb_sweep *const *sw, int n_sw, struct nb_error *err)
 {
+    const struct nb_check *checks = e->checks;
+    const int n_checks = e->n_checks;
     char adir[4700];
     snprintf(adir, sizeof adir, "%s/archive", r->dir);
     int rc = nb_archive_load(adir, &r->a, err);
@@ -66,7 +68,8 @@ static int load_one(struct nb_rerun *r, const struct nb_check *checks, int n_che
     if (rc)
         return rc;
     nb_archive_facts(&r->a, &r->facts);
-    if (nb_summary_keep_probes(&r->s, probe_stats, n_probe_stats))
+    if (nb_summary_keep_probes(&r->s, e->probe_stats, e->n_probe_stats) ||
+        nb_summary_keep_layers(&r->s, e->probe_layers, e->n_probe_layers))
         return nb_error_oom(err);
     nb_summary_set_fallback(&r->s, nb_archive_fallback, &r->a);
     /* r->dir has no run directories: every run comes from the archive */
@@ -91,11 +94,11 @@ static int load_one(struct nb_rerun *r, const struct nb_check *checks, int n_che
     return 0;
 }
 
-int nb_reruns_load(const char *report_dir, const struct nb_check *checks, int n_checks,
-                   const bool *post_hoc, char *const *probe_stats, int n_probe_stats,
-                   const struct nb_sweep *const *sw, int n_sw, struct nb_rerun **out,
-                   int *n_out, struct nb_error *err)
+int nb_reruns_load(const char *report_dir, const struct nb_experiment *e,
+                   const bool *post_hoc, const struct nb_sweep *const *sw, int n_sw,
+                   struct nb_rerun **out, int *n_out, struct nb_error *err)
 {
+    const int n_checks = e->n_checks;
     *out = NULL;
     *n_out = 0;
     char dir[4200];
@@ -115,8 +118,7 @@ int nb_reruns_load(const char *report_dir, const struct nb_check *checks, int n_
         snprintf(r[i].dir, sizeof r[i].dir, "%s/%s", dir, names[i]);
         nb_summary_init(&r[i].s);
         *n_out = i + 1;
-        rc = load_one(&r[i], checks, n_checks, post_hoc, probe_stats, n_probe_stats, sw, n_sw,
-                      err);
+        rc = load_one(&r[i], e, post_hoc, sw, n_sw, err);
     }
     for (int i = 0; i < n; i++)
         free(names[i]);

@@ -52,17 +52,19 @@ struct nb_rerun {
     bool same_metrics;
 };
 
+struct nb_experiment; /* report.h */
+
 /* Loads every REPORT_DIR/reruns/LABEL/archive (in LABEL order; none when
  * there is no reruns directory): each rerun's runs are the n_sw sweeps'
  * (sw[i] the experiment's i-th config, as reproduce loaded it), read
- * from its archive alone, and e's checks are evaluated on them, post_hoc
- * as given (one per check).  A LABEL directory without archive/runs.csv or
+ * from its archive alone, keeping the probe rows e keeps (probe_stats,
+ * probe_layers), and e's checks are evaluated on them, post_hoc as given
+ * (one per check).  A LABEL directory without archive/runs.csv or
  * with a damaged archive is an error naming the file.  Returns 0 or a
  * negative status; *out (n_out of them) is freed with nb_reruns_free. */
-int nb_reruns_load(const char *report_dir, const struct nb_check *checks, int n_checks,
-                   const bool *post_hoc, char *const *probe_stats, int n_probe_stats,
-                   const struct nb_sweep *const *sw, int n_sw, struct nb_rerun **out,
-                   int *n_out, struct nb_error *err);
+int nb_reruns_load(const char *report_dir, const struct nb_experiment *e,
+                   const bool *post_hoc, const struct nb_sweep *const *sw, int n_sw,
+                   struct nb_rerun **out, int *n_out, struct nb_error *err);
 void nb_reruns_free(struct nb_rerun *r, int n, int n_checks);
 
 #endif

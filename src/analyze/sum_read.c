@@ -369,9 +369,10 @@ static void pr_row(int c, void *user)
         pr_fail(p, NB_EFORMAT, "row with %s", buf);
         goto next;
     }
-    /* a stat the experiment does not keep (probe_stats) */
+    /* a stat or layer the experiment does not keep (probe_stats,
+     * probe_layers) */
     if (p->f[PC_PROBE] && p->f[PC_STAT] &&
-        !nb_summary_keeps_probe(p->s, p->f[PC_PROBE], p->f[PC_STAT]))
+        !nb_summary_keeps_probe(p->s, p->f[PC_PROBE], p->f[PC_STAT], p->f[PC_LAYER]))
         goto next;
     struct nb_sum_prow row;
     double v;

@@ -279,12 +279,15 @@ void nb_summary_free(struct nb_summary *s)
     for (int i = 0; i < s->n_keep; i++)
         free(s->keep[i]);
     free(s->keep);
+    for (int i = 0; i < s->n_keep_layers; i++)
+        free(s->keep_layers[i]);
+    free(s->keep_layers);
     memset(s, 0, sizeof *s);
 }
 
-int nb_summary_keep_probes(struct nb_summary *s, char *const *names, int n)
+/* Replaces the list *list (*n_list names) by a copy of names[0..n). */
+static int keep_list(char ***list, int *n_list, char *const *names, int n)
 {
-    NB_ASSERT(s->n_runs == 0);
     char **k = n ? calloc((size_t)n, sizeof *k) : NULL;
     if (n && !k)
         return NB_ENOMEM;
@@ -295,16 +298,36 @@ int nb_summary_keep_probes(struct nb_summary *s, char *const *names, int n)
             free(k);
             return NB_ENOMEM;
         }
-    for (int i = 0; i < s->n_keep; i++)
-        free(s->keep[i]);
-    free(s->keep);
-    s->keep = k;
-    s->n_keep = n;
+    for (int i = 0; i < *n_list; i++)
+        free((*list)[i]);
+    free(*list);
+    *list = k;
+    *n_list = n;
     return 0;
 }
 
-bool nb_summary_keeps_probe(const struct nb_summary *s, const char *probe, const char *stat)
+int nb_summary_keep_probes(struct nb_summary *s, char *const *names, int n)
 {
+    NB_ASSERT(s->n_runs == 0);
+    return keep_list(&s->keep, &s->n_keep, names, n);
+}
+
+int nb_summary_keep_layers(struct nb_summary *s, char *const *names, int n)
+{
+    NB_ASSERT(s->n_runs == 0);
+    return keep_list(&s->keep_layers, &s->n_keep_layers, names, n);
+}
+
+bool nb_summary_keeps_probe(const struct nb_summary *s, const char *probe, const char *stat,
+                            const char *layer)
+{
+    if (s->n_keep_layers > 0 && layer && layer[0]) {
+        bool kept = false;
+        for (int i = 0; i < s->n_keep_layers && !kept; i++)
+            kept = !strcmp(s->keep_layers[i], layer);
+        if (!kept)
+            return false;
+    }
     if (s->n_keep == 0)
         return true;
     size_t pl = strlen(probe);

@@ -214,6 +214,10 @@ struct nb_summary {
      * n_keep 0: every row */
     char **keep;
     int n_keep;
+    /* the probe layers kept (nb_summary_keep_layers); n_keep_layers 0:
+     * every layer */
+    char **keep_layers;
+    int n_keep_layers;
 };
 
 /* Whether scalar sc has a column in s's tables (runs.csv, groups.csv):
@@ -231,8 +235,16 @@ void nb_summary_free(struct nb_summary *s);
  * n 0: every row.  Call before adding runs; 0 or NB_ENOMEM. */
 int nb_summary_keep_probes(struct nb_summary *s, char *const *names, int n);
 
-/* Whether s keeps the rows of probe's stat. */
-bool nb_summary_keeps_probe(const struct nb_summary *s, const char *probe, const char *stat);
+/* Keeps only the probe rows of the layers names[0..n) (an experiment's
+ * probe_layers) and those of no layer (the whole model's probes); the
+ * others leave the tables and the archive as with nb_summary_keep_probes.
+ * n 0: every layer.  Call before adding runs; 0 or NB_ENOMEM. */
+int nb_summary_keep_layers(struct nb_summary *s, char *const *names, int n);
+
+/* Whether s keeps the rows of probe's stat at layer (NULL or empty: of
+ * no layer). */
+bool nb_summary_keeps_probe(const struct nb_summary *s, const char *probe, const char *stat,
+                            const char *layer);
 
 /* Adds the runs of sw, reading them from exp_dir/RUN_ID; a run whose
  * directory has neither DONE nor error.txt is looked up through the
