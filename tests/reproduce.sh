@@ -134,13 +134,14 @@ check "  the report says what was kept" grep -q "^The tables and the archive kee
     >"$K/out2" 2>"$K/err2"
 check "  regenerating from the kept archive gives the same archive" cmp -s "$a" "$(ls "$KQ"/archive/probes.csv* | head -n1)"
 # its errors: FILE:LINE, exit 2
-perr() { # perr DESCRIPTION MESSAGE VALUE
-    printf 'include = %s/quickstart.ini\n[experiment]\nprobe_stats = %s\n' "$EXP" "$3" >"$K/bad.ini"
+kerr() { # kerr KEY DESCRIPTION MESSAGE VALUE: [experiment] KEY = VALUE fails so
+    printf 'include = %s/quickstart.ini\n[experiment]\n%s = %s\n' "$EXP" "$1" "$4" >"$K/bad.ini"
     "$NB" reproduce "$K/bad.ini" --quick --no-run --results "$K/results" >"$K/outb" 2>"$K/errb"
     rc=$?
-    check "probe_stats $1: exit 2 and '$2'" sh -c "[ $rc -eq 2 ] && grep -q \"$2\" '$K/errb'"
+    check "$1 $2: exit 2 and '$3'" sh -c "[ $rc -eq 2 ] && grep -q \"$3\" '$K/errb'"
     [ $rc -eq 2 ] || show "$K/errb"
 }
+perr() { kerr probe_stats "$@"; }
 perr "naming an unknown stat" "bad.ini:3: probe landscape has no stat 'los_min'" "landscape.los_min"
 check "  with a did-you-mean" grep -q "did you mean 'landscape.loss_min'" "$K/errb"
 perr "naming a derived stat" "bad.ini:3: probe_stats: 'landscape.loss_range' is not a stat a probe writes" "landscape.loss_range"
@@ -160,13 +161,7 @@ for f in $(cd "$KQ" && ls figures/*.csv); do
 done
 check "  the rows of no layer are kept: the figures' data unchanged" [ $same -eq 1 ]
 check "  the report says what was kept" grep -q "^The tables and the archive keep the probe rows of the layers \`conv3\`, \`linear1\`" "$K/results/quick/layers/report.md"
-lerr() { # lerr DESCRIPTION MESSAGE VALUE
-    printf 'include = %s/quickstart.ini\n[experiment]\nprobe_layers = %s\n' "$EXP" "$3" >"$K/bad.ini"
-    "$NB" reproduce "$K/bad.ini" --quick --no-run --results "$K/results" >"$K/outb" 2>"$K/errb"
-    rc=$?
-    check "probe_layers $1: exit 2 and '$2'" sh -c "[ $rc -eq 2 ] && grep -q \"$2\" '$K/errb'"
-    [ $rc -eq 2 ] || show "$K/errb"
-}
+lerr() { kerr probe_layers "$@"; }
 lerr "naming a layer twice" "bad.ini:3: probe_layers: 'conv3' is listed twice" "conv3 linear1 conv3"
 lerr "naming none" "bad.ini:3: empty value for 'probe_layers'" ""
 # robustness and discussion, written after the runs, are no edit of what

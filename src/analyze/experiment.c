@@ -343,20 +343,44 @@ static int scalar_of(const char *v, const char *file, int line, const char *what
     return 0;
 }
 
+/* The next whitespace-separated word of *p: its start, its length in *n
+ * (0 at the end), *p moved past it. */
+static const char *next_word(const char **p, size_t *n)
+{
+    while (isspace((unsigned char)**p))
+        (*p)++;
+    const char *w = *p;
+    *n = strcspn(w, " \t\n\r");
+    *p += *n;
+    return w;
+}
+
+/* Appends a copy of name to the list (*list, *n) of key's words; a word
+ * already listed is an error at it. */
+static int add_word(char ***list, int *n, const char *name, const char *key,
+                    const struct nb_ini_item *it, struct nb_error *err)
+{
+    for (int i = 0; i < *n; i++)
+        if (!strcmp((*list)[i], name))
+            return nb_error_set(err, NB_EINVAL, it->file, it->line, "%s: '%s' is listed twice",
+                                key, name);
+    if (grow((void **)list, *n, sizeof **list, err))
+        return NB_ENOMEM;
+    if (!((*list)[*n] = strdup(name)))
+        return nb_error_oom(err);
+    (*n)++;
+    return 0;
+}
+
 /* probe_stats = PROBE.STAT ...: the probe rows the summary keeps, each a
  * stat the probe writes (not one the summary derives from them), once. */
 static int set_probe_stats(struct nb_experiment *e, const struct nb_ini_item *it,
                            struct nb_error *err)
 {
-    for (const char *p = it->value; *p;) {
-        while (isspace((unsigned char)*p))
-            p++;
-        size_t n = strcspn(p, " \t\n\r");
-        if (!n)
-            break;
+    size_t n;
+    for (const char *p = it->value, *w; (w = next_word(&p, &n)), n;) {
         char name[160];
-        snprintf(name, sizeof name, "%.*s", (int)(n < sizeof name ? n : sizeof name - 1), p);
-        p += n;
+        snprintf(name, sizeof name, "%.*s", (int)(n < sizeof name ? n : sizeof name - 1), w);
         struct nb_metric m;
         int rc = nb_metric_parse(name, it->file, it->line, &m, err);
         if (rc)
@@ -373,49 +397,29 @@ static int set_probe_stats(struct nb_experiment *e, const struct nb_ini_item *it
                                                 "landscape.loss_max)"
                                               : "name PROBE.STAT, e.g. landscape.loss_min");
         }
-        for (int i = 0; i < e->n_probe_stats; i++)
-            if (!strcmp(e->probe_stats[i], name))
-                return nb_error_set(err, NB_EINVAL, it->file, it->line,
-                                    "probe_stats: '%s' is listed twice", name);
-        if (grow((void **)&e->probe_stats, e->n_probe_stats, sizeof *e->probe_stats, err))
-            return NB_ENOMEM;
-        if (!(e->probe_stats[e->n_probe_stats] = strdup(name)))
-            return nb_error_oom(err);
-        e->n_probe_stats++;
+        if ((rc = add_word(&e->probe_stats, &e->n_probe_stats, name, "probe_stats", it, err)))
+            return rc;
     }
     return 0;
 }
 
 /* probe_layers = LAYER ...: the layers whose probe rows the summary keeps
- * (besides the rows of no layer), each once. */
+ * (besides the rows of no layer), each once.  (An empty value is the INI
+ * reader's error.) */
 static int set_probe_layers(struct nb_experiment *e, const struct nb_ini_item *it,
                             struct nb_error *err)
 {
-    for (const char *p = it->value; *p;) {
-        while (isspace((unsigned char)*p))
-            p++;
-        size_t n = strcspn(p, " \t\n\r");
-        if (!n)
-            break;
+    size_t n;
+    for (const char *p = it->value, *w; (w = next_word(&p, &n)), n;) {
         char name[160];
         if (n >= sizeof name)
             return nb_error_set(err, NB_EINVAL, it->file, it->line,
                                 "probe_layers: a layer name of %zu characters is too long", n);
-        snprintf(name, sizeof name, "%.*s", (int)n, p);
-        p += n;
-        for (int i = 0; i < e->n_probe_layers; i++)
-            if (!strcmp(e->probe_layers[i], name))
-                return nb_error_set(err, NB_EINVAL, it->file, it->line,
-                                    "probe_layers: '%s' is listed twice", name);
-        if (grow((void **)&e->probe_layers, e->n_probe_layers, sizeof *e->probe_layers, err))
-            return NB_ENOMEM;
-        if (!(e->probe_layers[e->n_probe_layers] = strdup(name)))
-            return nb_error_oom(err);
-        e->n_probe_layers++;
+        snprintf(name, sizeof name, "%.*s", (int)n, w);
+        int rc = add_word(&e->probe_layers, &e->n_probe_layers, name, "probe_layers", it, err);
+        if (rc)
+            return rc;
     }
-    if (e->n_probe_layers == 0)
-        return nb_error_set(err, NB_EINVAL, it->file, it->line,
-                            "probe_layers: no layer named (e.g. conv3 linear1)");
     return 0;
 }
 
