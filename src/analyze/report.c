@@ -679,29 +679,12 @@ static void write_prereg(FILE *fp, const struct nb_report_in *in)
 }
 
 
-int nb_report_write(const char *path, const struct nb_report_in *in, struct nb_error *err)
+/* The Setting section: each config's runs, the experiment's estimate,
+ * notes, caveats and robustness, the pre-registration, the command, the
+ * build and the machine. */
+static void write_setting(FILE *fp, const struct nb_report_in *in)
 {
     const struct nb_experiment *e = in->e;
-    const struct nb_summary *s = in->s;
-    char tmp[4200];
-    FILE *fp;
-    int rc = nb_atomic_begin(path, tmp, sizeof tmp, &fp, err);
-    if (rc)
-        return rc;
-    fprintf(fp, "# %s: %s%s\n\n", e->name, nb_verdict_name(in->verdict),
-            in->quick ? " (quick)" : "");
-    if (in->quick)
-        fputs("> **Quick run.** `--quick` shrinks the data and the training to exercise the "
-              "whole path (runs, summaries, figures, checks, report) in minutes. Its numbers "
-              "and its verdict say nothing about the claim; the full setting "
-              "(`normbench reproduce` without `--quick`) is what the verdict is for.\n\n",
-              fp);
-    fprintf(fp, "**Claim.** %s\n\n", e->claim);
-    fprintf(fp, "**Source.** %s\n\n", e->source);
-    if (e->paper)
-        fprintf(fp, "**The paper's numbers.** %s\n\n", e->paper);
-    verdict_text(fp, in);
-    /* the setting */
     fputs("## Setting\n\n", fp);
     for (int i = 0; i < e->n_configs; i++) {
         const struct nb_report_cfg *c = &in->cfgs[i];
@@ -736,6 +719,90 @@ int nb_report_write(const char *path, const struct nb_report_in *in, struct nb_e
         fprintf(fp, "- %s%s%s\n", in->version, in->when ? ", " : "", in->when ? in->when : "");
     fprintf(fp, "- machine: %s\n", in->machine ? in->machine : "unknown");
     fputc('\n', fp);
+}
+
+/* The Figures section: each figure with its caption and data table, or
+ * why it was not drawn. */
+static void write_figures(FILE *fp, const struct nb_report_in *in)
+{
+    const struct nb_experiment *e = in->e;
+    if (e->n_figs == 0)
+        return;
+    fputs("## Figures\n\n", fp);
+    for (int i = 0; i < e->n_figs; i++) {
+        const struct nb_exp_figure *f = &e->figs[i];
+        const struct nb_report_fig *rf = &in->figs[i];
+        fprintf(fp, "### %s\n\n", f->name);
+        if (rf->file)
+            fprintf(fp, "![%s](%s)\n\n", f->caption ? f->caption : f->name, rf->file);
+        else
+            fprintf(fp, "*Not drawn: %s.*\n\n", rf->why ? rf->why : "unknown reason");
+        if (f->caption)
+            fprintf(fp, "%s", f->caption);
+        if (rf->table)
+            fprintf(fp, "%sData: [%s](%s) (plots/%s.gp).", f->caption ? " " : "", rf->table,
+                    rf->table, nb_fig_kind_name(f->kind));
+        fputs("\n\n", fp);
+    }
+}
+
+/* The links to the summary tables under the Groups section, and which
+ * probe rows they keep (probe_stats, probe_layers). */
+static void write_table_links(FILE *fp, const struct nb_report_in *in)
+{
+    const struct nb_experiment *e = in->e;
+    const struct nb_summary *s = in->s;
+    if (!in->tables_dir)
+        return;
+    bool probes = false;
+    for (size_t i = 0; i < s->n_runs; i++)
+        probes |= s->runs[i].n_probes > 0;
+    const char *td = in->tables_dir;
+    fprintf(fp, "Tables: [%s/groups.csv](%s/groups.csv) (per group), "
+                "[%s/runs.csv](%s/runs.csv) (per run), [%s/curves.csv](%s/curves.csv) "
+                "(per evaluation)",
+            td, td, td, td, td, td);
+    if (probes)
+        fprintf(fp, ", [%s/probes.csv](%s/probes.csv) (probes per step)", td, td);
+    fputs(".\n", fp);
+    if (probes && e->n_probe_stats) {
+        fputs("The tables and the archive keep the probe stats", fp);
+        for (int i = 0; i < e->n_probe_stats; i++)
+            fprintf(fp, "%s `%s`", i ? "," : "", e->probe_stats[i]);
+        fputs(" (the experiment's probe_stats); each run's probes.csv has every row.\n", fp);
+    }
+    if (probes && e->n_probe_layers) {
+        fputs("The tables and the archive keep the probe rows of the layers", fp);
+        for (int i = 0; i < e->n_probe_layers; i++)
+            fprintf(fp, "%s `%s`", i ? "," : "", e->probe_layers[i]);
+        fputs(" and of no layer (the experiment's probe_layers); each run's probes.csv has "
+              "every layer.\n", fp);
+    }
+}
+
+int nb_report_write(const char *path, const struct nb_report_in *in, struct nb_error *err)
+{
+    const struct nb_experiment *e = in->e;
+    const struct nb_summary *s = in->s;
+    char tmp[4200];
+    FILE *fp;
+    int rc = nb_atomic_begin(path, tmp, sizeof tmp, &fp, err);
+    if (rc)
+        return rc;
+    fprintf(fp, "# %s: %s%s\n\n", e->name, nb_verdict_name(in->verdict),
+            in->quick ? " (quick)" : "");
+    if (in->quick)
+        fputs("> **Quick run.** `--quick` shrinks the data and the training to exercise the "
+              "whole path (runs, summaries, figures, checks, report) in minutes. Its numbers "
+              "and its verdict say nothing about the claim; the full setting "
+              "(`normbench reproduce` without `--quick`) is what the verdict is for.\n\n",
+              fp);
+    fprintf(fp, "**Claim.** %s\n\n", e->claim);
+    fprintf(fp, "**Source.** %s\n\n", e->source);
+    if (e->paper)
+        fprintf(fp, "**The paper's numbers.** %s\n\n", e->paper);
+    verdict_text(fp, in);
+    write_setting(fp, in);
     if (e->n_tables > 0) {
         fputs("## Measured numbers and the paper's\n\n", fp);
         fputs("Cells: mean ± sample standard deviation over seeds (n = finished runs with a "
@@ -760,56 +827,13 @@ int nb_report_write(const char *path, const struct nb_report_in *in, struct nb_e
         for (int i = 0; i < e->n_discussion; i++)
             fprintf(fp, "%s\n\n", e->discussion[i]);
     }
-    if (e->n_figs > 0) {
-        fputs("## Figures\n\n", fp);
-        for (int i = 0; i < e->n_figs; i++) {
-            const struct nb_exp_figure *f = &e->figs[i];
-            const struct nb_report_fig *rf = &in->figs[i];
-            fprintf(fp, "### %s\n\n", f->name);
-            if (rf->file)
-                fprintf(fp, "![%s](%s)\n\n", f->caption ? f->caption : f->name, rf->file);
-            else
-                fprintf(fp, "*Not drawn: %s.*\n\n", rf->why ? rf->why : "unknown reason");
-            if (f->caption)
-                fprintf(fp, "%s", f->caption);
-            if (rf->table)
-                fprintf(fp, "%sData: [%s](%s) (plots/%s.gp).", f->caption ? " " : "", rf->table,
-                        rf->table, nb_fig_kind_name(f->kind));
-            fputs("\n\n", fp);
-        }
-    }
+    write_figures(fp, in);
     fputs("## Groups\n\n", fp);
     fputs("Runs that differ only in the seed form a group; mean ± std over its finished "
           "runs.\n\n",
           fp);
     write_groups(fp, s);
-    if (in->tables_dir)
-    {
-        bool probes = false;
-        for (size_t i = 0; i < s->n_runs; i++)
-            probes |= s->runs[i].n_probes > 0;
-        const char *td = in->tables_dir;
-        fprintf(fp, "Tables: [%s/groups.csv](%s/groups.csv) (per group), "
-                    "[%s/runs.csv](%s/runs.csv) (per run), [%s/curves.csv](%s/curves.csv) "
-                    "(per evaluation)",
-                td, td, td, td, td, td);
-        if (probes)
-            fprintf(fp, ", [%s/probes.csv](%s/probes.csv) (probes per step)", td, td);
-        fputs(".\n", fp);
-        if (probes && e->n_probe_stats) {
-            fputs("The tables and the archive keep the probe stats", fp);
-            for (int i = 0; i < e->n_probe_stats; i++)
-                fprintf(fp, "%s `%s`", i ? "," : "", e->probe_stats[i]);
-            fputs(" (the experiment's probe_stats); each run's probes.csv has every row.\n", fp);
-        }
-        if (probes && e->n_probe_layers) {
-            fputs("The tables and the archive keep the probe rows of the layers", fp);
-            for (int i = 0; i < e->n_probe_layers; i++)
-                fprintf(fp, "%s `%s`", i ? "," : "", e->probe_layers[i]);
-            fputs(" and of no layer (the experiment's probe_layers); each run's probes.csv has "
-                  "every layer.\n", fp);
-        }
-    }
+    write_table_links(fp, in);
     return nb_atomic_end(path, tmp, fp, err);
 }
 

@@ -317,6 +317,112 @@ static size_t act_numel(const struct nb_model *m, int a)
     return nb_shape_numel(a == 0 ? &m->layers[0].in : &m->layers[a - 1].out);
 }
 
+/* nb_probe_init's buffers for the varshift probe: the per-channel sums
+ * over every normalized layer's units and one layer's work space.
+ * Returns 0, or -1 when out of memory. */
+static int alloc_varshift(struct nb_probe *p, const struct nb_model *m)
+{
+    for (int i = 0; i < m->n_layers; i++) {
+        int c = nb_norm_eval_moments(&m->layers[i], NULL, NULL);
+        p->vs_channels += c;
+        if (c > p->vs_cmax)
+            p->vs_cmax = c;
+    }
+    if (!(p->vs_acc = calloc(2 * (size_t)p->vs_channels + 1, sizeof *p->vs_acc)) ||
+        !(p->vs_work = calloc(4 * (size_t)p->vs_cmax + 1, sizeof *p->vs_work)))
+        return -1;
+    return 0;
+}
+
+/* nb_probe_init's buffers for the passes over p->data (directions,
+ * double accumulators, the sample index) and for one chunk of samples
+ * (training or test set).  Returns 0, or -1 when out of memory. */
+static int alloc_passes(struct nb_probe *p, size_t np)
+{
+    if (needs_data(&p->o)) {
+        if (!(p->v = nb_alloc_floats(np)) || !(p->d1 = nb_alloc_floats(np)) ||
+            !(p->d2 = nb_alloc_floats(np)) || !(p->acc = calloc(np, sizeof *p->acc)) ||
+            !(p->acc2 = calloc(np, sizeof *p->acc2)))
+            return -1;
+        size_t n = p->data->n, want = 0;
+        if (p->o.hessian)
+            want = (size_t)p->o.hessian_samples;
+        if (p->o.slice) {
+            size_t s = p->o.slice_samples > 0 ? (size_t)p->o.slice_samples : n;
+            if (s > want)
+                want = s;
+        }
+        p->n_idx = want < n ? want : n;
+        if (!(p->idx = malloc(p->n_idx * sizeof *p->idx)))
+            return -1;
+        for (size_t i = 0; i < p->n_idx; i++)
+            p->idx[i] = i;
+    }
+    if (needs_data(&p->o) || p->test) { /* one chunk of samples */
+        size_t cap = (size_t)p->cap;
+        if (!(p->bx = nb_alloc_floats(cap * p->in_numel)) ||
+            !(p->by = calloc(cap, sizeof *p->by)) ||
+            !(p->bt = nb_alloc_floats(cap * (p->tdim ? p->tdim : 1))))
+            return -1;
+    }
+    return 0;
+}
+
+/* nb_probe_init's buffers for the dist probe: the previous call's
+ * per-channel moments and a scratch copy of the largest tracked tensor.
+ * Returns 0, or -1 when out of memory. */
+static int alloc_dist(struct nb_probe *p, const struct nb_model *m)
+{
+    int na = nbp_dist_tensors(m, NULL, NULL, NULL);
+    int *act = malloc(((size_t)na + 1) * sizeof *act);
+    if (!act)
+        return -1;
+    nbp_dist_tensors(m, act, NULL, NULL);
+    size_t big = 1;
+    int cmax = 1;
+    for (int i = 0; i < na; i++) {
+        if (act_numel(m, act[i]) > big)
+            big = act_numel(m, act[i]);
+        const struct nb_shape *sh = act[i] == 0 ? &m->layers[0].in : &m->layers[act[i] - 1].out;
+        if (sh->c > cmax)
+            cmax = sh->c;
+    }
+    free(act);
+    p->dist_cmax = cmax;
+    size_t nc = 2 * (size_t)p->n_layers * (size_t)cmax;
+    if (!(p->prev_cmean = calloc(nc, sizeof *p->prev_cmean)) ||
+        !(p->prev_cvar = calloc(nc, sizeof *p->prev_cvar)))
+        return -1;
+    p->scratch_count = big * (size_t)p->cap;
+    if (!(p->scratch = nb_alloc_floats(p->scratch_count)))
+        return -1;
+    return 0;
+}
+
+/* nb_probe_init's per-tensor history of the dist probe (the last call's
+ * moments, the first call's percentiles) and the landscape probe's step
+ * sizes eta.
+ * Returns 0, or -1 when out of memory. */
+static int alloc_history(struct nb_probe *p)
+{
+    size_t nl = 2 * (size_t)p->n_layers;
+    if (!(p->prev_mean = calloc(nl, sizeof *p->prev_mean)) ||
+        !(p->prev_var = calloc(nl, sizeof *p->prev_var)) ||
+        !(p->prev_valid = calloc(nl, sizeof *p->prev_valid)) ||
+        !(p->first_q = calloc(3 * nl, sizeof *p->first_q)) ||
+        !(p->first_valid = calloc(nl, sizeof *p->first_valid)) ||
+        !(p->eta = calloc((size_t)p->o.eta_points, sizeof *p->eta)) ||
+        !(p->lscratch = calloc(3 * (size_t)p->o.eta_points, sizeof *p->lscratch)))
+        return -1;
+    for (int k = 0; k < p->o.eta_points; k++) {
+        double f = p->o.eta_points > 1 ? (double)k / (p->o.eta_points - 1) : 0.0;
+        p->eta[k] = p->o.eta_spacing == NB_SPACING_LOG
+                        ? p->o.eta_min * pow(p->o.eta_max / p->o.eta_min, f)
+                        : p->o.eta_min + (p->o.eta_max - p->o.eta_min) * f;
+    }
+    return 0;
+}
+
 int nb_probe_init(struct nb_probe *p, const struct nb_probe_opts *opts,
                   const struct nb_model *m, uint64_t seed,
                   const struct nb_dataset *train,
@@ -362,89 +468,16 @@ int nb_probe_init(struct nb_probe *p, const struct nb_probe_opts *opts,
         if (!(p->tidx = malloc((size_t)p->cap * sizeof *p->tidx)))
             goto nomem;
     }
-    if (p->o.varshift) {
-        for (int i = 0; i < m->n_layers; i++) {
-            int c = nb_norm_eval_moments(&m->layers[i], NULL, NULL);
-            p->vs_channels += c;
-            if (c > p->vs_cmax)
-                p->vs_cmax = c;
-        }
-        if (!(p->vs_acc = calloc(2 * (size_t)p->vs_channels + 1, sizeof *p->vs_acc)) ||
-            !(p->vs_work = calloc(4 * (size_t)p->vs_cmax + 1, sizeof *p->vs_work)))
-            goto nomem;
-    }
+    if (p->o.varshift && alloc_varshift(p, m))
+        goto nomem;
 
     size_t np = p->n_params ? p->n_params : 1;
     if (!(p->theta = nb_alloc_floats(np)) || !(p->g = nb_alloc_floats(np)) ||
         !(p->gref = nb_alloc_floats(np)) || !(p->opt = nb_alloc_floats(np)) ||
         !(p->state = nb_alloc_floats(p->n_state ? p->n_state : 1)))
         goto nomem;
-    if (needs_data(&p->o)) {
-        if (!(p->v = nb_alloc_floats(np)) || !(p->d1 = nb_alloc_floats(np)) ||
-            !(p->d2 = nb_alloc_floats(np)) || !(p->acc = calloc(np, sizeof *p->acc)) ||
-            !(p->acc2 = calloc(np, sizeof *p->acc2)))
-            goto nomem;
-        size_t n = p->data->n, want = 0;
-        if (p->o.hessian)
-            want = (size_t)p->o.hessian_samples;
-        if (p->o.slice) {
-            size_t s = p->o.slice_samples > 0 ? (size_t)p->o.slice_samples : n;
-            if (s > want)
-                want = s;
-        }
-        p->n_idx = want < n ? want : n;
-        if (!(p->idx = malloc(p->n_idx * sizeof *p->idx)))
-            goto nomem;
-        for (size_t i = 0; i < p->n_idx; i++)
-            p->idx[i] = i;
-    }
-    if (needs_data(&p->o) || p->test) { /* one chunk of samples */
-        size_t cap = (size_t)p->cap;
-        if (!(p->bx = nb_alloc_floats(cap * p->in_numel)) ||
-            !(p->by = calloc(cap, sizeof *p->by)) ||
-            !(p->bt = nb_alloc_floats(cap * (p->tdim ? p->tdim : 1))))
-            goto nomem;
-    }
-    if (p->o.dist) {
-        int na = nbp_dist_tensors(m, NULL, NULL, NULL);
-        int *act = malloc(((size_t)na + 1) * sizeof *act);
-        if (!act)
-            goto nomem;
-        nbp_dist_tensors(m, act, NULL, NULL);
-        size_t big = 1;
-        int cmax = 1;
-        for (int i = 0; i < na; i++) {
-            if (act_numel(m, act[i]) > big)
-                big = act_numel(m, act[i]);
-            const struct nb_shape *sh = act[i] == 0 ? &m->layers[0].in : &m->layers[act[i] - 1].out;
-            if (sh->c > cmax)
-                cmax = sh->c;
-        }
-        free(act);
-        p->dist_cmax = cmax;
-        size_t nc = 2 * (size_t)p->n_layers * (size_t)cmax;
-        if (!(p->prev_cmean = calloc(nc, sizeof *p->prev_cmean)) ||
-            !(p->prev_cvar = calloc(nc, sizeof *p->prev_cvar)))
-            goto nomem;
-        p->scratch_count = big * (size_t)p->cap;
-        if (!(p->scratch = nb_alloc_floats(p->scratch_count)))
-            goto nomem;
-    }
-    size_t nl = 2 * (size_t)p->n_layers;
-    if (!(p->prev_mean = calloc(nl, sizeof *p->prev_mean)) ||
-        !(p->prev_var = calloc(nl, sizeof *p->prev_var)) ||
-        !(p->prev_valid = calloc(nl, sizeof *p->prev_valid)) ||
-        !(p->first_q = calloc(3 * nl, sizeof *p->first_q)) ||
-        !(p->first_valid = calloc(nl, sizeof *p->first_valid)) ||
-        !(p->eta = calloc((size_t)p->o.eta_points, sizeof *p->eta)) ||
-        !(p->lscratch = calloc(3 * (size_t)p->o.eta_points, sizeof *p->lscratch)))
+    if (alloc_passes(p, np) || (p->o.dist && alloc_dist(p, m)) || alloc_history(p))
         goto nomem;
-    for (int k = 0; k < p->o.eta_points; k++) {
-        double f = p->o.eta_points > 1 ? (double)k / (p->o.eta_points - 1) : 0.0;
-        p->eta[k] = p->o.eta_spacing == NB_SPACING_LOG
-                        ? p->o.eta_min * pow(p->o.eta_max / p->o.eta_min, f)
-                        : p->o.eta_min + (p->o.eta_max - p->o.eta_min) * f;
-    }
     p->rng = nb_rng_alloc(seed, NB_STREAM_PROBE);
     p->fwd = gsl_rng_alloc(gsl_rng_mt19937);
     if (!p->rng || !p->fwd)
