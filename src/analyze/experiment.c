@@ -1090,6 +1090,14 @@ int nb_experiment_load(const char *path, struct nb_experiment *e, struct nb_erro
     return rc;
 }
 
+int nb_experiment_keep_probes(const struct nb_experiment *e, struct nb_summary *s)
+{
+    if (nb_summary_keep_probes(s, e->probe_stats, e->n_probe_stats) ||
+        nb_summary_keep_layers(s, e->probe_layers, e->n_probe_layers))
+        return NB_ENOMEM;
+    return 0;
+}
+
 void nb_experiment_free(struct nb_experiment *e)
 {
     if (!e)

@@ -168,6 +168,11 @@ int nb_experiment_load(const char *path, struct nb_experiment *e,
                        struct nb_error *err);
 void nb_experiment_free(struct nb_experiment *e);
 
+/* Makes s, before any run is added, keep only the probe rows e keeps
+ * (probe_stats, probe_layers): the one place that applies the keys, for
+ * the runs and for each rerun alike.  0 or NB_ENOMEM. */
+int nb_experiment_keep_probes(const struct nb_experiment *e, struct nb_summary *s);
+
 /* Whether key of section is one of those written after the runs (the
  * [experiment] keys robustness and discussion): a registration's record
  * of the experiment file does not cover them. */

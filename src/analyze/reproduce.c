@@ -1026,8 +1026,7 @@ int nb_reproduce(const char *experiment, const struct nb_repro_opts *o,
         return rc;
     R.n = R.e.n_configs;
     nb_summary_init(&R.s);
-    if (nb_summary_keep_probes(&R.s, R.e.probe_stats, R.e.n_probe_stats) ||
-        nb_summary_keep_layers(&R.s, R.e.probe_layers, R.e.n_probe_layers)) {
+    if (nb_experiment_keep_probes(&R.e, &R.s)) {
         rc = nb_error_oom(err);
         goto out;
     }

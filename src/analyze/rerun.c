@@ -68,8 +68,7 @@ static int load_one(struct nb_rerun *r, const struct nb_experiment *e, const boo
     if (rc)
         return rc;
     nb_archive_facts(&r->a, &r->facts);
-    if (nb_summary_keep_probes(&r->s, e->probe_stats, e->n_probe_stats) ||
-        nb_summary_keep_layers(&r->s, e->probe_layers, e->n_probe_layers))
+    if (nb_experiment_keep_probes(e, &r->s))
         return nb_error_oom(err);
     nb_summary_set_fallback(&r->s, nb_archive_fallback, &r->a);
     /* r->dir has no run directories: every run comes from the archive */
